@@ -1,0 +1,106 @@
+"""The ``aegis`` command line (DESIGN §4)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import AegisError, InputError
+from .scenario import Scenario, load_scenario, replace_scenario
+from .types import ms_to_ns
+
+
+def _ms(ns: int | None) -> str:
+    return "-" if ns is None else f"{ns / 1e6:.3f}"
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    head = (
+        f"{summary['scenario']} · {summary['engine']}"
+        + (f"-{summary['backend']}" if summary.get("backend") else "")
+        + f" · {summary['policy']} · seed {summary['seed']} · "
+        f"{summary['duration_ns'] / 1e6:g} ms · {summary['jobs']} jobs · "
+        f"{summary['misses']} misses"
+    )
+    cols = f"{'task':<16} {'jobs':>6} {'done':>6} {'miss':>5} {'p50 ms':>9} {'p99 ms':>9} "
+    cols += f"{'max ms':>9} {'bound ms':>9}"
+    lines = [head, cols]
+    for t in summary["tasks"]:
+        r = t["response_ns"] or {}
+        lines.append(
+            f"{t['name']:<16} {t['jobs']:>6} {t['completed']:>6} {t['misses']:>5} "
+            f"{_ms(r.get('p50')):>9} {_ms(r.get('p99')):>9} {_ms(r.get('max')):>9} "
+            f"{_ms(t.get('bound_ns')):>9}"
+        )
+    d = summary["decision_overhead_ns"]
+    if d.get("n"):
+        lines.append(
+            f"decisions: {d['n']}, overhead p50 {d['p50'] / 1e3:.1f} µs, "
+            f"p99 {d['p99'] / 1e3:.1f} µs, max {d['max'] / 1e3:.1f} µs"
+        )
+    return "\n".join(lines)
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    scenario = load_scenario(args.scenario)
+    changes: dict[str, Any] = {}
+    if getattr(args, "seed", None) is not None:
+        if args.seed < 0:
+            raise InputError(f"--seed must be >= 0, got {args.seed}")
+        changes["seed"] = args.seed
+    if getattr(args, "duration_ms", None) is not None:
+        if not args.duration_ms > 0:
+            raise InputError(f"--duration-ms must be > 0, got {args.duration_ms}")
+        changes["duration_ns"] = ms_to_ns(args.duration_ms)
+    return replace_scenario(scenario, **changes) if changes else scenario
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from .runner import run_scenario
+
+    scenario = _scenario(args)
+    result = run_scenario(
+        scenario, "sim", out_dir=Path(args.out) if args.out else None, trace=not args.no_trace
+    )
+    print(format_table(result.summary))
+    print(f"results: {result.out_dir}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aegis", description="AegisRT: provable latency for DNN models sharing one GPU."
+    )
+    p.add_argument("--version", action="version", version=f"aegis {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("sim", help="simulate a scenario (SimPy engine) and write its results")
+    sim.add_argument("scenario", help="scenario YAML file")
+    sim.add_argument("--out", help="results directory (default results/<scenario>/sim/)")
+    sim.add_argument("--seed", type=int, help="override the scenario's seed")
+    sim.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
+    sim.add_argument("--no-trace", action="store_true", help="do not write trace.jsonl")
+    sim.set_defaults(func=cmd_sim)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except InputError as exc:
+        print(f"aegis: error: {exc}", file=sys.stderr)
+        return 2
+    except AegisError as exc:
+        print(f"aegis: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The one exception tree of AegisRT.
+
+::
+
+    AegisError                      base of everything AegisRT raises on purpose
+    ├── InputError                  bad user input; the CLI prints it and exits 2
+    │   └── ScenarioError           a scenario file: names file, task and field
+    ├── EngineError                 an engine could not run a plan
+    │   ├── EngineNotFound          no engine registered under that name
+    │   └── BackendError            a compute backend failed (CUDA errors are
+    │                               translated into this at the backend seam)
+    └── InternalError               an invariant of the core broke (a bug)
+
+Deadline misses, rejections and job faults are *not* exceptions: they are job
+statuses and trace records.
+"""
+
+from __future__ import annotations
+
+
+class AegisError(Exception):
+    """Base class of every error AegisRT raises on purpose."""
+
+
+class InputError(AegisError):
+    """Bad input from the user (file, flag, value). The CLI exits with status 2."""
+
+    exit_code = 2
+
+
+class ScenarioError(InputError):
+    """A scenario file is invalid. The message names the file, the task and the field."""
+
+    def __init__(
+        self, path: str, message: str, *, task: str | None = None, field: str | None = None
+    ) -> None:
+        self.path = path
+        self.task = task
+        self.field = field
+        self.reason = message
+        where = [path]
+        if task is not None:
+            where.append(f"task '{task}'")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(": ".join([*where, message]))
+
+
+class EngineError(AegisError):
+    """An engine could not execute a run plan."""
+
+
+class EngineNotFound(EngineError, InputError):
+    """No engine is registered under the requested name (entry-point group ``aegis.engines``)."""
+
+
+class BackendError(EngineError):
+    """A compute backend failed; backend-specific errors are translated into this."""
+
+
+class InternalError(AegisError):
+    """An invariant of the core was violated: a bug in AegisRT, never the user's fault."""

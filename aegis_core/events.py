@@ -1,0 +1,36 @@
+"""What engines report back to the scheduler. Immutable, cheap, ordered by fields."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .types import TimeNs
+
+
+class Release(NamedTuple):
+    """Release the ``k``-th job of task number ``task_index`` (scenario list order) at ``t_ns``.
+
+    The arrival generator plans these; engines hand them back when their time comes.
+    """
+
+    t_ns: TimeNs
+    task_index: int
+    k: int
+
+
+class Completion(NamedTuple):
+    """The job with release sequence number ``seq`` finished at ``t_ns``."""
+
+    t_ns: TimeNs
+    seq: int
+
+
+class Fault(NamedTuple):
+    """The job with sequence number ``seq`` failed at ``t_ns`` (its kernels raised ``error``)."""
+
+    t_ns: TimeNs
+    seq: int
+    error: str
+
+
+EngineEvent = Release | Completion | Fault

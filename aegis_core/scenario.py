@@ -1,0 +1,318 @@
+"""Scenario files (DESIGN §3): YAML in, frozen dataclasses out, times in integer ns.
+
+Every bad input raises :class:`~aegis_core.errors.ScenarioError` naming the file, the task and
+the field; unknown keys are errors so that typos never pass silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ScenarioError
+from .types import TimeNs, ms_to_ns
+
+BYTES_PER_MB = 1 << 20
+"""``memory_mb`` counts MiB."""
+
+BUILTIN_MODELS = frozenset({"resnet18", "mobilenet_v2", "bert_tiny", "mlp", "tiny_cnn"})
+"""Names of the builtin model graphs (the zoo lands with the executor)."""
+
+_NAME_RE = re.compile(r"^[a-z0-9_-]+$")
+
+
+class Policy(StrEnum):
+    NP_EDF = "np-edf"
+    LP_EDF = "lp-edf"
+    NP_FP = "np-fp"
+    FIFO = "fifo"
+    UNSCHEDULED = "unscheduled"
+
+
+class Arrival(StrEnum):
+    PERIODIC = "periodic"
+    SPORADIC = "sporadic"
+    POISSON = "poisson"
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One model with its timing contract. All times in integer ns."""
+
+    name: str
+    period_ns: TimeNs
+    deadline_ns: TimeNs
+    wcet_ns: TimeNs | None = None
+    model: str | None = None
+    batch: int = 1
+    profile: str | None = None
+    arrival: Arrival = Arrival.PERIODIC
+    slack_ns: TimeNs = 0
+    offset_ns: TimeNs = 0
+    jitter_ns: TimeNs = 0
+    priority: int | None = None
+    memory_budget_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    tasks: tuple[Task, ...]
+    policy: Policy = Policy.NP_EDF
+    duration_ns: TimeNs = 1_000 * 1_000_000
+    seed: int = 0
+    gpu_memory_bytes: int | None = None
+    path: str = "<memory>"
+    source_sha256: str = ""
+
+    def task(self, name: str) -> Task:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+class _Fields:
+    """Reads typed fields from one mapping, raising ScenarioError with full context."""
+
+    def __init__(self, path: str, data: Mapping[str, Any], task: str | None, prefix: str = ""):
+        self.path, self.data, self.task, self.prefix = path, data, task, prefix
+
+    def fail(self, key: str, message: str) -> ScenarioError:
+        return ScenarioError(self.path, message, task=self.task, field=self.prefix + key)
+
+    def check_keys(self, allowed: frozenset[str], required: tuple[str, ...] = ()) -> None:
+        for key in self.data:
+            if key not in allowed:
+                hint = _closest(str(key), allowed)
+                extra = f" (did you mean '{hint}'?)" if hint else ""
+                raise self.fail(
+                    str(key), f"unknown key{extra}; allowed: {', '.join(sorted(allowed))}"
+                )
+        for key in required:
+            if key not in self.data or self.data[key] is None:
+                raise self.fail(key, "is required")
+
+    def number(self, key: str, *, minimum: float = 0.0, strict: bool = True) -> float | int | None:
+        """A finite number; ``> minimum`` when strict, else ``>= minimum``; None when absent."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise self.fail(key, f"must be a finite number, got {value!r}")
+        if (strict and value <= minimum) or (not strict and value < minimum):
+            op = ">" if strict else ">="
+            raise self.fail(key, f"must be {op} {minimum:g}, got {value!r}")
+        return value
+
+    def ms(self, key: str, *, strict: bool = True) -> TimeNs | None:
+        value = self.number(key, strict=strict)
+        return None if value is None else ms_to_ns(value)
+
+    def integer(self, key: str, *, minimum: int | None = None) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {value!r}")
+        return value
+
+    def string(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, key: str, enum: type[StrEnum], default: StrEnum) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = ", ".join(e.value for e in enum)
+            raise self.fail(key, f"must be one of {allowed}, got {value!r}") from None
+
+    def mapping(self, key: str) -> Mapping[str, Any] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"must be a mapping, got {value!r}")
+        return value
+
+
+def _closest(word: str, options: frozenset[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+_TOP_KEYS = frozenset({"name", "policy", "duration_ms", "seed", "gpu", "tasks"})
+_TASK_KEYS = frozenset(
+    {
+        "name", "model", "batch", "period_ms", "deadline_ms", "wcet_ms", "profile", "arrival",
+        "slack_ms", "offset_ms", "jitter_ms", "priority", "budget",
+    }
+)  # fmt: skip
+_MEMORY_KEYS = frozenset({"memory_mb"})
+
+
+def _memory_bytes(f: _Fields, key: str) -> int | None:
+    section = f.mapping(key)
+    if section is None:
+        return None
+    sub = _Fields(f.path, section, f.task, prefix=f"{key}.")
+    sub.check_keys(_MEMORY_KEYS)
+    mb = sub.number("memory_mb")
+    return None if mb is None else round(mb * BYTES_PER_MB)
+
+
+def _model(f: _Fields, base: Path) -> str | None:
+    model = f.string("model")
+    if model is None or model in BUILTIN_MODELS:
+        return model
+    candidate = Path(model) if Path(model).is_absolute() else base / model
+    if candidate.is_file():
+        return str(candidate)
+    raise f.fail(
+        "model",
+        f"unknown model {model!r}: not a builtin ({', '.join(sorted(BUILTIN_MODELS))}) "
+        f"and no graph file at {candidate}",
+    )
+
+
+def _profile(f: _Fields, base: Path) -> str | None:
+    profile = f.string("profile")
+    if profile is None:
+        return None
+    candidate = Path(profile) if Path(profile).is_absolute() else base / profile
+    if not candidate.is_file():
+        raise f.fail("profile", f"no profile file at {candidate}")
+    return str(candidate)
+
+
+def _task(path: str, index: int, raw: Any, base: Path) -> Task:
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(path, f"must be a mapping, got {raw!r}", task=f"#{index}")
+    label = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else None
+    f = _Fields(path, raw, label or f"#{index}")
+    f.check_keys(_TASK_KEYS, required=("name", "period_ms"))
+    name = f.string("name")
+    assert name is not None
+    period = f.ms("period_ms")
+    assert period is not None
+    deadline = f.ms("deadline_ms")
+    deadline = period if deadline is None else deadline
+    if period <= 0:
+        raise f.fail("period_ms", "must be > 0 after conversion to ns")
+    if deadline <= 0:
+        raise f.fail("deadline_ms", "must be > 0 after conversion to ns")
+    wcet = f.ms("wcet_ms")
+    if wcet is not None and wcet <= 0:
+        raise f.fail("wcet_ms", "must be > 0 after conversion to ns")
+    if wcet is not None and wcet > deadline:
+        raise f.fail(
+            "wcet_ms", f"WCET {wcet} ns exceeds the relative deadline {deadline} ns: never feasible"
+        )
+    arrival = f.choice("arrival", Arrival, Arrival.PERIODIC)
+    slack = f.ms("slack_ms", strict=False)
+    jitter = f.ms("jitter_ms", strict=False) or 0
+    if jitter >= period:
+        raise f.fail("jitter_ms", f"must be below the period ({period} ns), got {jitter} ns")
+    batch = f.integer("batch", minimum=1)
+    return Task(
+        name=name,
+        period_ns=period,
+        deadline_ns=deadline,
+        wcet_ns=wcet,
+        model=_model(f, base),
+        batch=1 if batch is None else batch,
+        profile=_profile(f, base),
+        arrival=arrival,
+        slack_ns=period // 2 if slack is None else slack,
+        offset_ns=f.ms("offset_ms", strict=False) or 0,
+        jitter_ns=jitter,
+        priority=f.integer("priority"),
+        memory_budget_bytes=_memory_bytes(f, "budget"),
+    )
+
+
+def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") -> Scenario:
+    """Validate an already-parsed YAML document. Relative paths resolve against ``path``."""
+    if not isinstance(data, Mapping):
+        raise ScenarioError(path, "the document must be a mapping with 'name' and 'tasks'")
+    f = _Fields(path, data, None)
+    f.check_keys(_TOP_KEYS, required=("name", "tasks"))
+    name = f.string("name")
+    assert name is not None
+    if not _NAME_RE.match(name):
+        raise f.fail("name", f"must match [a-z0-9_-]+, got {name!r}")
+    raw_tasks = data["tasks"]
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        raise f.fail("tasks", "must be a non-empty list of tasks")
+    base = Path(path).parent if path != "<memory>" else Path.cwd()
+    tasks = tuple(_task(path, i, raw, base) for i, raw in enumerate(raw_tasks))
+    seen: set[str] = set()
+    for t in tasks:
+        if t.name in seen:
+            raise ScenarioError(path, "duplicate task name", task=t.name, field="name")
+        seen.add(t.name)
+    duration = f.ms("duration_ms")
+    seed = f.integer("seed", minimum=0)
+    return Scenario(
+        name=name,
+        tasks=tasks,
+        policy=f.choice("policy", Policy, Policy.NP_EDF),
+        duration_ns=1_000 * 1_000_000 if duration is None else duration,
+        seed=0 if seed is None else seed,
+        gpu_memory_bytes=_memory_bytes(f, "gpu"),
+        path=path,
+        source_sha256=hashlib.sha256(source).hexdigest() if source else "",
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = str(path)
+    try:
+        source = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError(p, "no such file") from None
+    except OSError as exc:
+        raise ScenarioError(p, f"cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(p, f"invalid YAML{where}: {problem}") from None
+    return parse_scenario(data, p, source=source)
+
+
+def replace_scenario(scenario: Scenario, **changes: Any) -> Scenario:
+    """A copy with some top-level fields changed (``--seed``, ``--duration-ms``)."""
+    import dataclasses
+
+    return dataclasses.replace(scenario, **changes)

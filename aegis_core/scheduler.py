@@ -1,0 +1,221 @@
+"""The scheduler: releases in, dispatch decisions out. It never reads a clock.
+
+Engines hand it :mod:`~aegis_core.events` with the current time; it answers
+:meth:`Scheduler.schedule` with a frozen :class:`Dispatch` carrying its :class:`Rationale`, and
+writes one trace record per decision. Deadline misses are job flags and trace records, detected
+at the deadline instant (:meth:`Scheduler.next_timer` tells the engine when to wake).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from heapq import heappop, heappush
+from typing import NamedTuple
+
+from .events import Completion, EngineEvent, Fault, Release
+from .policy import Key, Policy, fp_priorities
+from .scenario import Task
+from .trace import NullTrace, TraceSink
+from .types import TimeNs
+
+
+class JobStatus(IntEnum):
+    """Lifecycle of a job, ordered: a job only ever moves to a larger status."""
+
+    READY = 1
+    RUNNING = 2
+    COMPLETED = 3
+    FAILED = 4
+    REJECTED = 5
+
+    @property
+    def terminal(self) -> bool:
+        return self >= JobStatus.COMPLETED
+
+
+class Job:
+    """One released job; mutable bookkeeping owned by the scheduler."""
+
+    __slots__ = (
+        "deadline_ns", "end_ns", "error", "id", "k", "missed", "priority", "release_ns", "seq",
+        "start_ns", "status", "task", "task_index",
+    )  # fmt: skip
+
+    def __init__(
+        self, seq: int, task: str, task_index: int, k: int, release_ns: TimeNs,
+        deadline_ns: TimeNs, priority: int | None = None,
+    ) -> None:  # fmt: skip
+        self.seq = seq
+        self.id = f"{task}#{k}"
+        self.task = task
+        self.task_index = task_index
+        self.k = k
+        self.release_ns = release_ns
+        self.deadline_ns = deadline_ns
+        self.priority = priority
+        self.status = JobStatus.READY
+        self.start_ns: TimeNs | None = None
+        self.end_ns: TimeNs | None = None
+        self.missed = False
+        self.error: str | None = None
+
+    @property
+    def response_ns(self) -> TimeNs | None:
+        return None if self.end_ns is None else self.end_ns - self.release_ns
+
+    @property
+    def exec_ns(self) -> TimeNs | None:
+        if self.end_ns is None or self.start_ns is None:
+            return None
+        return self.end_ns - self.start_ns
+
+    def __repr__(self) -> str:
+        return f"Job({self.id}, {self.status.name}, r={self.release_ns}, d={self.deadline_ns})"
+
+
+class ReadyEntry(NamedTuple):
+    """A ready job as the policy sees it. Entries order by ``key`` (unique: it ends with seq)."""
+
+    key: Key
+    seq: int
+    job: str
+    task: str
+    release_ns: TimeNs
+    deadline_ns: TimeNs
+    priority: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rationale:
+    """Why a job was dispatched: the whole ready set and the rule that picked the winner.
+
+    ``ready`` holds every ready job at decision time, the winner first; ``key_fields`` name the
+    entry fields the rule compares, in order. The winner is the entry with the smallest
+    ``tuple(entry.<f> for f in key_fields)``.
+    """
+
+    rule: str
+    key_fields: tuple[str, ...]
+    ready: tuple[ReadyEntry, ...]
+
+    @property
+    def winner(self) -> ReadyEntry:
+        return self.ready[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Start job ``job`` (sequence number ``seq``, of task ``task_index``) at ``t_ns``."""
+
+    t_ns: TimeNs
+    seq: int
+    job: str
+    task_index: int
+    rationale: Rationale
+
+
+class Scheduler:
+    """Turns releases into jobs and picks the next job through a :class:`Policy`."""
+
+    def __init__(
+        self, tasks: Sequence[Task], policy: Policy, trace: TraceSink | None = None
+    ) -> None:
+        self.tasks = tuple(tasks)
+        self.policy = policy
+        self.trace: TraceSink = trace if trace is not None else NullTrace()
+        self.jobs: list[Job] = []
+        self._ready: list[ReadyEntry] = []
+        self._deadlines: list[tuple[TimeNs, int]] = []
+        self._key = policy.keyfunc()
+        uses_priority = "priority" in policy.key_fields
+        self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
+
+    # -- events in -------------------------------------------------------------------------
+
+    def handle(self, ev: EngineEvent, now: TimeNs) -> None:
+        if type(ev) is Completion:
+            self._complete(ev.seq, now)
+        elif type(ev) is Release:
+            self.release(ev.task_index, ev.k, now)
+        elif type(ev) is Fault:
+            self._fail(ev.seq, ev.error, now)
+        else:
+            raise TypeError(f"not an engine event: {ev!r}")
+
+    def release(self, task_index: int, k: int, now: TimeNs) -> Job:
+        task = self.tasks[task_index]
+        seq = len(self.jobs)
+        prio = self._priorities[task_index]
+        job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
+        self.jobs.append(job)
+        key = self._key((job.deadline_ns, now, seq, 0 if prio is None else prio))
+        heappush(self._ready, ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio))
+        heappush(self._deadlines, (job.deadline_ns, seq))
+        self.trace.release(now, job)
+        return job
+
+    def _complete(self, seq: int, now: TimeNs) -> None:
+        job = self.jobs[seq]
+        job.status = JobStatus.COMPLETED
+        job.end_ns = now
+        job.missed = job.missed or now > job.deadline_ns
+        self.trace.complete(now, job)
+
+    def _fail(self, seq: int, error: str, now: TimeNs) -> None:
+        job = self.jobs[seq]
+        job.status = JobStatus.FAILED
+        job.end_ns = now
+        job.error = error
+        self.trace.fault(now, job, error)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def next_timer(self) -> TimeNs | None:
+        """The next instant the scheduler must be woken at (the earliest pending deadline)."""
+        dl = self._deadlines
+        jobs = self.jobs
+        while dl and (jobs[dl[0][1]].status >= JobStatus.COMPLETED or jobs[dl[0][1]].missed):
+            heappop(dl)
+        return dl[0][0] if dl else None
+
+    def on_time(self, now: TimeNs) -> None:
+        """Flag every unfinished job whose deadline is ``<= now`` as missed (call after events)."""
+        dl = self._deadlines
+        while dl and dl[0][0] <= now:
+            _, seq = heappop(dl)
+            job = self.jobs[seq]
+            if job.status < JobStatus.COMPLETED and not job.missed:
+                job.missed = True
+                self.trace.miss(now, job)
+
+    # -- decisions out ---------------------------------------------------------------------
+
+    def schedule(self, now: TimeNs) -> Dispatch | None:
+        """Pick the ready job with the smallest policy key, or None when nothing is ready."""
+        ready = self._ready
+        if not ready:
+            return None
+        snapshot = tuple(ready)
+        entry = heappop(ready)
+        job = self.jobs[entry.seq]
+        job.status = JobStatus.RUNNING
+        job.start_ns = now
+        d = Dispatch(
+            now,
+            entry.seq,
+            entry.job,
+            job.task_index,
+            Rationale(self.policy.rule, self.policy.key_fields, snapshot),
+        )
+        self.trace.dispatch(now, d)
+        return d
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    def pending(self) -> list[Job]:
+        """Jobs that are released but not finished (ready or running)."""
+        return [j for j in self.jobs if j.status < JobStatus.COMPLETED]

@@ -1,0 +1,147 @@
+"""Test doubles and checkers shipped with the core (like httpx's ``MockTransport``).
+
+* :class:`FakeEngine`: a deterministic engine on a plain event heap, no SimPy; each slot runs
+  its job at full speed (unlimited slots: every job in parallel, no sharing).
+* :func:`log`: a trace as ``[(t_ns, job, kind), ...]`` for exact-schedule assertions.
+* :func:`check_run`: the invariant checker used by the long randomized tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from heapq import heappop, heappush
+from typing import Any
+
+from .engine import RunPlan
+from .errors import InternalError
+from .events import Completion, EngineEvent, Fault, Release
+from .scheduler import Dispatch, Job, JobStatus
+from .types import TimeNs
+
+_COMPLETION, _RELEASE = 0, 1
+
+
+class FakeEngine:
+    """An engine with no SimPy: a heap of (time, kind, order, event).
+
+    ``faults`` maps job ids to an error text: such a job ends with a :class:`Fault` instead of a
+    :class:`Completion`. ``dispatches`` records ``(t_ns, job, end_ns)`` for every dispatch.
+    """
+
+    name = "fake"
+    backend: str | None = None
+
+    def __init__(self, faults: Mapping[str, str] | None = None) -> None:
+        self.faults = dict(faults or {})
+        self.dispatches: list[tuple[TimeNs, str, TimeNs]] = []
+        self._heap: list[tuple[TimeNs, int, int, EngineEvent]] = []
+        self._now: TimeNs = 0
+        self._running = 0
+        self._slots: int | None = 1
+
+    def start(self, plan: RunPlan) -> None:
+        self._plan = plan
+        self._now = 0
+        self._running = 0
+        self._slots = plan.slots
+        self._heap = [(r.t_ns, _RELEASE, i, r) for i, r in enumerate(plan.releases)]
+        self._heap.sort()
+
+    def now(self) -> TimeNs:
+        return self._now
+
+    def free_slots(self) -> int:
+        return sys.maxsize if self._slots is None else self._slots - self._running
+
+    def dispatch(self, d: Dispatch) -> None:
+        if self.free_slots() <= 0:
+            raise InternalError(f"dispatch of {d.job} with no free slot")
+        self._running += 1
+        end = self._now + self._plan.exec_time(d)
+        error = self.faults.get(d.job)
+        ev: EngineEvent = Fault(end, d.seq, error) if error else Completion(end, d.seq)
+        heappush(self._heap, (end, _COMPLETION, d.seq, ev))
+        self.dispatches.append((self._now, d.job, end))
+
+    def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
+        heap = self._heap
+        if not heap and until is None:
+            return None
+        if not heap or (until is not None and until < heap[0][0]):
+            assert until is not None
+            self._now = until
+            return []
+        t = self._now = heap[0][0]
+        events = []
+        while heap and heap[0][0] == t:
+            _, kind, _, ev = heappop(heap)
+            if kind == _COMPLETION:
+                self._running -= 1
+            events.append(ev)
+        return events
+
+    def close(self) -> None:
+        pass
+
+
+def log(records: Iterable[Mapping[str, Any]], kinds: Sequence[str] | None = None) -> list[Any]:
+    """``[(t_ns, job, kind), ...]`` from trace records (admission records carry a task)."""
+    out = []
+    for r in records:
+        if kinds is None or r["kind"] in kinds:
+            out.append((r["t_ns"], r.get("job", r.get("task")), r["kind"]))
+    return out
+
+
+def key_of(entry: Mapping[str, Any], key_fields: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(entry[f] for f in key_fields)
+
+
+def check_run(records: Sequence[Mapping[str, Any]], jobs: Sequence[Job], slots: int | None) -> int:
+    """Check a finished run against the scheduling invariants; returns the decisions checked.
+
+    * every dispatch picks the minimum key among its recorded ready set, and that ready set is
+      exactly the set of released, not yet dispatched jobs at that moment;
+    * at most ``slots`` jobs run at once (never two on one non-preemptive slot);
+    * a job starts no earlier than its release; every released job ends completed or failed;
+    * ``missed`` is true exactly when the job ended after its deadline, and a ``miss`` record
+      sits at the deadline instant of each missed job.
+    Raises AssertionError with the first violation.
+    """
+    ready: set[str] = set()
+    running: set[str] = set()
+    misses: dict[str, int] = {}
+    decisions = 0
+    for r in records:
+        kind, job = r["kind"], str(r.get("job"))
+        if kind == "release":
+            ready.add(job)
+        elif kind == "dispatch":
+            entries = r["rationale"]["ready"]
+            names = {e["job"] for e in entries}
+            assert names == ready, f"seq {r['seq']}: recorded ready set {names} != {ready}"
+            best = min(entries, key=lambda e: key_of(e, r["rationale"]["key"]))
+            assert best["job"] == job, f"seq {r['seq']}: picked {job}, rule picks {best['job']}"
+            ready.remove(job)
+            running.add(job)
+            assert slots is None or len(running) <= slots, f"seq {r['seq']}: {running} at once"
+            decisions += 1
+        elif kind in ("complete", "fault"):
+            running.remove(job)
+        elif kind == "miss":
+            misses[job] = r["t_ns"]
+    assert not running and not ready, f"left unfinished: {sorted(running | ready)}"
+    for j in jobs:
+        assert j.status in (JobStatus.COMPLETED, JobStatus.FAILED), f"{j.id} ended {j.status!r}"
+        assert j.start_ns is not None and j.end_ns is not None
+        assert j.release_ns <= j.start_ns <= j.end_ns, f"{j.id}: times out of order"
+        late = j.end_ns > j.deadline_ns
+        assert j.missed == late, f"{j.id}: missed={j.missed} but end {j.end_ns} vs {j.deadline_ns}"
+        if late:
+            assert misses.get(j.id) == j.deadline_ns, f"{j.id}: miss not flagged at its deadline"
+    assert len(misses) == sum(j.missed for j in jobs)
+    return decisions
+
+
+__all__ = ["Completion", "FakeEngine", "Fault", "Release", "check_run", "key_of", "log"]

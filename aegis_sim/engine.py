@@ -1,0 +1,153 @@
+"""The SimPy engine: the Engine protocol on a ``simpy.Environment``.
+
+Time is SimPy's clock in integer ns. Releases and completions are SimPy timeouts whose callbacks
+buffer engine events; :meth:`SimPyEngine.advance` steps SimPy through one instant and returns
+everything that happened in it (completions first, then releases in plan order), so a job
+released when the GPU frees up competes for it.
+
+The GPU is either ``slots`` non-preemptive slots (1 for np-edf/fifo/np-fp), or, with unlimited
+slots (the ``unscheduled`` baseline), one processor shared equally by every job in flight
+(processor sharing: with n jobs running, each progresses at rate 1/n).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from fractions import Fraction
+from typing import Any, cast
+
+import simpy
+
+from aegis_core.engine import RunPlan
+from aegis_core.errors import InternalError
+from aegis_core.events import Completion, EngineEvent, Release
+from aegis_core.scheduler import Dispatch
+from aegis_core.types import TimeNs
+
+
+class _ProcessorSharing:
+    """Jobs in flight share the GPU equally. Tracks virtual time V (work served per job)."""
+
+    def __init__(self, env: simpy.Environment, done: list[Completion]) -> None:
+        self.env = env
+        self.done = done
+        self.v = Fraction(0)
+        self.last: TimeNs = 0
+        self.finish: dict[int, Fraction] = {}
+        self.generation = 0
+
+    def _update(self, now: TimeNs) -> None:
+        if self.finish:
+            self.v += Fraction(now - self.last, len(self.finish))
+        self.last = now
+
+    def add(self, seq: int, work: TimeNs) -> None:
+        self._update(cast(TimeNs, self.env.now))
+        self.finish[seq] = self.v + work
+        self._arm()
+
+    def _arm(self) -> None:
+        self.generation += 1
+        if not self.finish:
+            return
+        first = min(self.finish.values())
+        # Round up to whole ns: the job is done by then (V only overshoots).
+        delay = math.ceil((first - self.v) * len(self.finish))
+        generation = self.generation
+        self.env.timeout(delay).callbacks.append(lambda _ev: self._fire(generation))
+
+    def _fire(self, generation: int) -> None:
+        if generation != self.generation:
+            return  # superseded by a later dispatch or completion
+        now = cast(TimeNs, self.env.now)
+        self._update(now)
+        for seq in sorted(s for s, f in self.finish.items() if f <= self.v):
+            del self.finish[seq]
+            self.done.append(Completion(now, seq))
+        self._arm()
+
+
+class SimPyEngine:
+    """Simulated GPU on SimPy; execution times come from the plan's execution-time model."""
+
+    name = "sim"
+    backend: str | None = None
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.env = simpy.Environment()
+        self._releases: list[Release] = []
+        self._next = 0
+        self._slots: int | None = 1
+        self._running = 0
+        self._done: list[Completion] = []
+        self._released: list[Release] = []
+        self._shared: _ProcessorSharing | None = None
+
+    def start(self, plan: RunPlan) -> None:
+        self.env = simpy.Environment()
+        self._plan = plan
+        self._exec_time = plan.exec_time
+        self._releases = list(plan.releases)
+        self._next = 0
+        self._slots = plan.slots
+        self._running = 0
+        self._done, self._released = [], []
+        self._shared = None if plan.slots is not None else _ProcessorSharing(self.env, self._done)
+        self._arm_release()
+
+    def _arm_release(self) -> None:
+        if self._next < len(self._releases):
+            delay = self._releases[self._next].t_ns - self.env.now
+            self.env.timeout(delay).callbacks.append(self._on_release)
+
+    def _on_release(self, _ev: simpy.Event) -> None:
+        now, rel, i = self.env.now, self._releases, self._next
+        while i < len(rel) and rel[i].t_ns == now:
+            self._released.append(rel[i])
+            i += 1
+        self._next = i
+        self._arm_release()
+
+    def _on_complete(self, ev: simpy.Event) -> None:
+        self._running -= 1
+        self._done.append(Completion(cast(TimeNs, self.env.now), cast(int, ev.value)))
+
+    def now(self) -> TimeNs:
+        return cast(TimeNs, self.env.now)
+
+    def free_slots(self) -> int:
+        return sys.maxsize if self._slots is None else self._slots - self._running
+
+    def dispatch(self, d: Dispatch) -> None:
+        work = self._exec_time(d)
+        if self._shared is not None:
+            self._shared.add(d.seq, work)
+            return
+        if self._slots is not None and self._running >= self._slots:
+            raise InternalError(f"dispatch of {d.job} with no free slot")
+        self._running += 1
+        self.env.timeout(work, value=d.seq).callbacks.append(self._on_complete)
+
+    def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
+        env = self.env
+        t = env.peek()
+        if until is not None and until < t:
+            env.run(until=until)
+            return []
+        if t == math.inf:
+            return None
+        step = env.step
+        while env.peek() == t:
+            step()
+        done, released = self._done, self._released
+        if len(done) > 1:
+            done.sort(key=lambda c: c.seq)
+        out: list[EngineEvent] = [*done, *released]
+        done.clear()
+        released.clear()
+        return out
+
+    def close(self) -> None:
+        pass
