@@ -96,7 +96,7 @@ def main():
     ap.add_argument("--duration-s", type=float, default=100.0)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    duration_ms = int(round(args.duration_s * 1000))
+    duration_ms = round(args.duration_s * 1000)
 
     runs, stats = [], None
     for r in range(args.repeat):
