@@ -266,7 +266,7 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
     f.check_keys(_TOP_KEYS, required=("name", "tasks"))
     name = f.string("name")
     assert name is not None
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise f.fail("name", f"must match [a-z0-9_-]+, got {name!r}")
     raw_tasks = data["tasks"]
     if not isinstance(raw_tasks, list) or not raw_tasks:
@@ -292,6 +292,15 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
     )
 
 
+def _reader_error_line(source: bytes, exc: yaml.reader.ReaderError) -> int:
+    """1-based line of a ReaderError: ``position`` counts bytes for a decoding error,
+    decoded characters for a non-printable one."""
+    if isinstance(exc.character, bytes):
+        return source[: exc.position].count(b"\n") + 1
+    text = source.decode(exc.encoding or "utf-8", errors="replace")
+    return text[: exc.position].count("\n") + 1
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     p = str(path)
@@ -306,8 +315,12 @@ def load_scenario(path: str | Path) -> Scenario:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(p, f"invalid YAML{where}: {problem}") from None
+        if isinstance(exc, yaml.reader.ReaderError):  # a bad byte: no mark, multi-line str()
+            where = f" at line {_reader_error_line(source, exc)}"
+            problem = f"unacceptable character {exc.character!r}: {exc.reason}"
+        else:
+            problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(p, f"invalid YAML{where}: {' '.join(problem.split())}") from None
     return parse_scenario(data, p, source=source)
 
 

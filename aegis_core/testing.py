@@ -13,10 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any
 
-from .engine import RunPlan
+from .engine import Engine, RunPlan
 from .errors import InternalError
 from .events import Completion, EngineEvent, Fault, Release
-from .scheduler import Dispatch, Job, JobStatus
+from .loop import run
+from .scenario import Scenario
+from .scheduler import Dispatch, Job, JobStatus, Scheduler
+from .trace import MemoryTrace
 from .types import TimeNs
 
 _COMPLETION, _RELEASE = 0, 1
@@ -85,6 +88,18 @@ class FakeEngine:
         pass
 
 
+def run_in_memory(
+    scenario: Scenario, engine: Engine | None = None, *, seed: int | None = None
+) -> tuple[list[dict[str, Any]], list[Job]]:
+    """Run ``scenario`` on ``engine`` (default: a :class:`FakeEngine`) with the trace kept in
+    memory; returns the parsed trace records and the jobs."""
+    plan = RunPlan.build(scenario, seed=seed)
+    trace = MemoryTrace()
+    scheduler = Scheduler(scenario.tasks, plan.policy, trace)
+    run(plan, scheduler, engine if engine is not None else FakeEngine())
+    return trace.records(), scheduler.jobs
+
+
 def log(records: Iterable[Mapping[str, Any]], kinds: Sequence[str] | None = None) -> list[Any]:
     """``[(t_ns, job, kind), ...]`` from trace records (admission records carry a task)."""
     out = []
@@ -144,4 +159,4 @@ def check_run(records: Sequence[Mapping[str, Any]], jobs: Sequence[Job], slots: 
     return decisions
 
 
-__all__ = ["Completion", "FakeEngine", "Fault", "Release", "check_run", "key_of", "log"]
+__all__ = ["Completion", "FakeEngine", "Fault", "Release", "check_run", "key_of", "log", "run_in_memory"]
