@@ -11,6 +11,7 @@ from typing import Any
 from . import __version__
 from .errors import AegisError, InputError
 from .scenario import Scenario, load_scenario, replace_scenario
+from .trace import FLUSH_MODES
 from .types import ms_to_ns
 
 
@@ -64,7 +65,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     scenario = _scenario(args)
     result = run_scenario(
-        scenario, "sim", out_dir=Path(args.out) if args.out else None, trace=not args.no_trace
+        scenario,
+        "sim",
+        out_dir=Path(args.out) if args.out else None,
+        trace=not args.no_trace,
+        trace_flush=args.trace_flush,
     )
     print(format_table(result.summary))
     print(f"results: {result.out_dir}/")
@@ -84,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="override the scenario's seed")
     sim.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
     sim.add_argument("--no-trace", action="store_true", help="do not write trace.jsonl")
+    sim.add_argument(
+        "--trace-flush",
+        choices=FLUSH_MODES,
+        default="batch",
+        help="when trace records reach the disk: after each record, each instant of the run, "
+        "or in blocks of 512 records (default: batch)",
+    )
     sim.set_defaults(func=cmd_sim)
     return p
 

@@ -1,7 +1,8 @@
 """The results directory both engines write (DESIGN §5): ``jobs.csv`` and ``summary.json``.
 
-Per-task statistics come from pandas. Quantiles use the ``higher`` method, so p50/p99 are
-observed values (integer ns), never interpolated ones.
+Per-task statistics come from one pandas group-by over the finished jobs. Quantiles use the
+``higher`` method, so p50/p99 are observed values (integer ns), never interpolated ones; ``cv``
+is the population standard deviation over the mean.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 import json
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,45 +29,77 @@ JOB_COLUMNS = (
 VOLATILE_KEYS = frozenset({"decision_overhead_ns", "run", "versions", "scenario_path"})
 """Summary keys that differ between identical runs (timings, machine); goldens drop them."""
 
+_STATUS = {s: s.name.lower() for s in JobStatus}
 
-def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
-    """One row per job, columns as in ``jobs.csv``; missing times are ``<NA>``."""
+
+def _opt(v: int | None) -> str:
+    return "" if v is None else str(v)
+
+
+def job_rows(jobs: Iterable[Job]) -> Iterable[str]:
+    """``jobs.csv`` lines (no header). Task names are validated CSV-safe, so nothing is quoted;
+    a time that does not exist (a job that never started) is an empty field."""
+    for j in jobs:
+        s, e, r = j.start_ns, j.end_ns, j.release_ns
+        miss = "true" if j.missed else "false"
+        if s is not None and e is not None:
+            yield (
+                f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},{e - s},{miss},"
+                f"{_STATUS[j.status]}\n"
+            )
+        else:
+            yield (
+                f"{j.id},{j.task},{r},{j.deadline_ns},{_opt(s)},{_opt(e)},"
+                f"{_opt(None if e is None else e - r)},,{miss},{_STATUS[j.status]}\n"
+            )
+
+
+def jobs_csv(jobs: Iterable[Job]) -> str:
+    return ",".join(JOB_COLUMNS) + "\n" + "".join(job_rows(jobs))
+
+
+def finished_frame(jobs: Sequence[Job], task_names: Sequence[str]) -> pd.DataFrame:
+    """Completed jobs: ``task`` (categorical in scenario order), ``response_ns``, ``exec_ns``."""
+    import numpy as np
     import pandas as pd
 
-    def ints(values: list[int | None]) -> pd.Series[Any]:
-        return pd.Series(values, dtype="Int64")
-
+    done = [j for j in jobs if j.status is JobStatus.COMPLETED]
+    n = len(done)
     return pd.DataFrame(
         {
-            "job": [j.id for j in jobs],
-            "task": [j.task for j in jobs],
-            "release_ns": ints([j.release_ns for j in jobs]),
-            "deadline_ns": ints([j.deadline_ns for j in jobs]),
-            "start_ns": ints([j.start_ns for j in jobs]),
-            "end_ns": ints([j.end_ns for j in jobs]),
-            "response_ns": ints([j.response_ns for j in jobs]),
-            "exec_ns": ints([j.exec_ns for j in jobs]),
-            "missed": ["true" if j.missed else "false" for j in jobs],
-            "status": [j.status.name.lower() for j in jobs],
-        },
-        columns=list(JOB_COLUMNS),
+            "task": pd.Categorical([j.task for j in done], categories=list(task_names)),
+            "response_ns": np.fromiter((j.end_ns - j.release_ns for j in done), np.int64, n),  # type: ignore[operator]
+            "exec_ns": np.fromiter((j.end_ns - j.start_ns for j in done), np.int64, n),  # type: ignore[operator]
+        }
     )
 
 
-def stats(values: pd.Series[Any]) -> dict[str, Any] | None:
-    """min, p50, p99, max (observed ns), mean and coefficient of variation (population)."""
-    v = values.dropna().astype("int64")
-    if v.empty:
+def grouped_stats(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """``{column: {task: stats | None}}`` for ``response_ns`` and ``exec_ns``."""
+    g = frame.groupby("task", observed=False)
+    out: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for col in ("response_ns", "exec_ns"):
+        table = g[col].agg(["count", "min", "max", "mean"])
+        table["std"] = g[col].std(ddof=0)
+        table["p50"] = g[col].quantile(0.5, interpolation="higher")
+        table["p99"] = g[col].quantile(0.99, interpolation="higher")
+        rows: dict[Any, dict[Any, Any]] = table.to_dict("index")
+        out[col] = {str(task): _stats_row(row) for task, row in rows.items()}
+    return out
+
+
+def _stats_row(row: dict[Any, Any]) -> dict[str, Any] | None:
+    if not row["count"]:
         return None
-    mean = float(v.mean())
+    mean = float(row["mean"])
     return {
-        "n": len(v),
-        "min": int(v.min()),
-        "p50": int(v.quantile(0.5, interpolation="higher")),
-        "p99": int(v.quantile(0.99, interpolation="higher")),
-        "max": int(v.max()),
+        "n": int(row["count"]),
+        "min": int(row["min"]),
+        "p50": int(row["p50"]),
+        "p99": int(row["p99"]),
+        "max": int(row["max"]),
         "mean": round(mean, 3),
-        "cv": round(float(v.std(ddof=0)) / mean, 6) if mean else 0.0,
+        "cv": round(float(row["std"]) / mean, 6) if mean else 0.0,
     }
 
 
@@ -86,30 +119,37 @@ def overhead_stats(samples: Sequence[int]) -> dict[str, Any]:
 
 
 def task_summaries(
-    scenario: Scenario, frame: pd.DataFrame, bounds: Mapping[str, int | None] | None = None
+    scenario: Scenario, jobs: Sequence[Job], bounds: Mapping[str, int | None] | None = None
 ) -> list[dict[str, Any]]:
-    out = []
-    groups = dict(tuple(frame.groupby("task", sort=False)))
-    for task in scenario.tasks:
-        g = groups.get(task.name, frame.iloc[0:0])
-        done = g[g["status"] == JobStatus.COMPLETED.name.lower()]
-        out.append(
-            {
-                "name": task.name,
-                "jobs": len(g),
-                "completed": len(done),
-                "failed": int((g["status"] == JobStatus.FAILED.name.lower()).sum()),
-                "rejected": int((g["status"] == JobStatus.REJECTED.name.lower()).sum()),
-                "misses": int((g["missed"] == "true").sum()),
-                "period_ns": task.period_ns,
-                "deadline_ns": task.deadline_ns,
-                "wcet_ns": task.wcet_ns,
-                "bound_ns": (bounds or {}).get(task.name),
-                "response_ns": stats(done["response_ns"]),
-                "exec_ns": stats(done["exec_ns"]),
-            }
-        )
-    return out
+    names = [t.name for t in scenario.tasks]
+    counts = {
+        n: dict.fromkeys(("jobs", "completed", "failed", "rejected", "misses"), 0) for n in names
+    }
+    key = {
+        JobStatus.COMPLETED: "completed",
+        JobStatus.FAILED: "failed",
+        JobStatus.REJECTED: "rejected",
+    }
+    for j in jobs:
+        c = counts[j.task]
+        c["jobs"] += 1
+        c["misses"] += j.missed
+        if j.status in key:
+            c[key[j.status]] += 1
+    st = grouped_stats(finished_frame(jobs, names))
+    return [
+        {
+            "name": t.name,
+            **counts[t.name],
+            "period_ns": t.period_ns,
+            "deadline_ns": t.deadline_ns,
+            "wcet_ns": t.wcet_ns,
+            "bound_ns": (bounds or {}).get(t.name),
+            "response_ns": st["response_ns"][t.name],
+            "exec_ns": st["exec_ns"][t.name],
+        }
+        for t in scenario.tasks
+    ]
 
 
 def versions() -> dict[str, str]:
@@ -128,10 +168,10 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_results(out_dir: Path, summary: Mapping[str, Any], frame: pd.DataFrame) -> None:
-    """Write ``jobs.csv`` and ``summary.json`` (each atomically: a reader never sees half)."""
+def write_results(out_dir: Path, summary: Mapping[str, Any], jobs: Sequence[Job]) -> None:
+    """Write ``jobs.csv`` and ``summary.json``, each atomically: a reader never sees half."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "jobs.csv", frame.to_csv(index=False, lineterminator="\n"))
+    _atomic_write(out_dir / "jobs.csv", jobs_csv(jobs))
     _atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 

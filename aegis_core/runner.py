@@ -9,7 +9,7 @@ from typing import Any
 
 from .engine import Engine, RunPlan, load_engine
 from .loop import LoopStats, run
-from .results import jobs_frame, overhead_stats, task_summaries, versions, write_results
+from .results import overhead_stats, task_summaries, versions, write_results
 from .scenario import Scenario
 from .scheduler import Job, Scheduler
 from .trace import JsonlTrace, NullTrace, TraceSink
@@ -47,12 +47,14 @@ def run_scenario(
     out_dir: Path | None = None,
     write: bool = True,
     trace: bool = True,
+    trace_flush: str = "batch",
     seed: int | None = None,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
     ``write=False`` keeps everything in memory (no trace file, no results); ``trace=False``
-    writes results but no ``trace.jsonl``.
+    writes results but no ``trace.jsonl``; ``trace_flush`` is when trace records reach the OS
+    (``record``, ``instant`` or ``batch``: see :class:`~aegis_core.trace.JsonlTrace`).
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
     plan = RunPlan.build(scenario, seed=seed)  # validates before anything is written
@@ -61,7 +63,7 @@ def run_scenario(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if trace:
-            sink = JsonlTrace.open(out / "trace.jsonl")
+            sink = JsonlTrace.open(out / "trace.jsonl", flush=trace_flush)
         else:
             (out / "trace.jsonl").unlink(missing_ok=True)
     try:
@@ -72,7 +74,6 @@ def run_scenario(
         wall = time.perf_counter() - t0
     finally:
         sink.close()
-    frame = jobs_frame(scheduler.jobs)
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "engine": eng.name,
@@ -85,7 +86,7 @@ def run_scenario(
         "device": "simulated" if eng.name == "sim" else getattr(eng, "device", None),
         "jobs": len(scheduler.jobs),
         "misses": sum(j.missed for j in scheduler.jobs),
-        "tasks": task_summaries(scenario, frame),
+        "tasks": task_summaries(scenario, scheduler.jobs),
         "decision_overhead_ns": overhead_stats(stats.decisions_ns),
         "run": {
             "wall_s": round(wall, 6),
@@ -95,5 +96,5 @@ def run_scenario(
         "versions": versions(),
     }
     if out is not None:
-        write_results(out, summary, frame)
+        write_results(out, summary, scheduler.jobs)
     return RunResult(summary, scheduler.jobs, out, stats)

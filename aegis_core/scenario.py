@@ -6,6 +6,7 @@ the field; unknown keys are errors so that typos never pass silently.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import math
 import re
@@ -293,11 +294,12 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
 
 
 def _reader_error_line(source: bytes, exc: yaml.reader.ReaderError) -> int:
-    """1-based line of a ReaderError: ``position`` counts bytes for a decoding error,
-    decoded characters for a non-printable one."""
-    if isinstance(exc.character, bytes):
+    """1-based line of a ReaderError (it carries no mark): ``position`` counts bytes for a
+    decoding error, decoded characters for a non-printable character."""
+    if exc.encoding != "unicode":
         return source[: exc.position].count(b"\n") + 1
-    text = source.decode(exc.encoding or "utf-8", errors="replace")
+    codec = {codecs.BOM_UTF16_LE: "utf-16-le", codecs.BOM_UTF16_BE: "utf-16-be"}
+    text = source.decode(codec.get(source[:2], "utf-8"), errors="replace")
     return text[: exc.position].count("\n") + 1
 
 
@@ -317,7 +319,7 @@ def load_scenario(path: str | Path) -> Scenario:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         if isinstance(exc, yaml.reader.ReaderError):  # a bad byte: no mark, multi-line str()
             where = f" at line {_reader_error_line(source, exc)}"
-            problem = f"unacceptable character {exc.character!r}: {exc.reason}"
+            problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
         else:
             problem = getattr(exc, "problem", None) or str(exc)
         raise ScenarioError(p, f"invalid YAML{where}: {' '.join(problem.split())}") from None

@@ -8,7 +8,7 @@ at the deadline instant (:meth:`Scheduler.next_timer` tells the engine when to w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from heapq import heappop, heappush
@@ -85,6 +85,8 @@ class ReadyEntry(NamedTuple):
     release_ns: TimeNs
     deadline_ns: TimeNs
     priority: int | None
+    ref: str = ""
+    """What the trace sink returned for this job's release (its ready-set record, for reuse)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,20 @@ class Scheduler:
 
     # -- events in -------------------------------------------------------------------------
 
+    def step(self, events: Iterable[EngineEvent], now: TimeNs) -> None:
+        """Take every event of the instant ``now`` (in order), then flag the deadline misses."""
+        for ev in events:
+            kind = type(ev)
+            if kind is Completion:
+                self._complete(ev.seq, now)  # type: ignore[union-attr]
+            elif kind is Release:
+                self.release(ev.task_index, ev.k, now)  # type: ignore[union-attr]
+            else:
+                self.handle(ev, now)
+        self.on_time(now)
+
     def handle(self, ev: EngineEvent, now: TimeNs) -> None:
+        """Take one engine event at time ``now``."""
         if type(ev) is Completion:
             self._complete(ev.seq, now)
         elif type(ev) is Release:
@@ -151,9 +166,11 @@ class Scheduler:
         job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
         self.jobs.append(job)
         key = self._key((job.deadline_ns, now, seq, 0 if prio is None else prio))
-        heappush(self._ready, ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio))
+        ref = self.trace.release(now, job)
+        heappush(
+            self._ready, ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio, ref)
+        )
         heappush(self._deadlines, (job.deadline_ns, seq))
-        self.trace.release(now, job)
         return job
 
     def _complete(self, seq: int, now: TimeNs) -> None:

@@ -159,4 +159,13 @@ def check_run(records: Sequence[Mapping[str, Any]], jobs: Sequence[Job], slots: 
     return decisions
 
 
-__all__ = ["Completion", "FakeEngine", "Fault", "Release", "check_run", "key_of", "log", "run_in_memory"]
+__all__ = [
+    "Completion",
+    "FakeEngine",
+    "Fault",
+    "Release",
+    "check_run",
+    "key_of",
+    "log",
+    "run_in_memory",
+]

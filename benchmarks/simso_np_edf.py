@@ -19,6 +19,7 @@ another job ran (true non-preemption).
 Run: .venv-simso/bin/python benchmarks/simso_np_edf.py [--duration-s 100] [--repeat 3]
 (create the venv with benchmarks/setup_simso.sh).  Last stdout line is JSON.
 """
+
 import argparse
 import gc
 import json
@@ -66,8 +67,16 @@ def simulate(duration_ms):
     cfg.scheduler_info.clas = NPEDF
     cfg.add_processor(name="CPU1", identifier=1)
     for i, (c, t) in enumerate(TASKS, 1):
-        cfg.add_task(name=f"T{i}", identifier=i, task_type="Periodic", period=t,
-                     activation_date=0, wcet=c, deadline=t, abort_on_miss=False)
+        cfg.add_task(
+            name=f"T{i}",
+            identifier=i,
+            task_type="Periodic",
+            period=t,
+            activation_date=0,
+            wcet=c,
+            deadline=t,
+            abort_on_miss=False,
+        )
     cfg.check_all()
     model = Model(cfg)
     model.run_model()
@@ -79,13 +88,20 @@ def check(model):
     now = model.now()
     jobs = [j for task in model.task_list for j in task.jobs]
     done = [j for j in jobs if j.end_date is not None and not j.aborted]
-    misses = sum(1 for j in jobs if (j.exceeded_deadline if j.end_date is not None
-                                     else j.absolute_deadline_cycles < now))
+    misses = sum(
+        1
+        for j in jobs
+        if (j.exceeded_deadline if j.end_date is not None else j.absolute_deadline_cycles < now)
+    )
     # Non-preemption: the EXECUTE events, with consecutive repeats of the same
     # job collapsed (SimSo interrupts and reloads the running job on every
     # event), must name each job once.
-    events = sorted((e[1].id_, e[1].job.name) for task in model.task_list
-                    for e in task.monitor if e[1].event == JobEvent.EXECUTE)
+    events = sorted(
+        (e[1].id_, e[1].job.name)
+        for task in model.task_list
+        for e in task.monitor
+        if e[1].event == JobEvent.EXECUTE
+    )
     runs = [name for k, (_, name) in enumerate(events) if k == 0 or events[k - 1][1] != name]
     resumed = len(runs) - len(set(runs))
     return len(jobs), len(done), misses, model.results.total_exceeded_count, resumed
@@ -104,20 +120,34 @@ def main():
         model = simulate(duration_ms)
         runs.append(time.perf_counter() - t0)
         stats = check(model)
-        print(f"run {r + 1}/{args.repeat}: {runs[-1]:.3f} s, released/terminated/"
-              f"misses/simso_misses/resumed = {stats}", file=sys.stderr)
+        print(
+            f"run {r + 1}/{args.repeat}: {runs[-1]:.3f} s, released/terminated/"
+            f"misses/simso_misses/resumed = {stats}",
+            file=sys.stderr,
+        )
         del model
         gc.collect()  # untimed: drop the previous model so runs start alike
     released, terminated, misses, simso_misses, resumed = stats
     if misses or simso_misses or resumed:
-        print(f"WARNING: expected 0 misses and 0 resumed jobs, got misses={misses} "
-              f"simso_misses={simso_misses} resumed={resumed}", file=sys.stderr)
+        print(
+            f"WARNING: expected 0 misses and 0 resumed jobs, got misses={misses} "
+            f"simso_misses={simso_misses} resumed={resumed}",
+            file=sys.stderr,
+        )
     median = statistics.median(runs)
-    print(json.dumps({
-        "simso_version": simso.__version__, "jobs": released,
-        "jobs_terminated": terminated, "misses": misses,
-        "runs_s": [round(x, 4) for x in runs], "median_s": round(median, 4),
-        "jobs_per_s": round(released / median, 1)}))
+    print(
+        json.dumps(
+            {
+                "simso_version": simso.__version__,
+                "jobs": released,
+                "jobs_terminated": terminated,
+                "misses": misses,
+                "runs_s": [round(x, 4) for x in runs],
+                "median_s": round(median, 4),
+                "jobs_per_s": round(released / median, 1),
+            }
+        )
+    )
     return 1 if (misses or resumed) else 0
 
 

@@ -42,6 +42,6 @@ def test_unknown_engine_is_an_input_error() -> None:
     from aegis_core.engine import load_engine
     from aegis_core.errors import EngineNotFound, InputError
 
-    with pytest.raises(EngineNotFound, match="no engine named 'gpu9'; available: .*sim"):
+    with pytest.raises(EngineNotFound, match=r"no engine named 'gpu9'; available: .*sim"):
         load_engine("gpu9")
     assert issubclass(EngineNotFound, InputError)

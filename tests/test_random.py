@@ -91,7 +91,10 @@ def test_checker_catches_a_wrong_pick() -> None:
 
 def test_checker_catches_two_jobs_on_one_slot() -> None:
     scenario = make_scenario(
-        [{"name": "a", "period_ms": 10, "wcet_ms": 2}, {"name": "b", "period_ms": 10, "wcet_ms": 2}],
+        [
+            {"name": "a", "period_ms": 10, "wcet_ms": 2},
+            {"name": "b", "period_ms": 10, "wcet_ms": 2},
+        ],
         duration_ms=10,
         policy="unscheduled",
     )
@@ -113,7 +116,10 @@ def test_checker_catches_a_wrong_miss_flag() -> None:
 def test_every_released_job_ends(engine: Any) -> None:
     """Releases stop at the horizon, then the run drains: nothing is left running."""
     scenario = make_scenario(
-        [{"name": "a", "period_ms": 3, "wcet_ms": 2.9}, {"name": "b", "period_ms": 4, "wcet_ms": 2}],
+        [
+            {"name": "a", "period_ms": 3, "wcet_ms": 2.9},
+            {"name": "b", "period_ms": 4, "wcet_ms": 2},
+        ],
         duration_ms=50,
     )
     records, jobs = run_in_memory(scenario, engine())

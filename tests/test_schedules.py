@@ -60,7 +60,7 @@ def test_miss_detected_at_the_deadline_instant(engine: Any) -> None:
     ]
     b = jobs[1]
     assert (b.id, b.missed, b.status, b.response_ns) == ("b#0", True, JobStatus.COMPLETED, 4 * MS)
-    complete = [r for r in records if r["kind"] == "complete" and r["job"] == "b#0"][0]
+    complete = next(r for r in records if r["kind"] == "complete" and r["job"] == "b#0")
     assert complete["missed"] is True
 
 

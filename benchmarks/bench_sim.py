@@ -1,0 +1,175 @@
+"""Simulator throughput and decision overhead, side by side with SimSo 0.8.5 in one run.
+
+Task set ``benchmarks/u08_five_tasks.yaml``: (C, T) = (2,10) (4,20) (5,25) (7,50) (6,100) ms,
+NP-EDF, U = 0.8, 100 s simulated = 22 000 jobs.
+
+Rows:
+* ``aegis run``: in-process ``run_scenario`` end to end (scenario load, arrivals, shared loop on
+  the SimPy engine, trace, ``jobs.csv`` + ``summary.json``), for each trace setting;
+  compared with SimSo's in-process figure (Configuration + Model + ``run_model()``).
+* ``whole process``: ``aegis sim`` / SimSo as a fresh interpreter, start-up and imports in.
+* decision overhead: ``Scheduler.schedule`` (pick + dispatch trace record) with 64 ready jobs.
+
+SimSo runs from ``.venv-simso`` (``bash benchmarks/setup_simso.sh``); without it its rows say
+"not measured". Usage: ``python benchmarks/bench_sim.py [--repeat 5] [--json OUT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "benchmarks" / "u08_five_tasks.yaml"
+SIMSO_PY = ROOT / ".venv-simso" / "bin" / "python"
+
+
+def aegis_in_process(repeat: int, trace: str) -> tuple[int, list[float]]:
+    from aegis_core.runner import run_scenario
+    from aegis_core.scenario import load_scenario
+
+    runs, jobs = [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            scenario = load_scenario(SCENARIO)
+            result = run_scenario(
+                scenario,
+                "sim",
+                out_dir=Path(tmp),
+                trace=trace != "off",
+                trace_flush=trace if trace != "off" else "batch",
+            )
+            runs.append(time.perf_counter() - t0)
+            jobs = len(result.jobs)
+            assert result.summary["misses"] == 0
+    return jobs, runs
+
+
+def whole_process(cmd: list[str], repeat: int) -> list[float]:
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        runs.append(time.perf_counter() - t0)
+    return runs
+
+
+def simso(repeat: int) -> dict[str, Any] | None:
+    if not SIMSO_PY.exists():
+        return None
+    cmd = [str(SIMSO_PY), str(ROOT / "benchmarks" / "simso_np_edf.py"), "--repeat", str(repeat)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def decision_overhead(ready: int = 64, decisions: int = 20_000) -> dict[str, float]:
+    """p50/p99/max ns of one decision with ``ready`` jobs waiting (trace to a real file).
+
+    Between decisions it does what the shared loop does between instants: take the completion
+    and a new release (keeping ``ready`` jobs waiting), flush the trace, pace the GC.
+    """
+    import numpy as np
+
+    from aegis_core.events import Completion, Release
+    from aegis_core.loop import GcPacer
+    from aegis_core.policy import NP_EDF
+    from aegis_core.scenario import Task
+    from aegis_core.scheduler import Scheduler
+    from aegis_core.trace import JsonlTrace
+
+    ms = 1_000_000
+    tasks = [
+        Task(f"m{i}", period_ns=(10 + i) * ms, deadline_ns=(5 + 3 * i) * ms) for i in range(ready)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = JsonlTrace.open(Path(tmp) / "trace.jsonl", flush="batch")
+        s = Scheduler(tasks, NP_EDF, trace)
+        k = [0] * ready
+        for i in range(ready):
+            s.release(i, 0, 0)
+        samples = np.empty(decisions, dtype=np.int64)
+        clock = time.perf_counter_ns
+        pace_gc = GcPacer()
+        now = 0
+        for n in range(decisions):
+            now += 1000
+            t0 = clock()
+            d = s.schedule(now)
+            samples[n] = clock() - t0
+            assert d is not None and s.ready_count == ready - 1
+            k[d.task_index] += 1
+            s.step([Completion(now, d.seq), Release(now, d.task_index, k[d.task_index])], now)
+            trace.flush()
+            pace_gc()
+        pace_gc.close()
+        trace.close()
+    return {
+        "p50": float(np.percentile(samples, 50)),
+        "p99": float(np.percentile(samples, 99)),
+        "max": float(samples.max()),
+        "n": decisions,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args()
+
+    rows: list[tuple[str, int, float]] = []
+    figures: dict[str, Any] = {"repeat": args.repeat}
+    ref = simso(max(3, args.repeat // 2))
+    figures["simso"] = ref
+    if ref:
+        rows.append(("SimSo 0.8.5 NP-EDF (in-process)", ref["jobs"], ref["median_s"]))
+    for trace in ("off", "batch", "instant", "record"):
+        jobs, runs = aegis_in_process(args.repeat, trace)
+        med = statistics.median(runs)
+        figures[f"aegis_trace_{trace}"] = {"jobs": jobs, "runs_s": runs, "median_s": med}
+        rows.append((f"aegis run, trace {trace}", jobs, med))
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "aegis_core.cli", "sim", str(SCENARIO), "--out", tmp]
+        proc = statistics.median(whole_process(cmd, 3))
+    rows.append(("aegis sim, whole process, trace batch", 22_000, proc))
+    figures["aegis_whole_process_s"] = proc
+    if ref:
+        cmd = [str(SIMSO_PY), str(ROOT / "benchmarks" / "simso_np_edf.py"), "--repeat", "1"]
+        simso_proc = statistics.median(whole_process(cmd, 3))
+        rows.append(("SimSo, whole process", ref["jobs"], simso_proc))
+        figures["simso_whole_process_s"] = simso_proc
+
+    ref_rate = ref["jobs"] / ref["median_s"] if ref else None
+    print(f"{'configuration':<40} {'jobs':>7} {'median s':>9} {'jobs/s':>9} {'x SimSo':>8}")
+    for name, jobs, sec in rows:
+        rate = jobs / sec
+        base = ref_rate
+        if ref and "whole process" in name:
+            base = ref["jobs"] / figures["simso_whole_process_s"]
+        ratio = f"{rate / base:.1f}" if base else "n/a"
+        print(f"{name:<40} {jobs:>7} {sec:>9.3f} {rate:>9.0f} {ratio:>8}")
+    if not ref:
+        print("SimSo: not measured (run benchmarks/setup_simso.sh)")
+
+    d = decision_overhead()
+    figures["decision_64_ready_ns"] = d
+    print(
+        f"\ndecision with 64 ready jobs (pick + trace record), n={d['n']}: "
+        f"p50 {d['p50'] / 1e3:.2f} µs, p99 {d['p99'] / 1e3:.2f} µs, max {d['max'] / 1e3:.1f} µs"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
