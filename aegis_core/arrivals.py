@@ -31,29 +31,60 @@ def task_rng(seed: int, task: Task) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(task.name.encode())])
 
 
+BLOCK = 1024
+"""Draws are made in blocks of this many releases, so a shorter horizon's releases are a
+prefix of a longer one's (same seed)."""
+
+MAX_RELEASES = 10_000_000
+"""Refuse plans with more releases than this (a typo like ``period_ms: 0.0001``)."""
+
+
 def task_release_times(task: Task, seed: int, horizon_ns: TimeNs) -> list[TimeNs]:
     """Release times of one task, strictly increasing, all ``< horizon_ns``."""
     if task.offset_ns >= horizon_ns:
         return []
-    # Every gap is >= period, so this many nominal releases always reach the horizon.
-    n = (horizon_ns - task.offset_ns) // task.period_ns + 1
     rng = task_rng(seed, task)
-    gaps = np.full(n, task.period_ns, dtype=np.int64)
-    if task.arrival is Arrival.SPORADIC:
-        gaps += rng.integers(0, task.slack_ns, size=n, endpoint=True, dtype=np.int64)
-    elif task.arrival is Arrival.POISSON and task.slack_ns > 0:
-        gaps += np.rint(rng.exponential(task.slack_ns, size=n)).astype(np.int64)
-    gaps[0] = 0
-    nominal = task.offset_ns + np.cumsum(gaps)
-    if task.jitter_ns:
-        nominal += rng.integers(0, task.jitter_ns, size=n, endpoint=True, dtype=np.int64)
-    times: list[TimeNs] = nominal[nominal < horizon_ns].tolist()
+    times: list[TimeNs] = []
+    start = task.offset_ns  # nominal time of the block's first release
+    while start < horizon_ns:
+        # gaps[i] separates nominal release i from i + 1 inside the block.
+        gaps = np.full(BLOCK, task.period_ns, dtype=np.int64)
+        if task.arrival is Arrival.SPORADIC:
+            gaps += rng.integers(0, task.slack_ns, size=BLOCK, endpoint=True, dtype=np.int64)
+        elif task.arrival is Arrival.POISSON and task.slack_ns > 0:
+            gaps += np.rint(rng.exponential(task.slack_ns, size=BLOCK)).astype(np.int64)
+        nominal = start + np.concatenate(([0], np.cumsum(gaps[:-1])))
+        actual = nominal
+        if task.jitter_ns:
+            actual = nominal + rng.integers(0, task.jitter_ns, size=BLOCK, endpoint=True)
+        times.extend(actual[actual < horizon_ns].tolist())
+        start = int(nominal[-1] + gaps[-1])
     return times
+
+
+def check_release_count(scenario: Scenario, path: str | None = None) -> int:
+    """Upper bound on the run's releases (every gap >= period); refuses absurd plans."""
+    from .errors import ScenarioError
+
+    total = 0
+    for task in scenario.tasks:
+        n = max(0, (scenario.duration_ns - task.offset_ns - 1) // task.period_ns + 1)
+        total += n
+        if total > MAX_RELEASES:
+            raise ScenarioError(
+                path or scenario.path,
+                f"up to {total:,} releases within duration_ms exceed the limit of "
+                f"{MAX_RELEASES:,}: lengthen the period or shorten the run",
+                task=task.name,
+                field="period_ms",
+            )
+    return total
 
 
 def releases(scenario: Scenario, seed: int | None = None) -> list[Release]:
     """Every release of the run in time order; simultaneous releases in task-list order."""
     seed = scenario.seed if seed is None else seed
+    check_release_count(scenario)
     per_task = [
         [
             Release(t, i, k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,8 +55,9 @@ def _scenario(args: argparse.Namespace) -> Scenario:
             raise InputError(f"--seed must be >= 0, got {args.seed}")
         changes["seed"] = args.seed
     if getattr(args, "duration_ms", None) is not None:
-        if not args.duration_ms > 0:
-            raise InputError(f"--duration-ms must be > 0, got {args.duration_ms}")
+        ok = math.isfinite(args.duration_ms) and args.duration_ms > 0
+        if not ok or ms_to_ns(args.duration_ms) <= 0:
+            raise InputError(f"--duration-ms must be a finite number > 0, got {args.duration_ms}")
         changes["duration_ns"] = ms_to_ns(args.duration_ms)
     return replace_scenario(scenario, **changes) if changes else scenario
 

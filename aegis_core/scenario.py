@@ -28,6 +28,8 @@ BUILTIN_MODELS = frozenset({"resnet18", "mobilenet_v2", "bert_tiny", "mlp", "tin
 """Names of the builtin model graphs (the zoo lands with the executor)."""
 
 _NAME_RE = re.compile(r"^[a-z0-9_-]+$")
+_TASK_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+"""Task names become job ids ``<task>#<k>``, CSV fields and file names: no '#', ',' or space."""
 
 
 class Policy(StrEnum):
@@ -221,6 +223,10 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     f.check_keys(_TASK_KEYS, required=("name", "period_ms"))
     name = f.string("name")
     assert name is not None
+    if not _TASK_NAME_RE.fullmatch(name):
+        raise f.fail(
+            "name", f"must match [A-Za-z0-9_.-]+ (it names jobs '<task>#<k>'), got {name!r}"
+        )
     period = f.ms("period_ms")
     assert period is not None
     deadline = f.ms("deadline_ms")
@@ -280,6 +286,8 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
             raise ScenarioError(path, "duplicate task name", task=t.name, field="name")
         seen.add(t.name)
     duration = f.ms("duration_ms")
+    if duration is not None and duration <= 0:
+        raise f.fail("duration_ms", "must be > 0 after conversion to ns")
     seed = f.integer("seed", minimum=0)
     return Scenario(
         name=name,
@@ -291,6 +299,32 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
         path=path,
         source_sha256=hashlib.sha256(source).hexdigest() if source else "",
     )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: a key written twice in one mapping is an error (the
+    second would silently win, hiding a typo), and ``1e3`` reads as a float, as in YAML 1.2."""
+
+
+def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _reader_error_line(source: bytes, exc: yaml.reader.ReaderError) -> int:
@@ -313,7 +347,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except OSError as exc:
         raise ScenarioError(p, f"cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(source)
+        data = yaml.load(source, Loader=_StrictLoader)  # a SafeLoader subclass: no objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -248,3 +248,26 @@ def test_all_releases_strictly_before_horizon_for_every_arrival() -> None:
             assert ts, arrival
             assert ts[-1] < s.duration_ns
             assert all(b > a for a, b in pairwise(ts))
+
+
+@pytest.mark.parametrize("arrival", ["periodic", "sporadic", "poisson"])
+def test_a_shorter_horizon_gives_a_prefix_of_a_longer_one(arrival: str) -> None:
+    """Draws come in fixed blocks, so ``--duration-ms`` only cuts the release list."""
+    task = {"name": "a", "period_ms": 0.01, "arrival": arrival, "jitter_ms": 0.003}
+    long = releases(parse_scenario({"name": "s", "duration_ms": 100, "tasks": [task]}))
+    for duration in (1, 13.7, 50):
+        short = releases(parse_scenario({"name": "s", "duration_ms": duration, "tasks": [task]}))
+        assert short == [r for r in long if r.t_ns < duration * 1_000_000]
+        assert short == long[: len(short)] and len(short) > 50
+
+
+def test_absurd_release_counts_are_refused_before_allocating() -> None:
+    from aegis_core.arrivals import MAX_RELEASES
+    from aegis_core.errors import ScenarioError
+
+    doc = {"name": "s", "duration_ms": 10_000, "tasks": [
+        {"name": "ok", "period_ms": 10}, {"name": "typo", "period_ms": 0.0001}]}  # fmt: skip
+    with pytest.raises(ScenarioError, match="exceed the limit") as info:
+        releases(parse_scenario(doc))
+    assert (info.value.task, info.value.field) == ("typo", "period_ms")
+    assert MAX_RELEASES < 10_000 / 0.0001

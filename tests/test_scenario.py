@@ -350,8 +350,13 @@ BAD_CASES: list[tuple[str, Mutation | str | bytes, str | None, str | None, str]]
      "did you mean 'period_ms'"),
     ("unknown-task-key-far", _set(*T1, "colour", value="red"), "cls", "colour", "unknown key"),
     ("string-period", _set(*T1, "period_ms", value="20"), "cls", "period_ms", "finite number"),
-    ("string-period-1e3", "name: demo\ntasks:\n  - {name: cls, period_ms: 1e3}\n", "cls",
-     "period_ms", "finite number"),
+    ("duplicate-task-key", "name: demo\ntasks:\n  - name: cls\n    period_ms: 10\n"
+     "    period_ms: 20\n", None, None, "line 5, column 5: duplicate key 'period_ms'"),
+    ("duplicate-top-key", "name: demo\nname: other\ntasks: []\n", None, None,
+     "line 2, column 1: duplicate key 'name'"),
+    ("task-name-with-hash", _set(*T1, "name", value="a#b"), "a#b", "name", "[A-Za-z0-9_.-]+"),
+    ("task-name-with-comma", _set(*T1, "name", value="a,b"), "a,b", "name", "names jobs"),
+    ("duration-rounds-to-0ns", _set("duration_ms", value=1e-9), None, "duration_ms", "> 0"),
     ("bool-wcet", _set(*T1, "wcet_ms", value=True), "cls", "wcet_ms", "finite number"),
     ("list-name", _set(*T1, "name", value=["cls"]), "#1", "name", "non-empty string"),
     ("empty-name", _set(*T1, "name", value=""), "#1", "name", "non-empty string"),
@@ -534,3 +539,23 @@ def test_memory_mb_counts_mib() -> None:
     assert BYTES_PER_MB == 1_048_576
     assert s.gpu_memory_bytes == 1_572_864
     assert s.tasks[0].memory_budget_bytes == 3 * 1_048_576
+
+
+def test_exponent_notation_reads_as_a_number(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1e3`` as a string; the loader reads it as 1000.0, as YAML 1.2 does."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: demo\ntasks:\n  - {name: cls, period_ms: 1e3, wcet_ms: 2.5E-1}\n")
+    task = load_scenario(path).tasks[0]
+    assert (task.period_ns, task.wcet_ns) == (1_000_000_000, 250_000)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e-9"])
+def test_duration_override_must_be_finite_and_positive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: demo\ntasks:\n  - {name: cls, period_ms: 10, wcet_ms: 1}\n")
+    assert main(["sim", str(path), "--duration-ms", value, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--duration-ms must be a finite number > 0" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
