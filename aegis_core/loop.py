@@ -36,6 +36,7 @@ def run(
     overheads = stats.decisions_ns
     step, schedule, flush = scheduler.step, scheduler.schedule, scheduler.trace.flush
     pace_gc = GcPacer()
+    gc_count, gc_due = gc.get_count, pace_gc.threshold0
     engine.start(plan)
     try:
         while (events := engine.advance(scheduler.next_timer())) is not None:
@@ -51,7 +52,8 @@ def run(
                 overheads.append(t1 - t0)
                 engine.dispatch(d)
             flush()
-            pace_gc()
+            if gc_count()[0] >= gc_due:
+                pace_gc()
     finally:
         pace_gc.close()
         engine.close()
