@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .admission import Admission
 from .errors import AegisError, InputError
 from .scenario import Scenario, load_scenario, replace_scenario
 from .trace import FLUSH_MODES
@@ -33,10 +35,11 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [head, cols]
     for t in summary["tasks"]:
         r = t["response_ns"] or {}
+        bound = _ms(t.get("bound_ns")) if t.get("admitted", True) else "rejected"
         lines.append(
             f"{t['name']:<16} {t['jobs']:>6} {t['completed']:>6} {t['misses']:>5} "
             f"{_ms(r.get('p50')):>9} {_ms(r.get('p99')):>9} {_ms(r.get('max')):>9} "
-            f"{_ms(t.get('bound_ns')):>9}"
+            f"{bound:>9}"
         )
     d = summary["decision_overhead_ns"]
     if d.get("n"):
@@ -72,10 +75,66 @@ def cmd_sim(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else None,
         trace=not args.no_trace,
         trace_flush=args.trace_flush,
+        admission=not args.no_admission,
     )
     print(format_table(result.summary))
+    rejected = result.summary["admission"]["rejected"]
+    if rejected and not args.no_admission:
+        print(f"not run (rejected by admission): {', '.join(rejected)}; see `aegis admit`")
     print(f"results: {result.out_dir}/")
     return 0
+
+
+def format_admission(adm: Admission) -> str:
+    n_ok = sum(v.admitted for v in adm.tasks)
+    lines = [
+        f"admission · {adm.policy} · {n_ok} of {len(adm.tasks)} admitted",
+        f"{'task':<16} {'verdict':<9} {'C ms':>8} {'T ms':>8} {'D ms':>8} {'bound ms':>9}  reason",
+    ]
+    for v in adm.tasks:
+        lines.append(
+            f"{v.name:<16} {'admitted' if v.admitted else 'REJECTED':<9} {_ms(v.wcet_ns):>8} "
+            f"{_ms(v.period_ns):>8} {_ms(v.deadline_ns):>8} {_ms(v.response_bound_ns):>9}  "
+            f"{v.reason}"
+        )
+        if v.chunks_ns and len(v.chunks_ns) > 1:
+            chunks = ", ".join(_ms(c) for c in v.chunks_ns)
+            lines.append(f"{'':<16} chunks [{chunks}] ms (largest tolerable {_ms(v.max_chunk_ns)})")
+    return "\n".join(lines)
+
+
+def cmd_admit(args: argparse.Namespace) -> int:
+    from .admission import admit
+
+    adm = admit(load_scenario(args.scenario))
+    print(json.dumps(adm.as_dict(), indent=2) if args.json else format_admission(adm))
+    return 0 if adm.schedulable else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check
+
+    if args.runs < 0:
+        raise InputError(f"--runs must be >= 0, got {args.runs}")
+    result = check(load_scenario(args.scenario), runs=args.runs)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(f"check · {result.policy} · {result.runs} simulations (critical patterns + random)")
+        print(f"{'task':<16} {'bound ms':>10} {'worst sim ms':>13} {'bound/sim':>10}  worst run")
+        for r in result.rows:
+            ratio = f"{r.bound_ns / r.worst_sim_ns:.3f}" if r.worst_sim_ns else "-"
+            flag = "" if r.ok else "   <-- ABOVE THE BOUND"
+            print(
+                f"{r.name:<16} {_ms(r.bound_ns):>10} {_ms(r.worst_sim_ns):>13} {ratio:>10}  "
+                f"{r.worst_run}{flag}"
+            )
+        print(
+            "ok: every simulated response is within its bound"
+            if result.ok
+            else "FAILED: a simulated response exceeds its bound (analysis or simulator bug)"
+        )
+    return 0 if result.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +157,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="when trace records reach the disk: after each record, each instant of the run, "
         "or in blocks of 512 records (default: batch)",
     )
+    sim.add_argument(
+        "--no-admission",
+        action="store_true",
+        help="run every task, also those admission rejects (baseline comparisons)",
+    )
     sim.set_defaults(func=cmd_sim)
+
+    adm = sub.add_parser("admit", help="admission analysis in list order (exit 1: rejections)")
+    adm.add_argument("scenario", help="scenario YAML file")
+    adm.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    adm.set_defaults(func=cmd_admit)
+
+    chk = sub.add_parser(
+        "check", help="simulate worst-case and random release patterns against the bounds"
+    )
+    chk.add_argument("scenario", help="scenario YAML file")
+    chk.add_argument("--json", action="store_true", help="print the result as JSON")
+    chk.add_argument("--runs", type=int, default=20, help="random sporadic runs (default 20)")
+    chk.set_defaults(func=cmd_check)
     return p
 
 

@@ -15,10 +15,11 @@ from .arrivals import releases
 from .errors import EngineNotFound, ScenarioError
 from .events import EngineEvent, Release
 from .policy import Policy, get_policy
-from .scenario import Scenario, Task
+from .scenario import Scenario
 from .types import TimeNs
 
 if TYPE_CHECKING:
+    from .admission import Admission
     from .scheduler import Dispatch
 
 ENGINE_GROUP = "aegis.engines"
@@ -30,25 +31,34 @@ class ExecutionTimeModel(Protocol):
     def __call__(self, d: Dispatch) -> TimeNs: ...
 
 
-class WcetModel:
-    """Every job runs for exactly its task's WCET (``wcet_ms``)."""
+def require_wcet(scenario: Scenario) -> None:
+    """Simulation and admission need every task's WCET."""
+    missing = [t.name for t in scenario.tasks if t.wcet_ns is None]
+    if missing:
+        raise ScenarioError(
+            scenario.path,
+            "an execution time is needed: give wcet_ms "
+            "(replaying WCET profiles is not supported yet)",
+            task=missing[0],
+            field="wcet_ms",
+        )
 
-    def __init__(self, tasks: Sequence[Task], path: str = "<memory>") -> None:
-        missing = [t.name for t in tasks if t.wcet_ns is None]
-        if missing:
-            raise ScenarioError(
-                path,
-                "the simulator needs an execution time: give wcet_ms "
-                "(replaying WCET profiles is not supported yet)",
-                task=missing[0],
-                field="wcet_ms",
-            )
-        self.wcet = [t.wcet_ns for t in tasks]
+
+class WcetModel:
+    """Every job (or chunk of a job) runs for exactly its WCET."""
+
+    def __init__(self, chunks: Sequence[Sequence[TimeNs]]) -> None:
+        self.chunks = [tuple(c) for c in chunks]
+
+    @classmethod
+    def of(cls, scenario: Scenario, chunks: Sequence[Sequence[TimeNs] | None] = ()) -> WcetModel:
+        """One chunk of the task's WCET each, unless ``chunks`` gives a task's chunk chain."""
+        require_wcet(scenario)
+        given = list(chunks) or [None] * len(scenario.tasks)
+        return cls([c or (t.wcet_ns or 0,) for t, c in zip(scenario.tasks, given, strict=True)])
 
     def __call__(self, d: Dispatch) -> TimeNs:
-        w = self.wcet[d.task_index]
-        assert w is not None
-        return w
+        return self.chunks[d.task_index][d.chunk]
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,10 @@ class RunPlan:
     releases: Sequence[Release]
     exec_time: ExecutionTimeModel
     slots: int | None = 1
+    rejected: frozenset[int] = frozenset()
+    """Task indices that admission rejected: their jobs are recorded, never run."""
+    chunks: tuple[tuple[TimeNs, ...], ...] = ()
+    """Per task, the non-preemptive chunks of one job (lp-edf); one chunk otherwise."""
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -68,16 +82,30 @@ class RunPlan:
         cls,
         scenario: Scenario,
         *,
+        admission: Admission | None = None,
+        enforce: bool = True,
         exec_time: ExecutionTimeModel | None = None,
         seed: int | None = None,
     ) -> RunPlan:
+        """The plan for ``scenario``; with an ``admission`` whose rejections are enforced
+        (``enforce``), rejected tasks do not run; under lp-edf jobs run in chunks (the
+        admission's, else the task's kernels)."""
         policy = get_policy(scenario.policy)
+        given = admission.chunks() if admission is not None else [None] * len(scenario.tasks)
+        if policy.name == "lp-edf":
+            given = [c or t.kernels_ns for c, t in zip(given, scenario.tasks, strict=True)]
+        else:
+            given = [None] * len(scenario.tasks)
+        model = WcetModel.of(scenario, given)
+        rejected = admission.rejected if admission is not None and enforce else frozenset()
         return cls(
             scenario=scenario,
             policy=policy,
             releases=releases(scenario, seed),
-            exec_time=exec_time or WcetModel(scenario.tasks, scenario.path),
+            exec_time=exec_time or model,
             slots=None if policy.concurrent else 1,
+            rejected=rejected,
+            chunks=tuple(model.chunks),
         )
 
 

@@ -61,6 +61,11 @@ NP_EDF = Policy(
     "np-edf: earliest absolute deadline, then release, then seq",
     ("deadline_ns", "release_ns", "seq"),
 )
+LP_EDF = Policy(
+    "lp-edf",
+    "lp-edf: at each chunk boundary, earliest absolute deadline, then release, then seq",
+    ("deadline_ns", "release_ns", "seq"),
+)
 FIFO = Policy("fifo", "fifo: earliest release, then seq", ("release_ns", "seq"))
 NP_FP = Policy(
     "np-fp",
@@ -74,7 +79,7 @@ UNSCHEDULED = Policy(
     concurrent=True,
 )
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (NP_EDF, FIFO, NP_FP, UNSCHEDULED)}
+POLICIES: dict[str, Policy] = {p.name: p for p in (NP_EDF, LP_EDF, FIFO, NP_FP, UNSCHEDULED)}
 
 
 def get_policy(name: str | PolicyName) -> Policy:

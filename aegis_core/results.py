@@ -21,6 +21,8 @@ from .scheduler import Job, JobStatus
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .admission import Admission
+
 JOB_COLUMNS = (
     "job", "task", "release_ns", "deadline_ns", "start_ns", "end_ns", "response_ns", "exec_ns",
     "missed", "status",
@@ -76,7 +78,7 @@ def finished_frame(jobs: Sequence[Job], task_names: Sequence[str]) -> pd.DataFra
 
 def grouped_stats(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any] | None]]:
     """``{column: {task: stats | None}}`` for ``response_ns`` and ``exec_ns``."""
-    g = frame.groupby("task", observed=False)
+    g = frame.groupby("task", observed=True)  # tasks with no finished job get None
     out: dict[str, dict[str, dict[str, Any] | None]] = {}
     for col in ("response_ns", "exec_ns"):
         table = g[col].agg(["count", "min", "max", "mean"])
@@ -84,13 +86,12 @@ def grouped_stats(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any] | N
         table["p50"] = g[col].quantile(0.5, interpolation="higher")
         table["p99"] = g[col].quantile(0.99, interpolation="higher")
         rows: dict[Any, dict[Any, Any]] = table.to_dict("index")
-        out[col] = {str(task): _stats_row(row) for task, row in rows.items()}
+        stats = {str(task): _stats_row(row) for task, row in rows.items()}
+        out[col] = {str(task): stats.get(str(task)) for task in frame["task"].cat.categories}
     return out
 
 
-def _stats_row(row: dict[Any, Any]) -> dict[str, Any] | None:
-    if not row["count"]:
-        return None
+def _stats_row(row: dict[Any, Any]) -> dict[str, Any]:
     mean = float(row["mean"])
     return {
         "n": int(row["count"]),
@@ -119,7 +120,7 @@ def overhead_stats(samples: Sequence[int]) -> dict[str, Any]:
 
 
 def task_summaries(
-    scenario: Scenario, jobs: Sequence[Job], bounds: Mapping[str, int | None] | None = None
+    scenario: Scenario, jobs: Sequence[Job], admission: Admission | None = None
 ) -> list[dict[str, Any]]:
     names = [t.name for t in scenario.tasks]
     counts = {
@@ -137,6 +138,7 @@ def task_summaries(
         if j.status in key:
             c[key[j.status]] += 1
     st = grouped_stats(finished_frame(jobs, names))
+    verdicts = {v.name: v for v in admission.tasks} if admission is not None else {}
     return [
         {
             "name": t.name,
@@ -144,7 +146,8 @@ def task_summaries(
             "period_ns": t.period_ns,
             "deadline_ns": t.deadline_ns,
             "wcet_ns": t.wcet_ns,
-            "bound_ns": (bounds or {}).get(t.name),
+            "admitted": verdicts[t.name].admitted if verdicts else True,
+            "bound_ns": verdicts[t.name].response_bound_ns if verdicts else None,
             "response_ns": st["response_ns"][t.name],
             "exec_ns": st["exec_ns"][t.name],
         }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .admission import Admission, admit
 from .engine import Engine, RunPlan, load_engine
 from .loop import LoopStats, run
 from .results import overhead_stats, task_summaries, versions, write_results
@@ -28,15 +29,14 @@ def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
     return Path("results") / scenario.name / label
 
 
-def _admission_records(trace: TraceSink, scenario: Scenario) -> None:
-    for t in scenario.tasks:
+def admission_records(trace: TraceSink, admission: Admission, enforced: bool) -> None:
+    """One ``admit`` or ``reject`` record per task, in list order, with its rationale."""
+    for v in admission.tasks:
+        rationale = v.as_dict()
+        del rationale["name"], rationale["admitted"]
         trace.record(
-            "admit", 0, task=t.name,
-            rationale={
-                "test": "none",
-                "reason": "no admission analysis in this build: every task is admitted",
-                "wcet_ns": t.wcet_ns, "period_ns": t.period_ns, "deadline_ns": t.deadline_ns,
-            },
+            "admit" if v.admitted else "reject", 0, task=v.name, policy=admission.policy,
+            enforced=enforced, rationale=rationale,
         )  # fmt: skip
 
 
@@ -49,15 +49,19 @@ def run_scenario(
     trace: bool = True,
     trace_flush: str = "batch",
     seed: int | None = None,
+    admission: bool = True,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
     ``write=False`` keeps everything in memory (no trace file, no results); ``trace=False``
     writes results but no ``trace.jsonl``; ``trace_flush`` is when trace records reach the OS
     (``record``, ``instant`` or ``batch``: see :class:`~aegis_core.trace.JsonlTrace`).
+    Admission runs first; ``admission=False`` still analyses and records the verdicts but runs
+    every task (for baseline comparisons).
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
-    plan = RunPlan.build(scenario, seed=seed)  # validates before anything is written
+    verdicts = admit(scenario)  # validates before anything is written
+    plan = RunPlan.build(scenario, admission=verdicts, enforce=admission, seed=seed)
     out = (out_dir or default_out_dir(scenario, eng)) if write else None
     sink: TraceSink = NullTrace()
     if out is not None:
@@ -67,8 +71,8 @@ def run_scenario(
         else:
             (out / "trace.jsonl").unlink(missing_ok=True)
     try:
-        _admission_records(sink, scenario)
-        scheduler = Scheduler(scenario.tasks, plan.policy, sink)
+        admission_records(sink, verdicts, enforced=admission)
+        scheduler = Scheduler.for_plan(plan, sink)
         t0 = time.perf_counter()
         stats = run(plan, scheduler, eng)
         wall = time.perf_counter() - t0
@@ -86,7 +90,12 @@ def run_scenario(
         "device": "simulated" if eng.name == "sim" else getattr(eng, "device", None),
         "jobs": len(scheduler.jobs),
         "misses": sum(j.missed for j in scheduler.jobs),
-        "tasks": task_summaries(scenario, scheduler.jobs),
+        "admission": {
+            "enforced": admission,
+            "schedulable": verdicts.schedulable,
+            "rejected": [v.name for v in verdicts.tasks if not v.admitted],
+        },
+        "tasks": task_summaries(scenario, scheduler.jobs, verdicts),
         "decision_overhead_ns": overhead_stats(stats.decisions_ns),
         "run": {
             "wall_s": round(wall, 6),

@@ -63,6 +63,8 @@ class Task:
     jitter_ns: TimeNs = 0
     priority: int | None = None
     memory_budget_bytes: int | None = None
+    kernels_ns: tuple[int, ...] | None = None
+    """lp-edf: the job's kernel (operator group) WCET chain; preemption points lie between."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,7 @@ _TOP_KEYS = frozenset({"name", "policy", "duration_ms", "seed", "gpu", "tasks"})
 _TASK_KEYS = frozenset(
     {
         "name", "model", "batch", "period_ms", "deadline_ms", "wcet_ms", "profile", "arrival",
-        "slack_ms", "offset_ms", "jitter_ms", "priority", "budget",
+        "slack_ms", "offset_ms", "jitter_ms", "priority", "budget", "kernels_ms",
     }
 )  # fmt: skip
 _MEMORY_KEYS = frozenset({"memory_mb"})
@@ -189,6 +191,22 @@ def _memory_bytes(f: _Fields, key: str) -> int | None:
     sub.check_keys(_MEMORY_KEYS)
     mb = sub.number("memory_mb")
     return None if mb is None else round(mb * BYTES_PER_MB)
+
+
+def _kernels(f: _Fields) -> tuple[int, ...] | None:
+    value = f.data.get("kernels_ms")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise f.fail("kernels_ms", f"must be a non-empty list of kernel WCETs in ms, got {value!r}")
+    out = []
+    for k, v in enumerate(value):
+        item = _Fields(f.path, {f"kernels_ms[{k}]": v}, f.task)
+        ns = item.ms(f"kernels_ms[{k}]")
+        if ns is None or ns <= 0:
+            raise item.fail(f"kernels_ms[{k}]", "must be > 0 after conversion to ns")
+        out.append(ns)
+    return tuple(out)
 
 
 def _model(f: _Fields, base: Path) -> str | None:
@@ -236,6 +254,12 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     if deadline <= 0:
         raise f.fail("deadline_ms", "must be > 0 after conversion to ns")
     wcet = f.ms("wcet_ms")
+    kernels = _kernels(f)
+    if kernels is not None:
+        if wcet is None:
+            wcet = sum(kernels)
+        elif sum(kernels) != wcet:
+            raise f.fail("kernels_ms", f"kernels sum to {sum(kernels)} ns, wcet_ms is {wcet} ns")
     if wcet is not None and wcet <= 0:
         raise f.fail("wcet_ms", "must be > 0 after conversion to ns")
     if wcet is not None and wcet > deadline:
@@ -262,6 +286,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         jitter_ns=jitter,
         priority=f.integer("priority"),
         memory_budget_bytes=_memory_bytes(f, "budget"),
+        kernels_ns=kernels,
     )
 
 

@@ -12,13 +12,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from heapq import heappop, heappush
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .events import Completion, EngineEvent, Fault, Release
 from .policy import Key, Policy, fp_priorities
 from .scenario import Task
 from .trace import NullTrace, TraceSink
 from .types import TimeNs
+
+if TYPE_CHECKING:
+    from .engine import RunPlan
 
 
 class JobStatus(IntEnum):
@@ -39,8 +42,9 @@ class Job:
     """One released job; mutable bookkeeping owned by the scheduler."""
 
     __slots__ = (
-        "deadline_ns", "end_ns", "error", "id", "k", "missed", "priority", "release_ns", "seq",
-        "start_ns", "status", "task", "task_index",
+        "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "missed",
+        "n_chunks", "priority", "release_ns", "run_ns", "seq", "start_ns", "status", "task",
+        "task_index",
     )  # fmt: skip
 
     def __init__(
@@ -60,6 +64,11 @@ class Job:
         self.end_ns: TimeNs | None = None
         self.missed = False
         self.error: str | None = None
+        self.chunk = 0  # the chunk running or next to run
+        self.n_chunks = 1
+        self.chunk_start_ns: TimeNs = 0
+        self.run_ns: TimeNs = 0  # execution time so far (sum over finished chunks)
+        self.entry: ReadyEntry | None = None
 
     @property
     def response_ns(self) -> TimeNs | None:
@@ -67,9 +76,10 @@ class Job:
 
     @property
     def exec_ns(self) -> TimeNs | None:
+        """Time spent executing (the sum of its chunks); None until it ends."""
         if self.end_ns is None or self.start_ns is None:
             return None
-        return self.end_ns - self.start_ns
+        return self.run_ns
 
     def __repr__(self) -> str:
         return f"Job({self.id}, {self.status.name}, r={self.release_ns}, d={self.deadline_ns})"
@@ -116,17 +126,29 @@ class Dispatch:
     job: str
     task_index: int
     rationale: Rationale
+    chunk: int = 0
+    """Which non-preemptive chunk of the job starts (lp-edf); 0 for a whole job."""
 
 
 class Scheduler:
     """Turns releases into jobs and picks the next job through a :class:`Policy`."""
 
     def __init__(
-        self, tasks: Sequence[Task], policy: Policy, trace: TraceSink | None = None
+        self,
+        tasks: Sequence[Task],
+        policy: Policy,
+        trace: TraceSink | None = None,
+        *,
+        rejected: Iterable[int] = (),
+        chunks: Sequence[int] = (),
     ) -> None:
+        """``rejected``: task indices whose jobs are recorded as REJECTED and never run;
+        ``chunks``: per task, how many non-preemptive chunks a job has (default 1)."""
         self.tasks = tuple(tasks)
         self.policy = policy
         self.trace: TraceSink = trace if trace is not None else NullTrace()
+        self.rejected = frozenset(rejected)
+        self._chunks = list(chunks) or [1] * len(self.tasks)
         self.jobs: list[Job] = []
         self._ready: list[ReadyEntry] = []
         self._deadlines: list[tuple[TimeNs, int]] = []
@@ -165,16 +187,29 @@ class Scheduler:
         prio = self._priorities[task_index]
         job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
         self.jobs.append(job)
+        if task_index in self.rejected:
+            job.status = JobStatus.REJECTED  # not admitted: recorded, never run
+            return job
+        job.n_chunks = self._chunks[task_index]
         key = self._key((job.deadline_ns, now, seq, 0 if prio is None else prio))
         ref = self.trace.release(now, job)
-        heappush(
-            self._ready, ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio, ref)
-        )
+        entry = ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio, ref)
+        if job.n_chunks > 1:
+            job.entry = entry
+        heappush(self._ready, entry)
         heappush(self._deadlines, (job.deadline_ns, seq))
         return job
 
     def _complete(self, seq: int, now: TimeNs) -> None:
         job = self.jobs[seq]
+        job.run_ns += now - job.chunk_start_ns
+        if job.chunk + 1 < job.n_chunks:  # a chunk boundary: the job competes again
+            job.chunk += 1
+            job.status = JobStatus.READY
+            assert job.entry is not None
+            heappush(self._ready, job.entry)
+            self.trace.chunk(now, job)
+            return
         job.status = JobStatus.COMPLETED
         job.end_ns = now
         job.missed = job.missed or now > job.deadline_ns
@@ -218,16 +253,30 @@ class Scheduler:
         entry = heappop(ready)
         job = self.jobs[entry.seq]
         job.status = JobStatus.RUNNING
-        job.start_ns = now
+        job.chunk_start_ns = now
+        if job.start_ns is None:
+            job.start_ns = now
         d = Dispatch(
             now,
             entry.seq,
             entry.job,
             job.task_index,
             Rationale(self.policy.rule, self.policy.key_fields, snapshot),
+            job.chunk,
         )
         self.trace.dispatch(now, d)
         return d
+
+    @classmethod
+    def for_plan(cls, plan: RunPlan, trace: TraceSink | None = None) -> Scheduler:
+        """The scheduler a run plan asks for (its policy, rejections and chunking)."""
+        return cls(
+            plan.scenario.tasks,
+            plan.policy,
+            trace,
+            rejected=plan.rejected,
+            chunks=[len(c) for c in plan.chunks],
+        )
 
     @property
     def ready_count(self) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any
 
+from .admission import Admission
 from .engine import Engine, RunPlan
 from .errors import InternalError
 from .events import Completion, EngineEvent, Fault, Release
@@ -89,13 +90,18 @@ class FakeEngine:
 
 
 def run_in_memory(
-    scenario: Scenario, engine: Engine | None = None, *, seed: int | None = None
+    scenario: Scenario,
+    engine: Engine | None = None,
+    *,
+    seed: int | None = None,
+    admission: Admission | None = None,
 ) -> tuple[list[dict[str, Any]], list[Job]]:
     """Run ``scenario`` on ``engine`` (default: a :class:`FakeEngine`) with the trace kept in
-    memory; returns the parsed trace records and the jobs."""
-    plan = RunPlan.build(scenario, seed=seed)
+    memory; returns the parsed trace records and the jobs. No admission unless one is given
+    (its rejections are enforced, its lp-edf chunks used)."""
+    plan = RunPlan.build(scenario, seed=seed, admission=admission)
     trace = MemoryTrace()
-    scheduler = Scheduler(scenario.tasks, plan.policy, trace)
+    scheduler = Scheduler.for_plan(plan, trace)
     run(plan, scheduler, engine if engine is not None else FakeEngine())
     return trace.records(), scheduler.jobs
 
@@ -144,10 +150,16 @@ def check_run(records: Sequence[Mapping[str, Any]], jobs: Sequence[Job], slots: 
             decisions += 1
         elif kind in ("complete", "fault"):
             running.remove(job)
+        elif kind == "chunk":  # preemption point: the job is ready again
+            running.remove(job)
+            ready.add(job)
         elif kind == "miss":
             misses[job] = r["t_ns"]
     assert not running and not ready, f"left unfinished: {sorted(running | ready)}"
     for j in jobs:
+        if j.status is JobStatus.REJECTED:
+            assert j.start_ns is None and not j.missed, f"{j.id}: rejected but ran"
+            continue
         assert j.status in (JobStatus.COMPLETED, JobStatus.FAILED), f"{j.id} ended {j.status!r}"
         assert j.start_ns is not None and j.end_ns is not None
         assert j.release_ns <= j.start_ns <= j.end_ns, f"{j.id}: times out of order"

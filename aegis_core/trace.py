@@ -33,6 +33,7 @@ class TraceSink(Protocol):
 
     def dispatch(self, t_ns: TimeNs, d: Dispatch) -> None: ...
     def complete(self, t_ns: TimeNs, job: Job) -> None: ...
+    def chunk(self, t_ns: TimeNs, job: Job) -> None: ...
     def miss(self, t_ns: TimeNs, job: Job) -> None: ...
     def fault(self, t_ns: TimeNs, job: Job, error: str) -> None: ...
     def flush(self) -> None: ...
@@ -52,6 +53,9 @@ class NullTrace:
         pass
 
     def complete(self, t_ns: TimeNs, job: Job) -> None:
+        pass
+
+    def chunk(self, t_ns: TimeNs, job: Job) -> None:
         pass
 
     def miss(self, t_ns: TimeNs, job: Job) -> None:
@@ -149,8 +153,9 @@ class JsonlTrace:
             rule = json.dumps({"rule": r.rule, "key": list(r.key_fields)})[1:-1]
             self._rules[(r.rule, r.key_fields)] = rule
         ready = ",".join(map(_ref_of, r.ready))
+        chunk = f',"chunk":{d.chunk}' if d.chunk else ""
         self._emit(
-            f'"t_ns":{t_ns},"kind":"dispatch",{self._who[d.seq]},'
+            f'"t_ns":{t_ns},"kind":"dispatch",{self._who[d.seq]}{chunk},'
             f'"rationale":{{{rule},"ready":[{ready}]}}'
         )
 
@@ -161,6 +166,13 @@ class JsonlTrace:
             f'"start_ns":{job.start_ns},"end_ns":{e},'
             f'"response_ns":{"null" if e is None else e - job.release_ns},'
             f'"deadline_ns":{job.deadline_ns},"missed":{"true" if job.missed else "false"}'
+        )
+
+    def chunk(self, t_ns: TimeNs, job: Job) -> None:
+        """A chunk of ``job`` ended at a preemption point; ``next`` is the chunk to run next."""
+        self._emit(
+            f'"t_ns":{t_ns},"kind":"chunk",{self._who[job.seq]},"next":{job.chunk},'
+            f'"of":{job.n_chunks},"run_ns":{job.run_ns}'
         )
 
     def miss(self, t_ns: TimeNs, job: Job) -> None:
