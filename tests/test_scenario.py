@@ -365,6 +365,13 @@ BAD_CASES: list[tuple[str, Mutation | str | bytes, str | None, str | None, str]]
     ("period-rounds-to-0ns", _set(*T1, "period_ms", value=1e-7), "cls", "period_ms", "> 0"),
     ("zero-deadline", _set(*T1, "deadline_ms", value=0), "cls", "deadline_ms", "> 0"),
     ("negative-deadline", _set(*T1, "deadline_ms", value=-1), "cls", "deadline_ms", "> 0"),
+    ("kernels-not-a-list", _set(*T1, "kernels_ms", value=3), "cls", "kernels_ms", "non-empty list"),
+    ("kernels-empty", _set(*T1, "kernels_ms", value=[]), "cls", "kernels_ms", "non-empty list"),
+    ("kernel-negative", _set(*T1, "kernels_ms", value=[1, -1]), "cls", "kernels_ms[1]", "> 0"),
+    ("kernel-string", _set(*T1, "kernels_ms", value=[1, "2"]), "cls", "kernels_ms[1]",
+     "finite number"),
+    ("kernels-sum-differs", _both(_set(*T1, "wcet_ms", value=3), _set(*T1, "kernels_ms",
+     value=[1, 1])), "cls", "kernels_ms", "kernels sum to 2000000 ns, wcet_ms is 3000000 ns"),
     ("wcet-over-deadline", _both(_set(*T1, "deadline_ms", value=5), _set(*T1, "wcet_ms", value=6)),
      "cls", "wcet_ms", "exceeds"),
     ("wcet-over-default-deadline", _set(*T1, "wcet_ms", value=20.000001), "cls", "wcet_ms",
@@ -559,3 +566,10 @@ def test_duration_override_must_be_finite_and_positive(
     err = capsys.readouterr().err
     assert "--duration-ms must be a finite number > 0" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_kernels_give_the_wcet_when_it_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: demo\ntasks:\n  - {name: p, period_ms: 40, kernels_ms: [3, 2.5, 0.5]}\n")
+    task = load_scenario(path).tasks[0]
+    assert task.kernels_ns == (3_000_000, 2_500_000, 500_000) and task.wcet_ns == 6_000_000
