@@ -74,8 +74,16 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _work(ts: Sequence[ATask]) -> tuple[int, int]:
+    """``(W, P)`` with ``U = W / P``, ``P = lcm(T)``: exact utilisation with one division."""
+    p = math.lcm(*(x.t for x in ts))
+    return sum(x.c * (p // x.t) for x in ts), p
+
+
 def utilisation(ts: Sequence[ATask]) -> Fraction:
-    return sum((Fraction(x.c, x.t) for x in ts), Fraction(0))
+    if not ts:
+        return Fraction(0)
+    return Fraction(*_work(ts))
 
 
 def dbf(ts: Sequence[ATask], t: int) -> int:
@@ -83,33 +91,40 @@ def dbf(ts: Sequence[ATask], t: int) -> int:
     return sum((t - x.d) // x.t * x.c + x.c for x in ts if t >= x.d)
 
 
-def busy_period(ts: Sequence[ATask], blocking: int = 0) -> int | None:
-    """Least ``L = blocking + sum ceil(L/T) C`` (None when U > 1: no bound)."""
+def busy_period(ts: Sequence[ATask], blocking: int = 0, cap: int | None = None) -> int | None:
+    """Least ``L = blocking + sum ceil(L/T) C`` (None when U > 1, or U = 1 with blocking: no
+    fixed point, the busy period never ends).
+
+    With ``cap``, iteration stops once an iterate reaches ``cap`` (the iterates rise to the
+    fixed point, so then ``L >= cap``) and returns that iterate: ``min(L, cap)`` is exact."""
     if not ts:
         return 0
-    if utilisation(ts) > 1:
+    work, period = _work(ts)
+    if work > period or (work == period and blocking > 0):
         return None
     length = blocking + sum(x.c for x in ts)
-    while True:
+    while cap is None or length < cap:
         nxt = blocking + sum(_ceil_div(length, x.t) * x.c for x in ts)
         if nxt == length:
             return length
         length = nxt
+    return length
 
 
 def testing_bound(ts: Sequence[ATask]) -> int | None:
-    """``L = min(L_b, ceil(max(D_max, sum (T-D) U_i / (1-U))))`` (§1.1); None when U > 1."""
-    lb = busy_period(ts)
-    if lb is None:
+    """``L = min(L_b, ceil(max(D_max, sum (T-D) U_i / (1-U))))`` (§1.1); None when U > 1.
+
+    Exact integer arithmetic over ``P = lcm(T)``: ``sum (T-D) U_i / (1-U) = S / (P - W)``."""
+    work, period = _work(ts)
+    if work > period:
         return None
-    u = utilisation(ts)
-    if u == 1:
-        return lb
-    la = max(
-        Fraction(max(x.d for x in ts)),
-        sum((Fraction((x.t - x.d) * x.c, x.t) for x in ts), Fraction(0)) / (1 - u),
-    )
-    return min(lb, math.ceil(la))
+    if work == period:
+        return busy_period(ts)
+    slack = sum((x.t - x.d) * x.c * (period // x.t) for x in ts)
+    la = max(max(x.d for x in ts), _ceil_div(slack, period - work))
+    lb = busy_period(ts, cap=la)
+    assert lb is not None
+    return min(lb, la)
 
 
 def test_points(ts: Sequence[ATask], upto: int) -> list[int]:
@@ -298,8 +313,11 @@ def edf_response_at(ts: Sequence[ATask], i: int, a: int, eps: int = 0) -> int:
 
 
 def edf_response_bound(ts: Sequence[ATask], i: int, eps: int = 0) -> tuple[int, int] | None:
-    """``(R_i, worst offset a)`` for NP-EDF (or LP-EDF with chunks); None when U > 1."""
-    lb = busy_period(ts, blocking=max(x.q_max for x in ts))
+    """``(R_i, worst offset a)`` for NP-EDF (or LP-EDF with chunks); None when U > 1.
+
+    Offsets range over ``[0, L_b)``, ``L_b`` the synchronous busy period (§2.1): a busy period
+    that starts with a blocking chunk is a busy period of the same task set, so no longer."""
+    lb = busy_period(ts)
     if lb is None:
         return None
     best = (0, 0)
@@ -330,10 +348,9 @@ def fp_response(ts: Sequence[ATask], i: int, eps: int = 0) -> FpResponse:
     lp = [x for x in ts if x.prio > me.prio]
     blocking = max((max(x.c - eps, 0) for x in lp), default=0)
     hep = [*hp, me]
-    if utilisation(hep) > 1:
-        return FpResponse(INF, INF, (), blocking)
     busy = busy_period(hep, blocking)
-    assert busy is not None
+    if busy is None:  # hep utilisation > 1, or = 1 with blocking: the busy period never ends
+        return FpResponse(INF, INF, (), blocking)
     jobs = []
     for q in range(_ceil_div(busy, me.t)):
         base = blocking + q * me.c
@@ -545,7 +562,10 @@ def _admit_np_fp(tasks: Sequence[Task]) -> list[TaskVerdict]:
             j, r = late[0]
             who = "its" if j == i else f"{tasks[j].name}'s"
             if r.bound == INF:
-                why = f"{who} level-{prio[j]} busy period never ends (utilisation > 1)"
+                why = (
+                    f"{who} level-{prio[j]} busy period never ends "
+                    "(utilisation > 1, or = 1 with blocking)"
+                )
             else:
                 q = r.jobs.index(int(r.bound))
                 why = (

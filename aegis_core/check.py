@@ -112,7 +112,7 @@ def edf_patterns(
     tasks: Sequence[Task], chunks: Sequence[tuple[int, ...]], per_task: int = 3
 ) -> list[tuple[str, list[Task]]]:
     ts = [analysis_task(t, chunks=c) for t, c in zip(tasks, chunks, strict=True)]
-    horizon = busy_period(ts, blocking=max(x.q_max for x in ts)) or 0
+    horizon = busy_period(ts) or 0  # the offsets edf_response_bound searches
     out = []
     for i, task in enumerate(tasks):
         offsets = edf_offsets(ts, i, horizon)
@@ -193,7 +193,7 @@ def check(
     if not tasks:
         return CheckResult(policy, (), 0)
     ts: list[ATask] = [analysis_task(t, chunks=c) for t, c in zip(tasks, chunk_list, strict=True)]
-    busy = busy_period(ts, blocking=max(x.q_max for x in ts)) or 0
+    busy = busy_period(ts) or 0
     longest = max(t.period_ns for t in tasks)
     patterns = edf_patterns(tasks, chunk_list) if policy != "np-fp" else fp_patterns(tasks)
     sims = [(label, v, 3 * busy + 2 * longest) for label, v in patterns]
