@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -505,82 +505,106 @@ def admit(scenario: Scenario) -> Admission:
     return Admission(policy, tuple(decide(scenario.tasks)))
 
 
-def _finalise(
-    tasks: Sequence[Task], admitted_at: dict[int, TaskVerdict], final: dict[int, TaskVerdict]
+Evaluation = str | dict[int, TaskVerdict]
+"""A rejection reason, or the verdict of every task of the candidate set (by task index)."""
+
+
+def _incremental(
+    tasks: Sequence[Task], test: str, evaluate: Callable[[list[int]], Evaluation]
 ) -> list[TaskVerdict]:
-    """Admitted tasks carry the bounds of the final admitted set."""
-    return [final.get(i, admitted_at[i]) for i in range(len(tasks))]
+    """Admission in list order: task ``i`` joins when ``evaluate(admitted + [i])`` proves the
+    candidate set; admitted tasks end with the verdicts (bounds) of the final admitted set."""
+    admitted: list[int] = []
+    verdicts: dict[int, TaskVerdict] = {}
+    final: dict[int, TaskVerdict] = {}
+    for i, task in enumerate(tasks):
+        out = evaluate([*admitted, i])
+        if isinstance(out, str):
+            verdicts[i] = TaskVerdict(task.name, False, task.wcet_ns, task.period_ns,
+                                      task.deadline_ns, None, out, test)  # fmt: skip
+            continue
+        admitted.append(i)
+        final = out
+    return [final.get(i) or verdicts[i] for i in range(len(tasks))]
+
+
+def _verdict(
+    task: Task, bound: int | None, reason: str, test: str, chunks: ATask | None = None,
+    limit: int | float = INF,
+) -> TaskVerdict:  # fmt: skip
+    return TaskVerdict(
+        task.name, True, task.wcet_ns, task.period_ns, task.deadline_ns, bound, reason, test,
+        chunks.chunks if chunks is not None else None,
+        None if chunks is None or limit == INF else int(limit),
+    )  # fmt: skip
+
+
+NP_EDF_TEST = "np-edf demand (George-Rivierre-Spuri, segmented QPA)"
+NP_FP_TEST = "np-fp response time (Davis-Burns-Bril-Lukkien 2007, every job of the busy period)"
+LP_EDF_TEST = "lp-edf demand with chunk blocking (Bertogna-Baruah Q_k, greedy kernel merging)"
 
 
 def _admit_np_edf(tasks: Sequence[Task]) -> list[TaskVerdict]:
-    verdicts: dict[int, TaskVerdict] = {}
-    final: dict[int, TaskVerdict] = {}
-    admitted: list[int] = []
-    test = "np-edf demand (George-Rivierre-Spuri, segmented QPA)"
-    for i, task in enumerate(tasks):
-        cand = [*admitted, i]
+    def evaluate(cand: list[int]) -> Evaluation:
         ts = [analysis_task(tasks[j]) for j in cand]
-        res = edf_demand_qpa(ts)
-        if not res.ok:
-            reason = edf_demand_enumerate(ts).reason  # the first violating point, for the user
-            verdicts[i] = _reject(task, reason, test)
-            continue
-        bounds = [edf_response_bound(ts, k) for k in range(len(ts))]
-        late = [(cand[k], b[0]) for k, b in enumerate(bounds) if b and b[0] > ts[k].d]
-        if late:
-            j, r = late[0]
-            verdicts[i] = _reject(
-                task,
-                f"response bound of {tasks[j].name} {ms(r)} > deadline {ms(tasks[j].deadline_ns)}",
-                test,
-            )
-            continue
-        admitted.append(i)
+        if not edf_demand_qpa(ts).ok:
+            return edf_demand_enumerate(ts).reason  # names the first violating point
         reason = edf_demand_enumerate(ts).reason  # names the binding test point
-        final = {
-            j: _accept(tasks[j], b[0] if b else None, reason, test)
-            for j, b in zip(cand, bounds, strict=True)
-        }
-        verdicts[i] = final[i]
-    return _finalise(tasks, verdicts, final)
+        bounds = [edf_response_bound(ts, k) for k in range(len(ts))]
+        return _edf_verdicts(tasks, cand, ts, bounds, reason, NP_EDF_TEST)
+
+    return _incremental(tasks, NP_EDF_TEST, evaluate)
+
+
+def _edf_verdicts(
+    tasks: Sequence[Task], cand: list[int], ts: Sequence[ATask],
+    bounds: Sequence[tuple[int, int] | None], reason: str, test: str,
+    limits: Sequence[int | float] = (),
+) -> Evaluation:  # fmt: skip
+    for k, b in enumerate(bounds):
+        if b is None or b[0] > ts[k].d:
+            r = "unbounded" if b is None else ms(b[0])
+            return f"response bound of {ts[k].name} {r} > deadline {ms(ts[k].d)}"
+    return {
+        j: _verdict(tasks[j], b[0] if b else None, reason, test,
+                    ts[k] if limits else None, limits[k] if limits else INF)
+        for k, (j, b) in enumerate(zip(cand, bounds, strict=True))
+    }  # fmt: skip
 
 
 def _admit_np_fp(tasks: Sequence[Task]) -> list[TaskVerdict]:
     from .policy import fp_priorities
 
     prio = fp_priorities(tasks)
-    verdicts: dict[int, TaskVerdict] = {}
-    final: dict[int, TaskVerdict] = {}
-    admitted: list[int] = []
-    test = "np-fp response time (Davis-Burns-Bril-Lukkien 2007, every job of the busy period)"
-    for i, task in enumerate(tasks):
-        cand = [*admitted, i]
+
+    def evaluate(cand: list[int]) -> Evaluation:
         ts = [analysis_task(tasks[j], prio[j]) for j in cand]
         results = [fp_response(ts, k) for k in range(len(ts))]
-        late = [(cand[k], r) for k, r in enumerate(results) if r.bound > ts[k].d]
-        if late:
-            j, r = late[0]
-            who = "its" if j == i else f"{tasks[j].name}'s"
-            if r.bound == INF:
-                why = (
-                    f"{who} level-{prio[j]} busy period never ends "
-                    "(utilisation > 1, or = 1 with blocking)"
-                )
-            else:
-                q = r.jobs.index(int(r.bound))
-                why = (
-                    f"{who} response bound {ms(r.bound)} (job {q} of the level-{prio[j]} "
-                    f"busy period) > deadline {ms(tasks[j].deadline_ns)}"
-                )
-            verdicts[i] = _reject(task, why, test)
-            continue
-        admitted.append(i)
-        final = {
-            j: _accept(tasks[j], int(r.bound), _fp_reason(r, prio[j]), test)
+        for k, r in enumerate(results):
+            if r.bound > ts[k].d:
+                return _fp_late(tasks, cand, k, r, prio)
+        return {
+            j: _verdict(tasks[j], int(r.bound), _fp_reason(r, prio[j]), NP_FP_TEST)
             for j, r in zip(cand, results, strict=True)
         }
-        verdicts[i] = final[i]
-    return _finalise(tasks, verdicts, final)
+
+    return _incremental(tasks, NP_FP_TEST, evaluate)
+
+
+def _fp_late(
+    tasks: Sequence[Task], cand: list[int], k: int, r: FpResponse, prio: Sequence[int]
+) -> str:
+    j = cand[k]
+    who = "its" if j == cand[-1] else f"{tasks[j].name}'s"
+    if r.bound == INF:
+        return (
+            f"{who} level-{prio[j]} busy period never ends (utilisation > 1, or = 1 with blocking)"
+        )
+    q = r.jobs.index(int(r.bound))
+    return (
+        f"{who} response bound {ms(r.bound)} (job {q} of the level-{prio[j]} busy period) "
+        f"> deadline {ms(tasks[j].deadline_ns)}"
+    )
 
 
 def _fp_reason(r: FpResponse, prio: int) -> str:
@@ -591,71 +615,30 @@ def _fp_reason(r: FpResponse, prio: int) -> str:
 
 
 def _admit_lp_edf(tasks: Sequence[Task]) -> list[TaskVerdict]:
-    verdicts: dict[int, TaskVerdict] = {}
-    final: dict[int, TaskVerdict] = {}
-    admitted: list[int] = []
-    test = "lp-edf demand with chunk blocking (Bertogna-Baruah Q_k, greedy kernel merging)"
-    for i, task in enumerate(tasks):
-        cand = [*admitted, i]
+    def evaluate(cand: list[int]) -> Evaluation:
         plain = [analysis_task(tasks[j]) for j in cand]
         if not preemptive_edf_ok(plain):
             pre = edf_demand_enumerate(plain, q=[0] * len(plain))
-            verdicts[i] = _reject(task, "fails even fully preemptive: " + pre.reason, test)
-            continue
+            return "fails even fully preemptive: " + pre.reason
         limits = max_chunk_bounds(plain)
         chunked: list[ATask] = []
-        why = ""
         for k, j in enumerate(cand):
-            t = tasks[j]
-            kernels = t.kernels_ns or (plain[k].c,)
+            kernels = tasks[j].kernels_ns or (plain[k].c,)
             chunks = split_chunks(kernels, limits[k])
             if chunks is None:
-                who = "its" if j == i else f"{t.name}'s"
-                why = (
+                who = "its" if j == cand[-1] else f"{tasks[j].name}'s"
+                return (
                     f"{who} largest kernel {ms(max(kernels))} exceeds the largest tolerable "
                     f"non-preemptive chunk Q = {ms(limits[k])}"
                 )
-                break
-            chunked.append(analysis_task(t, chunks=chunks))
-        if why:
-            verdicts[i] = _reject(task, why, test)
-            continue
+            chunked.append(analysis_task(tasks[j], chunks=chunks))
         res = edf_demand_enumerate(chunked)
+        if not res.ok:
+            return res.reason
         bounds = [edf_response_bound(chunked, k) for k in range(len(chunked))]
-        if not res.ok or any(b is None or b[0] > x.d for b, x in zip(bounds, chunked, strict=True)):
-            verdicts[i] = _reject(task, res.reason, test)
-            continue
-        admitted.append(i)
-        final = {}
-        for k, j in enumerate(cand):
-            b = bounds[k]
-            q = limits[k]
-            final[j] = TaskVerdict(
-                tasks[j].name,
-                True,
-                tasks[j].wcet_ns,
-                tasks[j].period_ns,
-                tasks[j].deadline_ns,
-                b[0] if b else None,
-                res.reason,
-                test,
-                chunked[k].chunks,
-                None if q == INF else int(q),
-            )
-        verdicts[i] = final[i]
-    return _finalise(tasks, verdicts, final)
+        return _edf_verdicts(tasks, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits)
 
-
-def _accept(task: Task, bound: int | None, reason: str, test: str) -> TaskVerdict:
-    return TaskVerdict(
-        task.name, True, task.wcet_ns, task.period_ns, task.deadline_ns, bound, reason, test
-    )
-
-
-def _reject(task: Task, reason: str, test: str) -> TaskVerdict:
-    return TaskVerdict(
-        task.name, False, task.wcet_ns, task.period_ns, task.deadline_ns, None, reason, test
-    )
+    return _incremental(tasks, LP_EDF_TEST, evaluate)
 
 
 _POLICY_TESTS = {"np-edf": _admit_np_edf, "np-fp": _admit_np_fp, "lp-edf": _admit_lp_edf}
