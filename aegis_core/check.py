@@ -14,6 +14,10 @@ minimum separation ``T - J``:
   higher-or-equal-priority task 1 ns later, ``i`` last in list order.
 
 Random runs: the admitted tasks with random offsets and sporadic arrivals (seeded).
+
+The bounds assume adversarial tie-breaking among equal absolute deadlines; the scheduler breaks
+such ties by release time, so a job released later with the same deadline never goes first,
+and a bound built on that case can stay a little above every simulated response.
 """
 
 from __future__ import annotations
