@@ -37,8 +37,8 @@ def run(
     step, schedule, flush = scheduler.step, scheduler.schedule, scheduler.trace.flush
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
-    engine.start(plan)
     try:
+        engine.start(plan)
         while (events := engine.advance(scheduler.next_timer())) is not None:
             now = engine.now()
             stats.instants += 1

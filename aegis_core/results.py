@@ -46,7 +46,7 @@ def job_rows(jobs: Iterable[Job]) -> Iterable[str]:
         miss = "true" if j.missed else "false"
         if s is not None and e is not None:
             yield (
-                f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},{e - s},{miss},"
+                f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},{j.run_ns},{miss},"
                 f"{_STATUS[j.status]}\n"
             )
         else:
@@ -71,7 +71,7 @@ def finished_frame(jobs: Sequence[Job], task_names: Sequence[str]) -> pd.DataFra
         {
             "task": pd.Categorical([j.task for j in done], categories=list(task_names)),
             "response_ns": np.fromiter((j.end_ns - j.release_ns for j in done), np.int64, n),  # type: ignore[operator]
-            "exec_ns": np.fromiter((j.end_ns - j.start_ns for j in done), np.int64, n),  # type: ignore[operator]
+            "exec_ns": np.fromiter((j.run_ns for j in done), np.int64, n),
         }
     )
 
