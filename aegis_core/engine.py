@@ -7,7 +7,7 @@ one; the CLI asks :func:`load_engine` for ``"sim"`` (or, later, ``"exec"``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,7 +75,6 @@ class RunPlan:
     """Task indices that admission rejected: their jobs are recorded, never run."""
     chunks: tuple[tuple[TimeNs, ...], ...] = ()
     """Per task, the non-preemptive chunks of one job (lp-edf); one chunk otherwise."""
-    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(

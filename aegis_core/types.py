@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import NewType
 
 TimeNs = int
 """A time or duration in integer nanoseconds."""
-
-JobId = NewType("JobId", str)
-"""``"<task>#<k>"``."""
 
 NS_PER_MS = 1_000_000
 NS_PER_US = 1_000
@@ -26,12 +22,3 @@ def ms_to_ns(value: float | int) -> TimeNs:
     except InvalidOperation as exc:  # pragma: no cover - guarded by validation
         raise ValueError(f"not a number: {value!r}") from exc
     return int((d * NS_PER_MS).to_integral_value())
-
-
-def ns_to_ms(value: TimeNs) -> float:
-    """Integer ns to float ms, for display only."""
-    return value / NS_PER_MS
-
-
-def job_id(task: str, k: int) -> JobId:
-    return JobId(f"{task}#{k}")

@@ -75,7 +75,6 @@ class SimPyEngine:
     backend: str | None = None
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
         self.env = simpy.Environment()
         self._releases: list[Release] = []
         self._next = 0
@@ -87,7 +86,6 @@ class SimPyEngine:
 
     def start(self, plan: RunPlan) -> None:
         self.env = simpy.Environment()
-        self._plan = plan
         self._exec_time = plan.exec_time
         self._releases = list(plan.releases)
         self._next = 0
