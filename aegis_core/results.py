@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 JOB_COLUMNS = (
     "job", "task", "release_ns", "deadline_ns", "start_ns", "end_ns", "response_ns", "exec_ns",
-    "missed", "status",
+    "missed", "status", "release_lag_ns",
 )  # fmt: skip
 
 VOLATILE_KEYS = frozenset({"decision_overhead_ns", "run", "versions", "scenario_path"})
@@ -47,12 +47,12 @@ def job_rows(jobs: Iterable[Job]) -> Iterable[str]:
         if s is not None and e is not None:
             yield (
                 f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},{j.run_ns},{miss},"
-                f"{_STATUS[j.status]}\n"
+                f"{_STATUS[j.status]},{j.lag_ns}\n"
             )
         else:
             yield (
                 f"{j.id},{j.task},{r},{j.deadline_ns},{_opt(s)},{_opt(e)},"
-                f"{_opt(None if e is None else e - r)},,{miss},{_STATUS[j.status]}\n"
+                f"{_opt(None if e is None else e - r)},,{miss},{_STATUS[j.status]},{j.lag_ns}\n"
             )
 
 

@@ -42,8 +42,8 @@ class Job:
     """One released job; mutable bookkeeping owned by the scheduler."""
 
     __slots__ = (
-        "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "missed",
-        "n_chunks", "priority", "release_ns", "run_ns", "seq", "start_ns", "status", "task",
+        "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "lag_ns",
+        "missed", "n_chunks", "priority", "release_ns", "run_ns", "seq", "start_ns", "status", "task",
         "task_index",
     )  # fmt: skip
 
@@ -69,6 +69,7 @@ class Job:
         self.chunk_start_ns: TimeNs = 0
         self.run_ns: TimeNs = 0  # execution time so far (sum over finished chunks)
         self.entry: ReadyEntry | None = None
+        self.lag_ns: TimeNs = 0  # how late the engine handed the release over (wall clock)
 
     @property
     def response_ns(self) -> TimeNs | None:
@@ -163,9 +164,9 @@ class Scheduler:
         for ev in events:
             kind = type(ev)
             if kind is Completion:
-                self._complete(ev.seq, now)  # type: ignore[union-attr]
+                self._complete(ev)  # type: ignore[arg-type]
             elif kind is Release:
-                self.release(ev.task_index, ev.k, now)  # type: ignore[union-attr]
+                self._release(ev, now)  # type: ignore[arg-type]
             else:
                 self.handle(ev, now)
         self.on_time(now)
@@ -173,15 +174,20 @@ class Scheduler:
     def handle(self, ev: EngineEvent, now: TimeNs) -> None:
         """Take one engine event at time ``now``."""
         if type(ev) is Completion:
-            self._complete(ev.seq, now)
+            self._complete(ev)
         elif type(ev) is Release:
-            self.release(ev.task_index, ev.k, now)
+            self._release(ev, now)
         elif type(ev) is Fault:
-            self._fail(ev.seq, ev.error, now)
+            self._fail(ev.seq, ev.error, ev.t_ns)
         else:
             raise TypeError(f"not an engine event: {ev!r}")
 
+    def _release(self, ev: Release, now: TimeNs) -> None:
+        job = self.release(ev.task_index, ev.k, ev.t_ns)
+        job.lag_ns = now - ev.t_ns
+
     def release(self, task_index: int, k: int, now: TimeNs) -> Job:
+        """Release job ``k`` of task ``task_index`` at ``now`` (its planned release time)."""
         task = self.tasks[task_index]
         seq = len(self.jobs)
         prio = self._priorities[task_index]
@@ -200,8 +206,14 @@ class Scheduler:
         heappush(self._deadlines, (job.deadline_ns, seq))
         return job
 
-    def _complete(self, seq: int, now: TimeNs) -> None:
-        job = self.jobs[seq]
+    def _complete(self, ev: Completion) -> None:
+        """A job or chunk ended at ``ev.t_ns`` (the engine's best knowledge of the instant)."""
+        now, job = ev.t_ns, self.jobs[ev.seq]
+        began = ev.started_ns
+        if began is not None:
+            if job.chunk == 0:
+                job.start_ns = began
+            job.chunk_start_ns = began
         job.run_ns += now - job.chunk_start_ns
         if job.chunk + 1 < job.n_chunks:  # a chunk boundary: the job competes again
             job.chunk += 1
