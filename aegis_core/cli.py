@@ -13,6 +13,7 @@ from typing import Any
 from . import __version__
 from .admission import Admission
 from .errors import AegisError, InputError
+from .scenario import Policy as PolicyName
 from .scenario import Scenario, load_scenario, replace_scenario
 from .trace import FLUSH_MODES
 from .types import ms_to_ns
@@ -62,27 +63,74 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         if not ok or ms_to_ns(args.duration_ms) <= 0:
             raise InputError(f"--duration-ms must be a finite number > 0, got {args.duration_ms}")
         changes["duration_ns"] = ms_to_ns(args.duration_ms)
+    if getattr(args, "policy", None) is not None:
+        changes["policy"] = PolicyName(args.policy)
     return replace_scenario(scenario, **changes) if changes else scenario
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    return _run(args, "sim")
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from .engine import load_engine
+
+    scenario = _scenario(args)  # bad input first, before a GPU is touched
+    engine = load_engine("exec", backend=args.backend, cuda_graphs=not args.no_cuda_graphs)
+    return _run(args, engine, scenario)
+
+
+def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None) -> int:
     from .runner import run_scenario
 
-    scenario = _scenario(args)
+    scenario = scenario or _scenario(args)
     result = run_scenario(
         scenario,
-        "sim",
+        engine,
         out_dir=Path(args.out) if args.out else None,
         trace=not args.no_trace,
         trace_flush=args.trace_flush,
         admission=not args.no_admission,
     )
     print(format_table(result.summary))
+    if "exec" in result.summary:
+        print(format_exec(result.summary))
     rejected = result.summary["admission"]["rejected"]
     if rejected and not args.no_admission:
         print(f"not run (rejected by admission): {', '.join(rejected)}; see `aegis admit`")
     print(f"results: {result.out_dir}/")
     return 0
+
+
+def format_exec(summary: dict[str, Any]) -> str:
+    ex = summary["exec"]
+    gap, lag = ex["dispatch_gap_ns"], ex["release_lag_ns"]
+    lines = [f"device: {summary.get('device')} · setup {ex['setup_s']:.2f} s"
+             + (" · CUDA graphs" if ex.get("cuda_graphs") else "")]  # fmt: skip
+    if gap.get("n"):
+        lines.append(
+            f"dispatch gap (device idle while a job waited): p50 {gap['p50'] / 1e3:.1f} µs, "
+            f"p99 {gap['p99'] / 1e3:.1f} µs, max {gap['max'] / 1e3:.1f} µs ({gap['n']})"
+        )
+    if lag.get("n"):
+        lines.append(
+            f"release lag (host wake-up after the planned release): p50 {lag['p50'] / 1e3:.1f} "
+            f"µs, p99 {lag['p99'] / 1e3:.1f} µs, max {lag['max'] / 1e3:.1f} µs"
+        )
+    cvs = ", ".join(
+        f"{t['name']} {t['exec_ns']['cv'] * 100:.1f} %" for t in summary["tasks"] if t["exec_ns"]
+    )
+    if cvs:
+        lines.append(f"execution-time CV: {cvs}")
+    over = {k: v for k, v in ex.get("overruns", {}).items() if v}
+    if over:
+        lines.append(
+            "WCET overruns (measured execution above wcet_ms): "
+            + ", ".join(f"{k} {v}" for k, v in over.items())
+        )
+    for name, error in ex.get("faulted_tasks", {}).items():
+        lines.append(f"FAULT in task {name}: {error}")
+    return "\n".join(lines)
 
 
 def format_admission(adm: Admission) -> str:
@@ -137,6 +185,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
+    sub.add_argument("scenario", help="scenario YAML file")
+    sub.add_argument("--out", help=f"results directory (default {default_out})")
+    sub.add_argument("--seed", type=int, help="override the scenario's seed")
+    sub.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
+    sub.add_argument(
+        "--policy",
+        choices=[p.value for p in PolicyName],
+        help="override the scenario's policy (e.g. unscheduled, for the no-scheduler baseline)",
+    )
+    sub.add_argument("--no-trace", action="store_true", help="do not write trace.jsonl")
+    sub.add_argument(
+        "--trace-flush",
+        choices=FLUSH_MODES,
+        default="batch",
+        help="when trace records reach the disk: after each record, each instant of the run, "
+        "or in blocks of 512 records (default: batch)",
+    )
+    sub.add_argument(
+        "--no-admission",
+        action="store_true",
+        help="run every task, also those admission rejects (baseline comparisons)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aegis", description="AegisRT: provable latency for DNN models sharing one GPU."
@@ -145,24 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sim = sub.add_parser("sim", help="simulate a scenario (SimPy engine) and write its results")
-    sim.add_argument("scenario", help="scenario YAML file")
-    sim.add_argument("--out", help="results directory (default results/<scenario>/sim/)")
-    sim.add_argument("--seed", type=int, help="override the scenario's seed")
-    sim.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
-    sim.add_argument("--no-trace", action="store_true", help="do not write trace.jsonl")
-    sim.add_argument(
-        "--trace-flush",
-        choices=FLUSH_MODES,
-        default="batch",
-        help="when trace records reach the disk: after each record, each instant of the run, "
-        "or in blocks of 512 records (default: batch)",
-    )
-    sim.add_argument(
-        "--no-admission",
-        action="store_true",
-        help="run every task, also those admission rejects (baseline comparisons)",
-    )
+    _run_options(sim, "results/<scenario>/sim/")
     sim.set_defaults(func=cmd_sim)
+
+    ex = sub.add_parser("exec", help="execute a scenario's models on a backend, write results")
+    _run_options(ex, "results/<scenario>/exec-<backend>/")
+    ex.add_argument(
+        "--backend",
+        choices=("auto", "cupy", "numpy", "mock"),
+        default="auto",
+        help="cupy (CUDA GPU), numpy (CPU), mock (synthetic durations); "
+        "auto: cupy when a GPU is usable, else numpy",
+    )
+    ex.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="cupy: launch each kernel separately instead of replaying one CUDA graph per job",
+    )
+    ex.set_defaults(func=cmd_exec)
 
     adm = sub.add_parser("admit", help="admission analysis in list order (exit 1: rejections)")
     adm.add_argument("scenario", help="scenario YAML file")

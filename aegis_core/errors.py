@@ -7,8 +7,10 @@
     │   └── ScenarioError           a scenario file: names file, task and field
     ├── EngineError                 an engine could not run a plan
     │   ├── EngineNotFound          no engine registered under that name
-    │   └── BackendError            a compute backend failed (CUDA errors are
-    │                               translated into this at the backend seam)
+    │   ├── BackendError            a compute backend failed (CUDA errors are
+    │   │                           translated into this at the backend seam)
+    │   └── JobFault                one job's kernels failed at launch; the
+    │                               executor turns it into that job's `fault`
     └── InternalError               an invariant of the core broke (a bug)
 
 Deadline misses, rejections and job faults are *not* exceptions: they are job
@@ -56,6 +58,11 @@ class EngineNotFound(EngineError, InputError):
 
 class BackendError(EngineError):
     """A compute backend failed; backend-specific errors are translated into this."""
+
+
+class JobFault(EngineError):
+    """One job's kernels raised. Never escapes a run: the executor records the job as failed
+    (a ``fault`` trace record), flags the task's context, and the other tasks go on."""
 
 
 class InternalError(AegisError):

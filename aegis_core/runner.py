@@ -62,6 +62,9 @@ def run_scenario(
     eng = load_engine(engine) if isinstance(engine, str) else engine
     verdicts = admit(scenario)  # validates before anything is written
     plan = RunPlan.build(scenario, admission=verdicts, enforce=admission, seed=seed)
+    validate = getattr(eng, "validate", None)
+    if validate is not None:
+        validate(plan)  # e.g. the executor's models: fail before anything is written
     out = (out_dir or default_out_dir(scenario, eng)) if write else None
     sink: TraceSink = NullTrace()
     if out is not None:
@@ -104,6 +107,15 @@ def run_scenario(
         },
         "versions": versions(),
     }
+    report = getattr(eng, "report", None)
+    if report is not None:
+        extra = report()
+        summary["device"] = extra.get("device")
+        summary["versions"].update(extra.get("versions", {}))
+        summary["exec"] = {
+            **{k: v for k, v in extra.items() if k not in ("device", "versions")},
+            "release_lag_ns": overhead_stats([j.lag_ns for j in scheduler.jobs]),
+        }
     if out is not None:
         write_results(out, summary, scheduler.jobs)
     return RunResult(summary, scheduler.jobs, out, stats)

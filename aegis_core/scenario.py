@@ -56,6 +56,8 @@ class Task:
     wcet_ns: TimeNs | None = None
     model: str | None = None
     batch: int = 1
+    input_shape: tuple[int, ...] | None = None
+    """Per-sample input shape of the model (default: the model's own, e.g. 3x224x224)."""
     profile: str | None = None
     arrival: Arrival = Arrival.PERIODIC
     slack_ns: TimeNs = 0
@@ -177,7 +179,7 @@ _TOP_KEYS = frozenset({"name", "policy", "duration_ms", "seed", "gpu", "tasks"})
 _TASK_KEYS = frozenset(
     {
         "name", "model", "batch", "period_ms", "deadline_ms", "wcet_ms", "profile", "arrival",
-        "slack_ms", "offset_ms", "jitter_ms", "priority", "budget", "kernels_ms",
+        "slack_ms", "offset_ms", "jitter_ms", "priority", "budget", "kernels_ms", "input_shape",
     }
 )  # fmt: skip
 _MEMORY_KEYS = frozenset({"memory_mb"})
@@ -207,6 +209,20 @@ def _kernels(f: _Fields) -> tuple[int, ...] | None:
             raise item.fail(f"kernels_ms[{k}]", "must be > 0 after conversion to ns")
         out.append(ns)
     return tuple(out)
+
+
+def _input_shape(f: _Fields) -> tuple[int, ...] | None:
+    value = f.data.get("input_shape")
+    if value is None:
+        return None
+    ok = isinstance(value, list) and value and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    )
+    if not ok:
+        raise f.fail(
+            "input_shape", f"must be a non-empty list of positive integers, got {value!r}"
+        )
+    return tuple(value)
 
 
 def _model(f: _Fields, base: Path) -> str | None:
@@ -279,6 +295,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         wcet_ns=wcet,
         model=_model(f, base),
         batch=1 if batch is None else batch,
+        input_shape=_input_shape(f),
         profile=_profile(f, base),
         arrival=arrival,
         slack_ns=period // 2 if slack is None else slack,

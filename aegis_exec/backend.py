@@ -1,0 +1,125 @@
+"""The compute-backend protocol the executor drives, and the shared pieces of its backends.
+
+A backend owns streams (one per task), events (timing points on a stream) and device memory,
+and runs one task's job (or lp-edf chunk) per :meth:`Backend.launch`. Every time it reports is
+on the host's ``time.perf_counter_ns`` timeline (device times are mapped onto it), so the
+engine can put releases, starts and ends on one clock.
+
+Backends: ``cupy`` (CUDA streams, events, CUDA graphs; :mod:`aegis_exec.cupy_backend`),
+``numpy`` (worker threads as streams; :mod:`aegis_exec.numpy_backend`) and ``mock``
+(synthetic durations; :mod:`aegis_exec.mock_backend`). ``auto`` picks cupy when a GPU is
+usable, else numpy. Each backend module imports its library lazily, so importing
+:mod:`aegis_exec` never loads cupy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aegis_core.errors import InputError
+from aegis_core.types import TimeNs
+
+BACKENDS = ("auto", "cupy", "numpy", "mock")
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """One launch ended: ``token`` is the dispatch's job seq; times on the host timeline."""
+
+    token: int
+    start_ns: TimeNs
+    end_ns: TimeNs
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWork:
+    """What a backend prepares for one task before the run: its model graph (None: no model,
+    mock only), the op range of each chunk, each chunk's planned duration (mock), and injected
+    faults (tests): ``{k: message}``, job ``k`` of this task raises inside its kernels."""
+
+    index: int
+    name: str
+    graph: Any  # aegis_core.graph.Graph | None
+    ranges: tuple[range, ...]
+    durations_ns: tuple[TimeNs, ...]
+    faults: Mapping[int, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Streams, events, memory, launch, synchronize — what the executor needs of a device."""
+
+    name: str
+    device: str
+
+    def prepare(self, work: Sequence[TaskWork]) -> None:
+        """Build every task's context (buffers, weights, stream; cupy: the CUDA graphs) and
+        warm it up, so the first timed job pays no one-off cost."""
+        ...
+
+    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+        """Start chunk ``chunk`` of job ``k`` of ``task`` on the task's stream; non-blocking."""
+        ...
+
+    def poll(self) -> list[Finished]:
+        """Launches that ended since the last call (non-blocking)."""
+        ...
+
+    def wait(self, until_ns: int) -> list[Finished]:
+        """Block until a launch ends or the host clock reaches ``until_ns``; return the ended."""
+        ...
+
+    def synchronize(self) -> None:
+        """Wait until every launch has ended."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """Device, library versions, memory figures, for the run summary."""
+        ...
+
+    def close(self) -> None:
+        """Release every stream, event and buffer (idempotent)."""
+        ...
+
+
+def cupy_usable() -> bool:
+    """Is cupy importable and a CUDA device usable? (imports cupy only when asked)."""
+    try:
+        import cupy  # noqa: PLC0415  (lazy on purpose: only the auto/cupy backends need it)
+
+        return bool(cupy.is_available())
+    except Exception:
+        return False
+
+
+def resolve(name: str) -> str:
+    """``auto`` → ``cupy`` when a GPU is usable, else ``numpy``; other names checked."""
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "cupy" if cupy_usable() else "numpy"
+    if name == "cupy" and not cupy_usable():
+        raise InputError(
+            "the cupy backend needs CuPy and a usable CUDA GPU, and none was found "
+            "(install the extra: pip install -e '.[gpu]'; or use --backend numpy)"
+        )
+    return name
+
+
+def make_backend(name: str, **options: Any) -> Backend:
+    """The backend called ``name`` (already resolved), its module imported only now."""
+    if name == "cupy":
+        from .cupy_backend import CupyBackend
+
+        return CupyBackend(**options)
+    if name == "numpy":
+        from .numpy_backend import NumpyBackend
+
+        return NumpyBackend(**options)
+    if name == "mock":
+        from .mock_backend import MockBackend
+
+        return MockBackend(**options)
+    raise InputError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

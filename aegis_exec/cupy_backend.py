@@ -1,0 +1,410 @@
+"""The CUDA backend on CuPy: streams, events, one device arena, CUDA graphs.
+
+This is the only module that imports ``cupy``, and only when the backend is built. CUDA and
+CuPy errors are translated into AegisRT errors here (:func:`translate`): an error inside a
+job's launch is a :class:`~aegis_core.errors.JobFault` (that job fails, the others go on);
+an error of the device itself (out of memory while loading, a sticky CUDA error seen while
+polling) is a :class:`~aegis_core.errors.BackendError` that ends the run.
+
+* :class:`CudaStream` / :class:`CudaEvent` own their CUDA objects and release them on
+  :meth:`close` (context managers); class counters tell how many are alive.
+* :class:`DeviceMemoryPool` allocates one arena up front and hands out tensors as views at
+  aligned offsets, so a run allocates nothing on the device after warm-up.
+* Each task's job (each lp-edf chunk) is captured once as a CUDA graph and replayed: one
+  launch per job. If capture fails (a CuPy routine that allocates or synchronises during
+  capture), the task runs its kernels eagerly and the report says why.
+* Times: device-side, from CUDA events, mapped onto the host ``perf_counter_ns`` timeline
+  through a reference event whose host time is bracketed at the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aegis_core.errors import AegisError, BackendError, JobFault
+
+from .backend import Finished, TaskWork
+
+ALIGN = 256
+"""Byte alignment of every tensor in the arena (cudaMalloc's own alignment)."""
+
+
+def _is_cuda_error(exc: BaseException) -> bool:
+    mod = type(exc).__module__ or ""
+    return mod.startswith(("cupy", "cupy_backends", "cuda"))
+
+
+def translate(exc: BaseException, where: str) -> AegisError:
+    """The AegisRT error for an exception raised by CuPy/CUDA while doing ``where``."""
+    if isinstance(exc, AegisError):
+        return exc
+    name = type(exc).__name__
+    if name == "OutOfMemoryError":
+        return BackendError(f"out of device memory while {where}: {exc}")
+    if _is_cuda_error(exc):
+        return BackendError(f"CUDA error while {where}: {name}: {exc}")
+    return BackendError(f"unexpected error while {where}: {name}: {exc}")
+
+
+@contextlib.contextmanager
+def cuda_errors(where: str) -> Iterator[None]:
+    """Re-raise any CuPy/CUDA exception as an AegisRT error (the backend seam)."""
+    try:
+        yield
+    except AegisError:
+        raise
+    except Exception as exc:
+        raise translate(exc, where) from exc
+
+
+class CudaStream:
+    """A non-blocking CUDA stream owned by this object; released by :meth:`close`."""
+
+    live = 0
+
+    def __init__(self, cp: Any) -> None:
+        with cuda_errors("creating a stream"):
+            self.raw: Any = cp.cuda.Stream(non_blocking=True)
+        CudaStream.live += 1
+
+    def synchronize(self) -> None:
+        with cuda_errors("synchronising a stream"):
+            self.raw.synchronize()
+
+    def close(self) -> None:
+        if self.raw is None:
+            return
+        try:
+            self.synchronize()
+        finally:
+            self.raw = None  # the last reference: CuPy destroys the CUDA stream now
+            CudaStream.live -= 1
+
+    def __enter__(self) -> CudaStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CudaEvent:
+    """A timing CUDA event owned by this object; released by :meth:`close`."""
+
+    live = 0
+
+    def __init__(self, cp: Any) -> None:
+        with cuda_errors("creating an event"):
+            self.raw: Any = cp.cuda.Event()
+        CudaEvent.live += 1
+
+    def record(self, stream: CudaStream) -> None:
+        self.raw.record(stream.raw)
+
+    @property
+    def done(self) -> bool:
+        with cuda_errors("querying an event"):
+            return bool(self.raw.done)
+
+    def synchronize(self) -> None:
+        with cuda_errors("waiting for an event"):
+            self.raw.synchronize()
+
+    def close(self) -> None:
+        if self.raw is not None:
+            self.raw = None
+            CudaEvent.live -= 1
+
+    def __enter__(self) -> CudaEvent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DeviceMemoryPool:
+    """One preallocated device arena; :meth:`alloc` hands out float32 views at aligned offsets.
+
+    If the arena runs out (a sizing estimate was short) another segment is allocated and
+    counted in ``segments``; the report shows it."""
+
+    def __init__(self, cp: Any, nbytes: int) -> None:
+        self.cp = cp
+        self.capacity = 0
+        self.used = 0
+        self.segments = 0
+        self._arenas: list[Any] = []
+        self._offset = 0
+        self._grow(max(nbytes, ALIGN))
+
+    def _grow(self, nbytes: int) -> None:
+        with cuda_errors(f"allocating a {nbytes}-byte device arena"):
+            self._arenas.append(self.cp.empty(nbytes, dtype=self.cp.uint8))
+        self._offset = 0
+        self.capacity += nbytes
+        self.segments += 1
+
+    def alloc(self, shape: Sequence[int]) -> Any:
+        size = math.prod(shape) * 4
+        padded = -(-size // ALIGN) * ALIGN
+        arena = self._arenas[-1]
+        if self._offset + padded > arena.size:
+            self._grow(max(padded, arena.size // 4))
+            arena = self._arenas[-1]
+        view = arena[self._offset : self._offset + size].view(self.cp.float32).reshape(shape)
+        self._offset += padded
+        self.used += padded
+        return view
+
+    def close(self) -> None:
+        self._arenas.clear()
+
+
+def arena_bytes(graph: Any) -> int:
+    """Bytes one task's tensors and kernel workspaces take in the arena (aligned)."""
+    from .kernels import workspace
+
+    sizes = [t.nbytes for t in graph.tensors.values()]
+    for op in graph.ops:
+        sizes += [math.prod(s) * 4 for s in workspace(op, graph).values()]
+    return sum(-(-s // ALIGN) * ALIGN for s in sizes)
+
+
+class _Task:
+    """One task's device context: its stream, compiled graph, captured CUDA graphs."""
+
+    def __init__(self, work: TaskWork, stream: CudaStream, compiled: Any) -> None:
+        self.work = work
+        self.stream = stream
+        self.compiled = compiled
+        self.graphs: list[Any] = []
+        self.graph_error: str | None = None
+        self.in_flight: deque[tuple[int, CudaEvent, CudaEvent, int]] = deque()
+
+
+class CupyBackend:
+    """Kernels on a CUDA GPU through CuPy, one stream per task, one CUDA graph per job."""
+
+    name = "cupy"
+
+    def __init__(self, *, graphs: bool = True, **options: Any) -> None:
+        # CUB-accelerated reductions take temporary memory from the pool: not capturable.
+        os.environ.setdefault("CUPY_ACCELERATORS", "")
+        import cupy as cp  # the one place cupy is imported
+
+        with contextlib.suppress(Exception):  # already imported (e.g. by backend "auto")
+            cp._core.set_reduction_accelerators([])
+            cp._core.set_routine_accelerators([])
+        self.cp = cp
+        self.use_graphs = graphs
+        with cuda_errors("opening the CUDA device"):
+            props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+            name = props["name"]
+            self.device = name.decode() if isinstance(name, bytes) else str(name)
+            self._versions = {
+                "cupy": cp.__version__,
+                "cuda_runtime": str(cp.cuda.runtime.runtimeGetVersion()),
+                "cuda_driver": str(cp.cuda.runtime.driverGetVersion()),
+            }
+            self._pool_start = cp.get_default_memory_pool().used_bytes()
+        self._tasks: list[_Task | None] = []
+        self._free_events: list[CudaEvent] = []
+        self._pool: DeviceMemoryPool | None = None
+        self._ref: CudaEvent | None = None
+        self._ref_host = 0
+        self._ref_window = 0
+        self._held: list[Finished] = []
+        self._report: dict[str, Any] = {}
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def prepare(self, work: Sequence[TaskWork]) -> None:
+        from .kernels import CompiledGraph
+
+        cp = self.cp
+        total = sum(arena_bytes(w.graph) for w in work if w.graph is not None)
+        self._pool = DeviceMemoryPool(cp, total)
+        for w in work:
+            if w.graph is None:
+                self._tasks.append(None)
+                continue
+            stream = CudaStream(cp)
+            with cuda_errors(f"loading model {w.graph.name} for task {w.name}"):
+                compiled = CompiledGraph(w.graph, cp, self._pool.alloc, seed=w.index)
+                cp.cuda.Device().synchronize()  # weights were written on the null stream
+                task = _Task(w, stream, compiled)
+                with stream.raw:
+                    compiled.run()  # warm-up: JIT-compiles kernels, sets up cuBLAS
+                stream.synchronize()
+            if self.use_graphs:
+                self._capture(task)
+            self._tasks.append(task)
+        for _ in range(4 * max(1, len(work))):
+            self._free_events.append(CudaEvent(cp))
+        self._calibrate()
+
+    def _capture(self, task: _Task) -> None:
+        """One CUDA graph per chunk; checked once against the eager output."""
+        cp, raw = self.cp, task.stream.raw
+        try:
+            expected = task.compiled.output.copy()
+            graphs = []
+            for ops in task.work.ranges:
+                with raw:
+                    raw.begin_capture()
+                    try:
+                        task.compiled.run(ops)
+                    finally:
+                        graph = raw.end_capture()
+                graphs.append(graph)
+            for g in graphs:
+                g.launch(raw)
+            raw.synchronize()
+            if not bool(cp.allclose(task.compiled.output, expected, rtol=1e-4, atol=1e-5)):
+                raise BackendError("the replayed CUDA graph does not reproduce the eager output")
+            task.graphs = graphs
+        except Exception as exc:  # fall back to eager launches for this task
+            with contextlib.suppress(Exception):
+                raw.synchronize()
+            task.graph_error = f"{type(exc).__name__}: {exc}"
+            task.graphs = []
+
+    def _calibrate(self) -> None:
+        """Put a reference event on the host timeline: record it on an idle device and take
+        the host time half-way between the record call and its completion (best of 5)."""
+        stream = CudaStream(self.cp)
+        tries = []
+        for _ in range(5):
+            event = CudaEvent(self.cp)
+            before = time.perf_counter_ns()
+            event.record(stream)
+            event.synchronize()
+            tries.append((time.perf_counter_ns() - before, before, event))
+        tries.sort(key=lambda x: x[0])
+        window, before, self._ref = tries[0]
+        for _, _, event in tries[1:]:
+            event.close()
+        stream.close()
+        self._ref_host = before + window // 2
+        self._ref_window = window
+
+    # -- launching and polling ------------------------------------------------------------
+
+    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+        t = self._tasks[task]
+        if t is None:
+            raise BackendError(f"task #{task} has no model: the cupy backend needs one")
+        fault = t.work.faults.get(k)
+        start = self._free_events.pop() if self._free_events else CudaEvent(self.cp)
+        end = self._free_events.pop() if self._free_events else CudaEvent(self.cp)
+        host = time.perf_counter_ns()
+        try:
+            start.record(t.stream)
+            if fault is not None:
+                raise RuntimeError(fault)
+            if t.graphs:
+                t.graphs[chunk].launch(t.stream.raw)
+            else:
+                with t.stream.raw:
+                    t.compiled.run(t.work.ranges[chunk])
+            end.record(t.stream)
+        except Exception as exc:  # this job's kernels failed to launch: its fault only
+            self._free_events += [start, end]
+            raise JobFault(f"{type(exc).__name__}: {exc}") from exc
+        t.in_flight.append((token, start, end, host))
+
+    def _ns(self, event: CudaEvent) -> int:
+        assert self._ref is not None
+        ms = self.cp.cuda.get_elapsed_time(self._ref.raw, event.raw)
+        return self._ref_host + round(ms * 1e6)
+
+    def poll(self) -> list[Finished]:
+        out, self._held = self._held, []
+        with cuda_errors("polling for finished jobs"):
+            for t in self._tasks:
+                if t is None:
+                    continue
+                q = t.in_flight
+                while q and q[0][2].done:
+                    token, start, end, host = q.popleft()
+                    out.append(Finished(token, max(self._ns(start), host), self._ns(end)))
+                    self._free_events += [start, end]
+        return out
+
+    def wait(self, until_ns: int) -> list[Finished]:
+        """Spin on the events until one ends or ``until_ns``: completion seen within µs."""
+        clock = time.perf_counter_ns
+        while True:
+            out = self.poll()
+            if out or clock() >= until_ns:
+                return out
+
+    def synchronize(self) -> None:
+        for t in self._tasks:
+            if t is not None:
+                t.stream.synchronize()
+        self._held += self.poll()
+
+    # -- reporting and teardown -----------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        if not self._report:
+            self._report = self._make_report()
+        return self._report
+
+    def _make_report(self) -> dict[str, Any]:
+        pool = self._pool
+        tasks = [t for t in self._tasks if t is not None]
+        return {
+            "device": self.device,
+            "versions": dict(self._versions),
+            "cuda_graphs": bool(tasks) and all(t.graphs for t in tasks),
+            "graph_fallbacks": {t.work.name: t.graph_error for t in tasks if t.graph_error},
+            "timeline_uncertainty_ns": self._ref_window // 2,
+            "memory": {
+                "arena_bytes": pool.capacity if pool else 0,
+                "used_bytes": pool.used if pool else 0,
+                "segments": pool.segments if pool else 0,
+            },
+        }
+
+    def close(self) -> None:
+        if not self._tasks and self._pool is None:
+            return
+        self.report()  # keep the figures: they are read after the run
+        try:
+            self.synchronize()
+        finally:
+            for t in self._tasks:
+                if t is not None:
+                    t.graphs.clear()
+                    t.compiled = None
+                    for _, start, end, _ in t.in_flight:
+                        start.close()
+                        end.close()
+                    t.stream.close()
+            self._tasks = []
+            for e in self._free_events:
+                e.close()
+            self._free_events = []
+            if self._ref is not None:
+                self._ref.close()
+                self._ref = None
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+            with contextlib.suppress(Exception):
+                self.cp.get_default_memory_pool().free_all_blocks()
+
+    def pool_used_bytes(self) -> int:
+        """CuPy's default pool usage now (tests: back to its start after close)."""
+        return int(self.cp.get_default_memory_pool().used_bytes())
+
+    @property
+    def pool_start_bytes(self) -> int:
+        return int(self._pool_start)

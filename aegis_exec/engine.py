@@ -1,0 +1,245 @@
+"""The executor engine: the Engine protocol on the wall clock, real kernels on a backend.
+
+Releases come from the plan (the core's arrival generator: the same jobs at the same
+relative times as the simulator); the engine waits for each on the host clock and hands it
+to the scheduler with its planned time (the scheduler records how late the host woke up).
+Under np-edf / fifo / np-fp / lp-edf one launch is in flight at a time (one slot); under
+``unscheduled`` every job is launched at release on its task's own stream (concurrent).
+
+Every time is on one timeline: ns since the run's time 0, a host ``perf_counter_ns`` reading
+taken after the backend is warmed up. Backends map device times (CUDA events) onto it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aegis_core.engine import RunPlan
+from aegis_core.errors import InputError, InternalError, JobFault, ScenarioError
+from aegis_core.events import Completion, EngineEvent, Fault, Release
+from aegis_core.scheduler import Dispatch
+from aegis_core.types import TimeNs
+
+from .backend import Backend, Finished, TaskWork, make_backend, resolve
+from .clock import sleep_until
+
+
+@dataclass(slots=True)
+class _Launch:
+    task: int
+    chunk: int
+    host_ns: TimeNs  # engine time of the dispatch
+    waited: bool  # the job was ready when the device went idle: its start measures a gap
+
+
+def _stats(samples: Sequence[int]) -> dict[str, Any]:
+    from aegis_core.results import overhead_stats
+
+    return overhead_stats(samples)
+
+
+def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> list[TaskWork]:
+    """Each task's graph and chunk ranges, validated; ScenarioError names task and field."""
+    from aegis_core.graph import build_model, load_graph
+
+    scenario, out = plan.scenario, []
+    for i, task in enumerate(scenario.tasks):
+        durations = plan.chunks[i] if plan.chunks else (task.wcet_ns or 0,)
+        graph = None
+        if task.model is None:
+            if backend != "mock" and i not in plan.rejected:
+                raise ScenarioError(
+                    scenario.path,
+                    f"the {backend} backend executes a model: give one "
+                    "(a builtin name or a graph file)",
+                    task=task.name,
+                    field="model",
+                )
+        else:
+            try:
+                if Path(task.model).suffix == ".json":
+                    graph = load_graph(task.model)
+                else:
+                    graph = build_model(task.model, task.batch, task.input_shape)
+            except InputError as exc:
+                field = "input_shape" if task.input_shape is not None else "model"
+                raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc
+        n = len(durations)
+        ranges = tuple(graph.chunks(n)) if graph is not None else tuple(range(1) for _ in range(n))
+        if len(ranges) != n:
+            raise ScenarioError(
+                scenario.path,
+                f"lp-edf splits a job into {n} chunks but model {task.model!r} has only "
+                f"{len(graph.ops) if graph is not None else 0} operators",
+                task=task.name,
+                field="kernels_ms",
+            )
+        mine = {int(j.rsplit("#", 1)[1]): msg for j, msg in faults.items()
+                if j.rsplit("#", 1)[0] == task.name}  # fmt: skip
+        out.append(TaskWork(i, task.name, graph, ranges, tuple(durations), mine))
+    return out
+
+
+class ExecEngine:
+    """Real execution of a run plan on a compute backend (``auto``, ``cupy``, ``numpy``,
+    ``mock``). ``faults`` (tests): ``{job id: message}``, those jobs' kernels raise;
+    ``cuda_graphs=False`` makes the cupy backend launch kernels one by one (comparisons)."""
+
+    name = "exec"
+
+    def __init__(self, backend: str = "auto", *, faults: Mapping[str, str] | None = None,
+                 cuda_graphs: bool = True, **options: Any) -> None:  # fmt: skip
+        self.backend: str | None = resolve(backend)
+        self._options: dict[str, Any] = {"graphs": cuda_graphs} if self.backend == "cupy" else {}
+        self.device: str | None = None
+        self._faults = dict(faults or {})
+        self._impl: Backend | None = None
+        self._work: list[TaskWork] | None = None
+        self._t0 = time.perf_counter_ns()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._releases: list[Release] = []
+        self._next = 0
+        self._slots: int | None = 1
+        self._running = 0
+        self._launched: dict[int, _Launch] = {}
+        self._pending: list[EngineEvent] = []
+        self._faulted: dict[int, str] = {}
+        self._last_end: TimeNs | None = None
+        self.gaps_ns: list[int] = []
+        self.launch_ns: list[int] = []
+        self._overruns: dict[str, int] = {}
+        self._setup_s = 0.0
+
+    # -- before the run ------------------------------------------------------------------
+
+    def validate(self, plan: RunPlan) -> None:
+        """Check that every task can run here (models, input shapes), before anything is
+        written; raises ScenarioError naming the task and field."""
+        assert self.backend is not None
+        self._work = task_work(plan, self.backend, self._faults)
+
+    def start(self, plan: RunPlan) -> None:
+        if self._work is None:
+            self.validate(plan)
+        assert self._work is not None and self.backend is not None
+        self._reset()
+        self._plan = plan
+        t = time.perf_counter()
+        self._impl = make_backend(self.backend, **self._options)
+        self.device = self._impl.device
+        self._impl.prepare(self._work)
+        self._setup_s = time.perf_counter() - t
+        self._releases = sorted(plan.releases)
+        self._slots = plan.slots
+        self._t0 = time.perf_counter_ns()
+
+    # -- the Engine protocol -------------------------------------------------------------
+
+    def now(self) -> TimeNs:
+        return time.perf_counter_ns() - self._t0
+
+    def free_slots(self) -> int:
+        return sys.maxsize if self._slots is None else self._slots - self._running
+
+    def dispatch(self, d: Dispatch) -> None:
+        impl = self._impl
+        assert impl is not None
+        if self._slots is not None and self._running >= self._slots:
+            raise InternalError(f"dispatch of {d.job} with no free slot")
+        now = self.now()
+        waited = (
+            self._slots == 1
+            and self._running == 0
+            and self._last_end is not None
+            and d.rationale.winner.release_ns <= self._last_end
+        )
+        self._running += 1
+        if d.task_index in self._faulted:
+            msg = f"not run: the task's context faulted earlier ({self._faulted[d.task_index]})"
+            self._pending.append(Fault(now, d.seq, msg))
+            return
+        self._launched[d.seq] = _Launch(d.task_index, d.chunk, now, waited)
+        try:
+            impl.launch(d.task_index, d.chunk, d.seq, int(d.job.rsplit("#", 1)[1]))
+        except JobFault as exc:  # the job's own kernels failed at launch: its fault only
+            del self._launched[d.seq]
+            self._faulted[d.task_index] = str(exc)
+            self._pending.append(Fault(self.now(), d.seq, str(exc)))
+
+    def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
+        impl = self._impl
+        assert impl is not None
+        events = self._take(impl.poll())
+        rel = self._releases
+        while True:
+            now = self.now()
+            i = self._next
+            while i < len(rel) and rel[i].t_ns <= now:
+                i += 1
+            if events or i > self._next:
+                out: list[EngineEvent] = [*events, *rel[self._next : i]]
+                self._next = i
+                return out
+            if until is not None and until <= now:
+                return []
+            nxt = rel[i].t_ns if i < len(rel) else None
+            if nxt is None and not self._running:
+                return None
+            targets = [t for t in (nxt, until) if t is not None]
+            target = min(targets) if targets else now + 1_000_000_000
+            if self._running:
+                events = self._take(impl.wait(self._t0 + target))
+            else:
+                sleep_until(self._t0 + target)
+
+    def _take(self, finished: list[Finished]) -> list[EngineEvent]:
+        """Engine events for ended launches, in end order (pending faults first)."""
+        out, self._pending = self._pending, []
+        self._running -= len(out)
+        if not finished:
+            return out
+        now, t0 = self.now(), self._t0
+        for f in sorted(finished, key=lambda f: (f.end_ns, f.token)):
+            info = self._launched.pop(f.token)
+            self._running -= 1
+            start = max(f.start_ns - t0, info.host_ns)
+            end = min(max(f.end_ns - t0, start), now)
+            if f.error is not None:
+                self._faulted[info.task] = f.error
+                out.append(Fault(end, f.token, f.error))
+                continue
+            self.launch_ns.append(start - info.host_ns)
+            if info.waited and self._last_end is not None:
+                self.gaps_ns.append(start - self._last_end)
+            if self._slots == 1:
+                self._last_end = end
+            if end - start > self._plan.chunks[info.task][info.chunk]:
+                name = self._plan.scenario.tasks[info.task].name
+                self._overruns[name] = self._overruns.get(name, 0) + 1
+            out.append(Completion(end, f.token, start))
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """What the run summary adds for an executed run."""
+        impl = self._impl.report() if self._impl is not None else {}
+        names = [t.name for t in self._plan.scenario.tasks]
+        return {
+            "backend": self.backend,
+            **impl,
+            "setup_s": round(self._setup_s, 3),
+            "dispatch_gap_ns": _stats(self.gaps_ns),
+            "launch_latency_ns": _stats(self.launch_ns),
+            "overruns": {n: self._overruns.get(n, 0) for n in names},
+            "faulted_tasks": {names[i]: e for i, e in sorted(self._faulted.items())},
+        }
+
+    def close(self) -> None:
+        if self._impl is not None:
+            self._impl.close()

@@ -1,0 +1,59 @@
+"""The mock backend: no computation; each launch takes its chunk's planned duration (the
+task's execution-time model, e.g. its WCET) on the host clock. Deterministic durations for
+tests of the executor's flow; streams are in-order per task, as on a device."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from heapq import heappop, heappush
+from typing import Any
+
+from .backend import Finished, TaskWork
+from .clock import sleep_until
+
+
+class MockBackend:
+    name = "mock"
+    device = "mock (synthetic durations)"
+
+    def __init__(self, **options: Any) -> None:
+        self._work: list[TaskWork] = []
+        self._free_at: list[int] = []  # per task stream: when its last launch ends
+        self._heap: list[tuple[int, int, Finished]] = []
+        self._n = 0
+
+    def prepare(self, work: Sequence[TaskWork]) -> None:
+        self._work = list(work)
+        self._free_at = [0] * len(work)
+
+    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+        w = self._work[task]
+        start = max(time.perf_counter_ns(), self._free_at[task])
+        end = start + w.durations_ns[chunk]
+        self._free_at[task] = end
+        fin = Finished(token, start, end, w.faults.get(k))
+        self._n += 1
+        heappush(self._heap, (end, self._n, fin))
+
+    def poll(self) -> list[Finished]:
+        now, heap, out = time.perf_counter_ns(), self._heap, []
+        while heap and heap[0][0] <= now:
+            out.append(heappop(heap)[2])
+        return out
+
+    def wait(self, until_ns: int) -> list[Finished]:
+        if self._heap:
+            until_ns = min(until_ns, self._heap[0][0])
+        sleep_until(until_ns)
+        return self.poll()
+
+    def synchronize(self) -> None:
+        if self._heap:
+            sleep_until(max(end for end, _, _ in self._heap))
+
+    def report(self) -> dict[str, Any]:
+        return {"device": self.device, "versions": {}, "memory": {}, "cuda_graphs": False}
+
+    def close(self) -> None:
+        self._heap.clear()

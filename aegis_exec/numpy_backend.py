@@ -1,0 +1,218 @@
+"""The CPU backend: real kernels in NumPy, each stream a worker thread.
+
+A :class:`WorkerStream` runs the work queued on it in order, on its own thread (NumPy's BLAS
+and ufunc loops release the GIL, so streams of different tasks really overlap, as CUDA streams
+would). A :class:`HostEvent` is a host timestamp taken on the stream's thread when the queue
+reaches it. The whole executor flow runs on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import platform
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aegis_core.errors import BackendError, InputError
+
+from .backend import Finished, TaskWork
+
+
+SWITCH_INTERVAL_S = 50e-6
+"""GIL switch interval during a run: bounds how late the engine's thread sees an event."""
+
+WARMUP_RUNS = 2
+"""Untimed runs of each model before the run starts (first runs pay one-off costs)."""
+
+
+class HostEvent:
+    """A point on a stream: the host time at which the stream's queue reached it."""
+
+    __slots__ = ("t_ns",)
+
+    def __init__(self) -> None:
+        self.t_ns: int | None = None
+
+    def record(self) -> None:
+        self.t_ns = time.perf_counter_ns()
+
+    @property
+    def done(self) -> bool:
+        return self.t_ns is not None
+
+
+class WorkerStream:
+    """An in-order queue of work run by one daemon thread; ``close`` joins the thread."""
+
+    live = 0
+    """Streams created and not yet closed (resource-leak checks)."""
+
+    def __init__(self, name: str, done: queue.SimpleQueue[Finished]) -> None:
+        self._queue: queue.SimpleQueue[tuple[int, Callable[[], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._done = done
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._work, name=f"aegis-stream-{name}", daemon=True
+        )
+        self._thread.start()
+        WorkerStream.live += 1
+
+    def submit(self, token: int, fn: Callable[[], None]) -> None:
+        self._queue.put((token, fn))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            token, fn = item
+            start, end = HostEvent(), HostEvent()
+            error = None
+            start.record()
+            try:
+                fn()
+            except Exception as exc:  # a job's kernels failed: a fault of that job only
+                error = f"{type(exc).__name__}: {exc}"
+            end.record()
+            assert start.t_ns is not None and end.t_ns is not None
+            self._done.put(Finished(token, start.t_ns, end.t_ns, error))
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join()
+        self._thread = None
+        WorkerStream.live -= 1
+
+    def __enter__(self) -> WorkerStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InjectedFault(RuntimeError):
+    """Raised inside a job's kernels by a test's fault injection."""
+
+
+def _faulty(message: str) -> Callable[[], None]:
+    def run() -> None:
+        raise InjectedFault(message)
+
+    return run
+
+
+class NumpyBackend:
+    """Real computation on the CPU: one :class:`WorkerStream` per task."""
+
+    name = "numpy"
+
+    def __init__(self, **options: Any) -> None:
+        self.device = _cpu_name()
+        self._done: queue.SimpleQueue[Finished] = queue.SimpleQueue()
+        self._streams: list[WorkerStream | None] = []
+        self._graphs: list[Any] = []
+        self._work: list[TaskWork] = []
+        self._in_flight = 0  # launched, not yet taken from the done queue
+        self._held: list[Finished] = []  # taken from the queue, not yet returned by poll
+        self._bytes = 0
+        self._switch: float | None = None
+
+    def prepare(self, work: Sequence[TaskWork]) -> None:
+        import numpy as np
+
+        # The streams' threads hold the GIL between NumPy calls; with CPython's default 5 ms
+        # switch interval the engine's thread would wake up to 5 ms late for a release or a
+        # completion. Restored by close().
+        if self._switch is None:
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+        from .kernels import CompiledGraph
+
+        self._work = list(work)
+        for w in work:
+            if w.graph is None:
+                self._graphs.append(None)
+                self._streams.append(None)
+                continue
+            compiled = CompiledGraph(w.graph, np, seed=w.index)
+            stream = WorkerStream(w.name, self._done)
+            for _ in range(WARMUP_RUNS):  # on the stream's own thread: buffers paged in, BLAS
+                stream.submit(-1, compiled.run)  # threads up, caches warm for that thread
+            for _ in range(WARMUP_RUNS):
+                warm = self._done.get()
+                if warm.error is not None:
+                    stream.close()
+                    raise BackendError(f"task '{w.name}': warm-up run failed: {warm.error}")
+            self._bytes += compiled.nbytes
+            self._graphs.append(compiled)
+            self._streams.append(stream)
+
+    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+        w, stream, compiled = self._work[task], self._streams[task], self._graphs[task]
+        if stream is None or compiled is None:
+            raise InputError(f"task '{w.name}' has no model: the numpy backend needs one")
+        fault = w.faults.get(k)
+        ops = w.ranges[chunk]
+        fn = _faulty(fault) if fault is not None else (lambda: compiled.run(ops))
+        self._in_flight += 1
+        stream.submit(token, fn)
+
+    def poll(self) -> list[Finished]:
+        out, self._held = self._held, []
+        try:
+            while True:
+                out.append(self._done.get_nowait())
+                self._in_flight -= 1
+        except queue.Empty:
+            pass
+        return out
+
+    def wait(self, until_ns: int) -> list[Finished]:
+        left = until_ns - time.perf_counter_ns()
+        if left > 0 and self._in_flight and not self._held:
+            try:
+                self._held.append(self._done.get(timeout=left / 1e9))
+            except queue.Empty:
+                return []
+            self._in_flight -= 1
+        return self.poll()
+
+    def synchronize(self) -> None:
+        while self._in_flight:
+            self._held.append(self._done.get())
+            self._in_flight -= 1
+
+    def report(self) -> dict[str, Any]:
+        import numpy as np
+
+        return {
+            "device": self.device,
+            "versions": {"numpy": np.__version__},
+            "memory": {"buffers_bytes": self._bytes},
+            "cuda_graphs": False,
+        }
+
+    def close(self) -> None:
+        for s in self._streams:
+            if s is not None:
+                s.close()
+        self._streams = []
+        self._graphs = []
+        if self._switch is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return "CPU: " + line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return "CPU: " + (platform.processor() or platform.machine())  # pragma: no cover

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole GPU check in one go (DESIGN §7), < 5 minutes on one H100/H200:
+#   benchmarks/gpu_validate.sh OUTDIR
+# 1. environment (GPU, driver, CuPy), 2. the gpu-marked tests, 3. scenarios/three_models.yaml
+# on the CuPy backend (admitted, np-edf), 4. the same under `unscheduled` (no scheduler,
+# every job launched at release on its own stream), 5. the simulator on the same scenario,
+# 6. the figures table (execution-time CV, misses, dispatch gap, p99 vs unscheduled),
+# 7. one short `aegis exec` under compute-sanitizer memcheck --leak-check full.
+# Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
+# Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
+# come as a wheel in .whl/ (PYTHONPATH /tmp/site).
+set -u
+OUT=${1:?usage: benchmarks/gpu_validate.sh OUTDIR}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+: >"$OUT/steps.txt"
+
+step() {  # step NAME TIMEOUT_S COMMAND...: run, log to OUT/NAME.log, record status and time
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  echo "== $name: $*"
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc ${SECONDS}s-${t0}s=$((SECONDS - t0))s" | tee -a "$OUT/steps.txt"
+  tail -n 25 "$OUT/$name.log"
+}
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+$PY -m pip install -q --no-build-isolation --no-deps -e . >"$OUT/install.log" 2>&1 \
+  || echo "install rc=$? (see install.log)" | tee -a "$OUT/steps.txt"
+AEGIS=("$PY" -m aegis_core.cli)
+S=scenarios/three_models.yaml
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+  $PY -c "import cupy, sys; print('python', sys.version.split()[0]); print('cupy', cupy.__version__, 'available', cupy.is_available()); print('cuda runtime', cupy.cuda.runtime.runtimeGetVersion())"
+  nproc; uname -a
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+step pytest_gpu 150 $PY -m pytest -p no:cacheprovider -o addopts= -q -m gpu -rs tests/
+step exec_cupy 90 "${AEGIS[@]}" exec $S --backend cupy --out "$OUT/exec-cupy"
+step exec_cupy_unscheduled 90 "${AEGIS[@]}" exec $S --backend cupy --policy unscheduled \
+  --out "$OUT/exec-cupy-unscheduled"
+step exec_cupy_eager 90 "${AEGIS[@]}" exec $S --backend cupy --no-cuda-graphs --no-trace \
+  --out "$OUT/exec-cupy-eager"
+step sim 60 "${AEGIS[@]}" sim $S --out "$OUT/sim"
+step report 30 $PY benchmarks/exec_report.py "$OUT/exec-cupy" "$OUT/exec-cupy-unscheduled" "$OUT/sim"
+cp "$OUT/report.log" "$OUT/report.md" 2>/dev/null
+step report_eager 30 $PY benchmarks/exec_report.py "$OUT/exec-cupy-eager"
+if command -v compute-sanitizer >/dev/null; then
+  step sanitizer 120 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 \
+    "${AEGIS[@]}" exec scenarios/tiny_gpu.yaml --backend cupy --no-trace --out "$OUT/exec-sanitizer"
+else
+  echo "sanitizer skipped: compute-sanitizer not found" | tee -a "$OUT/steps.txt"
+fi
+echo "done; outputs in $OUT"

@@ -1,0 +1,72 @@
+"""GPU checks of the CuPy backend (marked ``gpu``; skipped where no CUDA device is usable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from aegis_exec.backend import cupy_usable
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not cupy_usable(), reason="no usable CUDA GPU (cupy)"),
+]
+
+SMALL = {
+    "tiny_cnn": None,
+    "mlp": (256,),
+    "bert_tiny": (32, 128),
+    "mobilenet_v2": (3, 64, 64),
+    "resnet18": (3, 64, 64),
+}
+
+
+@pytest.mark.parametrize("model", sorted(SMALL))
+def test_model_on_cupy_matches_the_float64_reference(model: str) -> None:
+    import cupy as cp
+
+    from aegis_core.graph import build_model
+    from aegis_exec.kernels import CompiledGraph, init_params, reference
+
+    g = build_model(model, 2, SMALL[model])
+    c = CompiledGraph(g, cp, seed=3)
+    c.run()
+    params, x = init_params(g, 3)
+    ref = reference(g, params, x)
+    got = cp.asnumpy(c.output).astype(np.float64)
+    err = np.abs(got - ref).max() / np.abs(ref).max()
+    assert err < 1e-3, f"{model}: relative error {err:.2e}"
+
+
+def _run(scenario_path: str, **kw: Any) -> dict[str, Any]:
+    from aegis_core.runner import run_scenario
+    from aegis_core.scenario import load_scenario
+    from aegis_exec.engine import ExecEngine
+
+    engine = ExecEngine("cupy", **kw)
+    return run_scenario(load_scenario(scenario_path), engine, write=False).summary
+
+
+def test_cupy_run_captures_cuda_graphs_and_releases_everything() -> None:
+    import cupy as cp
+
+    from aegis_exec.cupy_backend import CudaEvent, CudaStream
+
+    pool = cp.get_default_memory_pool()
+    before = pool.used_bytes()
+    s = _run("scenarios/tiny_gpu.yaml")
+    assert s["backend"] == "cupy" and s["misses"] == 0
+    assert s["exec"]["cuda_graphs"] is True, s["exec"]["graph_fallbacks"]
+    assert all(t["completed"] == t["jobs"] for t in s["tasks"])
+    assert CudaStream.live == 0 and CudaEvent.live == 0
+    assert pool.used_bytes() == before
+
+
+def test_cupy_fault_in_one_task_leaves_the_other_running() -> None:
+    s = _run("scenarios/tiny_gpu.yaml", faults={"mlp#1": "boom"})
+    by = {t["name"]: t for t in s["tasks"]}
+    assert by["cnn"]["completed"] == by["cnn"]["jobs"]
+    assert by["mlp"]["failed"] == by["mlp"]["jobs"] - 1  # mlp#0 ran, mlp#1 on failed
+    assert "boom" in s["exec"]["faulted_tasks"]["mlp"]
