@@ -85,13 +85,11 @@ class Backend(Protocol):
 
 
 def cupy_usable() -> bool:
-    """Is cupy importable and a CUDA device usable? (imports cupy only when asked)."""
-    try:
-        import cupy  # noqa: PLC0415  (lazy on purpose: only the auto/cupy backends need it)
+    """Is CuPy importable and a CUDA device usable? (asks the CuPy backend module, which
+    imports cupy only now: the one module that may)."""
+    from .cupy_backend import usable
 
-        return bool(cupy.is_available())
-    except Exception:
-        return False
+    return usable()
 
 
 def resolve(name: str) -> str:

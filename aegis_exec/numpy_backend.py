@@ -20,7 +20,6 @@ from aegis_core.errors import BackendError, InputError
 
 from .backend import Finished, TaskWork
 
-
 SWITCH_INTERVAL_S = 50e-6
 """GIL switch interval during a run: bounds how late the engine's thread sees an event."""
 
@@ -51,9 +50,7 @@ class WorkerStream:
     """Streams created and not yet closed (resource-leak checks)."""
 
     def __init__(self, name: str, done: queue.SimpleQueue[Finished]) -> None:
-        self._queue: queue.SimpleQueue[tuple[int, Callable[[], None]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[int, Callable[[], None]] | None] = queue.SimpleQueue()
         self._done = done
         self._thread: threading.Thread | None = threading.Thread(
             target=self._work, name=f"aegis-stream-{name}", daemon=True

@@ -54,8 +54,10 @@ def table(run: dict[str, Any], base: dict[str, Any] | None, sim: dict[str, Any] 
             f"| {ms(sr.get('p99'))} |"
         )
     ex = run.get("exec", {})
-    gap, lat, lag = ex.get("dispatch_gap_ns", {}), ex.get("launch_latency_ns", {}), ex.get(
-        "release_lag_ns", {}
+    gap, lat, lag = (
+        ex.get("dispatch_gap_ns", {}),
+        ex.get("launch_latency_ns", {}),
+        ex.get("release_lag_ns", {}),
     )
     out += [
         "",
@@ -77,7 +79,11 @@ def main(argv: list[str]) -> int:
     if run is None:
         print(f"no summary.json in {argv[0]}")
         return 1
-    print(table(run, load(argv[1] if len(argv) > 1 else None), load(argv[2] if len(argv) > 2 else None)))
+    print(
+        table(
+            run, load(argv[1] if len(argv) > 1 else None), load(argv[2] if len(argv) > 2 else None)
+        )
+    )
     return 0
 
 

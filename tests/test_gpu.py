@@ -23,15 +23,39 @@ SMALL = {
 }
 
 
+@pytest.mark.parametrize(
+    ("ashape", "bshape"),
+    [((5, 7), (7, 9)), ((70, 33), (33, 65)), ((3, 2, 17), (3, 17, 19)),
+     ((2, 2, 9, 8), (2, 2, 8, 9)), ((1, 3000), (3000, 10)), ((512, 4608), (4608, 49)),
+     ((4, 6), (3, 6, 5))],
+)  # fmt: skip
+def test_capturable_gemm_matches_numpy(ashape: tuple[int, ...], bshape: tuple[int, ...]) -> None:
+    import cupy as cp
+
+    from aegis_exec.cupy_backend import CapturableGemm
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(ashape).astype(np.float32)
+    b = rng.standard_normal(bshape).astype(np.float32)
+    ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    out = cp.empty(ref.shape, dtype=cp.float32)
+    CapturableGemm(cp)(cp.asarray(a), cp.asarray(b), out)
+    err = np.abs(cp.asnumpy(out) - ref).max() / np.abs(ref).max()
+    assert err < 1e-5, err
+
+
+@pytest.mark.parametrize("capturable", [False, True], ids=["cupy", "capturable"])
 @pytest.mark.parametrize("model", sorted(SMALL))
-def test_model_on_cupy_matches_the_float64_reference(model: str) -> None:
+def test_model_on_cupy_matches_the_float64_reference(model: str, capturable: bool) -> None:
     import cupy as cp
 
     from aegis_core.graph import build_model
+    from aegis_exec.cupy_backend import CapturableCupy
     from aegis_exec.kernels import CompiledGraph, init_params, reference
 
     g = build_model(model, 2, SMALL[model])
-    c = CompiledGraph(g, cp, seed=3)
+    xp: Any = CapturableCupy(cp) if capturable else cp
+    c = CompiledGraph(g, xp, seed=3)
     c.run()
     params, x = init_params(g, 3)
     ref = reference(g, params, x)
