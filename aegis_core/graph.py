@@ -248,7 +248,10 @@ class Graph:
             missing = [i for i in op.inputs if i not in ready]
             if missing or op.output in ready or t[op.output].role != "activation":
                 raise _ShapeError(f"op {op.name!r}: inputs {missing} not ready or bad output")
-            shape = _infer(op.fn, dict(op.attrs), [t[i].shape for i in op.inputs])
+            try:
+                shape = _infer(op.fn, dict(op.attrs), [t[i].shape for i in op.inputs])
+            except (_ShapeError, KeyError, TypeError) as exc:
+                raise _ShapeError(f"op {op.name!r}: {exc}") from exc
             out = t[op.output].shape
             if shape != out and not (op.fn == "permute" and _prod(shape) == _prod(out)):
                 raise _ShapeError(f"op {op.name!r}: output {out}, expected {shape}")
