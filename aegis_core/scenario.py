@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ScenarioError
+from .errors import InputError, ScenarioError
 from .types import TimeNs, ms_to_ns
 
 BYTES_PER_MB = 1 << 20
@@ -225,6 +225,23 @@ def _input_shape(f: _Fields) -> tuple[int, ...] | None:
     return tuple(value)
 
 
+def _checked_shape(f: _Fields, model: str | None, batch: int) -> tuple[int, ...] | None:
+    """The task's input shape, checked against its builtin model (builds the graph once)."""
+    shape = _input_shape(f)
+    if shape is None:
+        return None
+    if model is None:
+        raise f.fail("input_shape", "needs a model (the shape of which model's input?)")
+    if model in BUILTIN_MODELS:
+        from .graph import build_model
+
+        try:
+            build_model(model, batch, shape)
+        except InputError as exc:
+            raise f.fail("input_shape", str(exc)) from exc
+    return shape
+
+
 def _model(f: _Fields, base: Path) -> str | None:
     model = f.string("model")
     if model is None or model in BUILTIN_MODELS:
@@ -288,14 +305,15 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     if jitter >= period:
         raise f.fail("jitter_ms", f"must be below the period ({period} ns), got {jitter} ns")
     batch = f.integer("batch", minimum=1)
+    model = _model(f, base)
     return Task(
         name=name,
         period_ns=period,
         deadline_ns=deadline,
         wcet_ns=wcet,
-        model=_model(f, base),
+        model=model,
         batch=1 if batch is None else batch,
-        input_shape=_input_shape(f),
+        input_shape=_checked_shape(f, model, 1 if batch is None else batch),
         profile=_profile(f, base),
         arrival=arrival,
         slack_ns=period // 2 if slack is None else slack,
