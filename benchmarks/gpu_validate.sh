@@ -50,10 +50,16 @@ step exec_cupy_unscheduled 90 "${AEGIS[@]}" exec $S --backend cupy --policy unsc
   --out "$OUT/exec-cupy-unscheduled"
 step exec_cupy_eager 90 "${AEGIS[@]}" exec $S --backend cupy --no-cuda-graphs --no-trace \
   --out "$OUT/exec-cupy-eager"
+step exec_backlog 60 "${AEGIS[@]}" exec benchmarks/gpu_backlog.yaml --backend cupy \
+  --out "$OUT/exec-backlog"
+step exec_backlog_unscheduled 60 "${AEGIS[@]}" exec benchmarks/gpu_backlog.yaml --backend cupy \
+  --policy unscheduled --out "$OUT/exec-backlog-unscheduled"
 step sim 60 "${AEGIS[@]}" sim $S --out "$OUT/sim"
 step report 30 $PY benchmarks/exec_report.py "$OUT/exec-cupy" "$OUT/exec-cupy-unscheduled" "$OUT/sim"
 cp "$OUT/report.log" "$OUT/report.md" 2>/dev/null
 step report_eager 30 $PY benchmarks/exec_report.py "$OUT/exec-cupy-eager"
+step report_backlog 30 $PY benchmarks/exec_report.py "$OUT/exec-backlog" \
+  "$OUT/exec-backlog-unscheduled"
 if command -v compute-sanitizer >/dev/null; then
   step sanitizer 120 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 \
     "${AEGIS[@]}" exec scenarios/tiny_gpu.yaml --backend cupy --no-trace --out "$OUT/exec-sanitizer"
