@@ -43,8 +43,8 @@ class Job:
 
     __slots__ = (
         "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "lag_ns",
-        "missed", "n_chunks", "priority", "release_ns", "run_ns", "seq", "start_ns", "status", "task",
-        "task_index",
+        "missed", "n_chunks", "priority", "release_ns", "run_ns", "seq", "start_ns", "status",
+        "task", "task_index",
     )  # fmt: skip
 
     def __init__(
@@ -252,7 +252,7 @@ class Scheduler:
             job = self.jobs[seq]
             if job.status < JobStatus.COMPLETED and not job.missed:
                 job.missed = True
-                self.trace.miss(now, job)
+                self.trace.miss(job.deadline_ns, job)  # when it passed (a wall clock wakes later)
 
     # -- decisions out ---------------------------------------------------------------------
 
