@@ -215,13 +215,13 @@ def _input_shape(f: _Fields) -> tuple[int, ...] | None:
     value = f.data.get("input_shape")
     if value is None:
         return None
-    ok = isinstance(value, list) and value and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     )
     if not ok:
-        raise f.fail(
-            "input_shape", f"must be a non-empty list of positive integers, got {value!r}"
-        )
+        raise f.fail("input_shape", f"must be a non-empty list of positive integers, got {value!r}")
     return tuple(value)
 
 
