@@ -100,6 +100,7 @@ class ExecEngine:
         self._faults = dict(faults or {})
         self._impl: Backend | None = None
         self._work: list[TaskWork] | None = None
+        self._validated: RunPlan | None = None
         self._t0 = time.perf_counter_ns()
         self._reset()
 
@@ -124,9 +125,10 @@ class ExecEngine:
         written; raises ScenarioError naming the task and field."""
         assert self.backend is not None
         self._work = task_work(plan, self.backend, self._faults)
+        self._validated = plan
 
     def start(self, plan: RunPlan) -> None:
-        if self._work is None:
+        if self._work is None or self._validated is not plan:
             self.validate(plan)
         assert self._work is not None and self.backend is not None
         self._reset()
@@ -136,7 +138,7 @@ class ExecEngine:
         self.device = self._impl.device
         self._impl.prepare(self._work)
         self._setup_s = time.perf_counter() - t
-        self._releases = sorted(plan.releases)
+        self._releases = list(plan.releases)  # in time order, ties in plan order
         self._slots = plan.slots
         self._t0 = time.perf_counter_ns()
 
@@ -205,7 +207,8 @@ class ExecEngine:
         self._running -= len(out)
         if not finished:
             return out
-        now, t0 = self.now(), self._t0
+        now, t0, work = self.now(), self._t0, self._work
+        assert work is not None
         for f in sorted(finished, key=lambda f: (f.end_ns, f.token)):
             info = self._launched.pop(f.token)
             self._running -= 1
@@ -220,7 +223,7 @@ class ExecEngine:
                 self.gaps_ns.append(start - self._last_end)
             if self._slots == 1:
                 self._last_end = end
-            if end - start > self._plan.chunks[info.task][info.chunk]:
+            if end - start > work[info.task].durations_ns[info.chunk]:
                 name = self._plan.scenario.tasks[info.task].name
                 self._overruns[name] = self._overruns.get(name, 0) + 1
             out.append(Completion(end, f.token, start))

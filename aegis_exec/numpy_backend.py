@@ -106,8 +106,10 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, blas_threads: int | None = 1, **options: Any) -> None:
         self.device = _cpu_name()
+        self.blas_threads = blas_threads
+        self._blas: Any = None
         self._done: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._streams: list[WorkerStream | None] = []
         self._graphs: list[Any] = []
@@ -126,6 +128,13 @@ class NumpyBackend:
         if self._switch is None:
             self._switch = sys.getswitchinterval()
             sys.setswitchinterval(SWITCH_INTERVAL_S)
+        # One BLAS thread per stream: each stream is one thread of compute, so concurrent
+        # streams do not oversubscribe the cores and a job's time does not depend on what
+        # the other streams do (OpenBLAS's own pool stalls jobs when cores are busy).
+        if self._blas is None and self.blas_threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            self._blas = threadpool_limits(limits=self.blas_threads, user_api="blas")
 
         from .kernels import CompiledGraph
 
@@ -189,6 +198,7 @@ class NumpyBackend:
         return {
             "device": self.device,
             "versions": {"numpy": np.__version__},
+            "blas_threads_per_stream": self.blas_threads,
             "memory": {"buffers_bytes": self._bytes},
             "cuda_graphs": False,
         }
@@ -202,6 +212,9 @@ class NumpyBackend:
         if self._switch is not None:
             sys.setswitchinterval(self._switch)
             self._switch = None
+        if self._blas is not None:
+            self._blas.restore_original_limits()
+            self._blas = None
 
 
 def _cpu_name() -> str:

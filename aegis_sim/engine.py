@@ -132,7 +132,11 @@ class SimPyEngine:
         env = self.env
         t = env.peek()
         if until is not None and until < t:
-            env.run(until=until)
+            # Not env.run(until=...): SimPy re-queues its stop event at `until`, which the
+            # next call would take for an instant of its own.
+            env.timeout(until - env.now)
+            while env.peek() <= until:
+                env.step()
             return []
         if t == math.inf:
             return None
