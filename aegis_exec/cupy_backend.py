@@ -141,6 +141,8 @@ class CudaEvent:
 class DeviceMemoryPool:
     """One preallocated device arena; :meth:`alloc` hands out float32 views at aligned offsets.
 
+    The arena is one ``cudaMalloc`` of its own (not CuPy's pool), freed by :meth:`close`
+    whatever views may still exist, so a run's device memory is released deterministically.
     If the arena runs out (a sizing estimate was short) another segment is allocated and
     counted in ``segments``; the report shows it."""
 
@@ -150,12 +152,19 @@ class DeviceMemoryPool:
         self.used = 0
         self.segments = 0
         self._arenas: list[Any] = []
+        self._ptrs: list[int] = []
         self._offset = 0
         self._grow(max(nbytes, ALIGN))
 
     def _grow(self, nbytes: int) -> None:
+        cp = self.cp
         with cuda_errors(f"allocating a {nbytes}-byte device arena"):
-            self._arenas.append(self.cp.empty(nbytes, dtype=self.cp.uint8))
+            ptr = cp.cuda.runtime.malloc(nbytes)
+            self._ptrs.append(ptr)
+            mem = cp.cuda.UnownedMemory(ptr, nbytes, self)
+            self._arenas.append(
+                cp.ndarray((nbytes,), dtype=cp.uint8, memptr=cp.cuda.MemoryPointer(mem, 0))
+            )
         self._offset = 0
         self.capacity += nbytes
         self.segments += 1
@@ -173,7 +182,15 @@ class DeviceMemoryPool:
         return view
 
     def close(self) -> None:
-        self._arenas.clear()
+        """Free the arena (after the device is idle); views handed out must not be used."""
+        if not self._ptrs:
+            return
+        with cuda_errors("freeing the device arena"):
+            self.cp.cuda.Device().synchronize()
+            self._arenas.clear()
+            for ptr in self._ptrs:
+                self.cp.cuda.runtime.free(ptr)
+        self._ptrs.clear()
 
 
 _SGEMM_SOURCE = r"""

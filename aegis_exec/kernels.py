@@ -370,8 +370,8 @@ class CompiledGraph:
         ]
         params, x = init_params(graph, seed)
         for name, value in params.items():
-            self.tensors[name][...] = xp.asarray(value)
-        self.tensors[graph.input][...] = xp.asarray(x)
+            _upload(self.tensors[name], value)
+        _upload(self.tensors[graph.input], x)
         self._calls = [
             _bind(xp, op, self.tensors, ws)
             for op, ws in zip(graph.ops, self.workspaces, strict=True)
@@ -391,6 +391,15 @@ class CompiledGraph:
         calls = self._calls if ops is None else self._calls[ops.start : ops.stop : ops.step]
         for call in calls:
             call()
+
+
+def _upload(buf: Array, host: np.ndarray) -> None:
+    """Copy host values into ``buf``; on CuPy straight from the host (``ndarray.set``), so
+    no temporary device array is allocated."""
+    if isinstance(buf, np.ndarray):
+        buf[...] = host
+    else:
+        buf.set(np.ascontiguousarray(host, dtype=np.float32))
 
 
 def _empty(xp: ModuleType, shape: tuple[int, ...]) -> Array:
