@@ -242,3 +242,26 @@ def test_fault_marks_the_job_failed_and_others_continue() -> None:
          "error": "kernel raised"}
     ]  # fmt: skip
     check_run(records, jobs, slots=1)
+
+
+def test_the_loop_pauses_and_freezes_gc_only_during_the_run() -> None:
+    import gc
+
+    from aegis_core.engine import RunPlan
+    from aegis_core.loop import run
+    from aegis_core.scheduler import Scheduler
+    from aegis_core.testing import FakeEngine
+
+    seen: list[tuple[bool, int]] = []
+
+    class Probe(FakeEngine):
+        def advance(self, until: int | None) -> Any:
+            seen.append((gc.isenabled(), gc.get_freeze_count()))
+            return super().advance(until)
+
+    sc = make_scenario([{"name": "a", "period_ms": 10, "wcet_ms": 1}], duration_ms=30)
+    plan = RunPlan.build(sc)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    run(plan, Scheduler.for_plan(plan), Probe())
+    assert seen and all(not on and frozen > 0 for on, frozen in seen)
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # restored
