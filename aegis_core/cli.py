@@ -127,6 +127,7 @@ def format_exec(summary: dict[str, Any]) -> str:
         lines.append(
             "WCET overruns (measured execution above wcet_ms): "
             + ", ".join(f"{k} {v}" for k, v in over.items())
+            + " — these WCETs do not hold on this device, so neither do the bounds"
         )
     for name, error in ex.get("faulted_tasks", {}).items():
         lines.append(f"FAULT in task {name}: {error}")
