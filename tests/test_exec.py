@@ -461,3 +461,57 @@ def test_cupy_runs_three_models_and_releases_every_resource() -> None:
     assert s["misses"] == 0
     assert s["jobs"] == len(RunPlan.build(scenario).releases)
     assert all(j.status is JobStatus.COMPLETED for j in result.jobs)
+
+
+# ------------------------------------------------------------------ lp-edf: chunk by chunk
+# The planner's kernels [3, 2, 3] ms merge into chunks [5, 3] ms (scenarios/lp_edf.yaml); the
+# tests check the chunking, not timeliness (a miss on a stalled CPU is still a valid run).
+
+LP = make_scenario(
+    [
+        {"name": "safety", "model": "tiny_cnn", "period_ms": 10, "deadline_ms": 8,
+         "wcet_ms": 2},
+        {"name": "planner", "model": "mobilenet_v2", "input_shape": [3, 32, 32],
+         "period_ms": 40, "deadline_ms": 30, "kernels_ms": [3, 2, 3]},
+    ],
+    duration_ms=80,
+    policy="lp-edf",
+)  # fmt: skip
+
+
+def test_lp_edf_chunks_are_contiguous_op_ranges_covering_the_model() -> None:
+    from aegis_core.admission import admit
+    from aegis_exec.engine import task_work
+
+    plan = RunPlan.build(LP, admission=admit(LP))
+    work = task_work(plan, "numpy")
+    planner = work[1]
+    assert len(planner.ranges) == len(plan.chunks[1]) >= 2
+    assert planner.ranges[0].start == 0 and planner.ranges[-1].stop == len(planner.graph.ops)
+    assert all(a.stop == b.start for a, b in itertools.pairwise(planner.ranges))
+    assert work[0].ranges == (range(len(work[0].graph.ops)),)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lp_edf_runs_each_chunk_as_its_own_dispatch(backend: str) -> None:
+    from aegis_core.admission import admit
+
+    adm = admit(LP)
+    n = len(RunPlan.build(LP, admission=adm).chunks[1])
+    records, jobs = run_in_memory(LP, ExecEngine(backend), admission=adm)
+    assert all(j.status is JobStatus.COMPLETED for j in jobs)
+    planner = [j for j in jobs if j.task == "planner"]
+    chunks = [r for r in records if r["kind"] == "chunk"]
+    dispatches = [r for r in records if r["kind"] == "dispatch" and r["task"] == "planner"]
+    assert len(chunks) == len(planner) * (n - 1)
+    assert len(dispatches) == len(planner) * n
+    assert check_run(records, jobs, slots=1) == len(jobs) + len(chunks)
+
+
+def test_lp_edf_with_more_chunks_than_operators_is_refused() -> None:
+    from aegis_core.errors import ScenarioError
+    from aegis_exec.engine import task_work
+
+    plan = dataclasses.replace(RunPlan.build(LP), chunks=((2 * MS,), (MS,) * 500))
+    with pytest.raises(ScenarioError, match=r"task 'planner': field 'kernels_ms': .*500 chunks"):
+        task_work(plan, "numpy")
