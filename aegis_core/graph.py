@@ -224,7 +224,7 @@ class Graph:
     def __post_init__(self) -> None:
         try:
             self._validate()
-        except (KeyError, TypeError, _ShapeError) as exc:
+        except (KeyError, TypeError, ArithmeticError, _ShapeError) as exc:
             raise ValueError(f"graph {self.name!r}: {exc}") from exc
 
     def _validate(self) -> None:
@@ -245,6 +245,7 @@ class Graph:
         for op in self.ops:
             if FNS.get(op.fn) != op.kind:
                 raise _ShapeError(f"op {op.name!r}: unknown kind/fn {op.kind}/{op.fn}")
+            _check_attrs(op)
             missing = [i for i in op.inputs if i not in ready]
             if missing or op.output in ready or t[op.output].role != "activation":
                 raise _ShapeError(f"op {op.name!r}: inputs {missing} not ready or bad output")
@@ -399,7 +400,7 @@ def load_graph(path: str | Path) -> Graph:
         if not isinstance(doc, dict):
             raise ValueError("the top level is not a JSON object")
         return Graph.from_dict(doc)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
         what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise InputError(f"{path}: not a valid graph file: {what}") from exc
 
@@ -578,6 +579,27 @@ _BUILDERS: dict[str, Callable[[_Builder], str]] = {
 _MIN_SPATIAL = {"resnet18": 32, "mobilenet_v2": 32, "tiny_cnn": 4}
 """Smallest height/width: the model's total downsampling, so its last feature map is >= 1x1
 of real pixels (not padding)."""
+
+
+_INT_ATTRS = {"stride": 1, "pad": 0, "groups": 1, "k": 1}
+"""Integer attributes and their smallest allowed value."""
+_REAL_ATTRS = ("eps", "scale")
+
+
+def _check_attrs(op: Op) -> None:
+    """Attribute types and ranges (a graph file may hold anything)."""
+    for key, value in op.attrs:
+        if key in _INT_ATTRS:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if not ok or value < _INT_ATTRS[key]:
+                raise _ShapeError(
+                    f"op {op.name!r}: attribute {key} must be an integer >= {_INT_ATTRS[key]}, "
+                    f"got {value!r}"
+                )
+        elif key in _REAL_ATTRS and value is not None:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or (key == "eps" and value <= 0):
+                raise _ShapeError(f"op {op.name!r}: attribute {key} must be a finite number")
 
 
 def _check_shape(name: str, shape: tuple[int, ...]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from .admission import Admission, admit
 from .engine import Engine, RunPlan, load_engine
+from .errors import InputError
 from .loop import LoopStats, run
 from .results import overhead_stats, task_summaries, versions, write_results
 from .scenario import Scenario
@@ -40,6 +42,28 @@ def admission_records(trace: TraceSink, admission: Admission, enforced: bool) ->
         )  # fmt: skip
 
 
+def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
+    """Create ``out`` (an InputError if it cannot be), drop a previous run's results there
+    (never mix two runs), and open the trace."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.json", "jobs.csv", *(() if trace else ("trace.jsonl",))):
+            (out / name).unlink(missing_ok=True)
+        return JsonlTrace.open(out / "trace.jsonl", flush=flush) if trace else NullTrace()
+    except OSError as exc:
+        raise InputError(
+            f"results directory {out}: {exc.strerror or exc} (choose another with --out)"
+        ) from exc
+
+
+def _discard(out: Path, created: bool) -> None:
+    """Remove what a run that never started wrote: its trace, and ``out`` if it made it."""
+    with contextlib.suppress(OSError):
+        (out / "trace.jsonl").unlink(missing_ok=True)
+        if created:
+            out.rmdir()
+
+
 def run_scenario(
     scenario: Scenario,
     engine: Engine | str = "sim",
@@ -66,21 +90,22 @@ def run_scenario(
     if validate is not None:
         validate(plan)  # e.g. the executor's models: fail before anything is written
     out = (out_dir or default_out_dir(scenario, eng)) if write else None
+    created = out is not None and not out.exists()
     sink: TraceSink = NullTrace()
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if trace:
-            sink = JsonlTrace.open(out / "trace.jsonl", flush=trace_flush)
-        else:
-            (out / "trace.jsonl").unlink(missing_ok=True)
+        sink = _open_outputs(out, trace, trace_flush)
+    scheduler = Scheduler.for_plan(plan, sink)
     try:
         admission_records(sink, verdicts, enforced=admission)
-        scheduler = Scheduler.for_plan(plan, sink)
         t0 = time.perf_counter()
         stats = run(plan, scheduler, eng)
         wall = time.perf_counter() - t0
-    finally:
+    except BaseException:
         sink.close()
+        if out is not None and not scheduler.jobs:  # failed before any release (e.g. the
+            _discard(out, created)  # engine could not start): leave nothing half-written
+        raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
+    sink.close()
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "engine": eng.name,

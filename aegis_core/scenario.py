@@ -232,13 +232,14 @@ def _checked_shape(f: _Fields, model: str | None, batch: int) -> tuple[int, ...]
         return None
     if model is None:
         raise f.fail("input_shape", "needs a model (the shape of which model's input?)")
-    if model in BUILTIN_MODELS:
-        from .graph import build_model
+    if model not in BUILTIN_MODELS:
+        raise f.fail("input_shape", "a graph file fixes its own input shape: leave this out")
+    from .graph import build_model
 
-        try:
-            build_model(model, batch, shape)
-        except InputError as exc:
-            raise f.fail("input_shape", str(exc)) from exc
+    try:
+        build_model(model, batch, shape)
+    except InputError as exc:
+        raise f.fail("input_shape", str(exc)) from exc
     return shape
 
 
@@ -306,6 +307,8 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         raise f.fail("jitter_ms", f"must be below the period ({period} ns), got {jitter} ns")
     batch = f.integer("batch", minimum=1)
     model = _model(f, base)
+    if batch is not None and model is not None and model not in BUILTIN_MODELS:
+        raise f.fail("batch", "a graph file fixes its own batch: leave this out")
     return Task(
         name=name,
         period_ns=period,

@@ -63,12 +63,14 @@ class Backend(Protocol):
         """Start chunk ``chunk`` of job ``k`` of ``task`` on the task's stream; non-blocking."""
         ...
 
-    def poll(self) -> list[Finished]:
-        """Launches that ended since the last call (non-blocking)."""
+    def snapshot(self) -> tuple[int, list[Finished]]:
+        """The host clock now, and every launch that had ended by then and was not returned
+        before (non-blocking). The clock is read first: nothing that ended by it is missed,
+        so the engine's deadline checks at that instant cannot race a completion."""
         ...
 
-    def wait(self, until_ns: int) -> list[Finished]:
-        """Block until a launch ends or the host clock reaches ``until_ns``; return the ended."""
+    def wait(self, until_ns: int) -> None:
+        """Block until a launch may have ended or the host clock reaches ``until_ns``."""
         ...
 
     def synchronize(self) -> None:

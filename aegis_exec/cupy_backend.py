@@ -32,6 +32,9 @@ from aegis_core.errors import AegisError, BackendError, JobFault
 
 from .backend import Finished, TaskWork
 
+REANCHOR_NS = 10_000_000_000
+"""Move the timeline's reference event forward every 10 s (a float of ms keeps ~1 µs)."""
+
 ALIGN = 256
 """Byte alignment of every tensor in the arena (cudaMalloc's own alignment)."""
 
@@ -185,19 +188,22 @@ class DeviceMemoryPool:
         """Free the arena (after the device is idle); views handed out must not be used."""
         if not self._ptrs:
             return
+        ptrs, self._ptrs = self._ptrs, []
+        self._arenas.clear()
         with cuda_errors("freeing the device arena"):
-            self.cp.cuda.Device().synchronize()
-            self._arenas.clear()
-            for ptr in self._ptrs:
-                self.cp.cuda.runtime.free(ptr)
-        self._ptrs.clear()
+            try:
+                self.cp.cuda.Device().synchronize()
+            finally:  # free even after a failed synchronize (then report the failure)
+                for ptr in ptrs:
+                    with contextlib.suppress(Exception):
+                        self.cp.cuda.runtime.free(ptr)
 
 
 _SGEMM_SOURCE = r"""
 extern "C" __global__ void aegis_sgemm(
     const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
     const int M, const int N, const int K, const int d1, const int d2,
-    const int splits, const int kchunk,
+    const int splits, const int kchunk, const int zoff,
     const long long as0, const long long as1, const long long as2,
     const long long ars, const long long acs,
     const long long bs0, const long long bs1, const long long bs2,
@@ -207,8 +213,9 @@ extern "C" __global__ void aegis_sgemm(
 {
     __shared__ float As[16][65];
     __shared__ float Bs[16][65];
-    const int ks = blockIdx.z % splits;
-    const int b = blockIdx.z / splits;
+    const int zz = blockIdx.z + zoff;
+    const int ks = zz % splits;
+    const int b = zz / splits;
     const int i2 = b % d2;
     const int i1 = (b / d2) % d1;
     const int i0 = b / (d2 * d1);
@@ -217,7 +224,7 @@ extern "C" __global__ void aegis_sgemm(
     C += i0 * cs0 + i1 * cs1 + i2 * cs2;
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int tid = ty * 16 + tx;
-    const int row0 = blockIdx.y * 64, col0 = blockIdx.x * 64;
+    const int row0 = blockIdx.x * 64, col0 = blockIdx.y * 64;
     const int kbeg = ks * kchunk;
     const int kend = min(K, kbeg + kchunk);
     float acc[4][4];
@@ -266,6 +273,9 @@ extern "C" __global__ void aegis_sgemm(
 }
 """
 
+MAX_GRID_Y = MAX_GRID_Z = 65535
+"""CUDA's limits on gridDim.y and gridDim.z (gridDim.x goes to 2**31 - 1: the row tiles)."""
+
 TARGET_BLOCKS = 264
 """Split the K loop until a GEMM has about this many thread blocks (2 per SM on an H100)."""
 
@@ -291,6 +301,8 @@ class CapturableGemm:
         n = b.shape[-1]
         if b.shape[-2] != k or out.shape[-2:] != (m, n) or len(out.shape) > 5:
             raise BackendError(f"GEMM shapes {a.shape} @ {b.shape} -> {out.shape}")
+        if -(-n // 64) > MAX_GRID_Y:
+            raise BackendError(f"GEMM with {n} output columns: more than the grid allows")
         dims = (1,) * (5 - len(out.shape)) + tuple(out.shape[:-2])
         sa, sb, sc = (_batch_strides(x, dims) for x in (a, b, out))
         tiles = -(-n // 64) * (-(-m // 64))
@@ -302,9 +314,13 @@ class CapturableGemm:
         if splits > 1:
             out.fill(0)
         i32, i64 = np.int32, np.int64
-        args = (a, b, out, i32(m), i32(n), i32(k), i32(dims[1]), i32(dims[2]), i32(splits),
-                i32(kchunk), *map(i64, sa), *map(i64, sb), *map(i64, sc))  # fmt: skip
-        self.kernel((-(-n // 64), -(-m // 64), batch * splits), (16, 16, 1), args)
+        strides = (*map(i64, sa), *map(i64, sb), *map(i64, sc))
+        head = (a, b, out, i32(m), i32(n), i32(k), i32(dims[1]), i32(dims[2]), i32(splits),
+                i32(kchunk))  # fmt: skip
+        total = batch * splits
+        for zoff in range(0, total, MAX_GRID_Z):  # gridDim.z is at most 65535
+            grid = (-(-m // 64), -(-n // 64), min(MAX_GRID_Z, total - zoff))
+            self.kernel(grid, (16, 16, 1), (*head, i32(zoff), *strides))
 
 
 def _batch_strides(x: Any, dims: tuple[int, ...]) -> tuple[int, ...]:
@@ -409,13 +425,18 @@ class CupyBackend:
                 self._tasks.append(None)
                 continue
             stream = CudaStream(cp)
-            with cuda_errors(f"loading model {w.graph.name} for task {w.name}"):
-                compiled = CompiledGraph(w.graph, xp, self._pool.alloc, seed=w.index)
-                cp.cuda.Device().synchronize()  # weights were written on the null stream
-                task = _Task(w, stream, compiled)
-                with stream.raw:
-                    compiled.run()  # warm-up: JIT-compiles kernels, sets up cuBLAS
-                stream.synchronize()
+            try:
+                with cuda_errors(f"loading model {w.graph.name} for task {w.name}"):
+                    compiled = CompiledGraph(w.graph, xp, self._pool.alloc, seed=w.index)
+                    cp.cuda.Device().synchronize()  # weights were written on the null stream
+                    task = _Task(w, stream, compiled)
+                    with stream.raw:
+                        compiled.run()  # warm-up: JIT-compiles kernels, sets up cuBLAS
+                    stream.synchronize()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    stream.close()
+                raise
             if self.use_graphs:
                 self._capture(task)
             self._tasks.append(task)
@@ -456,18 +477,25 @@ class CupyBackend:
         """Put a reference event on the host timeline: record it on an idle device and take
         the host time half-way between the record call and its completion (best of 5)."""
         stream = CudaStream(self.cp)
-        tries = []
-        for _ in range(5):
-            event = CudaEvent(self.cp)
-            before = time.perf_counter_ns()
-            event.record(stream)
-            event.synchronize()
-            tries.append((time.perf_counter_ns() - before, before, event))
+        tries: list[tuple[int, int, CudaEvent]] = []
+        try:
+            for _ in range(5):
+                event = CudaEvent(self.cp)
+                tries.append((0, 0, event))
+                before = time.perf_counter_ns()
+                event.record(stream)
+                event.synchronize()
+                tries[-1] = (time.perf_counter_ns() - before, before, event)
+        except BaseException:
+            for _, _, event in tries:
+                event.close()
+            raise
+        finally:
+            stream.close()
         tries.sort(key=lambda x: x[0])
         window, before, self._ref = tries[0]
         for _, _, event in tries[1:]:
             event.close()
-        stream.close()
         self._ref_host = before + window // 2
         self._ref_window = window
 
@@ -501,32 +529,51 @@ class CupyBackend:
         ms: float = self.cp.cuda.get_elapsed_time(self._ref.raw, event.raw)
         return self._ref_host + round(ms * 1e6)
 
-    def poll(self) -> list[Finished]:
+    def _finished(self, token: int, start: CudaEvent, end: CudaEvent, host: int) -> Finished:
+        """Host-timeline times of one ended launch. The end is placed through the reference
+        event; the duration comes from the launch's own two events (a float of ms measured
+        from a reference minutes old loses µs). Every REANCHOR_NS the end event becomes the
+        new reference, so the float never spans long."""
+        end_ns = self._ns(end)
+        dur_ms: float = self.cp.cuda.get_elapsed_time(start.raw, end.raw)
+        start_ns = max(end_ns - round(dur_ms * 1e6), host)
+        self._free_events.append(start)
+        if end_ns - self._ref_host >= REANCHOR_NS:
+            assert self._ref is not None
+            self._ref.close()
+            self._ref, self._ref_host = end, end_ns
+        else:
+            self._free_events.append(end)
+        return Finished(token, start_ns, end_ns)
+
+    def snapshot(self) -> tuple[int, list[Finished]]:
+        now = time.perf_counter_ns()  # first: an event done by now is seen below
         out, self._held = self._held, []
         with cuda_errors("polling for finished jobs"):
             for t in self._tasks:
                 if t is None:
                     continue
                 q = t.in_flight
-                while q and q[0][2].done:
-                    token, start, end, host = q.popleft()
-                    out.append(Finished(token, max(self._ns(start), host), self._ns(end)))
-                    self._free_events += [start, end]
-        return out
+                while q and q[0][2].raw.done:
+                    out.append(self._finished(*q.popleft()))
+        return now, out
 
-    def wait(self, until_ns: int) -> list[Finished]:
-        """Spin on the events until one ends or ``until_ns``: completion seen within µs."""
+    def wait(self, until_ns: int) -> None:
+        """Spin on the oldest event of each stream until one is done or ``until_ns``:
+        a completion is seen within µs."""
         clock = time.perf_counter_ns
-        while True:
-            out = self.poll()
-            if out or clock() >= until_ns:
-                return out
+        heads = [t.in_flight[0][2].raw for t in self._tasks if t is not None and t.in_flight]
+        with cuda_errors("waiting for a job to finish"):
+            while clock() < until_ns:
+                for e in heads:
+                    if e.done:
+                        return
 
     def synchronize(self) -> None:
         for t in self._tasks:
             if t is not None:
                 t.stream.synchronize()
-        self._held += self.poll()
+        self._held += self.snapshot()[1]
 
     # -- reporting and teardown -----------------------------------------------------------
 
@@ -552,39 +599,53 @@ class CupyBackend:
         }
 
     def close(self) -> None:
-        if not self._tasks and self._pool is None:
+        """Release every stream, event, graph and the arena, each on its own (one failing
+        does not keep the others); never raises: the first error is kept in the report as
+        ``close_error`` (an exception from here would replace the run's own)."""
+        if not self._tasks and self._pool is None and self._ref is None:
             return
         self.report()  # keep the figures: they are read after the run
-        try:
-            self.synchronize()
-        finally:
-            for t in self._tasks:
-                if t is not None:
-                    t.graphs.clear()
-                    t.compiled = None
-                    for _, start, end, _ in t.in_flight:
-                        start.close()
-                        end.close()
-                    t.stream.close()
-            self._tasks = []
-            for e in self._free_events:
-                e.close()
-            self._free_events = []
-            if self._ref is not None:
-                self._ref.close()
-                self._ref = None
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
-            gc.collect()  # cycles holding device arrays (the run paused automatic collection)
-            pool = self.cp.get_default_memory_pool()
+        errors: list[BaseException] = []
+
+        def attempt(fn: Any, *args: Any) -> None:
             try:
-                pool.free_all_blocks()
-            except Exception as exc:  # pragma: no cover - reported, not fatal
-                self._report["close_error"] = f"{type(exc).__name__}: {exc}"
-            self._report["memory"]["pool_used_after_close"] = int(pool.used_bytes())
-            self._report["memory"]["pool_total_after_close"] = int(pool.total_bytes())
-            self._report["memory"]["pool_used_before_run"] = int(self._pool_start)
+                fn(*args)
+            except Exception as exc:
+                errors.append(exc)
+
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            if t is not None:
+                attempt(t.stream.synchronize)
+        for t in tasks:
+            if t is None:
+                continue
+            t.graphs.clear()
+            t.compiled = None
+            for _, start, end, _ in t.in_flight:
+                start.close()
+                end.close()
+            t.in_flight.clear()
+            attempt(t.stream.close)
+        for e in self._free_events:
+            e.close()
+        self._free_events = []
+        if self._ref is not None:
+            self._ref.close()
+            self._ref = None
+        if self._pool is not None:
+            attempt(self._pool.close)
+            self._pool = None
+        gc.collect()  # cycles holding device arrays (the run paused automatic collection)
+        pool = self.cp.get_default_memory_pool()
+        attempt(pool.free_all_blocks)
+        memory = self._report.setdefault("memory", {})
+        with contextlib.suppress(Exception):
+            memory["pool_used_after_close"] = int(pool.used_bytes())
+            memory["pool_total_after_close"] = int(pool.total_bytes())
+            memory["pool_used_before_run"] = int(self._pool_start)
+        if errors:
+            self._report["close_error"] = f"{type(errors[0]).__name__}: {errors[0]}"
 
     def pool_used_bytes(self) -> int:
         """CuPy's default pool usage now (tests: back to its start after close)."""

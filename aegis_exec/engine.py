@@ -35,6 +35,7 @@ class _Launch:
     chunk: int
     host_ns: TimeNs  # engine time of the dispatch
     waited: bool  # the job was ready when the device went idle: its start measures a gap
+    idle: bool  # its stream had nothing queued: its start measures the launch latency
 
 
 def _stats(samples: Sequence[int]) -> dict[str, Any]:
@@ -71,6 +72,8 @@ def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> li
                 raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc
         n = len(durations)
         ranges = tuple(graph.chunks(n)) if graph is not None else tuple(range(1) for _ in range(n))
+        if i in plan.rejected:
+            graph = None  # validated, never run: not loaded, warmed up or given memory
         if len(ranges) != n:
             raise ScenarioError(
                 scenario.path,
@@ -110,6 +113,8 @@ class ExecEngine:
         self._slots: int | None = 1
         self._running = 0
         self._launched: dict[int, _Launch] = {}
+        self._queued: dict[int, int] = {}  # launches in flight per task (its stream's queue)
+        self._instant: TimeNs = 0
         self._pending: list[EngineEvent] = []
         self._faulted: dict[int, str] = {}
         self._last_end: TimeNs | None = None
@@ -145,6 +150,12 @@ class ExecEngine:
     # -- the Engine protocol -------------------------------------------------------------
 
     def now(self) -> TimeNs:
+        """The current instant: the host time at which the last :meth:`advance` gathered its
+        events (every launch that had ended by then is among them), so a deadline check at
+        ``now`` never races a completion. :meth:`dispatch` reads the live clock."""
+        return self._instant
+
+    def _live(self) -> TimeNs:
         return time.perf_counter_ns() - self._t0
 
     def free_slots(self) -> int:
@@ -155,7 +166,8 @@ class ExecEngine:
         assert impl is not None
         if self._slots is not None and self._running >= self._slots:
             raise InternalError(f"dispatch of {d.job} with no free slot")
-        now = self.now()
+        now = self._live()
+        task = d.task_index
         waited = (
             self._slots == 1
             and self._running == 0
@@ -163,25 +175,29 @@ class ExecEngine:
             and d.rationale.winner.release_ns <= self._last_end
         )
         self._running += 1
-        if d.task_index in self._faulted:
-            msg = f"not run: the task's context faulted earlier ({self._faulted[d.task_index]})"
+        if task in self._faulted:
+            msg = f"not run: the task's context faulted earlier ({self._faulted[task]})"
             self._pending.append(Fault(now, d.seq, msg))
             return
-        self._launched[d.seq] = _Launch(d.task_index, d.chunk, now, waited)
+        queued = self._queued.get(task, 0)
+        self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0)
         try:
-            impl.launch(d.task_index, d.chunk, d.seq, int(d.job.rsplit("#", 1)[1]))
+            impl.launch(task, d.chunk, d.seq, int(d.job.rsplit("#", 1)[1]))
         except JobFault as exc:  # the job's own kernels failed at launch: its fault only
             del self._launched[d.seq]
-            self._faulted[d.task_index] = str(exc)
-            self._pending.append(Fault(self.now(), d.seq, str(exc)))
+            self._faulted[task] = str(exc)
+            self._pending.append(Fault(self._live(), d.seq, str(exc)))
+            return
+        self._queued[task] = queued + 1
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
         impl = self._impl
         assert impl is not None
-        events = self._take(impl.poll())
         rel = self._releases
         while True:
-            now = self.now()
+            host, finished = impl.snapshot()  # the clock first, then all that ended by then
+            now = self._instant = max(self._instant, host - self._t0)
+            events = self._take(finished, now)
             i = self._next
             while i < len(rel) and rel[i].t_ns <= now:
                 i += 1
@@ -197,32 +213,35 @@ class ExecEngine:
             targets = [t for t in (nxt, until) if t is not None]
             target = min(targets) if targets else now + 1_000_000_000
             if self._running:
-                events = self._take(impl.wait(self._t0 + target))
+                impl.wait(self._t0 + target)
             else:
                 sleep_until(self._t0 + target)
 
-    def _take(self, finished: list[Finished]) -> list[EngineEvent]:
-        """Engine events for ended launches, in end order (pending faults first)."""
+    def _take(self, finished: list[Finished], now: TimeNs) -> list[EngineEvent]:
+        """Engine events for ended launches, in end order (pending faults first). Device
+        times are clamped into [dispatch, now], keeping the measured duration."""
         out, self._pending = self._pending, []
         self._running -= len(out)
         if not finished:
             return out
-        now, t0, work = self.now(), self._t0, self._work
+        t0, work = self._t0, self._work
         assert work is not None
         for f in sorted(finished, key=lambda f: (f.end_ns, f.token)):
             info = self._launched.pop(f.token)
             self._running -= 1
-            start = max(f.start_ns - t0, info.host_ns)
-            end = min(max(f.end_ns - t0, start), now)
-            if f.error is not None:
-                self._faulted[info.task] = f.error
-                out.append(Fault(end, f.token, f.error))
-                continue
-            self.launch_ns.append(start - info.host_ns)
+            self._queued[info.task] -= 1
+            end = max(min(f.end_ns - t0, now), info.host_ns)
+            start = min(max(end - (f.end_ns - f.start_ns), info.host_ns), end)
             if info.waited and self._last_end is not None:
                 self.gaps_ns.append(start - self._last_end)
             if self._slots == 1:
                 self._last_end = end
+            if f.error is not None:
+                self._faulted[info.task] = f.error
+                out.append(Fault(end, f.token, f.error))
+                continue
+            if info.idle:
+                self.launch_ns.append(start - info.host_ns)
             if end - start > work[info.task].durations_ns[info.chunk]:
                 name = self._plan.scenario.tasks[info.task].name
                 self._overruns[name] = self._overruns.get(name, 0) + 1

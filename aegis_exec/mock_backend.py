@@ -36,17 +36,16 @@ class MockBackend:
         self._n += 1
         heappush(self._heap, (end, self._n, fin))
 
-    def poll(self) -> list[Finished]:
+    def snapshot(self) -> tuple[int, list[Finished]]:
         now, heap, out = time.perf_counter_ns(), self._heap, []
         while heap and heap[0][0] <= now:
             out.append(heappop(heap)[2])
-        return out
+        return now, out
 
-    def wait(self, until_ns: int) -> list[Finished]:
+    def wait(self, until_ns: int) -> None:
         if self._heap:
             until_ns = min(until_ns, self._heap[0][0])
         sleep_until(until_ns)
-        return self.poll()
 
     def synchronize(self) -> None:
         if self._heap:

@@ -19,6 +19,7 @@ from typing import Any
 from aegis_core.errors import BackendError, InputError
 
 from .backend import Finished, TaskWork
+from .clock import SPIN_NS
 
 SWITCH_INTERVAL_S = 50e-6
 """GIL switch interval during a run: bounds how late the engine's thread sees an event."""
@@ -44,14 +45,24 @@ class HostEvent:
 
 
 class WorkerStream:
-    """An in-order queue of work run by one daemon thread; ``close`` joins the thread."""
+    """An in-order queue of work run by one daemon thread; ``close`` joins the thread.
+
+    ``lock`` (shared by a backend's streams) makes "take the end time, hand the result
+    over" one step, so a reader that takes the clock under the same lock sees every launch
+    that ended before its reading."""
 
     live = 0
     """Streams created and not yet closed (resource-leak checks)."""
 
-    def __init__(self, name: str, done: queue.SimpleQueue[Finished]) -> None:
+    def __init__(
+        self,
+        name: str,
+        done: queue.SimpleQueue[Finished],
+        lock: threading.Lock | None = None,
+    ) -> None:
         self._queue: queue.SimpleQueue[tuple[int, Callable[[], None]] | None] = queue.SimpleQueue()
         self._done = done
+        self._lock = lock or threading.Lock()
         self._thread: threading.Thread | None = threading.Thread(
             target=self._work, name=f"aegis-stream-{name}", daemon=True
         )
@@ -71,17 +82,29 @@ class WorkerStream:
                 fn()
             except Exception as exc:  # a job's kernels failed: a fault of that job only
                 error = f"{type(exc).__name__}: {exc}"
-            end.record()
-            assert start.t_ns is not None and end.t_ns is not None
-            self._done.put(Finished(token, start.t_ns, end.t_ns, error))
+            with self._lock:
+                end.record()
+                assert start.t_ns is not None and end.t_ns is not None
+                self._done.put(Finished(token, start.t_ns, end.t_ns, error))
+
+    def cancel(self) -> int:
+        """Drop the work queued and not started yet; returns how many items."""
+        n = 0
+        try:
+            while True:
+                self._queue.get_nowait()
+                n += 1
+        except queue.Empty:
+            return n
 
     def close(self) -> None:
+        """Stop the thread after the work queued (see :meth:`cancel`) and join it."""
         if self._thread is None:
             return
-        self._queue.put(None)
-        self._thread.join()
-        self._thread = None
+        thread, self._thread = self._thread, None
         WorkerStream.live -= 1
+        self._queue.put(None)
+        thread.join()
 
     def __enter__(self) -> WorkerStream:
         return self
@@ -114,8 +137,9 @@ class NumpyBackend:
         self._streams: list[WorkerStream | None] = []
         self._graphs: list[Any] = []
         self._work: list[TaskWork] = []
-        self._in_flight = 0  # launched, not yet taken from the done queue
-        self._held: list[Finished] = []  # taken from the queue, not yet returned by poll
+        self._in_flight = 0  # launched, not yet returned by snapshot
+        self._held: list[Finished] = []  # taken from the queue, not yet returned
+        self._lock = threading.Lock()
         self._bytes = 0
         self._switch: float | None = None
 
@@ -144,8 +168,14 @@ class NumpyBackend:
                 self._graphs.append(None)
                 self._streams.append(None)
                 continue
-            compiled = CompiledGraph(w.graph, np, seed=w.index)
-            stream = WorkerStream(w.name, self._done)
+            try:
+                compiled = CompiledGraph(w.graph, np, seed=w.index)
+            except MemoryError as exc:
+                raise BackendError(
+                    f"task '{w.name}': not enough memory to load model {w.graph.name} "
+                    f"(batch {w.graph.batch}): {exc}"
+                ) from exc
+            stream = WorkerStream(w.name, self._done, self._lock)
             for _ in range(WARMUP_RUNS):  # on the stream's own thread: buffers paged in, BLAS
                 stream.submit(-1, compiled.run)  # threads up, caches warm for that thread
             for _ in range(WARMUP_RUNS):
@@ -167,30 +197,35 @@ class NumpyBackend:
         self._in_flight += 1
         stream.submit(token, fn)
 
-    def poll(self) -> list[Finished]:
-        out, self._held = self._held, []
-        try:
-            while True:
-                out.append(self._done.get_nowait())
-                self._in_flight -= 1
-        except queue.Empty:
-            pass
-        return out
+    def snapshot(self) -> tuple[int, list[Finished]]:
+        with self._lock:  # no stream can stamp an end and not yet have handed it over
+            now = time.perf_counter_ns()
+            out, self._held = self._held, []
+            try:
+                while True:
+                    out.append(self._done.get_nowait())
+            except queue.Empty:
+                pass
+        self._in_flight -= len(out)
+        return now, out
 
-    def wait(self, until_ns: int) -> list[Finished]:
-        left = until_ns - time.perf_counter_ns()
+    def wait(self, until_ns: int) -> None:
+        """Block on the done queue until a launch ends or ``until_ns``; the last stretch is
+        spun (a blocking get with a timeout overshoots by ~100 us)."""
+        clock = time.perf_counter_ns
+        left = until_ns - clock() - SPIN_NS
         if left > 0 and self._in_flight and not self._held:
             try:
                 self._held.append(self._done.get(timeout=left / 1e9))
+                return
             except queue.Empty:
-                return []
-            self._in_flight -= 1
-        return self.poll()
+                pass
+        while clock() < until_ns and self._done.empty() and not self._held:
+            time.sleep(0)
 
     def synchronize(self) -> None:
-        while self._in_flight:
+        while self._in_flight - len(self._held) > 0:
             self._held.append(self._done.get())
-            self._in_flight -= 1
 
     def report(self) -> dict[str, Any]:
         import numpy as np
@@ -204,17 +239,23 @@ class NumpyBackend:
         }
 
     def close(self) -> None:
-        for s in self._streams:
-            if s is not None:
-                s.close()
-        self._streams = []
-        self._graphs = []
-        if self._switch is not None:
-            sys.setswitchinterval(self._switch)
-            self._switch = None
-        if self._blas is not None:
-            self._blas.restore_original_limits()
-            self._blas = None
+        """Restore the interpreter's settings first (a second Ctrl-C while joining must not
+        leave them changed), drop queued jobs that have not started, join the streams."""
+        try:
+            if self._switch is not None:
+                sys.setswitchinterval(self._switch)
+                self._switch = None
+            if self._blas is not None:
+                self._blas.restore_original_limits()
+                self._blas = None
+        finally:
+            streams, self._streams, self._graphs = self._streams, [], []
+            for st in streams:
+                if st is not None:
+                    st.cancel()
+            for st in streams:
+                if st is not None:
+                    st.close()
 
 
 def _cpu_name() -> str:

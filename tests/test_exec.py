@@ -515,3 +515,195 @@ def test_lp_edf_with_more_chunks_than_operators_is_refused() -> None:
     plan = dataclasses.replace(RunPlan.build(LP), chunks=((2 * MS,), (MS,) * 500))
     with pytest.raises(ScenarioError, match=r"task 'planner': field 'kernels_ms': .*500 chunks"):
         task_work(plan, "numpy")
+
+
+# ------------------------------------------------------------------ review fixes, pinned
+
+
+def _graph_file(tmp_path: Path, **change: Any) -> Path:
+    from aegis_core.graph import build_model
+
+    doc = build_model("tiny_cnn").to_dict()
+    for op in doc["ops"]:
+        if op["name"] == "conv1":
+            op["attrs"] = {**op["attrs"], **change}
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"stride": 0}, "stride must be an integer >= 1"),
+     ({"pad": -1}, "pad must be an integer >= 0"), ({"stride": "2"}, "stride must be an integer")],
+)  # fmt: skip
+def test_a_graph_file_with_bad_attributes_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], message: str
+) -> None:
+    g = _graph_file(tmp_path, **change)
+    sc = tmp_path / "s.yaml"
+    sc.write_text(f"name: s\ntasks:\n  - {{name: a, model: {g}, period_ms: 10, wcet_ms: 5}}\n")
+    out = tmp_path / "out"
+    assert main(["exec", str(sc), "--backend", "numpy", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "task 'a': field 'model'" in err and message in err and not out.exists()
+
+
+@pytest.mark.parametrize("field", ["batch: 4", "input_shape: [3, 32, 32]"])
+def test_a_graph_file_fixes_its_own_batch_and_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str
+) -> None:
+    g = _graph_file(tmp_path)
+    sc = tmp_path / "s.yaml"
+    sc.write_text(
+        f"name: s\ntasks:\n  - {{name: a, model: {g}, {field}, period_ms: 10, wcet_ms: 5}}\n"
+    )
+    assert main(["admit", str(sc)]) == 2
+    assert "a graph file fixes its own" in capsys.readouterr().err
+
+
+def test_results_onto_a_file_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "afile"
+    target.write_text("x")
+    assert main(["exec", "scenarios/tiny_gpu.yaml", "--backend", "mock", "--out", str(target)]) == 2
+    assert f"results directory {target}" in capsys.readouterr().err
+
+
+def test_an_engine_that_cannot_start_leaves_nothing_and_no_stale_results(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["exec", "scenarios/tiny_gpu.yaml", "--backend", "mock", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"summary.json", "jobs.csv", "trace.jsonl"}
+
+    class Broken(ExecEngine):
+        def start(self, plan: RunPlan) -> None:
+            raise BackendError("device fell off the bus")
+
+    from aegis_core.scenario import load_scenario
+
+    with pytest.raises(BackendError):
+        run_scenario(load_scenario("scenarios/tiny_gpu.yaml"), Broken("mock"), out_dir=out)
+    assert list(out.iterdir()) == []  # the earlier run's results are not left beside nothing
+    fresh = tmp_path / "fresh"
+    with pytest.raises(BackendError):
+        run_scenario(load_scenario("scenarios/tiny_gpu.yaml"), Broken("mock"), out_dir=fresh)
+    assert not fresh.exists()
+
+
+def test_rejected_tasks_are_validated_but_never_loaded() -> None:
+    from aegis_core.admission import admit
+    from aegis_exec.engine import task_work
+
+    sc = make_scenario(
+        [
+            {"name": "a", "model": "tiny_cnn", "period_ms": 10, "wcet_ms": 8},
+            {"name": "b", "model": "resnet18", "period_ms": 10, "wcet_ms": 8},
+        ]
+    )
+    adm = admit(sc)
+    assert [v.admitted for v in adm.tasks] == [True, False]
+    work = task_work(RunPlan.build(sc, admission=adm), "numpy")
+    assert work[0].graph is not None and work[1].graph is None
+
+
+class _Skewed:
+    """A mock-like backend whose device clock runs ``skew`` ns ahead of the host's."""
+
+    name, device = "skewed", "skewed"
+
+    def __init__(self, skew: int, duration: int) -> None:
+        self.skew, self.duration = skew, duration
+        self.q: list[Any] = []
+
+    def prepare(self, work: Any) -> None:
+        pass
+
+    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+        import time
+
+        from aegis_exec.backend import Finished
+
+        t = time.perf_counter_ns() + self.skew
+        self.q.append(Finished(token, t, t + self.duration))
+
+    def snapshot(self) -> tuple[int, list[Any]]:
+        import time
+
+        now = time.perf_counter_ns()
+        done = [f for f in self.q if f.end_ns - self.skew <= now]
+        self.q = [f for f in self.q if f not in done]
+        return now, done
+
+    def wait(self, until_ns: int) -> None:
+        from aegis_exec.clock import sleep_until
+
+        sleep_until(min([until_ns, *(f.end_ns - self.skew for f in self.q)]))
+
+    def synchronize(self) -> None:
+        pass
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_device_times_ahead_of_the_host_are_clamped_keeping_the_duration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aegis_exec.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "make_backend", lambda name, **kw: _Skewed(300_000, 1_000_000))
+    sc = make_scenario([{"name": "a", "period_ms": 5, "wcet_ms": 2}], duration_ms=20)
+    records, jobs = run_in_memory(sc, ExecEngine("mock"))
+    for j in jobs:
+        assert j.start_ns is not None and j.end_ns is not None
+        assert j.release_ns <= j.start_ns <= j.end_ns
+        assert j.run_ns == 1_000_000  # the measured duration survives the clamp
+    assert check_run(records, jobs, slots=1) == len(jobs)
+
+
+def test_the_gap_after_a_faulted_job_counts_from_its_end() -> None:
+    sc = make_scenario(
+        [
+            {"name": "a", "period_ms": 20, "wcet_ms": 5},
+            {"name": "b", "period_ms": 20, "wcet_ms": 5},
+        ],
+        duration_ms=20,
+    )
+    engine = ExecEngine("mock", faults={"a#0": "boom"})
+    run_in_memory(sc, engine)
+    assert len(engine.gaps_ns) == 1 and engine.gaps_ns[0] < 2_000_000  # not a#0's 5 ms
+
+
+def test_launch_latency_is_only_measured_on_an_idle_stream() -> None:
+    sc = make_scenario(
+        [{"name": "a", "period_ms": 1, "wcet_ms": 1, "deadline_ms": 100}],
+        duration_ms=10,
+        policy="unscheduled",
+    )
+    engine = ExecEngine("mock")
+    run_in_memory(sc, engine)
+    assert engine.launch_ns and max(engine.launch_ns) < 2_000_000  # no queueing in it
+
+
+def test_numpy_close_drops_queued_jobs_and_restores_the_interpreter() -> None:
+    import time
+
+    from aegis_core.graph import build_model
+    from aegis_exec.backend import TaskWork
+    from aegis_exec.numpy_backend import NumpyBackend, WorkerStream
+
+    switch = sys.getswitchinterval()
+    g = build_model("mlp", 64, (1024,))
+    backend = NumpyBackend()
+    backend.prepare([TaskWork(0, "a", g, (range(len(g.ops)),), (MS,))])
+    assert sys.getswitchinterval() != switch
+    for k in range(200):
+        backend.launch(0, 0, k, k)
+    t = time.perf_counter()
+    backend.close()
+    assert time.perf_counter() - t < 2.0  # did not run the 200 queued jobs
+    assert sys.getswitchinterval() == switch and WorkerStream.live == 0

@@ -1,0 +1,145 @@
+"""The CuPy backend's own logic on a NumPy stand-in for CuPy (tests/fake_cupy.py): runs in CI
+without a GPU. What only a GPU can show (kernels, capture, timing) is in tests/test_gpu.py."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import fake_cupy
+import pytest
+from conftest import make_scenario
+
+from aegis_core.engine import RunPlan
+from aegis_core.errors import BackendError
+from aegis_core.runner import run_scenario
+from aegis_core.scheduler import JobStatus
+from aegis_core.testing import check_run, run_in_memory
+from aegis_exec import cupy_backend as cb
+from aegis_exec.engine import ExecEngine
+
+SC = make_scenario(
+    [
+        {"name": "cnn", "model": "tiny_cnn", "period_ms": 5, "deadline_ms": 200, "wcet_ms": 1},
+        {"name": "mlp", "model": "mlp", "input_shape": [64], "period_ms": 7,
+         "deadline_ms": 200, "wcet_ms": 1},
+    ],
+    duration_ms=40,
+)  # fmt: skip
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
+    cp, state = fake_cupy.make()
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    return state
+
+
+def _live() -> tuple[int, int]:
+    return cb.CudaStream.live, cb.CudaEvent.live
+
+
+def test_a_run_on_the_cupy_backend_logic(fake: Any) -> None:
+    before = _live()
+    records, jobs = run_in_memory(SC, ExecEngine("cupy"))
+    assert all(j.status is JobStatus.COMPLETED for j in jobs) and len(jobs) == 8 + 6
+    assert check_run(records, jobs, slots=1) == len(jobs)
+    assert fake.calls["graph_launch"] >= len(jobs)  # every job is one graph launch
+    assert _live() == before and not fake.mallocs  # streams, events and the arena released
+
+
+def test_the_summary_names_the_device_and_the_graphs(fake: Any) -> None:
+    s = run_scenario(SC, ExecEngine("cupy"), write=False).summary
+    assert s["backend"] == "cupy" and s["device"] == "Fake GPU"
+    assert s["versions"]["cupy"] == "0.0-fake"
+    ex = s["exec"]
+    assert ex["cuda_graphs"] is True and ex["graph_fallbacks"] == {}
+    assert (
+        ex["memory"]["segments"] == 1 and ex["memory"]["used_bytes"] <= ex["memory"]["arena_bytes"]
+    )
+    assert "close_error" not in ex
+
+
+def test_without_cuda_graphs_every_job_launches_its_kernels(fake: Any) -> None:
+    _, jobs = run_in_memory(SC, ExecEngine("cupy", cuda_graphs=False))
+    assert all(j.status is JobStatus.COMPLETED for j in jobs)
+    assert "graph_launch" not in fake.calls
+
+
+def test_a_failed_capture_falls_back_to_eager_launches(fake: Any) -> None:
+    fake.capture_error = NotImplementedError("calling cuBLAS API during stream capture")
+    s = run_scenario(SC, ExecEngine("cupy"), write=False).summary
+    assert s["misses"] == 0 and all(t["completed"] == t["jobs"] for t in s["tasks"])
+    assert s["exec"]["cuda_graphs"] is False
+    assert s["exec"]["graph_fallbacks"]["cnn"].startswith("NotImplementedError: calling cuBLAS")
+
+
+def test_a_fault_at_launch_fails_that_job_only(fake: Any) -> None:
+    records, jobs = run_in_memory(SC, ExecEngine("cupy", faults={"mlp#1": "boom"}))
+    by = {j.id: j for j in jobs}
+    assert by["mlp#1"].status is JobStatus.FAILED and "boom" in (by["mlp#1"].error or "")
+    assert all(j.status is JobStatus.COMPLETED for j in jobs if j.task == "cnn")
+    assert next(r["job"] for r in records if r["kind"] == "fault") == "mlp#1"
+
+
+def test_a_cuda_error_while_polling_ends_the_run_and_still_releases_everything(
+    fake: Any,
+) -> None:
+    before = _live()
+    fake.errors["event_query"] = 3
+    with pytest.raises(BackendError, match=r"CUDA error while .*CUDARuntimeError"):
+        run_in_memory(SC, ExecEngine("cupy"))
+    assert _live() == before and not fake.mallocs
+
+
+def test_close_after_a_sticky_error_releases_everything_and_reports_it(fake: Any) -> None:
+    before = _live()
+    engine = ExecEngine("cupy")
+    plan = RunPlan.build(SC)
+    engine.start(plan)
+    fake.errors["stream_synchronize"] = 1  # every synchronize fails from now on
+    engine.close()  # never raises
+    engine.close()  # idempotent
+    assert _live() == before and not fake.mallocs
+    assert "CUDA error while synchronising a stream" in engine.report()["close_error"]
+
+
+def test_a_model_that_fails_to_load_leaks_no_stream(fake: Any) -> None:
+    before = _live()
+    fake.errors["device_synchronize"] = 1
+    with pytest.raises(BackendError, match="loading model tiny_cnn for task cnn"):
+        run_in_memory(SC, ExecEngine("cupy"))
+    assert _live() == before and not fake.mallocs
+
+
+def test_the_gemm_splits_a_grid_deeper_than_cuda_allows(
+    fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    monkeypatch.setattr(cb, "MAX_GRID_Z", 4)
+    gemm = cb.CapturableGemm(sys.modules["cupy"])
+    a = np.ones((10, 3, 5), np.float32)
+    b = np.ones((10, 5, 2), np.float32)
+    out = np.zeros((10, 3, 2), np.float32)
+    gemm(a, b, out)
+    assert [g[2] for g in fake.kernel_grids] == [4, 4, 2]  # 10 batches (1 split each)
+    assert (out == 5).all()
+
+
+def test_the_timeline_reference_moves_forward(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cb, "REANCHOR_NS", 2_000_000)  # every 2 ms instead of 10 s
+    before = _live()
+    records, jobs = run_in_memory(SC, ExecEngine("cupy"))
+    assert all(j.status is JobStatus.COMPLETED for j in jobs)
+    assert check_run(records, jobs, slots=1) == len(jobs)
+    starts = [j.start_ns for j in jobs]
+    assert all(s is not None and s >= j.release_ns for s, j in zip(starts, jobs, strict=True))
+    assert _live() == before
+
+
+def test_cupy_is_only_imported_by_the_backend_when_built(fake: Any) -> None:
+    assert cb.usable() is True
+    backend = cb.CupyBackend()
+    assert backend.device == "Fake GPU" and backend.cp is sys.modules["cupy"]
+    backend.close()
