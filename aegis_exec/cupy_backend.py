@@ -120,11 +120,6 @@ class CudaEvent:
     def record(self, stream: CudaStream) -> None:
         self.raw.record(stream.raw)
 
-    @property
-    def done(self) -> bool:
-        with cuda_errors("querying an event"):
-            return bool(self.raw.done)
-
     def synchronize(self) -> None:
         with cuda_errors("waiting for an event"):
             self.raw.synchronize()
@@ -646,12 +641,3 @@ class CupyBackend:
             memory["pool_used_before_run"] = int(self._pool_start)
         if errors:
             self._report["close_error"] = f"{type(errors[0]).__name__}: {errors[0]}"
-
-    def pool_used_bytes(self) -> int:
-        """CuPy's default pool usage now (tests: back to its start after close)."""
-        return int(self.cp.get_default_memory_pool().used_bytes())
-
-    @property
-    def pool_start_bytes(self) -> int:
-        start: int = self._pool_start
-        return start

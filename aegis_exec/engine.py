@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 from aegis_core.engine import RunPlan
 from aegis_core.errors import InputError, InternalError, JobFault, ScenarioError
 from aegis_core.events import Completion, EngineEvent, Fault, Release
+from aegis_core.results import overhead_stats
 from aegis_core.scheduler import Dispatch
 from aegis_core.types import TimeNs
 
@@ -36,12 +37,6 @@ class _Launch:
     host_ns: TimeNs  # engine time of the dispatch
     waited: bool  # the job was ready when the device went idle: its start measures a gap
     idle: bool  # its stream had nothing queued: its start measures the launch latency
-
-
-def _stats(samples: Sequence[int]) -> dict[str, Any]:
-    from aegis_core.results import overhead_stats
-
-    return overhead_stats(samples)
 
 
 def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> list[TaskWork]:
@@ -256,8 +251,8 @@ class ExecEngine:
             "backend": self.backend,
             **impl,
             "setup_s": round(self._setup_s, 3),
-            "dispatch_gap_ns": _stats(self.gaps_ns),
-            "launch_latency_ns": _stats(self.launch_ns),
+            "dispatch_gap_ns": overhead_stats(self.gaps_ns),
+            "launch_latency_ns": overhead_stats(self.launch_ns),
             "overruns": {n: self._overruns.get(n, 0) for n in names},
             "faulted_tasks": {names[i]: e for i, e in sorted(self._faulted.items())},
         }

@@ -2,8 +2,8 @@
 
 A :class:`WorkerStream` runs the work queued on it in order, on its own thread (NumPy's BLAS
 and ufunc loops release the GIL, so streams of different tasks really overlap, as CUDA streams
-would). A :class:`HostEvent` is a host timestamp taken on the stream's thread when the queue
-reaches it. The whole executor flow runs on machines without a GPU.
+would). Its events are host timestamps taken on the stream's thread around each job. The
+whole executor flow runs on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -26,22 +26,6 @@ SWITCH_INTERVAL_S = 50e-6
 
 WARMUP_RUNS = 2
 """Untimed runs of each model before the run starts (first runs pay one-off costs)."""
-
-
-class HostEvent:
-    """A point on a stream: the host time at which the stream's queue reached it."""
-
-    __slots__ = ("t_ns",)
-
-    def __init__(self) -> None:
-        self.t_ns: int | None = None
-
-    def record(self) -> None:
-        self.t_ns = time.perf_counter_ns()
-
-    @property
-    def done(self) -> bool:
-        return self.t_ns is not None
 
 
 class WorkerStream:
@@ -75,17 +59,14 @@ class WorkerStream:
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
             token, fn = item
-            start, end = HostEvent(), HostEvent()
             error = None
-            start.record()
+            start = time.perf_counter_ns()  # the stream's events: host timestamps
             try:
                 fn()
             except Exception as exc:  # a job's kernels failed: a fault of that job only
                 error = f"{type(exc).__name__}: {exc}"
             with self._lock:
-                end.record()
-                assert start.t_ns is not None and end.t_ns is not None
-                self._done.put(Finished(token, start.t_ns, end.t_ns, error))
+                self._done.put(Finished(token, start, time.perf_counter_ns(), error))
 
     def cancel(self) -> int:
         """Drop the work queued and not started yet; returns how many items."""
