@@ -11,7 +11,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, ScenarioError
+from .profile import Profile, load_profile
 from .types import TimeNs, ms_to_ns
 
 BYTES_PER_MB = 1 << 20
@@ -67,6 +68,8 @@ class Task:
     memory_budget_bytes: int | None = None
     kernels_ns: tuple[int, ...] | None = None
     """lp-edf: the job's kernel (operator group) WCET chain; preemption points lie between."""
+    profile_samples: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    """The measured execution times of ``profile`` (ns): what the simulator replays."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,14 +260,27 @@ def _model(f: _Fields, base: Path) -> str | None:
     )
 
 
-def _profile(f: _Fields, base: Path) -> str | None:
+def _profile(f: _Fields, base: Path) -> Profile | None:
     profile = f.string("profile")
     if profile is None:
         return None
     candidate = Path(profile) if Path(profile).is_absolute() else base / profile
     if not candidate.is_file():
         raise f.fail("profile", f"no profile file at {candidate}")
-    return str(candidate)
+    try:
+        return load_profile(candidate)
+    except InputError as exc:
+        raise f.fail("profile", str(exc)) from None
+
+
+def _profile_matches(f: _Fields, prof: Profile, model: str | None, batch: int) -> None:
+    """A profile measured another model (or batch) than the task runs: never a silent WCET."""
+    if model is None or prof.model is None:
+        return
+    if Path(model).name != Path(prof.model).name:
+        raise f.fail("profile", f"the profile measured model {prof.model!r}, the task runs {model!r}")
+    if prof.batch != batch:
+        raise f.fail("profile", f"the profile measured batch {prof.batch}, the task runs {batch}")
 
 
 def _task(path: str, index: int, raw: Any, base: Path) -> Task:
@@ -288,6 +304,10 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     if deadline <= 0:
         raise f.fail("deadline_ms", "must be > 0 after conversion to ns")
     wcet = f.ms("wcet_ms")
+    prof = _profile(f, base)
+    wcet_from = "wcet_ms"
+    if wcet is None and prof is not None:
+        wcet, wcet_from = prof.wcet_ns, "profile"
     kernels = _kernels(f)
     if kernels is not None:
         if wcet is None:
@@ -298,7 +318,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         raise f.fail("wcet_ms", "must be > 0 after conversion to ns")
     if wcet is not None and wcet > deadline:
         raise f.fail(
-            "wcet_ms", f"WCET {wcet} ns exceeds the relative deadline {deadline} ns: never feasible"
+            wcet_from, f"WCET {wcet} ns exceeds the relative deadline {deadline} ns: never feasible"
         )
     arrival = f.choice("arrival", Arrival, Arrival.PERIODIC)
     slack = f.ms("slack_ms", strict=False)
@@ -309,6 +329,8 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     model = _model(f, base)
     if batch is not None and model is not None and model not in BUILTIN_MODELS:
         raise f.fail("batch", "a graph file fixes its own batch: leave this out")
+    if prof is not None:
+        _profile_matches(f, prof, model, 1 if batch is None else batch)
     return Task(
         name=name,
         period_ns=period,
@@ -317,7 +339,8 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         model=model,
         batch=1 if batch is None else batch,
         input_shape=_checked_shape(f, model, 1 if batch is None else batch),
-        profile=_profile(f, base),
+        profile=prof.path if prof is not None else None,
+        profile_samples=prof.samples_ns if prof is not None else None,
         arrival=arrival,
         slack_ns=period // 2 if slack is None else slack,
         offset_ns=f.ms("offset_ms", strict=False) or 0,

@@ -18,6 +18,7 @@ from .engine import Engine, RunPlan
 from .errors import InternalError
 from .events import Completion, EngineEvent, Fault, Release
 from .loop import run
+from .profile import Profile
 from .scenario import Scenario
 from .scheduler import Dispatch, Job, JobStatus, Scheduler
 from .trace import MemoryTrace
@@ -181,3 +182,23 @@ __all__ = [
     "log",
     "run_in_memory",
 ]
+
+
+def make_profile(
+    samples_ns: Sequence[int],
+    *,
+    task: str = "t",
+    model: str | None = None,
+    batch: int = 1,
+    backend: str = "mock",
+    mode: str = "isolated",
+    exceedance: float = 1e-3,
+) -> Profile:
+    """A profile of ``samples_ns`` with the WCET the estimator gives them (tests, examples)."""
+    from .wcet import estimate
+
+    est = estimate(samples_ns, exceedance, candidates=False)
+    return Profile.from_estimate(
+        est, samples_ns=samples_ns, task=task, model=model, batch=batch, backend=backend,
+        device="test", mode=mode, created="2026-01-01T00:00:00+00:00",
+    )  # fmt: skip

@@ -14,6 +14,7 @@ import yaml
 
 from aegis_core.cli import main
 from aegis_core.errors import InputError, ScenarioError
+from aegis_core.testing import make_profile
 from aegis_core.scenario import (
     BYTES_PER_MB,
     Arrival,
@@ -88,7 +89,10 @@ def test_full_scenario_loads_into_exact_values(
 ) -> None:
     folder = tmp_path / "scenarios"
     write(folder / "graphs" / "tiny.json", "{}")
-    write(folder / "profiles" / "det.json", "{}")
+    samples = [1000 + 10 * i for i in range(40)]
+    make_profile(samples, task="detector", model="resnet18", batch=4).save(
+        folder / "profiles" / "det.json"
+    )
     text = """\
 name: full_set-1
 policy: np-fp
@@ -143,6 +147,7 @@ tasks:
                 deadline_ns=30_250_000,
                 wcet_ns=1500,
                 profile=str(folder / "profiles" / "det.json"),
+                profile_samples=tuple(samples),
                 arrival=Arrival.SPORADIC,
                 slack_ns=16_650_000,
                 offset_ns=1_500_000,
