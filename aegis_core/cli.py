@@ -12,9 +12,10 @@ from typing import Any
 
 from . import __version__
 from .admission import Admission
+from .engine import EXEC_TIME_MODES
 from .errors import AegisError, InputError
 from .scenario import Policy as PolicyName
-from .scenario import Scenario, load_scenario, replace_scenario
+from .scenario import Scenario, load_scenario, replace_scenario, with_profiles
 from .trace import FLUSH_MODES
 from .types import ms_to_ns
 
@@ -53,6 +54,8 @@ def format_table(summary: dict[str, Any]) -> str:
 
 def _scenario(args: argparse.Namespace) -> Scenario:
     scenario = load_scenario(args.scenario)
+    if getattr(args, "profiles", None):
+        scenario = with_profiles(scenario, args.profiles)
     changes: dict[str, Any] = {}
     if getattr(args, "seed", None) is not None:
         if args.seed < 0:
@@ -91,6 +94,7 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
         trace=not args.no_trace,
         trace_flush=args.trace_flush,
         admission=not args.no_admission,
+        exec_time=args.exec_time,
     )
     print(format_table(result.summary))
     if "exec" in result.summary:
@@ -155,7 +159,7 @@ def format_admission(adm: Admission) -> str:
 def cmd_admit(args: argparse.Namespace) -> int:
     from .admission import admit
 
-    adm = admit(load_scenario(args.scenario))
+    adm = admit(_scenario(args))
     print(json.dumps(adm.as_dict(), indent=2) if args.json else format_admission(adm))
     return 0 if adm.schedulable else 1
 
@@ -165,7 +169,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.runs < 0:
         raise InputError(f"--runs must be >= 0, got {args.runs}")
-    result = check(load_scenario(args.scenario), runs=args.runs)
+    result = check(_scenario(args), runs=args.runs)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -209,6 +213,79 @@ def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
         action="store_true",
         help="run every task, also those admission rejects (baseline comparisons)",
     )
+    _profiles_option(sub)
+    sub.add_argument(
+        "--exec-time",
+        choices=EXEC_TIME_MODES,
+        default="sample",
+        help="sim and the mock backend: jobs of profiled tasks run for a duration drawn from "
+        "the profile's samples (sample, the default) or for their WCET (wcet: the worst case)",
+    )
+
+
+def _profiles_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--profiles",
+        metavar="DIR",
+        help="use the WCET profiles in DIR (<task>.json, written by `aegis profile`) in place "
+        "of the tasks' wcet_ms",
+    )
+
+
+def cmd_wcet(args: argparse.Namespace) -> int:
+    from .wcet import estimate, read_samples
+
+    est = estimate(read_samples(args.samples), args.exceedance)
+    if args.json:
+        print(json.dumps(est.as_dict(), indent=2))
+        return 0
+    print(format_wcet(est))
+    return 0
+
+
+def format_wcet(est: Any) -> str:
+    st = est.stats
+    lines = [
+        f"pWCET at exceedance {est.exceedance:g}: {est.wcet_ns} ns ({est.wcet_ns / 1e6:.3f} ms), "
+        f"method {est.method}, n {est.n}, converged {'yes' if est.converged else 'NO'}, "
+        f"supported {'yes' if est.supported else 'NO'}",
+        f"samples: min {st['min']:.0f}, p50 {st['p50']:.0f}, max {st['max']:.0f} ns, "
+        f"CV {st['cv'] * 100:.2f} %",
+        "pWCET table: " + ", ".join(f"{k}: {v} ns" for k, v in est.pwcet.items()),
+        "checks: "
+        + ", ".join(
+            f"{c.name} {'-' if c.passed is None else 'pass' if c.passed else 'FAIL'}"
+            + (f" (p={c.pvalue:.3g})" if c.pvalue is not None else "")
+            for c in est.checks
+        ),
+        "candidates at this exceedance:",
+    ]
+    for c in est.candidates:
+        value = "-" if c.wcet_ns is None else f"{c.wcet_ns} ns"
+        lines.append(f"  {c.method:<22} {value:>16}  {c.note}")
+    lines += [f"warning: {w}" for w in est.warnings]
+    return "\n".join(lines)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profiling import format_profiles, profile_scenario
+
+    scenario = load_scenario(args.scenario)
+    measured = profile_scenario(
+        scenario,
+        backend=args.backend,
+        out_dir=Path(args.out),
+        samples=args.samples,
+        warmup=args.warmup,
+        contention=args.contention,
+        exceedance=args.exceedance,
+    )
+    print(format_profiles(measured))
+    print(
+        f"profiles: {args.out}/ — use them with `aegis admit|sim|exec {args.scenario} "
+        f"--profiles {args.out}`, or `profile: <file>` in a task"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     adm = sub.add_parser("admit", help="admission analysis in list order (exit 1: rejections)")
     adm.add_argument("scenario", help="scenario YAML file")
     adm.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    _profiles_option(adm)
     adm.set_defaults(func=cmd_admit)
 
     chk = sub.add_parser(
@@ -249,7 +327,67 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("scenario", help="scenario YAML file")
     chk.add_argument("--json", action="store_true", help="print the result as JSON")
     chk.add_argument("--runs", type=int, default=20, help="random sporadic runs (default 20)")
+    _profiles_option(chk)
     chk.set_defaults(func=cmd_check)
+
+    prof = sub.add_parser("profile", help="measure each task's execution time, write WCET profiles")
+    prof.add_argument("scenario", help="scenario YAML file")
+    prof.add_argument(
+        "--backend",
+        choices=("auto", "cupy", "numpy", "mock"),
+        default="auto",
+        help="where to run the models (default auto: cupy on a GPU, else numpy)",
+    )
+    prof.add_argument(
+        "--samples",
+        type=int,
+        default=100,
+        help="at most this many timed runs per task; sampling stops earlier once "
+        "the estimate converges (default 100)",
+    )
+    prof.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="untimed first runs per task, discarded and reported (default 5)",
+    )
+    prof.add_argument(
+        "--contention",
+        action="store_true",
+        help="also measure each task while every other task's model runs on its "
+        "own stream; <task>.json is then the contention profile",
+    )
+    prof.add_argument(
+        "--exceedance",
+        type=_probability,
+        default=1e-3,
+        help="per-run exceedance probability of the WCET (default 1e-3)",
+    )
+    prof.add_argument(
+        "--out", default="profiles", help="directory for <task>.json (default profiles)"
+    )
+    prof.set_defaults(func=cmd_profile)
+
+    wc = sub.add_parser("wcet", help="pWCET from a file of durations (ns, one per line)")
+    wc.add_argument("samples", help="text file: one duration in ns per line")
+    wc.add_argument(
+        "--exceedance",
+        type=_probability,
+        default=1e-3,
+        help="per-run exceedance probability (default 1e-3)",
+    )
+    wc.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    wc.set_defaults(func=cmd_wcet)
+    return p
+
+
+def _probability(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < p < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
     return p
 
 

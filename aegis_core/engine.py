@@ -12,7 +12,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .arrivals import releases
-from .errors import EngineNotFound, ScenarioError
+from .errors import EngineNotFound, InputError, ScenarioError
 from .events import EngineEvent, Release
 from .policy import Policy, get_policy
 from .scenario import Scenario
@@ -37,8 +37,7 @@ def require_wcet(scenario: Scenario) -> None:
     if missing:
         raise ScenarioError(
             scenario.path,
-            "an execution time is needed: give wcet_ms "
-            "(replaying WCET profiles is not supported yet)",
+            "an execution time is needed: give wcet_ms or a profile (aegis profile writes one)",
             task=missing[0],
             field="wcet_ms",
         )
@@ -59,6 +58,58 @@ class WcetModel:
 
     def __call__(self, d: Dispatch) -> TimeNs:
         return self.chunks[d.task_index][d.chunk]
+
+
+EXEC_TIME_MODES = ("sample", "wcet")
+"""``sample``: profiled tasks replay their profile's samples (others: WCET); ``wcet``: every
+job runs for its WCET (the worst case)."""
+
+
+class SampledModel:
+    """Profile replay: each job of a task with a profile runs for a duration drawn, with
+    replacement, from the profile's samples; other tasks run for their WCET.
+
+    Draws come from one generator per task seeded by ``(seed, task index)`` and are taken in
+    job order (``k``), so a job's duration depends only on the scenario, the seed and ``k``:
+    the simulator and the executor's mock backend replay the same durations. Under lp-edf a
+    draw is split over the chunks in proportion to their WCETs (integer ns, summing exactly).
+    """
+
+    def __init__(self, base: WcetModel, by_seq: Sequence[TimeNs | None]) -> None:
+        self.base = base
+        self.chunks = base.chunks
+        self.by_seq = list(by_seq)
+
+    @classmethod
+    def of(
+        cls, scenario: Scenario, base: WcetModel, plan: Sequence[Release], seed: int
+    ) -> SampledModel:
+        import numpy as np
+
+        counts = [0] * len(scenario.tasks)
+        for r in plan:
+            counts[r.task_index] += 1
+        draws: list[list[int] | None] = []
+        for i, t in enumerate(scenario.tasks):
+            if not t.profile_samples:
+                draws.append(None)
+                continue
+            rng = np.random.default_rng([seed, i])
+            picks = rng.integers(0, len(t.profile_samples), size=counts[i])
+            draws.append([t.profile_samples[j] for j in picks.tolist()])
+        by_seq = [None if (d := draws[r.task_index]) is None else d[r.k] for r in plan]
+        return cls(base, by_seq)
+
+    def __call__(self, d: Dispatch) -> TimeNs:
+        value = self.by_seq[d.seq]
+        if value is None:
+            return self.base(d)
+        chain = self.chunks[d.task_index]
+        if len(chain) == 1:
+            return value
+        total = sum(chain)
+        before = sum(chain[: d.chunk])
+        return value * (before + chain[d.chunk]) // total - value * before // total
 
 
 @dataclass(frozen=True)
@@ -85,10 +136,17 @@ class RunPlan:
         enforce: bool = True,
         exec_time: ExecutionTimeModel | None = None,
         seed: int | None = None,
+        exec_time_mode: str = "sample",
     ) -> RunPlan:
         """The plan for ``scenario``; with an ``admission`` whose rejections are enforced
         (``enforce``), rejected tasks do not run; under lp-edf jobs run in chunks (the
-        admission's, else the task's kernels)."""
+        admission's, else the task's kernels). ``exec_time_mode`` (:data:`EXEC_TIME_MODES`)
+        picks the execution-time model unless ``exec_time`` gives one."""
+        if exec_time_mode not in EXEC_TIME_MODES:
+            raise InputError(
+                f"unknown execution-time mode {exec_time_mode!r}; choose one of: "
+                + ", ".join(EXEC_TIME_MODES)
+            )
         policy = get_policy(scenario.policy)
         given = admission.chunks() if admission is not None else [None] * len(scenario.tasks)
         if policy.name == "lp-edf":
@@ -97,11 +155,18 @@ class RunPlan:
             given = [None] * len(scenario.tasks)
         model = WcetModel.of(scenario, given)
         rejected = admission.rejected if admission is not None and enforce else frozenset()
+        planned = releases(scenario, seed)
+        if exec_time is None:
+            exec_time = model
+            if exec_time_mode == "sample" and any(t.profile_samples for t in scenario.tasks):
+                exec_time = SampledModel.of(
+                    scenario, model, planned, scenario.seed if seed is None else seed
+                )
         return cls(
             scenario=scenario,
             policy=policy,
-            releases=releases(scenario, seed),
-            exec_time=exec_time or model,
+            releases=planned,
+            exec_time=exec_time,
             slots=None if policy.concurrent else 1,
             rejected=rejected,
             chunks=tuple(model.chunks),

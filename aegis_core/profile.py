@@ -188,9 +188,9 @@ class _Reader:
 
     def positive(self, key: str) -> int:
         v = self.data.get(key)
-        if not _positive_int(v):
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise self.fail(key, f"must be an integer > 0, got {v!r}")
-        return int(v)
+        return v
 
     def durations(self, key: str, *, optional: bool = False) -> tuple[int, ...]:
         v = self.get(key, list, optional=optional) or []

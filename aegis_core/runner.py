@@ -74,6 +74,7 @@ def run_scenario(
     trace_flush: str = "batch",
     seed: int | None = None,
     admission: bool = True,
+    exec_time: str = "sample",
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -81,11 +82,14 @@ def run_scenario(
     writes results but no ``trace.jsonl``; ``trace_flush`` is when trace records reach the OS
     (``record``, ``instant`` or ``batch``: see :class:`~aegis_core.trace.JsonlTrace`).
     Admission runs first; ``admission=False`` still analyses and records the verdicts but runs
-    every task (for baseline comparisons).
+    every task (for baseline comparisons). ``exec_time``: ``sample`` replays profiled tasks'
+    samples (simulated engines and the mock backend), ``wcet`` runs every job for its WCET.
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
     verdicts = admit(scenario)  # validates before anything is written
-    plan = RunPlan.build(scenario, admission=verdicts, enforce=admission, seed=seed)
+    plan = RunPlan.build(
+        scenario, admission=verdicts, enforce=admission, seed=seed, exec_time_mode=exec_time
+    )
     validate = getattr(eng, "validate", None)
     if validate is not None:
         validate(plan)  # e.g. the executor's models: fail before anything is written
@@ -113,6 +117,7 @@ def run_scenario(
         "policy": plan.policy.name,
         "seed": scenario.seed if seed is None else seed,
         "duration_ns": scenario.duration_ns,
+        "exec_time": exec_time if any(t.profile_samples for t in scenario.tasks) else "wcet",
         "scenario_sha256": scenario.source_sha256,
         "scenario_path": scenario.path,
         "device": "simulated" if eng.name == "sim" else getattr(eng, "device", None),

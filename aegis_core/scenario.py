@@ -278,7 +278,9 @@ def _profile_matches(f: _Fields, prof: Profile, model: str | None, batch: int) -
     if model is None or prof.model is None:
         return
     if Path(model).name != Path(prof.model).name:
-        raise f.fail("profile", f"the profile measured model {prof.model!r}, the task runs {model!r}")
+        raise f.fail(
+            "profile", f"the profile measured model {prof.model!r}, the task runs {model!r}"
+        )
     if prof.batch != batch:
         raise f.fail("profile", f"the profile measured batch {prof.batch}, the task runs {batch}")
 
@@ -451,3 +453,34 @@ def replace_scenario(scenario: Scenario, **changes: Any) -> Scenario:
     import dataclasses
 
     return dataclasses.replace(scenario, **changes)
+
+
+def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:
+    """``--profiles DIR``: each task with a ``DIR/<task>.json`` takes that profile's WCET (over
+    its ``wcet_ms``) and replays its samples; the others are left as they are."""
+    import dataclasses
+
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise InputError(f"--profiles {folder}: no such directory (aegis profile writes one)")
+    tasks, found = [], 0
+    for t in scenario.tasks:
+        path = folder / f"{t.name}.json"
+        if not path.is_file():
+            tasks.append(t)
+            continue
+        found += 1
+        f = _Fields(scenario.path, {"profile": str(path)}, t.name)
+        prof = _profile(f, Path.cwd())
+        assert prof is not None
+        _profile_matches(f, prof, t.model, t.batch)
+        tasks.append(
+            dataclasses.replace(
+                t, wcet_ns=prof.wcet_ns, profile=str(path), profile_samples=prof.samples_ns,
+                kernels_ns=None,
+            )
+        )  # fmt: skip
+    if not found:
+        names = ", ".join(f"{t.name}.json" for t in scenario.tasks)
+        raise InputError(f"--profiles {folder}: no profile for any task (looked for {names})")
+    return dataclasses.replace(scenario, tasks=tuple(tasks))

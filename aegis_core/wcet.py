@@ -18,7 +18,9 @@ The rule (``Settings`` holds every constant; ``p`` is the per-run exceedance pro
    slowest run seen.
 3. **Heavier than exponential.** If the excesses' CV lies above the MBPTA-CV band
    ``1 + 1.96/√k`` (a rare slow mode shows up exactly so), a GPD is fitted to the excesses and
-   its estimate is taken when larger; the result is flagged ``supported = False``.
+   its estimate is taken when larger, unless its shape ξ exceeds ``MAX_XI`` = 0.5 (then no
+   extrapolation is credible: the rule keeps rules 1-2 and says so); either way the result is
+   flagged ``supported = False``.
 4. **Distribution-free.** Once ``n`` reaches the count of rule 2, the observed maximum is
    itself a (1 − α) bound, and the estimate is never below it.
 5. **Checks**: independence (Ljung–Box, runs test), identical distribution (KS between the
@@ -46,6 +48,9 @@ EXCEEDANCES = (1e-3, 1e-6, 1e-9)
 """The pWCET table of a profile: per-run exceedance probabilities."""
 
 MIN_SAMPLES = 10
+
+MAX_XI = 0.5
+"""Rule 3: a GPD whose shape is above this (infinite variance) is not extrapolated from."""
 
 
 @dataclass(frozen=True)
@@ -238,15 +243,24 @@ def exp_tail(tail: Tail, p: float, confidence: float | None = None) -> float:
     return tail.u + scale * max(math.log(tail.k / (tail.n * p)), 0.0)
 
 
-def gpd_pot(tail: Tail, p: float) -> float | None:
-    """Peaks over threshold, GPD (scipy's c = +ξ); None where it does not apply (p ≥ k/n, or
-    no spread)."""
+def gpd_fit(tail: Tail) -> tuple[float, float] | None:
+    """GPD shape ξ (scipy's c = +ξ) and scale fitted to the excesses; None without spread."""
     from scipy.stats import genpareto
 
-    if tail.mean <= 0 or p >= tail.k / tail.n:
+    if tail.mean <= 0:
         return None
     c, _, scale = genpareto.fit(tail.excesses, floc=0)
-    value = tail.u + float(genpareto.isf(p * tail.n / tail.k, c, 0, scale))
+    return float(c), float(scale)
+
+
+def gpd_pot(tail: Tail, p: float, fit: tuple[float, float] | None = None) -> float | None:
+    """Peaks over threshold, GPD; None where it does not apply (p ≥ k/n, or no spread)."""
+    from scipy.stats import genpareto
+
+    fit = fit or gpd_fit(tail)
+    if fit is None or p >= tail.k / tail.n:
+        return None
+    value = tail.u + float(genpareto.isf(p * tail.n / tail.k, fit[0], 0, fit[1]))
     return value if math.isfinite(value) else None
 
 
@@ -403,7 +417,9 @@ def summary_stats(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def _candidates(x: np.ndarray, xs: np.ndarray, p: float, s: Settings, tail: Tail) -> list[Candidate]:
+def _candidates(
+    x: np.ndarray, xs: np.ndarray, p: float, s: Settings, tail: Tail
+) -> list[Candidate]:
     def c(method: str, value: float | None, note: str = "") -> Candidate:
         return Candidate(method, None if value is None else math.ceil(value), note)
 
@@ -424,12 +440,14 @@ def _candidates(x: np.ndarray, xs: np.ndarray, p: float, s: Settings, tail: Tail
     ]  # fmt: skip
 
 
-def _at(xs: np.ndarray, p: float, s: Settings, tail: Tail, heavy: bool) -> tuple[float, str]:
+def _at(
+    xs: np.ndarray, p: float, s: Settings, tail: Tail, gpd: tuple[float, float] | None
+) -> tuple[float, str]:
     value, method = bound(xs, p, s, tail)
-    if heavy:
-        gpd = gpd_pot(tail, p)
-        if gpd is not None and gpd > value:
-            value, method = gpd, "gpd-pot"
+    if gpd is not None:
+        g = gpd_pot(tail, p, gpd)
+        if g is not None and g > value:
+            value, method = g, "gpd-pot"
     return value, method
 
 
@@ -450,10 +468,16 @@ def estimate(
     tail = Tail.of(xs, s)
     checks = (ljung_box(x, alpha=s.alpha), runs_test(x, s.alpha), ks_halves(x, s.alpha),
               tail_cv(tail), heldout_fit(x, s))  # fmt: skip
-    heavy = checks[3].passed is False
     warnings = _warnings(x.size, exceedance, s, checks)
-    value, method = _at(xs, exceedance, s, tail, heavy)
-    table = {p_key(p): math.ceil(_at(xs, p, s, tail, heavy)[0]) for p in EXCEEDANCES}
+    gpd = gpd_fit(tail) if checks[3].passed is False else None
+    if gpd is not None and gpd[0] > MAX_XI:
+        warnings.append(
+            f"GPD shape xi = {gpd[0]:.2f} > {MAX_XI}: too heavy a tail to extrapolate from "
+            f"{tail.k} excesses; the number is the exponential-tail bound, not supported"
+        )
+        gpd = None
+    value, method = _at(xs, exceedance, s, tail, gpd)
+    table = {p_key(p): math.ceil(_at(xs, p, s, tail, gpd)[0]) for p in EXCEEDANCES}
     traj = trajectory(x, exceedance, s, start=max(MIN_SAMPLES, x.size - s.window))
     return WcetEstimate(
         wcet_ns=math.ceil(value),

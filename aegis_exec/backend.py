@@ -59,8 +59,12 @@ class Backend(Protocol):
         warm it up, so the first timed job pays no one-off cost."""
         ...
 
-    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
-        """Start chunk ``chunk`` of job ``k`` of ``task`` on the task's stream; non-blocking."""
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
+        """Start chunk ``chunk`` of job ``k`` of ``task`` on the task's stream; non-blocking.
+        ``duration_ns``: the plan's execution time for it (the mock runs for that long; real
+        backends run the kernels and ignore it)."""
         ...
 
     def snapshot(self) -> tuple[int, list[Finished]]:

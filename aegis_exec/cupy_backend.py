@@ -496,7 +496,9 @@ class CupyBackend:
 
     # -- launching and polling ------------------------------------------------------------
 
-    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
         t = self._tasks[task]
         if t is None:
             raise BackendError(f"task #{task} has no model: the cupy backend needs one")

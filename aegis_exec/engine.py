@@ -17,17 +17,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aegis_core.engine import RunPlan
 from aegis_core.errors import InputError, InternalError, JobFault, ScenarioError
 from aegis_core.events import Completion, EngineEvent, Fault, Release
 from aegis_core.results import overhead_stats
+from aegis_core.scenario import Scenario, Task
 from aegis_core.scheduler import Dispatch
 from aegis_core.types import TimeNs
 
 from .backend import Backend, Finished, TaskWork, make_backend, resolve
 from .clock import sleep_until
+
+if TYPE_CHECKING:
+    from aegis_core.graph import Graph
 
 
 @dataclass(slots=True)
@@ -39,32 +43,35 @@ class _Launch:
     idle: bool  # its stream had nothing queued: its start measures the launch latency
 
 
-def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> list[TaskWork]:
-    """Each task's graph and chunk ranges, validated; ScenarioError names task and field."""
+def load_task_graph(scenario: Scenario, task: Task) -> Graph | None:
+    """The task's model graph (None: no model); ScenarioError names the task and field."""
     from aegis_core.graph import build_model, load_graph
 
+    if task.model is None:
+        return None
+    try:
+        if Path(task.model).suffix == ".json":
+            return load_graph(task.model)
+        return build_model(task.model, task.batch, task.input_shape)
+    except InputError as exc:
+        field = "input_shape" if task.input_shape is not None else "model"
+        raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc
+
+
+def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> list[TaskWork]:
+    """Each task's graph and chunk ranges, validated; ScenarioError names task and field."""
     scenario, out = plan.scenario, []
     for i, task in enumerate(scenario.tasks):
         durations = plan.chunks[i] if plan.chunks else (task.wcet_ns or 0,)
-        graph = None
-        if task.model is None:
-            if backend != "mock" and i not in plan.rejected:
-                raise ScenarioError(
-                    scenario.path,
-                    f"the {backend} backend executes a model: give one "
-                    "(a builtin name or a graph file)",
-                    task=task.name,
-                    field="model",
-                )
-        else:
-            try:
-                if Path(task.model).suffix == ".json":
-                    graph = load_graph(task.model)
-                else:
-                    graph = build_model(task.model, task.batch, task.input_shape)
-            except InputError as exc:
-                field = "input_shape" if task.input_shape is not None else "model"
-                raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc
+        graph = load_task_graph(scenario, task)
+        if graph is None and backend != "mock" and i not in plan.rejected:
+            raise ScenarioError(
+                scenario.path,
+                f"the {backend} backend executes a model: give one "
+                "(a builtin name or a graph file)",
+                task=task.name,
+                field="model",
+            )
         n = len(durations)
         ranges = tuple(graph.chunks(n)) if graph is not None else tuple(range(1) for _ in range(n))
         if i in plan.rejected:
@@ -177,7 +184,8 @@ class ExecEngine:
         queued = self._queued.get(task, 0)
         self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0)
         try:
-            impl.launch(task, d.chunk, d.seq, int(d.job.rsplit("#", 1)[1]))
+            planned = self._plan.exec_time(d) if self.backend == "mock" else None
+            impl.launch(task, d.chunk, d.seq, int(d.job.rsplit("#", 1)[1]), planned)
         except JobFault as exc:  # the job's own kernels failed at launch: its fault only
             del self._launched[d.seq]
             self._faulted[task] = str(exc)

@@ -1,5 +1,6 @@
-"""The mock backend: no computation; each launch takes its chunk's planned duration (the
-task's execution-time model, e.g. its WCET) on the host clock. Deterministic durations for
+"""The mock backend: no computation; each launch takes its planned duration (the plan's
+execution-time model: the WCET, or a draw from the task's profile, as in the simulator) on the
+host clock. Deterministic durations for
 tests of the executor's flow; streams are in-order per task, as on a device."""
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ class MockBackend:
         self._work = list(work)
         self._free_at = [0] * len(work)
 
-    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
         w = self._work[task]
         start = max(time.perf_counter_ns(), self._free_at[task])
-        end = start + w.durations_ns[chunk]
+        end = start + (w.durations_ns[chunk] if duration_ns is None else duration_ns)
         self._free_at[task] = end
         fin = Finished(token, start, end, w.faults.get(k))
         self._n += 1

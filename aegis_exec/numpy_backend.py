@@ -168,7 +168,9 @@ class NumpyBackend:
             self._graphs.append(compiled)
             self._streams.append(stream)
 
-    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
         w, stream, compiled = self._work[task], self._streams[task], self._graphs[task]
         if stream is None or compiled is None:
             raise InputError(f"task '{w.name}' has no model: the numpy backend needs one")

@@ -619,7 +619,9 @@ class _Skewed:
     def prepare(self, work: Any) -> None:
         pass
 
-    def launch(self, task: int, chunk: int, token: int, k: int) -> None:
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
         import time
 
         from aegis_exec.backend import Finished

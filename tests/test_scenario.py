@@ -14,7 +14,6 @@ import yaml
 
 from aegis_core.cli import main
 from aegis_core.errors import InputError, ScenarioError
-from aegis_core.testing import make_profile
 from aegis_core.scenario import (
     BYTES_PER_MB,
     Arrival,
@@ -24,6 +23,7 @@ from aegis_core.scenario import (
     load_scenario,
     parse_scenario,
 )
+from aegis_core.testing import make_profile
 from aegis_core.types import ms_to_ns
 
 MS = 1_000_000

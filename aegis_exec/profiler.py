@@ -1,0 +1,133 @@
+"""Measures execution times for ``aegis profile``: one task's model run job after job on a
+backend, alone (``isolated``) or while every other task's model runs back to back on its own
+stream (``contention``).
+
+The core decides how many samples to take and what WCET they give (:mod:`aegis_core.wcet`);
+this module only produces durations, found by the core through the entry-point group
+``aegis.profilers``. A duration is the backend's own measure of one job: device events on
+cupy, the stream thread's clock on numpy, the planned duration on mock.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from aegis_core.errors import BackendError, InputError, ScenarioError
+from aegis_core.scenario import Scenario
+
+from .backend import Backend, Finished, TaskWork, make_backend, resolve
+
+_FAR = 10**18
+
+
+def _work(scenario: Scenario, backend: str) -> list[TaskWork]:
+    from .engine import load_task_graph
+
+    out = []
+    for i, task in enumerate(scenario.tasks):
+        graph = load_task_graph(scenario, task)
+        if graph is None and backend != "mock":
+            raise ScenarioError(
+                scenario.path,
+                f"profiling on {backend} runs the task's model: give one",
+                task=task.name,
+                field="model",
+            )
+        if graph is None and task.wcet_ns is None:
+            raise ScenarioError(
+                scenario.path,
+                "the mock backend replays wcet_ms: give it, or a model and a real backend",
+                task=task.name,
+                field="wcet_ms",
+            )
+        ranges = (range(len(graph.ops)),) if graph is not None else (range(1),)
+        out.append(TaskWork(i, task.name, graph, ranges, (task.wcet_ns or 0,)))
+    return out
+
+
+class Profiler:
+    """Context manager: loads every task's model once on ``backend`` (``auto``, ``cupy``,
+    ``numpy``, ``mock``), then :meth:`samples` yields one task's job durations (ns)."""
+
+    name = "exec"
+
+    def __init__(self, scenario: Scenario, backend: str = "auto", **options: Any) -> None:
+        self.scenario = scenario
+        self.backend = resolve(backend)
+        self._work = _work(scenario, self.backend)
+        self._options = options
+        self._impl: Backend | None = None
+        self._tokens = itertools.count()
+        self.device = ""
+
+    def __enter__(self) -> Profiler:
+        self._impl = make_backend(self.backend, **self._options)
+        try:
+            self._impl.prepare(self._work)
+        except BaseException:
+            self._impl.close()
+            raise
+        self.device = self._impl.device
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._impl is not None:
+            self._impl.close()
+            self._impl = None
+
+    def report(self) -> dict[str, Any]:
+        return self._impl.report() if self._impl is not None else {}
+
+    def co_runners(self, task: int) -> list[int]:
+        return [w.index for w in self._work if w.index != task and w.graph is not None]
+
+    def samples(self, task: int, *, contention: bool = False) -> Generator[int, None, None]:
+        """Durations of consecutive jobs of ``task`` (one in flight at a time); with
+        ``contention`` the co-runners are relaunched as soon as each ends, so the other streams
+        never idle while a sample is taken. Stop iterating to stop (co-runners are drained)."""
+        impl = self._impl
+        if impl is None:
+            raise InputError("Profiler.samples() needs an open profiler: use `with Profiler(...)`")
+        others = self.co_runners(task) if contention else []
+        running: dict[int, int] = {}  # token -> task
+        for o in others:
+            self._launch(o, running)
+        try:
+            while True:
+                token = self._launch(task, running)
+                done = self._until(token, running, set(others))
+                if done.error is not None:
+                    raise BackendError(f"task '{self._work[task].name}': job failed: {done.error}")
+                yield done.end_ns - done.start_ns
+        finally:
+            impl.synchronize()
+            impl.snapshot()
+
+    def _launch(self, task: int, running: dict[int, int]) -> int:
+        assert self._impl is not None
+        token = next(self._tokens)
+        running[token] = task
+        self._impl.launch(task, 0, token, token)
+        return token
+
+    def _until(self, token: int, running: dict[int, int], relaunch: set[int]) -> Finished:
+        """Wait for launch ``token``, relaunching the co-runners that end meanwhile."""
+        impl = self._impl
+        assert impl is not None
+        mine: Finished | None = None
+        while mine is None:
+            impl.wait(_FAR)
+            for f in impl.snapshot()[1]:
+                task = running.pop(f.token)
+                if f.token == token:
+                    mine = f
+                elif task in relaunch:
+                    if f.error is not None:
+                        raise BackendError(f"co-runner '{self._work[task].name}' failed: {f.error}")
+                    self._launch(task, running)
+        return mine
