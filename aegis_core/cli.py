@@ -279,6 +279,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         contention=args.contention,
         exceedance=args.exceedance,
+        pace=args.pace,
     )
     print(format_profiles(measured))
     print(
@@ -362,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_probability,
         default=1e-3,
         help="per-run exceedance probability of the WCET (default 1e-3)",
+    )
+    prof.add_argument(
+        "--pace",
+        choices=("period", "none"),
+        default="period",
+        help="period: one job per task period, as a run releases them (default: the idle gaps "
+        "between jobs slow them down, as in the run); none: back to back (faster, optimistic)",
     )
     prof.add_argument(
         "--out", default="profiles", help="directory for <task>.json (default profiles)"

@@ -22,6 +22,7 @@ from .scenario import Scenario
 from .wcet import Convergence, Settings, estimate
 
 PROFILER_GROUP = "aegis.profilers"
+PACES = ("period", "none")
 
 
 class Profiler(Protocol):
@@ -37,7 +38,9 @@ class Profiler(Protocol):
 
     def co_runners(self, task: int) -> list[int]: ...
 
-    def samples(self, task: int, *, contention: bool = False) -> Generator[int, None, None]: ...
+    def samples(
+        self, task: int, *, contention: bool = False, pace_ns: int = 0
+    ) -> Generator[int, None, None]: ...
 
 
 def load_profiler(scenario: Scenario, backend: str, name: str = "exec") -> Profiler:
@@ -80,12 +83,13 @@ class Progress:
 
 def _measure(
     profiler: Profiler, index: int, *, contention: bool, warmup: int, exceedance: float,
-    settings: Settings, progress: Progress, label: str,
+    settings: Settings, progress: Progress, label: str, pace_ns: int,
 ) -> tuple[list[int], list[int], bool]:  # fmt: skip
     """Warm-up runs (discarded, kept for the record), then samples until converged."""
     conv = Convergence(exceedance, settings)
     warm: list[int] = []
-    with contextlib.closing(profiler.samples(index, contention=contention)) as durations:
+    gen = profiler.samples(index, contention=contention, pace_ns=pace_ns)
+    with contextlib.closing(gen) as durations:
         for value in durations:
             if len(warm) < warmup:
                 warm.append(value)
@@ -107,13 +111,19 @@ def profile_scenario(
     warmup: int = 5,
     contention: bool = False,
     exceedance: float = 1e-3,
+    pace: str = "period",
     settings: Settings | None = None,
     progress: IO[str] | None = sys.stderr,
     profiler: Profiler | None = None,
 ) -> list[Measured]:
     """Profile every task with a model (or, on mock, a WCET); write ``<out_dir>/<task>.json``.
     With ``contention`` each task is measured alone too, written as ``<task>.isolated.json``;
-    ``<task>.json`` is then the contention profile (the one to admit with)."""
+    ``<task>.json`` is then the contention profile (the one to admit with). ``pace``:
+    ``period`` launches a task's jobs one period apart, as its releases come (idle gaps let
+    caches go cold and clocks drop, as in a real periodic run: back-to-back runs measure
+    faster than the run will be), ``none`` back to back (quicker, optimistic)."""
+    if pace not in PACES:
+        raise InputError(f"--pace must be one of {', '.join(PACES)}, got {pace!r}")
     if warmup < 0:
         raise InputError(f"--warmup must be >= 0, got {warmup}")
     if not 0 < exceedance < 1:
@@ -138,6 +148,7 @@ def profile_scenario(
                 values, warm, converged = _measure(
                     prof, i, contention=mode == "contention", warmup=warmup,
                     exceedance=exceedance, settings=s, progress=bar, label=label,
+                    pace_ns=task.period_ns if pace == "period" else 0,
                 )  # fmt: skip
                 est = estimate(values, exceedance, s)
                 est = replace(est, converged=converged)
@@ -150,7 +161,8 @@ def profile_scenario(
                     est, samples_ns=values, task=task.name, model=task.model, batch=task.batch,
                     input_shape=task.input_shape, backend=str(report.get("backend", backend)),
                     device=prof.device, mode=mode, co_runners=tuple(co), warmup_ns=tuple(warm),
-                    clock=_clock(report), aegis_version=__version__,
+                    clock={**_clock(report), "pace_ns": task.period_ns if pace == "period" else 0},
+                    aegis_version=__version__,
                 )  # fmt: skip
                 last = mode == modes[-1]
                 path = out_dir / (f"{task.name}.json" if last else f"{task.name}.{mode}.json")

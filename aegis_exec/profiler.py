@@ -11,6 +11,7 @@ cupy, the stream thread's clock on numpy, the planned duration on mock.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
@@ -19,6 +20,7 @@ from aegis_core.errors import BackendError, InputError, ScenarioError
 from aegis_core.scenario import Scenario
 
 from .backend import Backend, Finished, TaskWork, make_backend, resolve
+from .clock import sleep_until
 
 _FAR = 10**18
 
@@ -84,12 +86,18 @@ class Profiler:
         return self._impl.report() if self._impl is not None else {}
 
     def co_runners(self, task: int) -> list[int]:
-        return [w.index for w in self._work if w.index != task and w.graph is not None]
+        runs = [w.graph is not None or self.backend == "mock" for w in self._work]
+        return [w.index for w in self._work if w.index != task and runs[w.index]]
 
-    def samples(self, task: int, *, contention: bool = False) -> Generator[int, None, None]:
+    def samples(
+        self, task: int, *, contention: bool = False, pace_ns: int = 0
+    ) -> Generator[int, None, None]:
         """Durations of consecutive jobs of ``task`` (one in flight at a time); with
         ``contention`` the co-runners are relaunched as soon as each ends, so the other streams
-        never idle while a sample is taken. Stop iterating to stop (co-runners are drained)."""
+        never idle while a sample is taken. ``pace_ns``: launch job k at k * pace_ns (as a
+        periodic task is released: caches and clocks see the idle gaps of a real run), or at
+        once when late; 0 runs jobs back to back. Stop iterating to stop (co-runners are
+        drained)."""
         impl = self._impl
         if impl is None:
             raise InputError("Profiler.samples() needs an open profiler: use `with Profiler(...)`")
@@ -97,8 +105,11 @@ class Profiler:
         running: dict[int, int] = {}  # token -> task
         for o in others:
             self._launch(o, running)
+        start = time.perf_counter_ns()
         try:
-            while True:
+            for k in itertools.count():
+                if pace_ns:
+                    self._idle_until(start + k * pace_ns, running, set(others))
                 token = self._launch(task, running)
                 done = self._until(token, running, set(others))
                 if done.error is not None:
@@ -114,6 +125,27 @@ class Profiler:
         running[token] = task
         self._impl.launch(task, 0, token, token)
         return token
+
+    def _idle_until(self, t_ns: int, running: dict[int, int], relaunch: set[int]) -> None:
+        """Wait for the host clock to reach ``t_ns``, keeping the co-runners going."""
+        impl = self._impl
+        assert impl is not None
+        while time.perf_counter_ns() < t_ns:
+            if running:
+                impl.wait(t_ns)
+                self._relaunch(impl.snapshot()[1], running, relaunch)
+            else:
+                sleep_until(t_ns)
+
+    def _relaunch(
+        self, finished: list[Finished], running: dict[int, int], relaunch: set[int]
+    ) -> None:
+        for f in finished:
+            task = running.pop(f.token)
+            if task in relaunch:
+                if f.error is not None:
+                    raise BackendError(f"co-runner '{self._work[task].name}' failed: {f.error}")
+                self._launch(task, running)
 
     def _until(self, token: int, running: dict[int, int], relaunch: set[int]) -> Finished:
         """Wait for launch ``token``, relaunching the co-runners that end meanwhile."""

@@ -1,0 +1,339 @@
+"""WCET profiles: the JSON round trip, scenarios that point at them, admission with their WCET,
+replay in the simulator and the mock backend, and ``aegis profile`` on the CPU backends."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from aegis_core.admission import admit
+from aegis_core.cli import main
+from aegis_core.engine import RunPlan, SampledModel, WcetModel
+from aegis_core.errors import InputError, ScenarioError
+from aegis_core.profile import Profile, load_profile
+from aegis_core.profiling import profile_scenario
+from aegis_core.runner import run_scenario
+from aegis_core.scenario import load_scenario, parse_scenario, with_profiles
+from aegis_core.testing import make_profile
+from aegis_core.wcet import estimate
+from aegis_exec.engine import ExecEngine
+from aegis_exec.profiler import Profiler
+
+MS = 1_000_000
+SAMPLES = [int(3 * MS + 20_000 * i + (i * 7919) % 50_000) for i in range(60)]
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def profiled_scenario(tmp_path: Path, **task: Any) -> Path:
+    make_profile(SAMPLES, task="a", model="mlp").save(tmp_path / "a.json")
+    data = {
+        "name": "prof",
+        "duration_ms": 2000,
+        "tasks": [
+            {"name": "a", "model": "mlp", "period_ms": 10, "profile": "a.json", **task},
+            {"name": "b", "period_ms": 20, "wcet_ms": 2},
+        ],
+    }
+    return write_yaml(tmp_path / "s.yaml", data)
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+def test_profile_round_trip(tmp_path: Path) -> None:
+    p = make_profile(SAMPLES, task="a", model="resnet18", batch=2, mode="contention")
+    p = dataclasses.replace(p, co_runners=("b", "c"), warmup_ns=(9, 8), clock={"x": 1})
+    p.save(tmp_path / "p.json")
+    q = load_profile(tmp_path / "p.json")
+    assert q.as_dict() == p.as_dict()
+    assert q.path == str(tmp_path / "p.json")
+    d = json.loads((tmp_path / "p.json").read_text())
+    assert d["schema"] == "aegis-profile/1" and d["n"] == len(SAMPLES)
+    assert set(d["pwcet_ns"]) == {"1e-03", "1e-06", "1e-09"}
+    assert d["wcet_ns"] == estimate(SAMPLES).wcet_ns
+    assert not list(tmp_path.glob(".p.json.*"))  # the temporary file was renamed
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema": "aegis-profile/2"}, "field 'schema': expected 'aegis-profile/1'"),
+        ({"samples_ns": [1, 2, 3]}, "field 'samples_ns': needs at least 10 samples"),
+        ({"samples_ns": [1000] * 10 + [-1]}, "field 'samples_ns[10]': must be an integer > 0"),
+        ({"mode": "busy"}, "field 'mode': must be one of isolated, contention"),
+        ({"wcet_ns": 1.5}, "field 'wcet_ns': must be an integer > 0"),
+        ({"pwcet_ns": {"1e-03": 5}}, "field 'pwcet_ns.1e-06'"),
+        ({"converged": "yes"}, "field 'converged': must be bool"),
+        ({"task": None}, "field 'task': is required"),
+    ],
+)
+def test_bad_profile_fields_are_named(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    d = make_profile(SAMPLES).as_dict() | change
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_profile(path)
+
+
+def test_unreadable_profiles(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such profile file"):
+        load_profile(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text('{"schema": \n')
+    with pytest.raises(InputError, match="invalid JSON at line 2"):
+        load_profile(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(InputError, match="must be a JSON object"):
+        load_profile(tmp_path / "list.json")
+
+
+def test_save_into_an_unwritable_place_is_input_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write the profile"):
+        make_profile(SAMPLES).save(tmp_path / "file" / "p.json")
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+def test_scenario_takes_the_profile_wcet_and_admission_uses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = load_scenario(profiled_scenario(tmp_path))
+    wcet = estimate(SAMPLES).wcet_ns
+    assert s.tasks[0].wcet_ns == wcet and s.tasks[0].profile_samples == tuple(SAMPLES)
+    assert main(["admit", str(tmp_path / "s.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tasks"][0]["wcet_ns"] == wcet
+    assert admit(s).tasks[0].wcet_ns == wcet
+
+
+def test_explicit_wcet_wins_over_the_profile(tmp_path: Path) -> None:
+    s = load_scenario(profiled_scenario(tmp_path, wcet_ms=5))
+    assert s.tasks[0].wcet_ns == 5 * MS and s.tasks[0].profile_samples == tuple(SAMPLES)
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ({"model": "tiny_cnn"}, "the profile measured model 'mlp', the task runs 'tiny_cnn'"),
+        ({"batch": 4}, "the profile measured batch 1, the task runs 4"),
+        ({"deadline_ms": 3}, "field 'profile': WCET .* exceeds the relative deadline"),
+    ],
+)
+def test_profile_that_does_not_fit_the_task_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], task: dict[str, Any], message: str
+) -> None:
+    path = profiled_scenario(tmp_path, **task)
+    assert main(["admit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "task 'a'" in err and "field 'profile'" in err
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(path)
+
+
+def test_broken_profile_named_through_the_scenario(tmp_path: Path) -> None:
+    path = profiled_scenario(tmp_path)
+    (tmp_path / "a.json").write_text("{}")
+    with pytest.raises(
+        ScenarioError, match=r"task 'a': field 'profile': .*a\.json: field 'schema'"
+    ):
+        load_scenario(path)
+
+
+def test_profiles_directory_overrides_wcet_ms(tmp_path: Path) -> None:
+    folder = tmp_path / "profiles"
+    make_profile(SAMPLES, task="b").save(folder / "b.json") if folder.mkdir() is None else None
+    s = parse_scenario({"name": "x", "tasks": [
+        {"name": "a", "period_ms": 10, "wcet_ms": 1},
+        {"name": "b", "period_ms": 20, "wcet_ms": 9, "model": "mlp"},
+    ]})  # fmt: skip
+    t = with_profiles(s, folder)
+    assert t.tasks[0] == s.tasks[0]
+    assert t.tasks[1].wcet_ns == estimate(SAMPLES).wcet_ns
+    assert t.tasks[1].profile == str(folder / "b.json")
+    with pytest.raises(InputError, match="no such directory"):
+        with_profiles(s, tmp_path / "none")
+    with pytest.raises(InputError, match=r"no profile for any task \(looked for a.json, b.json\)"):
+        with_profiles(s, tmp_path)
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def test_sim_replays_the_profile_samples(tmp_path: Path) -> None:
+    s = load_scenario(profiled_scenario(tmp_path))
+    jobs = run_scenario(s, "sim", write=False).jobs
+    a = np.array([j.end_ns - j.start_ns for j in jobs if j.task == "a"])
+    b = {j.end_ns - j.start_ns for j in jobs if j.task == "b"}
+    assert len(a) == 200 and b == {2 * MS}
+    assert set(a.tolist()) <= set(SAMPLES)  # resampled, never invented
+    assert stats.ks_2samp(a, SAMPLES).pvalue > 0.01  # the samples' distribution
+    assert len(set(a.tolist())) > 40  # not one value replayed
+
+
+def test_exec_time_wcet_forces_the_worst_case(tmp_path: Path) -> None:
+    s = load_scenario(profiled_scenario(tmp_path))
+    result = run_scenario(s, "sim", write=False, exec_time="wcet")
+    assert {j.end_ns - j.start_ns for j in result.jobs if j.task == "a"} == {s.tasks[0].wcet_ns}
+    assert result.summary["exec_time"] == "wcet"
+    with pytest.raises(InputError, match="unknown execution-time mode 'mean'"):
+        RunPlan.build(s, exec_time_mode="mean")
+
+
+def test_replay_is_seeded_and_shared_by_sim_and_mock_exec(tmp_path: Path) -> None:
+    path = profiled_scenario(tmp_path)
+    s = dataclasses.replace(load_scenario(path), duration_ns=150 * MS)
+    sim = {j.id: j.end_ns - j.start_ns for j in run_scenario(s, "sim", write=False).jobs}
+    mock = run_scenario(s, ExecEngine("mock"), write=False)
+    replayed = {j.id: j.end_ns - j.start_ns for j in mock.jobs}
+    assert replayed == sim
+    other = run_scenario(s, "sim", write=False, seed=1).jobs
+    assert [j.end_ns - j.start_ns for j in other if j.task == "a"] != [
+        v for k, v in sim.items() if k.startswith("a#")
+    ]
+
+
+def test_lp_edf_chunks_split_a_draw_exactly() -> None:
+    s = parse_scenario({"name": "x", "policy": "lp-edf", "tasks": [
+        {"name": "a", "period_ms": 10, "kernels_ms": [1, 2, 4]}]})  # fmt: skip
+    s = dataclasses.replace(
+        s, tasks=(dataclasses.replace(s.tasks[0], profile_samples=(7_000_001, 3_500_000)),)
+    )
+    plan = RunPlan.build(s)
+    model = plan.exec_time
+    assert isinstance(model, SampledModel) and isinstance(model.base, WcetModel)
+
+    class D:
+        def __init__(self, seq: int, chunk: int) -> None:
+            self.seq, self.task_index, self.chunk = seq, 0, chunk
+
+    for seq in range(len(plan.releases)):
+        parts = [model(D(seq, c)) for c in range(3)]  # type: ignore[arg-type]
+        assert sum(parts) == model.by_seq[seq] and all(p > 0 for p in parts)
+
+
+# ----------------------------------------------------------------------------- aegis profile
+
+
+def test_profile_on_mock_writes_constant_profiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_yaml(tmp_path / "s.yaml", {"name": "m", "tasks": [
+        {"name": "a", "period_ms": 10, "wcet_ms": 1},
+        {"name": "b", "period_ms": 20, "wcet_ms": 2}]})  # fmt: skip
+    out = tmp_path / "profiles"
+    code = main(["profile", str(path), "--backend", "mock", "--out", str(out), "--warmup", "2"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "a                isolated     30    2" in text and "--profiles" in text
+    a = load_profile(out / "a.json")
+    assert a.samples_ns == (1 * MS,) * 30 and a.wcet_ns == 1_200_000 and a.converged
+    assert a.warmup_ns == (1 * MS,) * 2 and a.backend == "mock" and a.mode == "isolated"
+    # ...which admit and sim then use
+    assert main(["admit", str(path), "--profiles", str(out), "--json"]) == 0
+    verdicts = json.loads(capsys.readouterr().out)["tasks"]
+    assert [v["wcet_ns"] for v in verdicts] == [1_200_000, 2_400_000]
+    assert main(["sim", str(path), "--profiles", str(out), "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["exec_time"] == "sample" and summary["misses"] == 0
+    assert summary["tasks"][0]["exec_ns"]["max"] == 1 * MS  # replayed, not the WCET
+
+
+def test_profile_numpy_isolated_and_contention(tmp_path: Path) -> None:
+    s = parse_scenario({"name": "n", "tasks": [
+        {"name": "a", "model": "mlp", "input_shape": [64], "period_ms": 10},
+        {"name": "b", "model": "tiny_cnn", "period_ms": 10}]})  # fmt: skip
+    measured = profile_scenario(
+        s, backend="numpy", out_dir=tmp_path, samples=40, warmup=2, contention=True,
+        progress=None,
+    )  # fmt: skip
+    assert [(m.profile.task, m.profile.mode, m.path.name) for m in measured] == [
+        ("a", "isolated", "a.isolated.json"), ("a", "contention", "a.json"),
+        ("b", "isolated", "b.isolated.json"), ("b", "contention", "b.json"),
+    ]  # fmt: skip
+    for m in measured:
+        p = m.profile
+        assert 30 <= len(p.samples_ns) <= 40 and len(p.warmup_ns) == 2
+        assert p.wcet_ns >= max(p.samples_ns) and p.backend == "numpy"
+        assert p.co_runners == (() if p.mode == "isolated" else ("b",) if p.task == "a" else ("a",))
+        assert load_profile(m.path).as_dict() == p.as_dict()
+
+
+def test_profiler_keeps_co_runners_busy() -> None:
+    s = parse_scenario({"name": "n", "tasks": [
+        {"name": "a", "period_ms": 10, "wcet_ms": 2},
+        {"name": "b", "period_ms": 10, "wcet_ms": 1}]})  # fmt: skip
+    with Profiler(s, "mock") as prof:
+        gen = prof.samples(0, contention=True)
+        assert list(itertools.islice(gen, 3)) == [2 * MS] * 3
+        launched = prof._impl._n  # type: ignore[union-attr]
+        gen.close()
+        assert prof.co_runners(0) == [1]
+        assert launched >= 3 + 6  # b (1 ms) relaunched all along a's 6 ms
+    with pytest.raises(InputError, match="needs an open profiler"):
+        next(Profiler(s, "mock").samples(0))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "numpy"], "task 'b': field 'model': profiling on numpy runs the task's"),
+        (["--samples", "20"], "--samples must be >= 30, got 20"),
+        (["--warmup", "-1"], "--warmup must be >= 0"),
+    ],
+)
+def test_profile_bad_input_exits_2_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    path = write_yaml(tmp_path / "s.yaml", {"name": "m", "tasks": [
+        {"name": "a", "model": "mlp", "period_ms": 10, "wcet_ms": 1},
+        {"name": "b", "period_ms": 20}]})  # fmt: skip
+    out = tmp_path / "profiles"
+    args = args if "--backend" in args else [*args, "--backend", "mock"]
+    assert main(["profile", str(path), "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_mock_profile_needs_a_wcet(tmp_path: Path) -> None:
+    s = parse_scenario({"name": "m", "tasks": [{"name": "a", "period_ms": 10}]})
+    with pytest.raises(ScenarioError, match="field 'wcet_ms': the mock backend replays"):
+        Profiler(s, "mock")
+
+
+def test_held_out_runs_stay_under_the_profile_wcet() -> None:
+    """Real runs (numpy, a builtin model): profile, then 10 000 held-out runs; at least
+    99.9 % of them at or under the profile's WCET."""
+    s = parse_scenario({"name": "h", "tasks": [{"name": "m", "model": "mlp", "period_ms": 10}]})
+    with Profiler(s, "numpy") as prof:
+        gen = prof.samples(0)
+        warm = list(itertools.islice(gen, 5))
+        assert len(warm) == 5
+        from aegis_core.wcet import Convergence
+
+        conv = Convergence()
+        for v in gen:
+            if conv.add(v):
+                break
+        profile = Profile.from_estimate(
+            estimate(conv.samples), samples_ns=[int(v) for v in conv.samples], task="m",
+            model="mlp", batch=1, backend="numpy", device=prof.device, mode="isolated",
+        )  # fmt: skip
+        held = np.fromiter(itertools.islice(gen, 10_000), dtype=np.int64, count=10_000)
+        gen.close()
+    fraction = float(np.mean(held <= profile.wcet_ns))
+    print(f"mlp: n {len(profile.samples_ns)}, WCET {profile.wcet_ns} ns ({profile.method}), "
+          f"held-out max {held.max()} ns, fraction at or under {fraction:.5f}")  # fmt: skip
+    assert fraction >= 0.999
