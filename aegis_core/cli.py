@@ -267,6 +267,42 @@ def format_wcet(est: Any) -> str:
     return "\n".join(lines)
 
 
+def cmd_memory(args: argparse.Namespace) -> int:
+    from .memory import ScenarioMemory, format_plan, plan_models, plot_plan, usages_from_json
+
+    path = args.input
+    if Path(path).suffix == ".json":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        usages, interleave = usages_from_json(data, path)
+        plan = plan_models(usages, "concurrent" if interleave else "serial", alignment=1)
+    else:
+        scenario = load_scenario(path)
+        chunks: list[Any] = []
+        if scenario.policy == PolicyName.LP_EDF and all(t.wcet_ns for t in scenario.tasks):
+            from .admission import admit
+
+            chunks = [c or (0,) for c in admit(scenario).chunks()]  # preemption points
+        memory = ScenarioMemory.of(scenario, chunks)
+        usages = list(memory.usages.values())
+        if not usages:
+            raise InputError(f"{path}: no task has a model: nothing to plan")
+        plan = memory.plan()
+    if args.png:
+        plot_plan(plan, usages, args.png)
+    if args.json:
+        print(json.dumps(plan.as_dict(usages, assignments=Path(path).suffix == ".json"), indent=2))
+    else:
+        print(format_plan(plan))
+    return 0
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from .profiling import format_profiles, profile_scenario
 
@@ -375,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="profiles", help="directory for <task>.json (default profiles)"
     )
     prof.set_defaults(func=cmd_profile)
+
+    mem = sub.add_parser("memory", help="tensor lifetimes, activation arena plans, sharing")
+    mem.add_argument("input", help="scenario YAML, or a tensor-usage JSON file (DESIGN §4)")
+    mem.add_argument("--json", action="store_true", help="print the plan as JSON")
+    mem.add_argument("--png", metavar="FILE", help="also draw the arena layout (op x offset)")
+    mem.set_defaults(func=cmd_memory)
 
     wc = sub.add_parser("wcet", help="pWCET from a file of durations (ns, one per line)")
     wc.add_argument("samples", help="text file: one duration in ns per line")

@@ -34,9 +34,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import InputError, ScenarioError
+
+if TYPE_CHECKING:
+    from .scenario import Scenario, Task
 
 __all__ = [
     "FNS",
@@ -639,3 +642,16 @@ def build_model(name: str, batch: int = 1, input_shape: Sequence[int] | None = N
         return builder.graph(_BUILDERS[name](builder))
     except _ShapeError as exc:  # pragma: no cover - _check_shape rejects these first
         raise InputError(f"model {name!r}: input shape {shape} does not fit: {exc}") from exc
+
+
+def task_graph(scenario: Scenario, task: Task) -> Graph | None:
+    """The task's model graph (None: no model); a ScenarioError names the task and field."""
+    if task.model is None:
+        return None
+    try:
+        if Path(task.model).suffix == ".json":
+            return load_graph(task.model)
+        return build_model(task.model, task.batch, task.input_shape)
+    except InputError as exc:
+        field = "input_shape" if task.input_shape is not None else "model"
+        raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc

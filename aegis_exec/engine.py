@@ -45,17 +45,9 @@ class _Launch:
 
 def load_task_graph(scenario: Scenario, task: Task) -> Graph | None:
     """The task's model graph (None: no model); ScenarioError names the task and field."""
-    from aegis_core.graph import build_model, load_graph
+    from aegis_core.graph import task_graph
 
-    if task.model is None:
-        return None
-    try:
-        if Path(task.model).suffix == ".json":
-            return load_graph(task.model)
-        return build_model(task.model, task.batch, task.input_shape)
-    except InputError as exc:
-        field = "input_shape" if task.input_shape is not None else "model"
-        raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc
+    return task_graph(scenario, task)
 
 
 def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> list[TaskWork]:

@@ -5,7 +5,9 @@
 # on the CuPy backend (admitted, np-edf), 4. the same under `unscheduled` (no scheduler,
 # every job launched at release on its own stream), 5. the simulator on the same scenario,
 # 6. the figures table (execution-time CV, misses, dispatch gap, p99 vs unscheduled),
-# 7. one short `aegis exec` under compute-sanitizer memcheck --leak-check full.
+# 7. one short `aegis exec` under compute-sanitizer memcheck --leak-check full,
+# 8. WCET: the three models profiled on cupy alone and with contention (OUTDIR/profiles), sim
+# and exec with those profiles, and the builtin zoo profiled then checked on held-out runs.
 # Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
 # Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
 # come as a wheel in .whl/ (PYTHONPATH /tmp/site).
@@ -66,4 +68,11 @@ if command -v compute-sanitizer >/dev/null; then
 else
   echo "sanitizer skipped: compute-sanitizer not found" | tee -a "$OUT/steps.txt"
 fi
+step profile 150 "${AEGIS[@]}" profile $S --backend cupy --contention --out "$OUT/profiles"
+step sim_profiles 60 "${AEGIS[@]}" sim $S --profiles "$OUT/profiles" --out "$OUT/sim-profiles"
+step exec_profiles 90 "${AEGIS[@]}" exec $S --backend cupy --profiles "$OUT/profiles" \
+  --out "$OUT/exec-cupy-profiles"
+step wcet_heldout 150 $PY benchmarks/bench_wcet.py --parts 2 --backend cupy --reps 1 \
+  --held-out 3000
+cp "$OUT/wcet_heldout.log" "$OUT/wcet_heldout.md" 2>/dev/null
 echo "done; outputs in $OUT"

@@ -1,0 +1,499 @@
+"""Memory planning (reference theory §6): tensor lifetimes, per-model arena plans, and one
+activation arena shared across models as the scheduling policy allows.
+
+Pure functions on :class:`Usage` records (size, first op, last op: closed intervals). Weights
+and graph inputs are persistent (outside the activation arena, reported separately); every
+other tensor lives from its producing op to its last reader.
+
+* Per model: the lower bound (peak bytes live at once), naive (no reuse), greedy by size
+  with best-fit gaps (TFLite's offset planner) and greedy by breadth (shared objects laid end
+  to end); the smaller plan wins. Every plan is verified: no two tensors live at the same op
+  share a byte.
+* Across models (:func:`plan_models`): whole-job non-preemptive policies run one model at a
+  time, so one region sized for the largest arena serves all; under lp-edf a job can be
+  preempted at a chunk boundary only by a job of a task with a strictly shorter relative
+  deadline, preemptions nest, and each task gets a fixed base above what the tasks it may
+  preempt keep live across their boundaries (§6.4, fixed addresses, as captured CUDA graphs
+  need); ``unscheduled`` runs everything at once: no sharing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError, InternalError
+
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .scenario import Scenario
+
+ALIGN = 256
+"""Offsets are multiples of this (CUDA's allocation granularity for coalesced access)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One tensor: ``size`` bytes, live from op ``first`` to op ``last`` inclusive."""
+
+    name: str
+    size: int
+    first: int
+    last: int
+
+    def overlaps(self, other: Usage) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    name: str
+    tensors: tuple[Usage, ...]
+    weights_bytes: int = 0
+    inputs_bytes: int = 0
+    boundaries: tuple[int, ...] | None = None
+    """Op indices b where a job may be preempted (between op b - 1 and op b); None: any."""
+    deadline_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model's arena: ``offsets[name]`` inside ``[0, size)``."""
+
+    name: str
+    size: int
+    method: str
+    offsets: Mapping[str, int]
+    naive: int
+    lower_bound: int
+    candidates: Mapping[str, int] = field(default_factory=dict)
+
+
+def align(n: int, a: int = ALIGN) -> int:
+    return -(-n // a) * a
+
+
+def usage_of(graph: Graph, name: str | None = None) -> ModelUsage:
+    """Activation usage records of a model graph (the input and weights are persistent)."""
+    spans = graph.lifetimes()
+    tensors = tuple(
+        Usage(t, graph.tensors[t].nbytes, first, last)
+        for t, (first, last) in spans.items()
+        if t != graph.input
+    )
+    return ModelUsage(
+        name or graph.name, tensors, graph.weights_bytes, graph.tensors[graph.input].nbytes
+    )
+
+
+def breadths(tensors: Sequence[Usage]) -> list[int]:
+    """Bytes live at each op (index 0 .. last op)."""
+    if not tensors:
+        return []
+    n = max(t.last for t in tensors) + 1
+    diff = [0] * (n + 1)
+    for t in tensors:
+        diff[t.first] += t.size
+        diff[t.last + 1] -= t.size
+    out, run = [], 0
+    for d in diff[:n]:
+        run += d
+        out.append(run)
+    return out
+
+
+def lower_bound(tensors: Sequence[Usage]) -> int:
+    """Peak bytes live at once: no offset plan can be smaller."""
+    return max(breadths(tensors), default=0)
+
+
+def greedy_by_size(tensors: Sequence[Usage], alignment: int = 1) -> dict[str, int]:
+    """TFLite's offset planner: largest first; each takes the smallest gap between the tensors
+    already placed that overlap it in time (best fit), else goes above the highest of them."""
+    order = sorted(tensors, key=lambda t: (-t.size, t.first, t.name))
+    placed: list[tuple[int, Usage]] = []  # (offset, tensor), kept sorted by offset
+    offsets: dict[str, int] = {}
+    for t in order:
+        best: int | None = None
+        best_gap = None
+        prev_end = 0
+        for off, other in placed:
+            if not other.overlaps(t):
+                continue
+            gap = off - prev_end
+            if gap >= t.size and (best_gap is None or gap < best_gap):
+                best, best_gap = prev_end, gap
+            prev_end = max(prev_end, align(off + other.size, alignment))
+        offset = prev_end if best is None else best
+        offsets[t.name] = offset
+        placed.append((offset, t))
+        placed.sort(key=lambda p: p[0])
+    return offsets
+
+
+def greedy_by_breadth(tensors: Sequence[Usage], alignment: int = 1) -> dict[str, int]:
+    """TFLite's shared-object planner: ops in decreasing breadth, their live tensors in
+    decreasing size, each into the best compatible object (the smallest that fits, else the
+    largest smaller one, which grows), else a new object; objects laid end to end."""
+    live: dict[int, list[Usage]] = {}
+    for t in tensors:
+        for k in range(t.first, t.last + 1):
+            live.setdefault(k, []).append(t)
+    widths = breadths(tensors)
+    objects: list[tuple[int, list[Usage]]] = []  # (size, tensors)
+    where: dict[str, int] = {}
+    for k in sorted(range(len(widths)), key=lambda k: (-widths[k], k)):
+        for t in sorted(live.get(k, []), key=lambda t: (-t.size, t.name)):
+            if t.name in where:
+                continue
+            fits = [i for i, (_, ts) in enumerate(objects) if not any(o.overlaps(t) for o in ts)]
+            big = [i for i in fits if objects[i][0] >= t.size]
+            if big:
+                i = min(big, key=lambda i: (objects[i][0], i))
+            elif fits:
+                i = max(fits, key=lambda i: (objects[i][0], -i))
+            else:
+                objects.append((0, []))
+                i = len(objects) - 1
+            size, ts = objects[i]
+            objects[i] = (max(size, t.size), [*ts, t])
+            where[t.name] = i
+    bases, at = [], 0
+    for size, _ in objects:
+        bases.append(at)
+        at += align(size, alignment)
+    return {name: bases[i] for name, i in where.items()}
+
+
+def arena_size(tensors: Sequence[Usage], offsets: Mapping[str, int]) -> int:
+    return max((offsets[t.name] + t.size for t in tensors), default=0)
+
+
+def verify(tensors: Sequence[Usage], offsets: Mapping[str, int], size: int | None = None) -> None:
+    """No two tensors live at the same op share a byte (and all lie inside ``size``);
+    InternalError otherwise: a planner bug."""
+    by_offset = sorted(tensors, key=lambda t: offsets[t.name])
+    for i, a in enumerate(by_offset):
+        lo, hi = offsets[a.name], offsets[a.name] + a.size
+        if lo < 0 or (size is not None and hi > size):
+            raise InternalError(f"tensor {a.name} at [{lo}, {hi}) outside the arena ({size})")
+        for b in by_offset[i + 1 :]:
+            if offsets[b.name] >= hi:
+                break
+            if a.overlaps(b) and b.size > 0 and a.size > 0:
+                raise InternalError(
+                    f"tensors {a.name} and {b.name} are live together and overlap in memory"
+                )
+
+
+PLANNERS = {"greedy-by-size": greedy_by_size, "greedy-by-breadth": greedy_by_breadth}
+
+
+def plan_model(usage: ModelUsage, alignment: int = 1) -> ModelPlan:
+    """Both planners; the smaller verified plan wins (ties: greedy by size)."""
+    tensors = usage.tensors
+    sizes: dict[str, int] = {}
+    plans: dict[str, dict[str, int]] = {}
+    for name, planner in PLANNERS.items():
+        offsets = planner(tensors, alignment)
+        size = arena_size(tensors, offsets)
+        verify(tensors, offsets, size)
+        plans[name], sizes[name] = offsets, size
+    best = min(PLANNERS, key=lambda n: (sizes[n], list(PLANNERS).index(n)))
+    return ModelPlan(
+        usage.name,
+        sizes[best],
+        best,
+        plans[best],
+        naive=sum(t.size for t in tensors),
+        lower_bound=lower_bound(tensors),
+        candidates=sizes,
+    )
+
+
+def high_water(usage: ModelUsage, plan: ModelPlan, boundary: int) -> int:
+    """H(b): the top of the tensors that stay live across boundary b (between ops b-1, b)."""
+    return max(
+        (plan.offsets[t.name] + t.size for t in usage.tensors if t.first < boundary <= t.last),
+        default=0,
+    )
+
+
+def live_across(usage: ModelUsage, boundary: int) -> int:
+    return sum(t.size for t in usage.tensors if t.first < boundary <= t.last)
+
+
+def _boundaries(usage: ModelUsage) -> list[int]:
+    if usage.boundaries is not None:
+        return list(usage.boundaries)
+    n = max((t.last for t in usage.tensors), default=0) + 1
+    return list(range(1, n))
+
+
+@dataclass(frozen=True)
+class SharedPlan:
+    """The cross-model plan: ``bases[model]`` inside one arena of ``shared_bytes``."""
+
+    mode: str
+    models: tuple[ModelPlan, ...]
+    bases: Mapping[str, int]
+    isolated_bytes: int
+    shared_bytes: int
+    lower_bound_bytes: int
+    weights_bytes: int
+    inputs_bytes: int
+
+    @property
+    def reduction(self) -> float:
+        return 1.0 - self.shared_bytes / self.isolated_bytes if self.isolated_bytes else 0.0
+
+    def as_dict(
+        self, usages: Sequence[ModelUsage] = (), assignments: bool = False
+    ) -> dict[str, Any]:
+        """The ``aegis memory --json`` object (DESIGN §4)."""
+        models = []
+        for plan in self.models:
+            entry: dict[str, Any] = {
+                "name": plan.name,
+                "naive_bytes": plan.naive,
+                "planned_bytes": plan.size,
+                "lower_bound_bytes": plan.lower_bound,
+                "method": plan.method,
+                "candidates": dict(plan.candidates),
+                "base": self.bases[plan.name],
+            }
+            if assignments:
+                base = self.bases[plan.name]
+                sizes = {t.name: t.size for u in usages if u.name == plan.name for t in u.tensors}
+                entry["assignments"] = [
+                    {"tensor": n, "offset": base + off, "size": sizes[n]}
+                    for n, off in sorted(plan.offsets.items(), key=lambda kv: (kv[1], kv[0]))
+                ]
+            models.append(entry)
+        return {
+            "isolated_bytes": self.isolated_bytes,
+            "shared_bytes": self.shared_bytes,
+            "lower_bound_bytes": self.lower_bound_bytes,
+            "reduction": round(self.reduction, 6),
+            "weights_bytes": self.weights_bytes,
+            "inputs_bytes": self.inputs_bytes,
+            "mode": self.mode,
+            "models": models,
+        }
+
+
+MODES = ("serial", "nested", "concurrent")
+
+
+def plan_models(usages: Sequence[ModelUsage], mode: str, alignment: int = 1) -> SharedPlan:
+    """``serial``: one model at a time (np-edf, np-fp, fifo); ``nested``: lp-edf preemption at
+    chunk boundaries by strictly shorter deadlines; ``concurrent``: no sharing."""
+    if mode not in MODES:
+        raise InputError(f"unknown sharing mode {mode!r}; choose one of {', '.join(MODES)}")
+    names = [u.name for u in usages]
+    if len(set(names)) != len(names):
+        raise InputError("model names must be unique")
+    plans = [plan_model(u, alignment) for u in usages]
+    isolated = sum(p.size for p in plans)
+    if mode == "serial":
+        bases = {p.name: 0 for p in plans}
+        shared = max((p.size for p in plans), default=0)
+        bound = max((p.lower_bound for p in plans), default=0)
+    elif mode == "concurrent":
+        bases, at = {}, 0
+        for p in plans:
+            bases[p.name] = at
+            at += align(p.size, alignment)
+        shared = at - (align(plans[-1].size, alignment) - plans[-1].size if plans else 0)
+        bound = sum(p.lower_bound for p in plans)
+    else:
+        bases, shared, bound = _nested(usages, plans, alignment)
+    return SharedPlan(
+        mode, tuple(plans), bases, isolated, shared, bound,
+        sum(u.weights_bytes for u in usages), sum(u.inputs_bytes for u in usages),
+    )  # fmt: skip
+
+
+def _nested(
+    usages: Sequence[ModelUsage], plans: Sequence[ModelPlan], alignment: int = 1
+) -> tuple[dict[str, int], int, int]:
+    """§6.4, fixed addresses: in decreasing deadline, ``base_j = max over tasks i with
+    D_i > D_j of (base_i + max_b H_i(b))`` (a job is preempted only by one of a task with a
+    strictly shorter deadline, so preemptions nest); arena ``max_j (base_j + A_j)``. The lower
+    bound is the worst nesting of live bytes, a DP in increasing deadline:
+    ``W(i) = max(LB_i, max_b L_i(b) + max over D_j < D_i of W(j))``."""
+    if any(u.deadline_ns is None for u in usages):
+        raise InputError("interleaved sharing needs every model's relative deadline")
+    dl = [u.deadline_ns or 0 for u in usages]
+    n = len(usages)
+    keep = [max((high_water(usages[i], plans[i], b) for b in _boundaries(usages[i])), default=0)
+            for i in range(n)]  # fmt: skip
+    live = [max((live_across(usages[i], b) for b in _boundaries(usages[i])), default=0)
+            for i in range(n)]  # fmt: skip
+    order = sorted(range(n), key=lambda i: (-dl[i], i))
+    base: dict[int, int] = {}
+    for pos, j in enumerate(order):
+        below = [base[i] + keep[i] for i in order[:pos] if dl[i] > dl[j]]
+        base[j] = align(max(below, default=0), alignment)
+    shared = max((base[i] + plans[i].size for i in range(n)), default=0)
+    worst: dict[int, int] = {}
+    for i in reversed(order):
+        inner = [worst[j] for j in worst if dl[j] < dl[i]]
+        worst[i] = (
+            max(plans[i].lower_bound, live[i] + max(inner)) if inner else plans[i].lower_bound
+        )
+    return {usages[i].name: base[i] for i in range(n)}, shared, max(worst.values(), default=0)
+
+
+def usages_from_json(data: Any, path: str) -> tuple[list[ModelUsage], bool]:
+    """The tensor-usage file of DESIGN §4; InputError names the file and the field."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("models"), list):
+        raise InputError(f"{path}: expected an object with a 'models' list")
+    interleave = data.get("interleave", False)
+    if not isinstance(interleave, bool):
+        raise InputError(f"{path}: field 'interleave' must be true or false")
+    out = []
+    for i, m in enumerate(data["models"]):
+        where = f"{path}: models[{i}]"
+        if not isinstance(m, Mapping) or not isinstance(m.get("name"), str):
+            raise InputError(f"{where}: needs a 'name' (string) and 'tensors'")
+        if not isinstance(m.get("tensors"), list):
+            raise InputError(f"{where} ({m['name']}): field 'tensors' must be a list")
+        out.append(ModelUsage(m["name"], tuple(_usage(t, f"{where}.tensors[{k}]")
+                                                for k, t in enumerate(m["tensors"]))))  # fmt: skip
+        names = [t.name for t in out[-1].tensors]
+        if len(set(names)) != len(names):
+            raise InputError(f"{where} ({m['name']}): tensor names must be unique")
+    return out, interleave
+
+
+def _usage(t: Any, where: str) -> Usage:
+    if not isinstance(t, Mapping):
+        raise InputError(f"{where}: must be an object with name, size, first, last")
+    for key in ("size", "first", "last"):
+        v = t.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise InputError(f"{where}: field '{key}' must be an integer >= 0, got {v!r}")
+    if not isinstance(t.get("name"), str):
+        raise InputError(f"{where}: field 'name' must be a string")
+    if t["first"] > t["last"]:
+        raise InputError(f"{where}: first ({t['first']}) is after last ({t['last']})")
+    return Usage(t["name"], t["size"], t["first"], t["last"])
+
+
+def model_tensors(usages: Iterable[ModelUsage]) -> int:
+    return sum(len(u.tensors) for u in usages)
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+SHARING = {"np-edf": "serial", "np-fp": "serial", "fifo": "serial", "lp-edf": "nested",
+           "unscheduled": "concurrent"}  # fmt: skip
+"""How a policy lets models share the activation arena."""
+
+
+@dataclass(frozen=True)
+class ScenarioMemory:
+    """Each modelled task's usage (by task index) and the sharing mode of the policy."""
+
+    usages: Mapping[int, ModelUsage]
+    mode: str
+
+    @classmethod
+    def of(cls, scenario: Scenario, chunks: Sequence[Sequence[int] | None] = ()) -> ScenarioMemory:
+        """Tasks without a model take no device memory. ``chunks`` (lp-edf): each task's
+        chunk count, whose boundaries are the only preemption points (default: every op)."""
+        from .graph import task_graph
+
+        usages: dict[int, ModelUsage] = {}
+        for i, task in enumerate(scenario.tasks):
+            graph = task_graph(scenario, task)
+            if graph is None:
+                continue
+            u = usage_of(graph, task.name)
+            given = chunks[i] if i < len(chunks) else None
+            n = len(given) if given else None
+            bounds = tuple(r.start for r in graph.chunks(n)[1:]) if n else None
+            usages[i] = ModelUsage(u.name, u.tensors, u.weights_bytes, u.inputs_bytes,
+                                   bounds, task.deadline_ns)  # fmt: skip
+        return cls(usages, SHARING[str(scenario.policy)])
+
+    def plan(self, indices: Iterable[int] | None = None, alignment: int = ALIGN) -> SharedPlan:
+        chosen = [self.usages[i] for i in (indices if indices is not None else self.usages)
+                  if i in self.usages]  # fmt: skip
+        return plan_models(chosen, self.mode, alignment)
+
+    def task_bytes(self, i: int) -> int:
+        """A task's own planned device memory: weights, input and its activation arena."""
+        if i not in self.usages:
+            return 0
+        u = self.usages[i]
+        return u.weights_bytes + u.inputs_bytes + plan_model(u, ALIGN).size
+
+    def total_bytes(self, indices: Iterable[int]) -> int:
+        """Device memory of a set of tasks: their weights and inputs, and the shared arena."""
+        p = self.plan(indices)
+        return p.weights_bytes + p.inputs_bytes + p.shared_bytes
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.3f}"
+
+
+def format_plan(plan: SharedPlan) -> str:
+    """The readable table of ``aegis memory``."""
+    lines = [
+        f"memory plan · {plan.mode} sharing · {len(plan.models)} models",
+        f"{'model':<16} {'naive MiB':>10} {'planned MiB':>12} {'lower bound':>12} "
+        f"{'base MiB':>9}  method",
+    ]
+    for p in plan.models:
+        lines.append(
+            f"{p.name:<16} {_mib(p.naive):>10} {_mib(p.size):>12} {_mib(p.lower_bound):>12} "
+            f"{_mib(plan.bases[p.name]):>9}  {p.method}"
+        )
+    gap = plan.shared_bytes / plan.lower_bound_bytes - 1 if plan.lower_bound_bytes else 0.0
+    lines += [
+        f"activations: isolated {_mib(plan.isolated_bytes)} MiB, shared "
+        f"{_mib(plan.shared_bytes)} MiB, lower bound {_mib(plan.lower_bound_bytes)} MiB; "
+        f"reduction {plan.reduction:.1%}, {gap:.1%} above the lower bound",
+        f"persistent (not shared): weights {_mib(plan.weights_bytes)} MiB, inputs "
+        f"{_mib(plan.inputs_bytes)} MiB",
+    ]
+    return "\n".join(lines)
+
+
+def plot_plan(plan: SharedPlan, usages: Sequence[ModelUsage], path: str) -> None:
+    """The arena layout as a PNG: per model, each tensor a rectangle (op index × offset)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    by = {u.name: u for u in usages}
+    fig, axes = plt.subplots(1, len(plan.models), figsize=(4 * max(len(plan.models), 1), 4),
+                             squeeze=False)  # fmt: skip
+    for ax, p in zip(axes[0], plan.models, strict=True):
+        base = plan.bases[p.name]
+        n = max((t.last for t in by[p.name].tensors), default=0) + 1
+        for t in by[p.name].tensors:
+            y = (base + p.offsets[t.name]) / (1 << 20)
+            ax.add_patch(Rectangle((t.first, y), t.last - t.first + 1, t.size / (1 << 20),
+                                   alpha=0.6, edgecolor="k", linewidth=0.3))  # fmt: skip
+        ax.set_xlim(0, n)
+        ax.set_ylim(0, plan.shared_bytes / (1 << 20) or 1)
+        ax.axhline(plan.shared_bytes / (1 << 20), color="r", linewidth=0.8)
+        ax.set_title(f"{p.name} ({p.method})", fontsize=9)
+        ax.set_xlabel("op index")
+        ax.set_ylabel("offset (MiB)")
+    fig.suptitle(f"{plan.mode} sharing: {_mib(plan.shared_bytes)} MiB shared vs "
+                 f"{_mib(plan.isolated_bytes)} MiB isolated")  # fmt: skip
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the plot: {exc.strerror or exc}") from exc
+    finally:
+        plt.close(fig)
