@@ -18,7 +18,7 @@ from aegis_core.admission import admit
 from aegis_core.cli import main
 from aegis_core.engine import RunPlan, SampledModel, WcetModel
 from aegis_core.errors import InputError, ScenarioError
-from aegis_core.profile import Profile, load_profile
+from aegis_core.profile import load_profile
 from aegis_core.profiling import profile_scenario
 from aegis_core.runner import run_scenario
 from aegis_core.scenario import load_scenario, parse_scenario, with_profiles
@@ -327,8 +327,10 @@ def test_held_out_runs_stay_under_the_profile_wcet(tmp_path: Path) -> None:
         held = np.fromiter(itertools.islice(gen, 10_000), dtype=np.int64, count=10_000)
         gen.close()
     fraction = float(np.mean(held <= profile.wcet_ns))
-    print(f"mlp: n {len(profile.samples_ns)}, WCET {profile.wcet_ns} ns ({profile.method}), "
-          f"held-out p50 {np.median(held):.0f} max {held.max()} ns, at or under {fraction:.5f}")
+    print(
+        f"mlp: n {len(profile.samples_ns)}, WCET {profile.wcet_ns} ns ({profile.method}), "
+        f"held-out p50 {np.median(held):.0f} max {held.max()} ns, at or under {fraction:.5f}"
+    )
     assert fraction >= 0.999
 
 
