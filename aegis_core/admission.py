@@ -18,6 +18,7 @@ Floors and ceilings are integer operations; utilisation sums are exact fractions
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -422,6 +423,7 @@ class TaskVerdict:
     test: str
     chunks_ns: tuple[int, ...] | None = None
     max_chunk_ns: int | None = None  # lp-edf: Q_k (None: unlimited)
+    memory_bytes: int | None = None  # planned device memory (when the scenario sets budgets)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -437,6 +439,8 @@ class TaskVerdict:
         if self.chunks_ns is not None:
             out["chunks_ns"] = list(self.chunks_ns)
             out["max_chunk_ns"] = self.max_chunk_ns
+        if self.memory_bytes is not None:
+            out["memory_bytes"] = self.memory_bytes
         return out
 
 
@@ -491,18 +495,58 @@ def admit(scenario: Scenario) -> Admission:
     require_wcet(scenario)
     policy = str(scenario.policy)
     decide = _POLICY_TESTS.get(policy)
+    memory = memory_gate(scenario)
     if decide is None:
         reason = f"no admission test for policy {policy}: admitted without analysis"
-        return Admission(
-            policy,
-            tuple(
-                TaskVerdict(
-                    t.name, True, t.wcet_ns, t.period_ns, t.deadline_ns, None, reason, "none"
-                )
-                for t in scenario.tasks
-            ),
-        )
-    return Admission(policy, tuple(decide(scenario.tasks)))
+
+        def anything(cand: list[int]) -> Evaluation:
+            return {j: TaskVerdict(t.name, True, t.wcet_ns, t.period_ns, t.deadline_ns, None,
+                                   reason, "none")
+                    for j in cand for t in (scenario.tasks[j],)}  # fmt: skip
+
+        return Admission(policy, tuple(_incremental(scenario.tasks, "none", anything, memory)))
+    return Admission(policy, tuple(decide(scenario.tasks, memory)))
+
+
+MemoryGate = Callable[[list[int]], "tuple[str | None, int]"]
+"""``gate(candidate set) -> (rejection reason or None, the newest task's planned bytes)``."""
+
+MEMORY_TEST = "memory: planned bytes (weights, input, activation arena) against the budgets"
+
+
+def memory_gate(scenario: Scenario) -> MemoryGate | None:
+    """The memory check of admission, when the scenario sets a budget (``gpu.memory_mb`` or a
+    task's ``budget.memory_mb``): the newest task's own planned memory against its budget,
+    and the candidate set's (weights, inputs and the activation arena shared as the policy
+    allows) against the device's."""
+    if scenario.gpu_memory_bytes is None and all(
+        t.memory_budget_bytes is None for t in scenario.tasks
+    ):
+        return None
+    from .memory import ScenarioMemory
+
+    mem = ScenarioMemory.of(scenario)
+
+    def gate(cand: list[int]) -> tuple[str | None, int]:
+        i = cand[-1]
+        own = mem.task_bytes(i)
+        budget = scenario.tasks[i].memory_budget_bytes
+        if budget is not None and own > budget:
+            return (f"planned memory {mib(own)} (weights, input and activation arena) "
+                    f"> its budget {mib(budget)}", own)  # fmt: skip
+        device = scenario.gpu_memory_bytes
+        if device is not None:
+            total = mem.total_bytes(cand)
+            if total > device:
+                return (f"planned device memory with it {mib(total)} (weights, inputs, shared "
+                        f"activation arena) > gpu.memory_mb {mib(device)}", own)  # fmt: skip
+        return None, own
+
+    return gate
+
+
+def mib(n: int) -> str:
+    return f"{n / (1 << 20):.3f} MiB"
 
 
 Evaluation = str | dict[int, TaskVerdict]
@@ -510,14 +554,24 @@ Evaluation = str | dict[int, TaskVerdict]
 
 
 def _incremental(
-    tasks: Sequence[Task], test: str, evaluate: Callable[[list[int]], Evaluation]
-) -> list[TaskVerdict]:
-    """Admission in list order: task ``i`` joins when ``evaluate(admitted + [i])`` proves the
-    candidate set; admitted tasks end with the verdicts (bounds) of the final admitted set."""
+    tasks: Sequence[Task], test: str, evaluate: Callable[[list[int]], Evaluation],
+    memory: MemoryGate | None = None,
+) -> list[TaskVerdict]:  # fmt: skip
+    """Admission in list order: task ``i`` joins when the memory gate (if any) lets the
+    candidate set ``admitted + [i]`` in and ``evaluate`` proves it; admitted tasks end with
+    the verdicts (bounds) of the final admitted set."""
     admitted: list[int] = []
     verdicts: dict[int, TaskVerdict] = {}
     final: dict[int, TaskVerdict] = {}
+    own: dict[int, int] = {}
     for i, task in enumerate(tasks):
+        if memory is not None:
+            why, own[i] = memory([*admitted, i])
+            if why is not None:
+                verdicts[i] = TaskVerdict(task.name, False, task.wcet_ns, task.period_ns,
+                                          task.deadline_ns, None, why, MEMORY_TEST,
+                                          memory_bytes=own[i])  # fmt: skip
+                continue
         out = evaluate([*admitted, i])
         if isinstance(out, str):
             verdicts[i] = TaskVerdict(task.name, False, task.wcet_ns, task.period_ns,
@@ -525,7 +579,10 @@ def _incremental(
             continue
         admitted.append(i)
         final = out
-    return [final.get(i) or verdicts[i] for i in range(len(tasks))]
+    out_verdicts = [final.get(i) or verdicts[i] for i in range(len(tasks))]
+    if memory is None:
+        return out_verdicts
+    return [dataclasses.replace(v, memory_bytes=own[i]) for i, v in enumerate(out_verdicts)]
 
 
 def _verdict(
@@ -544,7 +601,7 @@ NP_FP_TEST = "np-fp response time (Davis-Burns-Bril-Lukkien 2007, every job of t
 LP_EDF_TEST = "lp-edf demand with chunk blocking (Bertogna-Baruah Q_k, greedy kernel merging)"
 
 
-def _admit_np_edf(tasks: Sequence[Task]) -> list[TaskVerdict]:
+def _admit_np_edf(tasks: Sequence[Task], memory: MemoryGate | None = None) -> list[TaskVerdict]:
     def evaluate(cand: list[int]) -> Evaluation:
         ts = [analysis_task(tasks[j]) for j in cand]
         if not edf_demand_qpa(ts).ok:
@@ -553,7 +610,7 @@ def _admit_np_edf(tasks: Sequence[Task]) -> list[TaskVerdict]:
         bounds = [edf_response_bound(ts, k) for k in range(len(ts))]
         return _edf_verdicts(tasks, cand, ts, bounds, reason, NP_EDF_TEST)
 
-    return _incremental(tasks, NP_EDF_TEST, evaluate)
+    return _incremental(tasks, NP_EDF_TEST, evaluate, memory)
 
 
 def _edf_verdicts(
@@ -572,7 +629,7 @@ def _edf_verdicts(
     }  # fmt: skip
 
 
-def _admit_np_fp(tasks: Sequence[Task]) -> list[TaskVerdict]:
+def _admit_np_fp(tasks: Sequence[Task], memory: MemoryGate | None = None) -> list[TaskVerdict]:
     from .policy import fp_priorities
 
     prio = fp_priorities(tasks)
@@ -588,7 +645,7 @@ def _admit_np_fp(tasks: Sequence[Task]) -> list[TaskVerdict]:
             for j, r in zip(cand, results, strict=True)
         }
 
-    return _incremental(tasks, NP_FP_TEST, evaluate)
+    return _incremental(tasks, NP_FP_TEST, evaluate, memory)
 
 
 def _fp_late(
@@ -614,7 +671,7 @@ def _fp_reason(r: FpResponse, prio: int) -> str:
     )
 
 
-def _admit_lp_edf(tasks: Sequence[Task]) -> list[TaskVerdict]:
+def _admit_lp_edf(tasks: Sequence[Task], memory: MemoryGate | None = None) -> list[TaskVerdict]:
     def evaluate(cand: list[int]) -> Evaluation:
         plain = [analysis_task(tasks[j]) for j in cand]
         if not preemptive_edf_ok(plain):
@@ -638,7 +695,7 @@ def _admit_lp_edf(tasks: Sequence[Task]) -> list[TaskVerdict]:
         bounds = [edf_response_bound(chunked, k) for k in range(len(chunked))]
         return _edf_verdicts(tasks, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits)
 
-    return _incremental(tasks, LP_EDF_TEST, evaluate)
+    return _incremental(tasks, LP_EDF_TEST, evaluate, memory)
 
 
 _POLICY_TESTS = {"np-edf": _admit_np_edf, "np-fp": _admit_np_fp, "lp-edf": _admit_lp_edf}

@@ -239,3 +239,65 @@ def test_cli_memory_other_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no task has a model" in capsys.readouterr().err
     with pytest.raises(InputError, match="unknown sharing mode"):
         mem.plan_models([], "parallel")
+
+
+# ----------------------------------------------------------------------------- admission
+
+
+def _budget_scenario(**extra: object) -> dict[str, object]:
+    return {
+        "name": "budgets",
+        "tasks": [
+            {"name": "small", "model": "tiny_cnn", "period_ms": 10, "wcet_ms": 1},
+            {"name": "big", "model": "resnet18", "period_ms": 40, "wcet_ms": 4},
+            {"name": "plain", "period_ms": 20, "wcet_ms": 1},
+        ],
+        **extra,
+    }
+
+
+def test_task_over_its_memory_budget_is_rejected_with_that_reason() -> None:
+    from aegis_core.admission import admit
+    from aegis_core.scenario import parse_scenario
+
+    data = _budget_scenario()
+    data["tasks"][1]["budget"] = {"memory_mb": 32}  # type: ignore[index]
+    adm = admit(parse_scenario(data))
+    small, big, plain = adm.tasks
+    assert small.admitted and plain.admitted and not big.admitted
+    assert big.test.startswith("memory")
+    g = build_model("resnet18")
+    own = g.weights_bytes + g.tensors[g.input].nbytes + mem.plan_model(
+        mem.usage_of(g), mem.ALIGN
+    ).size
+    assert big.memory_bytes == own
+    assert big.reason == (
+        f"planned memory {own / 2**20:.3f} MiB (weights, input and activation arena) "
+        f"> its budget 32.000 MiB"
+    )
+    assert plain.memory_bytes == 0
+
+
+def test_task_whose_addition_exceeds_the_device_is_rejected() -> None:
+    from aegis_core.admission import admit
+    from aegis_core.scenario import parse_scenario
+
+    s = parse_scenario(_budget_scenario(gpu={"memory_mb": 40}))
+    adm = admit(s)
+    assert [v.admitted for v in adm.tasks] == [True, False, True]
+    assert "> gpu.memory_mb 40.000 MiB" in adm.tasks[1].reason
+    m = mem.ScenarioMemory.of(s)
+    assert m.total_bytes([0, 2]) <= 40 << 20 < m.total_bytes([0, 1])
+    # with room for both, serial sharing counts one activation arena, not two
+    both = admit(parse_scenario(_budget_scenario(gpu={"memory_mb": 1024})))
+    assert all(v.admitted for v in both.tasks)
+    assert m.total_bytes([0, 1]) < m.task_bytes(0) + m.task_bytes(1)
+
+
+def test_no_budgets_no_memory_planning() -> None:
+    from aegis_core.admission import admit, memory_gate
+    from aegis_core.scenario import parse_scenario
+
+    s = parse_scenario(_budget_scenario())
+    assert memory_gate(s) is None
+    assert all(v.memory_bytes is None for v in admit(s).tasks)
