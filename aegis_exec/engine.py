@@ -16,11 +16,10 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aegis_core.engine import RunPlan
-from aegis_core.errors import InputError, InternalError, JobFault, ScenarioError
+from aegis_core.errors import InternalError, JobFault, ScenarioError
 from aegis_core.events import Completion, EngineEvent, Fault, Release
 from aegis_core.results import overhead_stats
 from aegis_core.scenario import Scenario, Task
