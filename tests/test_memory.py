@@ -267,9 +267,11 @@ def test_task_over_its_memory_budget_is_rejected_with_that_reason() -> None:
     assert small.admitted and plain.admitted and not big.admitted
     assert big.test.startswith("memory")
     g = build_model("resnet18")
-    own = g.weights_bytes + g.tensors[g.input].nbytes + mem.plan_model(
-        mem.usage_of(g), mem.ALIGN
-    ).size
+    own = (
+        g.weights_bytes
+        + g.tensors[g.input].nbytes
+        + mem.plan_model(mem.usage_of(g), mem.ALIGN).size
+    )
     assert big.memory_bytes == own
     assert big.reason == (
         f"planned memory {own / 2**20:.3f} MiB (weights, input and activation arena) "
