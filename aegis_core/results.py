@@ -124,17 +124,22 @@ def task_summaries(
 ) -> list[dict[str, Any]]:
     names = [t.name for t in scenario.tasks]
     counts = {
-        n: dict.fromkeys(("jobs", "completed", "failed", "rejected", "misses"), 0) for n in names
+        n: dict.fromkeys(
+            ("jobs", "completed", "failed", "rejected", "skipped", "misses", "overruns"), 0
+        )
+        for n in names
     }
     key = {
         JobStatus.COMPLETED: "completed",
         JobStatus.FAILED: "failed",
         JobStatus.REJECTED: "rejected",
+        JobStatus.SKIPPED: "skipped",
     }
     for j in jobs:
         c = counts[j.task]
         c["jobs"] += 1
         c["misses"] += j.missed
+        c["overruns"] += j.overrun
         if j.status in key:
             c[key[j.status]] += 1
     st = grouped_stats(finished_frame(jobs, names))

@@ -129,6 +129,7 @@ def run_scenario(
             "rejected": [v.name for v in verdicts.tasks if not v.admitted],
         },
         "tasks": task_summaries(scenario, scheduler.jobs, verdicts),
+        "contexts": [c.as_dict() for c in scheduler.contexts],
         "decision_overhead_ns": overhead_stats(stats.decisions_ns),
         "run": {
             "wall_s": round(wall, 6),

@@ -41,6 +41,11 @@ class Policy(StrEnum):
     UNSCHEDULED = "unscheduled"
 
 
+class OnOverrun(StrEnum):
+    CONTINUE = "continue"
+    SKIP_NEXT = "skip-next"
+
+
 class Arrival(StrEnum):
     PERIODIC = "periodic"
     SPORADIC = "sporadic"
@@ -68,6 +73,9 @@ class Task:
     memory_budget_bytes: int | None = None
     kernels_ns: tuple[int, ...] | None = None
     """lp-edf: the job's kernel (operator group) WCET chain; preemption points lie between."""
+    on_overrun: str = "continue"
+    """A job past its WCET (the time budget): ``continue``, or ``skip-next`` (drop the task's
+    next job so the others keep their time)."""
     profile_samples: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
     """The measured execution times of ``profile`` (ns): what the simulator replays."""
 
@@ -183,6 +191,7 @@ _TASK_KEYS = frozenset(
     {
         "name", "model", "batch", "period_ms", "deadline_ms", "wcet_ms", "profile", "arrival",
         "slack_ms", "offset_ms", "jitter_ms", "priority", "budget", "kernels_ms", "input_shape",
+        "on_overrun",
     }
 )  # fmt: skip
 _MEMORY_KEYS = frozenset({"memory_mb"})
@@ -350,6 +359,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         priority=f.integer("priority"),
         memory_budget_bytes=_memory_bytes(f, "budget"),
         kernels_ns=kernels,
+        on_overrun=f.choice("on_overrun", OnOverrun, OnOverrun.CONTINUE).value,
     )
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, NamedTuple
 
+from .context import ExecutionContext, ResourceBudget
 from .events import Completion, EngineEvent, Fault, Release
 from .policy import Key, Policy, fp_priorities
 from .scenario import Task
@@ -32,6 +33,9 @@ class JobStatus(IntEnum):
     COMPLETED = 3
     FAILED = 4
     REJECTED = 5
+    SKIPPED = 6
+    """Dropped unrun: an earlier job of its task overran its WCET under ``on_overrun:
+    skip-next`` (a status, not a miss)."""
 
     @property
     def terminal(self) -> bool:
@@ -43,8 +47,8 @@ class Job:
 
     __slots__ = (
         "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "lag_ns",
-        "missed", "n_chunks", "priority", "release_ns", "run_ns", "seq", "start_ns", "status",
-        "task", "task_index",
+        "missed", "n_chunks", "overrun", "priority", "release_ns", "run_ns", "seq", "start_ns",
+        "status", "task", "task_index",
     )  # fmt: skip
 
     def __init__(
@@ -63,6 +67,7 @@ class Job:
         self.start_ns: TimeNs | None = None
         self.end_ns: TimeNs | None = None
         self.missed = False
+        self.overrun = False  # ran longer than its task's WCET (the time budget)
         self.error: str | None = None
         self.chunk = 0  # the chunk running or next to run
         self.n_chunks = 1
@@ -156,6 +161,9 @@ class Scheduler:
         self._key = policy.keyfunc()
         uses_priority = "priority" in policy.key_fields
         self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
+        self.contexts = [ExecutionContext(i, t.name, ResourceBudget.of(t))
+                         for i, t in enumerate(self.tasks)]  # fmt: skip
+        self._skip_next: set[int] = set()  # tasks whose next release is dropped (skip-next)
 
     # -- events in -------------------------------------------------------------------------
 
@@ -196,6 +204,12 @@ class Scheduler:
         if task_index in self.rejected:
             job.status = JobStatus.REJECTED  # not admitted: recorded, never run
             return job
+        if task_index in self._skip_next:
+            self._skip_next.discard(task_index)
+            job.status = JobStatus.SKIPPED
+            self.contexts[task_index].skipped += 1
+            self.trace.skip(now, job, "skip-next: the task's previous job overran its WCET")
+            return job
         job.n_chunks = self._chunks[task_index]
         key = self._key((job.deadline_ns, now, seq, 0 if prio is None else prio))
         ref = self.trace.release(now, job)
@@ -226,9 +240,36 @@ class Scheduler:
         job.end_ns = now
         job.missed = job.missed or now > job.deadline_ns
         self.trace.complete(now, job)
+        if self.contexts[job.task_index].over_budget(job.run_ns):
+            self._overrun(job, now)
+
+    def _overrun(self, job: Job, now: TimeNs) -> None:
+        """The job ran past its context's time budget (the WCET): an ``overrun`` record; under
+        ``skip-next`` the task's next job is dropped (one already waiting, else the next
+        release) so that the time it would take goes to the other tasks."""
+        job.overrun = True
+        ctx = self.contexts[job.task_index]
+        ctx.overruns += 1
+        assert ctx.budget.time_ns is not None
+        self.trace.overrun(now, job, ctx.budget.time_ns, ctx.budget.on_overrun)
+        if ctx.budget.on_overrun != "skip-next":
+            return
+        waiting = [e for e in self._ready if self.jobs[e.seq].task_index == job.task_index
+                   and self.jobs[e.seq].chunk == 0]  # fmt: skip
+        if not waiting:
+            self._skip_next.add(job.task_index)
+            return
+        entry = min(waiting)
+        self._ready.remove(entry)
+        heapify(self._ready)
+        skipped = self.jobs[entry.seq]
+        skipped.status = JobStatus.SKIPPED
+        ctx.skipped += 1
+        self.trace.skip(now, skipped, f"skip-next: {job.id} overran its WCET")
 
     def _fail(self, seq: int, error: str, now: TimeNs) -> None:
         job = self.jobs[seq]
+        self.contexts[job.task_index].faults += 1
         job.status = JobStatus.FAILED
         job.end_ns = now
         job.error = error

@@ -36,6 +36,8 @@ class TraceSink(Protocol):
     def chunk(self, t_ns: TimeNs, job: Job) -> None: ...
     def miss(self, t_ns: TimeNs, job: Job) -> None: ...
     def fault(self, t_ns: TimeNs, job: Job, error: str) -> None: ...
+    def overrun(self, t_ns: TimeNs, job: Job, budget_ns: TimeNs, action: str) -> None: ...
+    def skip(self, t_ns: TimeNs, job: Job, reason: str) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -62,6 +64,12 @@ class NullTrace:
         pass
 
     def fault(self, t_ns: TimeNs, job: Job, error: str) -> None:
+        pass
+
+    def overrun(self, t_ns: TimeNs, job: Job, budget_ns: TimeNs, action: str) -> None:
+        pass
+
+    def skip(self, t_ns: TimeNs, job: Job, reason: str) -> None:
         pass
 
     def flush(self) -> None:
@@ -184,6 +192,14 @@ class JsonlTrace:
     def fault(self, t_ns: TimeNs, job: Job, error: str) -> None:
         self._who.pop(job.seq, None)
         self.record("fault", t_ns, job=job.id, task=job.task, error=error)
+
+    def overrun(self, t_ns: TimeNs, job: Job, budget_ns: TimeNs, action: str) -> None:
+        self.record("overrun", t_ns, job=job.id, task=job.task, exec_ns=job.run_ns,
+                    budget_ns=budget_ns, action=action)  # fmt: skip
+
+    def skip(self, t_ns: TimeNs, job: Job, reason: str) -> None:
+        self._who.pop(job.seq, None)
+        self.record("skip", t_ns, job=job.id, task=job.task, reason=reason)
 
     def close(self) -> None:
         self._drain()
