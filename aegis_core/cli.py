@@ -79,7 +79,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from .engine import load_engine
 
     scenario = _scenario(args)  # bad input first, before a GPU is touched
-    engine = load_engine("exec", backend=args.backend, cuda_graphs=not args.no_cuda_graphs)
+    engine = load_engine(
+        "exec",
+        backend=args.backend,
+        cuda_graphs=not args.no_cuda_graphs,
+        memory_plan=not args.no_memory_plan,
+        check_memory=args.check_memory,
+    )
     return _run(args, engine, scenario)
 
 
@@ -120,6 +126,15 @@ def format_exec(summary: dict[str, Any]) -> str:
         lines.append(
             f"release lag (host wake-up after the planned release): p50 {lag['p50'] / 1e3:.1f} "
             f"µs, p99 {lag['p99'] / 1e3:.1f} µs, max {lag['max'] / 1e3:.1f} µs"
+        )
+    plan = ex.get("memory_plan")
+    if plan:
+        check = ex.get("memory_check")
+        lines.append(
+            f"activation arena: {plan['arena_bytes'] / 2**20:.2f} MiB ({plan['sharing']} "
+            f"sharing) vs {plan['isolated_bytes'] / 2**20:.2f} MiB isolated, "
+            f"reduction {plan['reduction']:.1%}"
+            + (f"; overlap check passed ({check} buffers)" if check else "")
         )
     cvs = ", ".join(
         f"{t['name']} {t['exec_ns']['cv'] * 100:.1f} %" for t in summary["tasks"] if t["exec_ns"]
@@ -349,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cuda-graphs",
         action="store_true",
         help="cupy: launch each kernel separately instead of replaying one CUDA graph per job",
+    )
+    ex.add_argument(
+        "--no-memory-plan",
+        action="store_true",
+        help="give every activation its own buffer instead of the planned shared arena",
+    )
+    ex.add_argument(
+        "--check-memory",
+        action="store_true",
+        help="debug: verify from the buffers' addresses that no two live tensors overlap",
     )
     ex.set_defaults(func=cmd_exec)
 

@@ -327,7 +327,7 @@ def plan_models(usages: Sequence[ModelUsage], mode: str, alignment: int = 1) -> 
     if len(set(names)) != len(names):
         raise InputError("model names must be unique")
     plans = [plan_model(u, alignment) for u in usages]
-    isolated = sum(p.size for p in plans)
+    isolated = sum(align(p.size, alignment) for p in plans)  # each its own aligned arena
     if mode == "serial":
         bases = {p.name: 0 for p in plans}
         shared = max((p.size for p in plans), default=0)

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aegis_core.errors import InputError
 from aegis_core.types import TimeNs
+
+if TYPE_CHECKING:
+    from .arena import Layout
 
 BACKENDS = ("auto", "cupy", "numpy", "mock")
 
@@ -54,9 +57,15 @@ class Backend(Protocol):
     name: str
     device: str
 
-    def prepare(self, work: Sequence[TaskWork]) -> None:
+    def prepare(self, work: Sequence[TaskWork], layout: Layout | None = None) -> None:
         """Build every task's context (buffers, weights, stream; cupy: the CUDA graphs) and
-        warm it up, so the first timed job pays no one-off cost."""
+        warm it up, so the first timed job pays no one-off cost. With a ``layout``
+        (:mod:`aegis_exec.arena`) activations and scratch buffers are views into one arena
+        at their planned offsets."""
+        ...
+
+    def graphs(self) -> dict[int, Any]:
+        """Each loaded task's ``CompiledGraph`` by task index (debug checks)."""
         ...
 
     def launch(

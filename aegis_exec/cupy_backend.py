@@ -26,11 +26,14 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aegis_core.errors import AegisError, BackendError, JobFault
 
 from .backend import Finished, TaskWork
+
+if TYPE_CHECKING:
+    from .arena import Layout
 
 REANCHOR_NS = 10_000_000_000
 """Move the timeline's reference event forward every 10 s (a float of ms keeps ~1 µs)."""
@@ -166,6 +169,18 @@ class DeviceMemoryPool:
         self._offset = 0
         self.capacity += nbytes
         self.segments += 1
+
+    def alloc_bytes(self, nbytes: int) -> Any:
+        """A 1-D uint8 view of ``nbytes`` at an aligned offset (the planned activation arena)."""
+        padded = -(-max(nbytes, 1) // ALIGN) * ALIGN
+        arena = self._arenas[-1]
+        if self._offset + padded > arena.size:
+            self._grow(max(padded, arena.size // 4))
+            arena = self._arenas[-1]
+        view = arena[self._offset : self._offset + max(nbytes, 1)]
+        self._offset += padded
+        self.used += padded
+        return view
 
     def alloc(self, shape: Sequence[int]) -> Any:
         size = math.prod(shape) * 4
@@ -348,6 +363,12 @@ class CapturableCupy:
         return out
 
 
+def persistent_bytes(graph: Any) -> int:
+    """Bytes of a task's weights and input (outside the planned arena), aligned."""
+    return sum(-(-t.nbytes // ALIGN) * ALIGN for n, t in graph.tensors.items()
+               if t.role == "weight" or n == graph.input)  # fmt: skip
+
+
 def arena_bytes(graph: Any) -> int:
     """Bytes one task's tensors and kernel workspaces take in the arena (aligned)."""
     from .kernels import workspace
@@ -406,23 +427,37 @@ class CupyBackend:
 
     # -- set-up ---------------------------------------------------------------------------
 
-    def prepare(self, work: Sequence[TaskWork]) -> None:
+    def prepare(self, work: Sequence[TaskWork], layout: Layout | None = None) -> None:
+        from .arena import Placement
         from .kernels import CompiledGraph
 
         cp = self.cp
         # CuPy refuses cuBLAS during stream capture: the graph path multiplies with our own
         # kernel; eager mode (graphs off) keeps CuPy's cuBLAS matmul.
         xp: Any = CapturableCupy(cp) if self.use_graphs else cp
-        total = sum(arena_bytes(w.graph) for w in work if w.graph is not None)
+        if layout is None:
+            total = sum(arena_bytes(w.graph) for w in work if w.graph is not None)
+        else:  # the planned arena, plus weights and inputs apart
+            total = (
+                layout.nbytes
+                + ALIGN
+                + sum(persistent_bytes(w.graph) for w in work if w.graph is not None)
+            )
         self._pool = DeviceMemoryPool(cp, total)
+        buffer = self._pool.alloc_bytes(layout.nbytes) if layout is not None else None
         for w in work:
             if w.graph is None:
                 self._tasks.append(None)
                 continue
+            place = None
+            if layout is not None:
+                place = Placement(buffer, layout.offsets[w.index], cp.float32)
             stream = CudaStream(cp)
             try:
                 with cuda_errors(f"loading model {w.graph.name} for task {w.name}"):
-                    compiled = CompiledGraph(w.graph, xp, self._pool.alloc, seed=w.index)
+                    compiled = CompiledGraph(
+                        w.graph, xp, self._pool.alloc, seed=w.index, placement=place
+                    )
                     cp.cuda.Device().synchronize()  # weights were written on the null stream
                     task = _Task(w, stream, compiled)
                     with stream.raw:
@@ -574,6 +609,9 @@ class CupyBackend:
 
     # -- reporting and teardown -----------------------------------------------------------
 
+    def graphs(self) -> dict[int, Any]:
+        return {i: t.compiled for i, t in enumerate(self._tasks) if t is not None}
+
     def report(self) -> dict[str, Any]:
         if not self._report:
             self._report = self._make_report()
@@ -592,6 +630,7 @@ class CupyBackend:
                 "arena_bytes": pool.capacity if pool else 0,
                 "used_bytes": pool.used if pool else 0,
                 "segments": pool.segments if pool else 0,
+                "cupy_pool_bytes": self.cp.get_default_memory_pool().total_bytes(),
             },
         }
 

@@ -32,6 +32,8 @@ from .clock import sleep_until
 if TYPE_CHECKING:
     from aegis_core.graph import Graph
 
+    from .arena import Layout
+
 
 @dataclass(slots=True)
 class _Launch:
@@ -84,13 +86,21 @@ def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> li
 class ExecEngine:
     """Real execution of a run plan on a compute backend (``auto``, ``cupy``, ``numpy``,
     ``mock``). ``faults`` (tests): ``{job id: message}``, those jobs' kernels raise;
-    ``cuda_graphs=False`` makes the cupy backend launch kernels one by one (comparisons)."""
+    ``cuda_graphs=False`` makes the cupy backend launch kernels one by one (comparisons);
+    ``memory_plan=False`` gives every buffer its own allocation instead of the planned shared
+    arena; ``check_memory=True`` verifies after loading, from the buffers' real addresses,
+    that no two buffers that can be live together overlap (debug)."""
 
     name = "exec"
 
     def __init__(self, backend: str = "auto", *, faults: Mapping[str, str] | None = None,
-                 cuda_graphs: bool = True, **options: Any) -> None:  # fmt: skip
+                 cuda_graphs: bool = True, memory_plan: bool = True, check_memory: bool = False,
+                 **options: Any) -> None:  # fmt: skip
         self.backend: str | None = resolve(backend)
+        self._memory_plan = memory_plan and self.backend != "mock"
+        self._check_memory = check_memory
+        self._layout: Layout | None = None
+        self._checked: int | None = None
         self._options: dict[str, Any] = {"graphs": cuda_graphs} if self.backend == "cupy" else {}
         self.device: str | None = None
         self._faults = dict(faults or {})
@@ -123,6 +133,12 @@ class ExecEngine:
         written; raises ScenarioError naming the task and field."""
         assert self.backend is not None
         self._work = task_work(plan, self.backend, self._faults)
+        self._layout = None
+        if self._memory_plan:
+            from .arena import layout
+
+            deadlines = [t.deadline_ns for t in plan.scenario.tasks]
+            self._layout = layout(self._work, plan.policy.name, deadlines)
         self._validated = plan
 
     def start(self, plan: RunPlan) -> None:
@@ -134,7 +150,11 @@ class ExecEngine:
         t = time.perf_counter()
         self._impl = make_backend(self.backend, **self._options)
         self.device = self._impl.device
-        self._impl.prepare(self._work)
+        self._impl.prepare(self._work, self._layout)
+        if self._check_memory and self._layout is not None:
+            from .arena import check
+
+            self._checked = check(self._layout, self._impl.graphs())  # InternalError if not
         self._setup_s = time.perf_counter() - t
         self._releases = list(plan.releases)  # in time order, ties in plan order
         self._slots = plan.slots
@@ -253,6 +273,8 @@ class ExecEngine:
             "dispatch_gap_ns": overhead_stats(self.gaps_ns),
             "launch_latency_ns": overhead_stats(self.launch_ns),
             "overruns": {n: self._overruns.get(n, 0) for n in names},
+            "memory_plan": self._layout.report() if self._layout is not None else None,
+            "memory_check": self._checked,
             "faulted_tasks": {names[i]: e for i, e in sorted(self._faulted.items())},
         }
 

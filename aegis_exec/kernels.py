@@ -22,6 +22,8 @@ import numpy as np
 
 from aegis_core.graph import Graph, Op
 
+from .arena import Placement, address, ws_key
+
 __all__ = [
     "CompiledGraph",
     "add",
@@ -340,8 +342,10 @@ class CompiledGraph:
     """A graph bound to buffers of ``xp``: every tensor and scratch buffer allocated once.
 
     ``alloc(shape)`` returns an uninitialised, C-contiguous float32 ``xp`` array (default
-    ``xp.empty``). Weights and the input get :func:`init_params` values. :meth:`run` allocates
-    nothing.
+    ``xp.empty``). With a ``placement`` (:mod:`aegis_exec.arena`), activations and scratch
+    buffers are views at their planned offsets in a shared arena instead; ``nbytes`` counts
+    what was allocated apart, ``addresses`` each buffer's first byte. Weights and the input
+    get :func:`init_params` values. :meth:`run` allocates nothing.
     """
 
     def __init__(
@@ -351,22 +355,28 @@ class CompiledGraph:
         alloc: Callable[[tuple[int, ...]], Any] | None = None,
         *,
         seed: int = 0,
+        placement: Placement | None = None,
     ) -> None:
         self.graph = graph
         self.xp = xp
         self.nbytes = 0
+        self.addresses: dict[str, int] = {}
         make = alloc if alloc is not None else functools.partial(_empty, xp)
 
-        def take(shape: tuple[int, ...]) -> Array:
-            buf = make(tuple(shape))
+        def take(shape: tuple[int, ...], key: str) -> Array:
+            buf = placement.view(key, tuple(shape)) if placement is not None else None
+            if buf is None:  # not planned (weights, the input) or no plan: a buffer of its own
+                buf = make(tuple(shape))
+                self.nbytes += math.prod(shape) * 4
             if tuple(buf.shape) != tuple(shape) or buf.dtype != np.float32:
                 raise ValueError(f"alloc({shape}) returned {buf.dtype} {buf.shape}")
-            self.nbytes += math.prod(shape) * 4
+            self.addresses[key] = address(buf)
             return buf
 
-        self.tensors: dict[str, Array] = {n: take(t.shape) for n, t in graph.tensors.items()}
+        self.tensors: dict[str, Array] = {n: take(t.shape, n) for n, t in graph.tensors.items()}
         self.workspaces = [
-            {k: take(s) for k, s in workspace(op, graph).items()} for op in graph.ops
+            {k: take(s, ws_key(i, k)) for k, s in workspace(op, graph).items()}
+            for i, op in enumerate(graph.ops)
         ]
         params, x = init_params(graph, seed)
         for name, value in params.items():

@@ -24,9 +24,12 @@ class MockBackend:
         self._heap: list[tuple[int, int, Finished]] = []
         self._n = 0
 
-    def prepare(self, work: Sequence[TaskWork]) -> None:
+    def prepare(self, work: Sequence[TaskWork], layout: Any = None) -> None:
         self._work = list(work)
         self._free_at = [0] * len(work)
+
+    def graphs(self) -> dict[int, Any]:
+        return {}
 
     def launch(
         self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None

@@ -14,11 +14,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aegis_core.errors import BackendError, InputError
 
 from .backend import Finished, TaskWork
+
+if TYPE_CHECKING:
+    from .arena import Layout
 from .clock import SPIN_NS
 
 SWITCH_INTERVAL_S = 50e-6
@@ -124,7 +127,7 @@ class NumpyBackend:
         self._bytes = 0
         self._switch: float | None = None
 
-    def prepare(self, work: Sequence[TaskWork]) -> None:
+    def prepare(self, work: Sequence[TaskWork], layout: Layout | None = None) -> None:
         import numpy as np
 
         # The streams' threads hold the GIL between NumPy calls; with CPython's default 5 ms
@@ -141,16 +144,24 @@ class NumpyBackend:
 
             self._blas = threadpool_limits(limits=self.blas_threads, user_api="blas")
 
+        from .arena import Placement, arena_buffer
         from .kernels import CompiledGraph
 
         self._work = list(work)
+        buffer = None
+        if layout is not None:
+            buffer = arena_buffer(np, layout.nbytes)  # the one activation arena
+            self._bytes += layout.nbytes
         for w in work:
             if w.graph is None:
                 self._graphs.append(None)
                 self._streams.append(None)
                 continue
+            place = None
+            if layout is not None:
+                place = Placement(buffer, layout.offsets[w.index], np.float32)
             try:
-                compiled = CompiledGraph(w.graph, np, seed=w.index)
+                compiled = CompiledGraph(w.graph, np, seed=w.index, placement=place)
             except MemoryError as exc:
                 raise BackendError(
                     f"task '{w.name}': not enough memory to load model {w.graph.name} "
@@ -205,6 +216,9 @@ class NumpyBackend:
                 pass
         while clock() < until_ns and self._done.empty() and not self._held:
             time.sleep(0)
+
+    def graphs(self) -> dict[int, Any]:
+        return {i: g for i, g in enumerate(self._graphs) if g is not None}
 
     def synchronize(self) -> None:
         while self._in_flight - len(self._held) > 0:

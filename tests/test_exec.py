@@ -616,8 +616,11 @@ class _Skewed:
         self.skew, self.duration = skew, duration
         self.q: list[Any] = []
 
-    def prepare(self, work: Any) -> None:
+    def prepare(self, work: Any, layout: Any = None) -> None:
         pass
+
+    def graphs(self) -> dict[int, Any]:
+        return {}
 
     def launch(
         self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
