@@ -7,7 +7,9 @@
 # 6. the figures table (execution-time CV, misses, dispatch gap, p99 vs unscheduled),
 # 7. one short `aegis exec` under compute-sanitizer memcheck --leak-check full,
 # 8. WCET: the three models profiled on cupy alone and with contention (OUTDIR/profiles), sim
-# and exec with those profiles, and the builtin zoo profiled then checked on held-out runs.
+# and exec with those profiles, and the builtin zoo profiled then checked on held-out runs,
+# 9. memory: scenarios/memory.yaml planned (aegis memory) and executed on cupy in the planned
+# arena with --check-memory, and without the plan (each buffer its own allocation).
 # Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
 # Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
 # come as a wheel in .whl/ (PYTHONPATH /tmp/site).
@@ -75,4 +77,9 @@ step exec_profiles 90 "${AEGIS[@]}" exec $S --backend cupy --profiles "$OUT/prof
 step wcet_heldout 150 $PY benchmarks/bench_wcet.py --parts 2 --backend cupy --reps 1 \
   --held-out 3000
 cp "$OUT/wcet_heldout.log" "$OUT/wcet_heldout.md" 2>/dev/null
+step memory_plan 30 "${AEGIS[@]}" memory scenarios/memory.yaml --json
+step exec_memory 90 "${AEGIS[@]}" exec scenarios/memory.yaml --backend cupy --check-memory \
+  --out "$OUT/exec-memory"
+step exec_memory_unplanned 90 "${AEGIS[@]}" exec scenarios/memory.yaml --backend cupy \
+  --no-memory-plan --out "$OUT/exec-memory-unplanned"
 echo "done; outputs in $OUT"
