@@ -61,8 +61,9 @@ class BackendError(EngineError):
 
 
 class JobFault(EngineError):
-    """One job's kernels raised. Never escapes a run: the executor records the job as failed
-    (a ``fault`` trace record), flags the task's context, and the other tasks go on."""
+    """One job's kernels raised. Never escapes a run: the executor records that job as failed
+    (a ``fault`` trace record, charged to its task's execution context); every other job,
+    of its task or another, runs as usual."""
 
 
 class InternalError(AegisError):

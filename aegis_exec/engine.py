@@ -188,10 +188,6 @@ class ExecEngine:
             and d.rationale.winner.release_ns <= self._last_end
         )
         self._running += 1
-        if task in self._faulted:
-            msg = f"not run: the task's context faulted earlier ({self._faulted[task]})"
-            self._pending.append(Fault(now, d.seq, msg))
-            return
         queued = self._queued.get(task, 0)
         self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0)
         try:
@@ -199,7 +195,7 @@ class ExecEngine:
             impl.launch(task, d.chunk, d.seq, int(d.job.rsplit("#", 1)[1]), planned)
         except JobFault as exc:  # the job's own kernels failed at launch: its fault only
             del self._launched[d.seq]
-            self._faulted[task] = str(exc)
+            self._faulted.setdefault(task, str(exc))  # the first fault of the task, reported
             self._pending.append(Fault(self._live(), d.seq, str(exc)))
             return
         self._queued[task] = queued + 1
@@ -251,7 +247,7 @@ class ExecEngine:
             if self._slots == 1:
                 self._last_end = end
             if f.error is not None:
-                self._faulted[info.task] = f.error
+                self._faulted.setdefault(info.task, f.error)
                 out.append(Fault(end, f.token, f.error))
                 continue
             if info.idle:

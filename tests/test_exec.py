@@ -157,7 +157,7 @@ TWO = make_scenario(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_faulting_job_fails_its_task_only(backend: str) -> None:
+def test_a_faulting_job_fails_alone(backend: str) -> None:
     engine = ExecEngine(backend, faults={"b#1": "boom"})
     records, jobs = run_in_memory(TWO, engine)
     by_id = {j.id: j for j in jobs}
@@ -165,16 +165,12 @@ def test_a_faulting_job_fails_its_task_only(backend: str) -> None:
     b1 = by_id["b#1"]
     assert b1.status is JobStatus.FAILED and b1.error is not None and "boom" in b1.error
     faults = {r["job"]: r for r in records if r["kind"] == "fault"}
-    assert sorted(faults) == ["b#1", "b#2", "b#3", "b#4"]
+    assert sorted(faults) == ["b#1"]  # that job only: the task's later jobs run
     assert "boom" in faults["b#1"]["error"]
-    for k in (2, 3, 4):
-        later = by_id[f"b#{k}"]
-        assert later.status is JobStatus.FAILED
-        assert later.error is not None and "faulted earlier" in later.error
-        assert "boom" in later.error  # it names the first fault
-    assert by_id["b#0"].status is JobStatus.COMPLETED
-    assert [j.id for j in jobs if j.task == "a" and j.status is not JobStatus.COMPLETED] == []
-    assert [r["job"] for r in records if r["kind"] == "complete" and r["task"] == "b"] == ["b#0"]
+    assert [j.id for j in jobs if j.status is not JobStatus.COMPLETED] == ["b#1"]
+    assert [r["job"] for r in records if r["kind"] == "complete" and r["task"] == "b"] == [
+        "b#0", "b#2", "b#3", "b#4",
+    ]  # fmt: skip
     assert check_run(records, jobs, slots=1) == 10
     report = engine.report()
     assert list(report["faulted_tasks"]) == ["b"] and "boom" in report["faulted_tasks"]["b"]
@@ -184,7 +180,7 @@ def test_mock_fault_message_is_the_injected_one() -> None:
     _, jobs = run_in_memory(TWO, ExecEngine("mock", faults={"a#0": "bad kernel"}))
     errors = {j.id: j.error for j in jobs if j.status is JobStatus.FAILED}
     assert errors["a#0"] == "bad kernel"
-    assert sorted(errors) == [f"a#{k}" for k in range(5)]
+    assert sorted(errors) == ["a#0"]
     assert all(j.status is JobStatus.COMPLETED for j in jobs if j.task == "b")
 
 
