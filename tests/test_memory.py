@@ -84,8 +84,7 @@ def test_random_plans_are_valid_and_between_the_bounds() -> None:
 
 
 def test_serial_sharing_of_random_three_model_sets_is_near_the_bound() -> None:
-    """Within 10 % of the lower bound on (nearly) every set: 97 of these 100 seeded sets; the
-    others (up to +20 %) are small graphs where no layout may reach the peak-live bound."""
+    """Within 10 % of the lower bound on every set (greedy by size alone: up to +43 %)."""
     rng = random.Random(11)
     gaps = []
     for _ in range(100):
@@ -95,8 +94,8 @@ def test_serial_sharing_of_random_three_model_sets_is_near_the_bound() -> None:
         assert plan.shared_bytes == max(p.size for p in plan.models)
         assert plan.lower_bound_bytes <= plan.shared_bytes <= plan.isolated_bytes
         gaps.append(plan.shared_bytes / plan.lower_bound_bytes - 1)
-    assert sum(g <= 0.10 for g in gaps) >= 95
-    assert sorted(gaps)[50] == 0.0 and max(gaps) <= 0.25
+    assert max(gaps) <= 0.10
+    assert sorted(gaps)[50] == 0.0
 
 
 def test_interleaved_models_never_overlap() -> None:
