@@ -287,14 +287,9 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
     path = args.input
     if Path(path).suffix == ".json":
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        from .files import read_json
+
+        data = read_json(path)
         usages, interleave = usages_from_json(data, path)
         plan = plan_models(usages, "concurrent" if interleave else "serial", alignment=1)
     else:

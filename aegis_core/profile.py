@@ -201,15 +201,6 @@ class _Reader:
 
 
 def load_profile(path: str | Path) -> Profile:
-    p = str(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such profile file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    return Profile.from_dict(data, p)
+    from .files import read_json
+
+    return Profile.from_dict(read_json(path, "profile file"), str(path))

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any
 
@@ -202,3 +202,39 @@ def make_profile(
         est, samples_ns=samples_ns, task=task, model=model, batch=batch, backend=backend,
         device="test", mode=mode, created="2026-01-01T00:00:00+00:00",
     )  # fmt: skip
+
+
+SLOW_MODE = "N(5, 0.1) + 1% slow (+20%)"
+
+
+def synthetic_latencies(p: float = 1e-3) -> dict[str, tuple[Callable[..., Any], float]]:
+    """Latency-like distributions (ms) with their exact ``1 - p`` quantiles, for checking WCET
+    estimators: ``{name: (draw(rng, size), quantile)}``. The last, :data:`SLOW_MODE`, is the
+    reference's warning case: a normal with a 1 % mode 20 % slower."""
+    import math
+
+    import numpy as np
+    from scipy import stats
+    from scipy.optimize import brentq
+
+    def slow(r: Any, size: Any) -> Any:
+        x = r.normal(5.0, 0.1, size)
+        return np.where(r.random(size) < 0.01, x * 1.2, x)
+
+    def slow_sf(t: float) -> float:
+        return float(0.99 * stats.norm.sf(t, 5, 0.1) + 0.01 * stats.norm.sf(t, 6, 0.12) - p)
+
+    z = float(stats.norm.isf(p))
+    return {
+        "gumbel(5, 0.25)": (
+            lambda r, s: stats.gumbel_r.rvs(5, 0.25, size=s, random_state=r),
+            float(stats.gumbel_r.isf(p, 5, 0.25)),
+        ),
+        "lognormal(5, 0.1)": (lambda r, s: 5 * np.exp(r.normal(0, 0.1, s)), 5 * math.exp(0.1 * z)),
+        "lognormal(5, 0.25)": (
+            lambda r, s: 5 * np.exp(r.normal(0, 0.25, s)),
+            5 * math.exp(0.25 * z),
+        ),
+        "4 + exp(0.5)": (lambda r, s: 4 + r.exponential(0.5, s), 4 + 0.5 * math.log(1 / p)),
+        SLOW_MODE: (slow, float(brentq(slow_sf, 5, 8))),
+    }

@@ -521,14 +521,9 @@ def _warnings(n: int, p: float, s: Settings, checks: Sequence[Check]) -> list[st
 def read_samples(path: str) -> np.ndarray:
     """A file of durations in ns, one per line (blank lines and ``#`` comments skipped); an
     InputError names the file and line of anything else."""
-    from pathlib import Path
+    from .files import read_text
 
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    text = read_text(path)
     values: list[float] = []
     for i, line in enumerate(text.splitlines(), 1):
         item = line.split("#", 1)[0].strip()

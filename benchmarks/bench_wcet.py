@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import math
 import platform
 import sys
 import tempfile
@@ -36,14 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
-from scipy.optimize import brentq
 
 from aegis_core import wcet
 from aegis_core.admission import admit
 from aegis_core.profiling import profile_scenario
 from aegis_core.runner import run_scenario
 from aegis_core.scenario import load_scenario, parse_scenario, with_profiles
+from aegis_core.testing import synthetic_latencies
 from aegis_exec.engine import ExecEngine
 from aegis_exec.profiler import Profiler
 
@@ -52,32 +50,7 @@ P = 1e-3
 Draw = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
 
 
-def _slow(r: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    x = r.normal(5.0, 0.1, size)
-    return np.where(r.random(size) < 0.01, x * 1.2, x)
-
-
-def _slow_q() -> float:
-    f = lambda t: 0.99 * stats.norm.sf(t, 5, 0.1) + 0.01 * stats.norm.sf(t, 6, 0.12) - P  # noqa: E731
-    return float(brentq(f, 5, 8))
-
-
-DISTRIBUTIONS: dict[str, tuple[Draw, float]] = {
-    "gumbel(5, 0.25)": (
-        lambda r, s: stats.gumbel_r.rvs(5, 0.25, size=s, random_state=r),
-        float(stats.gumbel_r.isf(P, 5, 0.25)),
-    ),
-    "lognormal(5, 0.1)": (
-        lambda r, s: 5 * np.exp(r.normal(0, 0.1, s)),
-        5 * math.exp(0.1 * float(stats.norm.isf(P))),
-    ),
-    "lognormal(5, 0.25)": (
-        lambda r, s: 5 * np.exp(r.normal(0, 0.25, s)),
-        5 * math.exp(0.25 * float(stats.norm.isf(P))),
-    ),
-    "4 + exp(0.5)": (lambda r, s: 4 + r.exponential(0.5, s), 4 + 0.5 * math.log(1 / P)),
-    "N(5,0.1) + 1% slow (+20%)": (_slow, _slow_q()),
-}
+DISTRIBUTIONS = synthetic_latencies(P)
 
 
 def part1(trials: int) -> None:

@@ -4,18 +4,16 @@ synthetic data with known quantiles."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
-from scipy.optimize import brentq
 
 from aegis_core import wcet
 from aegis_core.cli import main
 from aegis_core.errors import InputError
+from aegis_core.testing import SLOW_MODE, synthetic_latencies
 
 P = 1e-3
 
@@ -80,30 +78,9 @@ def test_block_maxima_to_per_run_probability() -> None:
 # ----------------------------------------------------------------------------- synthetic
 
 
-def _slow_mode(r: np.random.Generator, size: tuple[int, ...]) -> np.ndarray:
-    x = r.normal(5.0, 0.1, size)
-    return np.where(r.random(size) < 0.01, x * 1.2, x)
-
-
-def _slow_quantile(p: float) -> float:
-    """The 1 - p quantile of 0.99 N(5, 0.1) + 0.01 N(6, 0.12) (exact, by root finding)."""
-    sf = lambda t: 0.99 * stats.norm.sf(t, 5, 0.1) + 0.01 * stats.norm.sf(t, 6, 0.12) - p  # noqa: E731
-    return float(brentq(sf, 5, 8))
-
-
+SYNTHETIC = synthetic_latencies(P)
 Draw = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
-UNIMODAL: dict[str, tuple[Draw, float]] = {
-    # ms-scale latencies (the estimator is scale-free); true 0.999 quantiles in closed form
-    "gumbel(5, 0.25)": (
-        lambda r, s: stats.gumbel_r.rvs(5, 0.25, size=s, random_state=r),
-        float(stats.gumbel_r.isf(P, 5, 0.25)),
-    ),
-    "lognormal(5, 0.1)": (
-        lambda r, s: 5 * np.exp(r.normal(0, 0.1, s)),
-        5 * math.exp(0.1 * float(stats.norm.isf(P))),
-    ),
-    "4 + exp(0.5)": (lambda r, s: 4 + r.exponential(0.5, s), 4 + 0.5 * math.log(1 / P)),
-}
+UNIMODAL = {k: SYNTHETIC[k] for k in ("gumbel(5, 0.25)", "lognormal(5, 0.1)", "4 + exp(0.5)")}
 TRIALS = 200
 
 
@@ -124,8 +101,8 @@ def test_coverage_and_pessimism_on_unimodal_distributions(name: str) -> None:
 
 
 def test_slow_mode_is_covered_or_flagged_in_every_trial() -> None:
-    q = _slow_quantile(P)
-    x = _trials(_slow_mode, seed=12) * 1e6
+    draw, q = SYNTHETIC[SLOW_MODE]
+    x = _trials(draw, seed=12) * 1e6
     outcomes = [wcet.estimate(row, P, candidates=False) for row in x]
     covered = [e.wcet_ns >= q * 1e6 for e in outcomes]
     flagged = [not e.supported for e in outcomes]
