@@ -313,6 +313,24 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_job, load, verify
+
+    records = load(args.trace)
+    if args.job:
+        print(explain_job(records, args.job))
+    if args.verify or not args.job:
+        v = verify(records)
+        if v.ok:
+            print(f"verified: all {v.dispatches} dispatches and {v.admissions} admission "
+                  "verdicts re-derive from the trace")  # fmt: skip
+            return 0
+        print(f"NOT reproduced: {len(v.mismatches)} of {v.dispatches} dispatches and "
+              f"{v.admissions} admissions; the first: {v.mismatches[0]}")  # fmt: skip
+        return 1
+    return 0
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from .profiling import format_profiles, profile_scenario
 
@@ -437,6 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--json", action="store_true", help="print the plan as JSON")
     mem.add_argument("--png", metavar="FILE", help="also draw the arena layout (op x offset)")
     mem.set_defaults(func=cmd_memory)
+
+    exp = sub.add_parser("explain", help="why each decision was taken; --verify re-derives them")
+    exp.add_argument("trace", help="trace.jsonl, or a results directory holding one")
+    exp.add_argument("--job", help="tell this job's story (e.g. detector#3)")
+    exp.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-derive every dispatch and admission (exit 1 if one does not)",
+    )
+    exp.set_defaults(func=cmd_explain)
 
     wc = sub.add_parser("wcet", help="pWCET from a file of durations (ns, one per line)")
     wc.add_argument("samples", help="text file: one duration in ns per line")

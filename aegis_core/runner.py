@@ -31,14 +31,20 @@ def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
     return Path("results") / scenario.name / label
 
 
-def admission_records(trace: TraceSink, admission: Admission, enforced: bool) -> None:
-    """One ``admit`` or ``reject`` record per task, in list order, with its rationale."""
-    for v in admission.tasks:
+def admission_records(
+    trace: TraceSink, admission: Admission, enforced: bool, scenario: Scenario
+) -> None:
+    """One ``admit`` or ``reject`` record per task, in list order: the verdict's rationale
+    and the task parameters it was derived from (``aegis explain --verify`` re-runs it)."""
+    from .explain import task_params
+
+    for v, task in zip(admission.tasks, scenario.tasks, strict=True):
         rationale = v.as_dict()
         del rationale["name"], rationale["admitted"]
         trace.record(
             "admit" if v.admitted else "reject", 0, task=v.name, policy=admission.policy,
-            enforced=enforced, rationale=rationale,
+            enforced=enforced, rationale=rationale, params=task_params(task),
+            gpu_memory_bytes=scenario.gpu_memory_bytes,
         )  # fmt: skip
 
 
@@ -100,7 +106,7 @@ def run_scenario(
         sink = _open_outputs(out, trace, trace_flush)
     scheduler = Scheduler.for_plan(plan, sink)
     try:
-        admission_records(sink, verdicts, enforced=admission)
+        admission_records(sink, verdicts, enforced=admission, scenario=scenario)
         t0 = time.perf_counter()
         stats = run(plan, scheduler, eng)
         wall = time.perf_counter() - t0

@@ -1,0 +1,128 @@
+"""``aegis explain``: every decision of sim and exec traces re-derives from the trace alone;
+tampered traces are caught; a job's story names its blocking and its competitors."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aegis_core.cli import main
+from aegis_core.errors import InputError
+from aegis_core.explain import explain_job, load, verify
+from aegis_core.runner import run_scenario
+from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario
+from aegis_exec.engine import ExecEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
+MS = 1_000_000
+
+
+def _run(name: str, engine: Any, tmp: Path, ms: int) -> list[dict[str, Any]]:
+    s = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+    s = replace_scenario(s, duration_ns=ms * MS)
+    run_scenario(s, engine, out_dir=tmp / name)
+    return load(tmp / name)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_sim_decision_re_derives(name: str, tmp_path: Path) -> None:
+    records = _run(name, "sim", tmp_path, 1000)
+    v = verify(records)
+    assert v.ok, v.mismatches[:3]
+    assert v.dispatches == sum(r["kind"] == "dispatch" for r in records) > 0
+    assert v.admissions == len(load_scenario(ROOT / "scenarios" / f"{name}.yaml").tasks)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_mock_exec_decision_re_derives(name: str, tmp_path: Path) -> None:
+    v = verify(_run(name, ExecEngine("mock"), tmp_path, 150))
+    assert v.ok, v.mismatches[:3]
+    assert v.dispatches > 0
+
+
+@pytest.mark.parametrize("name", ["three_models_cpu", "tiny_gpu", "lp_edf", "unscheduled", "np_fp"])
+def test_every_numpy_exec_decision_re_derives(name: str, tmp_path: Path) -> None:
+    v = verify(_run(name, ExecEngine("numpy"), tmp_path, 150))
+    assert v.ok, v.mismatches[:3]
+    assert v.dispatches > 0
+
+
+def _first(records: list[dict[str, Any]], kind: str, pred: Any = lambda r: True) -> int:
+    return next(i for i, r in enumerate(records) if r["kind"] == kind and pred(r))
+
+
+def test_a_tampered_dispatch_is_caught(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = _run("admission", "sim", tmp_path, 200)
+    i = _first(records, "dispatch", lambda r: len(r["rationale"]["ready"]) > 1)
+    bad = copy.deepcopy(records)
+    ready = bad[i]["rationale"]["ready"]
+    ready[0], ready[1] = ready[1], ready[0]  # the record now claims the loser won
+    bad[i]["job"] = ready[0]["job"]
+    v = verify(bad)
+    assert not v.ok and v.mismatches[0].seq == records[i]["seq"]
+    assert "the winner is" in v.mismatches[0].message
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    assert main(["explain", str(path), "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"record {records[i]['seq']} (dispatch of {ready[0]['job']})" in out
+    rule = copy.deepcopy(records)
+    rule[i]["rationale"]["rule"] = "fifo: earliest release, then seq"
+    assert "is not the policy's" in verify(rule).mismatches[0].message
+
+
+def test_a_tampered_admission_is_caught(tmp_path: Path) -> None:
+    records = _run("admission", "sim", tmp_path, 200)
+    i = _first(records, "admit")
+    bad = copy.deepcopy(records)
+    bad[i]["params"]["wcet_ns"] += 5 * MS  # the verdict no longer follows from the params
+    m = verify(bad).mismatches[0]
+    assert m.seq == records[i]["seq"] and m.what == f"admission of {records[i]['task']}"
+    flip = copy.deepcopy(records)
+    j = _first(flip, "reject")
+    flip[j]["kind"] = "admit"  # a rejected task recorded as admitted
+    assert "admitted: recorded True, re-derived False" in verify(flip).mismatches[0].message
+    stripped = [{k: v for k, v in r.items() if k != "params"} for r in records]
+    assert "lack task params" in verify(stripped).mismatches[0].message
+
+
+def test_a_job_story_names_its_blocking_and_competitors(tmp_path: Path) -> None:
+    """b#0 is released at 1 ms while a#0 (4 ms, non-preemptive) runs; c#0, released at 2 ms
+    with a later deadline, waits behind b#0."""
+    a = {"name": "a", "period_ms": 20, "wcet_ms": 4}
+    b = {"name": "b", "period_ms": 20, "wcet_ms": 2, "deadline_ms": 8, "offset_ms": 1}
+    c = {"name": "c", "period_ms": 20, "wcet_ms": 1, "deadline_ms": 15, "offset_ms": 2}
+    s = parse_scenario({"name": "story", "duration_ms": 10, "tasks": [a, b, c]})
+    run_scenario(s, "sim", out_dir=tmp_path)
+    text = explain_job(load(tmp_path), "c#0")
+    assert text.splitlines() == [
+        "c#0 (task c): released at 2.000 ms, absolute deadline 17.000 ms (relative 15.000 ms)",
+        next(line for line in text.splitlines() if line.startswith("admission: admitted under")),
+        "blocking: a#0 was running (non-preemptive) from 0.000 ms until 4.000 ms",
+        "waited at 4.000 ms: b#0 went first with key [9000000, 1000000, 1] < [17000000, "
+        "2000000, 2] (deadline_ns, release_ns, seq)",
+        "dispatched at 6.000 ms by np-edf: earliest absolute deadline, then release, then seq: "
+        "key [17000000, 2000000, 2], alone in the ready set",
+        "completed at 7.000 ms (started 6.000 ms): response 5.000 ms, met its deadline",
+    ]
+
+
+def test_cli_explain_job_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run("admission", "sim", tmp_path, 200)
+    assert main(["explain", str(tmp_path / "admission"), "--job", "A#1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("A#1 (task A): released at 20.000 ms")
+    assert main(["explain", str(tmp_path / "admission")]) == 0
+    assert capsys.readouterr().out.startswith("verified: all ")
+    assert main(["explain", str(tmp_path / "admission"), "--job", "Z#9"]) == 2
+    assert "no job 'Z#9' in the trace" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "nothing")]) == 2
+    assert "no such trace file" in capsys.readouterr().err
+    (tmp_path / "t.jsonl").write_text('{"seq": 0, "t_ns": 0, "kind": "release"}\n')
+    with pytest.raises(InputError, match="no admission records"):
+        verify(load(tmp_path / "t.jsonl"))
