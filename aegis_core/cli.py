@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
         trace_flush=args.trace_flush,
         admission=not args.no_admission,
         exec_time=args.exec_time,
+        perfetto=not args.no_perfetto,
     )
     print(format_table(result.summary))
     if "exec" in result.summary:
@@ -215,7 +216,12 @@ def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
         choices=[p.value for p in PolicyName],
         help="override the scenario's policy (e.g. unscheduled, for the no-scheduler baseline)",
     )
-    sub.add_argument("--no-trace", action="store_true", help="do not write trace.jsonl")
+    sub.add_argument(
+        "--no-trace", action="store_true", help="do not write trace.jsonl (nor trace.json)"
+    )
+    sub.add_argument(
+        "--no-perfetto", action="store_true", help="do not write trace.json (the Perfetto view)"
+    )
     sub.add_argument(
         "--trace-flush",
         choices=FLUSH_MODES,

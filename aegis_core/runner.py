@@ -53,7 +53,12 @@ def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
     (never mix two runs), and open the trace."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "jobs.csv", *(() if trace else ("trace.jsonl",))):
+        for name in (
+            "summary.json",
+            "jobs.csv",
+            "trace.json",
+            *(() if trace else ("trace.jsonl",)),
+        ):
             (out / name).unlink(missing_ok=True)
         return JsonlTrace.open(out / "trace.jsonl", flush=flush) if trace else NullTrace()
     except OSError as exc:
@@ -81,6 +86,7 @@ def run_scenario(
     seed: int | None = None,
     admission: bool = True,
     exec_time: str = "sample",
+    perfetto: bool = True,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -90,6 +96,7 @@ def run_scenario(
     Admission runs first; ``admission=False`` still analyses and records the verdicts but runs
     every task (for baseline comparisons). ``exec_time``: ``sample`` replays profiled tasks'
     samples (simulated engines and the mock backend), ``wcet`` runs every job for its WCET.
+    ``perfetto=False`` skips ``trace.json`` (the Perfetto export of ``trace.jsonl``).
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
     verdicts = admit(scenario)  # validates before anything is written
@@ -155,4 +162,26 @@ def run_scenario(
         }
     if out is not None:
         write_results(out, summary, scheduler.jobs)
+        if trace and perfetto:
+            write_perfetto(out, scenario)
     return RunResult(summary, scheduler.jobs, out, stats)
+
+
+def write_perfetto(out: Path, scenario: Scenario) -> None:
+    """``trace.json`` (Chrome Trace Event format) from the run's ``trace.jsonl``, with the
+    activation bytes of each modelled task's planned arena for the memory counter."""
+    from . import perfetto
+    from .memory import ScenarioMemory
+    from .trace import read_trace
+
+    memory: dict[str, int] = {}
+    if any(t.model for t in scenario.tasks):
+        try:
+            plan = ScenarioMemory.of(scenario).plan()
+            memory = {p.name: p.size for p in plan.models}
+        except InputError:  # a model that cannot be built here: no memory counter
+            memory = {}
+    try:
+        perfetto.write(out / "trace.json", read_trace(out / "trace.jsonl"), memory)
+    except OSError as exc:
+        raise InputError(f"{out / 'trace.json'}: cannot write: {exc.strerror or exc}") from exc

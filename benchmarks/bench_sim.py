@@ -31,7 +31,7 @@ SCENARIO = ROOT / "benchmarks" / "u08_five_tasks.yaml"
 SIMSO_PY = ROOT / ".venv-simso" / "bin" / "python"
 
 
-def aegis_in_process(repeat: int, trace: str) -> tuple[int, list[float]]:
+def aegis_in_process(repeat: int, trace: str, perfetto: bool = False) -> tuple[int, list[float]]:
     from aegis_core.runner import run_scenario
     from aegis_core.scenario import load_scenario
 
@@ -46,6 +46,7 @@ def aegis_in_process(repeat: int, trace: str) -> tuple[int, list[float]]:
                 out_dir=Path(tmp),
                 trace=trace != "off",
                 trace_flush=trace if trace != "off" else "batch",
+                perfetto=perfetto,
             )
             runs.append(time.perf_counter() - t0)
             jobs = len(result.jobs)
@@ -137,8 +138,13 @@ def main() -> int:
         med = statistics.median(runs)
         figures[f"aegis_trace_{trace}"] = {"jobs": jobs, "runs_s": runs, "median_s": med}
         rows.append((f"aegis run, trace {trace}", jobs, med))
+    jobs, runs = aegis_in_process(args.repeat, "batch", perfetto=True)
+    figures["aegis_trace_batch_perfetto"] = {"jobs": jobs, "runs_s": runs,
+                                             "median_s": statistics.median(runs)}  # fmt: skip
+    rows.append(("aegis run, trace batch + trace.json", jobs, statistics.median(runs)))
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "aegis_core.cli", "sim", str(SCENARIO), "--out", tmp]
+        cmd = [sys.executable, "-m", "aegis_core.cli", "sim", str(SCENARIO), "--out", tmp,
+               "--no-perfetto"]  # fmt: skip
         proc = statistics.median(whole_process(cmd, 3))
     rows.append(("aegis sim, whole process, trace batch", 22_000, proc))
     figures["aegis_whole_process_s"] = proc

@@ -227,7 +227,7 @@ def test_exec_on_numpy_writes_the_same_layout_as_sim(
     capsys.readouterr()
     files = sorted(p.name for p in ex.iterdir())
     assert files == sorted(p.name for p in sim.iterdir()) == [
-        "jobs.csv", "summary.json", "trace.jsonl",
+        "jobs.csv", "summary.json", "trace.json", "trace.jsonl",
     ]  # fmt: skip
 
     header, rows = read_jobs(ex)
@@ -570,7 +570,12 @@ def test_results_onto_a_file_are_bad_input(
 def test_an_engine_that_cannot_start_leaves_nothing_and_no_stale_results(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["exec", "scenarios/tiny_gpu.yaml", "--backend", "mock", "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"summary.json", "jobs.csv", "trace.jsonl"}
+    assert {p.name for p in out.iterdir()} == {
+        "summary.json",
+        "jobs.csv",
+        "trace.json",
+        "trace.jsonl",
+    }
 
     class Broken(ExecEngine):
         def start(self, plan: RunPlan) -> None:

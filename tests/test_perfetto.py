@@ -1,0 +1,131 @@
+"""``trace.json`` (Chrome Trace Event format, aegis_core.perfetto): structure Perfetto accepts
+(X slices nest per track, µs times, named tracks), exact events on a small run, and what the
+runner writes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aegis_core.explain import load
+from aegis_core.perfetto import export
+from aegis_core.runner import run_scenario
+from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario
+from aegis_exec.engine import ExecEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+MS = 1_000_000
+
+
+def check_structure(doc: dict[str, Any]) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """What Perfetto needs: X events with dur, non-overlapping per (pid, tid), every track
+    named; returns the X slices per track."""
+    assert doc["displayTimeUnit"] == "ms"
+    events = doc["traceEvents"]
+    names = {(e["pid"], e["tid"]) for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    procs = {e["pid"] for e in events if e["ph"] == "M" and e["name"] == "process_name"}
+    tracks: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        assert e["ph"] in ("X", "i", "C", "M"), e
+        assert isinstance(e["pid"], int) and isinstance(e["tid"], int)
+        if e["ph"] == "X":
+            assert e["dur"] >= 0 and e["ts"] >= 0
+            tracks[(e["pid"], e["tid"])].append(e)
+        if e["ph"] in ("X", "i"):
+            assert (e["pid"], e["tid"]) in names and e["pid"] in procs, e
+    for slices in tracks.values():
+        slices.sort(key=lambda e: e["ts"])
+        for a, b in itertools.pairwise(slices):
+            assert b["ts"] >= a["ts"] + a["dur"] - 1e-9, (a, b)  # disjoint on one track
+    flows = defaultdict(list)
+    for e in events:
+        if "bind_id" in e:
+            flows[e["bind_id"]].append("out" if e.get("flow_out") else "in")
+    assert all(sorted(v) == ["in", "out"] for v in flows.values())
+    return tracks
+
+
+def test_exact_events_of_a_small_run(tmp_path: Path) -> None:
+    """a#0 runs 0-4 ms; b#0, released at 1 ms, waits until 4 and runs to 6."""
+    a = {"name": "a", "period_ms": 20, "wcet_ms": 4}
+    b = {"name": "b", "period_ms": 20, "wcet_ms": 2, "deadline_ms": 8, "offset_ms": 1}
+    s = parse_scenario({"name": "pf", "duration_ms": 10, "tasks": [a, b]})
+    run_scenario(s, "sim", out_dir=tmp_path)
+    doc = json.loads((tmp_path / "trace.json").read_text())
+    tracks = check_structure(doc)
+    device = [(e["name"], e["ts"], e["dur"]) for e in tracks[(1, 1)]]
+    assert device == [("a#0", 0.0, 4000.0), ("b#0", 4000.0, 2000.0)]
+    waits = [e for es in tracks.values() for e in es if e["cat"] == "wait"]
+    assert [(e["name"], e["ts"], e["dur"], e["pid"]) for e in waits] == [
+        ("wait b#0", 1000.0, 3000.0, 2)
+    ]
+    b0 = next(e for e in tracks[(1, 1)] if e["name"] == "b#0")
+    assert b0["bind_id"] == waits[0]["bind_id"] and b0["flow_in"] is True
+    ev = doc["traceEvents"]
+    inst = sorted((e["name"], e["ts"]) for e in ev if e["ph"] == "i" and e["cat"] != "decision"
+                  and e["cat"] != "admission")  # fmt: skip
+    assert inst == [("deadline a#0", 20000.0), ("deadline b#0", 9000.0), ("release a#0", 0.0),
+                    ("release b#0", 1000.0)]  # fmt: skip
+    decisions = [e for e in ev if e.get("cat") == "decision"]
+    assert [d["name"] for d in decisions] == ["dispatch a#0", "dispatch b#0"]
+    assert decisions[1]["args"]["ready"][0]["job"] == "b#0"
+    ready = [(e["ts"], e["args"]["jobs"]) for e in ev if e["ph"] == "C" and e["name"] == "ready"]
+    assert ready == [(0.0, 1), (0.0, 0), (1000.0, 1), (4000.0, 0)]
+    names = {e["args"]["name"] for e in ev if e["ph"] == "M"}
+    assert {"device", "tasks", "scheduler", "slot 0", "a", "b"} <= names
+
+
+@pytest.mark.parametrize("name", ["lp_edf", "unscheduled", "memory", "admission"])
+def test_scenario_traces_have_a_valid_structure(name: str, tmp_path: Path) -> None:
+    s = replace_scenario(load_scenario(ROOT / "scenarios" / f"{name}.yaml"), duration_ns=300 * MS)
+    run_scenario(s, "sim", out_dir=tmp_path)
+    doc = json.loads((tmp_path / "trace.json").read_text())
+    tracks = check_structure(doc)
+    jobs = sum(len(v) for (pid, _), v in tracks.items() if pid == 1)
+    records = load(tmp_path)
+    assert jobs == sum(r["kind"] == "dispatch" for r in records)  # one slice per dispatch
+    counters = {e["name"] for e in doc["traceEvents"] if e["ph"] == "C"}
+    assert "ready" in counters
+    if name in ("memory", "lp_edf"):
+        assert "activations" in counters  # the models' planned arenas
+    if name == "lp_edf":
+        assert any(" chunk 1" in e["name"] for v in tracks.values() for e in v)
+    if name == "unscheduled":
+        assert len([k for k in tracks if k[0] == 1]) > 1  # overlapping jobs: several lanes
+
+
+def test_exec_numpy_trace_json(tmp_path: Path) -> None:
+    s = replace_scenario(load_scenario(ROOT / "scenarios" / "tiny_gpu.yaml"), duration_ns=60 * MS)
+    run_scenario(s, ExecEngine("numpy"), out_dir=tmp_path)
+    check_structure(json.loads((tmp_path / "trace.json").read_text()))
+
+
+def test_no_trace_no_trace_json(tmp_path: Path) -> None:
+    s = load_scenario(ROOT / "scenarios" / "fifo.yaml")
+    run_scenario(s, "sim", out_dir=tmp_path)
+    assert (tmp_path / "trace.json").exists()
+    run_scenario(s, "sim", out_dir=tmp_path, trace=False)  # a rerun leaves no stale file
+    assert not (tmp_path / "trace.json").exists() and not (tmp_path / "trace.jsonl").exists()
+
+
+def test_export_of_faults_overruns_and_skips() -> None:
+    records = [
+        {"seq": 0, "t_ns": 0, "kind": "release", "job": "a#0", "task": "a", "deadline_ns": 5,
+         "release_ns": 0, "job_seq": 0},
+        {"seq": 1, "t_ns": 0, "kind": "dispatch", "job": "a#0", "task": "a",
+         "rationale": {"rule": "r", "key": ["seq"], "ready": [{"job": "a#0", "seq": 0}]}},
+        {"seq": 2, "t_ns": 9, "kind": "fault", "job": "a#0", "task": "a", "error": "boom"},
+        {"seq": 3, "t_ns": 9, "kind": "skip", "job": "a#1", "task": "a", "reason": "x"},
+    ]  # fmt: skip
+    doc = export(records, {"a": 64})
+    tracks = check_structure(doc)
+    assert tracks[(1, 1)][0]["args"]["end_kind"] == "fault"
+    cats = [e["cat"] for e in doc["traceEvents"] if e["ph"] == "i"]
+    assert "fault" in cats and "skip" in cats
+    mem = [e["args"]["bytes"] for e in doc["traceEvents"] if e.get("name") == "activations"]
+    assert mem == [64, 0]
