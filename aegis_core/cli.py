@@ -319,6 +319,15 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, format_comparison
+
+    c = compare(_scenario(args), backend=args.backend, results=Path(args.results),
+                rerun=args.rerun)  # fmt: skip
+    print(format_comparison(c))
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import explain_job, load, verify
 
@@ -461,6 +470,25 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--json", action="store_true", help="print the plan as JSON")
     mem.add_argument("--png", metavar="FILE", help="also draw the arena layout (op x offset)")
     mem.set_defaults(func=cmd_memory)
+
+    cmp_ = sub.add_parser("compare", help="bound, simulation and execution side by side")
+    cmp_.add_argument("scenario", help="scenario YAML file")
+    cmp_.add_argument(
+        "--backend",
+        choices=("auto", "cupy", "numpy", "mock"),
+        default="auto",
+        help="the executor's backend (default auto)",
+    )
+    cmp_.add_argument(
+        "--results",
+        default="results",
+        help="results root (default results): <root>/<scenario>/{sim,exec-*,compare}",
+    )
+    cmp_.add_argument("--rerun", action="store_true", help="run both even if results are current")
+    cmp_.add_argument("--seed", type=int, help="override the scenario's seed")
+    cmp_.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
+    cmp_.add_argument("--profiles", metavar="DIR", help="use the WCET profiles in DIR")
+    cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("explain", help="why each decision was taken; --verify re-derives them")
     exp.add_argument("trace", help="trace.jsonl, or a results directory holding one")

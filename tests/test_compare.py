@@ -1,0 +1,57 @@
+"""``aegis compare``: sim and exec side by side with the bound, reused when current."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from aegis_core.cli import main
+from aegis_core.compare import COLUMNS, _row, compare
+from aegis_core.scenario import load_scenario, replace_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+MS = 1_000_000
+
+
+def test_compare_numpy_writes_table_and_plots(tmp_path: Path) -> None:
+    s = replace_scenario(load_scenario(ROOT / "scenarios" / "three_models_cpu.yaml"),
+                         duration_ns=300 * MS)  # fmt: skip
+    c = compare(s, backend="numpy", results=tmp_path)
+    assert c.reused == {"sim": False, "exec": False}
+    assert [r["task"] for r in c.rows] == ["detector", "classifier", "transformer"]
+    with open(c.out_dir / "compare.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS and len(rows) == 3
+    for name in ("cdf.png", "gantt.png"):
+        assert (c.out_dir / name).read_bytes()[:4] == b"\x89PNG"
+    # the simulator replays WCETs the CPU beats: bound >= sim >= exec
+    assert c.ordered, c.rows
+    assert all(r["sim_misses"] == 0 for r in c.rows)
+    again = compare(s, backend="numpy", results=tmp_path)
+    assert again.reused == {"sim": True, "exec": True} and again.rows == c.rows
+    longer = replace_scenario(s, duration_ns=400 * MS)
+    assert compare(longer, backend="numpy", results=tmp_path).reused == {"sim": False,
+                                                                       "exec": False}  # fmt: skip
+    assert compare(longer, backend="numpy", results=tmp_path, rerun=True).reused["sim"] is False
+
+
+def test_the_order_check() -> None:
+    s = {"name": "a", "admitted": True, "bound_ns": 10, "misses": 0,
+         "response_ns": {"p99": 8, "max": 9}}  # fmt: skip
+    e = {"name": "a", "misses": 0, "response_ns": {"p99": 5, "max": 7}, "exec_ns": {"cv": 0.1}}
+    assert _row(s, e)["bound_ge_sim_ge_exec"] is True
+    assert _row(s, e)["exec_minus_sim_p99_ns"] == -3
+    e["response_ns"] = {"p99": 9, "max": 9.5}  # exec above sim: the order fails
+    assert _row(s, e)["bound_ge_sim_ge_exec"] is False
+    assert _row({**s, "bound_ns": None}, e)["bound_ge_sim_ge_exec"] is False
+
+
+def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "scenarios" / "tiny_gpu.yaml"
+    code = main(["compare", str(path), "--backend", "mock", "--results", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("task") and "cnn" in out and "bound>=sim>=exec" in out
+    assert (tmp_path / "tiny_gpu" / "compare" / "compare.csv").is_file()
