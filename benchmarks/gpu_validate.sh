@@ -9,7 +9,8 @@
 # 8. WCET: the three models profiled on cupy alone and with contention (OUTDIR/profiles), sim
 # and exec with those profiles, and the builtin zoo profiled then checked on held-out runs,
 # 9. memory: scenarios/memory.yaml planned (aegis memory) and executed on cupy in the planned
-# arena with --check-memory, and without the plan (each buffer its own allocation).
+# arena with --check-memory, and without the plan (each buffer its own allocation),
+# 10. aegis compare on cupy (sim vs GPU per task) and explain --verify on the GPU trace.
 # Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
 # Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
 # come as a wheel in .whl/ (PYTHONPATH /tmp/site).
@@ -82,4 +83,6 @@ step exec_memory 90 "${AEGIS[@]}" exec scenarios/memory.yaml --backend cupy --ch
   --out "$OUT/exec-memory"
 step exec_memory_unplanned 90 "${AEGIS[@]}" exec scenarios/memory.yaml --backend cupy \
   --no-memory-plan --out "$OUT/exec-memory-unplanned"
+step compare 120 "${AEGIS[@]}" compare $S --backend cupy --results "$OUT/compare-results"
+step explain_verify 60 "${AEGIS[@]}" explain "$OUT/exec-cupy" --verify
 echo "done; outputs in $OUT"
