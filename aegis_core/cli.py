@@ -244,6 +244,11 @@ def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
     )
 
 
+def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:
+    choices = ("auto", "cupy", "numpy", "mock")
+    sub.add_argument("--backend", choices=choices, default="auto", help=help)
+
+
 def _profiles_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--profiles",
@@ -381,11 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("exec", help="execute a scenario's models on a backend, write results")
     _run_options(ex, "results/<scenario>/exec-<backend>/")
-    ex.add_argument(
-        "--backend",
-        choices=("auto", "cupy", "numpy", "mock"),
-        default="auto",
-        help="cupy (CUDA GPU), numpy (CPU), mock (synthetic durations); "
+    _backend_option(
+        ex,
+        "cupy (CUDA GPU), numpy (CPU), mock (synthetic durations); "
         "auto: cupy when a GPU is usable, else numpy",
     )
     ex.add_argument(
@@ -422,12 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     prof = sub.add_parser("profile", help="measure each task's execution time, write WCET profiles")
     prof.add_argument("scenario", help="scenario YAML file")
-    prof.add_argument(
-        "--backend",
-        choices=("auto", "cupy", "numpy", "mock"),
-        default="auto",
-        help="where to run the models (default auto: cupy on a GPU, else numpy)",
-    )
+    _backend_option(prof, "where to run the models (default auto: cupy on a GPU, else numpy)")
     prof.add_argument(
         "--samples",
         type=int,
@@ -473,12 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = sub.add_parser("compare", help="bound, simulation and execution side by side")
     cmp_.add_argument("scenario", help="scenario YAML file")
-    cmp_.add_argument(
-        "--backend",
-        choices=("auto", "cupy", "numpy", "mock"),
-        default="auto",
-        help="the executor's backend (default auto)",
-    )
+    _backend_option(cmp_, "the executor's backend (default auto: cupy on a GPU, else numpy)")
     cmp_.add_argument(
         "--results",
         default="results",
@@ -487,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--rerun", action="store_true", help="run both even if results are current")
     cmp_.add_argument("--seed", type=int, help="override the scenario's seed")
     cmp_.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
-    cmp_.add_argument("--profiles", metavar="DIR", help="use the WCET profiles in DIR")
+    _profiles_option(cmp_)
     cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("explain", help="why each decision was taken; --verify re-derives them")
