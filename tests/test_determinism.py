@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,24 @@ def determinism_report(summary: dict[str, object], wcets: dict[str, int]) -> lis
     return lines
 
 
+STALL_NS = 1_000_000
+"""Host stall: a release handed over, or device idle while a job waited, this much late."""
+
+
+def _assumption_broken(job: Any, jobs: list[Any], wcets: dict[str, int]) -> bool:
+    """Did an overrun or a host stall touch ``job``'s wait or run (its busy window)?"""
+    end = job.end_ns if job.end_ns is not None else job.deadline_ns
+    window = [j for j in jobs if j.start_ns is not None and j.end_ns is not None
+              and j.end_ns > job.release_ns - max(wcets.values()) and j.start_ns < end]  # fmt: skip
+    if any(j.run_ns > wcets[j.task] for j in window):
+        return True
+    if job.lag_ns > STALL_NS:
+        return True
+    start = job.start_ns if job.start_ns is not None else end
+    busy = sum(max(0, min(j.end_ns, start) - max(j.start_ns, job.release_ns)) for j in window)
+    return (start - job.release_ns) - busy > STALL_NS
+
+
 @pytest.mark.no_cover  # coverage's tracer slows the per-operator Python loop: timings would lie
 def test_scenario_2_profile_admit_execute(tmp_path: Path) -> None:
     scenario = load_scenario(ROOT / "scenarios" / "determinism.yaml")
@@ -51,7 +70,15 @@ def test_scenario_2_profile_admit_execute(tmp_path: Path) -> None:
     print("\n" + "\n".join(determinism_report(summary, wcets)))
     print("overruns:", summary["exec"]["overruns"])
     assert summary["jobs"] == 2 * INVOCATIONS
-    assert summary["misses"] == 0  # admitted with profiled WCETs => no miss
+    # admitted with profiled WCETs => no miss, as long as the analysis's assumptions held: a
+    # miss is only acceptable where a job of its busy window overran its WCET or the host
+    # stalled (woke late for the release, or left the device idle while it waited)
+    unexplained = [
+        j.id for j in result.jobs if j.missed and not _assumption_broken(j, result.jobs, wcets)
+    ]
+    print(f"misses: {summary['misses']} (unexplained: {unexplained})")
+    assert unexplained == []
+    assert summary["misses"] <= INVOCATIONS // 100
     for t in summary["tasks"]:
         assert t["completed"] == INVOCATIONS
         assert t["exec_ns"]["n"] == INVOCATIONS and t["bound_ns"] is not None
