@@ -72,48 +72,73 @@ def verify(records: Sequence[dict[str, Any]]) -> Verification:
 
 
 def _verify_dispatches(records: Sequence[dict[str, Any]], policy: str, out: Verification) -> None:
+    """Replay the ready set in record order (release and chunk add a job, dispatch and skip
+    remove it) and check each dispatch against it, not only against what it recorded."""
     from .policy import get_policy
 
     pol = get_policy(policy)
-    released: set[str] = set()
-    finished: set[str] = set()
+    entries: dict[str, dict[str, Any]] = {}
+    ready: dict[str, dict[str, Any]] = {}
+    running: set[str] = set()
     for r in records:
-        kind = r.get("kind")
+        kind, job = r.get("kind"), str(r.get("job"))
         if kind == "release":
-            released.add(r["job"])
-        elif kind in ("complete", "fault", "skip"):
-            finished.add(r["job"])
+            e = {"job": job, "task": r["task"], "deadline_ns": r["deadline_ns"],
+                 "release_ns": r["release_ns"], "seq": r["job_seq"]}  # fmt: skip
+            if "priority" in r:
+                e["priority"] = r["priority"]
+            entries[job] = ready[job] = e
+        elif kind == "chunk":
+            running.discard(job)
+            if job in entries:
+                ready[job] = entries[job]
+        elif kind in ("complete", "fault"):
+            running.discard(job)
+            ready.pop(job, None)
+        elif kind == "skip":
+            ready.pop(job, None)
         elif kind == "dispatch":
             out.dispatches += 1
-            why = _dispatch_problem(r, pol.rule, list(pol.key_fields), released, finished)
+            why = _dispatch_problem(r, pol, ready, running)
             if why:
-                out.mismatches.append(Mismatch(r.get("seq"), f"dispatch of {r.get('job')}", why))
+                out.mismatches.append(Mismatch(r.get("seq"), f"dispatch of {job}", why))
+            ready.pop(job, None)
+            running.add(job)
 
 
 def _dispatch_problem(
-    r: dict[str, Any], rule: str, key: list[str], released: set[str], finished: set[str]
+    r: dict[str, Any], pol: Any, ready: dict[str, dict[str, Any]], running: set[str]
 ) -> str | None:
     rat = r.get("rationale") or {}
-    ready = rat.get("ready") or []
-    if rat.get("rule") != rule or list(rat.get("key") or []) != key:
-        return f"recorded rule {rat.get('rule')!r} is not the policy's {rule!r}"
-    if not ready or ready[0].get("job") != r.get("job"):
+    listed = rat.get("ready") or []
+    key = list(pol.key_fields)
+    if rat.get("rule") != pol.rule:
+        return f"recorded rule {rat.get('rule')!r} is not the policy's {pol.rule!r}"
+    if list(rat.get("key") or []) != key:
+        return f"recorded key {rat.get('key')!r} is not the policy's {key!r}"
+    if not listed or listed[0].get("job") != r.get("job"):
         return "the dispatched job is not the first entry of its ready set"
-    try:
-        keys = [tuple(e[f] for f in key) for e in ready]
-    except KeyError as exc:
-        return f"a ready entry lacks the key field {exc}"
-    best = min(range(len(ready)), key=lambda i: keys[i])
+    names = [e.get("job") for e in listed]
+    if sorted(map(str, names)) != sorted(ready) or len(set(names)) != len(names):
+        missing = sorted(set(ready) - set(map(str, names)))
+        extra = sorted(set(map(str, names)) - set(ready))
+        return (f"the recorded ready set is not the jobs released and not started: "
+                f"missing {missing}, extra {extra}")  # fmt: skip
+    for e in listed:
+        if e != ready[e["job"]]:
+            bad = sorted(
+                k for k in set(e) | set(ready[e["job"]]) if e.get(k) != ready[e["job"]].get(k)
+            )
+            return f"ready entry {e['job']} differs from its release record in {', '.join(bad)}"
+    keys = [tuple(e[f] for f in key) for e in listed]
+    best = min(range(len(listed)), key=lambda i: keys[i])
     if best != 0:
         return (
-            f"by {', '.join(key)} the winner is {ready[best]['job']} {list(keys[best])}, "
-            f"not {ready[0]['job']} {list(keys[0])}"
+            f"by {', '.join(key)} the winner is {listed[best]['job']} {list(keys[best])}, "
+            f"not {listed[0]['job']} {list(keys[0])}"
         )
-    for e in ready:
-        if e["job"] not in released or e["job"] in finished:
-            return f"ready entry {e['job']} was not released-and-unfinished at that instant"
-        if e.get("release_ns", 0) > r["t_ns"]:
-            return f"ready entry {e['job']} is released after the decision"
+    if not pol.concurrent and running:
+        return f"dispatched while {sorted(running)[0]} still held the only slot"
     return None
 
 
@@ -128,7 +153,7 @@ def _verify_admissions(records: Sequence[dict[str, Any]], out: Verification) -> 
 
     try:
         verdicts = admit(scenario_from_records(adm)).tasks
-    except InputError as exc:
+    except (InputError, TypeError) as exc:  # unreadable params: a mismatch, not a crash
         out.mismatches.append(Mismatch(adm[0].get("seq"), "admission", str(exc)))
         return
     for r, v in zip(adm, verdicts, strict=True):
@@ -211,32 +236,49 @@ def _admission_story(records: Sequence[dict[str, Any]], task: str) -> list[str]:
     return []
 
 
+_ENDS = ("complete", "chunk", "fault")
+
+
 def _blocking_story(records: Sequence[dict[str, Any]], rel: dict[str, Any]) -> list[str]:
-    """The non-preemptive job running when this one was released, if any."""
-    t = rel["release_ns"]
+    """The jobs holding the device when this one was released, in record order (a wall-clock
+    engine hands a late release over after what it already dispatched)."""
+    at = records.index(rel)
     running: dict[str, int] = {}
-    for r in records:
-        if r["t_ns"] > t:
-            continue
+    for r in records[:at]:
         if r.get("kind") == "dispatch":
             running[r["job"]] = r["t_ns"]
-        elif r.get("kind") in ("complete", "chunk", "fault"):
-            running.pop(r.get("job", ""), None)  # ended at or before the release
-    others = [j for j in running if j != rel["job"]]
-    if not others:
-        return ["blocking: the device was free or became free at its release"]
-    ends = {r["job"]: r["t_ns"] for r in records if r.get("kind") in ("complete", "chunk", "fault")
-            and r.get("job") in others and r["t_ns"] > t}  # fmt: skip
-    return [f"blocking: {j} was running (non-preemptive) from {_ms(running[j])} until "
-            f"{_ms(ends.get(j))}" for j in others]  # fmt: skip
+        elif r.get("kind") in _ENDS:
+            running.pop(r.get("job", ""), None)
+    if not running:
+        return ["blocking: the device was free at its release"]
+    ends: dict[str, int] = {}
+    for r in records[at:]:
+        if r.get("kind") in _ENDS and r.get("job") in running and r["job"] not in ends:
+            ends[r["job"]] = r["t_ns"]  # the first end after the release: that chunk's
+    concurrent = _concurrent(records)
+    how = "running alongside (concurrent policy)" if concurrent else "running (non-preemptive)"
+    return [f"blocking: {j} was {how} from {_ms(t)} until {_ms(ends.get(j))}"
+            for j, t in running.items()]  # fmt: skip
+
+
+def _concurrent(records: Sequence[dict[str, Any]]) -> bool:
+    from .policy import get_policy
+
+    try:
+        return get_policy(_policy_of(records)).concurrent
+    except (InputError, KeyError, ValueError):
+        return False
 
 
 def _competition_story(
     records: Sequence[dict[str, Any]], job: str, rel: dict[str, Any]
 ) -> list[str]:
+    """Every decision while it was ready, from its release to its end (all its chunks)."""
     out = []
-    for r in records:
-        if r.get("kind") != "dispatch" or r["t_ns"] < rel["release_ns"]:
+    for r in records[records.index(rel) + 1 :]:
+        if r.get("job") == job and r.get("kind") in ("complete", "fault", "skip"):
+            break
+        if r.get("kind") != "dispatch":
             continue
         rat = r["rationale"]
         key = rat["key"]
@@ -246,12 +288,11 @@ def _competition_story(
             continue
         me = ready[names.index(job)]
         mine = [me[f] for f in key]
+        chunk = f" (chunk {r['chunk']})" if r.get("chunk") else ""
         if r["job"] == job:
             beat = [f"{e['job']} {[e[f] for f in key]}" for e in ready[1:]]
             rest = f", ahead of {', '.join(beat)}" if beat else ", alone in the ready set"
-            out.append(f"dispatched at {_ms(r['t_ns'])} by {rat['rule']}: key {mine}{rest}")
-            if r.get("chunk") is None:
-                break
+            out.append(f"dispatched{chunk} at {_ms(r['t_ns'])} by {rat['rule']}: key {mine}{rest}")
         else:
             w = ready[0]
             out.append(f"waited at {_ms(r['t_ns'])}: {w['job']} went first with key "

@@ -22,11 +22,17 @@ from pathlib import Path
 from typing import Any
 
 DEVICE, TASKS, SCHED = 1, 2, 3
-LANES_PER_TASK = 100
 
 
 def _us(ns: int) -> float:
+    """A duration in µs (Perfetto truncates µs × 1000 to ns: at most 1 ns short)."""
     return ns / 1000.0
+
+
+def _ts(ns: int) -> float:
+    """A timestamp in µs, half a ns late so that Perfetto's truncation gives back exactly
+    ``ns``: a slice that starts where the previous one ended never overlaps it."""
+    return (ns + 0.5) / 1000.0
 
 
 class _Lanes:
@@ -55,6 +61,7 @@ def export(
     device = _Lanes()
     waits: dict[str, _Lanes] = {t: _Lanes() for t in tasks}
     flow = 0
+    pending: list[tuple[dict[str, Any], str, int]] = []  # wait slices: tid once lanes are known
     for s in sorted(slices, key=lambda s: (s["start"], s["end"], s["job"])):
         lane = device.take(s["start"], s["end"])
         args = {k: s[k] for k in ("release_ns", "deadline_ns", "chunk", "end_kind") if k in s}
@@ -63,7 +70,7 @@ def export(
             "ph": "X",
             "pid": DEVICE,
             "tid": lane + 1,
-            "ts": _us(s["start"]),
+            "ts": _ts(s["start"]),
             "dur": _us(s["end"] - s["start"]),
             "name": name,
             "cat": "job",
@@ -73,24 +80,29 @@ def export(
             flow += 1
             t = s["task"]
             w = waits[t].take(s["release_ns"], s["start"])
-            events.append(
-                {
-                    "ph": "X",
-                    "pid": TASKS,
-                    "tid": _tid(tasks, t, w),
-                    "ts": _us(s["release_ns"]),
-                    "dur": _us(s["start"] - s["release_ns"]),
-                    "name": f"wait {s['job']}",
-                    "cat": "wait",
-                    "bind_id": flow,
-                    "flow_out": True,
-                }
-            )
+            wait = {
+                "ph": "X",
+                "pid": TASKS,
+                "ts": _ts(s["release_ns"]),
+                "dur": _us(s["start"] - s["release_ns"]),
+                "name": f"wait {s['job']}",
+                "cat": "wait",
+                "bind_id": flow,
+                "flow_out": True,
+            }
+            pending.append((wait, t, w))
+            events.append(wait)
             job.update(bind_id=flow, flow_in=True)
         events.append(job)
-    events += _instants(records, tasks)
+    bases, at = {}, 1  # each task's tracks: as many as its wait lanes, never a neighbour's
+    for t in tasks:
+        bases[t] = at
+        at += max(1, len(waits[t].ends))
+    for wait, t, w in pending:
+        wait["tid"] = bases[t] + w
+    events += _instants(records, bases)
     events += _counters(records, slices, memory)
-    return {"displayTimeUnit": "ms", "traceEvents": _metadata(tasks, device, waits) + events}
+    return {"displayTimeUnit": "ms", "traceEvents": _metadata(bases, device, waits) + events}
 
 
 def _task_order(records: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -99,10 +111,6 @@ def _task_order(records: Iterable[Mapping[str, Any]]) -> list[str]:
         if r.get("kind") in ("admit", "reject", "release") and r.get("task"):
             seen.setdefault(r["task"], None)
     return list(seen)
-
-
-def _tid(tasks: Sequence[str], task: str, lane: int = 0) -> int:
-    return tasks.index(task) * LANES_PER_TASK + lane + 1
 
 
 def _slices(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -141,19 +149,21 @@ def _slices(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 _INSTANTS = {"miss": "miss", "overrun": "overrun", "skip": "skip", "fault": "fault"}
 
 
-def _instants(records: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> list[dict[str, Any]]:
+def _instants(
+    records: Sequence[Mapping[str, Any]], bases: Mapping[str, int]
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r in records:
         kind = r.get("kind")
         if kind == "release":
-            tid = _tid(tasks, r["task"])
+            tid = bases[r["task"]]
             out.append(
                 {
                     "ph": "i",
                     "s": "t",
                     "pid": TASKS,
                     "tid": tid,
-                    "ts": _us(r["t_ns"]),
+                    "ts": _ts(r["t_ns"]),
                     "name": f"release {r['job']}",
                     "cat": "release",
                     "args": {"deadline_ns": r["deadline_ns"], "release_ns": r["release_ns"]},
@@ -165,20 +175,20 @@ def _instants(records: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> lis
                     "s": "t",
                     "pid": TASKS,
                     "tid": tid,
-                    "ts": _us(r["deadline_ns"]),
+                    "ts": _ts(r["deadline_ns"]),
                     "name": f"deadline {r['job']}",
                     "cat": "deadline",
                 }
             )
-        elif kind in _INSTANTS and r.get("task") in tasks:
+        elif kind in _INSTANTS and r.get("task") in bases:
             args = {k: v for k, v in r.items() if k not in ("seq", "t_ns", "kind")}
             out.append(
                 {
                     "ph": "i",
                     "s": "t",
                     "pid": TASKS,
-                    "tid": _tid(tasks, r["task"]),
-                    "ts": _us(r["t_ns"]),
+                    "tid": bases[r["task"]],
+                    "ts": _ts(r["t_ns"]),
                     "name": f"{kind} {r.get('job')}",
                     "cat": kind,
                     "args": args,
@@ -192,7 +202,7 @@ def _instants(records: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> lis
                     "s": "t",
                     "pid": SCHED,
                     "tid": 1,
-                    "ts": _us(r["t_ns"]),
+                    "ts": _ts(r["t_ns"]),
                     "name": f"dispatch {r['job']}",
                     "cat": "decision",
                     "args": {"rule": rat["rule"], "key": rat["key"], "ready": rat["ready"]},
@@ -234,7 +244,7 @@ def _counters(
                 "ph": "C",
                 "pid": SCHED,
                 "tid": 1,
-                "ts": _us(r["t_ns"]),
+                "ts": _ts(r["t_ns"]),
                 "name": "ready",
                 "args": {"jobs": len(ready)},
             }
@@ -252,7 +262,7 @@ def _counters(
                     "ph": "C",
                     "pid": DEVICE,
                     "tid": 0,
-                    "ts": _us(t),
+                    "ts": _ts(t),
                     "name": "activations",
                     "args": {"bytes": live},
                 }
@@ -261,7 +271,7 @@ def _counters(
 
 
 def _metadata(
-    tasks: Sequence[str], device: _Lanes, waits: Mapping[str, _Lanes]
+    bases: Mapping[str, int], device: _Lanes, waits: Mapping[str, _Lanes]
 ) -> list[dict[str, Any]]:
     def meta(pid: int, tid: int, kind: str, name: str) -> dict[str, Any]:
         return {"ph": "M", "pid": pid, "tid": tid, "name": kind, "args": {"name": name}}
@@ -276,10 +286,10 @@ def _metadata(
     out += [
         meta(DEVICE, i + 1, "thread_name", f"slot {i}") for i in range(max(1, len(device.ends)))
     ]
-    for t in tasks:
+    for t in bases:
         lanes = max(1, len(waits[t].ends))
         out += [
-            meta(TASKS, _tid(tasks, t, k), "thread_name", t if k == 0 else f"{t} ({k})")
+            meta(TASKS, bases[t] + k, "thread_name", t if k == 0 else f"{t} ({k})")
             for k in range(lanes)
         ]
     return out

@@ -91,6 +91,25 @@ def test_a_tampered_dispatch_is_caught(tmp_path: Path, capsys: pytest.CaptureFix
     rule = copy.deepcopy(records)
     rule[i]["rationale"]["rule"] = "fifo: earliest release, then seq"
     assert "is not the policy's" in verify(rule).mismatches[0].message
+    # a scheduler that lost the rightful winner: dropped from the ready set, runner-up sent
+    dropped = copy.deepcopy(records)
+    del dropped[i]["rationale"]["ready"][0]
+    dropped[i]["job"] = dropped[i]["rationale"]["ready"][0]["job"]
+    assert "missing [" in verify(dropped).mismatches[0].message
+    # a forged key: the loser's deadline rewritten so that it sorts first
+    forged = copy.deepcopy(records)
+    ready = forged[i]["rationale"]["ready"]
+    ready[1]["deadline_ns"] = 0
+    ready[0], ready[1] = ready[1], ready[0]
+    forged[i]["job"] = ready[0]["job"]
+    assert "differs from its release record in deadline_ns" in verify(forged).mismatches[0].message
+    # a dispatch moved before the running job's completion: two jobs on the only slot
+    early = copy.deepcopy(records)
+    k = next(n for n in range(i + 1, len(early)) if early[n]["kind"] == "dispatch")
+    c = max(n for n in range(k) if early[n]["kind"] == "complete")
+    early.insert(c, early.pop(k))
+    assert any("still held the only slot" in m.message or "not the jobs released" in m.message
+               for m in verify(early).mismatches)  # fmt: skip
 
 
 def test_a_tampered_admission_is_caught(tmp_path: Path) -> None:

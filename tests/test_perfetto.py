@@ -22,6 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 MS = 1_000_000
 
 
+def ns(us: float) -> int:
+    """Perfetto's reading of a JSON µs value (``static_cast<int64_t>(us * 1000.0)``)."""
+    return int(us * 1000.0)
+
+
 def check_structure(doc: dict[str, Any]) -> dict[tuple[int, int], list[dict[str, Any]]]:
     """What Perfetto needs: X events with dur, non-overlapping per (pid, tid), every track
     named; returns the X slices per track."""
@@ -40,8 +45,8 @@ def check_structure(doc: dict[str, Any]) -> dict[tuple[int, int], list[dict[str,
             assert (e["pid"], e["tid"]) in names and e["pid"] in procs, e
     for slices in tracks.values():
         slices.sort(key=lambda e: e["ts"])
-        for a, b in itertools.pairwise(slices):
-            assert b["ts"] >= a["ts"] + a["dur"] - 1e-9, (a, b)  # disjoint on one track
+        for a, b in itertools.pairwise(slices):  # as Perfetto reads them: µs x 1000, truncated
+            assert ns(b["ts"]) >= ns(a["ts"]) + ns(a["dur"]), (a, b)  # disjoint on one track
     flows = defaultdict(list)
     for e in events:
         if "bind_id" in e:
@@ -58,24 +63,26 @@ def test_exact_events_of_a_small_run(tmp_path: Path) -> None:
     run_scenario(s, "sim", out_dir=tmp_path)
     doc = json.loads((tmp_path / "trace.json").read_text())
     tracks = check_structure(doc)
-    device = [(e["name"], e["ts"], e["dur"]) for e in tracks[(1, 1)]]
-    assert device == [("a#0", 0.0, 4000.0), ("b#0", 4000.0, 2000.0)]
+    device = [(e["name"], ns(e["ts"]), ns(e["dur"])) for e in tracks[(1, 1)]]
+    assert device == [("a#0", 0, 4 * MS), ("b#0", 4 * MS, 2 * MS)]
     waits = [e for es in tracks.values() for e in es if e["cat"] == "wait"]
-    assert [(e["name"], e["ts"], e["dur"], e["pid"]) for e in waits] == [
-        ("wait b#0", 1000.0, 3000.0, 2)
+    assert [(e["name"], ns(e["ts"]), ns(e["dur"]), e["pid"]) for e in waits] == [
+        ("wait b#0", 1 * MS, 3 * MS, 2)
     ]
     b0 = next(e for e in tracks[(1, 1)] if e["name"] == "b#0")
     assert b0["bind_id"] == waits[0]["bind_id"] and b0["flow_in"] is True
     ev = doc["traceEvents"]
-    inst = sorted((e["name"], e["ts"]) for e in ev if e["ph"] == "i" and e["cat"] != "decision"
+    inst = sorted((e["name"], ns(e["ts"])) for e in ev if e["ph"] == "i" and e["cat"] != "decision"
                   and e["cat"] != "admission")  # fmt: skip
-    assert inst == [("deadline a#0", 20000.0), ("deadline b#0", 9000.0), ("release a#0", 0.0),
-                    ("release b#0", 1000.0)]  # fmt: skip
+    assert inst == [("deadline a#0", 20 * MS), ("deadline b#0", 9 * MS), ("release a#0", 0),
+                    ("release b#0", 1 * MS)]  # fmt: skip
     decisions = [e for e in ev if e.get("cat") == "decision"]
     assert [d["name"] for d in decisions] == ["dispatch a#0", "dispatch b#0"]
     assert decisions[1]["args"]["ready"][0]["job"] == "b#0"
-    ready = [(e["ts"], e["args"]["jobs"]) for e in ev if e["ph"] == "C" and e["name"] == "ready"]
-    assert ready == [(0.0, 1), (0.0, 0), (1000.0, 1), (4000.0, 0)]
+    ready = [
+        (ns(e["ts"]), e["args"]["jobs"]) for e in ev if e["ph"] == "C" and e["name"] == "ready"
+    ]
+    assert ready == [(0, 1), (0, 0), (1 * MS, 1), (4 * MS, 0)]
     names = {e["args"]["name"] for e in ev if e["ph"] == "M"}
     assert {"device", "tasks", "scheduler", "slot 0", "a", "b"} <= names
 
@@ -129,3 +136,43 @@ def test_export_of_faults_overruns_and_skips() -> None:
     assert "fault" in cats and "skip" in cats
     mem = [e["args"]["bytes"] for e in doc["traceEvents"] if e.get("name") == "activations"]
     assert mem == [64, 0]
+
+
+def test_back_to_back_slices_at_arbitrary_ns_never_overlap_in_perfetto() -> None:
+    """Executor times are arbitrary ns: a slice starting where the last ended must not
+    overlap it once Perfetto truncates µs x 1000 to integer ns."""
+    import random
+
+    rng = random.Random(3)
+    records: list[dict[str, Any]] = []
+    t, seq = 0, 0
+    for k in range(2000):
+        job = f"a#{k}"
+        records.append({"seq": seq, "t_ns": t, "kind": "release", "job": job, "task": "a",
+                        "deadline_ns": t + 10**9, "release_ns": t, "job_seq": k})  # fmt: skip
+        records.append({"seq": seq + 1, "t_ns": t, "kind": "dispatch", "job": job, "task": "a",
+                        "rationale": {"rule": "r", "key": ["seq"], "ready": []}})  # fmt: skip
+        t += rng.randint(1, 10**7)
+        records.append({"seq": seq + 2, "t_ns": t, "kind": "complete", "job": job, "task": "a"})
+        seq += 3
+    tracks = check_structure(export(records))
+    assert len(tracks[(1, 1)]) == 2000  # all on one lane, back to back, none overlapping
+
+
+def test_many_waiting_jobs_keep_to_their_own_tracks() -> None:
+    """A task with hundreds of jobs waiting at once gets as many wait tracks, none of them a
+    neighbour's."""
+    s = parse_scenario({"name": "starve", "policy": "np-fp", "duration_ms": 300, "tasks": [
+        {"name": "a", "period_ms": 1, "wcet_ms": 0.9, "priority": 2},
+        {"name": "b", "period_ms": 1, "wcet_ms": 0.9, "priority": 1}]})  # fmt: skip
+    from aegis_core.testing import run_in_memory
+
+    records, _ = run_in_memory(s)
+    doc = export(records)
+    tracks = check_structure(doc)
+    names: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for e in doc["traceEvents"]:
+        if e["ph"] == "M" and e["name"] == "thread_name":
+            names[(e["pid"], e["tid"])].add(e["args"]["name"])
+    assert all(len(v) == 1 for v in names.values())
+    assert sum(1 for k in names if k[0] == 2) > 100 and tracks
