@@ -1,7 +1,7 @@
 """``aegis compare``: the analytical bound, the simulation and the execution of one scenario,
 side by side.
 
-Runs (or reuses, when their ``summary.json`` matches the scenario file, seed and horizon) the
+Runs (or reuses, when their ``summary.json`` carries the same run fingerprint) the
 ``sim`` results and the ``exec`` results of one backend, then writes to
 ``results/<scenario>/compare/``: ``compare.csv`` (one row per task), ``cdf.png`` (response-time
 CDFs, sim and exec) and ``gantt.png`` (the first 200 ms, sim above exec). The check it states:
@@ -40,24 +40,23 @@ class Comparison:
 
 
 def _current(out: Path, scenario: Scenario, seed: int) -> bool:
-    """Results in ``out`` come from this scenario file (hash), seed and horizon."""
+    """Results in ``out`` are this very run: the same effective scenario (tasks, profiles,
+    policy, horizon), seed, admission and execution-time mode, and AegisRT version."""
+    from .runner import run_fingerprint
+
     try:
         s = json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    return (
-        (out / "jobs.csv").is_file()
-        and s.get("scenario_sha256") == scenario.source_sha256
-        and s.get("seed") == seed
-        and s.get("duration_ns") == scenario.duration_ns
-    )
+    want = run_fingerprint(scenario, seed, True, "sample")
+    return (out / "jobs.csv").is_file() and s.get("fingerprint") == want
 
 
 def _results(scenario: Scenario, engine: Any, out: Path, seed: int) -> bool:
     """Run unless current results exist; True when reused."""
     from .runner import run_scenario
 
-    if scenario.source_sha256 and _current(out, scenario, seed):
+    if _current(out, scenario, seed):
         return True
     run_scenario(scenario, engine, out_dir=out, perfetto=False)
     return False

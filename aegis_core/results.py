@@ -28,7 +28,9 @@ JOB_COLUMNS = (
     "missed", "status", "release_lag_ns",
 )  # fmt: skip
 
-VOLATILE_KEYS = frozenset({"decision_overhead_ns", "run", "versions", "scenario_path", "exec"})
+VOLATILE_KEYS = frozenset(
+    {"decision_overhead_ns", "run", "versions", "scenario_path", "exec", "fingerprint"}
+)
 """Summary keys that differ between identical runs (timings, machine); goldens drop them."""
 
 _STATUS = {s: s.name.lower() for s in JobStatus}

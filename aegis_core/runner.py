@@ -26,6 +26,31 @@ class RunResult:
     loop: LoopStats
 
 
+def run_fingerprint(scenario: Scenario, seed: int, admission: bool, exec_time: str) -> str:
+    """What makes two runs the same run: the effective scenario (every task field, profile
+    samples included; not file paths), seed, admission setting, execution-time mode and
+    AegisRT's version. ``aegis compare`` reuses results only when this matches."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from . import __version__
+
+    tasks = []
+    for t in scenario.tasks:
+        d = dataclasses.asdict(t)
+        d.pop("profile", None)
+        samples = d.pop("profile_samples", None)
+        d["profile_samples"] = hashlib.sha256(repr(samples).encode()).hexdigest()
+        tasks.append(d)
+    body = {
+        "version": __version__, "name": scenario.name, "policy": str(scenario.policy),
+        "duration_ns": scenario.duration_ns, "gpu": scenario.gpu_memory_bytes, "seed": seed,
+        "tasks": tasks, "admission": admission, "exec_time": exec_time,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
     label = engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
     return Path("results") / scenario.name / label
@@ -132,6 +157,9 @@ def run_scenario(
         "duration_ns": scenario.duration_ns,
         "exec_time": exec_time if any(t.profile_samples for t in scenario.tasks) else "wcet",
         "scenario_sha256": scenario.source_sha256,
+        "fingerprint": run_fingerprint(
+            scenario, scenario.seed if seed is None else seed, admission, exec_time
+        ),
         "scenario_path": scenario.path,
         "device": "simulated" if eng.name == "sim" else getattr(eng, "device", None),
         "jobs": len(scheduler.jobs),

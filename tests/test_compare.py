@@ -35,6 +35,12 @@ def test_compare_numpy_writes_table_and_plots(tmp_path: Path) -> None:
     assert compare(longer, backend="numpy", results=tmp_path).reused == {"sim": False,
                                                                        "exec": False}  # fmt: skip
     assert compare(longer, backend="numpy", results=tmp_path, rerun=True).reused["sim"] is False
+    # results of another run in the same folders are never taken for this one
+    from aegis_core.runner import run_scenario
+
+    run_scenario(replace_scenario(longer, policy=type(longer.policy)("unscheduled")), "sim",
+                 out_dir=c.sim_dir.parent.parent / longer.name / "sim", perfetto=False)  # fmt: skip
+    assert compare(longer, backend="numpy", results=tmp_path).reused["sim"] is False
 
 
 def test_the_order_check() -> None:
