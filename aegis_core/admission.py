@@ -525,14 +525,15 @@ def memory_gate(scenario: Scenario) -> MemoryGate | None:
         return None
     from .memory import ScenarioMemory
 
-    mem = ScenarioMemory.of(scenario)
+    mem = ScenarioMemory.of(scenario, executor=True)  # what exec allocates, scratch included
 
     def gate(cand: list[int]) -> tuple[str | None, int]:
         i = cand[-1]
         own = mem.task_bytes(i)
         budget = scenario.tasks[i].memory_budget_bytes
         if budget is not None and own > budget:
-            return (f"planned memory {mib(own)} (weights, input and activation arena) "
+            return (f"planned memory {mib(own)} (weights, input and activation arena with "
+                    "scratch) "
                     f"> its budget {mib(budget)}", own)  # fmt: skip
         device = scenario.gpu_memory_bytes
         if device is not None:

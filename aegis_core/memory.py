@@ -20,6 +20,7 @@ other tensor lives from its producing op to its last reader.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -75,17 +76,40 @@ def align(n: int, a: int = ALIGN) -> int:
     return -(-n // a) * a
 
 
-def usage_of(graph: Graph, name: str | None = None) -> ModelUsage:
-    """Activation usage records of a model graph (the input and weights are persistent)."""
+def ws_key(op_index: int, name: str) -> str:
+    """The plan's name for scratch buffer ``name`` of operator ``op_index``."""
+    return f"ws:{op_index}:{name}"
+
+
+EXEC_ITEMSIZE = 4
+"""The executor keeps every tensor in float32, whatever a graph file declares."""
+
+
+def usage_of(graph: Graph, name: str | None = None, *, executor: bool = False) -> ModelUsage:
+    """Activation usage records of a model graph (the input and weights are persistent).
+    ``executor=True``: as the executor allocates them — every operator's scratch buffers
+    (im2col columns, padded inputs, ...) added as tensors live at that operator, and every
+    tensor at 4 bytes an element."""
+    from .graph import scratch_shapes
+
+    def size(shape: tuple[int, ...], nbytes: int) -> int:
+        return math.prod(shape) * EXEC_ITEMSIZE if executor else nbytes
+
     spans = graph.lifetimes()
-    tensors = tuple(
-        Usage(t, graph.tensors[t].nbytes, first, last)
+    tensors = [
+        Usage(t, size(graph.tensors[t].shape, graph.tensors[t].nbytes), first, last)
         for t, (first, last) in spans.items()
         if t != graph.input
-    )
-    return ModelUsage(
-        name or graph.name, tensors, graph.weights_bytes, graph.tensors[graph.input].nbytes
-    )
+    ]
+    if executor:
+        tensors += [
+            Usage(ws_key(i, k), math.prod(shape) * EXEC_ITEMSIZE, i, i)
+            for i, op in enumerate(graph.ops)
+            for k, shape in scratch_shapes(op, graph).items()
+        ]
+    inp = graph.tensors[graph.input]
+    weights = sum(size(t.shape, t.nbytes) for t in graph.tensors.values() if t.role == "weight")
+    return ModelUsage(name or graph.name, tuple(tensors), weights, size(inp.shape, inp.nbytes))
 
 
 def breadths(tensors: Sequence[Usage]) -> list[int]:
@@ -234,17 +258,45 @@ PLANNERS = {
 }
 
 
-def plan_model(usage: ModelUsage, alignment: int = 1) -> ModelPlan:
-    """Every planner; the smallest verified plan wins (ties: the first in PLANNERS)."""
+def boundary_first(usage: ModelUsage, alignment: int = 1) -> dict[str, int]:
+    """Best fit with the tensors that stay live across a preemption point placed first (at
+    the bottom), then the rest by size: a low high-water mark at the boundaries, for nested
+    sharing (theory §6.4: "bias the planner to put tensors that live across the allowed
+    boundaries at low offsets")."""
+    bounds = _boundaries(usage)
+
+    def crossing(t: Usage) -> bool:
+        return any(t.first < b <= t.last for b in bounds)
+
+    order = sorted(usage.tensors, key=lambda t: (not crossing(t), -t.size, t.first, t.name))
+    return best_fit(order, alignment)
+
+
+def plan_model(usage: ModelUsage, alignment: int = 1, *, preemptible: bool = False) -> ModelPlan:
+    """Every planner; the smallest verified plan wins (ties: the first in PLANNERS). A
+    ``preemptible`` model (nested sharing) also tries :func:`boundary_first` and picks the
+    plan with the lowest high-water mark at its boundaries, then the smallest."""
     tensors = usage.tensors
     sizes: dict[str, int] = {}
     plans: dict[str, dict[str, int]] = {}
-    for name, planner in PLANNERS.items():
+    planners: dict[str, Any] = dict(PLANNERS)
+    if preemptible:
+        planners["boundary-first"] = lambda ts, a: boundary_first(usage, a)
+    for name, planner in planners.items():
         offsets = planner(tensors, alignment)
         size = arena_size(tensors, offsets)
         verify(tensors, offsets, size)
         plans[name], sizes[name] = offsets, size
-    best = min(PLANNERS, key=lambda n: (sizes[n], list(PLANNERS).index(n)))
+
+    def keep(name: str) -> int:
+        plan = ModelPlan(usage.name, sizes[name], name, plans[name], 0, 0)
+        return max((high_water(usage, plan, b) for b in _boundaries(usage)), default=0)
+
+    order = list(planners)
+    if preemptible:
+        best = min(order, key=lambda n: (keep(n), sizes[n], order.index(n)))
+    else:
+        best = min(order, key=lambda n: (sizes[n], order.index(n)))
     return ModelPlan(
         usage.name,
         sizes[best],
@@ -338,7 +390,13 @@ def plan_models(usages: Sequence[ModelUsage], mode: str, alignment: int = 1) -> 
     names = [u.name for u in usages]
     if len(set(names)) != len(names):
         raise InputError("model names must be unique")
-    plans = [plan_model(u, alignment) for u in usages]
+    shortest = min((u.deadline_ns for u in usages if u.deadline_ns is not None), default=None)
+
+    def preemptible(u: ModelUsage) -> bool:  # nested: some task may preempt it at a boundary
+        return (mode == "nested" and bool(_boundaries(u)) and shortest is not None
+                and (u.deadline_ns or 0) > shortest)  # fmt: skip
+
+    plans = [plan_model(u, alignment, preemptible=preemptible(u)) for u in usages]
     isolated = sum(align(p.size, alignment) for p in plans)  # each its own aligned arena
     if mode == "serial":
         bases = {p.name: 0 for p in plans}
@@ -445,9 +503,17 @@ class ScenarioMemory:
     mode: str
 
     @classmethod
-    def of(cls, scenario: Scenario, chunks: Sequence[Sequence[int] | None] = ()) -> ScenarioMemory:
+    def of(
+        cls,
+        scenario: Scenario,
+        chunks: Sequence[Sequence[int] | None] = (),
+        *,
+        executor: bool = False,
+    ) -> ScenarioMemory:
         """Tasks without a model take no device memory. ``chunks`` (lp-edf): each task's
-        chunk count, whose boundaries are the only preemption points (default: every op)."""
+        chunk count, whose boundaries are the only preemption points (default: every op).
+        ``executor=True`` plans what the executor allocates (scratch buffers included): what
+        admission's memory budgets are checked against."""
         from .graph import task_graph
 
         usages: dict[int, ModelUsage] = {}
@@ -455,7 +521,7 @@ class ScenarioMemory:
             graph = task_graph(scenario, task)
             if graph is None:
                 continue
-            u = usage_of(graph, task.name)
+            u = usage_of(graph, task.name, executor=executor)
             given = chunks[i] if i < len(chunks) else None
             n = len(given) if given else None
             bounds = tuple(r.start for r in graph.chunks(n)[1:]) if n else None

@@ -105,15 +105,21 @@ class Profile:
     def save(self, path: str | Path) -> None:
         """Write atomically (a temporary file renamed over ``path``): never half a profile."""
         p = Path(path)
+        text = json.dumps(self.as_dict(), indent=1) + "\n"  # fails (if at all) before any file
+        tmp = None
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
             with os.fdopen(fd, "w") as f:
-                json.dump(self.as_dict(), f, indent=1)
-                f.write("\n")
+                f.write(text)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, p)
+            tmp = None
         except OSError as exc:
             raise InputError(f"{p}: cannot write the profile: {exc.strerror or exc}") from exc
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "<memory>") -> Profile:
@@ -133,6 +139,15 @@ class Profile:
             if not _positive_int(v):
                 raise r.fail(f"pwcet_ns.{p_key(p)}", f"must be an integer > 0, got {v!r}")
         shape = r.get("input_shape", list, optional=True)
+        if shape is not None and not all(_positive_int(v) for v in shape):
+            raise r.fail("input_shape", f"must be a list of integers > 0, got {shape!r}")
+        exceedance = r.get("exceedance", float)
+        if not 0 < exceedance < 1:
+            raise r.fail("exceedance", f"must lie in (0, 1), got {exceedance!r}")
+        for key in ("co_runners", "warnings"):
+            items = r.get(key, list, optional=True) or []
+            if not all(isinstance(v, str) for v in items):
+                raise r.fail(key, "must be a list of strings")
         return cls(
             task=r.get("task", str),
             model=r.get("model", str, optional=True),
@@ -146,7 +161,7 @@ class Profile:
             warmup_ns=r.durations("warmup_ns", optional=True),
             wcet_ns=r.positive("wcet_ns"),
             method=r.get("method", str),
-            exceedance=r.get("exceedance", float),
+            exceedance=exceedance,
             converged=r.get("converged", bool),
             supported=r.get("supported", bool),
             pwcet_ns=pwcet,

@@ -282,7 +282,9 @@ def _profile(f: _Fields, base: Path) -> Profile | None:
         raise f.fail("profile", str(exc)) from None
 
 
-def _profile_matches(f: _Fields, prof: Profile, model: str | None, batch: int) -> None:
+def _profile_matches(
+    f: _Fields, prof: Profile, model: str | None, batch: int, shape: tuple[int, ...] | None
+) -> None:
     """A profile measured another model (or batch) than the task runs: never a silent WCET."""
     if model is None or prof.model is None:
         return
@@ -292,6 +294,17 @@ def _profile_matches(f: _Fields, prof: Profile, model: str | None, batch: int) -
         )
     if prof.batch != batch:
         raise f.fail("profile", f"the profile measured batch {prof.batch}, the task runs {batch}")
+    from .graph import MODELS
+
+    default = MODELS.get(Path(model).name)
+    theirs = tuple(prof.input_shape) if prof.input_shape else default
+    ours = tuple(shape) if shape else default
+    if theirs != ours:
+        raise f.fail(
+            "profile",
+            f"the profile measured input shape {list(theirs or ())}, the task runs "
+            f"{list(ours or ())}",
+        )
 
 
 def _task(path: str, index: int, raw: Any, base: Path) -> Task:
@@ -340,8 +353,9 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     model = _model(f, base)
     if batch is not None and model is not None and model not in BUILTIN_MODELS:
         raise f.fail("batch", "a graph file fixes its own batch: leave this out")
+    shape = _checked_shape(f, model, 1 if batch is None else batch)
     if prof is not None:
-        _profile_matches(f, prof, model, 1 if batch is None else batch)
+        _profile_matches(f, prof, model, 1 if batch is None else batch, shape)
     return Task(
         name=name,
         period_ns=period,
@@ -349,7 +363,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         wcet_ns=wcet,
         model=model,
         batch=1 if batch is None else batch,
-        input_shape=_checked_shape(f, model, 1 if batch is None else batch),
+        input_shape=shape,
         profile=prof.path if prof is not None else None,
         profile_samples=prof.samples_ns if prof is not None else None,
         arrival=arrival,
@@ -483,7 +497,7 @@ def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:
         f = _Fields(scenario.path, {"profile": str(path)}, t.name)
         prof = _profile(f, Path.cwd())
         assert prof is not None
-        _profile_matches(f, prof, t.model, t.batch)
+        _profile_matches(f, prof, t.model, t.batch, t.input_shape)
         tasks.append(
             dataclasses.replace(
                 t, wcet_ns=prof.wcet_ns, profile=str(path), profile_samples=prof.samples_ns,

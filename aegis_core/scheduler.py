@@ -163,7 +163,7 @@ class Scheduler:
         self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
         self.contexts = [ExecutionContext(i, t.name, ResourceBudget.of(t))
                          for i, t in enumerate(self.tasks)]  # fmt: skip
-        self._skip_next: set[int] = set()  # tasks whose next release is dropped (skip-next)
+        self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
 
     # -- events in -------------------------------------------------------------------------
 
@@ -204,8 +204,8 @@ class Scheduler:
         if task_index in self.rejected:
             job.status = JobStatus.REJECTED  # not admitted: recorded, never run
             return job
-        if task_index in self._skip_next:
-            self._skip_next.discard(task_index)
+        if self._skip_next.get(task_index):
+            self._skip_next[task_index] -= 1
             job.status = JobStatus.SKIPPED
             self.contexts[task_index].skipped += 1
             self.trace.skip(now, job, "skip-next: the task's previous job overran its WCET")
@@ -256,8 +256,8 @@ class Scheduler:
             return
         waiting = [e for e in self._ready if self.jobs[e.seq].task_index == job.task_index
                    and self.jobs[e.seq].chunk == 0]  # fmt: skip
-        if not waiting:
-            self._skip_next.add(job.task_index)
+        if not waiting:  # one drop per overrun, even when overruns stack up (unscheduled)
+            self._skip_next[job.task_index] = self._skip_next.get(job.task_index, 0) + 1
             return
         entry = min(waiting)
         self._ready.remove(entry)

@@ -13,13 +13,21 @@ can be live at the same time share a byte.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aegis_core.errors import InternalError
-from aegis_core.memory import ALIGN, ModelUsage, SharedPlan, Usage, plan_models, usage_of
+from aegis_core.memory import (
+    ALIGN,
+    ModelUsage,
+    SharedPlan,
+    Usage,
+    plan_models,
+    usage_of,
+)
 
 from .backend import TaskWork
 
@@ -27,25 +35,13 @@ SHARING = {"np-edf": "serial", "np-fp": "serial", "fifo": "serial", "lp-edf": "n
            "unscheduled": "concurrent"}  # fmt: skip
 
 
-def ws_key(op_index: int, name: str) -> str:
-    """The plan's name for scratch buffer ``name`` of operator ``op_index``."""
-    return f"ws:{op_index}:{name}"
-
-
 def task_usage(w: TaskWork, deadline_ns: int | None) -> ModelUsage:
-    """The task's activations plus every operator's scratch buffers (live at that op)."""
-    from .kernels import workspace
-
+    """The task's activations plus every operator's scratch buffers, as the executor sizes
+    them (the core's one usage function), with its chunk boundaries and deadline."""
     assert w.graph is not None
-    base = usage_of(w.graph, w.name)
-    scratch = [
-        Usage(ws_key(i, k), math.prod(shape) * 4, i, i)
-        for i, op in enumerate(w.graph.ops)
-        for k, shape in workspace(op, w.graph).items()
-    ]
+    base = usage_of(w.graph, w.name, executor=True)
     bounds = tuple(r.start for r in w.ranges[1:])
-    return ModelUsage(w.name, (*base.tensors, *scratch), base.weights_bytes, base.inputs_bytes,
-                      bounds, deadline_ns)  # fmt: skip
+    return dataclasses.replace(base, boundaries=bounds, deadline_ns=deadline_ns)
 
 
 @dataclass(frozen=True)

@@ -552,6 +552,10 @@ class CupyBackend:
                     t.compiled.run(t.work.ranges[chunk])
             end.record(t.stream)
         except Exception as exc:  # this job's kernels failed to launch: its fault only
+            # kernels queued before the failure may still run: let them finish before the
+            # slot is freed (the next job may share their arena bytes)
+            with contextlib.suppress(Exception):
+                t.stream.synchronize()
             self._free_events += [start, end]
             raise JobFault(f"{type(exc).__name__}: {exc}") from exc
         t.in_flight.append((token, start, end, host))

@@ -52,6 +52,10 @@ def test_reference_nested_example() -> None:
     bases, shared, bound = mem._nested([a, b], [plan_a, mem.plan_model(b)])
     assert (bases, shared) == ({"A": 0, "B": 64}, 164)
     assert bound == 164  # 64 B live across the boundary + B's 100
+    # end to end: the planner puts A's boundary-crossing tensors low by itself
+    plan = mem.plan_models([a, b], "nested")
+    assert (plan.bases, plan.shared_bytes) == ({"A": 0, "B": 64}, 164)
+    assert plan.models[0].method == "boundary-first"
 
 
 def test_verify_catches_overlap_and_out_of_arena() -> None:
@@ -269,11 +273,17 @@ def test_task_over_its_memory_budget_is_rejected_with_that_reason() -> None:
     own = (
         g.weights_bytes
         + g.tensors[g.input].nbytes
-        + mem.plan_model(mem.usage_of(g), mem.ALIGN).size
-    )
+        + mem.plan_model(mem.usage_of(g, executor=True), mem.ALIGN).size
+    )  # what the executor allocates: its planned arena holds the kernels' scratch too
     assert big.memory_bytes == own
+    from aegis_exec.arena import layout
+    from aegis_exec.backend import TaskWork
+
+    lay = layout([TaskWork(0, "big", g, (range(len(g.ops)),), (1,))], "np-edf", [None])
+    assert own == g.weights_bytes + g.tensors[g.input].nbytes + lay.nbytes
     assert big.reason == (
-        f"planned memory {own / 2**20:.3f} MiB (weights, input and activation arena) "
+        f"planned memory {own / 2**20:.3f} MiB (weights, input and activation arena with "
+        f"scratch) "
         f"> its budget 32.000 MiB"
     )
     assert plain.memory_bytes == 0

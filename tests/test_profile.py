@@ -77,6 +77,9 @@ def test_profile_round_trip(tmp_path: Path) -> None:
         ({"pwcet_ns": {"1e-03": 5}}, "field 'pwcet_ns.1e-06'"),
         ({"converged": "yes"}, "field 'converged': must be bool"),
         ({"task": None}, "field 'task': is required"),
+        ({"exceedance": 5.0}, "field 'exceedance': must lie in"),
+        ({"input_shape": ["x", -3]}, "field 'input_shape': must be a list of integers > 0"),
+        ({"warnings": [1]}, "field 'warnings': must be a list of strings"),
     ],
 )
 def test_bad_profile_fields_are_named(tmp_path: Path, change: dict[str, Any], message: str) -> None:
@@ -129,6 +132,7 @@ def test_explicit_wcet_wins_over_the_profile(tmp_path: Path) -> None:
     [
         ({"model": "tiny_cnn"}, "the profile measured model 'mlp', the task runs 'tiny_cnn'"),
         ({"batch": 4}, "the profile measured batch 1, the task runs 4"),
+        ({"input_shape": [32]}, r"the profile measured input shape \[1024\], the task runs \[32\]"),
         ({"deadline_ms": 3}, "field 'profile': WCET .* exceeds the relative deadline"),
     ],
 )
