@@ -41,13 +41,12 @@ class Verification:
 
 def load(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``trace.jsonl`` (or of a results directory holding one)."""
+    from .files import read_text
     from .trace import read_records
 
     p = Path(path)
     if p.is_dir():
         p = p / "trace.jsonl"
-    from .files import read_text
-
     text = read_text(p, "trace file")
     try:
         return read_records(text.splitlines())

@@ -484,10 +484,6 @@ def _usage(t: Any, where: str) -> Usage:
     return Usage(t["name"], t["size"], t["first"], t["last"])
 
 
-def model_tensors(usages: Iterable[ModelUsage]) -> int:
-    return sum(len(u.tensors) for u in usages)
-
-
 # ----------------------------------------------------------------------------- scenarios
 
 SHARING = {"np-edf": "serial", "np-fp": "serial", "fifo": "serial", "lp-edf": "nested",

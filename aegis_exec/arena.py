@@ -22,6 +22,7 @@ from typing import Any
 from aegis_core.errors import InternalError
 from aegis_core.memory import (
     ALIGN,
+    SHARING,
     ModelUsage,
     SharedPlan,
     Usage,
@@ -30,9 +31,6 @@ from aegis_core.memory import (
 )
 
 from .backend import TaskWork
-
-SHARING = {"np-edf": "serial", "np-fp": "serial", "fifo": "serial", "lp-edf": "nested",
-           "unscheduled": "concurrent"}  # fmt: skip
 
 
 def task_usage(w: TaskWork, deadline_ns: int | None) -> ModelUsage:
