@@ -134,6 +134,8 @@ class Dispatch:
     rationale: Rationale
     chunk: int = 0
     """Which non-preemptive chunk of the job starts (lp-edf); 0 for a whole job."""
+    k: int = 0
+    """The job's index within its task (job ``<task>#<k>``)."""
 
 
 class Scheduler:
@@ -316,6 +318,7 @@ class Scheduler:
             job.task_index,
             Rationale(self.policy.rule, self.policy.key_fields, snapshot),
             job.chunk,
+            job.k,
         )
         self.trace.dispatch(now, d)
         return d

@@ -192,7 +192,7 @@ class ExecEngine:
         self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0)
         try:
             planned = self._plan.exec_time(d) if self.backend == "mock" else None
-            impl.launch(task, d.chunk, d.seq, int(d.job.rsplit("#", 1)[1]), planned)
+            impl.launch(task, d.chunk, d.seq, d.k, planned)
         except JobFault as exc:  # the job's own kernels failed at launch: its fault only
             del self._launched[d.seq]
             self._faulted.setdefault(task, str(exc))  # the first fault of the task, reported
