@@ -21,11 +21,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
+from .budget import TaskBudget, budgets, with_chunks
+from .policy import Analysis, fp_priorities
 from .scenario import Scenario, Task
+from .types import fmt_mib
+
+if TYPE_CHECKING:
+    from .memory import ScenarioMemory
 
 INF = math.inf
 
@@ -424,12 +431,15 @@ class TaskVerdict:
     chunks_ns: tuple[int, ...] | None = None
     max_chunk_ns: int | None = None  # lp-edf: Q_k (None: unlimited)
     memory_bytes: int | None = None  # planned device memory (when the scenario sets budgets)
+    wcet_from: str = "wcet_ms"
+    note: str | None = None  # how the budget's kernel chain was derived (e.g. scaled)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "name": self.name,
             "admitted": self.admitted,
             "wcet_ns": self.wcet_ns,
+            "wcet_from": self.wcet_from,
             "period_ns": self.period_ns,
             "deadline_ns": self.deadline_ns,
             "response_bound_ns": self.response_bound_ns,
@@ -441,13 +451,25 @@ class TaskVerdict:
             out["max_chunk_ns"] = self.max_chunk_ns
         if self.memory_bytes is not None:
             out["memory_bytes"] = self.memory_bytes
+        if self.note is not None:
+            out["note"] = self.note
         return out
 
 
-@dataclass(frozen=True, slots=True)
+PROVENANCE = ("wcet_from", "note")
+"""Verdict fields that say where a budget's inputs came from (a profile, scaled kernels): the
+trace records the budget itself, so re-running admission on it re-derives everything else."""
+
+
+@dataclass(frozen=True)
 class Admission:
     policy: str
     tasks: tuple[TaskVerdict, ...]
+    budgets: tuple[TaskBudget, ...]
+    """Every task's budget with the chunk chain admission decided (what a run plan uses)."""
+    memory: Mapping[str, int | str] | None = None
+    """The admitted tasks' memory plan (sharing, arena, weights and input bytes), when any
+    task has a model."""
 
     @property
     def schedulable(self) -> bool:
@@ -465,21 +487,24 @@ class Admission:
         return [v.chunks_ns for v in self.tasks]
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "policy": self.policy,
             "schedulable": self.schedulable,
             "tasks": [v.as_dict() for v in self.tasks],
         }
+        if self.memory is not None:
+            out["memory"] = dict(self.memory)
+        return out
 
 
-def analysis_task(task: Task, prio: int = 0, chunks: Sequence[int] = ()) -> ATask:
-    """The analysis view of a scenario task. Release jitter J shortens the minimum separation
-    to ``T - J`` (deadlines count from the actual release)."""
-    if task.wcet_ns is None:
-        raise ValueError(f"task {task.name} has no WCET")
+def analysis_task(
+    task: Task, budget: TaskBudget, prio: int = 0, chunks: Sequence[int] = ()
+) -> ATask:
+    """The analysis view of a task and its budget. Release jitter J shortens the minimum
+    separation to ``T - J`` (deadlines count from the actual release)."""
     return ATask(
         task.name,
-        task.wcet_ns,
+        budget.wcet_ns,
         task.period_ns - task.jitter_ns,
         task.deadline_ns,
         tuple(chunks),
@@ -487,135 +512,151 @@ def analysis_task(task: Task, prio: int = 0, chunks: Sequence[int] = ()) -> ATas
     )
 
 
-def admit(scenario: Scenario) -> Admission:
-    """Incremental admission in list order (DESIGN §4): a task is admitted when the analysis
-    proves that it and every task admitted before it meet their deadlines."""
-    from .engine import require_wcet
-
-    require_wcet(scenario)
-    policy = str(scenario.policy)
-    decide = _POLICY_TESTS.get(policy)
-    memory = memory_gate(scenario)
-    if decide is None:
-        reason = f"no admission test for policy {policy}: admitted without analysis"
-
-        def anything(cand: list[int]) -> Evaluation:
-            return {j: TaskVerdict(t.name, True, t.wcet_ns, t.period_ns, t.deadline_ns, None,
-                                   reason, "none")
-                    for j in cand for t in (scenario.tasks[j],)}  # fmt: skip
-
-        return Admission(policy, tuple(_incremental(scenario.tasks, "none", anything, memory)))
-    return Admission(policy, tuple(decide(scenario.tasks, memory)))
+def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) -> Admission:
+    """Incremental admission in list order: a task is admitted when the analysis of the
+    scenario's policy proves that it and every task admitted before it meet their deadlines
+    (and, when the scenario sets memory budgets, their planned memory fits)."""
+    bs = tuple(task_budgets) if task_budgets is not None else budgets(scenario)
+    ctx = _Context(scenario, scenario.tasks, bs)
+    test, evaluate = _ANALYSES[scenario.policy.analysis](ctx)
+    memory = _memory(scenario, bs)
+    verdicts = tuple(_incremental(ctx, test, evaluate, memory if _gated(scenario) else None))
+    final = with_chunks(bs, [v.chunks_ns for v in verdicts])
+    report = None
+    if memory is not None:
+        admitted = [i for i, v in enumerate(verdicts) if v.admitted]
+        chains = {i: len(final[i].chunks_ns) for i in admitted}
+        report = memory.rechunked(chains).report(admitted)
+    return Admission(scenario.policy.name, verdicts, final, report)
 
 
-MemoryGate = Callable[[list[int]], "tuple[str | None, int]"]
-"""``gate(candidate set) -> (rejection reason or None, the newest task's planned bytes)``."""
+@dataclass(frozen=True)
+class _Context:
+    """What every analysis reads: the tasks and their budgets (by task index)."""
 
-MEMORY_TEST = "memory: planned bytes (weights, input, activation arena) against the budgets"
+    scenario: Scenario
+    tasks: Sequence[Task]
+    budgets: Sequence[TaskBudget]
 
+    def verdict(self, j: int, admitted: bool, reason: str, test: str, **more: Any) -> TaskVerdict:
+        t, b = self.tasks[j], self.budgets[j]
+        return TaskVerdict(t.name, admitted, b.wcet_ns, t.period_ns, t.deadline_ns,
+                           more.pop("bound", None), reason, test, wcet_from=str(b.wcet_from),
+                           note=b.note, **more)  # fmt: skip
 
-def memory_gate(scenario: Scenario) -> MemoryGate | None:
-    """The memory check of admission, when the scenario sets a budget (``gpu.memory_mb`` or a
-    task's ``budget.memory_mb``): the newest task's own planned memory against its budget,
-    and the candidate set's (weights, inputs and the activation arena shared as the policy
-    allows) against the device's."""
-    if scenario.gpu_memory_bytes is None and all(
-        t.memory_budget_bytes is None for t in scenario.tasks
-    ):
-        return None
-    from .memory import ScenarioMemory
-
-    mem = ScenarioMemory.of(scenario, executor=True)  # what exec allocates, scratch included
-
-    def gate(cand: list[int]) -> tuple[str | None, int]:
-        i = cand[-1]
-        own = mem.task_bytes(i)
-        budget = scenario.tasks[i].memory_budget_bytes
-        if budget is not None and own > budget:
-            return (f"planned memory {mib(own)} (weights, input and activation arena with "
-                    "scratch) "
-                    f"> its budget {mib(budget)}", own)  # fmt: skip
-        device = scenario.gpu_memory_bytes
-        if device is not None:
-            total = mem.total_bytes(cand)
-            if total > device:
-                return (f"planned device memory with it {mib(total)} (weights, inputs, shared "
-                        f"activation arena) > gpu.memory_mb {mib(device)}", own)  # fmt: skip
-        return None, own
-
-    return gate
-
-
-def mib(n: int) -> str:
-    return f"{n / (1 << 20):.3f} MiB"
+    def analysis(self, j: int, prio: int = 0, chunks: Sequence[int] = ()) -> ATask:
+        return analysis_task(self.tasks[j], self.budgets[j], prio, chunks)
 
 
 Evaluation = str | dict[int, TaskVerdict]
 """A rejection reason, or the verdict of every task of the candidate set (by task index)."""
+Evaluate = Callable[[list[int]], Evaluation]
+
+MEMORY_TEST = "memory: planned bytes (weights, input, activation arena) against the budgets"
+
+
+def _gated(scenario: Scenario) -> bool:
+    """Does the scenario set a memory budget (``gpu.memory_mb`` or a task's)?"""
+    return scenario.gpu_memory_bytes is not None or any(
+        t.memory_budget_bytes is not None for t in scenario.tasks
+    )
+
+
+def _memory(scenario: Scenario, bs: Sequence[TaskBudget]) -> ScenarioMemory | None:
+    """The scenario's memory (the one usage path), when any task has a model."""
+    if not any(t.model for t in scenario.tasks):
+        return None
+    from .memory import ScenarioMemory
+
+    return ScenarioMemory.of(scenario, bs)
+
+
+def _memory_reason(
+    scenario: Scenario, mem: ScenarioMemory, cand: list[int], verdicts: dict[int, TaskVerdict]
+) -> str | None:
+    """The memory gate of a candidate set that the analysis admitted (with the chunk chains
+    it chose): the newest task's own planned bytes against its budget, and the set's
+    (weights, inputs and the activation arena shared as the policy allows) against the
+    device's. Returns the rejection reason, or None."""
+    i = cand[-1]
+    own = mem.task_bytes(i)
+    budget = scenario.tasks[i].memory_budget_bytes
+    if budget is not None and own > budget:
+        return (f"planned memory {mib(own)} (weights, input and activation arena with "
+                f"scratch) > its budget {mib(budget)}")  # fmt: skip
+    device = scenario.gpu_memory_bytes
+    if device is not None:
+        mem = mem.rechunked({j: len(v.chunks_ns or (0,)) for j, v in verdicts.items()})
+        total = mem.total_bytes(cand)
+        if total > device:
+            return (f"planned device memory with it {mib(total)} (weights, inputs, shared "
+                    f"activation arena) > gpu.memory_mb {mib(device)}")  # fmt: skip
+    return None
+
+
+def mib(n: int) -> str:
+    return fmt_mib(n, " MiB")
+
+
+def _infeasible(ctx: _Context, i: int) -> str | None:
+    """A WCET above the relative deadline can never be met (e.g. a profile measured on a
+    slower device): rejected whichever way the WCET came."""
+    b, t = ctx.budgets[i], ctx.tasks[i]
+    if b.wcet_ns <= t.deadline_ns:
+        return None
+    return (f"WCET {ms(b.wcet_ns)} (from {b.wcet_from}) exceeds the relative deadline "
+            f"{ms(t.deadline_ns)}: never feasible")  # fmt: skip
 
 
 def _incremental(
-    tasks: Sequence[Task], test: str, evaluate: Callable[[list[int]], Evaluation],
-    memory: MemoryGate | None = None,
-) -> list[TaskVerdict]:  # fmt: skip
-    """Admission in list order: task ``i`` joins when the memory gate (if any) lets the
-    candidate set ``admitted + [i]`` in and ``evaluate`` proves it; admitted tasks end with
-    the verdicts (bounds) of the final admitted set."""
+    ctx: _Context, test: str, evaluate: Evaluate, memory: ScenarioMemory | None = None
+) -> list[TaskVerdict]:
+    """Admission in list order: task ``i`` joins when ``evaluate`` proves the candidate set
+    ``admitted + [i]`` and the memory gate (if any) lets it in; admitted tasks end with the
+    verdicts (bounds, chunks) of the final admitted set."""
     admitted: list[int] = []
     verdicts: dict[int, TaskVerdict] = {}
     final: dict[int, TaskVerdict] = {}
-    own: dict[int, int] = {}
-    for i, task in enumerate(tasks):
-        if memory is not None:
-            why, own[i] = memory([*admitted, i])
-            if why is not None:
-                verdicts[i] = TaskVerdict(task.name, False, task.wcet_ns, task.period_ns,
-                                          task.deadline_ns, None, why, MEMORY_TEST,
-                                          memory_bytes=own[i])  # fmt: skip
-                continue
-        out = evaluate([*admitted, i])
+    for i in range(len(ctx.tasks)):
+        out: Evaluation | None = _infeasible(ctx, i)
+        if out is None:
+            out = evaluate([*admitted, i])
         if isinstance(out, str):
-            verdicts[i] = TaskVerdict(task.name, False, task.wcet_ns, task.period_ns,
-                                      task.deadline_ns, None, out, test)  # fmt: skip
+            verdicts[i] = ctx.verdict(i, False, out, test)
+            continue
+        why = None if memory is None else _memory_reason(ctx.scenario, memory, [*admitted, i], out)
+        if why is not None:
+            verdicts[i] = ctx.verdict(i, False, why, MEMORY_TEST)
             continue
         admitted.append(i)
         final = out
-    out_verdicts = [final.get(i) or verdicts[i] for i in range(len(tasks))]
+    out_verdicts = [final.get(i) or verdicts[i] for i in range(len(ctx.tasks))]
     if memory is None:
         return out_verdicts
-    return [dataclasses.replace(v, memory_bytes=own[i]) for i, v in enumerate(out_verdicts)]
-
-
-def _verdict(
-    task: Task, bound: int | None, reason: str, test: str, chunks: ATask | None = None,
-    limit: int | float = INF,
-) -> TaskVerdict:  # fmt: skip
-    return TaskVerdict(
-        task.name, True, task.wcet_ns, task.period_ns, task.deadline_ns, bound, reason, test,
-        chunks.chunks if chunks is not None else None,
-        None if chunks is None or limit == INF else int(limit),
-    )  # fmt: skip
+    return [dataclasses.replace(v, memory_bytes=memory.task_bytes(i))
+            for i, v in enumerate(out_verdicts)]  # fmt: skip
 
 
 NP_EDF_TEST = "np-edf demand (George-Rivierre-Spuri, segmented QPA)"
 NP_FP_TEST = "np-fp response time (Davis-Burns-Bril-Lukkien 2007, every job of the busy period)"
 LP_EDF_TEST = "lp-edf demand with chunk blocking (Bertogna-Baruah Q_k, greedy kernel merging)"
+NO_TEST = "none"
 
 
-def _admit_np_edf(tasks: Sequence[Task], memory: MemoryGate | None = None) -> list[TaskVerdict]:
+def _np_edf(ctx: _Context) -> tuple[str, Evaluate]:
     def evaluate(cand: list[int]) -> Evaluation:
-        ts = [analysis_task(tasks[j]) for j in cand]
+        ts = [ctx.analysis(j) for j in cand]
         if not edf_demand_qpa(ts).ok:
             return edf_demand_enumerate(ts).reason  # names the first violating point
         reason = edf_demand_enumerate(ts).reason  # names the binding test point
         bounds = [edf_response_bound(ts, k) for k in range(len(ts))]
-        return _edf_verdicts(tasks, cand, ts, bounds, reason, NP_EDF_TEST)
+        return _edf_verdicts(ctx, cand, ts, bounds, reason, NP_EDF_TEST)
 
-    return _incremental(tasks, NP_EDF_TEST, evaluate, memory)
+    return NP_EDF_TEST, evaluate
 
 
 def _edf_verdicts(
-    tasks: Sequence[Task], cand: list[int], ts: Sequence[ATask],
+    ctx: _Context, cand: list[int], ts: Sequence[ATask],
     bounds: Sequence[tuple[int, int] | None], reason: str, test: str,
     limits: Sequence[int | float] = (),
 ) -> Evaluation:  # fmt: skip
@@ -623,30 +664,32 @@ def _edf_verdicts(
         if b is None or b[0] > ts[k].d:
             r = "unbounded" if b is None else ms(b[0])
             return f"response bound of {ts[k].name} {r} > deadline {ms(ts[k].d)}"
-    return {
-        j: _verdict(tasks[j], b[0] if b else None, reason, test,
-                    ts[k] if limits else None, limits[k] if limits else INF)
-        for k, (j, b) in enumerate(zip(cand, bounds, strict=True))
-    }  # fmt: skip
+    out = {}
+    for k, (j, b) in enumerate(zip(cand, bounds, strict=True)):
+        assert b is not None
+        chunked = {} if not limits else {
+            "chunks_ns": ts[k].chunks,
+            "max_chunk_ns": None if limits[k] == INF else int(limits[k]),
+        }  # fmt: skip
+        out[j] = ctx.verdict(j, True, reason, test, bound=b[0], **chunked)
+    return out
 
 
-def _admit_np_fp(tasks: Sequence[Task], memory: MemoryGate | None = None) -> list[TaskVerdict]:
-    from .policy import fp_priorities
-
-    prio = fp_priorities(tasks)
+def _np_fp(ctx: _Context) -> tuple[str, Evaluate]:
+    prio = fp_priorities(ctx.tasks)
 
     def evaluate(cand: list[int]) -> Evaluation:
-        ts = [analysis_task(tasks[j], prio[j]) for j in cand]
+        ts = [ctx.analysis(j, prio[j]) for j in cand]
         results = [fp_response(ts, k) for k in range(len(ts))]
         for k, r in enumerate(results):
             if r.bound > ts[k].d:
-                return _fp_late(tasks, cand, k, r, prio)
+                return _fp_late(ctx.tasks, cand, k, r, prio)
         return {
-            j: _verdict(tasks[j], int(r.bound), _fp_reason(r, prio[j]), NP_FP_TEST)
+            j: ctx.verdict(j, True, _fp_reason(r, prio[j]), NP_FP_TEST, bound=int(r.bound))
             for j, r in zip(cand, results, strict=True)
         }
 
-    return _incremental(tasks, NP_FP_TEST, evaluate, memory)
+    return NP_FP_TEST, evaluate
 
 
 def _fp_late(
@@ -672,31 +715,46 @@ def _fp_reason(r: FpResponse, prio: int) -> str:
     )
 
 
-def _admit_lp_edf(tasks: Sequence[Task], memory: MemoryGate | None = None) -> list[TaskVerdict]:
+def _lp_edf(ctx: _Context) -> tuple[str, Evaluate]:
     def evaluate(cand: list[int]) -> Evaluation:
-        plain = [analysis_task(tasks[j]) for j in cand]
+        plain = [ctx.analysis(j) for j in cand]
         if not preemptive_edf_ok(plain):
             pre = edf_demand_enumerate(plain, q=[0] * len(plain))
             return "fails even fully preemptive: " + pre.reason
         limits = max_chunk_bounds(plain)
         chunked: list[ATask] = []
         for k, j in enumerate(cand):
-            kernels = tasks[j].kernels_ns or (plain[k].c,)
+            kernels = ctx.budgets[j].kernels_ns
             chunks = split_chunks(kernels, limits[k])
             if chunks is None:
-                who = "its" if j == cand[-1] else f"{tasks[j].name}'s"
+                who = "its" if j == cand[-1] else f"{ctx.tasks[j].name}'s"
                 return (
                     f"{who} largest kernel {ms(max(kernels))} exceeds the largest tolerable "
                     f"non-preemptive chunk Q = {ms(limits[k])}"
                 )
-            chunked.append(analysis_task(tasks[j], chunks=chunks))
+            chunked.append(ctx.analysis(j, chunks=chunks))
         res = edf_demand_enumerate(chunked)
         if not res.ok:
             return res.reason
         bounds = [edf_response_bound(chunked, k) for k in range(len(chunked))]
-        return _edf_verdicts(tasks, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits)
+        return _edf_verdicts(ctx, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits)
 
-    return _incremental(tasks, LP_EDF_TEST, evaluate, memory)
+    return LP_EDF_TEST, evaluate
 
 
-_POLICY_TESTS = {"np-edf": _admit_np_edf, "np-fp": _admit_np_fp, "lp-edf": _admit_lp_edf}
+def _no_analysis(ctx: _Context) -> tuple[str, Evaluate]:
+    reason = f"no admission test for policy {ctx.scenario.policy}: admitted without analysis"
+
+    def evaluate(cand: list[int]) -> Evaluation:
+        return {j: ctx.verdict(j, True, reason, NO_TEST) for j in cand}
+
+    return NO_TEST, evaluate
+
+
+_ANALYSES: dict[Analysis, Callable[[_Context], tuple[str, Evaluate]]] = {
+    Analysis.NP_EDF: _np_edf,
+    Analysis.NP_FP: _np_fp,
+    Analysis.LP_EDF: _lp_edf,
+    Analysis.NONE: _no_analysis,
+}
+"""Each policy's admission analysis, by the :class:`~aegis_core.policy.Analysis` it names."""

@@ -38,10 +38,11 @@ from .admission import (
     edf_response_at,
     ms,
 )
+from .budget import TaskBudget
 from .engine import Engine, RunPlan, WcetModel, load_engine
 from .errors import InputError
 from .loop import run
-from .policy import fp_priorities
+from .policy import Patterns, fp_priorities
 from .scenario import Arrival, Scenario, Task
 from .scheduler import JobStatus, Scheduler
 
@@ -113,9 +114,9 @@ def _periodic(t: Task, offset: int) -> Task:
 
 
 def edf_patterns(
-    tasks: Sequence[Task], chunks: Sequence[tuple[int, ...]], per_task: int = 3
+    tasks: Sequence[Task], budgets: Sequence[TaskBudget], per_task: int = 3
 ) -> list[tuple[str, list[Task]]]:
-    ts = [analysis_task(t, chunks=c) for t, c in zip(tasks, chunks, strict=True)]
+    ts = [analysis_task(t, b, chunks=b.chunks_ns) for t, b in zip(tasks, budgets, strict=True)]
     horizon = busy_period(ts) or 0  # the offsets edf_response_bound searches
     out = []
     for i, task in enumerate(tasks):
@@ -128,12 +129,14 @@ def edf_patterns(
     return out
 
 
-def fp_patterns(tasks: Sequence[Task]) -> list[tuple[str, list[Task]]]:
+def fp_patterns(
+    tasks: Sequence[Task], budgets: Sequence[TaskBudget]
+) -> list[tuple[str, list[Task]]]:
     prio = fp_priorities(tasks)
     out = []
     for i, task in enumerate(tasks):
         lower = [j for j in range(len(tasks)) if prio[j] > prio[i]]
-        early = max(lower, key=lambda j: tasks[j].wcet_ns or 0, default=None)
+        early = max(lower, key=lambda j: budgets[j].wcet_ns, default=None)
         fixed = [dataclasses.replace(t, priority=p) for t, p in zip(tasks, prio, strict=True)]
         out.append(_pattern(fixed, i, early, 0, f"critical {task.name}"))
     return out
@@ -159,15 +162,17 @@ def random_runs(tasks: Sequence[Task], runs: int, seed: int) -> list[tuple[str, 
 def _simulate(
     scenario: Scenario,
     tasks: list[Task],
-    chunks: dict[str, tuple[int, ...]],
+    budgets: dict[str, TaskBudget],
     horizon: int,
     seed: int,
     engine: Callable[[], Engine],
 ) -> dict[str, int]:
+    """One simulation of a variant of the admitted tasks, every job at its WCET in the chunk
+    chain admission decided."""
     variant = dataclasses.replace(scenario, tasks=tuple(tasks), duration_ns=horizon, seed=seed)
-    plan = RunPlan.build(variant)
-    model = WcetModel([chunks[t.name] for t in tasks])
-    plan = dataclasses.replace(plan, exec_time=model, chunks=tuple(model.chunks))
+    chosen = tuple(dataclasses.replace(budgets[t.name], index=i) for i, t in enumerate(tasks))
+    plan = RunPlan.build(variant, exec_time=WcetModel.of(chosen))
+    plan = dataclasses.replace(plan, budgets=chosen)
     scheduler = Scheduler.for_plan(plan)
     run(plan, scheduler, engine())
     worst: dict[str, int] = {}
@@ -185,21 +190,23 @@ def check(
     admission: Admission | None = None,
 ) -> CheckResult:
     """Simulate the critical patterns and ``runs`` random sporadic runs of the admitted tasks."""
-    admission = admission or admit(scenario)
-    policy = str(scenario.policy)
-    if policy not in ("np-edf", "lp-edf", "np-fp"):
+    policy = scenario.policy
+    if policy.patterns is Patterns.NONE:
         raise InputError(f"{scenario.path}: no analysis for policy {policy}: nothing to check")
+    admission = admission or admit(scenario)
     keep = [i for i, v in enumerate(admission.tasks) if v.admitted]
     tasks = [scenario.tasks[i] for i in keep]
-    chunk_list = [admission.tasks[i].chunks_ns or (scenario.tasks[i].wcet_ns or 0,) for i in keep]
-    chunks = {t.name: c for t, c in zip(tasks, chunk_list, strict=True)}
+    chosen = [admission.budgets[i] for i in keep]
+    by_name = {b.name: b for b in chosen}
     bounds = {admission.tasks[i].name: admission.tasks[i].response_bound_ns for i in keep}
     if not tasks:
-        return CheckResult(policy, (), 0)
-    ts: list[ATask] = [analysis_task(t, chunks=c) for t, c in zip(tasks, chunk_list, strict=True)]
+        return CheckResult(policy.name, (), 0)
+    ts: list[ATask] = [analysis_task(t, b, chunks=b.chunks_ns)
+                       for t, b in zip(tasks, chosen, strict=True)]  # fmt: skip
     busy = busy_period(ts) or 0
     longest = max(t.period_ns for t in tasks)
-    patterns = edf_patterns(tasks, chunk_list) if policy != "np-fp" else fp_patterns(tasks)
+    patterns = (edf_patterns(tasks, chosen) if policy.patterns is Patterns.EDF
+                else fp_patterns(tasks, chosen))  # fmt: skip
     sims = [(label, v, 3 * busy + 2 * longest) for label, v in patterns]
     horizon = min(scenario.duration_ns, max(20 * longest, 4 * busy))
     sims += [(label, v, horizon) for label, v in random_runs(tasks, runs, scenario.seed)]
@@ -207,7 +214,7 @@ def check(
     worst: dict[str, tuple[int, str]] = {t.name: (0, "") for t in tasks}
     for n, (label, variant, span) in enumerate(sims):
         for name, r in _simulate(
-            scenario, variant, chunks, span, scenario.seed + n, factory
+            scenario, variant, by_name, span, scenario.seed + n, factory
         ).items():
             if r > worst[name][0]:
                 worst[name] = (r, label)
@@ -216,4 +223,4 @@ def check(
         bound = bounds[t.name]
         assert bound is not None
         rows.append(CheckRow(t.name, bound, *worst[t.name]))
-    return CheckResult(policy, tuple(rows), len(sims))
+    return CheckResult(policy.name, tuple(rows), len(sims))

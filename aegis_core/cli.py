@@ -14,14 +14,11 @@ from . import __version__
 from .admission import Admission
 from .engine import EXEC_TIME_MODES
 from .errors import AegisError, InputError
-from .scenario import Policy as PolicyName
+from .policy import POLICIES, get_policy
 from .scenario import Scenario, load_scenario, replace_scenario, with_profiles
 from .trace import FLUSH_MODES
+from .types import fmt_ms as _ms
 from .types import ms_to_ns
-
-
-def _ms(ns: int | None) -> str:
-    return "-" if ns is None else f"{ns / 1e6:.3f}"
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -67,7 +64,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
             raise InputError(f"--duration-ms must be a finite number > 0, got {args.duration_ms}")
         changes["duration_ns"] = ms_to_ns(args.duration_ms)
     if getattr(args, "policy", None) is not None:
-        changes["policy"] = PolicyName(args.policy)
+        changes["policy"] = get_policy(args.policy)
     return replace_scenario(scenario, **changes) if changes else scenario
 
 
@@ -169,6 +166,8 @@ def format_admission(adm: Admission) -> str:
         if v.chunks_ns and len(v.chunks_ns) > 1:
             chunks = ", ".join(_ms(c) for c in v.chunks_ns)
             lines.append(f"{'':<16} chunks [{chunks}] ms (largest tolerable {_ms(v.max_chunk_ns)})")
+        if v.note is not None:
+            lines.append(f"{'':<16} WCET from the {v.wcet_from}; {v.note}")
     return "\n".join(lines)
 
 
@@ -213,7 +212,7 @@ def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
     sub.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
     sub.add_argument(
         "--policy",
-        choices=[p.value for p in PolicyName],
+        choices=list(POLICIES),
         help="override the scenario's policy (e.g. unscheduled, for the no-scheduler baseline)",
     )
     sub.add_argument(
@@ -294,7 +293,7 @@ def format_wcet(est: Any) -> str:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    from .memory import ScenarioMemory, format_plan, plan_models, plot_plan, usages_from_json
+    from .memory import format_plan, plan_models, plot_plan, usages_from_json
 
     path = args.input
     if Path(path).suffix == ".json":
@@ -304,13 +303,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
         usages, interleave = usages_from_json(data, path)
         plan = plan_models(usages, "concurrent" if interleave else "serial", alignment=1)
     else:
-        scenario = load_scenario(path)
-        chunks: list[Any] = []
-        if scenario.policy == PolicyName.LP_EDF and all(t.wcet_ns for t in scenario.tasks):
-            from .admission import admit
-
-            chunks = [c or (0,) for c in admit(scenario).chunks()]  # preemption points
-        memory = ScenarioMemory.of(scenario, chunks)
+        memory = _scenario_memory(load_scenario(path))
         usages = list(memory.usages.values())
         if not usages:
             raise InputError(f"{path}: no task has a model: nothing to plan")
@@ -322,6 +315,20 @@ def cmd_memory(args: argparse.Namespace) -> int:
     else:
         print(format_plan(plan))
     return 0
+
+
+def _scenario_memory(scenario: Scenario) -> Any:
+    """``aegis memory SCENARIO``: every modelled task, with the chunk chains admission decides
+    (the executor's sizing, the one usage path); without WCETs, every op a preemption point."""
+    from .admission import admit
+    from .errors import ScenarioError
+    from .memory import ScenarioMemory
+
+    try:
+        chosen = admit(scenario).budgets
+    except ScenarioError:  # no WCET yet (e.g. before profiling): the conservative plan
+        return ScenarioMemory.of(scenario)
+    return ScenarioMemory.of(scenario, chosen)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import InputError
 from .scenario import Scenario
+from .types import fmt_ms
 
 GANTT_NS = 200_000_000
 COLUMNS = ("task", "admitted", "bound_ns", "sim_p99_ns", "sim_max_ns", "exec_p99_ns",
@@ -176,8 +177,7 @@ def _gantt(jobs: dict[str, list[dict[str, str]]], path: Path, scenario: Scenario
 
 
 def format_comparison(c: Comparison) -> str:
-    def ms(v: Any) -> str:
-        return "-" if v is None else f"{v / 1e6:.3f}"
+    ms = fmt_ms
 
     lines = [
         f"{'task':<14} {'bound':>8} {'sim p99':>8} {'sim max':>8} {'exec p99':>9} {'exec max':>9} "

@@ -12,9 +12,10 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .arrivals import releases
-from .errors import EngineNotFound, InputError, ScenarioError
+from .budget import TaskBudget, any_samples, budgets, split_in_proportion
+from .errors import EngineNotFound, InputError
 from .events import EngineEvent, Release
-from .policy import Policy, get_policy
+from .policy import Policy
 from .scenario import Scenario
 from .types import TimeNs
 
@@ -31,18 +32,6 @@ class ExecutionTimeModel(Protocol):
     def __call__(self, d: Dispatch) -> TimeNs: ...
 
 
-def require_wcet(scenario: Scenario) -> None:
-    """Simulation and admission need every task's WCET."""
-    missing = [t.name for t in scenario.tasks if t.wcet_ns is None]
-    if missing:
-        raise ScenarioError(
-            scenario.path,
-            "an execution time is needed: give wcet_ms or a profile (aegis profile writes one)",
-            task=missing[0],
-            field="wcet_ms",
-        )
-
-
 class WcetModel:
     """Every job (or chunk of a job) runs for exactly its WCET."""
 
@@ -50,11 +39,9 @@ class WcetModel:
         self.chunks = [tuple(c) for c in chunks]
 
     @classmethod
-    def of(cls, scenario: Scenario, chunks: Sequence[Sequence[TimeNs] | None] = ()) -> WcetModel:
-        """One chunk of the task's WCET each, unless ``chunks`` gives a task's chunk chain."""
-        require_wcet(scenario)
-        given = list(chunks) or [None] * len(scenario.tasks)
-        return cls([c or (t.wcet_ns or 0,) for t, c in zip(scenario.tasks, given, strict=True)])
+    def of(cls, budgets: Sequence[TaskBudget]) -> WcetModel:
+        """Each task's chunk chain, as its budget decided it."""
+        return cls([b.chunks_ns for b in budgets])
 
     def __call__(self, d: Dispatch) -> TimeNs:
         return self.chunks[d.task_index][d.chunk]
@@ -66,8 +53,8 @@ job runs for its WCET (the worst case)."""
 
 
 class SampledModel:
-    """Profile replay: each job of a task with a profile runs for a duration drawn, with
-    replacement, from the profile's samples; other tasks run for their WCET.
+    """Profile replay: each job of a task with samples runs for a duration drawn, with
+    replacement, from them; other tasks run for their WCET.
 
     Draws come from one generator per task seeded by ``(seed, task index)`` and are taken in
     job order (``k``), so a job's duration depends only on the scenario, the seed and ``k``:
@@ -82,21 +69,21 @@ class SampledModel:
 
     @classmethod
     def of(
-        cls, scenario: Scenario, base: WcetModel, plan: Sequence[Release], seed: int
+        cls, budgets: Sequence[TaskBudget], base: WcetModel, plan: Sequence[Release], seed: int
     ) -> SampledModel:
         import numpy as np
 
-        counts = [0] * len(scenario.tasks)
+        counts = [0] * len(budgets)
         for r in plan:
             counts[r.task_index] += 1
         draws: list[list[int] | None] = []
-        for i, t in enumerate(scenario.tasks):
-            if not t.profile_samples:
+        for i, b in enumerate(budgets):
+            if not b.samples_ns:
                 draws.append(None)
                 continue
             rng = np.random.default_rng([seed, i])
-            picks = rng.integers(0, len(t.profile_samples), size=counts[i])
-            draws.append([t.profile_samples[j] for j in picks.tolist()])
+            picks = rng.integers(0, len(b.samples_ns), size=counts[i])
+            draws.append([b.samples_ns[j] for j in picks.tolist()])
         by_seq = [None if (d := draws[r.task_index]) is None else d[r.k] for r in plan]
         return cls(base, by_seq)
 
@@ -107,25 +94,28 @@ class SampledModel:
         chain = self.chunks[d.task_index]
         if len(chain) == 1:
             return value
-        total = sum(chain)
-        before = sum(chain[: d.chunk])
-        return value * (before + chain[d.chunk]) // total - value * before // total
+        return split_in_proportion(value, chain)[d.chunk]
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Everything an engine needs to run a scenario: the tasks, the planned releases and the
-    execution-time model. ``slots`` is how many jobs may run at once (None: unlimited)."""
+    """Everything an engine needs to run a scenario: the tasks and their budgets, the planned
+    releases and the execution-time model. ``slots`` is how many jobs may run at once (None:
+    unlimited)."""
 
     scenario: Scenario
     policy: Policy
     releases: Sequence[Release]
     exec_time: ExecutionTimeModel
+    budgets: tuple[TaskBudget, ...]
     slots: int | None = 1
     rejected: frozenset[int] = frozenset()
     """Task indices that admission rejected: their jobs are recorded, never run."""
-    chunks: tuple[tuple[TimeNs, ...], ...] = ()
-    """Per task, the non-preemptive chunks of one job (lp-edf); one chunk otherwise."""
+
+    @property
+    def chunks(self) -> tuple[tuple[TimeNs, ...], ...]:
+        """Per task, the non-preemptive chunks of one job (its budget's chunk chain)."""
+        return tuple(b.chunks_ns for b in self.budgets)
 
     @classmethod
     def build(
@@ -139,37 +129,34 @@ class RunPlan:
         exec_time_mode: str = "sample",
     ) -> RunPlan:
         """The plan for ``scenario``; with an ``admission`` whose rejections are enforced
-        (``enforce``), rejected tasks do not run; under lp-edf jobs run in chunks (the
-        admission's, else the task's kernels). ``exec_time_mode`` (:data:`EXEC_TIME_MODES`)
-        picks the execution-time model unless ``exec_time`` gives one."""
+        (``enforce``), rejected tasks do not run; a chunked policy's jobs run in the chunks
+        admission merged (else the task's kernel chain). ``exec_time_mode``
+        (:data:`EXEC_TIME_MODES`) picks the execution-time model unless ``exec_time`` gives
+        one."""
         if exec_time_mode not in EXEC_TIME_MODES:
             raise InputError(
                 f"unknown execution-time mode {exec_time_mode!r}; choose one of: "
                 + ", ".join(EXEC_TIME_MODES)
             )
-        policy = get_policy(scenario.policy)
-        given = admission.chunks() if admission is not None else [None] * len(scenario.tasks)
-        if policy.name == "lp-edf":
-            given = [c or t.kernels_ns for c, t in zip(given, scenario.tasks, strict=True)]
-        else:
-            given = [None] * len(scenario.tasks)
-        model = WcetModel.of(scenario, given)
+        policy = scenario.policy
+        plan_budgets = admission.budgets if admission is not None else budgets(scenario)
+        model = WcetModel.of(plan_budgets)
         rejected = admission.rejected if admission is not None and enforce else frozenset()
         planned = releases(scenario, seed)
         if exec_time is None:
             exec_time = model
-            if exec_time_mode == "sample" and any(t.profile_samples for t in scenario.tasks):
+            if exec_time_mode == "sample" and any_samples(plan_budgets):
                 exec_time = SampledModel.of(
-                    scenario, model, planned, scenario.seed if seed is None else seed
+                    plan_budgets, model, planned, scenario.seed if seed is None else seed
                 )
         return cls(
             scenario=scenario,
             policy=policy,
             releases=planned,
             exec_time=exec_time,
+            budgets=plan_budgets,
             slots=None if policy.concurrent else 1,
             rejected=rejected,
-            chunks=tuple(model.chunks),
         )
 
 

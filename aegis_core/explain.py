@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .types import fmt_ms
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def _verify_admissions(records: Sequence[dict[str, Any]], out: Verification) -> 
     if any("params" not in r for r in adm):
         out.mismatches.append(Mismatch(None, "admission", "admission records lack task params"))
         return
-    from .admission import admit
+    from .admission import PROVENANCE, admit
 
     try:
         verdicts = admit(scenario_from_records(adm)).tasks
@@ -157,9 +158,10 @@ def _verify_admissions(records: Sequence[dict[str, Any]], out: Verification) -> 
         return
     for r, v in zip(adm, verdicts, strict=True):
         out.admissions += 1
-        want = {"admitted": v.admitted, **{k: x for k, x in v.as_dict().items()
-                                           if k not in ("name", "admitted")}}  # fmt: skip
-        got = {"admitted": r["kind"] == "admit", **r["rationale"]}
+        skip = ("name", "admitted", *PROVENANCE)
+        want = {"admitted": v.admitted, **{k: x for k, x in v.as_dict().items() if k not in skip}}
+        got = {"admitted": r["kind"] == "admit",
+               **{k: x for k, x in r["rationale"].items() if k not in skip}}  # fmt: skip
         if got != want:
             diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
             k = diff[0]
@@ -182,7 +184,8 @@ def task_params(task: Any) -> dict[str, Any]:
 
 def scenario_from_records(adm: Sequence[dict[str, Any]]) -> Any:
     """The admission problem the records state: tasks in list order, policy, device memory."""
-    from .scenario import Policy, Scenario, Task
+    from .policy import get_policy
+    from .scenario import Scenario, Task
 
     tasks = []
     for r in adm:
@@ -192,7 +195,7 @@ def scenario_from_records(adm: Sequence[dict[str, Any]]) -> Any:
                 p[k] = tuple(p[k])
         tasks.append(Task(name=r["task"], **p))
     return Scenario(
-        name="trace", tasks=tuple(tasks), policy=Policy(adm[0]["policy"]),
+        name="trace", tasks=tuple(tasks), policy=get_policy(adm[0]["policy"]),
         gpu_memory_bytes=adm[0].get("gpu_memory_bytes"),
     )  # fmt: skip
 
@@ -201,7 +204,7 @@ def scenario_from_records(adm: Sequence[dict[str, Any]]) -> Any:
 
 
 def _ms(ns: int | None) -> str:
-    return "-" if ns is None else f"{ns / 1e6:.3f} ms"
+    return fmt_ms(ns, " ms")
 
 
 def explain_job(records: Sequence[dict[str, Any]], job: str) -> str:

@@ -20,14 +20,17 @@ other tensor lives from its producing op to its last reader.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import InputError, InternalError
+from .types import fmt_mib as _mib
 
 if TYPE_CHECKING:
+    from .budget import TaskBudget
     from .graph import Graph
     from .scenario import Scenario
 
@@ -486,44 +489,59 @@ def _usage(t: Any, where: str) -> Usage:
 
 # ----------------------------------------------------------------------------- scenarios
 
-SHARING = {"np-edf": "serial", "np-fp": "serial", "fifo": "serial", "lp-edf": "nested",
-           "unscheduled": "concurrent"}  # fmt: skip
-"""How a policy lets models share the activation arena."""
-
 
 @dataclass(frozen=True)
 class ScenarioMemory:
-    """Each modelled task's usage (by task index) and the sharing mode of the policy."""
+    """The one usage path: each modelled task's tensors as the executor sizes them (kernel
+    scratch included), with its chunk chain's real boundaries and its deadline, shared as the
+    policy says. The admission gate, the executor's arena, the Perfetto activation counter and
+    ``aegis memory`` all plan from it, so they report the same bytes."""
 
     usages: Mapping[int, ModelUsage]
+    """By task index."""
     mode: str
+    graphs: Mapping[int, Graph] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(
         cls,
         scenario: Scenario,
-        chunks: Sequence[Sequence[int] | None] = (),
+        budgets: Sequence[TaskBudget] | None = None,
         *,
-        executor: bool = False,
+        indices: Iterable[int] | None = None,
+        graphs: Mapping[int, Graph] | None = None,
     ) -> ScenarioMemory:
-        """Tasks without a model take no device memory. ``chunks`` (lp-edf): each task's
-        chunk count, whose boundaries are the only preemption points (default: every op).
-        ``executor=True`` plans what the executor allocates (scratch buffers included): what
-        admission's memory budgets are checked against."""
+        """Tasks ``indices`` (default: all) that have a model; tasks without one take no
+        device memory. Each task's chunk boundaries come from its budget's chunk chain (the
+        only preemption points); without ``budgets``, every op is one (the conservative
+        plan). ``graphs`` gives already-built graphs by task index (the executor's)."""
         from .graph import task_graph
 
-        usages: dict[int, ModelUsage] = {}
-        for i, task in enumerate(scenario.tasks):
-            graph = task_graph(scenario, task)
-            if graph is None:
-                continue
-            u = usage_of(graph, task.name, executor=executor)
-            given = chunks[i] if i < len(chunks) else None
-            n = len(given) if given else None
-            bounds = tuple(r.start for r in graph.chunks(n)[1:]) if n else None
-            usages[i] = ModelUsage(u.name, u.tensors, u.weights_bytes, u.inputs_bytes,
-                                   bounds, task.deadline_ns)  # fmt: skip
-        return cls(usages, SHARING[str(scenario.policy)])
+        chosen = range(len(scenario.tasks)) if indices is None else indices
+        found: dict[int, TaskGraph] = {}
+        for i in chosen:
+            task = scenario.tasks[i]
+            g = (graphs or {}).get(i) or task_graph(scenario, task)
+            if g is not None:
+                n = None if budgets is None else len(budgets[i].chunks_ns)
+                found[i] = TaskGraph(task.name, g, n, task.deadline_ns)
+        return cls.of_graphs(found, scenario.policy.sharing)
+
+    @classmethod
+    def of_graphs(cls, graphs: Mapping[int, TaskGraph], sharing: str) -> ScenarioMemory:
+        """From each task's graph and chunk count (by task index): the executor's entry."""
+        usages = {i: _usage_of_task(t) for i, t in graphs.items()}
+        return cls(usages, str(sharing), {i: t.graph for i, t in graphs.items()})
+
+    def rechunked(self, chunks: Mapping[int, int]) -> ScenarioMemory:
+        """The same tasks with other chunk counts (admission's candidate sets)."""
+        usages = dict(self.usages)
+        for i, n in chunks.items():
+            if i in self.graphs:
+                usages[i] = dataclasses.replace(
+                    usages[i], boundaries=_chunk_boundaries(self.graphs[i], n)
+                )
+        return ScenarioMemory(usages, self.mode, self.graphs)
 
     def plan(self, indices: Iterable[int] | None = None, alignment: int = ALIGN) -> SharedPlan:
         chosen = [self.usages[i] for i in (indices if indices is not None else self.usages)
@@ -542,9 +560,38 @@ class ScenarioMemory:
         p = self.plan(indices)
         return p.weights_bytes + p.inputs_bytes + p.shared_bytes
 
+    def report(self, indices: Iterable[int] | None = None) -> dict[str, Any]:
+        """What ``aegis admit --json`` and an executed run's summary report of the plan."""
+        p = self.plan(indices)
+        return {
+            "sharing": p.mode,
+            "arena_bytes": p.shared_bytes,
+            "weights_bytes": p.weights_bytes,
+            "inputs_bytes": p.inputs_bytes,
+        }
 
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.3f}"
+
+def _chunk_boundaries(graph: Graph, n: int | None) -> tuple[int, ...] | None:
+    """The op indices where chunks 2..n of a job start (None: every op may be one)."""
+    return None if n is None else tuple(r.start for r in graph.chunks(n)[1:])
+
+
+class TaskGraph(NamedTuple):
+    """A task's model graph with what its memory plan needs of the task."""
+
+    name: str
+    graph: Graph
+    n_chunks: int | None
+    """How many non-preemptive chunks a job runs as (None: every op may be a boundary)."""
+    deadline_ns: int
+
+
+def _usage_of_task(t: TaskGraph) -> ModelUsage:
+    """The one usage function of a task: the executor's sizing, real chunk boundaries."""
+    u = usage_of(t.graph, t.name, executor=True)
+    return dataclasses.replace(
+        u, boundaries=_chunk_boundaries(t.graph, t.n_chunks), deadline_ns=t.deadline_ns
+    )
 
 
 def format_plan(plan: SharedPlan) -> str:

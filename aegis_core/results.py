@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .budget import budgets
 from .scenario import Scenario
 from .scheduler import Job, JobStatus
 
@@ -146,19 +147,21 @@ def task_summaries(
             c[key[j.status]] += 1
     st = grouped_stats(finished_frame(jobs, names))
     verdicts = {v.name: v for v in admission.tasks} if admission is not None else {}
+    chosen = admission.budgets if admission is not None and admission.budgets else None
+    wcets = [b.wcet_ns for b in (chosen or budgets(scenario))]
     return [
         {
             "name": t.name,
             **counts[t.name],
             "period_ns": t.period_ns,
             "deadline_ns": t.deadline_ns,
-            "wcet_ns": t.wcet_ns,
+            "wcet_ns": wcet,
             "admitted": verdicts[t.name].admitted if verdicts else True,
             "bound_ns": verdicts[t.name].response_bound_ns if verdicts else None,
             "response_ns": st["response_ns"][t.name],
             "exec_ns": st["exec_ns"][t.name],
         }
-        for t in scenario.tasks
+        for t, wcet in zip(scenario.tasks, wcets, strict=True)
     ]
 
 

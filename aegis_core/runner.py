@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from .admission import Admission, admit
+from .budget import TaskBudget, any_samples
 from .engine import Engine, RunPlan, load_engine
 from .errors import InputError
 from .loop import LoopStats, run
 from .results import overhead_stats, task_summaries, versions, write_results
-from .scenario import Scenario
+from .scenario import Scenario, Task
 from .scheduler import Job, Scheduler
 from .trace import JsonlTrace, NullTrace, TraceSink
 
@@ -40,7 +41,9 @@ def run_fingerprint(scenario: Scenario, seed: int, admission: bool, exec_time: s
     for t in scenario.tasks:
         d = dataclasses.asdict(t)
         d.pop("profile", None)
-        samples = d.pop("profile_samples", None)
+        d.pop("measured", None)
+        samples = t.measured.samples_ns if t.measured is not None else None
+        d["profile_wcet_ns"] = t.measured.wcet_ns if t.measured is not None else None
         d["profile_samples"] = hashlib.sha256(repr(samples).encode()).hexdigest()
         tasks.append(d)
     body = {
@@ -63,7 +66,8 @@ def admission_records(
     and the task parameters it was derived from (``aegis explain --verify`` re-runs it)."""
     from .explain import task_params
 
-    for v, task in zip(admission.tasks, scenario.tasks, strict=True):
+    for v, task, b in zip(admission.tasks, scenario.tasks, admission.budgets, strict=True):
+        task = effective_task(task, b)
         rationale = v.as_dict()
         del rationale["name"], rationale["admitted"]
         trace.record(
@@ -71,6 +75,15 @@ def admission_records(
             enforced=enforced, rationale=rationale, params=task_params(task),
             gpu_memory_bytes=scenario.gpu_memory_bytes,
         )  # fmt: skip
+
+
+def effective_task(task: Task, budget: TaskBudget) -> Task:
+    """The task as its budget decided it (WCET and kernel chain written out): what the trace
+    records, so that re-running admission on the record gives the same verdict."""
+    import dataclasses
+
+    kernels = budget.kernels_ns if len(budget.kernels_ns) > 1 else None
+    return dataclasses.replace(task, wcet_ns=budget.wcet_ns, kernels_ns=kernels, measured=None)
 
 
 def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
@@ -155,7 +168,7 @@ def run_scenario(
         "policy": plan.policy.name,
         "seed": scenario.seed if seed is None else seed,
         "duration_ns": scenario.duration_ns,
-        "exec_time": exec_time if any(t.profile_samples for t in scenario.tasks) else "wcet",
+        "exec_time": exec_time if any_samples(plan.budgets) else "wcet",
         "scenario_sha256": scenario.source_sha256,
         "fingerprint": run_fingerprint(
             scenario, scenario.seed if seed is None else seed, admission, exec_time
@@ -191,22 +204,25 @@ def run_scenario(
     if out is not None:
         write_results(out, summary, scheduler.jobs)
         if trace and perfetto:
-            write_perfetto(out, scenario)
+            write_perfetto(out, plan)
     return RunResult(summary, scheduler.jobs, out, stats)
 
 
-def write_perfetto(out: Path, scenario: Scenario) -> None:
+def write_perfetto(out: Path, plan: RunPlan) -> None:
     """``trace.json`` (Chrome Trace Event format) from the run's ``trace.jsonl``, with the
-    activation bytes of each modelled task's planned arena for the memory counter."""
+    activation bytes of each task's planned arena (the tasks that ran, the chunks they ran
+    as: what the executor allocates) for the memory counter."""
     from . import perfetto
     from .memory import ScenarioMemory
     from .trace import read_trace
 
+    scenario = plan.scenario
     memory: dict[str, int] = {}
     if any(t.model for t in scenario.tasks):
+        ran = [i for i in range(len(scenario.tasks)) if i not in plan.rejected]
         try:
-            plan = ScenarioMemory.of(scenario).plan()
-            memory = {p.name: p.size for p in plan.models}
+            shared = ScenarioMemory.of(scenario, plan.budgets, indices=ran).plan()
+            memory = {p.name: p.size for p in shared.models}
         except InputError:  # a model that cannot be built here: no memory counter
             memory = {}
     try:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError, ScenarioError
+from .policy import DEFAULT, POLICIES, Policy
 from .profile import Profile, load_profile
 from .types import TimeNs, ms_to_ns
 
@@ -31,14 +32,6 @@ BUILTIN_MODELS = frozenset({"resnet18", "mobilenet_v2", "bert_tiny", "mlp", "tin
 _NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 _TASK_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 """Task names become job ids ``<task>#<k>``, CSV fields and file names: no '#', ',' or space."""
-
-
-class Policy(StrEnum):
-    NP_EDF = "np-edf"
-    LP_EDF = "lp-edf"
-    NP_FP = "np-fp"
-    FIFO = "fifo"
-    UNSCHEDULED = "unscheduled"
 
 
 class OnOverrun(StrEnum):
@@ -60,6 +53,8 @@ class Task:
     period_ns: TimeNs
     deadline_ns: TimeNs
     wcet_ns: TimeNs | None = None
+    """The declared ``wcet_ms`` (None: not given). The WCET a run uses is decided from this,
+    the profile and the kernels by :func:`aegis_core.budget.task_budget`."""
     model: str | None = None
     batch: int = 1
     input_shape: tuple[int, ...] | None = None
@@ -72,19 +67,20 @@ class Task:
     priority: int | None = None
     memory_budget_bytes: int | None = None
     kernels_ns: tuple[int, ...] | None = None
-    """lp-edf: the job's kernel (operator group) WCET chain; preemption points lie between."""
+    """The declared ``kernels_ms``: the job's kernel (operator group) WCET chain, whose
+    boundaries are the preemption points of a chunked policy (lp-edf)."""
     on_overrun: str = "continue"
     """A job past its WCET (the time budget): ``continue``, or ``skip-next`` (drop the task's
     next job so the others keep their time)."""
-    profile_samples: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
-    """The measured execution times of ``profile`` (ns): what the simulator replays."""
+    measured: Profile | None = field(default=None, compare=False, repr=False)
+    """The profile at ``profile`` (its WCET and the samples the simulator replays)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     tasks: tuple[Task, ...]
-    policy: Policy = Policy.NP_EDF
+    policy: Policy = DEFAULT
     duration_ns: TimeNs = 1_000 * 1_000_000
     seed: int = 0
     gpu_memory_bytes: int | None = None
@@ -307,6 +303,35 @@ def _profile_matches(
         )
 
 
+def _check_declared_wcet(
+    f: _Fields, wcet: TimeNs | None, kernels: tuple[int, ...] | None, deadline: TimeNs
+) -> None:
+    """What the file itself declares must be consistent: ``kernels_ms`` sum to ``wcet_ms``,
+    and neither exceeds the deadline. (A profile's measured WCET is no input error: admission
+    rejects a task whose WCET exceeds its deadline, whichever way the profile came.)"""
+    if wcet is not None and wcet <= 0:
+        raise f.fail("wcet_ms", "must be > 0 after conversion to ns")
+    if kernels is not None and wcet is not None and sum(kernels) != wcet:  # (wcet_ms given)
+        raise f.fail("kernels_ms", f"kernels sum to {sum(kernels)} ns, wcet_ms is {wcet} ns")
+    declared, where = (wcet, "wcet_ms") if wcet is not None else (None, "kernels_ms")
+    if declared is None and kernels is not None:
+        declared = sum(kernels)
+    if declared is not None and declared > deadline:
+        raise f.fail(
+            where, f"WCET {declared} ns exceeds the relative deadline {deadline} ns: never feasible"
+        )
+
+
+def _policy(f: _Fields) -> Policy:
+    """``policy:`` validated against the policy registry."""
+    name = f.data.get("policy")
+    if name is None:
+        return DEFAULT
+    if not isinstance(name, str) or name not in POLICIES:
+        raise f.fail("policy", f"must be one of {', '.join(POLICIES)}, got {name!r}")
+    return POLICIES[name]
+
+
 def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     if not isinstance(raw, Mapping):
         raise ScenarioError(path, f"must be a mapping, got {raw!r}", task=f"#{index}")
@@ -329,21 +354,8 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         raise f.fail("deadline_ms", "must be > 0 after conversion to ns")
     wcet = f.ms("wcet_ms")
     prof = _profile(f, base)
-    wcet_from = "wcet_ms"
-    if wcet is None and prof is not None:
-        wcet, wcet_from = prof.wcet_ns, "profile"
     kernels = _kernels(f)
-    if kernels is not None:
-        if wcet is None:
-            wcet = sum(kernels)
-        elif sum(kernels) != wcet:
-            raise f.fail("kernels_ms", f"kernels sum to {sum(kernels)} ns, wcet_ms is {wcet} ns")
-    if wcet is not None and wcet <= 0:
-        raise f.fail("wcet_ms", "must be > 0 after conversion to ns")
-    if wcet is not None and wcet > deadline:
-        raise f.fail(
-            wcet_from, f"WCET {wcet} ns exceeds the relative deadline {deadline} ns: never feasible"
-        )
+    _check_declared_wcet(f, wcet, None if prof is not None else kernels, deadline)
     arrival = f.choice("arrival", Arrival, Arrival.PERIODIC)
     slack = f.ms("slack_ms", strict=False)
     jitter = f.ms("jitter_ms", strict=False) or 0
@@ -365,7 +377,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         batch=1 if batch is None else batch,
         input_shape=shape,
         profile=prof.path if prof is not None else None,
-        profile_samples=prof.samples_ns if prof is not None else None,
+        measured=prof,
         arrival=arrival,
         slack_ns=period // 2 if slack is None else slack,
         offset_ns=f.ms("offset_ms", strict=False) or 0,
@@ -404,7 +416,7 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
     return Scenario(
         name=name,
         tasks=tasks,
-        policy=f.choice("policy", Policy, Policy.NP_EDF),
+        policy=_policy(f),
         duration_ns=1_000 * 1_000_000 if duration is None else duration,
         seed=0 if seed is None else seed,
         gpu_memory_bytes=_memory_bytes(f, "gpu"),
@@ -480,8 +492,9 @@ def replace_scenario(scenario: Scenario, **changes: Any) -> Scenario:
 
 
 def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:
-    """``--profiles DIR``: each task with a ``DIR/<task>.json`` takes that profile's WCET (over
-    its ``wcet_ms``) and replays its samples; the others are left as they are."""
+    """``--profiles DIR``: each task with a ``DIR/<task>.json`` takes that profile in place of
+    its own timing (its ``wcet_ms`` and ``profile``; its kernels stay, as its preemption
+    points); the others are left as they are."""
     import dataclasses
 
     folder = Path(directory)
@@ -498,12 +511,7 @@ def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:
         prof = _profile(f, Path.cwd())
         assert prof is not None
         _profile_matches(f, prof, t.model, t.batch, t.input_shape)
-        tasks.append(
-            dataclasses.replace(
-                t, wcet_ns=prof.wcet_ns, profile=str(path), profile_samples=prof.samples_ns,
-                kernels_ns=None,
-            )
-        )  # fmt: skip
+        tasks.append(dataclasses.replace(t, wcet_ns=None, profile=str(path), measured=prof))
     if not found:
         names = ", ".join(f"{t.name}.json" for t in scenario.tasks)
         raise InputError(f"--profiles {folder}: no profile for any task (looked for {names})")

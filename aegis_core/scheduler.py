@@ -14,7 +14,8 @@ from enum import IntEnum
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, NamedTuple
 
-from .context import ExecutionContext, ResourceBudget
+from .budget import TaskBudget, task_budget
+from .context import ExecutionContext
 from .events import Completion, EngineEvent, Fault, Release
 from .policy import Key, Policy, fp_priorities
 from .scenario import Task
@@ -148,23 +149,26 @@ class Scheduler:
         trace: TraceSink | None = None,
         *,
         rejected: Iterable[int] = (),
-        chunks: Sequence[int] = (),
+        budgets: Sequence[TaskBudget] = (),
     ) -> None:
         """``rejected``: task indices whose jobs are recorded as REJECTED and never run;
-        ``chunks``: per task, how many non-preemptive chunks a job has (default 1)."""
+        ``budgets``: per task, its time budget and chunk chain (default: decided from the
+        tasks under ``policy``)."""
         self.tasks = tuple(tasks)
         self.policy = policy
         self.trace: TraceSink = trace if trace is not None else NullTrace()
         self.rejected = frozenset(rejected)
-        self._chunks = list(chunks) or [1] * len(self.tasks)
+        budgets = tuple(budgets) or tuple(
+            task_budget(t, i, policy) for i, t in enumerate(self.tasks)
+        )
+        self._chunks = [len(b.chunks_ns) for b in budgets]
         self.jobs: list[Job] = []
         self._ready: list[ReadyEntry] = []
         self._deadlines: list[tuple[TimeNs, int]] = []
         self._key = policy.keyfunc()
         uses_priority = "priority" in policy.key_fields
         self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
-        self.contexts = [ExecutionContext(i, t.name, ResourceBudget.of(t))
-                         for i, t in enumerate(self.tasks)]  # fmt: skip
+        self.contexts = [ExecutionContext(i, b.name, b) for i, b in enumerate(budgets)]
         self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
 
     # -- events in -------------------------------------------------------------------------
@@ -252,8 +256,7 @@ class Scheduler:
         job.overrun = True
         ctx = self.contexts[job.task_index]
         ctx.overruns += 1
-        assert ctx.budget.time_ns is not None
-        self.trace.overrun(now, job, ctx.budget.time_ns, ctx.budget.on_overrun)
+        self.trace.overrun(now, job, ctx.budget.time_budget_ns, ctx.budget.on_overrun)
         if ctx.budget.on_overrun != "skip-next":
             return
         waiting = [e for e in self._ready if self.jobs[e.seq].task_index == job.task_index
@@ -331,7 +334,7 @@ class Scheduler:
             plan.policy,
             trace,
             rejected=plan.rejected,
-            chunks=[len(c) for c in plan.chunks],
+            budgets=plan.budgets,
         )
 
     @property

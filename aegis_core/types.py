@@ -22,3 +22,16 @@ def ms_to_ns(value: float | int) -> TimeNs:
     except InvalidOperation as exc:  # pragma: no cover - guarded by validation
         raise ValueError(f"not a number: {value!r}") from exc
     return int((d * NS_PER_MS).to_integral_value())
+
+
+BYTES_PER_MIB = 1 << 20
+
+
+def fmt_ms(ns: int | float | None, unit: str = "") -> str:
+    """A duration for tables: ``12.345`` (3 decimals, ms), ``-`` for None; ``unit`` appended."""
+    return "-" if ns is None else f"{ns / NS_PER_MS:.3f}{unit}"
+
+
+def fmt_mib(n: int | float, unit: str = "") -> str:
+    """A byte count for tables: ``9.188`` (3 decimals, MiB); ``unit`` appended."""
+    return f"{n / BYTES_PER_MIB:.3f}{unit}"

@@ -13,33 +13,16 @@ can be live at the same time share a byte.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aegis_core.errors import InternalError
-from aegis_core.memory import (
-    ALIGN,
-    SHARING,
-    ModelUsage,
-    SharedPlan,
-    Usage,
-    plan_models,
-    usage_of,
-)
+from aegis_core.memory import ALIGN, ModelUsage, ScenarioMemory, SharedPlan, TaskGraph, Usage
+from aegis_core.policy import Policy, get_policy
 
 from .backend import TaskWork
-
-
-def task_usage(w: TaskWork, deadline_ns: int | None) -> ModelUsage:
-    """The task's activations plus every operator's scratch buffers, as the executor sizes
-    them (the core's one usage function), with its chunk boundaries and deadline."""
-    assert w.graph is not None
-    base = usage_of(w.graph, w.name, executor=True)
-    bounds = tuple(r.start for r in w.ranges[1:])
-    return dataclasses.replace(base, boundaries=bounds, deadline_ns=deadline_ns)
 
 
 @dataclass(frozen=True)
@@ -64,10 +47,15 @@ class Layout:
         }
 
 
-def layout(work: Sequence[TaskWork], policy: str, deadlines: Sequence[int | None]) -> Layout:
-    """Plan the arena of every task with a model (rejected tasks carry none)."""
-    usages = {w.index: task_usage(w, deadlines[w.index]) for w in work if w.graph is not None}
-    plan = plan_models(list(usages.values()), SHARING[policy], ALIGN)
+def layout(work: Sequence[TaskWork], policy: Policy | str, deadlines: Sequence[int]) -> Layout:
+    """Plan the arena of every task with a model (rejected tasks carry none) through the
+    core's one usage path (:class:`~aegis_core.memory.ScenarioMemory`), each task cut into
+    the chunks it runs as."""
+    graphs = {w.index: TaskGraph(w.name, w.graph, len(w.ranges), deadlines[w.index])
+              for w in work if w.graph is not None}  # fmt: skip
+    memory = ScenarioMemory.of_graphs(graphs, get_policy(policy).sharing)
+    usages = memory.usages
+    plan = memory.plan()
     plans = {p.name: p for p in plan.models}
     offsets = {
         i: {k: plan.bases[u.name] + off for k, off in plans[u.name].offsets.items()}

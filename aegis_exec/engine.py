@@ -55,7 +55,7 @@ def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> li
     """Each task's graph and chunk ranges, validated; ScenarioError names task and field."""
     scenario, out = plan.scenario, []
     for i, task in enumerate(scenario.tasks):
-        durations = plan.chunks[i] if plan.chunks else (task.wcet_ns or 0,)
+        durations = plan.budgets[i].chunks_ns
         graph = load_task_graph(scenario, task)
         if graph is None and backend != "mock" and i not in plan.rejected:
             raise ScenarioError(
@@ -138,7 +138,7 @@ class ExecEngine:
             from .arena import layout
 
             deadlines = [t.deadline_ns for t in plan.scenario.tasks]
-            self._layout = layout(self._work, plan.policy.name, deadlines)
+            self._layout = layout(self._work, plan.policy, deadlines)
         self._validated = plan
 
     def start(self, plan: RunPlan) -> None:

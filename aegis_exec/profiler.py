@@ -16,6 +16,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from aegis_core.budget import task_budget
 from aegis_core.errors import BackendError, InputError, ScenarioError
 from aegis_core.scenario import Scenario
 
@@ -38,15 +39,19 @@ def _work(scenario: Scenario, backend: str) -> list[TaskWork]:
                 task=task.name,
                 field="model",
             )
-        if graph is None and task.wcet_ns is None:
-            raise ScenarioError(
-                scenario.path,
-                "the mock backend replays wcet_ms: give it, or a model and a real backend",
-                task=task.name,
-                field="wcet_ms",
-            )
+        try:  # the mock backend replays the task's WCET, as its budget says
+            wcet = task_budget(task, i, scenario.policy, scenario.path).wcet_ns
+        except ScenarioError:
+            wcet = 0
+            if graph is None:
+                raise ScenarioError(
+                    scenario.path,
+                    "the mock backend replays wcet_ms: give it, or a model and a real backend",
+                    task=task.name,
+                    field="wcet_ms",
+                ) from None
         ranges = (range(len(graph.ops)),) if graph is not None else (range(1),)
-        out.append(TaskWork(i, task.name, graph, ranges, (task.wcet_ns or 0,)))
+        out.append(TaskWork(i, task.name, graph, ranges, (wcet,)))
     return out
 
 

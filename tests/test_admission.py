@@ -42,6 +42,7 @@ from aegis_core.admission import (
     split_chunks,
     utilisation,
 )
+from aegis_core.budget import budgets
 from aegis_core.cli import main
 from aegis_core.scenario import load_scenario
 from aegis_core.taskgen import random_taskset
@@ -520,7 +521,9 @@ def test_policies_without_analysis_admit_everything() -> None:
 
 def test_jitter_shortens_the_minimum_separation() -> None:
     scenario = make_scenario([{"name": "a", "period_ms": 10, "jitter_ms": 2, "wcet_ms": 1}])
-    assert analysis_task(scenario.tasks[0]) == ATask("a", 1 * MS, 8 * MS, 10 * MS)
+    assert analysis_task(scenario.tasks[0], budgets(scenario)[0]) == ATask(
+        "a", 1 * MS, 8 * MS, 10 * MS
+    )
     # jitter 4 ms: two releases of a can come 6 ms apart, U = 6/6 + 2/100 > 1
     base = {"name": "a", "period_ms": 10, "wcet_ms": 6}
     other = {"name": "b", "period_ms": 100, "deadline_ms": 12, "wcet_ms": 2}
@@ -564,7 +567,8 @@ def test_aegis_admit_table_shows_chunks(capsys: pytest.CaptureFixture[str]) -> N
 def test_aegis_admit_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["admit", str(ADMISSION_YAML), "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"policy", "schedulable", "tasks"}
+    assert set(doc) == {"policy", "schedulable", "tasks", "memory"}  # memory: tasks have models
+    assert set(doc["memory"]) == {"sharing", "arena_bytes", "weights_bytes", "inputs_bytes"}
     assert (doc["policy"], doc["schedulable"]) == ("np-edf", False)
     design_keys = {
         "name", "admitted", "wcet_ns", "period_ns", "deadline_ns", "response_bound_ns", "reason",

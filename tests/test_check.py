@@ -35,6 +35,7 @@ from aegis_core.admission import (
     fp_response,
 )
 from aegis_core.arrivals import releases
+from aegis_core.budget import budgets, with_chunks
 from aegis_core.check import check
 from aegis_core.cli import main
 from aegis_core.engine import RunPlan, WcetModel
@@ -86,13 +87,15 @@ def simulate(
 ) -> list[Job]:
     """Periodic jobs on the FakeEngine through the real scheduler and loop; no admission."""
     scenario = scenario_of(ts, offsets, horizon, scale)
-    model = WcetModel([tuple(c * scale for c in x.chunks) for x in ts])
+    chains = with_chunks(
+        budgets(scenario, get_policy(policy)), [tuple(c * scale for c in x.chunks) for x in ts]
+    )
     plan = RunPlan(
         scenario=scenario,
         policy=get_policy(policy),
         releases=periodic_releases(scenario),
-        exec_time=model,
-        chunks=tuple(model.chunks),
+        exec_time=WcetModel.of(chains),
+        budgets=chains,
     )
     scheduler = Scheduler.for_plan(plan)
     run(plan, scheduler, FakeEngine())
@@ -267,9 +270,10 @@ def random_scenario(rng: random.Random, policy: str, seed: int) -> Scenario:
         tasks.append(task)
     doc = {"name": "random", "policy": policy, "duration_ms": 300, "seed": seed, "tasks": tasks}
     scenario = parse_scenario(doc)
-    assert [(t.period_ns, t.deadline_ns, t.wcet_ns) for t in scenario.tasks] == [
-        (x.t, x.d, x.c) for x in ts
-    ]
+    assert [
+        (t.period_ns, t.deadline_ns, b.wcet_ns)
+        for t, b in zip(scenario.tasks, budgets(scenario), strict=True)
+    ] == [(x.t, x.d, x.c) for x in ts]
     assert all(t.jitter_ns % 100_000 == 0 < t.period_ns - t.jitter_ns for t in scenario.tasks)
     return scenario
 
@@ -306,14 +310,15 @@ def test_np_fp_bounds_hold_for_every_task_of_random_sets() -> None:
         scenario = random_scenario(rng, "np-fp", seed)
         real = admit(scenario)
         prio = fp_priorities(scenario.tasks)  # deadline-monotonic, as admission uses
-        ts = [analysis_task(t, p) for t, p in zip(scenario.tasks, prio, strict=True)]
+        ts = [analysis_task(t, b, p)
+              for t, b, p in zip(scenario.tasks, real.budgets, prio, strict=True)]  # fmt: skip
         verdicts = []
         for i, (t, v) in enumerate(zip(scenario.tasks, real.tasks, strict=True)):
             bound = fp_response(ts, i).bound
             assert bound != math.inf
             above_deadline += bound > t.deadline_ns
             verdicts.append(dataclasses.replace(v, admitted=True, response_bound_ns=int(bound)))
-        everything = Admission("np-fp", tuple(verdicts))
+        everything = dataclasses.replace(real, tasks=tuple(verdicts))
         result = check(scenario, runs=3, admission=everything)
         assert result.ok, result.as_dict()
         assert len(result.rows) == len(scenario.tasks)
@@ -359,9 +364,9 @@ def test_check_on_the_lp_edf_scenario_reaches_the_planner_bound() -> None:
 
 
 def shrink(verdicts: Admission, name: str, by: int) -> Admission:
-    return Admission(
-        verdicts.policy,
-        tuple(
+    return dataclasses.replace(
+        verdicts,
+        tasks=tuple(
             dataclasses.replace(v, response_bound_ns=v.response_bound_ns - by)
             if v.name == name and v.response_bound_ns is not None
             else v
@@ -384,8 +389,9 @@ def test_check_flags_a_bound_that_is_too_small() -> None:
 
 def test_check_with_nothing_admitted() -> None:
     scenario = load_scenario(ADMISSION_YAML)
-    none = Admission(
-        "np-edf", tuple(dataclasses.replace(v, admitted=False) for v in admit(scenario).tasks)
+    real = admit(scenario)
+    none = dataclasses.replace(
+        real, tasks=tuple(dataclasses.replace(v, admitted=False) for v in real.tasks)
     )
     result = check(scenario, admission=none)
     assert (result.ok, result.rows, result.runs) == (True, (), 0)

@@ -9,6 +9,7 @@ import pytest
 
 from aegis_core.cli import main
 from aegis_core.compare import COLUMNS, _row, compare
+from aegis_core.policy import get_policy
 from aegis_core.scenario import load_scenario, replace_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ def test_compare_numpy_writes_table_and_plots(tmp_path: Path) -> None:
     # results of another run in the same folders are never taken for this one
     from aegis_core.runner import run_scenario
 
-    run_scenario(replace_scenario(longer, policy=type(longer.policy)("unscheduled")), "sim",
+    run_scenario(replace_scenario(longer, policy=get_policy("unscheduled")), "sim",
                  out_dir=c.sim_dir.parent.parent / longer.name / "sim", perfetto=False)  # fmt: skip
     assert compare(longer, backend="numpy", results=tmp_path).reused["sim"] is False
 

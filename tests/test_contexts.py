@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from aegis_core.context import ExecutionContext, ResourceBudget
+from aegis_core.budget import budgets
+from aegis_core.context import ExecutionContext
 from aegis_core.engine import RunPlan, WcetModel
 from aegis_core.errors import ScenarioError
 from aegis_core.loop import run
@@ -33,7 +34,7 @@ def scenario(action: str, **b: Any) -> Any:
 
 def run_with(s: Any, engine: Any, slow: dict[str, int]) -> tuple[list[dict[str, Any]], Any]:
     """Run ``s`` with the jobs in ``slow`` taking that many ns (injected overruns)."""
-    base = WcetModel.of(s)
+    base = WcetModel.of(budgets(s))
 
     def exec_time(d: Dispatch) -> int:
         return slow.get(d.job, base(d))
@@ -153,9 +154,10 @@ def test_contexts_in_the_summary_and_budget_setting() -> None:
     }  # fmt: skip
     assert summary["contexts"][1]["budget"]["memory_bytes"] == 4 << 20
     assert summary["tasks"][0]["overruns"] == 0 and summary["tasks"][0]["skipped"] == 0
-    ctx = ExecutionContext(0, "x", ResourceBudget(None, 5, "continue"))
-    assert ctx.over_budget(6) and not ctx.over_budget(5)
-    assert not ExecutionContext(0, "x", ResourceBudget(None, None)).over_budget(10**12)
+    b = budgets(s)[0]
+    ctx = ExecutionContext(0, "a", b)
+    assert ctx.over_budget(b.wcet_ns + 1) and not ctx.over_budget(b.wcet_ns)
+    assert b.time_budget_ns == b.wcet_ns == 2 * MS
 
 
 def test_bad_on_overrun_is_named() -> None:

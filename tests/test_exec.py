@@ -185,8 +185,9 @@ def test_mock_fault_message_is_the_injected_one() -> None:
 
 
 @pytest.mark.parametrize("backend", ["mock", "numpy"])
-def test_a_plan_without_chunks_runs(backend: str) -> None:
-    plan = dataclasses.replace(RunPlan.build(TWO), chunks=())
+def test_a_plan_runs_its_budgets_chunk_chains(backend: str) -> None:
+    plan = RunPlan.build(TWO)
+    assert plan.chunks == tuple(b.chunks_ns for b in plan.budgets)
     scheduler = Scheduler.for_plan(plan)
     run(plan, scheduler, ExecEngine(backend))
     assert all(j.status is JobStatus.COMPLETED for j in scheduler.jobs)
@@ -508,7 +509,9 @@ def test_lp_edf_with_more_chunks_than_operators_is_refused() -> None:
     from aegis_core.errors import ScenarioError
     from aegis_exec.engine import task_work
 
-    plan = dataclasses.replace(RunPlan.build(LP), chunks=((2 * MS,), (MS,) * 500))
+    plan = RunPlan.build(LP)
+    many = dataclasses.replace(plan.budgets[1], chunks_ns=(MS,) * 500)
+    plan = dataclasses.replace(plan, budgets=(plan.budgets[0], many))
     with pytest.raises(ScenarioError, match=r"task 'planner': field 'kernels_ms': .*500 chunks"):
         task_work(plan, "numpy")
 

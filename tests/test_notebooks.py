@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from aegis_core.policy import get_policy
 from aegis_core.runner import run_scenario
 from aegis_core.scenario import load_scenario, replace_scenario
 
@@ -47,7 +48,7 @@ def test_compare_notebook_runs_on_numpy_results(
     root = tmp_path / s.name
     run_scenario(s, "sim", out_dir=root / "sim", perfetto=False)
     run_scenario(s, ExecEngine("numpy"), out_dir=root / "exec-numpy", perfetto=False)
-    base = replace_scenario(s, policy=type(s.policy)("unscheduled"))
+    base = replace_scenario(s, policy=get_policy("unscheduled"))
     run_scenario(base, ExecEngine("numpy"), out_dir=root / "exec-numpy-unscheduled",
                  perfetto=False)  # fmt: skip
     nb = _execute(ROOT / "notebooks" / "compare.ipynb", monkeypatch,

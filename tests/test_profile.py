@@ -15,6 +15,7 @@ import yaml
 from scipy import stats
 
 from aegis_core.admission import admit
+from aegis_core.budget import WcetFrom, budgets
 from aegis_core.cli import main
 from aegis_core.engine import RunPlan, SampledModel, WcetModel
 from aegis_core.errors import InputError, ScenarioError
@@ -115,7 +116,9 @@ def test_scenario_takes_the_profile_wcet_and_admission_uses_it(
 ) -> None:
     s = load_scenario(profiled_scenario(tmp_path))
     wcet = estimate(SAMPLES).wcet_ns
-    assert s.tasks[0].wcet_ns == wcet and s.tasks[0].profile_samples == tuple(SAMPLES)
+    b = budgets(s)[0]
+    assert (b.wcet_ns, b.wcet_from, b.samples_ns) == (wcet, WcetFrom.PROFILE, tuple(SAMPLES))
+    assert s.tasks[0].wcet_ns is None  # the scenario keeps what the file says
     assert main(["admit", str(tmp_path / "s.yaml"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tasks"][0]["wcet_ns"] == wcet
@@ -124,7 +127,8 @@ def test_scenario_takes_the_profile_wcet_and_admission_uses_it(
 
 def test_explicit_wcet_wins_over_the_profile(tmp_path: Path) -> None:
     s = load_scenario(profiled_scenario(tmp_path, wcet_ms=5))
-    assert s.tasks[0].wcet_ns == 5 * MS and s.tasks[0].profile_samples == tuple(SAMPLES)
+    b = budgets(s)[0]
+    assert (b.wcet_ns, b.wcet_from, b.samples_ns) == (5 * MS, WcetFrom.WCET_MS, tuple(SAMPLES))
 
 
 @pytest.mark.parametrize(
@@ -133,7 +137,6 @@ def test_explicit_wcet_wins_over_the_profile(tmp_path: Path) -> None:
         ({"model": "tiny_cnn"}, "the profile measured model 'mlp', the task runs 'tiny_cnn'"),
         ({"batch": 4}, "the profile measured batch 1, the task runs 4"),
         ({"input_shape": [32]}, r"the profile measured input shape \[1024\], the task runs \[32\]"),
-        ({"deadline_ms": 3}, "field 'profile': WCET .* exceeds the relative deadline"),
     ],
 )
 def test_profile_that_does_not_fit_the_task_exits_2(
@@ -145,6 +148,53 @@ def test_profile_that_does_not_fit_the_task_exits_2(
     assert "task 'a'" in err and "field 'profile'" in err
     with pytest.raises(ScenarioError, match=message):
         load_scenario(path)
+
+
+def test_a_profile_above_the_deadline_is_rejected_the_same_either_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same profile gives the same verdict through ``profile:`` and ``--profiles``: a
+    measured WCET above the deadline is an admission rejection (exit 1), not bad input."""
+    inline = profiled_scenario(tmp_path, deadline_ms=3)
+    data = yaml.safe_load(inline.read_text())
+    del data["tasks"][0]["profile"]
+    data["tasks"][0]["wcet_ms"] = 1
+    flagged = write_yaml(tmp_path / "flag.yaml", data)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.json").write_bytes((tmp_path / "a.json").read_bytes())
+    outs = []
+    for argv in (
+        ["admit", str(inline)],
+        ["admit", str(flagged), "--profiles", str(tmp_path / "dir")],
+    ):
+        assert main([*argv, "--json"]) == 1
+        outs.append(json.loads(capsys.readouterr().out)["tasks"][0])
+    assert outs[0] == outs[1]
+    assert not outs[0]["admitted"] and outs[0]["wcet_from"] == "profile"
+    assert outs[0]["reason"].endswith("exceeds the relative deadline 3 ms: never feasible")
+
+
+def test_lp_edf_profiles_keep_the_kernel_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mock profiles of lp_edf.yaml: the planner is admitted with chunks, as inline; its
+    kernels_ms are scaled to the profile's WCET, and the admit table says so."""
+    yaml_path = Path(__file__).resolve().parent.parent / "scenarios" / "lp_edf.yaml"
+    out = tmp_path / "P"
+    assert main(["profile", str(yaml_path), "--backend", "mock", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["admit", str(yaml_path), "--profiles", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "3 of 3 admitted" in table
+    assert "WCET from the profile; kernels_ms scaled to the profile's WCET" in table
+    s = with_profiles(load_scenario(yaml_path), out)
+    adm = admit(s)
+    planner = adm.budgets[2]
+    assert planner.wcet_from is WcetFrom.PROFILE and len(planner.kernels_ns) == 3
+    assert sum(planner.kernels_ns) == planner.wcet_ns
+    assert len(planner.chunks_ns) > 1 and adm.tasks[2].chunks_ns == planner.chunks_ns
+    # the run plan executes that chain
+    assert RunPlan.build(s, admission=adm).chunks[2] == planner.chunks_ns
 
 
 def test_broken_profile_named_through_the_scenario(tmp_path: Path) -> None:
@@ -165,7 +215,7 @@ def test_profiles_directory_overrides_wcet_ms(tmp_path: Path) -> None:
     ]})  # fmt: skip
     t = with_profiles(s, folder)
     assert t.tasks[0] == s.tasks[0]
-    assert t.tasks[1].wcet_ns == estimate(SAMPLES).wcet_ns
+    assert budgets(t)[1].wcet_ns == estimate(SAMPLES).wcet_ns and t.tasks[1].wcet_ns is None
     assert t.tasks[1].profile == str(folder / "b.json")
     with pytest.raises(InputError, match="no such directory"):
         with_profiles(s, tmp_path / "none")
@@ -190,7 +240,7 @@ def test_sim_replays_the_profile_samples(tmp_path: Path) -> None:
 def test_exec_time_wcet_forces_the_worst_case(tmp_path: Path) -> None:
     s = load_scenario(profiled_scenario(tmp_path))
     result = run_scenario(s, "sim", write=False, exec_time="wcet")
-    assert {j.end_ns - j.start_ns for j in result.jobs if j.task == "a"} == {s.tasks[0].wcet_ns}
+    assert {j.end_ns - j.start_ns for j in result.jobs if j.task == "a"} == {budgets(s)[0].wcet_ns}
     assert result.summary["exec_time"] == "wcet"
     with pytest.raises(InputError, match="unknown execution-time mode 'mean'"):
         RunPlan.build(s, exec_time_mode="mean")
@@ -212,9 +262,8 @@ def test_replay_is_seeded_and_shared_by_sim_and_mock_exec(tmp_path: Path) -> Non
 def test_lp_edf_chunks_split_a_draw_exactly() -> None:
     s = parse_scenario({"name": "x", "policy": "lp-edf", "tasks": [
         {"name": "a", "period_ms": 10, "kernels_ms": [1, 2, 4]}]})  # fmt: skip
-    s = dataclasses.replace(
-        s, tasks=(dataclasses.replace(s.tasks[0], profile_samples=(7_000_001, 3_500_000)),)
-    )
+    measured = dataclasses.replace(make_profile(SAMPLES), samples_ns=(7_000_001, 3_500_000))
+    s = dataclasses.replace(s, tasks=(dataclasses.replace(s.tasks[0], measured=measured),))
     plan = RunPlan.build(s)
     model = plan.exec_time
     assert isinstance(model, SampledModel) and isinstance(model.base, WcetModel)

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
+from aegis_core.budget import WcetFrom, budgets
 from aegis_core.cli import main
 from aegis_core.errors import InputError, ScenarioError
+from aegis_core.policy import NP_EDF, NP_FP
 from aegis_core.scenario import (
     BYTES_PER_MB,
     Arrival,
-    Policy,
     Scenario,
     Task,
     load_scenario,
@@ -132,7 +133,7 @@ tasks:
 
     expected = Scenario(
         name="full_set-1",
-        policy=Policy.NP_FP,
+        policy=NP_FP,
         duration_ns=2_000_500_000,
         seed=7,
         gpu_memory_bytes=1024 * MIB,
@@ -147,7 +148,6 @@ tasks:
                 deadline_ns=30_250_000,
                 wcet_ns=1500,
                 profile=str(folder / "profiles" / "det.json"),
-                profile_samples=tuple(samples),
                 arrival=Arrival.SPORADIC,
                 slack_ns=16_650_000,
                 offset_ns=1_500_000,
@@ -182,6 +182,8 @@ tasks:
         ),
     )
     assert s == expected
+    measured = s.tasks[0].measured
+    assert measured is not None and measured.samples_ns == tuple(samples)
     # Every time is a plain int (no float, no numpy scalar) — DESIGN §2.
     for t in s.tasks:
         for v in (t.period_ns, t.deadline_ns, t.slack_ns, t.offset_ns, t.jitter_ns):
@@ -195,7 +197,7 @@ tasks:
 def test_top_level_defaults(tmp_path: Path) -> None:
     path = write(tmp_path / "s.yaml", {"name": "d", "tasks": [{"name": "a", "period_ms": 3}]})
     s = load_scenario(path)
-    assert s.policy is Policy.NP_EDF
+    assert s.policy is NP_EDF
     assert s.seed == 0
     assert s.gpu_memory_bytes is None
     assert s.duration_ns == 1_000 * MS
@@ -586,5 +588,7 @@ def test_duration_override_must_be_finite_and_positive(
 def test_kernels_give_the_wcet_when_it_is_missing(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("name: demo\ntasks:\n  - {name: p, period_ms: 40, kernels_ms: [3, 2.5, 0.5]}\n")
-    task = load_scenario(path).tasks[0]
-    assert task.kernels_ns == (3_000_000, 2_500_000, 500_000) and task.wcet_ns == 6_000_000
+    scenario = load_scenario(path)
+    task, budget = scenario.tasks[0], budgets(scenario)[0]
+    assert task.kernels_ns == (3_000_000, 2_500_000, 500_000) and task.wcet_ns is None
+    assert (budget.wcet_ns, budget.wcet_from) == (6_000_000, WcetFrom.KERNELS_MS)

@@ -17,7 +17,7 @@ EVENTS = ("release", "dispatch", "complete", "miss")
 def sched_log(engine_cls: Any, tasks: list[dict[str, Any]], **top: Any) -> list[Any]:
     scenario = make_scenario(tasks, **top)
     records, jobs = run_in_memory(scenario, engine_cls())
-    check_run(records, jobs, slots=None if scenario.policy == "unscheduled" else 1)
+    check_run(records, jobs, slots=None if scenario.policy.concurrent else 1)
     return log(records, EVENTS)
 
 
