@@ -608,7 +608,7 @@ def format_plan(plan: SharedPlan) -> str:
         )
     gap = plan.shared_bytes / plan.lower_bound_bytes - 1 if plan.lower_bound_bytes else 0.0
     lines += [
-        f"activations: isolated {_mib(plan.isolated_bytes)} MiB, shared "
+        f"activations and kernel scratch: isolated {_mib(plan.isolated_bytes)} MiB, shared "
         f"{_mib(plan.shared_bytes)} MiB, lower bound {_mib(plan.lower_bound_bytes)} MiB; "
         f"reduction {plan.reduction:.1%}, {gap:.1%} above the lower bound",
         f"persistent (not shared): weights {_mib(plan.weights_bytes)} MiB, inputs "
