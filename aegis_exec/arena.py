@@ -30,7 +30,7 @@ from aegis_core.memory import (
     usage_of,
 )
 
-from .backend import TaskWork
+from .backends.base import TaskWork
 
 
 def task_usage(w: TaskWork, deadline_ns: int | None) -> ModelUsage:
