@@ -35,13 +35,14 @@ class State:
         self.mallocs: dict[int, np.ndarray] = {}
         self.next_ptr = 4096
         self.errors: dict[str, int] = {}  # call name -> fail from this call number on (1-based)
+        self.fail_once: dict[str, set[int]] = {}  # call name -> fail these call numbers only
         self.calls: dict[str, int] = {}
         self.kernel_grids: list[tuple[int, int, int]] = []
         self.capture_error: Exception | None = None
 
     def hit(self, name: str) -> None:
         n = self.calls[name] = self.calls.get(name, 0) + 1
-        if name in self.errors and n >= self.errors[name]:
+        if (name in self.errors and n >= self.errors[name]) or n in self.fail_once.get(name, ()):
             raise CUDARuntimeError(f"cudaErrorIllegalAddress: fake failure in {name}")
 
 

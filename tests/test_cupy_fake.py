@@ -100,6 +100,19 @@ def test_a_fault_at_launch_fails_that_job_only(fake: Any, clock: VirtualClock) -
     assert all(j.status is JobStatus.COMPLETED for j in jobs if j.id != "mlp#1")
 
 
+def test_a_launch_the_device_refuses_fails_that_job_only(fake: Any, clock: VirtualClock) -> None:
+    # the capture check replays each task's graph once (calls 1, 2); call 5 is the third job's
+    before = _live()
+    fake.fail_once["graph_launch"] = {5}
+    records, jobs = run_in_memory(SC, engine(clock))
+    failed = [j for j in jobs if j.status is JobStatus.FAILED]
+    assert [j.id for j in failed] == ["cnn#1"]
+    assert "CUDARuntimeError: cudaErrorIllegalAddress" in (failed[0].error or "")
+    assert all(j.status is JobStatus.COMPLETED for j in jobs if j.id != "cnn#1")
+    assert check_run(records, jobs, slots=1) == len(jobs)
+    assert _live() == before and not fake.mallocs  # its events went back to the pool
+
+
 def test_a_cuda_error_while_polling_ends_the_run_and_still_releases_everything(
     fake: Any, clock: VirtualClock
 ) -> None:

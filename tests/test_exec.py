@@ -758,3 +758,44 @@ def test_numpy_close_drops_queued_jobs_and_restores_the_interpreter() -> None:
         backend.launch(0, 0, k, k)
     backend.close()
     assert sys.getswitchinterval() == switch and WorkerStream.live == 0
+
+
+# ------------------------------------------------------------- the registry and the checker
+
+
+def test_the_registry_is_the_one_list_of_backends() -> None:
+    assert backends.names() == ("auto", *backends.REGISTRY)
+    caps = {name: s.caps for name, s in backends.REGISTRY.items()}
+    # what the engine decides on, per backend: a model to run or durations to replay
+    assert all(c.executes_models != c.replays_exec_time for c in caps.values())
+    with pytest.raises(InputError, match=r"unknown backend 'tpu'; choose one of: auto, "):
+        backends.spec("tpu")
+    eng = ExecEngine("mock", clock=VirtualClock())
+    assert eng.device == "mock (not started)"
+    run_in_memory(TWO, eng)
+    assert eng.device == "mock (synthetic durations)"
+
+
+def _job(k: int, release: int, start: int, end: int, deadline: int, **flags: Any) -> Any:
+    from aegis_core.scheduler import Job
+
+    j = Job(k, "t", 0, k, release, deadline)
+    j.start_ns, j.end_ns, j.missed = start, end, end > deadline
+    for name, value in flags.items():
+        setattr(j, name, value)
+    return j
+
+
+def test_a_miss_needs_a_recorded_cause() -> None:
+    # x#0 runs 0-9 ms; y (released at 1, deadline 10) waits for it and misses
+    def run(**x_flags: Any) -> list[str]:
+        x = _job(0, 0, 0, 9 * MS, 100 * MS, **x_flags)
+        return unexplained_misses([x, _job(1, 1 * MS, 9 * MS, 12 * MS, 10 * MS)])
+
+    assert run() == ["t#1"]  # no overrun, nobody late, never idle: unexplained
+    assert run(overrun=True) == []  # the job ahead ran past its WCET
+    assert run(lag_ns=5 * MS) == []  # the host handed a release over late
+    # the device idle for 4 ms while the job was ready: the host stalled
+    idle = [_job(0, 0, 0, 5 * MS, 100 * MS), _job(1, 1 * MS, 9 * MS, 12 * MS, 10 * MS)]
+    assert unexplained_misses(idle) == []
+    assert unexplained_misses(idle, tolerance_ns=5 * MS) == ["t#1"]

@@ -40,8 +40,6 @@ class Capabilities:
     """Places activations and scratch buffers in the planned shared arena."""
     replays_exec_time: bool
     """Runs each launch for the plan's execution time (``duration_ns`` of launch)."""
-    device_times: bool
-    """Starts and ends come from device events mapped onto the host clock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +49,6 @@ class BackendSpec:
     """Module under :mod:`aegis_exec.backends` with the backend class and ``usable()``."""
     cls: str
     caps: Capabilities
-    summary: str
-    """For help texts: what it runs on."""
     unusable: str = ""
     """Why it may be unavailable, and what to do (InputError text)."""
 
@@ -74,22 +70,19 @@ REGISTRY: dict[str, BackendSpec] = {
         BackendSpec(
             "cupy", "cupy", "CupyBackend",
             Capabilities(executes_models=True, cuda_graphs=True, memory_plan=True,
-                         replays_exec_time=False, device_times=True),
-            "CUDA GPU",
+                         replays_exec_time=False),
             "the cupy backend needs CuPy and a usable CUDA GPU, and none was found "
             "(install the extra: pip install -e '.[gpu]'; or use --backend numpy)",
         ),
         BackendSpec(
             "numpy", "numpy", "NumpyBackend",
             Capabilities(executes_models=True, cuda_graphs=False, memory_plan=True,
-                         replays_exec_time=False, device_times=False),
-            "CPU",
+                         replays_exec_time=False),
         ),
         BackendSpec(
             "mock", "mock", "MockBackend",
             Capabilities(executes_models=False, cuda_graphs=False, memory_plan=False,
-                         replays_exec_time=True, device_times=False),
-            "synthetic durations",
+                         replays_exec_time=True),
         ),
     )
 }  # fmt: skip
@@ -132,11 +125,6 @@ def make_backend(name: str, clock: Clock = WALL, **options: Any) -> Backend:
     return spec(name).build(clock, **options)
 
 
-def describe() -> str:
-    """``cupy (CUDA GPU), numpy (CPU), mock (synthetic durations)`` for help texts."""
-    return ", ".join(f"{s.name} ({s.summary})" for s in REGISTRY.values())
-
-
 __all__ = [
     "AUTO",
     "AUTO_ORDER",
@@ -146,7 +134,6 @@ __all__ = [
     "Capabilities",
     "Finished",
     "TaskWork",
-    "describe",
     "make_backend",
     "names",
     "resolve",
