@@ -15,7 +15,6 @@ neither CuPy nor a backend it does not use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -46,15 +45,17 @@ class Capabilities:
 class BackendSpec:
     name: str
     module: str
-    """Module under :mod:`aegis_exec.backends` with the backend class and ``usable()``."""
+    """Module under :mod:`aegis_exec.backends` with the backend class ``cls`` and
+    ``usable()``."""
     cls: str
     caps: Capabilities
     unusable: str = ""
     """Why it may be unavailable, and what to do (InputError text)."""
 
     def usable(self) -> bool:
-        fn: Callable[[], bool] | None = getattr(self._module(), "usable", None)
-        return True if fn is None else fn()
+        """Every backend module has ``usable()``: can it run here?"""
+        ok: bool = self._module().usable()
+        return ok
 
     def _module(self) -> Any:
         return import_module(f"{__name__}.{self.module}")

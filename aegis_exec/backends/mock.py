@@ -13,6 +13,11 @@ from ..clock import WALL, Clock
 from .base import Finished, TaskWork
 
 
+def usable() -> bool:
+    """Needs nothing: it runs anywhere."""
+    return True
+
+
 class MockBackend:
     name = "mock"
     device = "mock (synthetic durations)"

@@ -37,6 +37,11 @@ WARMUP_RUNS = 2
 """Untimed runs of each model before the run starts (first runs pay one-off costs)."""
 
 
+def usable() -> bool:
+    """NumPy is a dependency of AegisRT: the CPU backend runs wherever it is installed."""
+    return True
+
+
 class WorkerStream:
     """An in-order queue of work run by one daemon thread; ``close`` joins the thread.
 
