@@ -161,10 +161,26 @@ class RunPlan:
 
 
 class Engine(Protocol):
-    """What the shared loop drives. ``advance`` returns every event of the next instant."""
+    """What the runner and the shared loop drive; every engine implements all of it.
+
+    ``name`` labels the engine (``sim``, ``exec``); ``backend`` names what it runs on (None:
+    nothing apart from the engine); ``device`` says where jobs run, for the summary
+    (``"simulated"`` for a simulator; an executor's device is known once started).
+    ``advance`` returns every event of the next instant; the release cursor, the slot count
+    and the order of an instant's events are shared by every engine
+    (:mod:`aegis_core.cursor`).
+    """
 
     name: str
     backend: str | None
+
+    @property
+    def device(self) -> str: ...
+
+    def validate(self, plan: RunPlan) -> None:
+        """Refuse, before anything is written, a plan this engine cannot run (e.g. a task
+        without the model an executor needs); ScenarioError names the task and field."""
+        ...
 
     def start(self, plan: RunPlan) -> None: ...
 
@@ -180,6 +196,11 @@ class Engine(Protocol):
         Returns that instant's events (completions first, then releases in plan order), an
         empty list when woken at ``until``, or None when nothing is left to happen.
         """
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """After the run: what the summary adds (``versions`` merged into its versions,
+        the rest as its ``exec`` section); empty when the engine has nothing to add."""
         ...
 
     def close(self) -> None: ...

@@ -141,9 +141,7 @@ def run_scenario(
     plan = RunPlan.build(
         scenario, admission=verdicts, enforce=admission, seed=seed, exec_time_mode=exec_time
     )
-    validate = getattr(eng, "validate", None)
-    if validate is not None:
-        validate(plan)  # e.g. the executor's models: fail before anything is written
+    eng.validate(plan)  # e.g. the executor's models: fail before anything is written
     out = (out_dir or default_out_dir(scenario, eng)) if write else None
     created = out is not None and not out.exists()
     sink: TraceSink = NullTrace()
@@ -174,7 +172,7 @@ def run_scenario(
             scenario, scenario.seed if seed is None else seed, admission, exec_time
         ),
         "scenario_path": scenario.path,
-        "device": "simulated" if eng.name == "sim" else getattr(eng, "device", None),
+        "device": eng.device,
         "jobs": len(scheduler.jobs),
         "misses": sum(j.missed for j in scheduler.jobs),
         "admission": {
@@ -192,10 +190,8 @@ def run_scenario(
         },
         "versions": versions(),
     }
-    report = getattr(eng, "report", None)
-    if report is not None:
-        extra = report()
-        summary["device"] = extra.get("device")
+    extra = eng.report()
+    if extra:
         summary["versions"].update(extra.get("versions", {}))
         summary["exec"] = {
             **{k: v for k, v in extra.items() if k not in ("device", "versions")},

@@ -1,6 +1,6 @@
 """Test doubles and checkers shipped with the core (like httpx's ``MockTransport``).
 
-* :class:`FakeEngine`: a deterministic engine on a plain event heap, no SimPy; each slot runs
+* :class:`FakeEngine`: a deterministic engine on a plain heap of ends, no SimPy; each slot runs
   its job at full speed (unlimited slots: every job in parallel, no sharing).
 * :func:`log`: a trace as ``[(t_ns, job, kind), ...]`` for exact-schedule assertions.
 * :func:`check_run`: the invariant checker used by the long randomized tests.
@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from heapq import heappop, heappush
 from typing import Any
 
 from .admission import Admission
+from .cursor import ReleaseCursor, Slots, instant
 from .engine import Engine, RunPlan
-from .errors import InternalError
 from .events import Completion, EngineEvent, Fault, Release
 from .loop import run
 from .profile import Profile
@@ -24,11 +23,9 @@ from .scheduler import Dispatch, Job, JobStatus, Scheduler
 from .trace import MemoryTrace
 from .types import TimeNs
 
-_COMPLETION, _RELEASE = 0, 1
-
 
 class FakeEngine:
-    """An engine with no SimPy: a heap of (time, kind, order, event).
+    """An engine with no SimPy: a heap of ends, the plan's releases on the shared cursor.
 
     ``faults`` maps job ids to an error text: such a job ends with a :class:`Fault` instead of a
     :class:`Completion`. ``dispatches`` records ``(t_ns, job, end_ns)`` for every dispatch.
@@ -36,55 +33,58 @@ class FakeEngine:
 
     name = "fake"
     backend: str | None = None
+    device = "simulated"
 
     def __init__(self, faults: Mapping[str, str] | None = None) -> None:
         self.faults = dict(faults or {})
         self.dispatches: list[tuple[TimeNs, str, TimeNs]] = []
-        self._heap: list[tuple[TimeNs, int, int, EngineEvent]] = []
+        self._ends: list[tuple[TimeNs, int, Completion | Fault]] = []
+        self._releases = ReleaseCursor()
         self._now: TimeNs = 0
-        self._running = 0
-        self._slots: int | None = 1
+        self._slots = Slots(1)
+
+    def validate(self, plan: RunPlan) -> None:
+        """Every plan runs here."""
 
     def start(self, plan: RunPlan) -> None:
         self._plan = plan
         self._now = 0
-        self._running = 0
-        self._slots = plan.slots
-        self._heap = [(r.t_ns, _RELEASE, i, r) for i, r in enumerate(plan.releases)]
-        self._heap.sort()
+        self._slots = Slots(plan.slots)
+        self._ends = []
+        self._releases = ReleaseCursor(plan.releases)
 
     def now(self) -> TimeNs:
         return self._now
 
     def free_slots(self) -> int:
-        return sys.maxsize if self._slots is None else self._slots - self._running
+        return self._slots.free()
 
     def dispatch(self, d: Dispatch) -> None:
-        if self.free_slots() <= 0:
-            raise InternalError(f"dispatch of {d.job} with no free slot")
-        self._running += 1
+        self._slots.take(d.job)
         end = self._now + self._plan.exec_time(d)
         error = self.faults.get(d.job)
-        ev: EngineEvent = Fault(end, d.seq, error) if error else Completion(end, d.seq)
-        heappush(self._heap, (end, _COMPLETION, d.seq, ev))
+        ev = Fault(end, d.seq, error) if error else Completion(end, d.seq)
+        heappush(self._ends, (end, d.seq, ev))
         self.dispatches.append((self._now, d.job, end))
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
-        heap = self._heap
-        if not heap and until is None:
+        ends, nxt = self._ends, self._releases.next_ns()
+        times = [t for t in (ends[0][0] if ends else None, nxt) if t is not None]
+        if not times and until is None:
             return None
-        if not heap or (until is not None and until < heap[0][0]):
+        if not times or (until is not None and until < min(times)):
             assert until is not None
             self._now = until
             return []
-        t = self._now = heap[0][0]
-        events = []
-        while heap and heap[0][0] == t:
-            _, kind, _, ev = heappop(heap)
-            if kind == _COMPLETION:
-                self._running -= 1
-            events.append(ev)
-        return events
+        t = self._now = min(times)
+        done = []
+        while ends and ends[0][0] == t:
+            done.append(heappop(ends)[2])
+        self._slots.give(len(done))
+        return instant(done, self._releases.take(t))
+
+    def report(self) -> dict[str, Any]:
+        return {}
 
     def close(self) -> None:
         pass

@@ -22,7 +22,7 @@ from aegis_core.errors import InternalError
 from aegis_core.memory import ALIGN, ModelUsage, ScenarioMemory, SharedPlan, TaskGraph, Usage
 from aegis_core.policy import Policy, get_policy
 
-from .backend import TaskWork
+from .backends.base import TaskWork
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,26 @@
-"""Waiting on the host clock with little overshoot: sleep most of the way, spin the rest."""
+"""The executor's host clock, injected: the engine and its backend read and wait on one
+:class:`Clock`. :data:`WALL` (the default) is ``time.perf_counter_ns``, waited on with little
+overshoot (sleep most of the way, spin the rest); tests inject a virtual clock
+(:class:`aegis_exec.testing.VirtualClock`) so what they check cannot depend on how busy the
+host is."""
 
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 SPIN_NS = 200_000
 """The last stretch before a target is spun, not slept: a Linux sleep overshoots by ~50-100 us."""
+
+
+class Clock(Protocol):
+    """Integer ns on one monotonic timeline."""
+
+    def now_ns(self) -> int: ...
+
+    def sleep_until(self, t_ns: int) -> None:
+        """Return once ``now_ns() >= t_ns``."""
+        ...
 
 
 def sleep_until(t_ns: int, spin_ns: int = SPIN_NS) -> None:
@@ -14,3 +29,16 @@ def sleep_until(t_ns: int, spin_ns: int = SPIN_NS) -> None:
     while (left := t_ns - clock()) > 0:
         if left > spin_ns:
             time.sleep((left - spin_ns) / 1e9)
+
+
+class WallClock:
+    """The host's ``perf_counter_ns``."""
+
+    def now_ns(self) -> int:
+        return time.perf_counter_ns()
+
+    def sleep_until(self, t_ns: int) -> None:
+        sleep_until(t_ns)
+
+
+WALL = WallClock()

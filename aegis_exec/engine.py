@@ -1,33 +1,36 @@
-"""The executor engine: the Engine protocol on the wall clock, real kernels on a backend.
+"""The executor engine: the Engine protocol on a host clock, real kernels on a backend.
 
 Releases come from the plan (the core's arrival generator: the same jobs at the same
-relative times as the simulator); the engine waits for each on the host clock and hands it
-to the scheduler with its planned time (the scheduler records how late the host woke up).
-Under np-edf / fifo / np-fp / lp-edf one launch is in flight at a time (one slot); under
+relative times as the simulator); the engine waits for each on its clock and hands it to the
+scheduler with its planned time (the scheduler records how late the host woke up). Under
+np-edf / fifo / np-fp / lp-edf one launch is in flight at a time (one slot); under
 ``unscheduled`` every job is launched at release on its task's own stream (concurrent).
 
-Every time is on one timeline: ns since the run's time 0, a host ``perf_counter_ns`` reading
-taken after the backend is warmed up. Backends map device times (CUDA events) onto it.
+Every time is on one timeline: ns since the run's time 0, a reading of the injected
+:class:`~aegis_exec.clock.Clock` (default: the host's ``perf_counter_ns``) taken after the
+backend is warmed up. The backend is built on the same clock and maps device times (CUDA
+events) onto it. What the engine does with a backend is decided by the backend's
+capabilities (:mod:`aegis_exec.backends`), never by its name.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aegis_core.cursor import ReleaseCursor, Slots, instant
 from aegis_core.engine import RunPlan
-from aegis_core.errors import InternalError, JobFault, ScenarioError
-from aegis_core.events import Completion, EngineEvent, Fault, Release
+from aegis_core.errors import JobFault, ScenarioError
+from aegis_core.events import Completion, EngineEvent, Fault
 from aegis_core.results import overhead_stats
 from aegis_core.scenario import Scenario, Task
 from aegis_core.scheduler import Dispatch
 from aegis_core.types import TimeNs
 
-from .backend import Backend, Finished, TaskWork, make_backend, resolve
-from .clock import sleep_until
+from .backends import Backend, Finished, TaskWork, make_backend, resolve, spec
+from .clock import WALL, Clock
 
 if TYPE_CHECKING:
     from aegis_core.graph import Graph
@@ -51,13 +54,15 @@ def load_task_graph(scenario: Scenario, task: Task) -> Graph | None:
     return task_graph(scenario, task)
 
 
-def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> list[TaskWork]:
-    """Each task's graph and chunk ranges, validated; ScenarioError names task and field."""
+def task_work(plan: RunPlan, backend: str) -> list[TaskWork]:
+    """Each task's graph and chunk ranges for ``backend`` (a registered name), validated;
+    ScenarioError names task and field."""
+    needs_model = spec(backend).caps.executes_models
     scenario, out = plan.scenario, []
     for i, task in enumerate(scenario.tasks):
         durations = plan.budgets[i].chunks_ns
         graph = load_task_graph(scenario, task)
-        if graph is None and backend != "mock" and i not in plan.rejected:
+        if graph is None and needs_model and i not in plan.rejected:
             raise ScenarioError(
                 scenario.path,
                 f"the {backend} backend executes a model: give one "
@@ -77,48 +82,50 @@ def task_work(plan: RunPlan, backend: str, faults: Mapping[str, str] = {}) -> li
                 task=task.name,
                 field="kernels_ms",
             )
-        mine = {int(j.rsplit("#", 1)[1]): msg for j, msg in faults.items()
-                if j.rsplit("#", 1)[0] == task.name}  # fmt: skip
-        out.append(TaskWork(i, task.name, graph, ranges, tuple(durations), mine))
+        out.append(TaskWork(i, task.name, graph, ranges, tuple(durations)))
     return out
 
 
 class ExecEngine:
-    """Real execution of a run plan on a compute backend (``auto``, ``cupy``, ``numpy``,
-    ``mock``). ``faults`` (tests): ``{job id: message}``, those jobs' kernels raise;
-    ``cuda_graphs=False`` makes the cupy backend launch kernels one by one (comparisons);
-    ``memory_plan=False`` gives every buffer its own allocation instead of the planned shared
-    arena; ``check_memory=True`` verifies after loading, from the buffers' real addresses,
-    that no two buffers that can be live together overlap (debug)."""
+    """Real execution of a run plan on a compute backend (``auto`` or a name registered in
+    :mod:`aegis_exec.backends`). ``clock``: the host clock the engine and the backend read
+    and wait on (default: the wall clock; tests inject a virtual one); ``wrap``: a function
+    applied to the backend once built (tests: :class:`aegis_exec.testing.FaultyBackend`);
+    ``cuda_graphs=False`` makes a backend that replays CUDA graphs launch kernels one by one
+    (comparisons); ``memory_plan=False`` gives every buffer its own allocation instead of the
+    planned shared arena; ``check_memory=True`` verifies after loading, from the buffers'
+    real addresses, that no two buffers that can be live together overlap (debug)."""
 
     name = "exec"
 
-    def __init__(self, backend: str = "auto", *, faults: Mapping[str, str] | None = None,
-                 cuda_graphs: bool = True, memory_plan: bool = True, check_memory: bool = False,
+    def __init__(self, backend: str = "auto", *, clock: Clock = WALL,
+                 wrap: Callable[[Backend], Backend] | None = None, cuda_graphs: bool = True,
+                 memory_plan: bool = True, check_memory: bool = False,
                  **options: Any) -> None:  # fmt: skip
-        self.backend: str | None = resolve(backend)
-        self._memory_plan = memory_plan and self.backend != "mock"
+        self.backend: str = resolve(backend)
+        caps = spec(self.backend).caps
+        self._caps = caps
+        self._clock = clock
+        self._wrap = wrap
+        self._memory_plan = memory_plan and caps.memory_plan
         self._check_memory = check_memory
         self._layout: Layout | None = None
         self._checked: int | None = None
-        self._options: dict[str, Any] = {"graphs": cuda_graphs} if self.backend == "cupy" else {}
-        self.device: str | None = None
-        self._faults = dict(faults or {})
+        self._options: dict[str, Any] = {"graphs": cuda_graphs} if caps.cuda_graphs else {}
         self._impl: Backend | None = None
         self._work: list[TaskWork] | None = None
         self._validated: RunPlan | None = None
-        self._t0 = time.perf_counter_ns()
+        self._plan: RunPlan | None = None
+        self._t0 = clock.now_ns()
         self._reset()
 
     def _reset(self) -> None:
-        self._releases: list[Release] = []
-        self._next = 0
-        self._slots: int | None = 1
-        self._running = 0
+        self._releases = ReleaseCursor()
+        self._slots = Slots(1)
         self._launched: dict[int, _Launch] = {}
         self._queued: dict[int, int] = {}  # launches in flight per task (its stream's queue)
         self._instant: TimeNs = 0
-        self._pending: list[EngineEvent] = []
+        self._pending: list[Fault] = []
         self._faulted: dict[int, str] = {}
         self._last_end: TimeNs | None = None
         self.gaps_ns: list[int] = []
@@ -126,13 +133,19 @@ class ExecEngine:
         self._overruns: dict[str, int] = {}
         self._setup_s = 0.0
 
+    @property
+    def device(self) -> str:
+        """The device the backend runs on (known once started)."""
+        if self._impl is None:
+            return f"{self.backend} (not started)"
+        return self._impl.device
+
     # -- before the run ------------------------------------------------------------------
 
     def validate(self, plan: RunPlan) -> None:
         """Check that every task can run here (models, input shapes), before anything is
         written; raises ScenarioError naming the task and field."""
-        assert self.backend is not None
-        self._work = task_work(plan, self.backend, self._faults)
+        self._work = task_work(plan, self.backend)
         self._layout = None
         if self._memory_plan:
             from .arena import layout
@@ -144,107 +157,105 @@ class ExecEngine:
     def start(self, plan: RunPlan) -> None:
         if self._work is None or self._validated is not plan:
             self.validate(plan)
-        assert self._work is not None and self.backend is not None
+        assert self._work is not None
         self._reset()
         self._plan = plan
-        t = time.perf_counter()
-        self._impl = make_backend(self.backend, **self._options)
-        self.device = self._impl.device
-        self._impl.prepare(self._work, self._layout)
+        t = time.perf_counter()  # set-up cost, reported in wall seconds
+        impl = make_backend(self.backend, self._clock, **self._options)
+        self._impl = impl = self._wrap(impl) if self._wrap is not None else impl
+        impl.prepare(self._work, self._layout)
         if self._check_memory and self._layout is not None:
             from .arena import check
 
-            self._checked = check(self._layout, self._impl.graphs())  # InternalError if not
+            self._checked = check(self._layout, impl.graphs())  # InternalError if not
         self._setup_s = time.perf_counter() - t
-        self._releases = list(plan.releases)  # in time order, ties in plan order
-        self._slots = plan.slots
-        self._t0 = time.perf_counter_ns()
+        self._releases = ReleaseCursor(plan.releases)
+        self._slots = Slots(plan.slots)
+        self._t0 = self._clock.now_ns()
 
     # -- the Engine protocol -------------------------------------------------------------
 
     def now(self) -> TimeNs:
-        """The current instant: the host time at which the last :meth:`advance` gathered its
-        events (every launch that had ended by then is among them), so a deadline check at
-        ``now`` never races a completion. :meth:`dispatch` reads the live clock."""
+        """The current instant: the clock time at which the last :meth:`advance` gathered
+        its events (every launch that had ended by then is among them), so a deadline check
+        at ``now`` never races a completion. :meth:`dispatch` reads the live clock."""
         return self._instant
 
     def _live(self) -> TimeNs:
-        return time.perf_counter_ns() - self._t0
+        return self._clock.now_ns() - self._t0
 
     def free_slots(self) -> int:
-        return sys.maxsize if self._slots is None else self._slots - self._running
+        return self._slots.free()
 
     def dispatch(self, d: Dispatch) -> None:
-        impl = self._impl
-        assert impl is not None
-        if self._slots is not None and self._running >= self._slots:
-            raise InternalError(f"dispatch of {d.job} with no free slot")
+        impl, plan = self._impl, self._plan
+        assert impl is not None and plan is not None
+        self._slots.take(d.job)
         now = self._live()
         task = d.task_index
         waited = (
-            self._slots == 1
-            and self._running == 0
+            self._slots.slots == 1
+            and self._slots.running == 1
             and self._last_end is not None
             and d.rationale.winner.release_ns <= self._last_end
         )
-        self._running += 1
         queued = self._queued.get(task, 0)
         self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0)
         try:
-            planned = self._plan.exec_time(d) if self.backend == "mock" else None
+            planned = plan.exec_time(d) if self._caps.replays_exec_time else None
             impl.launch(task, d.chunk, d.seq, d.k, planned)
         except JobFault as exc:  # the job's own kernels failed at launch: its fault only
             del self._launched[d.seq]
+            end = self._live()
+            if self._slots.slots == 1:
+                self._last_end = end  # the device is idle again from here
             self._faulted.setdefault(task, str(exc))  # the first fault of the task, reported
-            self._pending.append(Fault(self._live(), d.seq, str(exc)))
+            self._pending.append(Fault(end, d.seq, str(exc)))
             return
         self._queued[task] = queued + 1
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
         impl = self._impl
         assert impl is not None
-        rel = self._releases
+        releases, clock = self._releases, self._clock
         while True:
             host, finished = impl.snapshot()  # the clock first, then all that ended by then
             now = self._instant = max(self._instant, host - self._t0)
-            events = self._take(finished, now)
-            i = self._next
-            while i < len(rel) and rel[i].t_ns <= now:
-                i += 1
-            if events or i > self._next:
-                out: list[EngineEvent] = [*events, *rel[self._next : i]]
-                self._next = i
-                return out
+            ends = self._take(finished, now)
+            due = releases.take(now)
+            if ends or due:
+                return instant(ends, due)
             if until is not None and until <= now:
                 return []
-            nxt = rel[i].t_ns if i < len(rel) else None
-            if nxt is None and not self._running:
+            nxt = releases.next_ns()
+            if nxt is None and not self._slots.running:
                 return None
             targets = [t for t in (nxt, until) if t is not None]
             target = min(targets) if targets else now + 1_000_000_000
-            if self._running:
+            if self._slots.running:
                 impl.wait(self._t0 + target)
             else:
-                sleep_until(self._t0 + target)
+                clock.sleep_until(self._t0 + target)
 
-    def _take(self, finished: list[Finished], now: TimeNs) -> list[EngineEvent]:
-        """Engine events for ended launches, in end order (pending faults first). Device
+    def _take(self, finished: list[Finished], now: TimeNs) -> list[Completion | Fault]:
+        """Engine events for ended launches, in end order (faults at launch first). Device
         times are clamped into [dispatch, now], keeping the measured duration."""
-        out, self._pending = self._pending, []
-        self._running -= len(out)
+        out: list[Completion | Fault] = [*self._pending]
+        self._pending.clear()
+        self._slots.give(len(out))
         if not finished:
             return out
-        t0, work = self._t0, self._work
-        assert work is not None
+        t0, work, plan = self._t0, self._work, self._plan
+        assert work is not None and plan is not None
         for f in sorted(finished, key=lambda f: (f.end_ns, f.token)):
             info = self._launched.pop(f.token)
-            self._running -= 1
+            self._slots.give()
             self._queued[info.task] -= 1
             end = max(min(f.end_ns - t0, now), info.host_ns)
             start = min(max(end - (f.end_ns - f.start_ns), info.host_ns), end)
             if info.waited and self._last_end is not None:
                 self.gaps_ns.append(start - self._last_end)
-            if self._slots == 1:
+            if self._slots.slots == 1:
                 self._last_end = end
             if f.error is not None:
                 self._faulted.setdefault(info.task, f.error)
@@ -253,15 +264,16 @@ class ExecEngine:
             if info.idle:
                 self.launch_ns.append(start - info.host_ns)
             if end - start > work[info.task].durations_ns[info.chunk]:
-                name = self._plan.scenario.tasks[info.task].name
+                name = plan.scenario.tasks[info.task].name
                 self._overruns[name] = self._overruns.get(name, 0) + 1
             out.append(Completion(end, f.token, start))
         return out
 
     def report(self) -> dict[str, Any]:
-        """What the run summary adds for an executed run."""
+        """What the run summary adds for an executed run (its ``exec`` section, and the
+        backend's ``versions``)."""
         impl = self._impl.report() if self._impl is not None else {}
-        names = [t.name for t in self._plan.scenario.tasks]
+        names = [t.name for t in self._plan.scenario.tasks] if self._plan is not None else []
         return {
             "backend": self.backend,
             **impl,

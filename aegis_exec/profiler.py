@@ -11,7 +11,6 @@ cupy, the stream thread's clock on numpy, the planned duration on mock.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
@@ -20,8 +19,8 @@ from aegis_core.budget import task_budget
 from aegis_core.errors import BackendError, InputError, ScenarioError
 from aegis_core.scenario import Scenario
 
-from .backend import Backend, Finished, TaskWork, make_backend, resolve
-from .clock import sleep_until
+from .backends import Backend, Finished, TaskWork, make_backend, resolve, spec
+from .clock import WALL, Clock
 
 _FAR = 10**18
 
@@ -29,24 +28,26 @@ _FAR = 10**18
 def _work(scenario: Scenario, backend: str) -> list[TaskWork]:
     from .engine import load_task_graph
 
+    needs_model = spec(backend).caps.executes_models
     out = []
     for i, task in enumerate(scenario.tasks):
         graph = load_task_graph(scenario, task)
-        if graph is None and backend != "mock":
+        if graph is None and needs_model:
             raise ScenarioError(
                 scenario.path,
                 f"profiling on {backend} runs the task's model: give one",
                 task=task.name,
                 field="model",
             )
-        try:  # the mock backend replays the task's WCET, as its budget says
+        try:  # a backend that replays durations replays the task's WCET, as its budget says
             wcet = task_budget(task, i, scenario.policy, scenario.path).wcet_ns
         except ScenarioError:
             wcet = 0
             if graph is None:
                 raise ScenarioError(
                     scenario.path,
-                    "the mock backend replays wcet_ms: give it, or a model and a real backend",
+                    f"the {backend} backend replays wcet_ms: give it, or a model and a backend "
+                    "that runs it",
                     task=task.name,
                     field="wcet_ms",
                 ) from None
@@ -56,14 +57,18 @@ def _work(scenario: Scenario, backend: str) -> list[TaskWork]:
 
 
 class Profiler:
-    """Context manager: loads every task's model once on ``backend`` (``auto``, ``cupy``,
-    ``numpy``, ``mock``), then :meth:`samples` yields one task's job durations (ns)."""
+    """Context manager: loads every task's model once on ``backend`` (``auto`` or a name
+    registered in :mod:`aegis_exec.backends`), then :meth:`samples` yields one task's job
+    durations (ns). ``clock``: the host clock (default: the wall clock)."""
 
     name = "exec"
 
-    def __init__(self, scenario: Scenario, backend: str = "auto", **options: Any) -> None:
+    def __init__(
+        self, scenario: Scenario, backend: str = "auto", *, clock: Clock = WALL, **options: Any
+    ) -> None:
         self.scenario = scenario
         self.backend = resolve(backend)
+        self._clock = clock
         self._work = _work(scenario, self.backend)
         self._options = options
         self._impl: Backend | None = None
@@ -71,7 +76,7 @@ class Profiler:
         self.device = ""
 
     def __enter__(self) -> Profiler:
-        self._impl = make_backend(self.backend, **self._options)
+        self._impl = make_backend(self.backend, self._clock, **self._options)
         try:
             self._impl.prepare(self._work)
         except BaseException:
@@ -91,7 +96,8 @@ class Profiler:
         return self._impl.report() if self._impl is not None else {}
 
     def co_runners(self, task: int) -> list[int]:
-        runs = [w.graph is not None or self.backend == "mock" for w in self._work]
+        replays = spec(self.backend).caps.replays_exec_time
+        runs = [w.graph is not None or replays for w in self._work]
         return [w.index for w in self._work if w.index != task and runs[w.index]]
 
     def samples(
@@ -110,7 +116,7 @@ class Profiler:
         running: dict[int, int] = {}  # token -> task
         for o in others:
             self._launch(o, running)
-        start = time.perf_counter_ns()
+        start = self._clock.now_ns()
         try:
             for k in itertools.count():
                 if pace_ns:
@@ -135,12 +141,12 @@ class Profiler:
         """Wait for the host clock to reach ``t_ns``, keeping the co-runners going."""
         impl = self._impl
         assert impl is not None
-        while time.perf_counter_ns() < t_ns:
+        while self._clock.now_ns() < t_ns:
             if running:
                 impl.wait(t_ns)
                 self._relaunch(impl.snapshot()[1], running, relaunch)
             else:
-                sleep_until(t_ns)
+                self._clock.sleep_until(t_ns)
 
     def _relaunch(
         self, finished: list[Finished], running: dict[int, int], relaunch: set[int]

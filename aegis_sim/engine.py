@@ -13,14 +13,13 @@ slots (the ``unscheduled`` baseline), one processor shared equally by every job 
 from __future__ import annotations
 
 import math
-import sys
 from fractions import Fraction
 from typing import Any, cast
 
 import simpy
 
+from aegis_core.cursor import ReleaseCursor, Slots, instant
 from aegis_core.engine import RunPlan
-from aegis_core.errors import InternalError
 from aegis_core.events import Completion, EngineEvent, Release
 from aegis_core.scheduler import Dispatch
 from aegis_core.types import TimeNs
@@ -73,59 +72,53 @@ class SimPyEngine:
 
     name = "sim"
     backend: str | None = None
+    device = "simulated"
 
     def __init__(self, **options: Any) -> None:
         self.env = simpy.Environment()
-        self._releases: list[Release] = []
-        self._next = 0
-        self._slots: int | None = 1
-        self._running = 0
+        self._releases = ReleaseCursor()
+        self._slots = Slots(1)
         self._done: list[Completion] = []
         self._released: list[Release] = []
         self._shared: _ProcessorSharing | None = None
 
+    def validate(self, plan: RunPlan) -> None:
+        """Every plan runs here: the execution-time model gives each job's duration."""
+
     def start(self, plan: RunPlan) -> None:
         self.env = simpy.Environment()
         self._exec_time = plan.exec_time
-        self._releases = list(plan.releases)
-        self._next = 0
-        self._slots = plan.slots
-        self._running = 0
+        self._releases = ReleaseCursor(plan.releases)
+        self._slots = Slots(plan.slots)
         self._done, self._released = [], []
         self._shared = None if plan.slots is not None else _ProcessorSharing(self.env, self._done)
         self._arm_release()
 
     def _arm_release(self) -> None:
-        if self._next < len(self._releases):
-            delay = self._releases[self._next].t_ns - self.env.now
-            self.env.timeout(delay).callbacks.append(self._on_release)
+        t = self._releases.next_ns()
+        if t is not None:
+            self.env.timeout(t - self.env.now).callbacks.append(self._on_release)
 
     def _on_release(self, _ev: simpy.Event) -> None:
-        now, rel, i = self.env.now, self._releases, self._next
-        while i < len(rel) and rel[i].t_ns == now:
-            self._released.append(rel[i])
-            i += 1
-        self._next = i
+        self._released += self._releases.take(cast(TimeNs, self.env.now))
         self._arm_release()
 
     def _on_complete(self, ev: simpy.Event) -> None:
-        self._running -= 1
+        self._slots.give()
         self._done.append(Completion(self.env.now, ev.value))  # type: ignore[arg-type]
 
     def now(self) -> TimeNs:
         return self.env.now  # type: ignore[return-value]  # int: every delay is int ns
 
     def free_slots(self) -> int:
-        return sys.maxsize if self._slots is None else self._slots - self._running
+        return self._slots.free()
 
     def dispatch(self, d: Dispatch) -> None:
         work = self._exec_time(d)
         if self._shared is not None:
             self._shared.add(d.seq, work)
             return
-        if self._slots is not None and self._running >= self._slots:
-            raise InternalError(f"dispatch of {d.job} with no free slot")
-        self._running += 1
+        self._slots.take(d.job)
         self.env.timeout(work, value=d.seq).callbacks.append(self._on_complete)
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
@@ -146,10 +139,13 @@ class SimPyEngine:
         done, released = self._done, self._released
         if len(done) > 1:
             done.sort(key=lambda c: c.seq)
-        out: list[EngineEvent] = [*done, *released]
+        out = instant(done, released)
         done.clear()
         released.clear()
         return out
+
+    def report(self) -> dict[str, Any]:
+        return {}
 
     def close(self) -> None:
         pass

@@ -17,7 +17,7 @@ import time
 from aegis_core import memory as mem
 from aegis_core.graph import MODELS, build_model
 from aegis_exec.arena import layout
-from aegis_exec.backend import TaskWork
+from aegis_exec.backends import TaskWork
 
 MIB = 1 << 20
 

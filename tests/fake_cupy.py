@@ -1,20 +1,26 @@
 """A stand-in for ``cupy`` built on NumPy, so the CuPy backend's own logic (arena, streams,
 events, capture and fall-back, timeline, fault and close paths) runs in CI without a GPU.
 
-It imitates only what :mod:`aegis_exec.cupy_backend` calls. Kernels run eagerly on the host:
+It imitates only what :mod:`aegis_exec.backends.cupy` calls. Kernels run eagerly on the host:
 a "captured" graph replays nothing (the capture pass already computed the outputs), events
-are host timestamps, and the raw GEMM kernel multiplies with NumPy (recording its grid).
+are timestamps of the given clock (the test's virtual clock: recording an event takes
+``RECORD_NS`` of it, a graph launch ``GRAPH_NS``, so runs are exact and never depend on the
+host's load), and the raw GEMM kernel multiplies with NumPy (recording its grid).
 ``errors`` lets a test make a call fail the way CUDA would (a ``CUDARuntimeError`` whose
 module is CuPy's).
 """
 
 from __future__ import annotations
 
-import time
 import types
 from typing import Any
 
 import numpy as np
+
+from aegis_exec.testing import VirtualClock
+
+RECORD_NS = 1_000
+GRAPH_NS = 50_000
 
 
 class CUDARuntimeError(RuntimeError):
@@ -29,18 +35,19 @@ class State:
         self.mallocs: dict[int, np.ndarray] = {}
         self.next_ptr = 4096
         self.errors: dict[str, int] = {}  # call name -> fail from this call number on (1-based)
+        self.fail_once: dict[str, set[int]] = {}  # call name -> fail these call numbers only
         self.calls: dict[str, int] = {}
         self.kernel_grids: list[tuple[int, int, int]] = []
         self.capture_error: Exception | None = None
 
     def hit(self, name: str) -> None:
         n = self.calls[name] = self.calls.get(name, 0) + 1
-        if name in self.errors and n >= self.errors[name]:
+        if (name in self.errors and n >= self.errors[name]) or n in self.fail_once.get(name, ()):
             raise CUDARuntimeError(f"cudaErrorIllegalAddress: fake failure in {name}")
 
 
-def make() -> tuple[types.ModuleType, State]:
-    """A fresh fake ``cupy`` module and its state."""
+def make(clock: VirtualClock) -> tuple[types.ModuleType, State]:
+    """A fresh fake ``cupy`` module on ``clock`` and its state."""
     st = State()
     cp = types.ModuleType("cupy")
     cp.__version__ = "0.0-fake"
@@ -113,6 +120,7 @@ def make() -> tuple[types.ModuleType, State]:
     class Graph:
         def launch(self, stream: Any = None) -> None:
             st.hit("graph_launch")
+            clock.advance(GRAPH_NS)
 
     class Stream:
         def __init__(self, non_blocking: bool = False) -> None:
@@ -142,7 +150,8 @@ def make() -> tuple[types.ModuleType, State]:
 
         def record(self, stream: Any = None) -> None:
             st.hit("event_record")
-            self.t = time.perf_counter_ns()
+            clock.advance(RECORD_NS)
+            self.t = clock.now_ns()
 
         @property
         def done(self) -> bool:

@@ -15,7 +15,7 @@ from aegis_core.graph import build_model
 from aegis_core.runner import run_scenario
 from aegis_core.scenario import load_scenario, parse_scenario
 from aegis_exec import arena
-from aegis_exec.backend import TaskWork
+from aegis_exec.backends import TaskWork
 from aegis_exec.engine import ExecEngine, task_work
 from aegis_exec.kernels import CompiledGraph
 

@@ -18,7 +18,9 @@ from aegis_core.scenario import parse_scenario
 from aegis_core.scheduler import Dispatch, JobStatus, Scheduler
 from aegis_core.testing import FakeEngine, check_run, log
 from aegis_core.trace import MemoryTrace
+from aegis_exec.clock import WALL
 from aegis_exec.engine import ExecEngine
+from aegis_exec.testing import VirtualClock, faults, unexplained_misses
 from aegis_sim.engine import SimPyEngine
 
 MS = 1_000_000
@@ -44,6 +46,11 @@ def run_with(s: Any, engine: Any, slow: dict[str, int]) -> tuple[list[dict[str, 
     scheduler = Scheduler.for_plan(plan, trace)
     run(plan, scheduler, engine)
     return trace.records(), scheduler
+
+
+def exec_mock() -> ExecEngine:
+    """The executor's mock backend on a virtual clock: exact, whatever the host's load."""
+    return ExecEngine("mock", clock=VirtualClock())
 
 
 def test_overrun_with_continue_delays_the_others() -> None:
@@ -107,7 +114,7 @@ def test_injected_overruns_are_detected_every_time(engine: str) -> None:
     s = scenario("continue")
     jobs = [f"a#{k}" for k in range(6)] + [f"b#{k}" for k in range(3)]
     slow = {j: int(rng.uniform(2.1, 6) * MS) for j in rng.sample(jobs, 4)}
-    make = {"fake": FakeEngine, "sim": SimPyEngine, "exec-mock": lambda: ExecEngine("mock")}
+    make = {"fake": FakeEngine, "sim": SimPyEngine, "exec-mock": exec_mock}
     records, sch = run_with(s, make[engine](), slow)
     flagged = sorted(r["job"] for r in records if r["kind"] == "overrun")
     assert flagged == sorted(slow)
@@ -118,7 +125,7 @@ def test_injected_overruns_are_detected_every_time(engine: str) -> None:
 
 @pytest.mark.parametrize("engine", ["sim", "exec-mock"])
 def test_skip_next_on_engines(engine: str) -> None:
-    make = {"sim": SimPyEngine, "exec-mock": lambda: ExecEngine("mock")}
+    make = {"sim": SimPyEngine, "exec-mock": exec_mock}
     _, sch = run_with(scenario("skip-next"), make[engine](), {"a#1": 18 * MS})
     assert [j.id for j in sch.jobs if j.status is JobStatus.SKIPPED] == ["a#2"]
     assert sum(j.missed for j in sch.jobs if j.task == "b") == 0
@@ -132,14 +139,16 @@ def test_a_kernel_fault_fails_its_job_and_the_others_go_on(backend: str) -> None
     plan = RunPlan.build(s)
     trace = MemoryTrace()
     scheduler = Scheduler.for_plan(plan, trace)
-    run(plan, scheduler, ExecEngine(backend, faults={"a#2": "injected kernel error"}))
+    clock = VirtualClock() if backend == "mock" else WALL  # numpy runs real kernels
+    engine = ExecEngine(backend, clock=clock, wrap=faults({"a#2": "injected kernel error"}))
+    run(plan, scheduler, engine)
     jobs = {j.id: j for j in scheduler.jobs}
     assert jobs["a#2"].status is JobStatus.FAILED
     assert "injected kernel error" in (jobs["a#2"].error or "")
     assert next(r["job"] for r in trace.records() if r["kind"] == "fault") == "a#2"
     others = [j for j in scheduler.jobs if j.task == "b"]
     assert all(j.status is JobStatus.COMPLETED for j in others)
-    assert not any(j.missed for j in others)
+    assert unexplained_misses(scheduler.jobs) == []  # numpy: a loaded host may stall a job
     assert scheduler.contexts[0].faults >= 1 and scheduler.contexts[1].faults == 0
 
 

@@ -1,5 +1,7 @@
 """The CuPy backend's own logic on a NumPy stand-in for CuPy (tests/fake_cupy.py): runs in CI
-without a GPU. What only a GPU can show (kernels, capture, timing) is in tests/test_gpu.py."""
+without a GPU, on a virtual clock shared by the engine, the backend and the fake device, so
+every run is exact and none depends on how busy the host is. What only a GPU can show
+(kernels, capture, timing) is in tests/test_gpu.py."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from aegis_core.errors import BackendError
 from aegis_core.runner import run_scenario
 from aegis_core.scheduler import JobStatus
 from aegis_core.testing import check_run, run_in_memory
-from aegis_exec import cupy_backend as cb
+from aegis_exec.backends import cuda, sgemm
+from aegis_exec.backends import cupy as cb
 from aegis_exec.engine import ExecEngine
+from aegis_exec.testing import VirtualClock, faults
 
 SC = make_scenario(
     [
@@ -29,27 +33,40 @@ SC = make_scenario(
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    cp, state = fake_cupy.make()
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, clock: VirtualClock) -> Any:
+    cp, state = fake_cupy.make(clock)
     monkeypatch.setitem(sys.modules, "cupy", cp)
     return state
 
 
+def engine(clock: VirtualClock, **options: Any) -> ExecEngine:
+    return ExecEngine("cupy", clock=clock, **options)
+
+
 def _live() -> tuple[int, int]:
-    return cb.CudaStream.live, cb.CudaEvent.live
+    return cuda.CudaStream.live, cuda.CudaEvent.live
 
 
-def test_a_run_on_the_cupy_backend_logic(fake: Any) -> None:
+def test_a_run_on_the_cupy_backend_logic(fake: Any, clock: VirtualClock) -> None:
     before = _live()
-    records, jobs = run_in_memory(SC, ExecEngine("cupy"))
+    records, jobs = run_in_memory(SC, engine(clock))
     assert all(j.status is JobStatus.COMPLETED for j in jobs) and len(jobs) == 8 + 6
     assert check_run(records, jobs, slots=1) == len(jobs)
     assert fake.calls["graph_launch"] >= len(jobs)  # every job is one graph launch
+    # on the virtual clock a job takes its graph launch and its end event, exactly (but for
+    # the float32 ms of cudaEventElapsedTime), and nothing is late
+    assert all(abs(j.run_ns - fake_cupy.GRAPH_NS - fake_cupy.RECORD_NS) < 100 for j in jobs)
+    assert not any(j.missed or j.lag_ns for j in jobs)
     assert _live() == before and not fake.mallocs  # streams, events and the arena released
 
 
-def test_the_summary_names_the_device_and_the_graphs(fake: Any) -> None:
-    s = run_scenario(SC, ExecEngine("cupy"), write=False).summary
+def test_the_summary_names_the_device_and_the_graphs(fake: Any, clock: VirtualClock) -> None:
+    s = run_scenario(SC, engine(clock), write=False).summary
     assert s["backend"] == "cupy" and s["device"] == "Fake GPU"
     assert s["versions"]["cupy"] == "0.0-fake"
     ex = s["exec"]
@@ -60,22 +77,22 @@ def test_the_summary_names_the_device_and_the_graphs(fake: Any) -> None:
     assert "close_error" not in ex
 
 
-def test_without_cuda_graphs_every_job_launches_its_kernels(fake: Any) -> None:
-    _, jobs = run_in_memory(SC, ExecEngine("cupy", cuda_graphs=False))
+def test_without_cuda_graphs_every_job_launches_its_kernels(fake: Any, clock: VirtualClock) -> None:
+    _, jobs = run_in_memory(SC, engine(clock, cuda_graphs=False))
     assert all(j.status is JobStatus.COMPLETED for j in jobs)
     assert "graph_launch" not in fake.calls
 
 
-def test_a_failed_capture_falls_back_to_eager_launches(fake: Any) -> None:
+def test_a_failed_capture_falls_back_to_eager_launches(fake: Any, clock: VirtualClock) -> None:
     fake.capture_error = NotImplementedError("calling cuBLAS API during stream capture")
-    s = run_scenario(SC, ExecEngine("cupy"), write=False).summary
+    s = run_scenario(SC, engine(clock), write=False).summary
     assert s["misses"] == 0 and all(t["completed"] == t["jobs"] for t in s["tasks"])
     assert s["exec"]["cuda_graphs"] is False
     assert s["exec"]["graph_fallbacks"]["cnn"].startswith("NotImplementedError: calling cuBLAS")
 
 
-def test_a_fault_at_launch_fails_that_job_only(fake: Any) -> None:
-    records, jobs = run_in_memory(SC, ExecEngine("cupy", faults={"mlp#1": "boom"}))
+def test_a_fault_at_launch_fails_that_job_only(fake: Any, clock: VirtualClock) -> None:
+    records, jobs = run_in_memory(SC, engine(clock, wrap=faults({"mlp#1": "boom"})))
     by = {j.id: j for j in jobs}
     assert by["mlp#1"].status is JobStatus.FAILED and "boom" in (by["mlp#1"].error or "")
     assert all(j.status is JobStatus.COMPLETED for j in jobs if j.task == "cnn")
@@ -83,33 +100,48 @@ def test_a_fault_at_launch_fails_that_job_only(fake: Any) -> None:
     assert all(j.status is JobStatus.COMPLETED for j in jobs if j.id != "mlp#1")
 
 
+def test_a_launch_the_device_refuses_fails_that_job_only(fake: Any, clock: VirtualClock) -> None:
+    # the capture check replays each task's graph once (calls 1, 2); call 5 is the third job's
+    before = _live()
+    fake.fail_once["graph_launch"] = {5}
+    records, jobs = run_in_memory(SC, engine(clock))
+    failed = [j for j in jobs if j.status is JobStatus.FAILED]
+    assert [j.id for j in failed] == ["cnn#1"]
+    assert "CUDARuntimeError: cudaErrorIllegalAddress" in (failed[0].error or "")
+    assert all(j.status is JobStatus.COMPLETED for j in jobs if j.id != "cnn#1")
+    assert check_run(records, jobs, slots=1) == len(jobs)
+    assert _live() == before and not fake.mallocs  # its events went back to the pool
+
+
 def test_a_cuda_error_while_polling_ends_the_run_and_still_releases_everything(
-    fake: Any,
+    fake: Any, clock: VirtualClock
 ) -> None:
     before = _live()
     fake.errors["event_query"] = 3
     with pytest.raises(BackendError, match=r"CUDA error while .*CUDARuntimeError"):
-        run_in_memory(SC, ExecEngine("cupy"))
+        run_in_memory(SC, engine(clock))
     assert _live() == before and not fake.mallocs
 
 
-def test_close_after_a_sticky_error_releases_everything_and_reports_it(fake: Any) -> None:
+def test_close_after_a_sticky_error_releases_everything_and_reports_it(
+    fake: Any, clock: VirtualClock
+) -> None:
     before = _live()
-    engine = ExecEngine("cupy")
+    eng = engine(clock)
     plan = RunPlan.build(SC)
-    engine.start(plan)
+    eng.start(plan)
     fake.errors["stream_synchronize"] = 1  # every synchronize fails from now on
-    engine.close()  # never raises
-    engine.close()  # idempotent
+    eng.close()  # never raises
+    eng.close()  # idempotent
     assert _live() == before and not fake.mallocs
-    assert "CUDA error while synchronising a stream" in engine.report()["close_error"]
+    assert "CUDA error while synchronising a stream" in eng.report()["close_error"]
 
 
-def test_a_model_that_fails_to_load_leaks_no_stream(fake: Any) -> None:
+def test_a_model_that_fails_to_load_leaks_no_stream(fake: Any, clock: VirtualClock) -> None:
     before = _live()
     fake.errors["device_synchronize"] = 1
     with pytest.raises(BackendError, match="loading model tiny_cnn for task cnn"):
-        run_in_memory(SC, ExecEngine("cupy"))
+        run_in_memory(SC, engine(clock))
     assert _live() == before and not fake.mallocs
 
 
@@ -118,8 +150,8 @@ def test_the_gemm_splits_a_grid_deeper_than_cuda_allows(
 ) -> None:
     import numpy as np
 
-    monkeypatch.setattr(cb, "MAX_GRID_Z", 4)
-    gemm = cb.CapturableGemm(sys.modules["cupy"])
+    monkeypatch.setattr(sgemm, "MAX_GRID_Z", 4)
+    gemm = sgemm.CapturableGemm(sys.modules["cupy"])
     a = np.ones((10, 3, 5), np.float32)
     b = np.ones((10, 5, 2), np.float32)
     out = np.zeros((10, 3, 2), np.float32)
@@ -128,10 +160,12 @@ def test_the_gemm_splits_a_grid_deeper_than_cuda_allows(
     assert (out == 5).all()
 
 
-def test_the_timeline_reference_moves_forward(fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_timeline_reference_moves_forward(
+    fake: Any, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cb, "REANCHOR_NS", 2_000_000)  # every 2 ms instead of 10 s
     before = _live()
-    records, jobs = run_in_memory(SC, ExecEngine("cupy"))
+    records, jobs = run_in_memory(SC, engine(clock))
     assert all(j.status is JobStatus.COMPLETED for j in jobs)
     assert check_run(records, jobs, slots=1) == len(jobs)
     starts = [j.start_ns for j in jobs]
@@ -139,14 +173,14 @@ def test_the_timeline_reference_moves_forward(fake: Any, monkeypatch: pytest.Mon
     assert _live() == before
 
 
-def test_cupy_is_only_imported_by_the_backend_when_built(fake: Any) -> None:
+def test_cupy_is_only_imported_by_the_backend_when_built(fake: Any, clock: VirtualClock) -> None:
     assert cb.usable() is True
-    backend = cb.CupyBackend()
+    backend = cb.CupyBackend(clock=clock)
     assert backend.device == "Fake GPU" and backend.cp is sys.modules["cupy"]
     backend.close()
 
 
-def test_the_planned_arena_on_the_cupy_backend(fake: Any) -> None:
+def test_the_planned_arena_on_the_cupy_backend(fake: Any, clock: VirtualClock) -> None:
     """Activations live in one planned arena inside the backend's device pool; the overlap
     check passes on their addresses; every output equals the unplanned run's."""
     import numpy as np
@@ -154,13 +188,13 @@ def test_the_planned_arena_on_the_cupy_backend(fake: Any) -> None:
     from aegis_exec import arena
     from aegis_exec.engine import task_work
 
-    s = run_scenario(SC, ExecEngine("cupy", check_memory=True), write=False).summary
+    s = run_scenario(SC, engine(clock, check_memory=True), write=False).summary
     assert s["exec"]["memory_check"] > 0 and s["exec"]["memory_plan"]["sharing"] == "serial"
     work = task_work(RunPlan.build(SC), "cupy")
     lay = arena.layout(work, "np-edf", [t.deadline_ns for t in SC.tasks])
     outs: dict[int, list[Any]] = {}
     for layout in (None, lay):
-        backend = cb.CupyBackend()
+        backend = cb.CupyBackend(clock=clock)
         try:
             backend.prepare(work, layout)
             graphs = backend.graphs()

@@ -5,8 +5,9 @@ from :meth:`RunPlan.build` and a :class:`Scheduler`; every call is logged and th
 checked against the protocol: releases handed back once, in plan order, never early;
 completions before releases within an instant; a clock that never goes back; one slot under
 a serialized policy; exactly one end (Completion or Fault) per dispatch, inside its own
-dispatch-to-end window. The wall-clock engines (exec on mock, numpy and, on a GPU, cupy)
-run short scenarios (tens of ms).
+dispatch-to-end window. The executor on mock runs on a virtual clock (exact, like the
+simulators); on numpy and, on a GPU, cupy it runs on the wall clock, short scenarios (tens of
+ms), and deadline misses there must each have a recorded cause (a loaded host stalls jobs).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from aegis_core.scenario import Scenario
 from aegis_core.scheduler import Dispatch, JobStatus, Scheduler
 from aegis_core.testing import FakeEngine, check_run, run_in_memory
 from aegis_core.trace import MemoryTrace
-from aegis_exec.backend import cupy_usable
+from aegis_exec.backends import usable
 from aegis_exec.engine import ExecEngine
+from aegis_exec.testing import VirtualClock, unexplained_misses
+from aegis_exec.testing import faults as faults_
 
-GPU = cupy_usable()
-WALL_CLOCK = ("mock", "numpy", "cupy")
+GPU = usable("cupy")
+WALL_CLOCK = ("numpy", "cupy")
 EXEC_IDS = ("exec-mock", "exec-numpy", "exec-cupy")
 
 
@@ -59,7 +62,10 @@ def make_engine(kind: str, faults: Mapping[str, str] | None = None) -> Engine:
 
         assert not faults
         return SimPyEngine()
-    return ExecEngine(kind, faults=faults)
+    options: dict[str, Any] = {"wrap": faults_(faults)} if faults else {}
+    if kind not in WALL_CLOCK:
+        options["clock"] = VirtualClock()
+    return ExecEngine(kind, **options)
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -260,18 +266,22 @@ def test_every_dispatch_ends_exactly_once_inside_its_window(driven: tuple[str, D
         assert x.at <= ev.t_ns <= step.after, (x.d.job, x.at, ev, step.after)
         if ev.started_ns is not None:
             assert x.at <= ev.started_ns <= ev.t_ns, (x.d.job, x.at, ev)
-        if kind in ("fake", "sim", "mock"):  # planned durations (mock: on the host clock)
+        if kind in ("fake", "sim", "mock"):  # planned durations (mock: on the virtual clock)
             started = x.at if ev.started_ns is None else ev.started_ns
             wcet = log.plan.chunks[x.d.task_index][0]
             assert ev.t_ns - started == wcet
 
 
 def test_the_driven_run_is_a_valid_schedule_without_misses(driven: tuple[str, Drive]) -> None:
-    _, log = driven
+    kind, log = driven
     assert log.scheduler is not None
     jobs = log.scheduler.jobs
     assert check_run(log.records, jobs, slots=1) == len(jobs) == len(log.plan.releases)
-    assert all(j.status is JobStatus.COMPLETED and not j.missed for j in jobs)
+    assert all(j.status is JobStatus.COMPLETED for j in jobs)
+    if kind in WALL_CLOCK:  # a loaded host may stall a job: never without a recorded cause
+        assert unexplained_misses(jobs) == []
+    else:
+        assert not any(j.missed for j in jobs)
 
 
 # --------------------------------------------------------------------- single-call properties
@@ -340,7 +350,7 @@ def test_advance_until_while_a_job_runs_wakes_empty(kind: str) -> None:
         assert done.t_ns >= until
         if kind in ("fake", "sim"):
             assert done == Completion(at + 30 * MS, d.seq)
-        elif kind == "mock":  # exactly the WCET after its (host-clock) start
+        elif kind == "mock":  # exactly the WCET after its start
             assert done.started_ns is not None and done.t_ns - done.started_ns == 30 * MS
         assert engine.free_slots() == 1
         assert engine.advance(None) is None
@@ -516,8 +526,11 @@ def test_an_easy_run_through_the_loop_completes_every_job(kind: str) -> None:
     assert len(jobs) == len(RunPlan.build(EASY).releases) == 5 + 4 + 3
     assert check_run(records, jobs, slots=1) == len(jobs)
     assert [j.id for j in jobs if j.status is not JobStatus.COMPLETED] == []
-    assert sum(j.missed for j in jobs) == 0
-    assert not [r for r in records if r["kind"] == "miss"]
+    if kind in WALL_CLOCK:  # a loaded host may stall a job: never without a recorded cause
+        assert unexplained_misses(jobs) == []
+    else:
+        assert sum(j.missed for j in jobs) == 0
+        assert not [r for r in records if r["kind"] == "miss"]
 
 
 def test_the_engine_ids_cover_every_registered_engine() -> None:

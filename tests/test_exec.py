@@ -1,6 +1,10 @@
 """The executor engine (``exec``) on its CPU backends (mock, numpy) and, where a GPU is
 usable, on cupy: same releases as the simulator, serialized vs concurrent execution, fault
-isolation, the results directory, resource hygiene and the CUDA error seam."""
+isolation, the results directory, resource hygiene and the CUDA error seam.
+
+Nothing here depends on how busy the host is: the mock backend runs on a virtual clock
+(exact schedules); runs that execute real kernels on the wall clock assert only what holds
+on any host (the schedule's logic, and every deadline miss attributed to a recorded cause)."""
 
 from __future__ import annotations
 
@@ -27,12 +31,14 @@ from aegis_core.loop import run
 from aegis_core.runner import run_scenario
 from aegis_core.scheduler import JobStatus, Scheduler
 from aegis_core.testing import check_run, log, run_in_memory
-from aegis_exec import backend as backend_mod
-from aegis_exec.backend import cupy_usable, resolve
-from aegis_exec.cupy_backend import cuda_errors, translate
+from aegis_exec import backends
+from aegis_exec.backends import resolve
+from aegis_exec.backends.cuda import cuda_errors, translate
+from aegis_exec.clock import WALL
 from aegis_exec.engine import ExecEngine
+from aegis_exec.testing import VirtualClock, faults, unexplained_misses
 
-GPU = cupy_usable()
+GPU = backends.usable("cupy")
 needs_gpu = [
     pytest.mark.gpu,
     pytest.mark.skipif(not GPU, reason="needs CuPy and a usable CUDA GPU"),
@@ -47,6 +53,14 @@ BACKENDS = [
 # sub-ms jobs occasionally stall for 10-30 ms, and for 30-40 ms when another process keeps
 # one core busy (OpenBLAS's own threads contend with the streams' threads). The tests here are
 # about releases, ordering, overlap and faults, not about timeliness.
+
+
+def engine(backend: str, **options: Any) -> ExecEngine:
+    """The executor on ``backend``; a backend that runs no real work (mock) runs on a
+    virtual clock: its schedule is exact, whatever the host's load."""
+    caps = backends.spec(resolve(backend)).caps
+    return ExecEngine(backend, clock=WALL if caps.executes_models else VirtualClock(), **options)
+
 
 MIXED = make_scenario(
     [
@@ -81,8 +95,9 @@ def test_exec_releases_the_same_jobs_as_the_simulator() -> None:
     got["sim"] = jobs
     assert all(j.lag_ns == 0 for j in jobs)
     for backend in ("mock", "numpy"):
-        _, jobs = run_in_memory(MIXED, ExecEngine(backend), seed=7)
+        _, jobs = run_in_memory(MIXED, engine(backend), seed=7)
         got[backend] = jobs
+    assert all(j.lag_ns == 0 for j in got["mock"])  # the virtual clock is never late
     got["numpy-runner"] = run_scenario(MIXED, ExecEngine("numpy"), write=False, seed=7).jobs
     for name, jobs in got.items():
         assert [(j.id, j.release_ns) for j in jobs] == want, name
@@ -119,31 +134,28 @@ def test_np_edf_on_numpy_serializes_and_picks_the_edf_minimum() -> None:
     for prev, nxt in itertools.pairwise(ran):
         assert prev.end_ns is not None and nxt.start_ns is not None
         assert nxt.start_ns >= prev.end_ns, f"{prev.id} and {nxt.id} overlap"
-    assert all(j.status is JobStatus.COMPLETED and not j.missed for j in jobs)
+    assert all(j.status is JobStatus.COMPLETED for j in jobs)
+    assert unexplained_misses(jobs) == []  # a loaded host may stall a job: never unexplained
 
 
-def test_unscheduled_on_numpy_overlaps_jobs() -> None:
-    # ~10 ms jobs: longer than the interpreter's 5 ms switch interval. Jobs of ~2 ms (mlp
-    # batch 32 x 1024) mostly do NOT overlap on a 2-core host: see the report on the numpy
-    # backend (OpenBLAS's own threads take both cores and the other stream waits).
+@pytest.mark.parametrize("backend", ["mock", "numpy"])
+def test_unscheduled_launches_every_job_at_its_release(backend: str) -> None:
+    # ~10 ms jobs on numpy: longer than the interpreter's 5 ms switch interval
     big = {"model": "mlp", "batch": 128, "input_shape": [2048], "period_ms": 50,
            "deadline_ms": 500, "wcet_ms": 5}  # fmt: skip
     scenario = make_scenario(
         [{"name": "a", **big}, {"name": "b", **big}], duration_ms=100, policy="unscheduled"
     )
-    records, jobs = run_in_memory(scenario, ExecEngine("numpy"))
+    records, jobs = run_in_memory(scenario, engine(backend))
     assert check_run(records, jobs, slots=None) == len(jobs) == 4
-    spans = [(j.id, j.start_ns, j.end_ns) for j in jobs]
-    overlapping = [
-        (x, y)
-        for i, (x, s1, e1) in enumerate(spans)
-        for (y, s2, e2) in spans[i + 1 :]
-        if max(s1, s2) < min(e1, e2)  # type: ignore[type-var]
-    ]
-    assert overlapping, f"no two jobs ran at once: {spans}"
-    # every job launched at its release, without waiting for the other task's job
+    # both tasks' jobs are released together and launched in that same instant, neither
+    # waiting for the other (on any host: the instant is when the engine woke up)
     dispatches = {j: t for t, j, _ in log(records, ["dispatch"])}
-    assert all(dispatches[j.id] - j.release_ns < 10 * MS for j in jobs)
+    assert dispatches["a#0"] == dispatches["b#0"] and dispatches["a#1"] == dispatches["b#1"]
+    if backend == "mock":  # the virtual clock: at the release, running side by side
+        assert all(dispatches[j.id] == j.release_ns for j in jobs)
+        assert [(j.start_ns, j.end_ns) for j in jobs] == [(0, 5 * MS)] * 2 + [
+            (50 * MS, 55 * MS)] * 2  # fmt: skip
 
 
 TWO = make_scenario(
@@ -158,26 +170,27 @@ TWO = make_scenario(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_faulting_job_fails_alone(backend: str) -> None:
-    engine = ExecEngine(backend, faults={"b#1": "boom"})
-    records, jobs = run_in_memory(TWO, engine)
+    eng = engine(backend, wrap=faults({"b#1": "boom"}))
+    records, jobs = run_in_memory(TWO, eng)
     by_id = {j.id: j for j in jobs}
     assert sorted(by_id) == sorted([f"a#{k}" for k in range(5)] + [f"b#{k}" for k in range(5)])
     b1 = by_id["b#1"]
     assert b1.status is JobStatus.FAILED and b1.error is not None and "boom" in b1.error
-    faults = {r["job"]: r for r in records if r["kind"] == "fault"}
-    assert sorted(faults) == ["b#1"]  # that job only: the task's later jobs run
-    assert "boom" in faults["b#1"]["error"]
+    failed = {r["job"]: r for r in records if r["kind"] == "fault"}
+    assert sorted(failed) == ["b#1"]  # that job only: the task's later jobs run
+    assert "boom" in failed["b#1"]["error"]
     assert [j.id for j in jobs if j.status is not JobStatus.COMPLETED] == ["b#1"]
     assert [r["job"] for r in records if r["kind"] == "complete" and r["task"] == "b"] == [
         "b#0", "b#2", "b#3", "b#4",
     ]  # fmt: skip
     assert check_run(records, jobs, slots=1) == 10
-    report = engine.report()
+    report = eng.report()
     assert list(report["faulted_tasks"]) == ["b"] and "boom" in report["faulted_tasks"]["b"]
 
 
-def test_mock_fault_message_is_the_injected_one() -> None:
-    _, jobs = run_in_memory(TWO, ExecEngine("mock", faults={"a#0": "bad kernel"}))
+@pytest.mark.parametrize("at", ["launch", "end"])
+def test_mock_fault_message_is_the_injected_one(at: Any) -> None:
+    _, jobs = run_in_memory(TWO, engine("mock", wrap=faults({"a#0": "bad kernel"}, at)))
     errors = {j.id: j.error for j in jobs if j.status is JobStatus.FAILED}
     assert errors["a#0"] == "bad kernel"
     assert sorted(errors) == ["a#0"]
@@ -189,7 +202,7 @@ def test_a_plan_runs_its_budgets_chunk_chains(backend: str) -> None:
     plan = RunPlan.build(TWO)
     assert plan.chunks == tuple(b.chunks_ns for b in plan.budgets)
     scheduler = Scheduler.for_plan(plan)
-    run(plan, scheduler, ExecEngine(backend))
+    run(plan, scheduler, engine(backend))
     assert all(j.status is JobStatus.COMPLETED for j in scheduler.jobs)
 
 
@@ -247,7 +260,8 @@ def test_exec_on_numpy_writes_the_same_layout_as_sim(
     assert (summary["engine"], summary["backend"]) == ("exec", "numpy")
     assert summary["device"].startswith("CPU")
     assert "numpy" in summary["versions"]
-    assert summary["jobs"] == 8 and summary["misses"] == 0
+    assert summary["jobs"] == 8  # a miss on a stalled host is a valid run: counted right
+    assert summary["misses"] == sum(int(r["end_ns"]) > int(r["deadline_ns"]) for r in rows)
     exec_ = summary["exec"]
     assert "n" in exec_["dispatch_gap_ns"]
     assert exec_["release_lag_ns"]["n"] == 8
@@ -295,10 +309,8 @@ def test_an_unknown_backend_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_scenario(tmp_path, CLI_TASKS)
-    with pytest.raises(SystemExit) as exc:
-        main(["exec", path, "--backend", "tpu", "--out", str(tmp_path / "out")])
-    assert exc.value.code == 2
-    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+    assert main(["exec", path, "--backend", "tpu", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown backend 'tpu'; choose one of: auto, " in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -322,7 +334,7 @@ def _rss_bytes() -> int:
 
 
 def test_many_short_numpy_runs_leak_nothing() -> None:
-    from aegis_exec.numpy_backend import WorkerStream
+    from aegis_exec.backends.numpy import WorkerStream
 
     scenario = make_scenario(
         [
@@ -401,23 +413,23 @@ def test_the_cuda_errors_context_chains_the_original() -> None:
 
 def test_importing_the_executor_does_not_import_cupy() -> None:
     probe = (
-        "import aegis_exec, aegis_exec.engine, aegis_exec.backend, aegis_exec.cupy_backend\n"
+        "import aegis_exec, aegis_exec.engine, aegis_exec.backends, aegis_exec.backends.cupy\n"
         "import sys\nprint(' '.join(sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     modules = set(out.stdout.split())
-    assert "aegis_exec.cupy_backend" in modules and "aegis_exec.engine" in modules
+    assert "aegis_exec.backends.cupy" in modules and "aegis_exec.engine" in modules
     assert not {m for m in modules if m == "cupy" or m.startswith(("cupy.", "cupy_backends"))}
 
 
 def test_auto_resolves_to_cupy_only_with_a_usable_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend_mod, "cupy_usable", lambda: False)
+    monkeypatch.setattr(backends, "usable", lambda name: name != "cupy")
     assert resolve("auto") == "numpy"
     assert ExecEngine("auto").backend == "numpy"
     assert resolve("numpy") == "numpy" and resolve("mock") == "mock"
     with pytest.raises(InputError, match="cupy backend needs CuPy"):
         resolve("cupy")
-    monkeypatch.setattr(backend_mod, "cupy_usable", lambda: True)
+    monkeypatch.setattr(backends, "usable", lambda name: True)
     assert resolve("auto") == "cupy"
     assert resolve("cupy") == "cupy"
     with pytest.raises(InputError, match=r"unknown backend 'tpu'; choose one of: auto, cupy"):
@@ -434,7 +446,7 @@ def test_auto_resolves_to_cupy_only_with_a_usable_gpu(monkeypatch: pytest.Monkey
 def test_cupy_runs_three_models_and_releases_every_resource() -> None:
     import cupy
 
-    from aegis_exec.cupy_backend import CudaEvent, CudaStream
+    from aegis_exec.backends.cuda import CudaEvent, CudaStream
 
     scenario = make_scenario(
         [
@@ -455,7 +467,7 @@ def test_cupy_runs_three_models_and_releases_every_resource() -> None:
     assert (s["engine"], s["backend"]) == ("exec", "cupy")
     assert not s["device"].startswith("CPU") and "cupy" in s["versions"]
     assert s["exec"]["cuda_graphs"] is True, s["exec"].get("graph_fallbacks")
-    assert s["misses"] == 0
+    assert unexplained_misses(result.jobs) == []
     assert s["jobs"] == len(RunPlan.build(scenario).releases)
     assert all(j.status is JobStatus.COMPLETED for j in result.jobs)
 
@@ -495,7 +507,7 @@ def test_lp_edf_runs_each_chunk_as_its_own_dispatch(backend: str) -> None:
 
     adm = admit(LP)
     n = len(RunPlan.build(LP, admission=adm).chunks[1])
-    records, jobs = run_in_memory(LP, ExecEngine(backend), admission=adm)
+    records, jobs = run_in_memory(LP, engine(backend), admission=adm)
     assert all(j.status is JobStatus.COMPLETED for j in jobs)
     planner = [j for j in jobs if j.task == "planner"]
     chunks = [r for r in records if r["kind"] == "chunk"]
@@ -616,8 +628,8 @@ class _Skewed:
 
     name, device = "skewed", "skewed"
 
-    def __init__(self, skew: int, duration: int) -> None:
-        self.skew, self.duration = skew, duration
+    def __init__(self, clock: VirtualClock, skew: int, duration: int) -> None:
+        self.clock, self.skew, self.duration = clock, skew, duration
         self.q: list[Any] = []
 
     def prepare(self, work: Any, layout: Any = None) -> None:
@@ -629,25 +641,19 @@ class _Skewed:
     def launch(
         self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
     ) -> None:
-        import time
+        from aegis_exec.backends import Finished
 
-        from aegis_exec.backend import Finished
-
-        t = time.perf_counter_ns() + self.skew
+        t = self.clock.now_ns() + self.skew
         self.q.append(Finished(token, t, t + self.duration))
 
     def snapshot(self) -> tuple[int, list[Any]]:
-        import time
-
-        now = time.perf_counter_ns()
+        now = self.clock.now_ns()
         done = [f for f in self.q if f.end_ns - self.skew <= now]
         self.q = [f for f in self.q if f not in done]
         return now, done
 
     def wait(self, until_ns: int) -> None:
-        from aegis_exec.clock import sleep_until
-
-        sleep_until(min([until_ns, *(f.end_ns - self.skew for f in self.q)]))
+        self.clock.sleep_until(min([until_ns, *(f.end_ns - self.skew for f in self.q)]))
 
     def synchronize(self) -> None:
         pass
@@ -659,19 +665,17 @@ class _Skewed:
         pass
 
 
-def test_device_times_ahead_of_the_host_are_clamped_keeping_the_duration(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import aegis_exec.engine as engine_mod
-
-    monkeypatch.setattr(engine_mod, "make_backend", lambda name, **kw: _Skewed(300_000, 1_000_000))
+def test_device_times_ahead_of_the_host_are_clamped_keeping_the_duration() -> None:
+    clock = VirtualClock()
+    skewed = _Skewed(clock, 300_000, 1_000_000)
     sc = make_scenario([{"name": "a", "period_ms": 5, "wcet_ms": 2}], duration_ms=20)
-    records, jobs = run_in_memory(sc, ExecEngine("mock"))
+    records, jobs = run_in_memory(sc, ExecEngine("mock", clock=clock, wrap=lambda _: skewed))
     for j in jobs:
         assert j.start_ns is not None and j.end_ns is not None
         assert j.release_ns <= j.start_ns <= j.end_ns
         assert j.run_ns == 1_000_000  # the measured duration survives the clamp
-    assert check_run(records, jobs, slots=1) == len(jobs)
+        assert (j.start_ns, j.end_ns) == (j.release_ns, j.release_ns + 1_000_000)
+    assert check_run(records, jobs, slots=1) == len(jobs) == 4
 
 
 def test_the_gap_after_a_faulted_job_counts_from_its_end() -> None:
@@ -682,28 +686,71 @@ def test_the_gap_after_a_faulted_job_counts_from_its_end() -> None:
         ],
         duration_ms=20,
     )
-    engine = ExecEngine("mock", faults={"a#0": "boom"})
-    run_in_memory(sc, engine)
-    assert len(engine.gaps_ns) == 1 and engine.gaps_ns[0] < 2_000_000  # not a#0's 5 ms
+    eng = engine("mock", wrap=faults({"a#0": "boom"}, at="end"))  # a#0 runs 0-5 ms, fails
+    _, jobs = run_in_memory(sc, eng)
+    assert eng.gaps_ns == [0]  # b#0 waited for a#0's end, launched at once: not a#0's 5 ms
+    assert [(j.id, j.start_ns) for j in jobs] == [("a#0", 0), ("b#0", 5 * MS)]
 
 
 def test_launch_latency_is_only_measured_on_an_idle_stream() -> None:
+    # 1.5 ms jobs every 1 ms: from the second job on, each launch queues behind the last
     sc = make_scenario(
-        [{"name": "a", "period_ms": 1, "wcet_ms": 1, "deadline_ms": 100}],
+        [{"name": "a", "period_ms": 1, "wcet_ms": 1.5, "deadline_ms": 100}],
         duration_ms=10,
         policy="unscheduled",
     )
-    engine = ExecEngine("mock")
-    run_in_memory(sc, engine)
-    assert engine.launch_ns and max(engine.launch_ns) < 2_000_000  # no queueing in it
+    eng = engine("mock")
+    _, jobs = run_in_memory(sc, eng)
+    assert max(j.start_ns or 0 for j in jobs) > 9 * MS  # queued: the last starts late
+    assert eng.launch_ns == [0]  # the first, on an idle stream; no queueing in it
+
+
+def test_a_stream_cancels_what_it_has_not_started() -> None:
+    import queue
+
+    from aegis_exec.backends import Finished
+    from aegis_exec.backends.numpy import WorkerStream
+
+    done: queue.SimpleQueue[Finished] = queue.SimpleQueue()
+    started, gate = threading.Event(), threading.Event()
+    stream = WorkerStream("s", done)
+
+    def hold() -> None:
+        started.set()
+        gate.wait()
+
+    stream.submit(0, hold)  # holds the stream
+    for k in range(1, 201):
+        stream.submit(k, lambda: None)
+    started.wait()
+    assert stream.cancel() == 200  # nothing queued behind the first job ran
+    gate.set()
+    stream.close()
+    assert [done.get().token] == [0] and done.empty() and WorkerStream.live == 0
+
+
+def test_a_kernel_error_on_a_stream_is_that_jobs_fault() -> None:
+    import queue
+
+    from aegis_exec.backends import Finished
+    from aegis_exec.backends.numpy import WorkerStream
+
+    def bad() -> None:
+        raise ValueError("bad shape")
+
+    done: queue.SimpleQueue[Finished] = queue.SimpleQueue()
+    with WorkerStream("s", done) as stream:
+        stream.submit(1, bad)
+        stream.submit(2, lambda: None)
+    first, second = done.get(), done.get()
+    assert (first.token, first.error) == (1, "ValueError: bad shape")
+    assert (second.token, second.error) == (2, None)
 
 
 def test_numpy_close_drops_queued_jobs_and_restores_the_interpreter() -> None:
-    import time
-
     from aegis_core.graph import build_model
-    from aegis_exec.backend import TaskWork
-    from aegis_exec.numpy_backend import NumpyBackend, WorkerStream
+    from aegis_exec.backends import TaskWork
+    from aegis_exec.backends.numpy import NumpyBackend, WorkerStream
 
     switch = sys.getswitchinterval()
     g = build_model("mlp", 64, (1024,))
@@ -712,7 +759,46 @@ def test_numpy_close_drops_queued_jobs_and_restores_the_interpreter() -> None:
     assert sys.getswitchinterval() != switch
     for k in range(200):
         backend.launch(0, 0, k, k)
-    t = time.perf_counter()
     backend.close()
-    assert time.perf_counter() - t < 2.0  # did not run the 200 queued jobs
     assert sys.getswitchinterval() == switch and WorkerStream.live == 0
+
+
+# ------------------------------------------------------------- the registry and the checker
+
+
+def test_the_registry_is_the_one_list_of_backends() -> None:
+    assert backends.names() == ("auto", *backends.REGISTRY)
+    caps = {name: s.caps for name, s in backends.REGISTRY.items()}
+    # what the engine decides on, per backend: a model to run or durations to replay
+    assert all(c.executes_models != c.replays_exec_time for c in caps.values())
+    with pytest.raises(InputError, match=r"unknown backend 'tpu'; choose one of: auto, "):
+        backends.spec("tpu")
+    eng = ExecEngine("mock", clock=VirtualClock())
+    assert eng.device == "mock (not started)"
+    run_in_memory(TWO, eng)
+    assert eng.device == "mock (synthetic durations)"
+
+
+def _job(k: int, release: int, start: int, end: int, deadline: int, **flags: Any) -> Any:
+    from aegis_core.scheduler import Job
+
+    j = Job(k, "t", 0, k, release, deadline)
+    j.start_ns, j.end_ns, j.missed = start, end, end > deadline
+    for name, value in flags.items():
+        setattr(j, name, value)
+    return j
+
+
+def test_a_miss_needs_a_recorded_cause() -> None:
+    # x#0 runs 0-9 ms; y (released at 1, deadline 10) waits for it and misses
+    def run(**x_flags: Any) -> list[str]:
+        x = _job(0, 0, 0, 9 * MS, 100 * MS, **x_flags)
+        return unexplained_misses([x, _job(1, 1 * MS, 9 * MS, 12 * MS, 10 * MS)])
+
+    assert run() == ["t#1"]  # no overrun, nobody late, never idle: unexplained
+    assert run(overrun=True) == []  # the job ahead ran past its WCET
+    assert run(lag_ns=5 * MS) == []  # the host handed a release over late
+    # the device idle for 4 ms while the job was ready: the host stalled
+    idle = [_job(0, 0, 0, 5 * MS, 100 * MS), _job(1, 1 * MS, 9 * MS, 12 * MS, 10 * MS)]
+    assert unexplained_misses(idle) == []
+    assert unexplained_misses(idle, tolerance_ns=5 * MS) == ["t#1"]

@@ -1,9 +1,16 @@
-"""The core stays engine-free (DESIGN §1)."""
+"""The layering: the core stays engine-free, and no package has an import cycle (the import
+graph is built from the source with ``ast``)."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = ("simpy", "cupy", "aegis_sim", "aegis_exec")
 
@@ -49,24 +56,22 @@ def test_unknown_engine_is_an_input_error() -> None:
 
 def test_the_executor_loads_no_cupy_and_not_the_simulator() -> None:
     modules = loaded_after(
-        "import aegis_exec, aegis_exec.engine, aegis_exec.backend, aegis_exec.numpy_backend, "
-        "aegis_exec.mock_backend, aegis_exec.cupy_backend, aegis_exec.kernels"
+        "import aegis_exec, aegis_exec.engine, aegis_exec.backends, aegis_exec.backends.numpy, "
+        "aegis_exec.backends.mock, aegis_exec.backends.cupy, aegis_exec.backends.cuda, "
+        "aegis_exec.backends.sgemm, aegis_exec.kernels, aegis_exec.profiler, aegis_exec.testing"
     )
-    assert "aegis_exec.cupy_backend" in modules  # the probe really imported it
+    assert "aegis_exec.backends.cupy" in modules  # the probe really imported it
     assert "cupy" not in modules and "simpy" not in modules and "aegis_sim" not in modules
 
 
 def test_cupy_is_named_only_in_the_cupy_backend() -> None:
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
     naming = sorted(
-        str(p.relative_to(root))
-        for pkg in ("aegis_core", "aegis_sim", "aegis_exec")
-        for p in (root / pkg).glob("*.py")
+        str(p.relative_to(ROOT))
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("*.py")
         if "import cupy" in p.read_text(encoding="utf-8")
     )
-    assert naming == ["aegis_exec/cupy_backend.py"]
+    assert naming == ["aegis_exec/backends/cupy.py"]
 
 
 def test_the_exec_engine_is_found_through_its_entry_point() -> None:
@@ -75,3 +80,112 @@ def test_the_exec_engine_is_found_through_its_entry_point() -> None:
     assert "exec" in engine_names()
     engine = load_engine("exec", backend="mock")
     assert type(engine).__module__ == "aegis_exec.engine" and engine.backend == "mock"
+
+
+# ------------------------------------------------------------------------- the import graph
+
+PACKAGES = ("aegis_core", "aegis_sim", "aegis_exec")
+ENGINES = ("aegis_sim", "aegis_exec")
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the nodes inside ``if TYPE_CHECKING:`` blocks (imports for annotations only)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return out
+
+
+def _imported(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> list[str]:
+    """Every dotted name an import statement may load (``from a import b``: a and a.b)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    base = node.module or ""
+    if node.level:
+        parts = module.split(".") if is_package else module.split(".")[:-1]
+        parts = parts[: len(parts) - (node.level - 1)]
+        base = ".".join([*parts, *([node.module] if node.module else [])])
+    return [base, *(f"{base}.{a.name}" for a in node.names)]
+
+
+def import_graph(packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+    """Module -> the project modules it imports: module-level and function-level imports
+    alike (a function-level import still runs), not those under ``if TYPE_CHECKING``."""
+    paths = {_module(p): p for pkg in packages for p in (ROOT / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in paths}
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skip = _type_checking_only(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skip:
+                names = _imported(node, module, path.name == "__init__.py")
+                graph[module].update(n for n in names if n in graph and n != module)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]], package: str) -> list[list[str]]:
+    """The strongly connected components of more than one module inside ``package``
+    (Tarjan): each is at least one import cycle."""
+    inside = {m: {n for n in e if n.split(".")[0] == package}
+              for m, e in graph.items() if m.split(".")[0] == package}  # fmt: skip
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(inside[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            component.append(v)
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(inside):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_graph_sees_the_imports() -> None:
+    graph = import_graph()
+    assert "aegis_exec.backends" in graph["aegis_exec.engine"]  # from .backends import ...
+    assert "aegis_core.cursor" in graph["aegis_sim.engine"]  # an absolute import
+    assert "aegis_exec.arena" in graph["aegis_exec.engine"]  # a function-level import
+    assert "aegis_core.engine" not in graph["aegis_core.scheduler"]  # TYPE_CHECKING only
+    probe = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles({f"p.{k}": {f"p.{x}" for x in v} for k, v in probe.items()}, "p") == [
+        ["p.a", "p.b", "p.c"]
+    ]
+
+
+@pytest.mark.parametrize("package", ["aegis_core", "aegis_exec", "aegis_sim"])
+def test_no_import_cycles_inside_a_package(package: str) -> None:
+    assert cycles(import_graph(), package) == []
+
+
+def test_the_core_never_imports_an_engine_package() -> None:
+    graph = import_graph()
+    leaks = sorted(
+        (m, n)
+        for m, edges in graph.items()
+        if m.split(".")[0] == "aegis_core"
+        for n in edges
+        if n.split(".")[0] in ENGINES
+    )
+    assert leaks == []

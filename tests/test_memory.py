@@ -284,7 +284,7 @@ def test_task_over_its_memory_budget_is_rejected_with_that_reason() -> None:
     )  # what the executor allocates: its planned arena holds the kernels' scratch too
     assert big.memory_bytes == own
     from aegis_exec.arena import layout
-    from aegis_exec.backend import TaskWork
+    from aegis_exec.backends import TaskWork
 
     lay = layout([TaskWork(0, "big", g, (range(len(g.ops)),), (1,))], "np-edf", [None])
     assert own == g.weights_bytes + g.tensors[g.input].nbytes + lay.nbytes

@@ -3,32 +3,43 @@
 A :class:`WorkerStream` runs the work queued on it in order, on its own thread (NumPy's BLAS
 and ufunc loops release the GIL, so streams of different tasks really overlap, as CUDA streams
 would). Its events are host timestamps taken on the stream's thread around each job. The
-whole executor flow runs on machines without a GPU.
+whole executor flow runs on machines without a GPU. Its streams are real threads doing real
+work: it needs a clock whose time passes on its own (the wall clock, the default).
+
+Errors: :func:`numpy_errors` is the seam (out of memory and any other failure while loading
+become BackendError); an exception inside a job's kernels, on its stream's thread, is that
+job's fault (``Finished.error``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.errors import BackendError, InputError
+from aegis_core.errors import AegisError, BackendError
 
-from .backend import Finished, TaskWork
+from ..clock import SPIN_NS, WALL, Clock
+from .base import Finished, TaskWork
 
 if TYPE_CHECKING:
-    from .arena import Layout
-from .clock import SPIN_NS
+    from ..arena import Layout
 
 SWITCH_INTERVAL_S = 50e-6
 """GIL switch interval during a run: bounds how late the engine's thread sees an event."""
 
 WARMUP_RUNS = 2
 """Untimed runs of each model before the run starts (first runs pay one-off costs)."""
+
+
+def usable() -> bool:
+    """NumPy is a dependency of AegisRT: the CPU backend runs wherever it is installed."""
+    return True
 
 
 class WorkerStream:
@@ -46,7 +57,9 @@ class WorkerStream:
         name: str,
         done: queue.SimpleQueue[Finished],
         lock: threading.Lock | None = None,
+        clock: Clock = WALL,
     ) -> None:
+        self._now = clock.now_ns
         self._queue: queue.SimpleQueue[tuple[int, Callable[[], None]] | None] = queue.SimpleQueue()
         self._done = done
         self._lock = lock or threading.Lock()
@@ -63,13 +76,13 @@ class WorkerStream:
         while (item := self._queue.get()) is not None:
             token, fn = item
             error = None
-            start = time.perf_counter_ns()  # the stream's events: host timestamps
+            start = self._now()  # the stream's events: host timestamps
             try:
                 fn()
             except Exception as exc:  # a job's kernels failed: a fault of that job only
                 error = f"{type(exc).__name__}: {exc}"
             with self._lock:
-                self._done.put(Finished(token, start, time.perf_counter_ns(), error))
+                self._done.put(Finished(token, start, self._now(), error))
 
     def cancel(self) -> int:
         """Drop the work queued and not started yet; returns how many items."""
@@ -97,15 +110,18 @@ class WorkerStream:
         self.close()
 
 
-class InjectedFault(RuntimeError):
-    """Raised inside a job's kernels by a test's fault injection."""
-
-
-def _faulty(message: str) -> Callable[[], None]:
-    def run() -> None:
-        raise InjectedFault(message)
-
-    return run
+@contextlib.contextmanager
+def numpy_errors(where: str) -> Iterator[None]:
+    """The backend's error seam: anything but an AegisError raised while doing ``where``
+    becomes a BackendError (out of memory named as such)."""
+    try:
+        yield
+    except AegisError:
+        raise
+    except MemoryError as exc:
+        raise BackendError(f"not enough memory while {where}: {exc}") from exc
+    except Exception as exc:
+        raise BackendError(f"unexpected error while {where}: {type(exc).__name__}: {exc}") from exc
 
 
 class NumpyBackend:
@@ -113,8 +129,11 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def __init__(self, *, blas_threads: int | None = 1, **options: Any) -> None:
+    def __init__(
+        self, *, clock: Clock = WALL, blas_threads: int | None = 1, **options: Any
+    ) -> None:
         self.device = _cpu_name()
+        self._clock = clock
         self.blas_threads = blas_threads
         self._blas: Any = None
         self._done: queue.SimpleQueue[Finished] = queue.SimpleQueue()
@@ -144,8 +163,8 @@ class NumpyBackend:
 
             self._blas = threadpool_limits(limits=self.blas_threads, user_api="blas")
 
-        from .arena import Placement, arena_buffer
-        from .kernels import CompiledGraph
+        from ..arena import Placement, arena_buffer
+        from ..kernels import CompiledGraph
 
         self._work = list(work)
         buffer = None
@@ -160,14 +179,10 @@ class NumpyBackend:
             place = None
             if layout is not None:
                 place = Placement(buffer, layout.offsets[w.index], np.float32)
-            try:
+            with numpy_errors(f"loading model {w.graph.name} (batch {w.graph.batch}) for task "
+                              f"'{w.name}'"):  # fmt: skip
                 compiled = CompiledGraph(w.graph, np, seed=w.index, placement=place)
-            except MemoryError as exc:
-                raise BackendError(
-                    f"task '{w.name}': not enough memory to load model {w.graph.name} "
-                    f"(batch {w.graph.batch}): {exc}"
-                ) from exc
-            stream = WorkerStream(w.name, self._done, self._lock)
+            stream = WorkerStream(w.name, self._done, self._lock, self._clock)
             for _ in range(WARMUP_RUNS):  # on the stream's own thread: buffers paged in, BLAS
                 stream.submit(-1, compiled.run)  # threads up, caches warm for that thread
             for _ in range(WARMUP_RUNS):
@@ -184,16 +199,14 @@ class NumpyBackend:
     ) -> None:
         w, stream, compiled = self._work[task], self._streams[task], self._graphs[task]
         if stream is None or compiled is None:
-            raise InputError(f"task '{w.name}' has no model: the numpy backend needs one")
-        fault = w.faults.get(k)
+            raise BackendError(f"task '{w.name}' has no model: the numpy backend needs one")
         ops = w.ranges[chunk]
-        fn = _faulty(fault) if fault is not None else (lambda: compiled.run(ops))
         self._in_flight += 1
-        stream.submit(token, fn)
+        stream.submit(token, lambda: compiled.run(ops))
 
     def snapshot(self) -> tuple[int, list[Finished]]:
         with self._lock:  # no stream can stamp an end and not yet have handed it over
-            now = time.perf_counter_ns()
+            now = self._clock.now_ns()
             out, self._held = self._held, []
             try:
                 while True:
@@ -206,7 +219,7 @@ class NumpyBackend:
     def wait(self, until_ns: int) -> None:
         """Block on the done queue until a launch ends or ``until_ns``; the last stretch is
         spun (a blocking get with a timeout overshoots by ~100 us)."""
-        clock = time.perf_counter_ns
+        clock = self._clock.now_ns
         left = until_ns - clock() - SPIN_NS
         if left > 0 and self._in_flight and not self._held:
             try:

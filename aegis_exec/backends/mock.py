@@ -1,24 +1,29 @@
 """The mock backend: no computation; each launch takes its planned duration (the plan's
-execution-time model: the WCET, or a draw from the task's profile, as in the simulator) on the
-host clock. Deterministic durations for
-tests of the executor's flow; streams are in-order per task, as on a device."""
+execution-time model: the WCET, or a draw from the task's profile, as in the simulator) on
+the injected clock. Deterministic durations for tests of the executor's flow (exact ones on
+a virtual clock); streams are in-order per task, as on a device."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from heapq import heappop, heappush
 from typing import Any
 
-from .backend import Finished, TaskWork
-from .clock import sleep_until
+from ..clock import WALL, Clock
+from .base import Finished, TaskWork
+
+
+def usable() -> bool:
+    """Needs nothing: it runs anywhere."""
+    return True
 
 
 class MockBackend:
     name = "mock"
     device = "mock (synthetic durations)"
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, clock: Clock = WALL, **options: Any) -> None:
+        self._clock = clock
         self._work: list[TaskWork] = []
         self._free_at: list[int] = []  # per task stream: when its last launch ends
         self._heap: list[tuple[int, int, Finished]] = []
@@ -35,15 +40,14 @@ class MockBackend:
         self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
     ) -> None:
         w = self._work[task]
-        start = max(time.perf_counter_ns(), self._free_at[task])
+        start = max(self._clock.now_ns(), self._free_at[task])
         end = start + (w.durations_ns[chunk] if duration_ns is None else duration_ns)
         self._free_at[task] = end
-        fin = Finished(token, start, end, w.faults.get(k))
         self._n += 1
-        heappush(self._heap, (end, self._n, fin))
+        heappush(self._heap, (end, self._n, Finished(token, start, end)))
 
     def snapshot(self) -> tuple[int, list[Finished]]:
-        now, heap, out = time.perf_counter_ns(), self._heap, []
+        now, heap, out = self._clock.now_ns(), self._heap, []
         while heap and heap[0][0] <= now:
             out.append(heappop(heap)[2])
         return now, out
@@ -51,11 +55,11 @@ class MockBackend:
     def wait(self, until_ns: int) -> None:
         if self._heap:
             until_ns = min(until_ns, self._heap[0][0])
-        sleep_until(until_ns)
+        self._clock.sleep_until(until_ns)
 
     def synchronize(self) -> None:
         if self._heap:
-            sleep_until(max(end for end, _, _ in self._heap))
+            self._clock.sleep_until(max(end for end, _, _ in self._heap))
 
     def report(self) -> dict[str, Any]:
         return {"device": self.device, "versions": {}, "memory": {}, "cuda_graphs": False}

@@ -1,0 +1,139 @@
+"""Test doubles for the executor: a virtual clock and a fault-injecting backend wrapper.
+
+* :class:`VirtualClock`: time moves only when waited on (or advanced by hand), so a run of
+  the mock backend on it is exact and cannot depend on how busy the host is.
+* :class:`FaultyBackend`: wraps a real backend and makes chosen jobs fail, either at launch
+  (the backend raises :class:`~aegis_core.errors.JobFault`, as a CUDA launch error does) or
+  at their end (the job runs, its end reports an error, as a kernel raising on a stream
+  does). The real backends carry no fault hooks.
+* :func:`unexplained_misses`: what a wall-clock test asserts about deadlines: every miss has
+  a recorded cause (an overrun or a host stall), never "no misses".
+
+Use: ``ExecEngine("mock", clock=VirtualClock(), wrap=faults({"a#1": "boom"}))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from aegis_core.errors import JobFault
+
+from .backends import Backend, Finished, TaskWork
+
+if TYPE_CHECKING:
+    from aegis_core.scheduler import Job
+
+    from .arena import Layout
+
+FaultAt = Literal["launch", "end"]
+
+
+class VirtualClock:
+    """A clock that stands still until waited on: :meth:`sleep_until` jumps to the target."""
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self.t = start_ns
+
+    def now_ns(self) -> int:
+        return self.t
+
+    def sleep_until(self, t_ns: int) -> None:
+        self.t = max(self.t, t_ns)
+
+    def advance(self, ns: int) -> None:
+        """Time passes by ``ns`` (e.g. a fake device's kernel)."""
+        self.t += ns
+
+
+class FaultyBackend:
+    """``inner`` with the jobs in ``faults`` (``{job id: message}``, ids ``task#k``) failing
+    with that message: at launch (``at="launch"``: JobFault, nothing runs) or at their end
+    (``at="end"``: the job runs and its end carries the error)."""
+
+    def __init__(self, inner: Backend, faults: Mapping[str, str], at: FaultAt = "launch") -> None:
+        self.inner = inner
+        self.name, self.device = inner.name, inner.device
+        self.faults = dict(faults)
+        self.at = at
+        self._names: list[str] = []
+        self._failing: dict[int, str] = {}  # token -> message (at="end")
+
+    def prepare(self, work: Sequence[TaskWork], layout: Layout | None = None) -> None:
+        self._names = [w.name for w in work]
+        self.inner.prepare(work, layout)
+        self.device = self.inner.device
+
+    def graphs(self) -> dict[int, Any]:
+        return self.inner.graphs()
+
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
+        message = self.faults.get(f"{self._names[task]}#{k}")
+        if message is not None and self.at == "launch":
+            raise JobFault(message)
+        self.inner.launch(task, chunk, token, k, duration_ns)
+        if message is not None:
+            self._failing[token] = message
+
+    def snapshot(self) -> tuple[int, list[Finished]]:
+        now, done = self.inner.snapshot()
+        return now, [self._fail(f) for f in done]
+
+    def _fail(self, f: Finished) -> Finished:
+        message = self._failing.pop(f.token, None)
+        return f if message is None else Finished(f.token, f.start_ns, f.end_ns, message)
+
+    def wait(self, until_ns: int) -> None:
+        self.inner.wait(until_ns)
+
+    def synchronize(self) -> None:
+        self.inner.synchronize()
+
+    def report(self) -> dict[str, Any]:
+        return self.inner.report()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def faults(jobs: Mapping[str, str], at: FaultAt = "launch") -> Callable[[Backend], Backend]:
+    """``ExecEngine(wrap=faults({...}))``: the engine's backend wrapped in a FaultyBackend."""
+    return lambda inner: FaultyBackend(inner, jobs, at)
+
+
+HOST_TOLERANCE_NS = 1_000_000
+"""Host lateness below this (a release handed over late, the device idle while a job was
+ready) is the engine's ordinary overhead, not a stall."""
+
+
+def unexplained_misses(jobs: Sequence[Job], tolerance_ns: int = HOST_TOLERANCE_NS) -> list[str]:
+    """The missed jobs of a serialized run that no recorded cause explains (empty: every
+    miss has one). What holds on any host, loaded or not: a job misses its deadline only if,
+    between its release and its end, some job that ran then overran its WCET (``overrun``),
+    a release was handed over late (``lag_ns``), or the device sat idle while the job was
+    ready (the host stalled between an end and the next dispatch) — each beyond
+    ``tolerance_ns``. For admitted scenarios whose deadlines leave room for blocking."""
+    spans = [
+        (j, j.start_ns, j.end_ns) for j in jobs if j.start_ns is not None and j.end_ns is not None
+    ]
+    out = []
+    for m in jobs:
+        if not m.missed:
+            continue
+        lo = m.release_ns
+        hi = m.end_ns if m.end_ns is not None else m.deadline_ns
+        near = [(j, s, e) for j, s, e in spans if s < hi and e > lo]
+        if m.lag_ns > tolerance_ns or any(j.overrun or j.lag_ns > tolerance_ns for j, _, _ in near):
+            continue
+        ready_until = m.start_ns if m.start_ns is not None else hi
+        busy = sorted((max(s, lo), min(e, ready_until)) for j, s, e in near if j is not m)
+        idle, t = 0, lo
+        for s, e in busy:
+            idle += max(0, s - t)
+            t = max(t, e)
+        idle += max(0, ready_until - t)
+        if idle <= tolerance_ns:
+            out.append(m.id)
+    return out
