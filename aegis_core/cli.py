@@ -139,10 +139,10 @@ def format_exec(summary: dict[str, Any]) -> str:
     )
     if cvs:
         lines.append(f"execution-time CV: {cvs}")
-    over = {k: v for k, v in ex.get("overruns", {}).items() if v}
+    over = {t["name"]: t["overruns"] for t in summary["tasks"] if t.get("overruns")}
     if over:
         lines.append(
-            "WCET overruns (measured execution above wcet_ms): "
+            "WCET overruns (jobs whose measured execution exceeded their WCET): "
             + ", ".join(f"{k} {v}" for k, v in over.items())
             + " — these WCETs do not hold on this device, so neither do the bounds"
         )

@@ -267,7 +267,7 @@ def test_exec_on_numpy_writes_the_same_layout_as_sim(
     assert exec_["release_lag_ns"]["n"] == 8
     assert exec_["cuda_graphs"] is False
     assert exec_["faulted_tasks"] == {}
-    assert sorted(exec_["overruns"]) == ["cnn", "mlp"]
+    assert sorted(exec_["chunk_overruns"]) == ["cnn", "mlp"]
     sim_summary = json.loads((sim / "summary.json").read_text(encoding="utf-8"))
     assert "exec" not in sim_summary and sim_summary["device"] == "simulated"
     assert sorted(set(summary) - set(sim_summary)) == ["exec"]
