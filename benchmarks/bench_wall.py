@@ -2,8 +2,9 @@
 is, so they are measured here and not asserted by the tests (the tests assert what holds on
 any host: tests/test_profile.py, tests/test_compare.py, tests/test_determinism.py).
 
-Each property is measured side by side in one run, on an idle host and while ``--load`` CPU
-spinners (``python -c 'while 1: pass'``) compete for the cores:
+Each property is measured side by side in one run, without and then with ``--load`` CPU
+spinners (``python -c 'while 1: pass'``) competing for the cores; the host column gives the
+1-minute load average at the end of each condition (a shared host is busy without spinners):
 
 * held-out coverage: profile ``mlp`` on NumPy as ``aegis profile`` does (5 warm-up runs, jobs
   paced at the 10 ms period, samples until converged), then ``--held-out`` fresh runs back to
@@ -162,10 +163,11 @@ def main() -> int:
     print("|---|---|---|---|---|")
     t = time.perf_counter()
     for n in (0, args.load):
-        host = "idle" if n == 0 else f"{n} CPU spinners"
         with spinners(n):
             rows = [held_out(args.held_out), *compare_numpy(args.duration_ms),
                     *scenario_2(args.invocations)]  # fmt: skip
+            load1 = os.getloadavg()[0]  # the host may be shared: say how busy it was
+        host = f"{n} spinners (load {load1:.1f})"
         for prop, target, got, met in rows:
             print(f"| {prop} | {target} | {host} | {got} | {'yes' if met else 'NO'} |", flush=True)
     print(f"\n(total {time.perf_counter() - t:.0f} s)")
