@@ -14,6 +14,7 @@ import pytest
 import yaml
 from scipy import stats
 
+from aegis_core import wcet
 from aegis_core.admission import admit
 from aegis_core.budget import WcetFrom, budgets
 from aegis_core.cli import main
@@ -325,16 +326,46 @@ def test_profile_numpy_isolated_and_contention(tmp_path: Path) -> None:
 
 
 def test_profiler_keeps_co_runners_busy() -> None:
+    """With contention, a co-runner is relaunched whenever it is seen ended: it is in flight at
+    every launch of the measured task, and (1 ms against a's 2 ms) ends during each sample."""
     s = parse_scenario({"name": "n", "tasks": [
         {"name": "a", "period_ms": 10, "wcet_ms": 2},
         {"name": "b", "period_ms": 10, "wcet_ms": 1}]})  # fmt: skip
     with Profiler(s, "mock") as prof:
+        impl: Any = prof._impl
+        events: list[tuple[str, int]] = []  # ("launch", task) and ("end", task), in order
+        tasks: dict[int, int] = {}
+        launch, snapshot = impl.launch, impl.snapshot
+
+        def logged_launch(task: int, chunk: int, token: int, k: int, *a: Any) -> None:
+            tasks[token] = task
+            events.append(("launch", task))
+            launch(task, chunk, token, k, *a)
+
+        def logged_snapshot() -> Any:
+            now, done = snapshot()
+            events.extend(("end", tasks[f.token]) for f in done)
+            return now, done
+
+        impl.launch, impl.snapshot = logged_launch, logged_snapshot
         gen = prof.samples(0, contention=True)
         assert list(itertools.islice(gen, 3)) == [2 * MS] * 3
-        launched = prof._impl._n  # type: ignore[union-attr]
         gen.close()
         assert prof.co_runners(0) == [1]
-        assert launched >= 3 + 6  # b (1 ms) relaunched all along a's 6 ms
+    in_flight, ends_of_b, sampled = 0, 0, 0
+    for i, (what, task) in enumerate(events):
+        if task == 1:
+            in_flight += 1 if what == "launch" else -1
+            ends_of_b += what == "end"
+            if what == "end" and sampled < 3:  # relaunched at once, before anything else
+                assert events[i + 1 :][:1] in ([("launch", 1)], [("end", 0)]), events[i:]
+        elif what == "launch":
+            assert in_flight == 1, events[: i + 1]  # b runs beside every sample of a
+            ends_of_b = 0
+        else:
+            assert ends_of_b >= 1, events[: i + 1]  # b (1 ms) ended during a's 2 ms
+            sampled += 1
+    assert sampled == 3
     with pytest.raises(InputError, match="needs an open profiler"):
         next(Profiler(s, "mock").samples(0))
 
@@ -366,39 +397,27 @@ def test_mock_profile_needs_a_wcet(tmp_path: Path) -> None:
         Profiler(s, "mock")
 
 
-@pytest.mark.no_cover  # coverage's tracer would slow some runs and not others
-def test_held_out_runs_stay_under_the_profile_wcet(tmp_path: Path) -> None:
-    """Real runs (numpy, a builtin model): profile as `aegis profile` does (paced at the task's
-    period), then 10 000 fresh runs back to back (the densest load); at least 99.9 % of them
-    at or under the profile's WCET."""
+def test_numpy_profile_applies_the_rule_to_its_samples(tmp_path: Path) -> None:
+    """Real runs (numpy, a builtin model), profiled as `aegis profile` does: 5 warm-up runs,
+    jobs paced at the task's period, samples until converged; the profile is the estimator's
+    rule applied to exactly the samples it recorded, whatever this host's timings were. (Its
+    coverage of fresh runs is a property of the host: benchmarks/bench_wall.py measures it.)"""
     s = parse_scenario({"name": "h", "tasks": [{"name": "m", "model": "mlp", "period_ms": 10}]})
-    with Profiler(s, "numpy") as prof:
-        [measured] = profile_scenario(s, out_dir=tmp_path, progress=None, profiler=_Reuse(prof))
-        profile = measured.profile
-        assert len(profile.warmup_ns) == 5 and profile.clock["pace_ns"] == 10 * MS
-        gen = prof.samples(0)
-        held = np.fromiter(itertools.islice(gen, 10_000), dtype=np.int64, count=10_000)
-        gen.close()
-    fraction = float(np.mean(held <= profile.wcet_ns))
-    print(
-        f"mlp: n {len(profile.samples_ns)}, WCET {profile.wcet_ns} ns ({profile.method}), "
-        f"held-out p50 {np.median(held):.0f} max {held.max()} ns, at or under {fraction:.5f}"
-    )
-    assert fraction >= 0.999
-
-
-class _Reuse:
-    """An open profiler handed to profile_scenario without closing it (the test goes on)."""
-
-    def __init__(self, prof: Profiler) -> None:
-        self.prof = prof
-        self.device = prof.device
-
-    def __enter__(self) -> Profiler:
-        return self.prof
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.prof, name)
+    [measured] = profile_scenario(s, backend="numpy", out_dir=tmp_path, progress=None)
+    p = measured.profile
+    assert measured.path == tmp_path / "m.json" and load_profile(measured.path) == p
+    assert (p.task, p.model, p.backend, p.mode, p.co_runners) == ("m", "mlp", "numpy",
+                                                                  "isolated", ())  # fmt: skip
+    assert len(p.warmup_ns) == 5 and p.clock["pace_ns"] == 10 * MS
+    assert all(isinstance(v, int) and v > 0 for v in (*p.samples_ns, *p.warmup_ns))
+    settings = wcet.Settings(max_samples=100)
+    assert settings.min_samples <= len(p.samples_ns) <= settings.max_samples
+    # sampling stopped where the convergence rule says, and not before
+    conv = wcet.Convergence(p.exceedance, settings)
+    stops = [conv.add(v) for v in p.samples_ns]
+    assert stops[-1] and not any(stops[:-1]) and p.converged == conv.converged
+    # the WCET and the pWCET table are the rule's, recomputed from the recorded samples
+    est = estimate(p.samples_ns, p.exceedance, settings)
+    assert (p.wcet_ns, p.method, p.supported) == (est.wcet_ns, est.method, est.supported)
+    assert dict(p.pwcet_ns) == dict(est.pwcet) and p.wcet_ns >= max(p.samples_ns)
+    assert p.stats["max"] == max(p.samples_ns) and p.stats["min"] == min(p.samples_ns)
