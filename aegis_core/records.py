@@ -329,7 +329,7 @@ class Encoder:
         self._who: dict[int, str] = {}
         self._entries: dict[int, tuple[ReadyLike, str]] = {}
         self._names: dict[str, str] = {}
-        self._rule: tuple[str, tuple[str, ...], str] = ("", (), "")
+        self._rule: tuple[str | None, tuple[str, ...], str] = (None, (), "")
 
     def line(self, r: Record) -> str:
         """One record as a JSON line (with its newline)."""
