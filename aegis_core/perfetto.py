@@ -138,33 +138,39 @@ def export(
 _INSTANTS = (MissRecord, OverrunRecord, SkipRecord, FaultRecord)
 
 
-def _instant(pid: int, tid: int, t_ns: int, name: str, cat: str) -> dict[str, Any]:
-    return {"ph": "i", "s": "t", "pid": pid, "tid": tid, "ts": _ts(t_ns), "name": name,
-            "cat": cat}  # fmt: skip
-
-
 def _instants(records: Sequence[Record], bases: Mapping[str, int]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r in records:
-        if isinstance(r, ReleaseRecord):
-            tid = bases[r.task]
-            ev = _instant(TASKS, tid, r.t_ns, f"release {r.job}", "release")
-            ev["args"] = {"deadline_ns": r.deadline_ns, "release_ns": r.release_ns}
-            out += [ev, _instant(TASKS, tid, r.deadline_ns, f"deadline {r.job}", "deadline")]
-        elif isinstance(r, _INSTANTS) and r.task in bases:
-            ev = _instant(TASKS, bases[r.task], r.t_ns, f"{r.kind} {r.job}", str(r.kind))
-            ev["args"] = {k: v for k, v in as_dict(r).items() if k not in ("rec", "t_ns", "kind")}
-            out.append(ev)
-        elif isinstance(r, DispatchRecord):
-            ev = _instant(SCHED, 1, r.t_ns, f"dispatch {r.job}", "decision")
+        if type(r) is ReleaseRecord:
+            tid, job = bases[r.task], r.job
+            out.append(
+                {
+                    "ph": "i",
+                    "s": "t",
+                    "pid": TASKS,
+                    "tid": tid,
+                    "ts": _ts(r.t_ns),
+                    "name": f"release {job}",
+                    "cat": "release",
+                    "args": {"deadline_ns": r.deadline_ns, "release_ns": r.release_ns},
+                }
+            )
+            out.append({"ph": "i", "s": "t", "pid": TASKS, "tid": tid, "ts": _ts(r.deadline_ns),
+                        "name": f"deadline {job}", "cat": "deadline"})  # fmt: skip
+        elif type(r) is DispatchRecord:
             ready = [entry_dict(e) for e in r.ready]
-            ev["args"] = {"rule": r.rule, "key": list(r.key), "ready": ready}
-            out.append(ev)
+            out.append({"ph": "i", "s": "t", "pid": SCHED, "tid": 1, "ts": _ts(r.t_ns),
+                        "name": f"dispatch {r.job}", "cat": "decision",
+                        "args": {"rule": r.rule, "key": list(r.key), "ready": ready}})  # fmt: skip
+        elif isinstance(r, _INSTANTS) and r.task in bases:
+            args = {k: v for k, v in as_dict(r).items() if k not in ("rec", "t_ns", "kind")}
+            out.append({"ph": "i", "s": "t", "pid": TASKS, "tid": bases[r.task],
+                        "ts": _ts(r.t_ns), "name": f"{r.kind} {r.job}", "cat": str(r.kind),
+                        "args": args})  # fmt: skip
         elif isinstance(r, AdmissionRecord):
-            ev = _instant(SCHED, 2, 0, f"{r.kind} {r.task}", "admission")
-            ev["ts"] = 0.0
-            ev["args"] = dict(r.rationale)
-            out.append(ev)
+            out.append({"ph": "i", "s": "t", "pid": SCHED, "tid": 2, "ts": 0.0,
+                        "name": f"{r.kind} {r.task}", "cat": "admission",
+                        "args": dict(r.rationale)})  # fmt: skip
     return out
 
 

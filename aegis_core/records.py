@@ -41,6 +41,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii as _q
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .errors import InputError
@@ -475,6 +476,10 @@ def decode_all(records: Iterable[Mapping[str, Any] | Record]) -> list[Record]:
 
 def from_dict(d: Mapping[str, Any]) -> Record:
     """A parsed JSON object as its record, every field of its kind checked."""
+    if type(d) is dict and "rec" in d:  # the fast path: a well-formed record, no per-field calls
+        fast = _fast(d)
+        if fast is not None:
+            return fast
     if not isinstance(d, Mapping):
         raise InputError(f"a trace record is a JSON object, not {type(d).__name__}")
     if "rec" not in d:
@@ -483,73 +488,80 @@ def from_dict(d: Mapping[str, Any]) -> Record:
     read = _DECODE.get(kind) if isinstance(kind, str) else None
     if read is None:
         raise InputError(f"record {d.get('rec')}: unknown kind {kind!r}")
-    fast = _fast(d, kind)  # type: ignore[arg-type]
-    return fast if fast is not None else read(_Fields(d, kind))  # type: ignore[arg-type]
+    return read(_Fields(d, kind))  # type: ignore[arg-type]
 
 
 _STR_FIELDS = frozenset(("job", "task", "state", "action", "reason", "error"))
+_Spec = tuple[type, Callable[[Mapping[str, Any]], tuple[Any, ...]], tuple[type, ...]]
 
 
-def _fast_specs() -> dict[str, tuple[type, tuple[str, ...], tuple[type, ...]]]:
-    """Per kind of the flat job records: class, fields read (``rec`` last) and their types."""
-    out: dict[str, tuple[type, tuple[str, ...], tuple[type, ...]]] = {}
+def _fast_specs() -> dict[str, _Spec]:
+    """Per kind of the flat job records: class, a getter of its fields (``rec`` last) and
+    their types."""
+    out: dict[str, _Spec] = {}
     for kind, cls in ((Kind.RELEASE, ReleaseRecord), (Kind.CHUNK, ChunkRecord),
                       (Kind.COMPLETE, CompleteRecord), (Kind.MISS, MissRecord),
                       (Kind.OVERRUN, OverrunRecord), (Kind.SKIP, SkipRecord),
                       (Kind.FAULT, FaultRecord)):  # fmt: skip
         names = tuple(f for f in cls._fields if f not in ("priority", "rec"))
         types = tuple(str if f in _STR_FIELDS else bool if f == "missed" else int for f in names)
-        out[str(kind)] = (cls, (*names, "rec"), (*types, int))
+        out[str(kind)] = (cls, itemgetter(*names, "rec"), (*types, int))
     return out
 
 
 _FAST = _fast_specs()
+_new = tuple.__new__
+_DISPATCH_HEAD = itemgetter("t_ns", "seq", "job", "task", "rec", "rationale")
+_DISPATCH_TYPES = (int, int, str, str, int, dict)
+_ENTRY = itemgetter("job", "task", "deadline_ns", "release_ns", "seq")
 _ENTRY_TYPES = (str, str, int, int, int)
 
 
-def _fast(d: Mapping[str, Any], kind: str) -> Record | None:
-    """The record of a well-formed object without per-field calls; None: let the checking
-    reader say what is wrong."""
+def _fast(d: dict[str, Any]) -> Record | None:
+    """The record of a well-formed object; None: let the checking reader say what is wrong."""
+    kind = d.get("kind")
+    if type(kind) is not str:
+        return None
     try:
         if kind == "dispatch":
             return _fast_dispatch(d)
         spec = _FAST.get(kind)
         if spec is None:
             return None
-        cls, names, types = spec
-        vals = [d[n] for n in names]
+        cls, get, types = spec
+        vals = get(d)
         if tuple(map(type, vals)) != types:
             return None
         if cls is ReleaseRecord:
             prio = d.get("priority")
             if prio is not None and type(prio) is not int:
                 return None
-            vals.insert(-1, prio)
-        r: Record = tuple.__new__(cls, vals)
+            vals = (*vals[:-1], prio, vals[-1])
+        r: Record = _new(cls, vals)
         return r
     except (KeyError, TypeError, AttributeError):
         return None
 
 
-def _fast_dispatch(d: Mapping[str, Any]) -> DispatchRecord | None:
-    rat = d["rationale"]
-    head = (d["t_ns"], d["seq"], d["job"], d["task"], d.get("chunk", 0), rat["rule"], d["rec"])
-    if tuple(map(type, head)) != (int, int, str, str, int, str, int):
+def _fast_dispatch(d: dict[str, Any]) -> DispatchRecord | None:
+    head = _DISPATCH_HEAD(d)
+    chunk = d.get("chunk", 0)
+    if tuple(map(type, head)) != _DISPATCH_TYPES or type(chunk) is not int:
         return None
-    if type(rat["key"]) is not list or type(rat["ready"]) is not list:
+    t, seq, job, task, rec, rat = head
+    rule, key, listed = rat["rule"], rat["key"], rat["ready"]
+    if type(rule) is not str or type(key) is not list or type(listed) is not list:
         return None
-    key = tuple(rat["key"])
-    if not all(type(k) is str for k in key):
+    if set(map(type, key)) - {str}:
         return None
     ready: list[ReadyLike] = []
-    for e in rat["ready"]:
-        vals = (e["job"], e["task"], e["deadline_ns"], e["release_ns"], e["seq"])
+    for e in listed:
+        vals = _ENTRY(e)
         prio = e.get("priority")
         if tuple(map(type, vals)) != _ENTRY_TYPES or (prio is not None and type(prio) is not int):
             return None
-        ready.append(Entry(*vals, prio))
-    t, seq, job, task, chunk, rule, rec = head
-    return DispatchRecord(t, seq, job, task, chunk, rule, key, tuple(ready), rec)
+        ready.append(_new(Entry, (*vals, prio)))
+    return _new(DispatchRecord, (t, seq, job, task, chunk, rule, tuple(key), tuple(ready), rec))
 
 
 def _upgrade(d: Mapping[str, Any]) -> dict[str, Any]:

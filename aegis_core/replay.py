@@ -124,27 +124,24 @@ class Replay:
     def admission(self, task: str) -> AdmissionRecord | None:
         return next((r for r in self.admissions if r.task == task), None)
 
-    def _job(self, r: JobRecord) -> JobState:
-        js = self.jobs.get(r.job)
-        if js is None:
-            js = self.jobs[r.job] = JobState(r.job, r.task, r.seq)
-        js.records.append(r)
-        return js
-
     def apply(self, r: Record) -> None:
         """Take the next record."""
-        if isinstance(r, AdmissionRecord):
+        if type(r) is AdmissionRecord:  # exact types (a kind is one class): a hot loop
             self.admissions.append(r)
             self.tasks.setdefault(r.task)
             return
-        js = self._job(r)
+        assert not isinstance(r, AdmissionRecord)  # for mypy: r is a job record
         job = r.job
-        if isinstance(r, ReleaseRecord):
+        js = self.jobs.get(job)
+        if js is None:
+            js = self.jobs[job] = JobState(job, r.task, r.seq)
+        js.records.append(r)
+        if type(r) is ReleaseRecord:
             js.release = r
             js.blockers = tuple(self.running.values())
             self.ready[job] = js
             self.tasks.setdefault(r.task)
-        elif isinstance(r, DispatchRecord):
+        elif type(r) is DispatchRecord:
             self.dispatches += 1
             jobs = self.jobs
             for e in r.ready:
@@ -158,17 +155,17 @@ class Replay:
             js.status = _RUNNING
             if js.start_ns is None:
                 js.start_ns = r.t_ns
+        elif type(r) is CompleteRecord:
+            self._close(job, r.t_ns, _COMPLETE, r.start_ns)
+            self.ready.pop(job, None)
+            js.complete = r
+            js.status = _DONE
+            js.end_ns = r.end_ns
         elif isinstance(r, ChunkRecord):
             self._close(job, r.t_ns, _CHUNK)
             if js.release is not None:
                 self.ready[job] = js
             js.status = _READY
-        elif isinstance(r, CompleteRecord):
-            self._close(job, r.t_ns, _COMPLETE, r.start_ns)
-            self.ready.pop(job, None)
-            js.complete = r
-            js.status = JobStatus.COMPLETED
-            js.end_ns = r.end_ns
         elif isinstance(r, FaultRecord):
             self._close(job, r.t_ns, _FAULT)
             self.ready.pop(job, None)
