@@ -73,11 +73,6 @@ class JsonlTrace:
         """A trace file written as the run goes (see the class docstring for ``flush``)."""
         return cls(open(path, "w", encoding="utf-8"), owns=True, flush=flush)
 
-    @property
-    def count(self) -> int:
-        """How many records were written (the ``rec`` of the next one)."""
-        return self._encoder.n
-
     def write(self, records: Sequence[Record]) -> None:
         if self._per_record:
             line, out = self._encoder.line, self.stream
