@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 
 from .engine import Engine, RunPlan
 from .scheduler import Scheduler
+from .trace import NullTrace, TraceSink
 
 
 @dataclass
 class LoopStats:
     decisions_ns: list[int] = field(default_factory=list)
-    """Wall-clock cost of each scheduling decision (pick + trace record), in ns."""
+    """Wall-clock cost of each scheduling decision (pick + its record), in ns."""
     instants: int = 0
 
 
@@ -23,18 +24,22 @@ def run(
     scheduler: Scheduler,
     engine: Engine,
     *,
+    sink: TraceSink | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
 ) -> LoopStats:
     """Drive ``engine`` through ``plan`` with ``scheduler`` until nothing is left to happen.
 
     At each instant: hand every engine event to the scheduler (completions, then releases),
     flag deadline misses, then dispatch while the engine has a free slot and a job is ready;
-    then flush the instant's trace records before time moves on.
-    The clock only measures decision overhead; decisions themselves never read it.
+    then hand the instant's records to ``sink`` (none: they are dropped) and flush it before
+    time moves on. The clock only measures decision overhead; decisions never read it.
     """
     stats = LoopStats()
     overheads = stats.decisions_ns
-    step, schedule, flush = scheduler.step, scheduler.schedule, scheduler.trace.flush
+    keep = sink is not None and not isinstance(sink, NullTrace)
+    out = sink if sink is not None else NullTrace()
+    step, schedule, pending = scheduler.step, scheduler.schedule, scheduler.records
+    write, flush, drop = out.write, out.flush, pending.clear
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
     try:
@@ -52,10 +57,16 @@ def run(
                     break
                 overheads.append(t1 - t0)
                 engine.dispatch(d)
-            flush()
+            if keep:
+                write(pending)
+                flush()
+            drop()
             if gc_count()[0] >= gc_due:
                 pace_gc()
     finally:
+        if keep:  # an instant cut short by an error: its records so far
+            write(pending)
+        drop()
         pace_gc.close()
         engine.close()
     return stats

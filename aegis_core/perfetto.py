@@ -1,6 +1,7 @@
 """``trace.json``: a run's trace in Chrome Trace Event format, for the Perfetto UI (theory §7).
 
-Built from the decision records alone (``trace.jsonl``):
+Built from the decision records alone (``trace.jsonl``, read through one
+:class:`~aegis_core.replay.Replay`):
 
 * process 1, **device**: one track per slot lane with an X slice per job (or lp-edf chunk);
   slices are put on the first lane free at their start, so slices on one track never overlap;
@@ -17,9 +18,25 @@ Times are µs (floats: ns precision kept). The result is one JSON object with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .records import (
+    AdmissionRecord,
+    ChunkRecord,
+    DispatchRecord,
+    FaultRecord,
+    MissRecord,
+    OverrunRecord,
+    Record,
+    ReleaseRecord,
+    SkipRecord,
+    as_dict,
+    decode_all,
+    entry_dict,
+)
+from .replay import Replay, Run
 
 DEVICE, TASKS, SCHED = 1, 2, 3
 
@@ -51,46 +68,59 @@ class _Lanes:
 
 
 def export(
-    records: Sequence[Mapping[str, Any]], memory: Mapping[str, int] | None = None
+    records: Sequence[Mapping[str, Any] | Record], memory: Mapping[str, int] | None = None
 ) -> dict[str, Any]:
     """The Chrome Trace Event object of a run; ``memory``: activation bytes per task (its
     planned arena), for the bytes-in-use counter."""
+    recs = decode_all(records)
+    rp = Replay()
+    ready_counts: list[tuple[int, int]] = []  # (t_ns, ready jobs) after each change
+    for r in recs:
+        rp.apply(r)
+        if isinstance(r, ReleaseRecord | ChunkRecord | DispatchRecord | SkipRecord):
+            ready_counts.append((r.t_ns, len(rp.ready)))
     events: list[dict[str, Any]] = []
-    tasks = _task_order(records)
-    slices = _slices(records)
+    tasks = list(rp.tasks)
     device = _Lanes()
     waits: dict[str, _Lanes] = {t: _Lanes() for t in tasks}
     flow = 0
     pending: list[tuple[dict[str, Any], str, int]] = []  # wait slices: tid once lanes are known
-    for s in sorted(slices, key=lambda s: (s["start"], s["end"], s["job"])):
-        lane = device.take(s["start"], s["end"])
-        args = {k: s[k] for k in ("release_ns", "deadline_ns", "chunk", "end_kind") if k in s}
-        name = s["job"] + (f" chunk {s['chunk']}" if s.get("chunk") is not None else "")
+    for s in sorted(rp.runs, key=lambda s: (s.start_ns, s.end_ns, s.job)):
+        end = s.end_ns if s.end_ns is not None else s.start_ns
+        lane = device.take(s.start_ns, end)
+        js = rp.jobs[s.job]
+        rel = js.release
+        args = {
+            "release_ns": None if rel is None else rel.release_ns,
+            "deadline_ns": None if rel is None else rel.deadline_ns,
+            "chunk": None if s.whole else s.chunk,
+            "end_kind": str(s.end),
+        }
+        name = s.job + ("" if s.whole else f" chunk {s.chunk}")
         job = {
             "ph": "X",
             "pid": DEVICE,
             "tid": lane + 1,
-            "ts": _ts(s["start"]),
-            "dur": _us(s["end"] - s["start"]),
+            "ts": _ts(s.start_ns),
+            "dur": _us(end - s.start_ns),
             "name": name,
             "cat": "job",
             "args": args,
         }
-        if s.get("first") and s.get("release_ns") is not None and s["start"] > s["release_ns"]:
+        if s.chunk == 0 and rel is not None and s.start_ns > rel.release_ns:
             flow += 1
-            t = s["task"]
-            w = waits[t].take(s["release_ns"], s["start"])
+            w = waits[s.task].take(rel.release_ns, s.start_ns)
             wait = {
                 "ph": "X",
                 "pid": TASKS,
-                "ts": _ts(s["release_ns"]),
-                "dur": _us(s["start"] - s["release_ns"]),
-                "name": f"wait {s['job']}",
+                "ts": _ts(rel.release_ns),
+                "dur": _us(s.start_ns - rel.release_ns),
+                "name": f"wait {s.job}",
                 "cat": "wait",
                 "bind_id": flow,
                 "flow_out": True,
             }
-            pending.append((wait, t, w))
+            pending.append((wait, s.task, w))
             events.append(wait)
             job.update(bind_id=flow, flow_in=True)
         events.append(job)
@@ -100,160 +130,65 @@ def export(
         at += max(1, len(waits[t].ends))
     for wait, t, w in pending:
         wait["tid"] = bases[t] + w
-    events += _instants(records, bases)
-    events += _counters(records, slices, memory)
+    events += _instants(recs, bases)
+    events += _counters(ready_counts, rp.runs, memory)
     return {"displayTimeUnit": "ms", "traceEvents": _metadata(bases, device, waits) + events}
 
 
-def _task_order(records: Iterable[Mapping[str, Any]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for r in records:
-        if r.get("kind") in ("admit", "reject", "release") and r.get("task"):
-            seen.setdefault(r["task"], None)
-    return list(seen)
+_INSTANTS = (MissRecord, OverrunRecord, SkipRecord, FaultRecord)
 
 
-def _slices(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One slice per dispatch, from the dispatch (or the device start the completion reports)
-    to the record that ended it (complete, chunk or fault)."""
-    release: dict[str, Mapping[str, Any]] = {}
-    open_: dict[str, dict[str, Any]] = {}
+def _instants(records: Sequence[Record], bases: Mapping[str, int]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for r in records:
-        kind, job = r.get("kind"), str(r.get("job"))
-        if kind == "release":
-            release[job] = r
-        elif kind == "dispatch":
-            rel = release.get(job, {})
-            open_[job] = {
-                "job": job,
-                "task": r["task"],
-                "start": r["t_ns"],
-                "chunk": r.get("chunk"),
-                "first": not r.get("chunk"),
-                "release_ns": rel.get("release_ns"),
-                "deadline_ns": rel.get("deadline_ns"),
-            }
-        elif kind in ("complete", "chunk", "fault") and job in open_:
-            s = open_.pop(job)
-            if kind == "complete" and r.get("start_ns") is not None and s["chunk"] is None:
-                s["start"] = min(max(r["start_ns"], s["start"]), r["t_ns"])
-            s["end"] = max(r["t_ns"], s["start"])
-            s["end_kind"] = kind
-            if s["chunk"] is None and kind == "chunk":
-                s["chunk"] = 0
-            out.append(s)
-    return out
-
-
-_INSTANTS = {"miss": "miss", "overrun": "overrun", "skip": "skip", "fault": "fault"}
-
-
-def _instants(
-    records: Sequence[Mapping[str, Any]], bases: Mapping[str, int]
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for r in records:
-        kind = r.get("kind")
-        if kind == "release":
-            tid = bases[r["task"]]
+        if type(r) is ReleaseRecord:
+            tid, job = bases[r.task], r.job
             out.append(
                 {
                     "ph": "i",
                     "s": "t",
                     "pid": TASKS,
                     "tid": tid,
-                    "ts": _ts(r["t_ns"]),
-                    "name": f"release {r['job']}",
+                    "ts": _ts(r.t_ns),
+                    "name": f"release {job}",
                     "cat": "release",
-                    "args": {"deadline_ns": r["deadline_ns"], "release_ns": r["release_ns"]},
+                    "args": {"deadline_ns": r.deadline_ns, "release_ns": r.release_ns},
                 }
             )
-            out.append(
-                {
-                    "ph": "i",
-                    "s": "t",
-                    "pid": TASKS,
-                    "tid": tid,
-                    "ts": _ts(r["deadline_ns"]),
-                    "name": f"deadline {r['job']}",
-                    "cat": "deadline",
-                }
-            )
-        elif kind in _INSTANTS and r.get("task") in bases:
-            args = {k: v for k, v in r.items() if k not in ("seq", "t_ns", "kind")}
-            out.append(
-                {
-                    "ph": "i",
-                    "s": "t",
-                    "pid": TASKS,
-                    "tid": bases[r["task"]],
-                    "ts": _ts(r["t_ns"]),
-                    "name": f"{kind} {r.get('job')}",
-                    "cat": kind,
-                    "args": args,
-                }
-            )
-        elif kind == "dispatch":
-            rat = r["rationale"]
-            out.append(
-                {
-                    "ph": "i",
-                    "s": "t",
-                    "pid": SCHED,
-                    "tid": 1,
-                    "ts": _ts(r["t_ns"]),
-                    "name": f"dispatch {r['job']}",
-                    "cat": "decision",
-                    "args": {"rule": rat["rule"], "key": rat["key"], "ready": rat["ready"]},
-                }
-            )
-        elif kind in ("admit", "reject"):
-            out.append(
-                {
-                    "ph": "i",
-                    "s": "t",
-                    "pid": SCHED,
-                    "tid": 2,
-                    "ts": 0.0,
-                    "name": f"{kind} {r['task']}",
-                    "cat": "admission",
-                    "args": r.get("rationale", {}),
-                }
-            )
+            out.append({"ph": "i", "s": "t", "pid": TASKS, "tid": tid, "ts": _ts(r.deadline_ns),
+                        "name": f"deadline {job}", "cat": "deadline"})  # fmt: skip
+        elif type(r) is DispatchRecord:
+            ready = [entry_dict(e) for e in r.ready]
+            out.append({"ph": "i", "s": "t", "pid": SCHED, "tid": 1, "ts": _ts(r.t_ns),
+                        "name": f"dispatch {r.job}", "cat": "decision",
+                        "args": {"rule": r.rule, "key": list(r.key), "ready": ready}})  # fmt: skip
+        elif isinstance(r, _INSTANTS) and r.task in bases:
+            args = {k: v for k, v in as_dict(r).items() if k not in ("rec", "t_ns", "kind")}
+            out.append({"ph": "i", "s": "t", "pid": TASKS, "tid": bases[r.task],
+                        "ts": _ts(r.t_ns), "name": f"{r.kind} {r.job}", "cat": str(r.kind),
+                        "args": args})  # fmt: skip
+        elif isinstance(r, AdmissionRecord):
+            out.append({"ph": "i", "s": "t", "pid": SCHED, "tid": 2, "ts": 0.0,
+                        "name": f"{r.kind} {r.task}", "cat": "admission",
+                        "args": dict(r.rationale)})  # fmt: skip
     return out
 
 
 def _counters(
-    records: Sequence[Mapping[str, Any]],
-    slices: Sequence[Mapping[str, Any]],
+    ready_counts: Sequence[tuple[int, int]],
+    runs: Sequence[Run],
     memory: Mapping[str, int] | None,
 ) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    ready: set[str] = set()
-    for r in records:
-        kind, job = r.get("kind"), r.get("job")
-        if kind in ("release", "chunk"):
-            ready.add(str(job))
-        elif kind in ("dispatch", "skip"):
-            ready.discard(job)
-        else:
-            continue
-        out.append(
-            {
-                "ph": "C",
-                "pid": SCHED,
-                "tid": 1,
-                "ts": _ts(r["t_ns"]),
-                "name": "ready",
-                "args": {"jobs": len(ready)},
-            }
-        )
+    out: list[dict[str, Any]] = [
+        {"ph": "C", "pid": SCHED, "tid": 1, "ts": _ts(t), "name": "ready", "args": {"jobs": n}}
+        for t, n in ready_counts
+    ]
     if memory:
         steps: list[tuple[int, int]] = []
-        for s in slices:
-            b = memory.get(s["task"], 0)
-            steps += [(s["start"], b), (s["end"], -b)]
+        for s in runs:
+            b = memory.get(s.task, 0)
+            end = s.end_ns if s.end_ns is not None else s.start_ns
+            steps += [(s.start_ns, b), (end, -b)]
         live = 0
         for t, d in sorted(steps, key=lambda x: (x[0], x[1])):
             live += d

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .admission import Admission, admit
-from .budget import TaskBudget, any_samples
+from .admission import admit
+from .budget import any_samples
 from .engine import Engine, RunPlan, load_engine
 from .errors import InputError
 from .loop import LoopStats, run
+from .records import admission_records
 from .results import overhead_stats, task_summaries, versions, write_results
-from .scenario import Scenario, Task
+from .scenario import Scenario
 from .scheduler import Job, Scheduler
 from .trace import JsonlTrace, NullTrace, TraceSink
 
@@ -57,33 +58,6 @@ def run_fingerprint(scenario: Scenario, seed: int, admission: bool, exec_time: s
 def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
     label = engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
     return Path("results") / scenario.name / label
-
-
-def admission_records(
-    trace: TraceSink, admission: Admission, enforced: bool, scenario: Scenario
-) -> None:
-    """One ``admit`` or ``reject`` record per task, in list order: the verdict's rationale
-    and the task parameters it was derived from (``aegis explain --verify`` re-runs it)."""
-    from .explain import task_params
-
-    for v, task, b in zip(admission.tasks, scenario.tasks, admission.budgets, strict=True):
-        task = effective_task(task, b)
-        rationale = v.as_dict()
-        del rationale["name"], rationale["admitted"]
-        trace.record(
-            "admit" if v.admitted else "reject", 0, task=v.name, policy=admission.policy,
-            enforced=enforced, rationale=rationale, params=task_params(task),
-            gpu_memory_bytes=scenario.gpu_memory_bytes,
-        )  # fmt: skip
-
-
-def effective_task(task: Task, budget: TaskBudget) -> Task:
-    """The task as its budget decided it (WCET and kernel chain written out): what the trace
-    records, so that re-running admission on the record gives the same verdict."""
-    import dataclasses
-
-    kernels = budget.kernels_ns if len(budget.kernels_ns) > 1 else None
-    return dataclasses.replace(task, wcet_ns=budget.wcet_ns, kernels_ns=kernels, measured=None)
 
 
 def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
@@ -147,11 +121,11 @@ def run_scenario(
     sink: TraceSink = NullTrace()
     if out is not None:
         sink = _open_outputs(out, trace, trace_flush)
-    scheduler = Scheduler.for_plan(plan, sink)
+    scheduler = Scheduler.for_plan(plan)
     try:
-        admission_records(sink, verdicts, enforced=admission, scenario=scenario)
+        sink.write(admission_records(verdicts, scenario, enforced=admission))
         t0 = time.perf_counter()
-        stats = run(plan, scheduler, eng)
+        stats = run(plan, scheduler, eng, sink=sink)
         wall = time.perf_counter() - t0
     except BaseException:
         sink.close()

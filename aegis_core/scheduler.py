@@ -1,9 +1,11 @@
 """The scheduler: releases in, dispatch decisions out. It never reads a clock.
 
 Engines hand it :mod:`~aegis_core.events` with the current time; it answers
-:meth:`Scheduler.schedule` with a frozen :class:`Dispatch` carrying its :class:`Rationale`, and
-writes one trace record per decision. Deadline misses are job flags and trace records, detected
-at the deadline instant (:meth:`Scheduler.next_timer` tells the engine when to wake).
+:meth:`Scheduler.schedule` with a frozen :class:`Dispatch` carrying its :class:`Rationale`.
+Each decision also makes one record (:mod:`~aegis_core.records`), kept until the loop takes
+them (:meth:`Scheduler.drain`) and hands them to a trace sink: the scheduler never writes.
+Deadline misses are job flags and records, detected at the deadline instant
+(:meth:`Scheduler.next_timer` tells the engine when to wake).
 """
 
 from __future__ import annotations
@@ -18,12 +20,24 @@ from .budget import TaskBudget, task_budget
 from .context import ExecutionContext
 from .events import Completion, EngineEvent, Fault, Release
 from .policy import Key, Policy, fp_priorities
+from .records import (
+    ChunkRecord,
+    CompleteRecord,
+    DispatchRecord,
+    FaultRecord,
+    MissRecord,
+    OverrunRecord,
+    Record,
+    ReleaseRecord,
+    SkipRecord,
+)
 from .scenario import Task
-from .trace import NullTrace, TraceSink
 from .types import TimeNs
 
 if TYPE_CHECKING:
     from .engine import RunPlan
+
+_new = tuple.__new__  # a record from all its fields (rec = -1), without a Python frame
 
 
 class JobStatus(IntEnum):
@@ -102,8 +116,6 @@ class ReadyEntry(NamedTuple):
     release_ns: TimeNs
     deadline_ns: TimeNs
     priority: int | None
-    ref: str = ""
-    """What the trace sink returned for this job's release (its ready-set record, for reuse)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +158,6 @@ class Scheduler:
         self,
         tasks: Sequence[Task],
         policy: Policy,
-        trace: TraceSink | None = None,
         *,
         rejected: Iterable[int] = (),
         budgets: Sequence[TaskBudget] = (),
@@ -156,7 +167,8 @@ class Scheduler:
         tasks under ``policy``)."""
         self.tasks = tuple(tasks)
         self.policy = policy
-        self.trace: TraceSink = trace if trace is not None else NullTrace()
+        self.records: list[Record] = []
+        """The records of the decisions since the last :meth:`drain`, in order."""
         self.rejected = frozenset(rejected)
         budgets = tuple(budgets) or tuple(
             task_budget(t, i, policy) for i, t in enumerate(self.tasks)
@@ -214,12 +226,16 @@ class Scheduler:
             self._skip_next[task_index] -= 1
             job.status = JobStatus.SKIPPED
             self.contexts[task_index].skipped += 1
-            self.trace.skip(now, job, "skip-next: the task's previous job overran its WCET")
+            self.records.append(SkipRecord(
+                now, seq, job.id, task.name, "skip-next: the task's previous job overran its WCET"
+            ))  # fmt: skip
             return job
         job.n_chunks = self._chunks[task_index]
         key = self._key((job.deadline_ns, now, seq, 0 if prio is None else prio))
-        ref = self.trace.release(now, job)
-        entry = ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio, ref)
+        self.records.append(  # the hot records skip the NamedTuple constructor's Python frame
+            _new(ReleaseRecord, (now, seq, job.id, task.name, job.deadline_ns, now, prio, -1))
+        )
+        entry = ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio)
         if job.n_chunks > 1:
             job.entry = entry
         heappush(self._ready, entry)
@@ -240,12 +256,18 @@ class Scheduler:
             job.status = JobStatus.READY
             assert job.entry is not None
             heappush(self._ready, job.entry)
-            self.trace.chunk(now, job)
+            self.records.append(
+                ChunkRecord(now, job.seq, job.id, job.task, job.chunk, job.n_chunks, job.run_ns)
+            )
             return
         job.status = JobStatus.COMPLETED
         job.end_ns = now
         job.missed = job.missed or now > job.deadline_ns
-        self.trace.complete(now, job)
+        start = job.start_ns if job.start_ns is not None else now
+        self.records.append(_new(CompleteRecord, (
+            now, job.seq, job.id, job.task, start, now, now - job.release_ns, job.deadline_ns,
+            job.missed, -1,
+        )))  # fmt: skip
         if self.contexts[job.task_index].over_budget(job.run_ns):
             self._overrun(job, now)
 
@@ -256,7 +278,10 @@ class Scheduler:
         job.overrun = True
         ctx = self.contexts[job.task_index]
         ctx.overruns += 1
-        self.trace.overrun(now, job, ctx.budget.time_budget_ns, ctx.budget.on_overrun)
+        self.records.append(OverrunRecord(
+            now, job.seq, job.id, job.task, job.run_ns, ctx.budget.time_budget_ns,
+            ctx.budget.on_overrun,
+        ))  # fmt: skip
         if ctx.budget.on_overrun != "skip-next":
             return
         waiting = [e for e in self._ready if self.jobs[e.seq].task_index == job.task_index
@@ -270,7 +295,9 @@ class Scheduler:
         skipped = self.jobs[entry.seq]
         skipped.status = JobStatus.SKIPPED
         ctx.skipped += 1
-        self.trace.skip(now, skipped, f"skip-next: {job.id} overran its WCET")
+        self.records.append(SkipRecord(
+            now, skipped.seq, skipped.id, skipped.task, f"skip-next: {job.id} overran its WCET"
+        ))  # fmt: skip
 
     def _fail(self, seq: int, error: str, now: TimeNs) -> None:
         job = self.jobs[seq]
@@ -278,7 +305,7 @@ class Scheduler:
         job.status = JobStatus.FAILED
         job.end_ns = now
         job.error = error
-        self.trace.fault(now, job, error)
+        self.records.append(FaultRecord(now, seq, job.id, job.task, error))
 
     # -- time ------------------------------------------------------------------------------
 
@@ -298,7 +325,11 @@ class Scheduler:
             job = self.jobs[seq]
             if job.status < JobStatus.COMPLETED and not job.missed:
                 job.missed = True
-                self.trace.miss(job.deadline_ns, job)  # when it passed (a wall clock wakes later)
+                state = "ready" if job.status is JobStatus.READY else "running"
+                self.records.append(MissRecord(  # at the instant it passed (a wall clock
+                    job.deadline_ns, seq, job.id, job.task,  # wakes later)
+                    job.release_ns, job.deadline_ns, state,
+                ))  # fmt: skip
 
     # -- decisions out ---------------------------------------------------------------------
 
@@ -314,25 +345,29 @@ class Scheduler:
         job.chunk_start_ns = now
         if job.start_ns is None:
             job.start_ns = now
-        d = Dispatch(
-            now,
-            entry.seq,
-            entry.job,
-            job.task_index,
-            Rationale(self.policy.rule, self.policy.key_fields, snapshot),
-            job.chunk,
-            job.k,
-        )
-        self.trace.dispatch(now, d)
-        return d
+        policy = self.policy
+        rule, key_fields = policy.rule, policy.key_fields
+        self.records.append(_new(DispatchRecord, (
+            now, entry.seq, entry.job, entry.task, job.chunk, rule, key_fields, snapshot, -1
+        )))  # fmt: skip
+        return Dispatch(
+            now, entry.seq, entry.job, job.task_index, Rationale(rule, key_fields, snapshot),
+            job.chunk, job.k,
+        )  # fmt: skip
+
+    def drain(self) -> list[Record]:
+        """The records of the decisions taken since the last call, in order (the loop hands
+        them to its trace sink after each instant)."""
+        out = self.records[:]
+        self.records.clear()
+        return out
 
     @classmethod
-    def for_plan(cls, plan: RunPlan, trace: TraceSink | None = None) -> Scheduler:
+    def for_plan(cls, plan: RunPlan) -> Scheduler:
         """The scheduler a run plan asks for (its policy, rejections and chunking)."""
         return cls(
             plan.scenario.tasks,
             plan.policy,
-            trace,
             rejected=plan.rejected,
             budgets=plan.budgets,
         )

@@ -18,6 +18,16 @@ from .engine import Engine, RunPlan
 from .events import Completion, EngineEvent, Fault, Release
 from .loop import run
 from .profile import Profile
+from .records import (
+    ChunkRecord,
+    CompleteRecord,
+    DispatchRecord,
+    FaultRecord,
+    Record,
+    decode_all,
+    key_of,
+)
+from .replay import Replay
 from .scenario import Scenario
 from .scheduler import Dispatch, Job, JobStatus, Scheduler
 from .trace import MemoryTrace
@@ -102,8 +112,8 @@ def run_in_memory(
     (its rejections are enforced, its lp-edf chunks used)."""
     plan = RunPlan.build(scenario, seed=seed, admission=admission)
     trace = MemoryTrace()
-    scheduler = Scheduler.for_plan(plan, trace)
-    run(plan, scheduler, engine if engine is not None else FakeEngine())
+    scheduler = Scheduler.for_plan(plan)
+    run(plan, scheduler, engine if engine is not None else FakeEngine(), sink=trace)
     return trace.records(), scheduler.jobs
 
 
@@ -116,47 +126,38 @@ def log(records: Iterable[Mapping[str, Any]], kinds: Sequence[str] | None = None
     return out
 
 
-def key_of(entry: Mapping[str, Any], key_fields: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(entry[f] for f in key_fields)
-
-
-def check_run(records: Sequence[Mapping[str, Any]], jobs: Sequence[Job], slots: int | None) -> int:
+def check_run(
+    records: Sequence[Mapping[str, Any] | Record], jobs: Sequence[Job], slots: int | None
+) -> int:
     """Check a finished run against the scheduling invariants; returns the decisions checked.
 
     * every dispatch picks the minimum key among its recorded ready set, and that ready set is
       exactly the set of released, not yet dispatched jobs at that moment;
-    * at most ``slots`` jobs run at once (never two on one non-preemptive slot);
+    * at most ``slots`` jobs run at once (never two on one non-preemptive slot); only a
+      running job ends (complete, fault) or reaches a chunk boundary;
     * a job starts no earlier than its release; every released job ends completed or failed;
     * ``missed`` is true exactly when the job ended after its deadline, and a ``miss`` record
       sits at the deadline instant of each missed job.
     Raises AssertionError with the first violation.
     """
-    ready: set[str] = set()
-    running: set[str] = set()
-    misses: dict[str, int] = {}
+    rp = Replay()
     decisions = 0
-    for r in records:
-        kind, job = r["kind"], str(r.get("job"))
-        if kind == "release":
-            ready.add(job)
-        elif kind == "dispatch":
-            entries = r["rationale"]["ready"]
-            names = {e["job"] for e in entries}
-            assert names == ready, f"seq {r['seq']}: recorded ready set {names} != {ready}"
-            best = min(entries, key=lambda e: key_of(e, r["rationale"]["key"]))
-            assert best["job"] == job, f"seq {r['seq']}: picked {job}, rule picks {best['job']}"
-            ready.remove(job)
-            running.add(job)
-            assert slots is None or len(running) <= slots, f"seq {r['seq']}: {running} at once"
+    for r in decode_all(records):
+        if isinstance(r, DispatchRecord):
+            names = {e.job for e in r.ready}
+            ready = set(rp.ready)
+            assert names == ready, f"record {r.rec}: recorded ready set {names} != {ready}"
+            best = min(r.ready, key=lambda e: key_of(e, r.key))
+            assert best.job == r.job, f"record {r.rec}: picked {r.job}, rule picks {best.job}"
             decisions += 1
-        elif kind in ("complete", "fault"):
-            running.remove(job)
-        elif kind == "chunk":  # preemption point: the job is ready again
-            running.remove(job)
-            ready.add(job)
-        elif kind == "miss":
-            misses[job] = r["t_ns"]
-    assert not running and not ready, f"left unfinished: {sorted(running | ready)}"
+        elif isinstance(r, CompleteRecord | FaultRecord | ChunkRecord):
+            assert r.job in rp.running, f"record {r.rec}: {r.job} ended but was not running"
+        rp.apply(r)
+        if isinstance(r, DispatchRecord):
+            running = sorted(rp.running)
+            assert slots is None or len(running) <= slots, f"record {r.rec}: {running} at once"
+    assert not rp.running and not rp.ready, f"left unfinished: {sorted([*rp.running, *rp.ready])}"
+    misses = {job: js.miss.t_ns for job, js in rp.jobs.items() if js.miss is not None}
     for j in jobs:
         if j.status is JobStatus.REJECTED:
             assert j.start_ns is None and not j.missed, f"{j.id}: rejected but ran"
@@ -178,7 +179,6 @@ __all__ = [
     "Fault",
     "Release",
     "check_run",
-    "key_of",
     "log",
     "run_in_memory",
 ]

@@ -8,7 +8,7 @@ Rows:
   the SimPy engine, trace, ``jobs.csv`` + ``summary.json``), for each trace setting;
   compared with SimSo's in-process figure (Configuration + Model + ``run_model()``).
 * ``whole process``: ``aegis sim`` / SimSo as a fresh interpreter, start-up and imports in.
-* decision overhead: ``Scheduler.schedule`` (pick + dispatch trace record) with 64 ready jobs.
+* decision overhead: ``Scheduler.schedule`` (pick + its dispatch record) with 64 ready jobs.
 
 SimSo runs from ``.venv-simso`` (``bash benchmarks/setup_simso.sh``); without it its rows say
 "not measured". Usage: ``python benchmarks/bench_sim.py [--repeat 5] [--json OUT]``.
@@ -76,7 +76,8 @@ def decision_overhead(ready: int = 64, decisions: int = 20_000) -> dict[str, flo
     """p50/p99/max ns of one decision with ``ready`` jobs waiting (trace to a real file).
 
     Between decisions it does what the shared loop does between instants: take the completion
-    and a new release (keeping ``ready`` jobs waiting), flush the trace, pace the GC.
+    and a new release (keeping ``ready`` jobs waiting), write the records to the trace and
+    flush it, pace the GC.
     """
     import numpy as np
 
@@ -93,7 +94,7 @@ def decision_overhead(ready: int = 64, decisions: int = 20_000) -> dict[str, flo
     ]
     with tempfile.TemporaryDirectory() as tmp:
         trace = JsonlTrace.open(Path(tmp) / "trace.jsonl", flush="batch")
-        s = Scheduler(tasks, NP_EDF, trace)
+        s = Scheduler(tasks, NP_EDF)
         k = [0] * ready
         for i in range(ready):
             s.release(i, 0, 0)
@@ -109,6 +110,7 @@ def decision_overhead(ready: int = 64, decisions: int = 20_000) -> dict[str, flo
             assert d is not None and s.ready_count == ready - 1
             k[d.task_index] += 1
             s.step([Completion(now, d.seq), Release(now, d.task_index, k[d.task_index])], now)
+            trace.write(s.drain())
             trace.flush()
             pace_gc()
         pace_gc.close()
@@ -169,7 +171,7 @@ def main() -> int:
     d = decision_overhead()
     figures["decision_64_ready_ns"] = d
     print(
-        f"\ndecision with 64 ready jobs (pick + trace record), n={d['n']}: "
+        f"\ndecision with 64 ready jobs (pick + its record), n={d['n']}: "
         f"p50 {d['p50'] / 1e3:.2f} µs, p99 {d['p99'] / 1e3:.2f} µs, max {d['max'] / 1e3:.1f} µs"
     )
     if args.json:

@@ -43,8 +43,8 @@ def run_with(s: Any, engine: Any, slow: dict[str, int]) -> tuple[list[dict[str, 
 
     plan = RunPlan.build(s, exec_time=exec_time)
     trace = MemoryTrace()
-    scheduler = Scheduler.for_plan(plan, trace)
-    run(plan, scheduler, engine)
+    scheduler = Scheduler.for_plan(plan)
+    run(plan, scheduler, engine, sink=trace)
     return trace.records(), scheduler
 
 
@@ -58,9 +58,9 @@ def test_overrun_with_continue_delays_the_others() -> None:
     20, wait; a#2 goes first, b#1 ends at 32: a miss caused by a's backlog."""
     records, sch = run_with(scenario("continue"), FakeEngine(), {"a#1": 18 * MS})
     assert [r for r in records if r["kind"] == "overrun"] == [
-        {"seq": records[[r["kind"] for r in records].index("overrun")]["seq"], "t_ns": 28 * MS,
-         "kind": "overrun", "job": "a#1", "task": "a", "exec_ns": 18 * MS, "budget_ns": 2 * MS,
-         "action": "continue"},
+        {"rec": records[[r["kind"] for r in records].index("overrun")]["rec"], "t_ns": 28 * MS,
+         "kind": "overrun", "seq": 2, "job": "a#1", "task": "a", "exec_ns": 18 * MS,
+         "budget_ns": 2 * MS, "action": "continue"},
     ]  # fmt: skip
     assert log(records, {"dispatch", "complete", "miss", "overrun"})[:13] == [
         (0, "a#0", "dispatch"),
@@ -138,10 +138,10 @@ def test_a_kernel_fault_fails_its_job_and_the_others_go_on(backend: str) -> None
     s = parse_scenario({"name": "f", "duration_ms": 200, "tasks": [a, b]})
     plan = RunPlan.build(s)
     trace = MemoryTrace()
-    scheduler = Scheduler.for_plan(plan, trace)
+    scheduler = Scheduler.for_plan(plan)
     clock = VirtualClock() if backend == "mock" else WALL  # numpy runs real kernels
     engine = ExecEngine(backend, clock=clock, wrap=faults({"a#2": "injected kernel error"}))
-    run(plan, scheduler, engine)
+    run(plan, scheduler, engine, sink=trace)
     jobs = {j.id: j for j in scheduler.jobs}
     assert jobs["a#2"].status is JobStatus.FAILED
     assert "injected kernel error" in (jobs["a#2"].error or "")

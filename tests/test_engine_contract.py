@@ -103,7 +103,7 @@ class Drive:
 def drive(engine: Engine, plan: RunPlan) -> Drive:
     """The shared loop, written out with every engine call logged."""
     trace = MemoryTrace()
-    sched = Scheduler.for_plan(plan, trace)
+    sched = Scheduler.for_plan(plan)
     log = Drive(plan, scheduler=sched)
 
     def now() -> int:
@@ -132,7 +132,8 @@ def drive(engine: Engine, plan: RunPlan) -> Drive:
                 free, at = engine.free_slots(), now()
                 engine.dispatch(d)
                 log.launches[d.seq] = Launch(d, at, free, engine.free_slots())
-            sched.trace.flush()
+            trace.write(sched.drain())
+            trace.flush()
             assert len(log.steps) < 10_000, "runaway: the engine never ran out of events"
     finally:
         engine.close()

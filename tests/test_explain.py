@@ -81,13 +81,13 @@ def test_a_tampered_dispatch_is_caught(tmp_path: Path, capsys: pytest.CaptureFix
     ready[0], ready[1] = ready[1], ready[0]  # the record now claims the loser won
     bad[i]["job"] = ready[0]["job"]
     v = verify(bad)
-    assert not v.ok and v.mismatches[0].seq == records[i]["seq"]
+    assert not v.ok and v.mismatches[0].rec == records[i]["rec"]
     assert "the winner is" in v.mismatches[0].message
     path = tmp_path / "bad.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in bad))
     assert main(["explain", str(path), "--verify"]) == 1
     out = capsys.readouterr().out
-    assert f"record {records[i]['seq']} (dispatch of {ready[0]['job']})" in out
+    assert f"record {records[i]['rec']} (dispatch of {ready[0]['job']})" in out
     rule = copy.deepcopy(records)
     rule[i]["rationale"]["rule"] = "fifo: earliest release, then seq"
     assert "is not the policy's" in verify(rule).mismatches[0].message
@@ -118,7 +118,7 @@ def test_a_tampered_admission_is_caught(tmp_path: Path) -> None:
     bad = copy.deepcopy(records)
     bad[i]["params"]["wcet_ns"] += 5 * MS  # the verdict no longer follows from the params
     m = verify(bad).mismatches[0]
-    assert m.seq == records[i]["seq"] and m.what == f"admission of {records[i]['task']}"
+    assert m.rec == records[i]["rec"] and m.what == f"admission of {records[i]['task']}"
     flip = copy.deepcopy(records)
     j = _first(flip, "reject")
     flip[j]["kind"] = "admit"  # a rejected task recorded as admitted
@@ -159,6 +159,9 @@ def test_cli_explain_job_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no job 'Z#9' in the trace" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "nothing")]) == 2
     assert "no such trace file" in capsys.readouterr().err
-    (tmp_path / "t.jsonl").write_text('{"seq": 0, "t_ns": 0, "kind": "release"}\n')
+    (tmp_path / "t.jsonl").write_text(
+        '{"rec": 0, "t_ns": 0, "kind": "release", "seq": 0, "job": "a#0", "task": "a", '
+        '"deadline_ns": 5, "release_ns": 0}\n'
+    )
     with pytest.raises(InputError, match="no admission records"):
         verify(load(tmp_path / "t.jsonl"))

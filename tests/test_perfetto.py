@@ -14,6 +14,14 @@ import pytest
 
 from aegis_core.explain import load
 from aegis_core.perfetto import export
+from aegis_core.records import (
+    CompleteRecord,
+    DispatchRecord,
+    FaultRecord,
+    ReleaseRecord,
+    SkipRecord,
+    as_dict,
+)
 from aegis_core.runner import run_scenario
 from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario
 from aegis_exec.engine import ExecEngine
@@ -121,19 +129,21 @@ def test_no_trace_no_trace_json(tmp_path: Path) -> None:
 
 
 def test_export_of_faults_overruns_and_skips() -> None:
+    released = ReleaseRecord(0, 0, "a#0", "a", 5, 0, rec=0)
     records = [
-        {"seq": 0, "t_ns": 0, "kind": "release", "job": "a#0", "task": "a", "deadline_ns": 5,
-         "release_ns": 0, "job_seq": 0},
-        {"seq": 1, "t_ns": 0, "kind": "dispatch", "job": "a#0", "task": "a",
-         "rationale": {"rule": "r", "key": ["seq"], "ready": [{"job": "a#0", "seq": 0}]}},
-        {"seq": 2, "t_ns": 9, "kind": "fault", "job": "a#0", "task": "a", "error": "boom"},
-        {"seq": 3, "t_ns": 9, "kind": "skip", "job": "a#1", "task": "a", "reason": "x"},
-    ]  # fmt: skip
+        as_dict(released),
+        as_dict(DispatchRecord(0, 0, "a#0", "a", 0, "r", ("seq",), (released.entry,), rec=1)),
+        as_dict(FaultRecord(9, 0, "a#0", "a", "boom", rec=2)),
+        as_dict(SkipRecord(9, 1, "a#1", "a", "x", rec=3)),
+    ]
     doc = export(records, {"a": 64})
     tracks = check_structure(doc)
     assert tracks[(1, 1)][0]["args"]["end_kind"] == "fault"
     cats = [e["cat"] for e in doc["traceEvents"] if e["ph"] == "i"]
     assert "fault" in cats and "skip" in cats
+    fault = next(e for e in doc["traceEvents"] if e.get("cat") == "fault")
+    assert fault["args"] == {"seq": 0, "job": "a#0", "task": "a", "error": "boom"}
+    assert export(records) == export([ReleaseRecord(0, 0, "a#0", "a", 5, 0, rec=0), *records[1:]])
     mem = [e["args"]["bytes"] for e in doc["traceEvents"] if e.get("name") == "activations"]
     assert mem == [64, 0]
 
@@ -144,17 +154,14 @@ def test_back_to_back_slices_at_arbitrary_ns_never_overlap_in_perfetto() -> None
     import random
 
     rng = random.Random(3)
-    records: list[dict[str, Any]] = []
-    t, seq = 0, 0
+    records: list[Any] = []
+    t = 0
     for k in range(2000):
         job = f"a#{k}"
-        records.append({"seq": seq, "t_ns": t, "kind": "release", "job": job, "task": "a",
-                        "deadline_ns": t + 10**9, "release_ns": t, "job_seq": k})  # fmt: skip
-        records.append({"seq": seq + 1, "t_ns": t, "kind": "dispatch", "job": job, "task": "a",
-                        "rationale": {"rule": "r", "key": ["seq"], "ready": []}})  # fmt: skip
-        t += rng.randint(1, 10**7)
-        records.append({"seq": seq + 2, "t_ns": t, "kind": "complete", "job": job, "task": "a"})
-        seq += 3
+        rel = ReleaseRecord(t, k, job, "a", t + 10**9, t)
+        records += [rel, DispatchRecord(t, k, job, "a", 0, "r", ("seq",), (rel.entry,))]
+        start, t = t, t + rng.randint(1, 10**7)
+        records.append(CompleteRecord(t, k, job, "a", start, t, t - start, t + 10**9, False))
     tracks = check_structure(export(records))
     assert len(tracks[(1, 1)]) == 2000  # all on one lane, back to back, none overlapping
 

@@ -225,7 +225,8 @@ def test_dispatch_rationale_records_the_ready_set(engine: Any) -> None:
             {"job": "y#0", "task": "y", "deadline_ns": 15_500_000, "release_ns": MS // 2, "seq": 1},
         ],
     }
-    assert [r["seq"] for r in records] == list(range(len(records)))
+    assert [r["rec"] for r in records] == list(range(len(records)))
+    assert d["seq"] == 2  # the job's release sequence number, as in its ready entry
 
 
 def test_fault_marks_the_job_failed_and_others_continue() -> None:
@@ -238,8 +239,8 @@ def test_fault_marks_the_job_failed_and_others_continue() -> None:
     ]
     fault = [r for r in records if r["kind"] == "fault"]
     assert fault == [
-        {"seq": fault[0]["seq"], "t_ns": 6 * MS, "kind": "fault", "job": "y#0", "task": "y",
-         "error": "kernel raised"}
+        {"rec": fault[0]["rec"], "t_ns": 6 * MS, "kind": "fault", "seq": 1, "job": "y#0",
+         "task": "y", "error": "kernel raised"}
     ]  # fmt: skip
     check_run(records, jobs, slots=1)
 

@@ -1,0 +1,288 @@
+"""The record schema (aegis_core.records): every kind round-trips through encode and decode,
+decoding checks every field and names what is wrong, old traces still read; and the one
+Replay of a record stream (aegis_core.replay)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import pytest
+from conftest import make_scenario
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aegis_core.errors import InputError
+from aegis_core.records import (
+    AdmissionRecord,
+    ChunkRecord,
+    CompleteRecord,
+    DispatchRecord,
+    Encoder,
+    Entry,
+    FaultRecord,
+    Kind,
+    MissRecord,
+    OverrunRecord,
+    Record,
+    ReleaseRecord,
+    SkipRecord,
+    as_dict,
+    decode,
+    decode_all,
+    encode,
+    from_dict,
+)
+from aegis_core.replay import Replay
+from aegis_core.scheduler import JobStatus, Scheduler
+from aegis_core.testing import run_in_memory
+
+MS = 1_000_000
+ints = st.integers(min_value=-(2**63), max_value=2**63)
+texts = st.text()
+opt_ints = st.none() | ints
+entries = st.builds(Entry, texts, texts, ints, ints, ints, opt_ints)
+json_values = st.recursive(
+    st.none() | st.booleans() | ints | texts, lambda v: st.lists(v) | st.dictionaries(texts, v)
+)
+job = (ints, ints, texts, texts)  # t_ns, seq, job, task
+
+RECORDS: st.SearchStrategy[Record] = st.one_of(
+    st.builds(ReleaseRecord, *job, ints, ints, opt_ints),
+    st.builds(
+        DispatchRecord, *job, ints, texts, st.lists(texts).map(tuple), st.lists(entries).map(tuple)
+    ),
+    st.builds(ChunkRecord, *job, ints, ints, ints),
+    st.builds(CompleteRecord, *job, ints, ints, ints, ints, st.booleans()),
+    st.builds(MissRecord, *job, ints, ints, texts),
+    st.builds(OverrunRecord, *job, ints, ints, texts),
+    st.builds(SkipRecord, *job, texts),
+    st.builds(FaultRecord, *job, texts),
+    st.builds(
+        AdmissionRecord,
+        ints,
+        texts,
+        st.booleans(),
+        texts,
+        st.booleans(),
+        st.dictionaries(texts, json_values),
+        st.none() | st.dictionaries(texts, json_values),
+        opt_ints,
+    ),
+)
+
+
+@given(RECORDS, st.integers(min_value=0, max_value=10**9))
+def test_every_record_round_trips(r: Record, rec: int) -> None:
+    line = encode(r, rec)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    obj = json.loads(line)  # plain JSON, the fields in schema order after rec, t_ns, kind
+    assert list(obj)[:3] == ["rec", "t_ns", "kind"] and obj["kind"] == r.kind
+    back = decode(line)
+    assert type(back) is type(r) and back == r._replace(rec=rec)
+    assert from_dict(as_dict(back)) == back
+
+
+@given(st.lists(entries, min_size=1, max_size=6, unique_by=lambda e: e.seq))
+def test_a_cached_entry_is_reused_only_for_its_own_object(ready: list[Entry]) -> None:
+    """A dispatch re-lists entries the encoder formatted before; an equal-seq entry with other
+    fields (a different object) is formatted afresh, never taken from the cache."""
+    enc = Encoder()
+    first = DispatchRecord(0, 0, "a#0", "a", 0, "r", ("seq",), tuple(ready))
+    assert decode(enc.line(first)).ready == tuple(ready)
+    changed = tuple(e._replace(deadline_ns=e.deadline_ns + 1) for e in ready)
+    second = first._replace(ready=changed)
+    assert decode(enc.line(second)).ready == changed
+    assert decode(enc.line(first)).ready == tuple(ready)
+
+
+def test_a_schedulers_records_decode_to_themselves() -> None:
+    """What the scheduler makes (its fast record constructor included) is what a trace holds."""
+    tasks = [{"name": "a", "period_ms": 10, "wcet_ms": 4, "priority": 2},
+             {"name": "b", "period_ms": 10, "wcet_ms": 2, "deadline_ms": 3, "offset_ms": 1,
+              "priority": 1}]  # fmt: skip
+    s = make_scenario(tasks, duration_ms=30, policy="np-fp")  # b misses behind a
+    from aegis_core.engine import RunPlan
+    from aegis_core.loop import run
+    from aegis_core.testing import FakeEngine
+
+    plan = RunPlan.build(s)
+    sched = Scheduler.for_plan(plan)
+    made: list[Record] = []
+
+    class Keep:
+        def write(self, records: Any) -> None:
+            made.extend(records)
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    run(plan, sched, FakeEngine(), sink=Keep())
+    assert sched.drain() == []
+    kinds = {r.kind for r in made}
+    assert {Kind.RELEASE, Kind.DISPATCH, Kind.COMPLETE, Kind.MISS} <= kinds
+    lines = Encoder().lines(made)
+    back = [decode(line) for line in lines]
+    want = [r._replace(rec=n) for n, r in enumerate(made)]
+    assert [type(b) for b in back] == [type(w) for w in want]
+    for b, w in zip(back, want, strict=True):
+        if isinstance(w, DispatchRecord):
+            w = w._replace(ready=tuple(Entry.of(e) for e in w.ready))
+        assert b == w
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ([], "is a JSON object, not list"),
+        ({"rec": 3, "t_ns": 0, "kind": "teleport"}, "record 3: unknown kind 'teleport'"),
+        ({"rec": 4, "t_ns": 0, "kind": "release", "seq": 0, "job": "a#0", "task": "a",
+          "release_ns": 0}, "record 4 (release): field 'deadline_ns': an integer expected, "
+         "missing"),
+        ({"rec": 5, "t_ns": "0", "kind": "skip", "seq": 0, "job": "a#0", "task": "a",
+          "reason": "x"}, "field 't_ns': an integer expected, got '0'"),
+        ({"rec": 6, "t_ns": 0, "kind": "complete", "seq": 0, "job": "a#0", "task": "a",
+          "start_ns": 0, "end_ns": 1, "response_ns": 1, "deadline_ns": 2, "missed": 0},
+         "field 'missed': true or false expected, got 0"),
+        ({"rec": 7, "t_ns": 0, "kind": "dispatch", "seq": 0, "job": "a#0", "task": "a",
+          "rationale": {"rule": "r", "key": ["seq"], "ready": [{"job": "a#0"}]}},
+         "record 7 (dispatch): field 'task': a string expected, missing"),
+        ({"rec": 8, "t_ns": 0, "kind": "dispatch", "seq": 0, "job": "a#0", "task": "a",
+          "rationale": {"rule": "r", "key": "seq", "ready": []}},
+         "field 'key': a list expected, got 'seq'"),
+        ({"rec": 9, "t_ns": 0, "kind": "admit", "task": "a", "policy": "np-edf",
+          "enforced": True, "rationale": [], "gpu_memory_bytes": None},
+         "record 9 (admit): field 'rationale': an object expected, got []"),
+    ],
+)  # fmt: skip
+def test_decoding_names_the_record_and_field_that_are_wrong(obj: Any, message: str) -> None:
+    with pytest.raises(InputError, match=re.escape(message)):
+        from_dict(obj)
+
+
+def test_not_json_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="not a JSON record"):
+        decode("{nope")
+
+
+def test_old_traces_still_decode() -> None:
+    """Before ``rec``: ``seq`` was the record number and a release named ``job_seq``."""
+    old = [
+        {"seq": 0, "t_ns": 0, "kind": "release", "job": "a#0", "task": "a", "deadline_ns": 5,
+         "release_ns": 0, "job_seq": 7},
+        {"seq": 1, "t_ns": 0, "kind": "dispatch", "job": "a#0", "task": "a",
+         "rationale": {"rule": "r", "key": ["seq"], "ready": [
+             {"job": "a#0", "task": "a", "deadline_ns": 5, "release_ns": 0, "seq": 7}]}},
+        {"seq": 2, "t_ns": 4, "kind": "complete", "job": "a#0", "task": "a", "start_ns": 0,
+         "end_ns": 4, "response_ns": 4, "deadline_ns": 5, "missed": False},
+    ]  # fmt: skip
+    rel, disp, done = decode_all(old)
+    assert rel == ReleaseRecord(0, 7, "a#0", "a", 5, 0, None, 0)
+    assert isinstance(disp, DispatchRecord) and (disp.rec, disp.seq) == (1, 7)
+    assert isinstance(done, CompleteRecord) and (done.rec, done.seq) == (2, -1)
+
+
+# ----------------------------------------------------------------------------------- replay
+
+
+def test_replay_follows_a_chunked_run_with_an_overrun_skip_and_fault() -> None:
+    """lp-edf chunks (a job back in the ready set at its boundary), an overrun under
+    skip-next (the next job skipped unrun) and a fault, state checked after each record."""
+    e = Entry("b#0", "b", 20, 1, 1)
+    recs: list[Record] = [
+        AdmissionRecord(0, "a", True, "lp-edf", True, {}, {}, None),
+        AdmissionRecord(0, "b", True, "lp-edf", True, {}, {}, None),
+        ReleaseRecord(0, 0, "a#0", "a", 10, 0),
+        DispatchRecord(0, 0, "a#0", "a", 0, "r", ("seq",), (Entry("a#0", "a", 10, 0, 0),)),
+        ReleaseRecord(1, 1, "b#0", "b", 20, 1),
+        ChunkRecord(3, 0, "a#0", "a", 1, 2, 3),
+        DispatchRecord(3, 1, "b#0", "b", 0, "r", ("seq",), (e, Entry("a#0", "a", 10, 0, 0))),
+        FaultRecord(5, 1, "b#0", "b", "boom"),
+        DispatchRecord(5, 0, "a#0", "a", 1, "r", ("seq",), (Entry("a#0", "a", 10, 0, 0),)),
+        CompleteRecord(12, 0, "a#0", "a", 0, 12, 12, 10, True),
+        MissRecord(10, 0, "a#0", "a", 0, 10, "running"),
+        OverrunRecord(12, 0, "a#0", "a", 9, 4, "skip-next"),
+        SkipRecord(12, 2, "a#1", "a", "skip-next: a#0 overran its WCET"),
+    ]
+    rp = Replay()
+    seen = []
+    for r in recs:
+        rp.apply(r)
+        seen.append((sorted(rp.ready), sorted(rp.running)))
+    assert seen[2:10] == [
+        (["a#0"], []), ([], ["a#0"]), (["b#0"], ["a#0"]), (["a#0", "b#0"], []),
+        (["a#0"], ["b#0"]), (["a#0"], []), ([], ["a#0"]), ([], []),
+    ]  # fmt: skip
+    assert rp.policy == "lp-edf" and list(rp.tasks) == ["a", "b"] and rp.dispatches == 3
+    a, b = rp.jobs["a#0"], rp.jobs["b#0"]
+    assert a.status is JobStatus.COMPLETED and (a.start_ns, a.end_ns) == (0, 12)
+    assert [(x.chunk, x.start_ns, x.end_ns, x.end, x.whole) for x in a.runs] == [
+        (0, 0, 3, Kind.CHUNK, False), (1, 5, 12, Kind.COMPLETE, False)]  # fmt: skip
+    assert a.miss is not None and a.overrun is not None and a.overrun.action == "skip-next"
+    assert len(a.contests) == 3  # a#0 was listed by every dispatch until it ended
+    assert b.status is JobStatus.FAILED and b.fault is not None and b.end_ns == 5
+    assert [x.job for x in b.blockers] == ["a#0"] and b.entry == e
+    assert rp.jobs["a#1"].status is JobStatus.SKIPPED and rp.jobs["a#1"].release is None
+    assert [(x.job, x.end) for x in rp.runs] == [
+        ("a#0", Kind.CHUNK), ("b#0", Kind.FAULT), ("a#0", Kind.COMPLETE)]  # fmt: skip
+
+
+def test_replay_takes_the_device_start_a_completion_reports() -> None:
+    recs = [
+        ReleaseRecord(0, 0, "a#0", "a", 10, 0),
+        DispatchRecord(1, 0, "a#0", "a", 0, "r", ("seq",), (Entry("a#0", "a", 10, 0, 0),)),
+        CompleteRecord(6, 0, "a#0", "a", 2, 6, 6, 10, False),
+    ]
+    (run,) = Replay.of([as_dict(r) for r in recs]).runs
+    assert (run.dispatched_ns, run.start_ns, run.end_ns, run.whole) == (1, 2, 6, True)
+
+
+def test_replay_of_a_real_run_agrees_with_the_scheduler() -> None:
+    s = make_scenario(
+        [{"name": "a", "period_ms": 5, "wcet_ms": 3}, {"name": "b", "period_ms": 7, "wcet_ms": 3}],
+        duration_ms=70,
+    )
+    records, jobs = run_in_memory(s)
+    rp = Replay.of(records)
+    assert not rp.ready and not rp.running
+    assert [j.id for j in jobs] == list(rp.jobs)
+    for j in jobs:
+        js = rp.jobs[j.id]
+        assert (js.seq, js.status, js.start_ns, js.end_ns) == (j.seq, j.status, j.start_ns,
+                                                               j.end_ns)  # fmt: skip
+        assert (js.miss is not None) == j.missed
+
+
+@pytest.mark.parametrize("flush", ["record", "instant", "batch"])
+def test_an_engine_error_leaves_the_records_so_far_in_the_trace(flush: str) -> None:
+    """The loop hands over the records of an instant cut short (its releases, its dispatch),
+    and the sink writes them on close: the trace is a valid prefix of the run."""
+    from aegis_core.engine import RunPlan
+    from aegis_core.loop import run
+    from aegis_core.testing import FakeEngine
+    from aegis_core.trace import JsonlTrace
+
+    class Breaks(FakeEngine):
+        def dispatch(self, d: Any) -> None:
+            if d.job == "b#0":
+                raise RuntimeError("device lost")
+            super().dispatch(d)
+
+    s = make_scenario(
+        [{"name": "a", "period_ms": 10, "wcet_ms": 2},
+         {"name": "b", "period_ms": 10, "wcet_ms": 2, "offset_ms": 1}], duration_ms=20,
+    )  # fmt: skip
+    plan = RunPlan.build(s)
+    stream = io.StringIO()
+    sink = JsonlTrace(stream, flush=flush)
+    with pytest.raises(RuntimeError, match="device lost"):
+        run(plan, Scheduler.for_plan(plan), Breaks(), sink=sink)
+    sink.close()
+    got = [(r.kind, getattr(r, "job", None)) for r in map(decode, stream.getvalue().splitlines())]
+    assert got == [("release", "a#0"), ("dispatch", "a#0"), ("release", "b#0"),
+                   ("complete", "a#0"), ("dispatch", "b#0")]  # fmt: skip
