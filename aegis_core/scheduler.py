@@ -260,9 +260,10 @@ class Scheduler:
                 ChunkRecord(now, job.seq, job.id, job.task, job.chunk, job.n_chunks, job.run_ns)
             )
             return
+        if now > job.deadline_ns and not job.missed:  # ended past a deadline no timer saw
+            self._miss(job, "running")  # pass (a wall-clock engine handed both over at once)
         job.status = JobStatus.COMPLETED
         job.end_ns = now
-        job.missed = job.missed or now > job.deadline_ns
         start = job.start_ns if job.start_ns is not None else now
         self.records.append(_new(CompleteRecord, (
             now, job.seq, job.id, job.task, start, now, now - job.release_ns, job.deadline_ns,
@@ -324,12 +325,15 @@ class Scheduler:
             _, seq = heappop(dl)
             job = self.jobs[seq]
             if job.status < JobStatus.COMPLETED and not job.missed:
-                job.missed = True
-                state = "ready" if job.status is JobStatus.READY else "running"
-                self.records.append(MissRecord(  # at the instant it passed (a wall clock
-                    job.deadline_ns, seq, job.id, job.task,  # wakes later)
-                    job.release_ns, job.deadline_ns, state,
-                ))  # fmt: skip
+                self._miss(job, "ready" if job.status is JobStatus.READY else "running")
+
+    def _miss(self, job: Job, state: str) -> None:
+        """Flag ``job`` missed: a ``miss`` record at the instant its deadline passed (a wall
+        clock wakes, or hands a completion over, later)."""
+        job.missed = True
+        self.records.append(MissRecord(
+            job.deadline_ns, job.seq, job.id, job.task, job.release_ns, job.deadline_ns, state
+        ))  # fmt: skip
 
     # -- decisions out ---------------------------------------------------------------------
 

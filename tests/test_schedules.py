@@ -266,3 +266,22 @@ def test_the_loop_pauses_and_freezes_gc_only_during_the_run() -> None:
     run(plan, Scheduler.for_plan(plan), Probe())
     assert seen and all(not on and frozen > 0 for on, frozen in seen)
     assert gc.isenabled() and gc.get_freeze_count() == 0  # restored
+
+
+def test_a_completion_handed_over_after_the_deadline_writes_its_miss() -> None:
+    """A wall-clock engine may hand a job's completion over after its deadline passed with no
+    timer in between: the job is missed and its ``miss`` record sits at the deadline, before
+    the ``complete`` record (the invariant checker and Perfetto read it)."""
+    from aegis_core.engine import RunPlan
+    from aegis_core.events import Completion, Release
+    from aegis_core.scheduler import Scheduler
+
+    s = make_scenario([{"name": "a", "period_ms": 10, "deadline_ms": 5, "wcet_ms": 2}])
+    sch = Scheduler.for_plan(RunPlan.build(s))
+    sch.step([Release(0, 0, 0)], 0)
+    assert sch.schedule(0) is not None
+    sch.drain()
+    sch.step([Completion(7 * MS, 0, 0)], 7 * MS)  # the deadline (5 ms) passed unseen
+    kinds = [(r.kind, r.t_ns) for r in sch.drain()]
+    assert kinds[:2] == [("miss", 5 * MS), ("complete", 7 * MS)]
+    assert sch.jobs[0].missed and sch.jobs[0].status is JobStatus.COMPLETED
