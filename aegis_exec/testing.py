@@ -6,8 +6,9 @@
   (the backend raises :class:`~aegis_core.errors.JobFault`, as a CUDA launch error does) or
   at their end (the job runs, its end reports an error, as a kernel raising on a stream
   does). The real backends carry no fault hooks.
-* :func:`unexplained_misses`: what a wall-clock test asserts about deadlines: every miss has
-  a recorded cause (an overrun or a host stall), never "no misses".
+
+What a wall-clock test asserts about deadlines (every miss has a recorded cause, never "no
+misses") is :func:`aegis_core.testing.unexplained_misses`.
 
 Use: ``ExecEngine("mock", clock=VirtualClock(), wrap=faults({"a#1": "boom"}))``.
 """
@@ -22,8 +23,6 @@ from aegis_core.errors import JobFault
 from .backends import Backend, Finished, TaskWork
 
 if TYPE_CHECKING:
-    from aegis_core.scheduler import Job
-
     from .arena import Layout
 
 FaultAt = Literal["launch", "end"]
@@ -101,39 +100,3 @@ class FaultyBackend:
 def faults(jobs: Mapping[str, str], at: FaultAt = "launch") -> Callable[[Backend], Backend]:
     """``ExecEngine(wrap=faults({...}))``: the engine's backend wrapped in a FaultyBackend."""
     return lambda inner: FaultyBackend(inner, jobs, at)
-
-
-HOST_TOLERANCE_NS = 1_000_000
-"""Host lateness below this (a release handed over late, the device idle while a job was
-ready) is the engine's ordinary overhead, not a stall."""
-
-
-def unexplained_misses(jobs: Sequence[Job], tolerance_ns: int = HOST_TOLERANCE_NS) -> list[str]:
-    """The missed jobs of a serialized run that no recorded cause explains (empty: every
-    miss has one). What holds on any host, loaded or not: a job misses its deadline only if,
-    between its release and its end, some job that ran then overran its WCET (``overrun``),
-    a release was handed over late (``lag_ns``), or the device sat idle while the job was
-    ready (the host stalled between an end and the next dispatch) — each beyond
-    ``tolerance_ns``. For admitted scenarios whose deadlines leave room for blocking."""
-    spans = [
-        (j, j.start_ns, j.end_ns) for j in jobs if j.start_ns is not None and j.end_ns is not None
-    ]
-    out = []
-    for m in jobs:
-        if not m.missed:
-            continue
-        lo = m.release_ns
-        hi = m.end_ns if m.end_ns is not None else m.deadline_ns
-        near = [(j, s, e) for j, s, e in spans if s < hi and e > lo]
-        if m.lag_ns > tolerance_ns or any(j.overrun or j.lag_ns > tolerance_ns for j, _, _ in near):
-            continue
-        ready_until = m.start_ns if m.start_ns is not None else hi
-        busy = sorted((max(s, lo), min(e, ready_until)) for j, s, e in near if j is not m)
-        idle, t = 0, lo
-        for s, e in busy:
-            idle += max(0, s - t)
-            t = max(t, e)
-        idle += max(0, ready_until - t)
-        if idle <= tolerance_ns:
-            out.append(m.id)
-    return out

@@ -15,7 +15,7 @@ spinners (``python -c 'while 1: pass'``) competing for the cores; the host colum
   admit, execute; admitted tasks, misses (target 0), overruns.
 
 For the two executed runs the table also gives the misses no recorded overrun or host stall
-explains (tests/conftest.py ``unexplained_misses``): that count is 0 on any host, and the
+explains (``aegis_core.testing.unexplained_misses``): that count is 0 on any host, and the
 tests assert it.
 
 Usage: ``python benchmarks/bench_wall.py [--held-out 10000] [--invocations 1000]
@@ -47,12 +47,11 @@ from aegis_core.explain import load
 from aegis_core.profiling import profile_scenario
 from aegis_core.runner import run_scenario
 from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario, with_profiles
+from aegis_core.testing import RunJob, unexplained_misses
 from aegis_exec.engine import ExecEngine
 from aegis_exec.profiler import Profiler
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import RunJob, unexplained_misses  # noqa: E402
 
 MS = 1_000_000
 Row = tuple[str, str, str, bool]  # property, target, measured, met

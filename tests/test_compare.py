@@ -6,13 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import RunJob, unexplained_misses
 
 from aegis_core.cli import main
 from aegis_core.compare import COLUMNS, _row, compare
 from aegis_core.explain import load, verify
 from aegis_core.policy import get_policy
 from aegis_core.scenario import load_scenario, replace_scenario
+from aegis_core.testing import RunJob, unexplained_misses
 
 ROOT = Path(__file__).resolve().parent.parent
 MS = 1_000_000

@@ -16,11 +16,11 @@ from aegis_core.errors import ScenarioError
 from aegis_core.loop import run
 from aegis_core.scenario import parse_scenario
 from aegis_core.scheduler import Dispatch, JobStatus, Scheduler
-from aegis_core.testing import FakeEngine, check_run, log
+from aegis_core.testing import FakeEngine, check_run, log, unexplained_misses
 from aegis_core.trace import MemoryTrace
 from aegis_exec.clock import WALL
 from aegis_exec.engine import ExecEngine
-from aegis_exec.testing import VirtualClock, faults, unexplained_misses
+from aegis_exec.testing import VirtualClock, faults
 from aegis_sim.engine import SimPyEngine
 
 MS = 1_000_000

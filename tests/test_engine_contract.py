@@ -26,11 +26,11 @@ from aegis_core.errors import InternalError
 from aegis_core.events import Completion, EngineEvent, Fault, Release
 from aegis_core.scenario import Scenario
 from aegis_core.scheduler import Dispatch, JobStatus, Scheduler
-from aegis_core.testing import FakeEngine, check_run, run_in_memory
+from aegis_core.testing import FakeEngine, check_run, run_in_memory, unexplained_misses
 from aegis_core.trace import MemoryTrace
 from aegis_exec.backends import usable
 from aegis_exec.engine import ExecEngine
-from aegis_exec.testing import VirtualClock, unexplained_misses
+from aegis_exec.testing import VirtualClock
 from aegis_exec.testing import faults as faults_
 
 GPU = usable("cupy")

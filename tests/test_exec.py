@@ -30,13 +30,13 @@ from aegis_core.errors import AegisError, BackendError, InputError, JobFault
 from aegis_core.loop import run
 from aegis_core.runner import run_scenario
 from aegis_core.scheduler import JobStatus, Scheduler
-from aegis_core.testing import check_run, log, run_in_memory
+from aegis_core.testing import check_run, log, run_in_memory, unexplained_misses
 from aegis_exec import backends
 from aegis_exec.backends import resolve
 from aegis_exec.backends.cuda import cuda_errors, translate
 from aegis_exec.clock import WALL
 from aegis_exec.engine import ExecEngine
-from aegis_exec.testing import VirtualClock, faults, unexplained_misses
+from aegis_exec.testing import VirtualClock, faults
 
 GPU = backends.usable("cupy")
 needs_gpu = [
@@ -801,4 +801,4 @@ def test_a_miss_needs_a_recorded_cause() -> None:
     # the device idle for 4 ms while the job was ready: the host stalled
     idle = [_job(0, 0, 0, 5 * MS, 100 * MS), _job(1, 1 * MS, 9 * MS, 12 * MS, 10 * MS)]
     assert unexplained_misses(idle) == []
-    assert unexplained_misses(idle, tolerance_ns=5 * MS) == ["t#1"]
+    assert unexplained_misses(idle, stall_ns=5 * MS) == ["t#1"]

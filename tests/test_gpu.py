@@ -67,8 +67,8 @@ def test_model_on_cupy_matches_the_float64_reference(model: str, capturable: boo
 def _run(scenario_path: str, **kw: Any) -> dict[str, Any]:
     from aegis_core.runner import run_scenario
     from aegis_core.scenario import load_scenario
+    from aegis_core.testing import unexplained_misses
     from aegis_exec.engine import ExecEngine
-    from aegis_exec.testing import unexplained_misses
 
     engine = ExecEngine("cupy", **kw)
     result = run_scenario(load_scenario(scenario_path), engine, write=False)
