@@ -2,9 +2,9 @@
 and results. Pure Python: it never imports an engine (``simpy``, ``cupy``, ``aegis_sim``,
 ``aegis_exec``); engines are found through the ``aegis.engines`` entry points."""
 
-from .errors import AegisError, InputError, ScenarioError
-from .scenario import Scenario, Task, load_scenario, parse_scenario
-from .types import TimeNs
+from aegis_core.model.errors import AegisError, InputError, ScenarioError
+from aegis_core.model.scenario import Scenario, Task, load_scenario, parse_scenario
+from aegis_core.model.types import TimeNs
 
 __version__ = "0.1.0"
 

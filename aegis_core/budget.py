@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from .errors import ScenarioError
-from .types import TimeNs
+from aegis_core.model.errors import ScenarioError
+from aegis_core.model.types import TimeNs
 
 if TYPE_CHECKING:
-    from .policy import Policy
-    from .scenario import Scenario, Task
+    from aegis_core.model.policy import Policy
+    from aegis_core.model.scenario import Scenario, Task
 
 
 class WcetFrom(StrEnum):

@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aegis_core.errors import InternalError
-from aegis_core.memory import ALIGN, ModelUsage, ScenarioMemory, SharedPlan, TaskGraph, Usage
-from aegis_core.policy import Policy, get_policy
+from aegis_core.memory.planner import ALIGN, ModelUsage, SharedPlan, Usage
+from aegis_core.memory.report import ScenarioMemory, TaskGraph
+from aegis_core.model.errors import InternalError
+from aegis_core.model.policy import Policy, get_policy
 
 from .backends.base import TaskWork
 

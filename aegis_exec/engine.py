@@ -20,20 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.cursor import ReleaseCursor, Slots, instant
-from aegis_core.engine import RunPlan
-from aegis_core.errors import JobFault, ScenarioError
-from aegis_core.events import Completion, EngineEvent, Fault
-from aegis_core.results import overhead_stats
-from aegis_core.scenario import Scenario, Task
-from aegis_core.scheduler import Dispatch
-from aegis_core.types import TimeNs
+from aegis_core.model.errors import JobFault, ScenarioError
+from aegis_core.model.scenario import Scenario, Task
+from aegis_core.model.types import TimeNs
+from aegis_core.run.cursor import ReleaseCursor, Slots, instant
+from aegis_core.run.events import Completion, EngineEvent, Fault
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import Dispatch
+from aegis_core.tools.results import overhead_stats
 
 from .backends import Backend, Finished, TaskWork, make_backend, resolve, spec
 from .clock import WALL, Clock
 
 if TYPE_CHECKING:
-    from aegis_core.graph import Graph
+    from aegis_core.graph.ir import Graph
 
     from .arena import Layout
 
@@ -49,7 +49,7 @@ class _Launch:
 
 def load_task_graph(scenario: Scenario, task: Task) -> Graph | None:
     """The task's model graph (None: no model); ScenarioError names the task and field."""
-    from aegis_core.graph import task_graph
+    from aegis_core.graph.zoo import task_graph
 
     return task_graph(scenario, task)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.graph import Graph, Op
-from aegis_core.graph import scratch_shapes as workspace
-from aegis_core.memory import ws_key
+from aegis_core.graph.ir import Graph, Op
+from aegis_core.graph.scratch import scratch_shapes as workspace
+from aegis_core.memory.planner import ws_key
 
 from .arena import Placement, address
 

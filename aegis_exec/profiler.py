@@ -2,10 +2,11 @@
 backend, alone (``isolated``) or while every other task's model runs back to back on its own
 stream (``contention``).
 
-The core decides how many samples to take and what WCET they give (:mod:`aegis_core.wcet`);
-this module only produces durations, found by the core through the entry-point group
-``aegis.profilers``. A duration is the backend's own measure of one job: device events on
-cupy, the stream thread's clock on numpy, the planned duration on mock.
+The core decides how many samples to take and what WCET they give
+(:mod:`aegis_core.analysis.pwcet`); this module only produces durations, found by the core
+through the entry-point group ``aegis.profilers``. A duration is the backend's own measure
+of one job: device events on cupy, the stream thread's clock on numpy, the planned duration
+on mock.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from types import TracebackType
 from typing import Any
 
 from aegis_core.budget import task_budget
-from aegis_core.errors import BackendError, InputError, ScenarioError
-from aegis_core.scenario import Scenario
+from aegis_core.model.errors import BackendError, InputError, ScenarioError
+from aegis_core.model.scenario import Scenario
 
 from .backends import Backend, Finished, TaskWork, make_backend, resolve, spec
 from .clock import WALL, Clock

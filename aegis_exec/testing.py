@@ -3,12 +3,12 @@
 * :class:`VirtualClock`: time moves only when waited on (or advanced by hand), so a run of
   the mock backend on it is exact and cannot depend on how busy the host is.
 * :class:`FaultyBackend`: wraps a real backend and makes chosen jobs fail, either at launch
-  (the backend raises :class:`~aegis_core.errors.JobFault`, as a CUDA launch error does) or
+  (the backend raises :class:`~aegis_core.model.errors.JobFault`, as a CUDA launch error does) or
   at their end (the job runs, its end reports an error, as a kernel raising on a stream
   does). The real backends carry no fault hooks.
 
 What a wall-clock test asserts about deadlines (every miss has a recorded cause, never "no
-misses") is :func:`aegis_core.testing.unexplained_misses`.
+misses") is :func:`aegis_core.run.testing.unexplained_misses`.
 
 Use: ``ExecEngine("mock", clock=VirtualClock(), wrap=faults({"a#1": "boom"}))``.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from aegis_core.errors import JobFault
+from aegis_core.model.errors import JobFault
 
 from .backends import Backend, Finished, TaskWork
 

@@ -18,11 +18,11 @@ from typing import Any, cast
 
 import simpy
 
-from aegis_core.cursor import ReleaseCursor, Slots, instant
-from aegis_core.engine import RunPlan
-from aegis_core.events import Completion, EngineEvent, Release
-from aegis_core.scheduler import Dispatch
-from aegis_core.types import TimeNs
+from aegis_core.model.types import TimeNs
+from aegis_core.run.cursor import ReleaseCursor, Slots, instant
+from aegis_core.run.events import Completion, EngineEvent, Release
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import Dispatch
 
 
 class _ProcessorSharing:

@@ -1,4 +1,4 @@
-"""Admission-test throughput and acceptance ratio vs utilisation (reference §1, §3.2, §5).
+"""Admission speed, acceptance ratio vs utilisation (docs/THEORY.md §demand, §lp-edf, §taskgen).
 
 Part 1, exact NP-EDF test throughput: n = 10 tasks, U = 0.8 (UUniFast), periods log-uniform in
 1-100 ms on a 1 µs grain, ``C = ceil(u T)`` in integer ns (``taskgen.random_taskset``), implicit
@@ -49,7 +49,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from aegis_core.admission import (
+from aegis_core.analysis.bounds import (
     ATask,
     DemandResult,
     edf_demand_enumerate,
@@ -60,7 +60,7 @@ from aegis_core.admission import (
     split_chunks,
     utilisation,
 )
-from aegis_core.taskgen import (
+from aegis_core.analysis.taskgen import (
     log_uniform_period,
     random_taskset,
     split_evenly_random,

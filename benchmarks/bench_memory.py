@@ -14,8 +14,8 @@ import itertools
 import sys
 import time
 
-from aegis_core import memory as mem
-from aegis_core.graph import MODELS, build_model
+from aegis_core.graph.zoo import MODELS, build_model
+from aegis_core.memory import planner, sharing
 from aegis_exec.arena import layout
 from aegis_exec.backends import TaskWork
 
@@ -25,7 +25,7 @@ MIB = 1 << 20
 def main() -> int:
     names = sorted(MODELS)
     graphs = {n: build_model(n) for n in names}
-    usages = {n: mem.usage_of(g) for n, g in graphs.items()}
+    usages = {n: planner.usage_of(g) for n, g in graphs.items()}
     print("## Per model (activations, MiB; default input shapes, batch 1)\n")
     print(
         "| model | tensors | naive | greedy by size | greedy by breadth | multi-order | "
@@ -34,7 +34,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n in names:
         t = time.perf_counter()
-        p = mem.plan_model(usages[n], mem.ALIGN)
+        p = planner.plan_model(usages[n], planner.ALIGN)
         took = (time.perf_counter() - t) * 1e3
         c = p.candidates
         print(f"| {n} | {len(usages[n].tensors)} | {p.naive / MIB:.3f} | "
@@ -59,10 +59,10 @@ def main() -> int:
                     halves = tuple(g.chunks(2)) if mode == "nested" else (range(len(g.ops)),)
                     u = usages[n]
                     bounds = tuple(r.start for r in halves[1:])
-                    us.append(mem.ModelUsage(f"{n}", u.tensors, u.weights_bytes, u.inputs_bytes,
+                    us.append(planner.ModelUsage(f"{n}", u.tensors, u.weights_bytes, u.inputs_bytes,
                                              bounds, (k - i) * 10**7))  # fmt: skip
                     work.append(TaskWork(i, n, g, halves, (1,)))
-                p = mem.plan_models(us, mode, mem.ALIGN)
+                p = sharing.plan_models(us, mode, planner.ALIGN)
                 lay = layout(work, policy, [(k - i) * 10**7 for i in range(k)])
                 gap = p.shared_bytes / p.lower_bound_bytes - 1
                 print(f"| {' + '.join(combo)} | {mode} | {p.isolated_bytes / MIB:.3f} | "

@@ -32,8 +32,8 @@ SIMSO_PY = ROOT / ".venv-simso" / "bin" / "python"
 
 
 def aegis_in_process(repeat: int, trace: str, perfetto: bool = False) -> tuple[int, list[float]]:
-    from aegis_core.runner import run_scenario
-    from aegis_core.scenario import load_scenario
+    from aegis_core.model.scenario import load_scenario
+    from aegis_core.tools.runner import run_scenario
 
     runs, jobs = [], 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,12 +81,12 @@ def decision_overhead(ready: int = 64, decisions: int = 20_000) -> dict[str, flo
     """
     import numpy as np
 
-    from aegis_core.events import Completion, Release
-    from aegis_core.loop import GcPacer
-    from aegis_core.policy import NP_EDF
-    from aegis_core.scenario import Task
-    from aegis_core.scheduler import Scheduler
-    from aegis_core.trace import JsonlTrace
+    from aegis_core.model.policy import NP_EDF
+    from aegis_core.model.scenario import Task
+    from aegis_core.record.sinks import JsonlTrace
+    from aegis_core.run.events import Completion, Release
+    from aegis_core.run.loop import GcPacer
+    from aegis_core.run.scheduler import Scheduler
 
     ms = 1_000_000
     tasks = [
@@ -145,7 +145,7 @@ def main() -> int:
                                              "median_s": statistics.median(runs)}  # fmt: skip
     rows.append(("aegis run, trace batch + trace.json", jobs, statistics.median(runs)))
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "aegis_core.cli", "sim", str(SCENARIO), "--out", tmp,
+        cmd = [sys.executable, "-m", "aegis_core.tools.cli", "sim", str(SCENARIO), "--out", tmp,
                "--no-perfetto"]  # fmt: skip
         proc = statistics.median(whole_process(cmd, 3))
     rows.append(("aegis sim, whole process, trace batch", 22_000, proc))

@@ -11,11 +11,11 @@ spinners (``python -c 'while 1: pass'``) competing for the cores; the host colum
   back; the fraction at or under the profile's WCET (target >= 0.999);
 * ``aegis compare`` on NumPy (``scenarios/three_models_cpu.yaml``): bound >= sim max >= exec
   max for every task, and exec misses (target: the order holds, 0 misses);
-* the seed's Scenario 2 (``scenarios/determinism.yaml``, ``--invocations`` each): profile,
-  admit, execute; admitted tasks, misses (target 0), overruns.
+* Scenario 2 (docs/CONTRACTS.md §targets; ``scenarios/determinism.yaml``, ``--invocations``
+  each): profile, admit, execute; admitted tasks, misses (target 0), overruns.
 
 For the two executed runs the table also gives the misses no recorded overrun or host stall
-explains (``aegis_core.testing.unexplained_misses``): that count is 0 on any host, and the
+explains (``aegis_core.run.testing.unexplained_misses``): that count is 0 on any host, and the
 tests assert it.
 
 Usage: ``python benchmarks/bench_wall.py [--held-out 10000] [--invocations 1000]
@@ -41,13 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.admission import admit
-from aegis_core.compare import compare
-from aegis_core.explain import load
-from aegis_core.profiling import profile_scenario
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario, with_profiles
-from aegis_core.testing import RunJob, unexplained_misses
+from aegis_core.analysis.admission import admit
+from aegis_core.model.scenario import load_scenario, parse_scenario, replace_scenario, with_profiles
+from aegis_core.run.testing import RunJob, unexplained_misses
+from aegis_core.tools.compare import compare
+from aegis_core.tools.explain import load
+from aegis_core.tools.profiling import profile_scenario
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 from aegis_exec.profiler import Profiler
 

@@ -1,10 +1,10 @@
-"""WCET estimation: coverage and pessimism (DESIGN §6: "covers >= 99.9 % of fresh runs; report
-pessimism"), on synthetic data with known quantiles and on real runs of the builtin models.
+"""WCET estimation: coverage and pessimism (docs/CONTRACTS.md §targets: covers >= 99.9 %; report
+pessimism), on synthetic data with known quantiles and on real runs of the builtin models.
 
 Part 1, synthetic: TRIALS independent samples of 100 runs per distribution; each estimator's
 pWCET at p = 1e-3 against the distribution's true 0.999 quantile. Coverage = fraction of trials
 with estimate >= quantile; pessimism = estimate / quantile (median and 95th percentile). The
-rule (``aegis_core.wcet.estimate``) is compared with the estimators it builds on. For the
+rule (``aegis_core.analysis.pwcet.estimate``) is compared with the estimators it builds on. For the
 slow-mode mixture, "covered or flagged" counts trials whose estimate covers or whose result is
 marked unsupported.
 
@@ -14,7 +14,7 @@ then samples until converged, at most 100), then H held-out runs, under three co
 same-condition pairs (back to back, and paced 2 ms); the fraction of held-out runs at or under
 the WCET and WCET / held-out 99.9th percentile.
 
-Part 3, the seed's Scenario 2 (``scenarios/determinism.yaml``): profile both models (paced at
+Part 3, Scenario 2 (docs/CONTRACTS.md §targets, ``scenarios/determinism.yaml``): profile (paced at
 their period), admit, execute 1 000 invocations each on NumPy; per model the execution-time
 and response-time CV, misses, overruns, max execution vs WCET and max response vs the bound.
 
@@ -36,12 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
-from aegis_core import wcet
-from aegis_core.admission import admit
-from aegis_core.profiling import profile_scenario
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, parse_scenario, with_profiles
-from aegis_core.testing import synthetic_latencies
+from aegis_core.analysis import pwcet as wcet
+from aegis_core.analysis.admission import admit
+from aegis_core.model.scenario import load_scenario, parse_scenario, with_profiles
+from aegis_core.run.testing import synthetic_latencies
+from aegis_core.tools.profiling import profile_scenario
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 from aegis_exec.profiler import Profiler
 

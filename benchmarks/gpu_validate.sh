@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU check in one go (DESIGN §7), < 5 minutes on one H100/H200:
+# The whole GPU check in one go (docs/CONTRACTS.md §gpu-check), < 5 minutes on one H100/H200:
 #   benchmarks/gpu_validate.sh OUTDIR
 # 1. environment (GPU, driver, CuPy), 2. the gpu-marked tests, 3. scenarios/three_models.yaml
 # on the CuPy backend (admitted, np-edf), 4. the same under `unscheduled` (no scheduler,
@@ -39,7 +39,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 $PY -m pip install -q --no-build-isolation --no-deps -e . >"$OUT/install.log" 2>&1 \
   || echo "install rc=$? (see install.log)" | tee -a "$OUT/steps.txt"
-AEGIS=("$PY" -m aegis_core.cli)
+AEGIS=("$PY" -m aegis_core.tools.cli)
 S=scenarios/three_models.yaml
 
 {

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from aegis_core.scenario import Scenario, parse_scenario
+from aegis_core.model.scenario import Scenario, parse_scenario
 
 MS = 1_000_000
 
@@ -16,7 +16,7 @@ def make_scenario(tasks: list[dict[str, Any]], **top: Any) -> Scenario:
 
 
 def engines() -> list[Any]:
-    from aegis_core.testing import FakeEngine
+    from aegis_core.run.testing import FakeEngine
     from aegis_sim import SimPyEngine
 
     return [pytest.param(FakeEngine, id="fake"), pytest.param(SimPyEngine, id="sim")]

@@ -1,9 +1,9 @@
-"""Admission control: the worked examples of reference/theory.md §1 to §3 with their exact numbers,
+"""Admission control: the worked examples of docs/THEORY.md with their exact numbers,
 segmented QPA against full enumeration on random task sets, scenario-level admission
 (``admit``), ``aegis admit`` and ``aegis sim`` on ``scenarios/admission.yaml``.
 
-Task sets from the reference are in ticks; ``eps=1`` is integer time (blocking ``C_j - 1``),
-``eps=0`` continuous time (blocking ``C_j``, the convention AegisRT uses on ns, §1.4).
+Task sets from docs/THEORY.md are in ticks; ``eps=1`` is integer time (blocking ``C_j - 1``),
+``eps=0`` continuous time (blocking ``C_j``, the convention AegisRT uses on ns, §notation).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 from conftest import MS, make_scenario
 
-from aegis_core import admission
-from aegis_core.admission import (
+from aegis_core.analysis import bounds
+from aegis_core.analysis.admission import admit, analysis_task
+from aegis_core.analysis.bounds import (
     INF,
     ATask,
     Violation,
-    admit,
-    analysis_task,
     busy_period,
     dbf,
     edf_demand_enumerate,
@@ -42,17 +41,17 @@ from aegis_core.admission import (
     split_chunks,
     utilisation,
 )
+from aegis_core.analysis.taskgen import random_taskset
 from aegis_core.budget import budgets
-from aegis_core.cli import main
-from aegis_core.scenario import load_scenario
-from aegis_core.taskgen import random_taskset
-from aegis_core.trace import read_trace
+from aegis_core.model.scenario import load_scenario
+from aegis_core.record.sinks import read_trace
+from aegis_core.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMISSION_YAML = ROOT / "scenarios/admission.yaml"
 LP_EDF_YAML = ROOT / "scenarios/lp_edf.yaml"
 
-# §1.6 set G (schedulable) and set "Bad" (NP-EDF fails at t = 8, §3 repairs it).
+# docs/THEORY.md §demand: set G (schedulable), set "Bad" (fails at t = 8; §lp-edf repairs it).
 G = (ATask("t1", 1, 10, 9), ATask("t2", 5, 15, 13), ATask("t3", 7, 25, 18), ATask("t4", 4, 20, 19))
 BAD = (ATask("t1", 2, 10, 8), ATask("t2", 3, 15, 15), ATask("t3", 8, 40, 30))
 
@@ -86,7 +85,7 @@ def deadline_s(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-# ------------------------------------------------------------------ §1.6 set G: the demand test
+# ---------------------------------------------------------------- docs/THEORY.md §demand: set G
 
 
 def test_set_g_testing_interval_and_test_points() -> None:
@@ -95,9 +94,9 @@ def test_set_g_testing_interval_and_test_points() -> None:
     # L_a' = max(19, 2.9267 / 0.08667) = 33.77 -> L = min(59, 34)
     la = sum(Fraction((x.t - x.d) * x.c, x.t) for x in G) / (1 - utilisation(G))
     assert 33 < la < 34
-    assert admission.testing_bound(G) == 34
+    assert bounds.testing_bound(G) == 34
     # test_points / testing_bound are not imported by name: pytest would collect them
-    assert admission.test_points(G, 34) == [9, 13, 18, 19, 28, 29]
+    assert bounds.test_points(G, 34) == [9, 13, 18, 19, 28, 29]
     assert [dbf(G, t) for t in (9, 13, 18, 19, 28, 29)] == [1, 6, 13, 18, 23, 24]
     assert preemptive_edf_ok(G)
 
@@ -105,12 +104,12 @@ def test_set_g_testing_interval_and_test_points() -> None:
 @pytest.mark.parametrize(
     ("eps", "blocking"),
     [
-        (1, [(6, "t3"), (6, "t3"), (3, "t4"), (0, ""), (0, ""), (0, "")]),  # the §1.6 table
+        (1, [(6, "t3"), (6, "t3"), (3, "t4"), (0, ""), (0, ""), (0, "")]),  # docs/THEORY.md §demand
         (0, [(7, "t3"), (7, "t3"), (4, "t4"), (0, ""), (0, ""), (0, "")]),  # continuous: C_j
     ],
 )
 def test_set_g_blocking_column(eps: int, blocking: list[tuple[int, str]]) -> None:
-    block = admission._Blocking(G, eps)
+    block = bounds._Blocking(G, eps)
     assert [block(t) for t in (9, 13, 18, 19, 28, 29)] == blocking
 
 
@@ -124,16 +123,16 @@ def test_set_g_schedulable_qpa_5_evaluations_enumeration_6(
     assert full.binding == Violation(13, 6, 7 - eps, "t3")
 
     seen: list[int] = []
-    real_dbf = admission.dbf
+    real_dbf = bounds.dbf
 
     def spy(ts: Any, t: int) -> int:
         seen.append(t)
         return real_dbf(ts, t)
 
-    monkeypatch.setattr(admission, "dbf", spy)
+    monkeypatch.setattr(bounds, "dbf", spy)
     qpa = edf_demand_qpa(G, eps)
     assert (qpa.ok, qpa.bound, qpa.evaluated, qpa.violation) == (True, 34, 5, None)
-    # Top segment [19, 34]: 29 -> h = 24 -> dbf(24) = 18 < 19 leaves the segment (the reference
+    # Top segment [19, 34]: 29 -> h = 24 -> dbf(24) = 18 < 19 leaves the segment (a hand trace
     # rounds the jump down to the test point 19, which has the same dbf 18); then one point
     # per lower segment: 18 (h = 16), 13 (h = 12), 9 (h = 7).
     assert seen == [29, 24, 18, 13, 9]
@@ -158,7 +157,7 @@ def test_set_bad_rejected_at_t8_blocked_by_tau3(eps: int, reason: str) -> None:
 
 
 def test_reasons_in_milliseconds() -> None:
-    tick = 100_000  # 0.1 ms, as in §1.6
+    tick = 100_000  # 0.1 ms, as in docs/THEORY.md §demand
     bad = edf_demand_enumerate(scaled(BAD, tick))
     assert bad.reason == "dbf(t) + B(t) = 0.2 ms + 0.8 ms (blocking by t3) = 1 ms > t at t = 0.8 ms"
     good = edf_demand_enumerate(scaled(G, tick))
@@ -172,11 +171,11 @@ def test_reasons_in_milliseconds() -> None:
     assert not edf_demand_qpa([ATask("a", 3, 4, 4), ATask("b", 2, 4, 4)]).ok
 
 
-# ----------------------------------------------------------------- §2.1 NP-EDF response bounds
+# ------------------------------------------------ docs/THEORY.md §edf-response
 
 
 def test_set_g_response_bounds_integer_time() -> None:
-    # table of §2.1: R = (8, 12, 17, 18) at worst offsets a = (4, 0, 1, 0)
+    # docs/THEORY.md §edf-response: R = (8, 12, 17, 18) at worst offsets a = (4, 0, 1, 0)
     assert [edf_response_bound(G, i, eps=1) for i in range(4)] == [
         (8, 4),
         (12, 0),
@@ -191,7 +190,7 @@ def test_set_g_response_bounds_integer_time() -> None:
 
 
 def test_set_g_response_bounds_continuous_time() -> None:
-    # By hand from §2.1 with blocking C_j:
+    # By hand from docs/THEORY.md §edf-response, blocking C_j:
     # tau1, a = 4: B = max(7 (tau3), 4 (tau4)) = 7; tau2 (D 13 <= 13) one job: s = 12, r = 9.
     # tau2, a = 0: B = 7 (tau3); tau1 one job: s = 8, r = 13.
     # tau3, a = 0: B = 4 (tau4); tau1, tau2 one job each: s = 10, r = 17; a = 1: B = 0,
@@ -213,7 +212,7 @@ def test_response_bound_of_an_overloaded_set_is_none() -> None:
     assert edf_response_bound([ATask("a", 3, 4, 4), ATask("b", 2, 4, 4)], 0) is None
 
 
-# -------------------------------------------------------------------------- §2.2 NP-FP (CAN)
+# -------------------------------------------------------- docs/THEORY.md §np-fp (CAN)
 
 
 def test_can_example_second_job_misses() -> None:
@@ -241,7 +240,7 @@ def test_np_fp_equal_priority_counts_as_higher() -> None:
     assert [fp_response(same, i).bound for i in range(2)] == [5, 5]
 
 
-# ---------------------------------------------------------------- §3 limited-preemptive EDF
+# ------------------------------------------------- docs/THEORY.md §lp-edf
 
 
 @pytest.mark.parametrize("eps", [1, 0])
@@ -271,7 +270,7 @@ def test_largest_tolerable_chunk_q() -> None:
 @pytest.mark.parametrize(
     ("kernels", "limit", "chunks"),
     [
-        ([3, 2, 3], 7, [5, 3]),  # §3.3: one preemption point
+        ([3, 2, 3], 7, [5, 3]),  # docs/THEORY.md §lp-edf: one preemption point
         ([3, 2, 3], 6, [5, 3]),  # continuous Q of the same set
         ([3, 2, 3], 5, [5, 3]),
         ([3, 2, 3], 4, [3, 2, 3]),
@@ -534,7 +533,7 @@ def test_jitter_shortens_the_minimum_separation() -> None:
 
 
 def test_admission_needs_a_wcet() -> None:
-    from aegis_core.errors import ScenarioError
+    from aegis_core.model.errors import ScenarioError
 
     with pytest.raises(ScenarioError, match="wcet_ms"):
         admit(make_scenario([{"name": "a", "period_ms": 10, "model": "resnet18"}]))
@@ -696,7 +695,7 @@ def test_sim_without_admission_misses_when_c_starts_just_before_a(tmp_path: Path
 
 
 def test_admission_reason_in_ms_matches_the_worked_example_scaled() -> None:
-    # §1.6 set G at 0.1 ms ticks through a scenario: admitted, with the continuous bounds
+    # docs/THEORY.md §edf-response: set G at 0.1 ms ticks as a scenario, continuous bounds
     tasks = [
         {"name": x.name, "period_ms": x.t / 10, "deadline_ms": x.d / 10, "wcet_ms": x.c / 10}
         for x in G

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aegis_core.engine import RunPlan
-from aegis_core.errors import InternalError
-from aegis_core.graph import build_model
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, parse_scenario
+from aegis_core.graph.zoo import build_model
+from aegis_core.model.errors import InternalError
+from aegis_core.model.scenario import load_scenario, parse_scenario
+from aegis_core.run.plan import RunPlan
+from aegis_core.tools.runner import run_scenario
 from aegis_exec import arena
 from aegis_exec.backends import TaskWork
 from aegis_exec.engine import ExecEngine, task_work
@@ -124,7 +124,7 @@ def test_memory_plan_off_gives_every_buffer_its_own_allocation() -> None:
 
 def test_layout_follows_the_plan_chunks() -> None:
     s = load_scenario(ROOT / "scenarios" / "lp_edf.yaml")
-    from aegis_core.admission import admit
+    from aegis_core.analysis.admission import admit
 
     plan = RunPlan.build(s, admission=admit(s))
     work = task_work(plan, "numpy")

@@ -1,4 +1,4 @@
-"""The seeded arrival generator (DESIGN §3): exact periodic releases, bounded random gaps,
+"""The arrival generator (docs/CONTRACTS.md §arrivals): exact periodic releases, bounded gaps,
 jitter, horizon exclusive, determinism and per-task independence."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from aegis_core.arrivals import releases, task_release_times
-from aegis_core.events import Release
-from aegis_core.scenario import Scenario, parse_scenario
+from aegis_core.model.scenario import Scenario, parse_scenario
+from aegis_core.run.arrivals import releases, task_release_times
+from aegis_core.run.events import Release
 
 MS = 1_000_000
 
@@ -262,8 +262,8 @@ def test_a_shorter_horizon_gives_a_prefix_of_a_longer_one(arrival: str) -> None:
 
 
 def test_absurd_release_counts_are_refused_before_allocating() -> None:
-    from aegis_core.arrivals import MAX_RELEASES
-    from aegis_core.errors import ScenarioError
+    from aegis_core.model.errors import ScenarioError
+    from aegis_core.run.arrivals import MAX_RELEASES
 
     doc = {"name": "s", "duration_ms": 10_000, "tasks": [
         {"name": "ok", "period_ms": 10}, {"name": "typo", "period_ms": 0.0001}]}  # fmt: skip

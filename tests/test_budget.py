@@ -1,4 +1,4 @@
-"""Task budgets decided once (aegis_core.budget), policies as data (aegis_core.policy) and the
+"""Task budgets decided once (aegis_core.budget), policies as data (aegis_core.model.policy) and the
 one memory path (aegis_core.memory.ScenarioMemory): the rule step by step, its invariants,
 and every consumer reading the same figures."""
 
@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aegis_core import policy as policies
-from aegis_core.admission import admit
+from aegis_core.analysis.admission import admit
 from aegis_core.budget import (
     SCALED_NOTE,
     WcetFrom,
@@ -24,12 +23,13 @@ from aegis_core.budget import (
     task_budget,
     with_chunks,
 )
-from aegis_core.cli import main
-from aegis_core.engine import RunPlan
-from aegis_core.errors import ScenarioError
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario
-from aegis_core.testing import make_profile
+from aegis_core.model import policy as policies
+from aegis_core.model.errors import ScenarioError
+from aegis_core.model.scenario import load_scenario, parse_scenario, replace_scenario
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.testing import make_profile
+from aegis_core.tools.cli import main
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 
 ROOT = Path(__file__).resolve().parent.parent

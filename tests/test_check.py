@@ -2,7 +2,7 @@
 (accept => no miss and responses within the bounds; reject => some offset vector misses),
 ``check()`` on random scenarios, exact LP-EDF schedules, and ``aegis check``.
 
-Convention (reference §1.4): the analysis is continuous-time (blocking = full C_j). Integer task
+Convention (docs/THEORY.md §notation): continuous-time analysis (blocking = full C_j). Integer task
 parameters are scaled to ticks of ``TICK`` ns, and release offsets are ``k`` ticks, one task
 possibly ``k`` ticks minus 1 ns, so a blocker can start "just before" the others as in continuous
 time. The integer-time analysis (``eps=1``, blocking C_j - 1) is checked the same way on
@@ -23,30 +23,28 @@ from typing import Any
 import pytest
 from conftest import MS, engines, make_scenario
 
-from aegis_core import check as check_module
-from aegis_core.admission import (
-    Admission,
+from aegis_core.analysis.admission import Admission, admit, analysis_task
+from aegis_core.analysis.bounds import (
     ATask,
-    admit,
-    analysis_task,
     edf_demand_enumerate,
     edf_demand_qpa,
     edf_response_bound,
     fp_response,
 )
-from aegis_core.arrivals import releases
+from aegis_core.analysis.taskgen import random_taskset, split_evenly_random
 from aegis_core.budget import budgets, with_chunks
-from aegis_core.check import check
-from aegis_core.cli import main
-from aegis_core.engine import RunPlan, WcetModel
-from aegis_core.errors import InputError
-from aegis_core.events import Release
-from aegis_core.loop import run
-from aegis_core.policy import fp_priorities, get_policy
-from aegis_core.scenario import Scenario, Task, load_scenario, parse_scenario
-from aegis_core.scheduler import Job, JobStatus, Scheduler
-from aegis_core.taskgen import random_taskset, split_evenly_random
-from aegis_core.testing import FakeEngine, check_run, log, run_in_memory
+from aegis_core.model.errors import InputError
+from aegis_core.model.policy import fp_priorities, get_policy
+from aegis_core.model.scenario import Scenario, Task, load_scenario, parse_scenario
+from aegis_core.run.arrivals import releases
+from aegis_core.run.events import Release
+from aegis_core.run.loop import run
+from aegis_core.run.plan import RunPlan, WcetModel
+from aegis_core.run.scheduler import Job, JobStatus, Scheduler
+from aegis_core.run.testing import FakeEngine, check_run, log, run_in_memory
+from aegis_core.tools import check as check_module
+from aegis_core.tools.check import check
+from aegis_core.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMISSION_YAML = ROOT / "scenarios/admission.yaml"
@@ -191,7 +189,7 @@ def test_np_edf_verdict_is_exact_over_every_offset_vector(
 
 
 def test_integer_time_analysis_is_unsafe_for_continuous_releases() -> None:
-    # §1.4: {(2, 10, 8), (7, 40, 30)}: at t = 8, dbf 2 + B. Integer time: B = 6, 8 <= 8,
+    # docs/THEORY.md §notation, {(2, 10, 8), (7, 40, 30)}: t = 8: dbf 2 + B. Integer: B = 6, 8 <= 8,
     # accepted; continuous: B = 7 > 8 - 2, rejected. Tick-aligned releases never miss; a
     # blocker released 1 ns before tau1 makes tau1 miss by 1 tick - 1 ns.
     ticks = [ATask("t1", 2, 10, 8), ATask("t3", 7, 40, 30)]
@@ -326,7 +324,7 @@ def test_np_fp_bounds_hold_for_every_task_of_random_sets() -> None:
 
 
 def test_check_reaches_the_continuous_bounds_of_set_g() -> None:
-    # §2.1 set G at 0.1 ms ticks: bounds (0.9, 1.3, 1.7, 1.8) ms; the critical patterns reach
+    # docs/THEORY.md §worst-case: set G at 0.1 ms ticks, bounds (0.9, 1.3, 1.7, 1.8) ms; reached:
     # the first three up to the 1 ns head start of the blocker. (t4's 1.8 ms needs t1's second
     # job to go first on a deadline equal to t4's; the scheduler breaks that tie by release
     # time, in t4's favour, and the patterns do not shift t1 by 1 ns: they reach 1.7 ms + 1 ns.
@@ -479,7 +477,7 @@ def lp_run(engine: Any, **t1: Any) -> tuple[list[Any], list[Job], Admission]:
 
 @pytest.mark.parametrize("engine", engines())
 def test_lp_edf_preempts_at_the_chunk_boundary(engine: Any) -> None:
-    # §3.3, tau3 = 15: t1 0-2, t2 2-5, t3's first chunk (3 + 2 merged) 5-10; t1#1 released at
+    # docs/THEORY.md §lp-edf, tau3 = 15: t1 0-2, t2 2-5, t3's chunk (3 + 2) 5-10; t1#1 released at
     # 10, exactly at the boundary, runs 10-12; t3's last chunk 12-15
     records, jobs, verdicts = lp_run(engine)
     assert verdicts.tasks[2].chunks_ns == (5 * MS, 3 * MS)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from aegis_core.cli import main
-from aegis_core.compare import COLUMNS, _row, compare
-from aegis_core.explain import load, verify
-from aegis_core.policy import get_policy
-from aegis_core.scenario import load_scenario, replace_scenario
-from aegis_core.testing import RunJob, unexplained_misses
+from aegis_core.model.policy import get_policy
+from aegis_core.model.scenario import load_scenario, replace_scenario
+from aegis_core.run.testing import RunJob, unexplained_misses
+from aegis_core.tools.cli import main
+from aegis_core.tools.compare import COLUMNS, _row, compare
+from aegis_core.tools.explain import load, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 MS = 1_000_000
@@ -53,7 +53,7 @@ def test_compare_numpy_writes_table_and_plots(tmp_path: Path) -> None:
                                                                        "exec": False}  # fmt: skip
     assert compare(longer, backend="numpy", results=tmp_path, rerun=True).reused["sim"] is False
     # results of another run in the same folders are never taken for this one
-    from aegis_core.runner import run_scenario
+    from aegis_core.tools.runner import run_scenario
 
     run_scenario(replace_scenario(longer, policy=get_policy("unscheduled")), "sim",
                  out_dir=c.sim_dir.parent.parent / longer.name / "sim", perfetto=False)  # fmt: skip

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from aegis_core.budget import budgets
-from aegis_core.context import ExecutionContext
-from aegis_core.engine import RunPlan, WcetModel
-from aegis_core.errors import ScenarioError
-from aegis_core.loop import run
-from aegis_core.scenario import parse_scenario
-from aegis_core.scheduler import Dispatch, JobStatus, Scheduler
-from aegis_core.testing import FakeEngine, check_run, log, unexplained_misses
-from aegis_core.trace import MemoryTrace
+from aegis_core.model.errors import ScenarioError
+from aegis_core.model.scenario import parse_scenario
+from aegis_core.record.sinks import MemoryTrace
+from aegis_core.run.contexts import ExecutionContext
+from aegis_core.run.loop import run
+from aegis_core.run.plan import RunPlan, WcetModel
+from aegis_core.run.scheduler import Dispatch, JobStatus, Scheduler
+from aegis_core.run.testing import FakeEngine, check_run, log, unexplained_misses
 from aegis_exec.clock import WALL
 from aegis_exec.engine import ExecEngine
 from aegis_exec.testing import VirtualClock, faults
@@ -153,7 +153,7 @@ def test_a_kernel_fault_fails_its_job_and_the_others_go_on(backend: str) -> None
 
 
 def test_contexts_in_the_summary_and_budget_setting() -> None:
-    from aegis_core.runner import run_scenario
+    from aegis_core.tools.runner import run_scenario
 
     s = scenario("skip-next", budget={"memory_mb": 4})
     summary = run_scenario(s, "sim", write=False).summary

@@ -12,11 +12,11 @@ import fake_cupy
 import pytest
 from conftest import make_scenario
 
-from aegis_core.engine import RunPlan
-from aegis_core.errors import BackendError
-from aegis_core.runner import run_scenario
-from aegis_core.scheduler import JobStatus
-from aegis_core.testing import check_run, run_in_memory
+from aegis_core.model.errors import BackendError
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import JobStatus
+from aegis_core.run.testing import check_run, run_in_memory
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.backends import cuda, sgemm
 from aegis_exec.backends import cupy as cb
 from aegis_exec.engine import ExecEngine

@@ -1,4 +1,4 @@
-"""The seed's Scenario 2 (``scenarios/determinism.yaml``) end to end on the NumPy backend:
+"""Scenario 2 (docs/CONTRACTS.md §targets, ``scenarios/determinism.yaml``) on the NumPy backend:
 profile both models, admit with the profiles' WCETs, execute 1 000 invocations of each, and
 report the latency distribution (``benchmarks/bench_wcet.py`` prints the same table).
 
@@ -13,13 +13,13 @@ import dataclasses
 import os
 from pathlib import Path
 
-from aegis_core.admission import admit
+from aegis_core.analysis.admission import admit
 from aegis_core.budget import budgets
-from aegis_core.explain import load, verify
-from aegis_core.profiling import profile_scenario
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, with_profiles
-from aegis_core.testing import RunJob, busy_period, unexplained_misses
+from aegis_core.model.scenario import load_scenario, with_profiles
+from aegis_core.run.testing import RunJob, busy_period, unexplained_misses
+from aegis_core.tools.explain import load, verify
+from aegis_core.tools.profiling import profile_scenario
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,13 +21,14 @@ from typing import Any
 import pytest
 from conftest import MS, make_scenario
 
-from aegis_core.engine import Engine, RunPlan
-from aegis_core.errors import InternalError
-from aegis_core.events import Completion, EngineEvent, Fault, Release
-from aegis_core.scenario import Scenario
-from aegis_core.scheduler import Dispatch, JobStatus, Scheduler
-from aegis_core.testing import FakeEngine, check_run, run_in_memory, unexplained_misses
-from aegis_core.trace import MemoryTrace
+from aegis_core.model.errors import InternalError
+from aegis_core.model.scenario import Scenario
+from aegis_core.record.sinks import MemoryTrace
+from aegis_core.run.engine import Engine
+from aegis_core.run.events import Completion, EngineEvent, Fault, Release
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import Dispatch, JobStatus, Scheduler
+from aegis_core.run.testing import FakeEngine, check_run, run_in_memory, unexplained_misses
 from aegis_exec.backends import usable
 from aegis_exec.engine import ExecEngine
 from aegis_exec.testing import VirtualClock
@@ -535,7 +536,7 @@ def test_an_easy_run_through_the_loop_completes_every_job(kind: str) -> None:
 
 
 def test_the_engine_ids_cover_every_registered_engine() -> None:
-    from aegis_core.engine import engine_names
+    from aegis_core.run.engine import engine_names
 
     assert engine_names() == ["exec", "sim"]
     assert {p.id for p in engine_params()} == {"fake", "sim", *EXEC_IDS}

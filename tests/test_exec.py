@@ -23,14 +23,14 @@ import pytest
 import yaml
 from conftest import MS, make_scenario
 
-from aegis_core.arrivals import releases
-from aegis_core.cli import main
-from aegis_core.engine import RunPlan
-from aegis_core.errors import AegisError, BackendError, InputError, JobFault
-from aegis_core.loop import run
-from aegis_core.runner import run_scenario
-from aegis_core.scheduler import JobStatus, Scheduler
-from aegis_core.testing import check_run, log, run_in_memory, unexplained_misses
+from aegis_core.model.errors import AegisError, BackendError, InputError, JobFault
+from aegis_core.run.arrivals import releases
+from aegis_core.run.loop import run
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import JobStatus, Scheduler
+from aegis_core.run.testing import check_run, log, run_in_memory, unexplained_misses
+from aegis_core.tools.cli import main
+from aegis_core.tools.runner import run_scenario
 from aegis_exec import backends
 from aegis_exec.backends import resolve
 from aegis_exec.backends.cuda import cuda_errors, translate
@@ -489,7 +489,7 @@ LP = make_scenario(
 
 
 def test_lp_edf_chunks_are_contiguous_op_ranges_covering_the_model() -> None:
-    from aegis_core.admission import admit
+    from aegis_core.analysis.admission import admit
     from aegis_exec.engine import task_work
 
     plan = RunPlan.build(LP, admission=admit(LP))
@@ -503,7 +503,7 @@ def test_lp_edf_chunks_are_contiguous_op_ranges_covering_the_model() -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_lp_edf_runs_each_chunk_as_its_own_dispatch(backend: str) -> None:
-    from aegis_core.admission import admit
+    from aegis_core.analysis.admission import admit
 
     adm = admit(LP)
     n = len(RunPlan.build(LP, admission=adm).chunks[1])
@@ -518,7 +518,7 @@ def test_lp_edf_runs_each_chunk_as_its_own_dispatch(backend: str) -> None:
 
 
 def test_lp_edf_with_more_chunks_than_operators_is_refused() -> None:
-    from aegis_core.errors import ScenarioError
+    from aegis_core.model.errors import ScenarioError
     from aegis_exec.engine import task_work
 
     plan = RunPlan.build(LP)
@@ -532,7 +532,7 @@ def test_lp_edf_with_more_chunks_than_operators_is_refused() -> None:
 
 
 def _graph_file(tmp_path: Path, **change: Any) -> Path:
-    from aegis_core.graph import build_model
+    from aegis_core.graph.zoo import build_model
 
     doc = build_model("tiny_cnn").to_dict()
     for op in doc["ops"]:
@@ -596,7 +596,7 @@ def test_an_engine_that_cannot_start_leaves_nothing_and_no_stale_results(tmp_pat
         def start(self, plan: RunPlan) -> None:
             raise BackendError("device fell off the bus")
 
-    from aegis_core.scenario import load_scenario
+    from aegis_core.model.scenario import load_scenario
 
     with pytest.raises(BackendError):
         run_scenario(load_scenario("scenarios/tiny_gpu.yaml"), Broken("mock"), out_dir=out)
@@ -608,7 +608,7 @@ def test_an_engine_that_cannot_start_leaves_nothing_and_no_stale_results(tmp_pat
 
 
 def test_rejected_tasks_are_validated_but_never_loaded() -> None:
-    from aegis_core.admission import admit
+    from aegis_core.analysis.admission import admit
     from aegis_exec.engine import task_work
 
     sc = make_scenario(
@@ -748,7 +748,7 @@ def test_a_kernel_error_on_a_stream_is_that_jobs_fault() -> None:
 
 
 def test_numpy_close_drops_queued_jobs_and_restores_the_interpreter() -> None:
-    from aegis_core.graph import build_model
+    from aegis_core.graph.zoo import build_model
     from aegis_exec.backends import TaskWork
     from aegis_exec.backends.numpy import NumpyBackend, WorkerStream
 
@@ -780,7 +780,7 @@ def test_the_registry_is_the_one_list_of_backends() -> None:
 
 
 def _job(k: int, release: int, start: int, end: int, deadline: int, **flags: Any) -> Any:
-    from aegis_core.scheduler import Job
+    from aegis_core.run.scheduler import Job
 
     j = Job(k, "t", 0, k, release, deadline)
     j.start_ns, j.end_ns, j.missed = start, end, end > deadline

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from aegis_core.cli import main
-from aegis_core.errors import InputError
-from aegis_core.explain import explain_job, load, verify
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario
+from aegis_core.model.errors import InputError
+from aegis_core.model.scenario import load_scenario, parse_scenario, replace_scenario
+from aegis_core.tools.cli import main
+from aegis_core.tools.explain import explain_job, load, verify
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def test_every_numpy_exec_decision_re_derives(name: str, tmp_path: Path) -> None
 
 
 def test_scenario_4_explainability(tmp_path: Path) -> None:
-    """The seed's Scenario 4: a multi-model run, simulated and executed, exported for Perfetto,
+    """Scenario 4 (docs/CONTRACTS.md §targets): a multi-model run, simulated, executed, to Perfetto,
     and 100 % of its decisions reconstructed from the trace."""
     for engine in ("sim", ExecEngine("numpy")):
         records = _run("three_models_cpu", engine, tmp_path / str(engine)[:8], 500)

@@ -49,7 +49,7 @@ def test_capturable_gemm_matches_numpy(ashape: tuple[int, ...], bshape: tuple[in
 def test_model_on_cupy_matches_the_float64_reference(model: str, capturable: bool) -> None:
     import cupy as cp
 
-    from aegis_core.graph import build_model
+    from aegis_core.graph.zoo import build_model
     from aegis_exec.backends.sgemm import CapturableCupy
     from aegis_exec.kernels import CompiledGraph, init_params, reference
 
@@ -65,9 +65,9 @@ def test_model_on_cupy_matches_the_float64_reference(model: str, capturable: boo
 
 
 def _run(scenario_path: str, **kw: Any) -> dict[str, Any]:
-    from aegis_core.runner import run_scenario
-    from aegis_core.scenario import load_scenario
-    from aegis_core.testing import unexplained_misses
+    from aegis_core.model.scenario import load_scenario
+    from aegis_core.run.testing import unexplained_misses
+    from aegis_core.tools.runner import run_scenario
     from aegis_exec.engine import ExecEngine
 
     engine = ExecEngine("cupy", **kw)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from aegis_core.errors import InputError
-from aegis_core.graph import FNS, MODELS, Graph, Op, Tensor, build_model, load_graph
+from aegis_core.graph.ir import FNS, Graph, Op, Tensor, load_graph
+from aegis_core.graph.zoo import MODELS, build_model
+from aegis_core.model.errors import InputError
 
 SMALL = {
     "resnet18": (3, 64, 64),
@@ -27,7 +28,7 @@ OUTPUT = {
 
 
 def test_the_zoo_lists_its_models_and_the_scenario_names_agree() -> None:
-    from aegis_core.scenario import BUILTIN_MODELS
+    from aegis_core.model.scenario import BUILTIN_MODELS
 
     assert set(MODELS) == set(BUILTIN_MODELS) == set(SMALL)
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aegis_core.graph import Op, build_model
+from aegis_core.graph.ir import Op
+from aegis_core.graph.zoo import build_model
 from aegis_exec import kernels as K
 
 RTOL = 1e-4

@@ -23,10 +23,11 @@ def loaded_after(code: str) -> set[str]:
 
 def test_importing_the_core_loads_no_engine() -> None:
     modules = loaded_after(
-        "import aegis_core, aegis_core.cli, aegis_core.runner, aegis_core.testing, "
-        "aegis_core.engine, aegis_core.loop, aegis_core.scheduler, aegis_core.results"
+        "import aegis_core, aegis_core.tools.cli, aegis_core.tools.runner, "
+        "aegis_core.run.testing, aegis_core.run.engine, aegis_core.run.loop, "
+        "aegis_core.run.scheduler, aegis_core.tools.results"
     )
-    assert "aegis_core.scheduler" in modules  # the probe really imported the core
+    assert "aegis_core.run.scheduler" in modules  # the probe really imported the core
     assert not modules & set(FORBIDDEN)
 
 
@@ -37,7 +38,7 @@ def test_the_simulator_does_not_import_the_executor() -> None:
 
 
 def test_the_sim_engine_is_found_through_its_entry_point() -> None:
-    from aegis_core.engine import engine_names, load_engine
+    from aegis_core.run.engine import engine_names, load_engine
 
     assert "sim" in engine_names()
     assert type(load_engine("sim")).__module__ == "aegis_sim.engine"
@@ -46,8 +47,8 @@ def test_the_sim_engine_is_found_through_its_entry_point() -> None:
 def test_unknown_engine_is_an_input_error() -> None:
     import pytest
 
-    from aegis_core.engine import load_engine
-    from aegis_core.errors import EngineNotFound, InputError
+    from aegis_core.model.errors import EngineNotFound, InputError
+    from aegis_core.run.engine import load_engine
 
     with pytest.raises(EngineNotFound, match=r"no engine named 'gpu9'; available: .*sim"):
         load_engine("gpu9")
@@ -75,7 +76,7 @@ def test_cupy_is_named_only_in_the_cupy_backend() -> None:
 
 
 def test_the_exec_engine_is_found_through_its_entry_point() -> None:
-    from aegis_core.engine import engine_names, load_engine
+    from aegis_core.run.engine import engine_names, load_engine
 
     assert "exec" in engine_names()
     engine = load_engine("exec", backend="mock")
@@ -165,9 +166,9 @@ def cycles(graph: dict[str, set[str]], package: str) -> list[list[str]]:
 def test_the_import_graph_sees_the_imports() -> None:
     graph = import_graph()
     assert "aegis_exec.backends" in graph["aegis_exec.engine"]  # from .backends import ...
-    assert "aegis_core.cursor" in graph["aegis_sim.engine"]  # an absolute import
+    assert "aegis_core.run.cursor" in graph["aegis_sim.engine"]  # an absolute import
     assert "aegis_exec.arena" in graph["aegis_exec.engine"]  # a function-level import
-    assert "aegis_core.engine" not in graph["aegis_core.scheduler"]  # TYPE_CHECKING only
+    assert "aegis_core.run.engine" not in graph["aegis_core.run.scheduler"]  # TYPE_CHECKING only
     probe = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert cycles({f"p.{k}": {f"p.{x}" for x in v} for k, v in probe.items()}, "p") == [
         ["p.a", "p.b", "p.c"]

@@ -1,5 +1,5 @@
-"""Memory planning (aegis_core.memory) against the reference's worked examples (theory §6.3,
-§6.4), randomized plans, the seed's Scenario 3 and ``aegis memory``."""
+"""Memory planning (aegis_core.memory) against the worked examples of docs/THEORY.md (§planners,
+§sharing), randomized plans, Scenario 3 (docs/CONTRACTS.md §targets) and ``aegis memory``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from aegis_core import memory as mem
-from aegis_core.cli import main
-from aegis_core.errors import InputError, InternalError
-from aegis_core.graph import build_model
-from aegis_core.memory import ModelPlan, ModelUsage, Usage
-from aegis_core.scenario import load_scenario
+from aegis_core.graph.zoo import build_model
+from aegis_core.memory import planner, report, sharing
+from aegis_core.memory.planner import ModelPlan, ModelUsage, Usage
+from aegis_core.model.errors import InputError, InternalError
+from aegis_core.model.scenario import load_scenario
+from aegis_core.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = [Usage("t0", 64, 0, 1), Usage("t1", 32, 0, 2), Usage("t2", 48, 1, 3),
@@ -23,15 +23,15 @@ OPTIMAL = {"t2": 0, "t3": 48, "t0": 48, "t4": 64, "t1": 112, "t5": 0}
 
 
 def test_reference_example_bounds_and_greedy_plans() -> None:
-    assert mem.breadths(EXAMPLE) == [96, 144, 96, 128, 72]
-    assert mem.lower_bound(EXAMPLE) == 144
-    by_size = mem.greedy_by_size(EXAMPLE)
+    assert planner.breadths(EXAMPLE) == [96, 144, 96, 128, 72]
+    assert planner.lower_bound(EXAMPLE) == 144
+    by_size = planner.greedy_by_size(EXAMPLE)
     assert by_size == {"t0": 0, "t4": 0, "t2": 64, "t1": 112, "t3": 144, "t5": 64}
-    assert mem.arena_size(EXAMPLE, by_size) == 160
-    assert mem.arena_size(EXAMPLE, mem.greedy_by_breadth(EXAMPLE)) == 160
-    mem.verify(EXAMPLE, OPTIMAL, 144)  # the optimal layout of the reference is valid
-    plan = mem.plan_model(ModelUsage("A", tuple(EXAMPLE)))
-    # the multi-order planner finds the reference's optimal 144 where both TFLite heuristics
+    assert planner.arena_size(EXAMPLE, by_size) == 160
+    assert planner.arena_size(EXAMPLE, planner.greedy_by_breadth(EXAMPLE)) == 160
+    planner.verify(EXAMPLE, OPTIMAL, 144)  # docs/THEORY.md's optimal layout is valid
+    plan = planner.plan_model(ModelUsage("A", tuple(EXAMPLE)))
+    # the multi-order planner finds the optimal 144 where both TFLite heuristics
     # stop at 160
     assert (plan.naive, plan.size, plan.lower_bound, plan.method) == (
         232, 144, 144, "greedy-multi-order",
@@ -42,27 +42,27 @@ def test_reference_example_bounds_and_greedy_plans() -> None:
 
 
 def test_reference_nested_example() -> None:
-    """§6.4: model A (the §6.3 graph, optimal plan of 144) may be preempted only after op 2,
+    """docs/THEORY.md §sharing: model A (six tensors, optimal plan 144), preempted only after op 2,
     where t2 and t3 occupy [0, 64); model B (shorter deadline, 100 B) stacks at 64: 164 B,
     against 144 serial and 244 private."""
     a = ModelUsage("A", tuple(EXAMPLE), boundaries=(3,), deadline_ns=20)
     b = ModelUsage("B", (Usage("x", 100, 0, 0),), deadline_ns=10)
     plan_a = ModelPlan("A", 144, "optimal", OPTIMAL, 232, 144)
-    assert [mem.high_water(a, plan_a, k) for k in (1, 2, 3, 4)] == [144, 144, 64, 128]
-    bases, shared, bound = mem._nested([a, b], [plan_a, mem.plan_model(b)])
+    assert [planner.high_water(a, plan_a, k) for k in (1, 2, 3, 4)] == [144, 144, 64, 128]
+    bases, shared, bound = sharing._nested([a, b], [plan_a, planner.plan_model(b)])
     assert (bases, shared) == ({"A": 0, "B": 64}, 164)
     assert bound == 164  # 64 B live across the boundary + B's 100
     # end to end: the planner puts A's boundary-crossing tensors low by itself
-    plan = mem.plan_models([a, b], "nested")
+    plan = sharing.plan_models([a, b], "nested")
     assert (plan.bases, plan.shared_bytes) == ({"A": 0, "B": 64}, 164)
     assert plan.models[0].method == "boundary-first"
 
 
 def test_verify_catches_overlap_and_out_of_arena() -> None:
     with pytest.raises(InternalError, match="live together and overlap"):
-        mem.verify(EXAMPLE, {**OPTIMAL, "t3": 40}, 160)
+        planner.verify(EXAMPLE, {**OPTIMAL, "t3": 40}, 160)
     with pytest.raises(InternalError, match="outside the arena"):
-        mem.verify(EXAMPLE, OPTIMAL, 100)
+        planner.verify(EXAMPLE, OPTIMAL, 100)
 
 
 def _random_tensors(rng: random.Random, n_ops: int) -> list[Usage]:
@@ -80,11 +80,15 @@ def test_random_plans_are_valid_and_between_the_bounds() -> None:
     for _ in range(200):
         tensors = [Usage(f"t{i}", rng.randint(1, 1000), a := rng.randint(0, 30),
                          a + rng.randint(0, 8)) for i in range(rng.randint(1, 40))]  # fmt: skip
-        for planner in mem.PLANNERS.values():
-            offsets = planner(tensors, rng.choice([1, 64]))
-            size = mem.arena_size(tensors, offsets)
-            mem.verify(tensors, offsets, size)
-            assert mem.lower_bound(tensors) <= size <= sum(mem.align(t.size, 64) for t in tensors)
+        for plan in planner.PLANNERS.values():
+            offsets = plan(tensors, rng.choice([1, 64]))
+            size = planner.arena_size(tensors, offsets)
+            planner.verify(tensors, offsets, size)
+            assert (
+                planner.lower_bound(tensors)
+                <= size
+                <= sum(planner.align(t.size, 64) for t in tensors)
+            )
 
 
 def test_serial_sharing_of_random_three_model_sets_is_near_the_bound() -> None:
@@ -94,7 +98,7 @@ def test_serial_sharing_of_random_three_model_sets_is_near_the_bound() -> None:
     for _ in range(100):
         usages = [ModelUsage(f"m{j}", tuple(_random_tensors(rng, rng.randint(10, 60))))
                   for j in range(3)]  # fmt: skip
-        plan = mem.plan_models(usages, "serial")
+        plan = sharing.plan_models(usages, "serial")
         assert plan.shared_bytes == max(p.size for p in plan.models)
         assert plan.lower_bound_bytes <= plan.shared_bytes <= plan.isolated_bytes
         gaps.append(plan.shared_bytes / plan.lower_bound_bytes - 1)
@@ -114,7 +118,7 @@ def test_interleaved_models_never_overlap() -> None:
             bounds = tuple(sorted(rng.sample(range(1, n), min(2, n - 1))))
             usages.append(ModelUsage(f"m{j}", ts, boundaries=bounds,
                                      deadline_ns=rng.choice([5, 10, 20, 40])))  # fmt: skip
-        plan = mem.plan_models(usages, "nested")
+        plan = sharing.plan_models(usages, "nested")
         plans = {p.name: p for p in plan.models}
         for i in usages:
             for j in usages:
@@ -133,14 +137,14 @@ def test_interleaved_models_never_overlap() -> None:
 
 def test_concurrent_mode_stacks_everything() -> None:
     usages = [ModelUsage("a", (Usage("x", 100, 0, 1),)), ModelUsage("b", (Usage("y", 50, 0, 0),))]
-    plan = mem.plan_models(usages, "concurrent")
+    plan = sharing.plan_models(usages, "concurrent")
     assert plan.bases == {"a": 0, "b": 100} and plan.shared_bytes == 150
     assert plan.reduction == 0.0 and plan.lower_bound_bytes == 150
 
 
 def test_graph_usage_keeps_weights_and_input_out_of_the_arena() -> None:
     g = build_model("tiny_cnn")
-    u = mem.usage_of(g)
+    u = planner.usage_of(g)
     assert u.weights_bytes == g.weights_bytes
     assert u.inputs_bytes == g.tensors[g.input].nbytes
     assert sum(t.size for t in u.tensors) + u.inputs_bytes == g.activation_bytes
@@ -151,15 +155,15 @@ def test_scenario_3_reduction(capsys: pytest.CaptureFixture[str]) -> None:
     path = ROOT / "scenarios" / "memory.yaml"
     scenario = load_scenario(path)
     # the models' activations alone (the planner's quality): 42.1 % less than isolated
-    pure = [mem.usage_of(build_model(t.model or "", t.batch, t.input_shape), t.name)
+    pure = [planner.usage_of(build_model(t.model or "", t.batch, t.input_shape), t.name)
             for t in scenario.tasks]  # fmt: skip
-    assert mem.plan_models(pure, "serial", mem.ALIGN).reduction >= 0.40
+    assert sharing.plan_models(pure, "serial", planner.ALIGN).reduction >= 0.40
     # what the executor allocates (kernel scratch included), the one usage path every
     # consumer reads: 34.8 % less, at the lower bound
-    plan = mem.ScenarioMemory.of(scenario).plan()
+    plan = report.ScenarioMemory.of(scenario).plan()
     print(f"isolated {plan.isolated_bytes}, shared {plan.shared_bytes}, "
           f"bound {plan.lower_bound_bytes}, reduction {plan.reduction:.3f}")  # fmt: skip
-    assert plan.reduction > 0.15  # the seed's bar
+    assert plan.reduction > 0.15  # the bar of docs/CONTRACTS.md §targets
     assert plan.shared_bytes == plan.lower_bound_bytes
     capsys.readouterr()
     assert main(["memory", str(path), "--json"]) == 0
@@ -191,11 +195,11 @@ def test_cli_memory_usage_file_gives_assignments(
     path.write_text(json.dumps(data))
     assert main(["memory", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    # the reference's §6.4 figures: serial 144, private arenas 244
+    # docs/THEORY.md §sharing: serial 144, private arenas 244
     assert (out["isolated_bytes"], out["shared_bytes"], out["lower_bound_bytes"]) == (244, 144, 144)
     m1 = out["models"][0]
     offsets = {a["tensor"]: a["offset"] for a in m1["assignments"]}
-    mem.verify(EXAMPLE, offsets, 144)
+    planner.verify(EXAMPLE, offsets, 144)
     assert {a["tensor"]: a["size"] for a in m1["assignments"]} == {t.name: t.size for t in EXAMPLE}
     data["interleave"] = True
     path.write_text(json.dumps(data))
@@ -248,7 +252,7 @@ def test_cli_memory_other_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["memory", str(s)]) == 2
     assert "no task has a model" in capsys.readouterr().err
     with pytest.raises(InputError, match="unknown sharing mode"):
-        mem.plan_models([], "parallel")
+        sharing.plan_models([], "parallel")
 
 
 # ----------------------------------------------------------------------------- admission
@@ -267,8 +271,8 @@ def _budget_scenario(**extra: object) -> dict[str, object]:
 
 
 def test_task_over_its_memory_budget_is_rejected_with_that_reason() -> None:
-    from aegis_core.admission import admit
-    from aegis_core.scenario import parse_scenario
+    from aegis_core.analysis.admission import admit
+    from aegis_core.model.scenario import parse_scenario
 
     data = _budget_scenario()
     data["tasks"][1]["budget"] = {"memory_mb": 32}  # type: ignore[index]
@@ -280,7 +284,7 @@ def test_task_over_its_memory_budget_is_rejected_with_that_reason() -> None:
     own = (
         g.weights_bytes
         + g.tensors[g.input].nbytes
-        + mem.plan_model(mem.usage_of(g, executor=True), mem.ALIGN).size
+        + planner.plan_model(planner.usage_of(g, executor=True), planner.ALIGN).size
     )  # what the executor allocates: its planned arena holds the kernels' scratch too
     assert big.memory_bytes == own
     from aegis_exec.arena import layout
@@ -297,14 +301,14 @@ def test_task_over_its_memory_budget_is_rejected_with_that_reason() -> None:
 
 
 def test_task_whose_addition_exceeds_the_device_is_rejected() -> None:
-    from aegis_core.admission import admit
-    from aegis_core.scenario import parse_scenario
+    from aegis_core.analysis.admission import admit
+    from aegis_core.model.scenario import parse_scenario
 
     s = parse_scenario(_budget_scenario(gpu={"memory_mb": 40}))
     adm = admit(s)
     assert [v.admitted for v in adm.tasks] == [True, False, True]
     assert "> gpu.memory_mb 40.000 MiB" in adm.tasks[1].reason
-    m = mem.ScenarioMemory.of(s)
+    m = report.ScenarioMemory.of(s)
     assert m.total_bytes([0, 2]) <= 40 << 20 < m.total_bytes([0, 1])
     # with room for both, serial sharing counts one activation arena, not two
     both = admit(parse_scenario(_budget_scenario(gpu={"memory_mb": 1024})))
@@ -313,8 +317,8 @@ def test_task_whose_addition_exceeds_the_device_is_rejected() -> None:
 
 
 def test_no_budgets_no_memory_planning() -> None:
-    from aegis_core.admission import MEMORY_TEST, admit
-    from aegis_core.scenario import parse_scenario
+    from aegis_core.analysis.admission import MEMORY_TEST, admit
+    from aegis_core.model.scenario import parse_scenario
 
     s = parse_scenario(_budget_scenario())
     adm = admit(s)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from aegis_core.policy import get_policy
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, replace_scenario
+from aegis_core.model.policy import get_policy
+from aegis_core.model.scenario import load_scenario, replace_scenario
+from aegis_core.tools.runner import run_scenario
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

@@ -1,4 +1,4 @@
-"""``trace.json`` (Chrome Trace Event format, aegis_core.perfetto): structure Perfetto accepts
+"""``trace.json`` (Chrome Trace Event format, aegis_core.tools.perfetto): structure Perfetto accepts
 (X slices nest per track, µs times, named tracks), exact events on a small run, and what the
 runner writes."""
 
@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from aegis_core.explain import load
-from aegis_core.perfetto import export
-from aegis_core.records import (
+from aegis_core.model.scenario import load_scenario, parse_scenario, replace_scenario
+from aegis_core.record.schema import (
     CompleteRecord,
     DispatchRecord,
     FaultRecord,
@@ -22,8 +21,9 @@ from aegis_core.records import (
     SkipRecord,
     as_dict,
 )
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, parse_scenario, replace_scenario
+from aegis_core.tools.explain import load
+from aegis_core.tools.perfetto import export
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def test_many_waiting_jobs_keep_to_their_own_tracks() -> None:
     s = parse_scenario({"name": "starve", "policy": "np-fp", "duration_ms": 300, "tasks": [
         {"name": "a", "period_ms": 1, "wcet_ms": 0.9, "priority": 2},
         {"name": "b", "period_ms": 1, "wcet_ms": 0.9, "priority": 1}]})  # fmt: skip
-    from aegis_core.testing import run_in_memory
+    from aegis_core.run.testing import run_in_memory
 
     records, _ = run_in_memory(s)
     doc = export(records)

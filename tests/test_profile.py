@@ -14,18 +14,18 @@ import pytest
 import yaml
 from scipy import stats
 
-from aegis_core import wcet
-from aegis_core.admission import admit
+from aegis_core.analysis import pwcet as wcet
+from aegis_core.analysis.admission import admit
+from aegis_core.analysis.pwcet import estimate
 from aegis_core.budget import WcetFrom, budgets
-from aegis_core.cli import main
-from aegis_core.engine import RunPlan, SampledModel, WcetModel
-from aegis_core.errors import InputError, ScenarioError
-from aegis_core.profile import load_profile
-from aegis_core.profiling import profile_scenario
-from aegis_core.runner import run_scenario
-from aegis_core.scenario import load_scenario, parse_scenario, with_profiles
-from aegis_core.testing import make_profile
-from aegis_core.wcet import estimate
+from aegis_core.model.errors import InputError, ScenarioError
+from aegis_core.model.profile import load_profile
+from aegis_core.model.scenario import load_scenario, parse_scenario, with_profiles
+from aegis_core.run.plan import RunPlan, SampledModel, WcetModel
+from aegis_core.run.testing import make_profile
+from aegis_core.tools.cli import main
+from aegis_core.tools.profiling import profile_scenario
+from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 from aegis_exec.profiler import Profiler
 

@@ -1,4 +1,4 @@
-"""Long seeded randomized runs checked by the invariant checker of ``aegis_core.testing``."""
+"""Long seeded randomized runs checked by the invariant checker of ``aegis_core.run.testing``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import engines, make_scenario
 
-from aegis_core.testing import FakeEngine, check_run, run_in_memory
+from aegis_core.run.testing import FakeEngine, check_run, run_in_memory
 from aegis_sim import SimPyEngine
 
 POLICIES = ("np-edf", "fifo", "np-fp", "unscheduled")

@@ -1,6 +1,6 @@
-"""The record schema (aegis_core.records): every kind round-trips through encode and decode,
+"""The record schema (aegis_core.record.schema): every kind round-trips through encode and decode,
 decoding checks every field and names what is wrong, old traces still read; and the one
-Replay of a record stream (aegis_core.replay)."""
+Replay of a record stream (aegis_core.record.replay)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from conftest import make_scenario
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aegis_core.errors import InputError
-from aegis_core.records import (
+from aegis_core.model.errors import InputError
+from aegis_core.record.replay import Replay
+from aegis_core.record.schema import (
     AdmissionRecord,
     ChunkRecord,
     CompleteRecord,
@@ -35,9 +36,8 @@ from aegis_core.records import (
     encode,
     from_dict,
 )
-from aegis_core.replay import Replay
-from aegis_core.scheduler import JobStatus, Scheduler
-from aegis_core.testing import run_in_memory
+from aegis_core.run.scheduler import JobStatus, Scheduler
+from aegis_core.run.testing import run_in_memory
 
 MS = 1_000_000
 ints = st.integers(min_value=-(2**63), max_value=2**63)
@@ -104,9 +104,9 @@ def test_a_schedulers_records_decode_to_themselves() -> None:
              {"name": "b", "period_ms": 10, "wcet_ms": 2, "deadline_ms": 3, "offset_ms": 1,
               "priority": 1}]  # fmt: skip
     s = make_scenario(tasks, duration_ms=30, policy="np-fp")  # b misses behind a
-    from aegis_core.engine import RunPlan
-    from aegis_core.loop import run
-    from aegis_core.testing import FakeEngine
+    from aegis_core.run.loop import run
+    from aegis_core.run.plan import RunPlan
+    from aegis_core.run.testing import FakeEngine
 
     plan = RunPlan.build(s)
     sched = Scheduler.for_plan(plan)
@@ -262,10 +262,10 @@ def test_replay_of_a_real_run_agrees_with_the_scheduler() -> None:
 def test_an_engine_error_leaves_the_records_so_far_in_the_trace(flush: str) -> None:
     """The loop hands over the records of an instant cut short (its releases, its dispatch),
     and the sink writes them on close: the trace is a valid prefix of the run."""
-    from aegis_core.engine import RunPlan
-    from aegis_core.loop import run
-    from aegis_core.testing import FakeEngine
-    from aegis_core.trace import JsonlTrace
+    from aegis_core.record.sinks import JsonlTrace
+    from aegis_core.run.loop import run
+    from aegis_core.run.plan import RunPlan
+    from aegis_core.run.testing import FakeEngine
 
     class Breaks(FakeEngine):
         def dispatch(self, d: Any) -> None:

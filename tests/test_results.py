@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from aegis_core.cli import main
-from aegis_core.results import JOB_COLUMNS, deterministic
-from aegis_core.scenario import load_scenario
-from aegis_core.trace import read_trace
+from aegis_core.model.scenario import load_scenario
+from aegis_core.record.sinks import read_trace
+from aegis_core.tools.cli import main
+from aegis_core.tools.results import JOB_COLUMNS, deterministic
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

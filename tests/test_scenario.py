@@ -1,4 +1,4 @@
-"""Scenario loading (DESIGN §2-§4): YAML in ms → frozen dataclasses in integer ns, and every
+"""Scenarios (docs/CONTRACTS.md §time, §scenario): YAML in ms → frozen dataclasses in ns, and every
 bad input rejected with one line naming the file, the task and the field (exit status 2)."""
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from aegis_core.budget import WcetFrom, budgets
-from aegis_core.cli import main
-from aegis_core.errors import InputError, ScenarioError
-from aegis_core.policy import NP_EDF, NP_FP
-from aegis_core.scenario import (
+from aegis_core.model.errors import InputError, ScenarioError
+from aegis_core.model.policy import NP_EDF, NP_FP
+from aegis_core.model.scenario import (
     BYTES_PER_MB,
     Arrival,
     Scenario,
@@ -24,8 +23,9 @@ from aegis_core.scenario import (
     load_scenario,
     parse_scenario,
 )
-from aegis_core.testing import make_profile
-from aegis_core.types import ms_to_ns
+from aegis_core.model.types import ms_to_ns
+from aegis_core.run.testing import make_profile
+from aegis_core.tools.cli import main
 
 MS = 1_000_000
 MIB = 1 << 20
@@ -184,7 +184,7 @@ tasks:
     assert s == expected
     measured = s.tasks[0].measured
     assert measured is not None and measured.samples_ns == tuple(samples)
-    # Every time is a plain int (no float, no numpy scalar) — DESIGN §2.
+    # Every time is a plain int (no float, no numpy scalar) — docs/CONTRACTS.md §time.
     for t in s.tasks:
         for v in (t.period_ns, t.deadline_ns, t.slack_ns, t.offset_ns, t.jitter_ns):
             assert type(v) is int

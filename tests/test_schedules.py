@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from conftest import MS, engines, make_scenario
 
-from aegis_core.scheduler import JobStatus
-from aegis_core.testing import FakeEngine, check_run, log, run_in_memory
+from aegis_core.run.scheduler import JobStatus
+from aegis_core.run.testing import FakeEngine, check_run, log, run_in_memory
 from aegis_sim import SimPyEngine
 
 EVENTS = ("release", "dispatch", "complete", "miss")
@@ -248,10 +248,10 @@ def test_fault_marks_the_job_failed_and_others_continue() -> None:
 def test_the_loop_pauses_and_freezes_gc_only_during_the_run() -> None:
     import gc
 
-    from aegis_core.engine import RunPlan
-    from aegis_core.loop import run
-    from aegis_core.scheduler import Scheduler
-    from aegis_core.testing import FakeEngine
+    from aegis_core.run.loop import run
+    from aegis_core.run.plan import RunPlan
+    from aegis_core.run.scheduler import Scheduler
+    from aegis_core.run.testing import FakeEngine
 
     seen: list[tuple[bool, int]] = []
 
@@ -272,9 +272,9 @@ def test_a_completion_handed_over_after_the_deadline_writes_its_miss() -> None:
     """A wall-clock engine may hand a job's completion over after its deadline passed with no
     timer in between: the job is missed and its ``miss`` record sits at the deadline, before
     the ``complete`` record (the invariant checker and Perfetto read it)."""
-    from aegis_core.engine import RunPlan
-    from aegis_core.events import Completion, Release
-    from aegis_core.scheduler import Scheduler
+    from aegis_core.run.events import Completion, Release
+    from aegis_core.run.plan import RunPlan
+    from aegis_core.run.scheduler import Scheduler
 
     s = make_scenario([{"name": "a", "period_ms": 10, "deadline_ms": 5, "wcet_ms": 2}])
     sch = Scheduler.for_plan(RunPlan.build(s))

@@ -1,5 +1,5 @@
-"""The WCET estimators and their rule (aegis_core.wcet) against the reference (theory §4) and
-synthetic data with known quantiles."""
+"""The WCET estimators and their rule (aegis_core.analysis.pwcet) against the worked example
+of docs/THEORY.md §pwcet-example and synthetic data with known quantiles."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aegis_core import wcet
-from aegis_core.cli import main
-from aegis_core.errors import InputError
-from aegis_core.testing import SLOW_MODE, synthetic_latencies
+from aegis_core.analysis import pwcet as wcet
+from aegis_core.model.errors import InputError
+from aegis_core.run.testing import SLOW_MODE, synthetic_latencies
+from aegis_core.tools.cli import main
 
 P = 1e-3
 
 
 def worked_example() -> np.ndarray:
-    """Theory §4.8: X = 10 + Gamma(2, 0.15) + 1{U < 0.01}·Exp(mean 0.5), n = 20 000, seed 2024."""
+    """docs/THEORY.md §pwcet-example: X = 10 + Gamma(2, 0.15) + 1{U < 0.01}·Exp(0.5), n = 20 000."""
     r = np.random.default_rng(2024)
     n = 20_000
     return 10 + r.gamma(2, 0.15, n) + (r.random(n) < 0.01) * r.exponential(0.5, n)
 
 
-# ----------------------------------------------------------------------------- reference
+# -------------------------------------------------------- worked examples (docs/THEORY.md)
 
 
 def test_worked_example_sample_and_iid_tests_match_the_reference() -> None:

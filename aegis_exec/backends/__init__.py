@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
-from aegis_core.errors import InputError
+from aegis_core.model.errors import InputError
 
 from ..clock import WALL, Clock
 from .base import Backend, Finished, TaskWork

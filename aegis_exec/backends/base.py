@@ -4,7 +4,7 @@ A backend owns streams (one per task), events (timing points on a stream) and de
 and runs one task's job (or lp-edf chunk) per :meth:`Backend.launch`. Every time it reports is
 on the timeline of the :class:`~aegis_exec.clock.Clock` it was built with (the engine's;
 device times are mapped onto it), so the engine can put releases, starts and ends on one
-clock. Errors leave a backend as :mod:`aegis_core.errors` only: :class:`JobFault` from
+clock. Errors leave a backend as :mod:`aegis_core.model.errors` only: :class:`JobFault` from
 :meth:`Backend.launch` fails that job; :class:`BackendError` ends the run. The backends
 themselves and their registry live in :mod:`aegis_exec.backends`.
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aegis_core.types import TimeNs
+from aegis_core.model.types import TimeNs
 
 if TYPE_CHECKING:
     from ..arena import Layout

@@ -3,7 +3,7 @@ backend's error seam.
 
 The CuPy module comes in as an argument (``cp``): only :mod:`aegis_exec.backends.cupy`
 imports it. :func:`translate` / :func:`cuda_errors` map every CuPy/CUDA exception onto
-:mod:`aegis_core.errors` (a device error is a BackendError that ends the run; the backend
+:mod:`aegis_core.model.errors` (a device error is a BackendError that ends the run; the backend
 turns an error inside one job's launch into that job's JobFault).
 
 * :class:`CudaStream` / :class:`CudaEvent` own their CUDA objects and release them on
@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from aegis_core.errors import AegisError, BackendError
+from aegis_core.model.errors import AegisError, BackendError
 
 ALIGN = 256
 """Byte alignment of every tensor in the arena (cudaMalloc's own alignment)."""

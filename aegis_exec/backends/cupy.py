@@ -2,9 +2,9 @@
 
 This is the only module that imports ``cupy``, and only when the backend is built. CUDA and
 CuPy errors are translated into AegisRT errors at this seam (:func:`~.cuda.translate`): an
-error inside a job's launch is a :class:`~aegis_core.errors.JobFault` (that job fails, the
+error inside a job's launch is a :class:`~aegis_core.model.errors.JobFault` (that job fails, the
 others go on); an error of the device itself (out of memory while loading, a sticky CUDA
-error seen while polling) is a :class:`~aegis_core.errors.BackendError` that ends the run.
+error seen while polling) is a :class:`~aegis_core.model.errors.BackendError` that ends the run.
 Streams, events and the device arena (RAII wrappers) are in :mod:`aegis_exec.backends.cuda`,
 the capturable GEMM in :mod:`aegis_exec.backends.sgemm`.
 
@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.errors import BackendError, JobFault
+from aegis_core.model.errors import BackendError, JobFault
 
 from ..clock import WALL, Clock
 from .base import Finished, TaskWork

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.errors import AegisError, BackendError
+from aegis_core.model.errors import AegisError, BackendError
 
 from ..clock import SPIN_NS, WALL, Clock
 from .base import Finished, TaskWork

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aegis_core.errors import BackendError
+from aegis_core.model.errors import BackendError
 
 from .cuda import cuda_errors
 

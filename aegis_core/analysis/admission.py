@@ -1,0 +1,375 @@
+"""Admission of a scenario: its budgets, analysed in list order under the policy's analysis (the
+bounds of :mod:`aegis_core.analysis.bounds`), with the memory gate; one :class:`TaskVerdict` per
+task with everything needed to re-derive it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aegis_core.budget import TaskBudget, budgets, with_chunks
+from aegis_core.model.policy import Analysis, fp_priorities
+from aegis_core.model.scenario import Scenario, Task
+from aegis_core.model.types import fmt_mib
+
+if TYPE_CHECKING:
+    from aegis_core.memory.report import ScenarioMemory
+from aegis_core.analysis.bounds import (
+    INF,
+    ATask,
+    FpResponse,
+    edf_demand_enumerate,
+    edf_demand_qpa,
+    edf_response_bound,
+    fp_response,
+    max_chunk_bounds,
+    ms,
+    preemptive_edf_ok,
+    split_chunks,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskVerdict:
+    """Admission decision for one task, with everything needed to re-derive it."""
+
+    name: str
+    admitted: bool
+    wcet_ns: int | None
+    period_ns: int
+    deadline_ns: int
+    response_bound_ns: int | None
+    reason: str
+    test: str
+    chunks_ns: tuple[int, ...] | None = None
+    max_chunk_ns: int | None = None  # lp-edf: Q_k (None: unlimited)
+    memory_bytes: int | None = None  # planned device memory (when the scenario sets budgets)
+    wcet_from: str = "wcet_ms"
+    note: str | None = None  # how the budget's kernel chain was derived (e.g. scaled)
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "name": self.name,
+            "admitted": self.admitted,
+            "wcet_ns": self.wcet_ns,
+            "wcet_from": self.wcet_from,
+            "period_ns": self.period_ns,
+            "deadline_ns": self.deadline_ns,
+            "response_bound_ns": self.response_bound_ns,
+            "reason": self.reason,
+            "test": self.test,
+        }
+        if self.chunks_ns is not None:
+            out["chunks_ns"] = list(self.chunks_ns)
+            out["max_chunk_ns"] = self.max_chunk_ns
+        if self.memory_bytes is not None:
+            out["memory_bytes"] = self.memory_bytes
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+PROVENANCE = ("wcet_from", "note")
+"""Verdict fields that say where a budget's inputs came from (a profile, scaled kernels): the
+trace records the budget itself, so re-running admission on it re-derives everything else."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    policy: str
+    tasks: tuple[TaskVerdict, ...]
+    budgets: tuple[TaskBudget, ...]
+    """Every task's budget with the chunk chain admission decided (what a run plan uses)."""
+    memory: Mapping[str, int | str] | None = None
+    """The admitted tasks' memory plan (sharing, arena, weights and input bytes), when any
+    task has a model."""
+
+    @property
+    def schedulable(self) -> bool:
+        return all(v.admitted for v in self.tasks)
+
+    @property
+    def rejected(self) -> frozenset[int]:
+        """Indices (scenario list order) of the rejected tasks."""
+        return frozenset(i for i, v in enumerate(self.tasks) if not v.admitted)
+
+    def bounds(self) -> dict[str, int | None]:
+        return {v.name: v.response_bound_ns for v in self.tasks}
+
+    def chunks(self) -> list[tuple[int, ...] | None]:
+        return [v.chunks_ns for v in self.tasks]
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "policy": self.policy,
+            "schedulable": self.schedulable,
+            "tasks": [v.as_dict() for v in self.tasks],
+        }
+        if self.memory is not None:
+            out["memory"] = dict(self.memory)
+        return out
+
+
+def analysis_task(
+    task: Task, budget: TaskBudget, prio: int = 0, chunks: Sequence[int] = ()
+) -> ATask:
+    """The analysis view of a task and its budget. Release jitter J shortens the minimum
+    separation to ``T - J`` (deadlines count from the actual release)."""
+    return ATask(
+        task.name,
+        budget.wcet_ns,
+        task.period_ns - task.jitter_ns,
+        task.deadline_ns,
+        tuple(chunks),
+        prio,
+    )
+
+
+def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) -> Admission:
+    """Incremental admission in list order: a task is admitted when the analysis of the
+    scenario's policy proves that it and every task admitted before it meet their deadlines
+    (and, when the scenario sets memory budgets, their planned memory fits)."""
+    bs = tuple(task_budgets) if task_budgets is not None else budgets(scenario)
+    ctx = _Context(scenario, scenario.tasks, bs)
+    test, evaluate = _ANALYSES[scenario.policy.analysis](ctx)
+    memory = _memory(scenario, bs)
+    verdicts = tuple(_incremental(ctx, test, evaluate, memory if _gated(scenario) else None))
+    final = with_chunks(bs, [v.chunks_ns for v in verdicts])
+    report = None
+    if memory is not None:
+        admitted = [i for i, v in enumerate(verdicts) if v.admitted]
+        chains = {i: len(final[i].chunks_ns) for i in admitted}
+        report = memory.rechunked(chains).report(admitted)
+    return Admission(scenario.policy.name, verdicts, final, report)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every analysis reads: the tasks and their budgets (by task index)."""
+
+    scenario: Scenario
+    tasks: Sequence[Task]
+    budgets: Sequence[TaskBudget]
+
+    def verdict(self, j: int, admitted: bool, reason: str, test: str, **more: Any) -> TaskVerdict:
+        t, b = self.tasks[j], self.budgets[j]
+        return TaskVerdict(t.name, admitted, b.wcet_ns, t.period_ns, t.deadline_ns,
+                           more.pop("bound", None), reason, test, wcet_from=str(b.wcet_from),
+                           note=b.note, **more)  # fmt: skip
+
+    def analysis(self, j: int, prio: int = 0, chunks: Sequence[int] = ()) -> ATask:
+        return analysis_task(self.tasks[j], self.budgets[j], prio, chunks)
+
+
+Evaluation = str | dict[int, TaskVerdict]
+"""A rejection reason, or the verdict of every task of the candidate set (by task index)."""
+Evaluate = Callable[[list[int]], Evaluation]
+
+MEMORY_TEST = "memory: planned bytes (weights, input, activation arena) against the budgets"
+
+
+def _gated(scenario: Scenario) -> bool:
+    """Does the scenario set a memory budget (``gpu.memory_mb`` or a task's)?"""
+    return scenario.gpu_memory_bytes is not None or any(
+        t.memory_budget_bytes is not None for t in scenario.tasks
+    )
+
+
+def _memory(scenario: Scenario, bs: Sequence[TaskBudget]) -> ScenarioMemory | None:
+    """The scenario's memory (the one usage path), when any task has a model."""
+    if not any(t.model for t in scenario.tasks):
+        return None
+    from aegis_core.memory.report import ScenarioMemory
+
+    return ScenarioMemory.of(scenario, bs)
+
+
+def _memory_reason(
+    scenario: Scenario, mem: ScenarioMemory, cand: list[int], verdicts: dict[int, TaskVerdict]
+) -> str | None:
+    """The memory gate of a candidate set that the analysis admitted (with the chunk chains
+    it chose): the newest task's own planned bytes against its budget, and the set's
+    (weights, inputs and the activation arena shared as the policy allows) against the
+    device's. Returns the rejection reason, or None."""
+    i = cand[-1]
+    own = mem.task_bytes(i)
+    budget = scenario.tasks[i].memory_budget_bytes
+    if budget is not None and own > budget:
+        return (f"planned memory {mib(own)} (weights, input and activation arena with "
+                f"scratch) > its budget {mib(budget)}")  # fmt: skip
+    device = scenario.gpu_memory_bytes
+    if device is not None:
+        mem = mem.rechunked({j: len(v.chunks_ns or (0,)) for j, v in verdicts.items()})
+        total = mem.total_bytes(cand)
+        if total > device:
+            return (f"planned device memory with it {mib(total)} (weights, inputs, shared "
+                    f"activation arena) > gpu.memory_mb {mib(device)}")  # fmt: skip
+    return None
+
+
+def mib(n: int) -> str:
+    return fmt_mib(n, " MiB")
+
+
+def _infeasible(ctx: _Context, i: int) -> str | None:
+    """A WCET above the relative deadline can never be met (e.g. a profile measured on a
+    slower device): rejected whichever way the WCET came."""
+    b, t = ctx.budgets[i], ctx.tasks[i]
+    if b.wcet_ns <= t.deadline_ns:
+        return None
+    return (f"WCET {ms(b.wcet_ns)} (from {b.wcet_from}) exceeds the relative deadline "
+            f"{ms(t.deadline_ns)}: never feasible")  # fmt: skip
+
+
+def _incremental(
+    ctx: _Context, test: str, evaluate: Evaluate, memory: ScenarioMemory | None = None
+) -> list[TaskVerdict]:
+    """Admission in list order: task ``i`` joins when ``evaluate`` proves the candidate set
+    ``admitted + [i]`` and the memory gate (if any) lets it in; admitted tasks end with the
+    verdicts (bounds, chunks) of the final admitted set."""
+    admitted: list[int] = []
+    verdicts: dict[int, TaskVerdict] = {}
+    final: dict[int, TaskVerdict] = {}
+    for i in range(len(ctx.tasks)):
+        out: Evaluation | None = _infeasible(ctx, i)
+        if out is None:
+            out = evaluate([*admitted, i])
+        if isinstance(out, str):
+            verdicts[i] = ctx.verdict(i, False, out, test)
+            continue
+        why = None if memory is None else _memory_reason(ctx.scenario, memory, [*admitted, i], out)
+        if why is not None:
+            verdicts[i] = ctx.verdict(i, False, why, MEMORY_TEST)
+            continue
+        admitted.append(i)
+        final = out
+    out_verdicts = [final.get(i) or verdicts[i] for i in range(len(ctx.tasks))]
+    if memory is None:
+        return out_verdicts
+    return [dataclasses.replace(v, memory_bytes=memory.task_bytes(i))
+            for i, v in enumerate(out_verdicts)]  # fmt: skip
+
+
+NP_EDF_TEST = "np-edf demand (George-Rivierre-Spuri, segmented QPA)"
+NP_FP_TEST = "np-fp response time (Davis-Burns-Bril-Lukkien 2007, every job of the busy period)"
+LP_EDF_TEST = "lp-edf demand with chunk blocking (Bertogna-Baruah Q_k, greedy kernel merging)"
+NO_TEST = "none"
+
+
+def _np_edf(ctx: _Context) -> tuple[str, Evaluate]:
+    def evaluate(cand: list[int]) -> Evaluation:
+        ts = [ctx.analysis(j) for j in cand]
+        if not edf_demand_qpa(ts).ok:
+            return edf_demand_enumerate(ts).reason  # names the first violating point
+        reason = edf_demand_enumerate(ts).reason  # names the binding test point
+        bounds = [edf_response_bound(ts, k) for k in range(len(ts))]
+        return _edf_verdicts(ctx, cand, ts, bounds, reason, NP_EDF_TEST)
+
+    return NP_EDF_TEST, evaluate
+
+
+def _edf_verdicts(
+    ctx: _Context, cand: list[int], ts: Sequence[ATask],
+    bounds: Sequence[tuple[int, int] | None], reason: str, test: str,
+    limits: Sequence[int | float] = (),
+) -> Evaluation:  # fmt: skip
+    for k, b in enumerate(bounds):
+        if b is None or b[0] > ts[k].d:
+            r = "unbounded" if b is None else ms(b[0])
+            return f"response bound of {ts[k].name} {r} > deadline {ms(ts[k].d)}"
+    out = {}
+    for k, (j, b) in enumerate(zip(cand, bounds, strict=True)):
+        assert b is not None
+        chunked = {} if not limits else {
+            "chunks_ns": ts[k].chunks,
+            "max_chunk_ns": None if limits[k] == INF else int(limits[k]),
+        }  # fmt: skip
+        out[j] = ctx.verdict(j, True, reason, test, bound=b[0], **chunked)
+    return out
+
+
+def _np_fp(ctx: _Context) -> tuple[str, Evaluate]:
+    prio = fp_priorities(ctx.tasks)
+
+    def evaluate(cand: list[int]) -> Evaluation:
+        ts = [ctx.analysis(j, prio[j]) for j in cand]
+        results = [fp_response(ts, k) for k in range(len(ts))]
+        for k, r in enumerate(results):
+            if r.bound > ts[k].d:
+                return _fp_late(ctx.tasks, cand, k, r, prio)
+        return {
+            j: ctx.verdict(j, True, _fp_reason(r, prio[j]), NP_FP_TEST, bound=int(r.bound))
+            for j, r in zip(cand, results, strict=True)
+        }
+
+    return NP_FP_TEST, evaluate
+
+
+def _fp_late(
+    tasks: Sequence[Task], cand: list[int], k: int, r: FpResponse, prio: Sequence[int]
+) -> str:
+    j = cand[k]
+    who = "its" if j == cand[-1] else f"{tasks[j].name}'s"
+    if r.bound == INF:
+        return (
+            f"{who} level-{prio[j]} busy period never ends (utilisation > 1, or = 1 with blocking)"
+        )
+    q = r.jobs.index(int(r.bound))
+    return (
+        f"{who} response bound {ms(r.bound)} (job {q} of the level-{prio[j]} busy period) "
+        f"> deadline {ms(tasks[j].deadline_ns)}"
+    )
+
+
+def _fp_reason(r: FpResponse, prio: int) -> str:
+    return (
+        f"priority {prio}: R = {ms(r.bound)} <= D, the worst of the {len(r.jobs)} job(s) "
+        f"in the level-{prio} busy period ({ms(r.busy_period)}); blocking {ms(r.blocking)}"
+    )
+
+
+def _lp_edf(ctx: _Context) -> tuple[str, Evaluate]:
+    def evaluate(cand: list[int]) -> Evaluation:
+        plain = [ctx.analysis(j) for j in cand]
+        if not preemptive_edf_ok(plain):
+            pre = edf_demand_enumerate(plain, q=[0] * len(plain))
+            return "fails even fully preemptive: " + pre.reason
+        limits = max_chunk_bounds(plain)
+        chunked: list[ATask] = []
+        for k, j in enumerate(cand):
+            kernels = ctx.budgets[j].kernels_ns
+            chunks = split_chunks(kernels, limits[k])
+            if chunks is None:
+                who = "its" if j == cand[-1] else f"{ctx.tasks[j].name}'s"
+                return (
+                    f"{who} largest kernel {ms(max(kernels))} exceeds the largest tolerable "
+                    f"non-preemptive chunk Q = {ms(limits[k])}"
+                )
+            chunked.append(ctx.analysis(j, chunks=chunks))
+        res = edf_demand_enumerate(chunked)
+        if not res.ok:
+            return res.reason
+        bounds = [edf_response_bound(chunked, k) for k in range(len(chunked))]
+        return _edf_verdicts(ctx, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits)
+
+    return LP_EDF_TEST, evaluate
+
+
+def _no_analysis(ctx: _Context) -> tuple[str, Evaluate]:
+    reason = f"no admission test for policy {ctx.scenario.policy}: admitted without analysis"
+
+    def evaluate(cand: list[int]) -> Evaluation:
+        return {j: ctx.verdict(j, True, reason, NO_TEST) for j in cand}
+
+    return NO_TEST, evaluate
+
+
+_ANALYSES: dict[Analysis, Callable[[_Context], tuple[str, Evaluate]]] = {
+    Analysis.NP_EDF: _np_edf,
+    Analysis.NP_FP: _np_fp,
+    Analysis.LP_EDF: _lp_edf,
+    Analysis.NONE: _no_analysis,
+}
+"""Each policy's admission analysis, by the :class:`~aegis_core.model.policy.Analysis` it names."""

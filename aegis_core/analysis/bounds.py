@@ -1,0 +1,403 @@
+"""Schedulability analysis for one non-preemptive GPU, in integer nanoseconds.
+
+Pure functions over :class:`ATask` (C, T, D and the non-preemptive chunk structure), following
+``docs/THEORY.md`` (sections cited below):
+
+* NP-EDF processor-demand test with blocking (George, Rivierre, Spuri 1996), by full
+  enumeration of the test points (:func:`edf_demand_enumerate`, the reference) and by the
+  segmented QPA (:func:`edf_demand_qpa`, the fast path): ``dbf(t) + B(t) <= t``.
+* NP-EDF per-task worst-case response time (§edf-response), also with chunks (§lp-edf).
+* NP fixed priority response time over every job of the level-i busy period (Davis et al.
+  2007, §np-fp).
+* LP-EDF: the largest tolerable non-preemptive chunk ``Q_k`` (§lp-edf) and greedy chunking.
+
+Time is continuous by default (``eps=0``): a blocking job costs its full chunk ``C_j``. Pass
+``eps=1`` with parameters in ticks to reproduce integer-time results (blocking ``C_j - 1``).
+Floors and ceilings are integer operations; utilisation sums are exact fractions.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class ATask:
+    """A task as the analysis sees it: WCET ``c``, minimum inter-release ``t``, deadline ``d``.
+
+    ``chunks`` is the chain of non-preemptive chunks of one job (``(c,)`` when fully
+    non-preemptive); ``prio`` the np-fp priority (lower = more urgent).
+    """
+
+    name: str
+    c: int
+    t: int
+    d: int
+    chunks: tuple[int, ...] = ()
+    prio: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.chunks:
+            object.__setattr__(self, "chunks", (self.c,))
+        if sum(self.chunks) != self.c or min(self.chunks) <= 0:
+            raise ValueError(f"{self.name}: chunks {self.chunks} must be > 0 and sum to {self.c}")
+        if self.c <= 0 or self.t <= 0 or self.d <= 0:
+            raise ValueError(f"{self.name}: C, T, D must be > 0")
+
+    @property
+    def q_max(self) -> int:
+        """Longest non-preemptive chunk."""
+        return max(self.chunks)
+
+    @property
+    def q_last(self) -> int:
+        return self.chunks[-1]
+
+
+def ms(ns: int | float) -> str:
+    """``20 ms``, ``33.3 ms``, ``0.000001 ms`` (exact for integer ns)."""
+    if ns == INF:
+        return "unbounded"
+    whole, frac = divmod(int(ns), 1_000_000)
+    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") + " ms"
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _work(ts: Sequence[ATask]) -> tuple[int, int]:
+    """``(W, P)`` with ``U = W / P``, ``P = lcm(T)``: exact utilisation with one division."""
+    p = math.lcm(*(x.t for x in ts))
+    return sum(x.c * (p // x.t) for x in ts), p
+
+
+def utilisation(ts: Sequence[ATask]) -> Fraction:
+    if not ts:
+        return Fraction(0)
+    return Fraction(*_work(ts))
+
+
+def dbf(ts: Sequence[ATask], t: int) -> int:
+    """Demand bound: work of jobs that arrive and have their deadline within any ``[0, t]``."""
+    return sum((t - x.d) // x.t * x.c + x.c for x in ts if t >= x.d)
+
+
+def busy_period(ts: Sequence[ATask], blocking: int = 0, cap: int | None = None) -> int | None:
+    """Least ``L = blocking + sum ceil(L/T) C`` (None when U > 1, or U = 1 with blocking: no
+    fixed point, the busy period never ends).
+
+    With ``cap``, iteration stops once an iterate reaches ``cap`` (the iterates rise to the
+    fixed point, so then ``L >= cap``) and returns that iterate: ``min(L, cap)`` is exact."""
+    if not ts:
+        return 0
+    work, period = _work(ts)
+    if work > period or (work == period and blocking > 0):
+        return None
+    length = blocking + sum(x.c for x in ts)
+    while cap is None or length < cap:
+        nxt = blocking + sum(_ceil_div(length, x.t) * x.c for x in ts)
+        if nxt == length:
+            return length
+        length = nxt
+    return length
+
+
+def testing_bound(ts: Sequence[ATask]) -> int | None:
+    """``L = min(L_b, ceil(max(D_max, sum (T-D) U_i / (1-U))))`` (docs/THEORY.md §interval).
+
+    Exact integer arithmetic over ``P = lcm(T)``: ``sum (T-D) U_i / (1-U) = S / (P - W)``."""
+    work, period = _work(ts)
+    if work > period:
+        return None
+    if work == period:
+        return busy_period(ts)
+    slack = sum((x.t - x.d) * x.c * (period // x.t) for x in ts)
+    la = max(max(x.d for x in ts), _ceil_div(slack, period - work))
+    lb = busy_period(ts, cap=la)
+    assert lb is not None
+    return min(lb, la)
+
+
+def test_points(ts: Sequence[ATask], upto: int) -> list[int]:
+    """Absolute deadlines of the synchronous pattern, ``k*T_i + D_i <= upto``, sorted."""
+    pts: set[int] = set()
+    for x in ts:
+        pts.update(range(x.d, upto + 1, x.t))
+    return sorted(pts)
+
+
+class _Blocking:
+    """``B(t) = max{q_j - eps : D_j > t}`` in O(log n), with the blocking task's name."""
+
+    def __init__(self, ts: Sequence[ATask], eps: int, q: Sequence[int] | None = None) -> None:
+        q = [x.q_max for x in ts] if q is None else q
+        order = sorted(range(len(ts)), key=lambda i: ts[i].d)
+        self.deadlines = [ts[i].d for i in order]
+        self.best: list[tuple[int, str]] = [(0, "")] * (len(order) + 1)
+        for pos in range(len(order) - 1, -1, -1):
+            i = order[pos]
+            cand = (max(q[i] - eps, 0), ts[i].name)
+            self.best[pos] = max(self.best[pos + 1], cand, key=lambda v: v[0])
+
+    def __call__(self, t: int) -> tuple[int, str]:
+        return self.best[bisect_right(self.deadlines, t)]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    t: int
+    dbf: int
+    blocking: int
+    blocker: str
+
+
+@dataclass(frozen=True, slots=True)
+class DemandResult:
+    """Outcome of a processor-demand test."""
+
+    ok: bool
+    utilisation: Fraction
+    bound: int | None  # L, the last instant tested (None: U > 1)
+    evaluated: int  # demand evaluations
+    violation: Violation | None = None
+    binding: Violation | None = None  # the point with the least slack (enumeration only)
+
+    @property
+    def reason(self) -> str:
+        """One line a user can check by hand (times in ms)."""
+        if self.bound is None:
+            return f"U = {float(self.utilisation):.4f} > 1"
+        if self.violation is not None:
+            v = self.violation
+            who = f" (blocking by {v.blocker})" if v.blocker else ""
+            return (
+                f"dbf(t) + B(t) = {ms(v.dbf)} + {ms(v.blocking)}{who} = "
+                f"{ms(v.dbf + v.blocking)} > t at t = {ms(v.t)}"
+            )
+        if self.evaluated == 0:
+            return (
+                f"no absolute deadline falls within L = {ms(self.bound)} (the longest busy "
+                f"period): every job completes before its deadline"
+            )
+        tail = ""
+        if self.binding is not None:
+            b = self.binding
+            who = f" by {b.blocker}" if b.blocker else ""
+            tail = (
+                f"; binding t = {ms(b.t)}: dbf {ms(b.dbf)} + B {ms(b.blocking)}{who}, "
+                f"slack {ms(b.t - b.dbf - b.blocking)}"
+            )
+        return (
+            f"dbf(t) + B(t) <= t at all {self.evaluated} test points up to L = {ms(self.bound)}"
+            + tail
+        )
+
+
+def edf_demand_enumerate(
+    ts: Sequence[ATask], eps: int = 0, q: Sequence[int] | None = None
+) -> DemandResult:
+    """The reference: check every test point in ``[0, L]``; reports the first violation.
+
+    ``q`` overrides each task's blocking chunk (default: its longest chunk)."""
+    u = utilisation(ts)
+    upto = testing_bound(ts)
+    if upto is None:
+        return DemandResult(False, u, None, 0)
+    block = _Blocking(ts, eps, q)
+    points = test_points(ts, upto)
+    binding: Violation | None = None
+    for n, t in enumerate(points, 1):
+        demand = dbf(ts, t)
+        b, who = block(t)
+        here = Violation(t, demand, b, who)
+        if demand + b > t:
+            return DemandResult(False, u, upto, n, violation=here)
+        if binding is None or t - demand - b < binding.t - binding.dbf - binding.blocking:
+            binding = here
+    return DemandResult(True, u, upto, len(points), binding=binding)
+
+
+def _largest_point_below(ts: Sequence[ATask], x: int) -> int | None:
+    """``max{k*T_i + D_i < x}``, or None."""
+    best = None
+    for task in ts:
+        if x > task.d:
+            p = task.d + (x - 1 - task.d) // task.t * task.t
+            if best is None or p > best:
+                best = p
+    return best
+
+
+def edf_demand_qpa(
+    ts: Sequence[ATask], eps: int = 0, q: Sequence[int] | None = None
+) -> DemandResult:
+    """Segmented QPA (docs/THEORY.md §qpa): exact, visits far fewer points than enumeration.
+
+    ``[0, L]`` is cut where ``B`` changes (at each distinct deadline); inside a segment
+    ``B = beta`` is constant and the QPA jump ``t <- dbf(t) + beta`` is safe; a jump never
+    crosses the segment's lower edge."""
+    u = utilisation(ts)
+    upto = testing_bound(ts)
+    if upto is None:
+        return DemandResult(False, u, None, 0)
+    block = _Blocking(ts, eps, q)
+    edges = sorted({x.d for x in ts})  # B is constant on [edges[k], edges[k+1])
+    d_min = edges[0]
+    evaluated = 0
+    t = _largest_point_below(ts, upto + 1)
+    while t is not None and t >= d_min:
+        lo = edges[bisect_right(edges, t) - 1]  # lower edge of t's segment
+        beta, who = block(t)
+        while True:
+            demand = dbf(ts, t)
+            evaluated += 1
+            h = demand + beta
+            if h > t:
+                return DemandResult(
+                    False, u, upto, evaluated, violation=Violation(t, demand, beta, who)
+                )
+            nxt = h if h < t else _largest_point_below(ts, t)
+            if nxt is None or nxt < lo:
+                break
+            t = nxt
+        t = _largest_point_below(ts, lo)
+    return DemandResult(True, u, upto, evaluated)
+
+
+# ------------------------------------------------------------------------ response times
+
+
+def edf_offsets(ts: Sequence[ATask], i: int, upto: int) -> list[int]:
+    """``A_i = {k*T_j + D_j - D_i} ∩ [0, upto)`` (docs/THEORY.md §edf-response)."""
+    di = ts[i].d
+    offs: set[int] = set()
+    for x in ts:
+        start = x.d - di
+        if start < 0:
+            start += _ceil_div(-start, x.t) * x.t
+        offs.update(range(start, upto, x.t))
+    return sorted(offs)
+
+
+def edf_response_at(ts: Sequence[ATask], i: int, a: int, eps: int = 0) -> int:
+    """``r_i(a)``: bound of ``i``'s job released at offset ``a`` (docs/THEORY.md §edf-response).
+
+    ``s`` is the latest start of the job's last chunk: blocking by a longer-deadline chunk,
+    earlier jobs of ``i``, the job's own earlier chunks, and every job of another task released
+    in ``[0, s]`` with an absolute deadline ``<= a + D_i`` (the analysed job loses ties)."""
+    me = ts[i]
+    abs_d = a + me.d
+    blocking = max(
+        (max(x.q_max - eps, 0) for j, x in enumerate(ts) if j != i and x.d > abs_d), default=0
+    )
+    base = blocking + a // me.t * me.c + (me.c - me.q_last)
+    others = [
+        (x.t, x.c, 1 + (abs_d - x.d) // x.t) for j, x in enumerate(ts) if j != i and x.d <= abs_d
+    ]
+    s = base
+    while True:
+        nxt = base + sum(c * min(1 + s // t, cap) for t, c, cap in others)
+        if nxt == s:
+            break
+        s = nxt
+    return max(me.c, s + me.q_last - a)
+
+
+def edf_response_bound(ts: Sequence[ATask], i: int, eps: int = 0) -> tuple[int, int] | None:
+    """``(R_i, worst offset a)`` for NP-EDF (or LP-EDF with chunks); None when U > 1.
+
+    Offsets lie in ``[0, L_b)``, ``L_b`` the synchronous busy period (docs/THEORY.md §busy-period):
+    that starts with a blocking chunk is a busy period of the same task set, so no longer."""
+    lb = busy_period(ts)
+    if lb is None:
+        return None
+    best = (0, 0)
+    for a in edf_offsets(ts, i, lb):
+        r = edf_response_at(ts, i, a, eps)
+        if r > best[0]:
+            best = (r, a)
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class FpResponse:
+    """NP-FP response of one task: the bound, and per job of the level-i busy period."""
+
+    bound: int | float  # INF when the busy period does not end (hep utilisation > 1)
+    busy_period: int | float
+    jobs: tuple[int, ...] = field(default=())  # R_i(q), q = 0 .. Q_i - 1
+    blocking: int = 0
+
+
+def fp_response(ts: Sequence[ATask], i: int, eps: int = 0) -> FpResponse:
+    """Davis, Burns, Bril and Lukkien (2007), non-preemptive fixed priority (docs/THEORY.md §np-fp).
+
+    Tasks with the same priority as ``i`` count as higher priority (sound: the scheduler
+    breaks priority ties by release order)."""
+    me = ts[i]
+    hp = [x for j, x in enumerate(ts) if j != i and x.prio <= me.prio]
+    lp = [x for x in ts if x.prio > me.prio]
+    blocking = max((max(x.c - eps, 0) for x in lp), default=0)
+    hep = [*hp, me]
+    busy = busy_period(hep, blocking)
+    if busy is None:  # hep utilisation > 1, or = 1 with blocking: the busy period never ends
+        return FpResponse(INF, INF, (), blocking)
+    jobs = []
+    for q in range(_ceil_div(busy, me.t)):
+        base = blocking + q * me.c
+        w = base + sum(x.c for x in hp)
+        while True:
+            nxt = base + sum((w // x.t + 1) * x.c for x in hp)
+            if nxt == w:
+                break
+            w = nxt
+        jobs.append(w - q * me.t + me.c)
+    return FpResponse(max(jobs), busy, tuple(jobs), blocking)
+
+
+# ------------------------------------------------------------------------ limited preemption
+
+
+def max_chunk_bounds(ts: Sequence[ATask]) -> list[int | float]:
+    """``Q_k = min{t - dbf(t) : t in S, t < D_k}`` (continuous, docs/THEORY.md §lp-edf); INF: none.
+
+    Meaningful when the fully preemptive test passes (U <= 1 and dbf(t) <= t on S)."""
+    upto = testing_bound(ts)
+    if upto is None:
+        return [0] * len(ts)
+    pts = test_points(ts, upto)
+    slack = [t - dbf(ts, t) for t in pts]
+    prefix: list[int] = []
+    for s in slack:
+        prefix.append(s if not prefix else min(prefix[-1], s))
+    out: list[int | float] = []
+    for x in ts:
+        n = bisect_right(pts, x.d - 1)  # points t < D_k
+        out.append(prefix[n - 1] if n else INF)
+    return out
+
+
+def split_chunks(op_wcets: Sequence[int], limit: int | float) -> list[int] | None:
+    """Merge consecutive op WCETs greedily into chunks ``<= limit`` (fewest preemption points
+    for zero switch cost); None when one op alone exceeds ``limit``."""
+    chunks: list[int] = []
+    for w in op_wcets:
+        if w > limit:
+            return None
+        if chunks and chunks[-1] + w <= limit:
+            chunks[-1] += w
+        else:
+            chunks.append(w)
+    return chunks
+
+
+def preemptive_edf_ok(ts: Sequence[ATask]) -> bool:
+    """Preemptive EDF (the upper reference): the demand test with no blocking."""
+    return edf_demand_qpa(ts, q=[0] * len(ts)).ok

@@ -1,0 +1,420 @@
+"""Model graphs: tensors, operators and the builtin model zoo (pure Python, no NumPy).
+
+A :class:`Graph` is a straight-line list of operators over named float32 tensors (NCHW for
+images). Every operator records its FLOPs (a multiply-add counts 2) and the bytes it moves
+(all inputs, weights included, read once plus the output written once), so the planner can
+cost a model without running it, and :mod:`aegis_exec.kernels` can run it on NumPy or CuPy.
+
+Operator kinds and functions (the exact semantics live in :mod:`aegis_exec.kernels`):
+
+* ``conv2d``/``conv2d``: inputs ``(x[N,C,H,W], w[K,C//groups,R,S], b[K])``, attrs ``stride``,
+  ``pad`` (symmetric), ``groups``; BatchNorm is folded into the bias, as in inference.
+* ``gemm``/``linear``: ``(a[...,Kd], w[Kd,Nd], b[Nd]) -> [...,Nd]``; ``gemm``/``matmul``:
+  ``(a[...,M,Kd], b[...,Kd,Nd]) -> [...,M,Nd]`` (same batch dims) with optional ``scale``.
+* ``elementwise``: ``relu``, ``relu6``, ``gelu`` (tanh approximation), ``add``, ``mul``,
+  ``softmax`` and ``layernorm`` (last axis, ``eps``), ``maxpool`` (``k``, ``stride``, ``pad``;
+  padding is -inf), ``avgpool_global`` (``[N,C,H,W] -> [N,C]``) and ``permute`` (``view``:
+  the shape the input is first reshaped to, ``axes``: the permutation; the contiguous result
+  is seen with the output tensor's shape).
+
+FLOPs of the elementwise functions, per output element unless said otherwise (a documented
+convention, close to what the kernels do): ``relu``, ``relu6``, ``add``, ``mul`` and
+``permute`` 1 (a permute does no arithmetic; the nominal 1 keeps every operator's cost
+positive); ``softmax`` 5 (max, subtract, exp, sum, divide); ``gelu`` 8 (the cube, two
+multiply-adds, tanh, add, two multiplies); ``layernorm`` 8 (mean, subtract, square, mean,
+rsqrt, scale, gamma, beta); ``maxpool`` ``k*k`` (one compare per tap); ``avgpool_global`` 1
+per *input* element.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aegis_core.model.errors import InputError
+
+__all__ = ["FNS", "Graph", "Op", "Tensor", "load_graph"]
+
+ROLES = frozenset({"input", "weight", "activation"})
+DTYPE_BYTES = {"float32": 4, "float16": 2, "float64": 8}
+
+FNS: dict[str, str] = {
+    "conv2d": "conv2d",
+    "linear": "gemm",
+    "matmul": "gemm",
+    "relu": "elementwise",
+    "relu6": "elementwise",
+    "gelu": "elementwise",
+    "add": "elementwise",
+    "mul": "elementwise",
+    "softmax": "elementwise",
+    "layernorm": "elementwise",
+    "maxpool": "elementwise",
+    "avgpool_global": "elementwise",
+    "permute": "elementwise",
+}
+"""Every operator function and the kind it belongs to."""
+
+_FLOPS_PER_ELEMENT = {"softmax": 5, "gelu": 8, "layernorm": 8}
+_GRAPH_FORMAT = "aegis-graph/1"
+
+
+class _ShapeError(ValueError):
+    """A shape that does not fit an operator (turned into InputError by the callers)."""
+
+
+def _prod(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A named float32 tensor: the graph input, a weight, or an activation."""
+
+    name: str
+    shape: tuple[int, ...]
+    role: str
+    dtype: str = "float32"
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return _prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * DTYPE_BYTES[self.dtype]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One operator: ``output = fn(*inputs)``, with its cost."""
+
+    name: str
+    kind: str
+    fn: str
+    inputs: tuple[str, ...]
+    output: str
+    attrs: tuple[tuple[str, Any], ...] = ()
+    flops: int = 0
+    bytes: int = 0
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+
+# --- shape inference and cost: shared by the builder and by Graph validation -------------
+
+
+def _conv_out(h: int, k: int, stride: int, pad: int) -> int:
+    out = (h + 2 * pad - k) // stride + 1
+    if stride < 1 or pad < 0 or out < 1:
+        raise _ShapeError(f"window {k} stride {stride} pad {pad} does not fit extent {h}")
+    return out
+
+
+def _infer(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The output shape of ``fn`` on inputs of shapes ``ins`` (``permute``: its view's
+    permuted shape); raises _ShapeError when they do not fit."""
+    want = {"conv2d": 3, "linear": 3, "matmul": 2, "add": 2, "mul": 2, "layernorm": 3}
+    if len(ins) != want.get(fn, 1):
+        raise _ShapeError(f"{fn} takes {want.get(fn, 1)} inputs, got {len(ins)}")
+    x = ins[0]
+    if fn == "conv2d":
+        return _infer_conv(attrs, x, ins[1], ins[2])
+    if fn == "linear":
+        w, b = ins[1], ins[2]
+        if len(x) < 1 or len(w) != 2 or x[-1] != w[0] or b != (w[1],):
+            raise _ShapeError(f"linear {x} x {w} + {b} do not fit")
+        return (*x[:-1], w[1])
+    if fn == "matmul":
+        b = ins[1]
+        if len(x) < 2 or len(b) != len(x) or x[:-2] != b[:-2] or x[-1] != b[-2]:
+            raise _ShapeError(f"matmul {x} x {b} do not fit")
+        return (*x[:-1], b[-1])
+    if fn in ("add", "mul") and ins[1] != x:
+        raise _ShapeError(f"{fn} of shapes {x} and {ins[1]}")
+    if fn == "layernorm" and (len(x) < 1 or ins[1] != (x[-1],) or ins[2] != (x[-1],)):
+        raise _ShapeError(f"layernorm of {x} with gamma {ins[1]} and beta {ins[2]}")
+    if fn in ("maxpool", "avgpool_global") and len(x) != 4:
+        raise _ShapeError(f"{fn} needs an [N,C,H,W] input, got {x}")
+    if fn == "maxpool":
+        k, s, p = attrs["k"], attrs["stride"], attrs["pad"]
+        if p > k // 2:
+            raise _ShapeError(f"maxpool pad {p} exceeds half the window {k}")
+        return (x[0], x[1], _conv_out(x[2], k, s, p), _conv_out(x[3], k, s, p))
+    if fn == "avgpool_global":
+        return x[:2]
+    if fn == "permute":
+        view, axes = tuple(attrs["view"]), tuple(attrs["axes"])
+        if _prod(view) != _prod(x) or sorted(axes) != list(range(len(view))):
+            raise _ShapeError(f"permute of {x} as view {view} with axes {axes}")
+        return tuple(view[a] for a in axes)
+    if fn not in FNS:
+        raise _ShapeError(f"unknown operator function {fn!r}")
+    return x
+
+
+def _infer_conv(
+    attrs: Mapping[str, Any], x: tuple[int, ...], w: tuple[int, ...], b: tuple[int, ...]
+) -> tuple[int, ...]:
+    g, s, p = attrs.get("groups", 1), attrs.get("stride", 1), attrs.get("pad", 0)
+    if len(x) != 4 or len(w) != 4 or g < 1 or x[1] % g or w[0] % g or w[1] != x[1] // g:
+        raise _ShapeError(f"conv2d of {x} with weight {w} and groups {g}")
+    if b != (w[0],):
+        raise _ShapeError(f"conv2d bias {b} for {w[0]} output channels")
+    return (x[0], w[0], _conv_out(x[2], w[2], s, p), _conv_out(x[3], w[3], s, p))
+
+
+def _flops(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]], out: int) -> int:
+    """FLOPs of ``fn`` given its input shapes and output size (multiply-add = 2)."""
+    if fn == "conv2d":
+        w = ins[1]
+        return 2 * out * w[1] * w[2] * w[3]
+    if fn in ("linear", "matmul"):
+        return 2 * out * ins[0][-1]
+    if fn == "maxpool":
+        return out * int(attrs["k"]) ** 2
+    if fn == "avgpool_global":
+        return _prod(ins[0])
+    return out * _FLOPS_PER_ELEMENT.get(fn, 1)
+
+
+def _freeze(value: Any) -> Any:
+    """JSON lists back to (nested) tuples, so attrs stay hashable."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A model as a straight-line operator list over named tensors (validated on creation)."""
+
+    name: str
+    batch: int
+    input_shape: tuple[int, ...]
+    tensors: Mapping[str, Tensor]
+    ops: tuple[Op, ...]
+    input: str
+    output: str
+
+    def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except (KeyError, TypeError, ArithmeticError, _ShapeError) as exc:
+            raise ValueError(f"graph {self.name!r}: {exc}") from exc
+
+    def _validate(self) -> None:
+        t = self.tensors
+        if self.batch < 1 or not self.ops:
+            raise _ShapeError("needs batch >= 1 and at least one operator")
+        if t[self.input].role != "input" or t[self.input].shape != (
+            self.batch,
+            *self.input_shape,
+        ):
+            raise _ShapeError(f"input {self.input!r} must be [batch, *input_shape]")
+        for tensor in t.values():
+            if tensor.role not in ROLES or tensor.dtype not in DTYPE_BYTES:
+                raise _ShapeError(
+                    f"tensor {tensor.name!r}: role/dtype {tensor.role}/{tensor.dtype}"
+                )
+        ready = {n for n, v in t.items() if v.role != "activation"}
+        for op in self.ops:
+            if FNS.get(op.fn) != op.kind:
+                raise _ShapeError(f"op {op.name!r}: unknown kind/fn {op.kind}/{op.fn}")
+            _check_attrs(op)
+            missing = [i for i in op.inputs if i not in ready]
+            if missing or op.output in ready or t[op.output].role != "activation":
+                raise _ShapeError(f"op {op.name!r}: inputs {missing} not ready or bad output")
+            try:
+                shape = _infer(op.fn, dict(op.attrs), [t[i].shape for i in op.inputs])
+            except (_ShapeError, KeyError, TypeError) as exc:
+                raise _ShapeError(f"op {op.name!r}: {exc}") from exc
+            out = t[op.output].shape
+            if shape != out and not (op.fn == "permute" and _prod(shape) == _prod(out)):
+                raise _ShapeError(f"op {op.name!r}: output {out}, expected {shape}")
+            ready.add(op.output)
+        if self.output not in ready or t[self.output].role != "activation":
+            raise _ShapeError(f"output {self.output!r} is not produced")
+
+    @property
+    def flops(self) -> int:
+        return sum(op.flops for op in self.ops)
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values() if t.role == "weight")
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of the input and every activation (no reuse between them)."""
+        return sum(t.nbytes for t in self.tensors.values() if t.role != "weight")
+
+    def lifetimes(self) -> dict[str, tuple[int, int]]:
+        """``{tensor: (first, last)}`` op indices, inclusive, for the input and each activation.
+
+        ``first`` is the producing op (for the graph input, the first op that reads it);
+        ``last`` is the last op that reads it, and the last op for the graph output. An
+        activation that nothing reads lives at its producer only.
+        """
+        span: dict[str, tuple[int, int]] = {}
+        for i, op in enumerate(self.ops):
+            for name in op.inputs:
+                if self.tensors[name].role == "weight":
+                    continue
+                first = span[name][0] if name in span else i
+                span[name] = (first, i)
+            span[op.output] = (i, i)
+        out_first = span[self.output][0]
+        span[self.output] = (out_first, len(self.ops) - 1)
+        return span
+
+    def chunks(self, n: int) -> list[range]:
+        """``min(n, len(ops))`` contiguous, non-empty op ranges covering every op in order.
+
+        Greedy prefix split: the ``k``-th cut is placed where the running FLOP sum comes closest
+        to ``k/m`` of the total, leaving at least one op for each chunk still to come.
+        """
+        if n < 1:
+            raise InputError(f"graph {self.name!r}: chunk count must be >= 1, got {n}")
+        count = len(self.ops)
+        m = min(n, count)
+        cum = [0]
+        for op in self.ops:
+            cum.append(cum[-1] + op.flops)
+        cuts = [0]
+        for k in range(1, m):
+            target = cum[-1] * k / m
+            lo, hi = cuts[-1] + 1, count - (m - k)
+            cuts.append(min(range(lo, hi + 1), key=lambda e: (abs(cum[e] - target), e)))
+        cuts.append(count)
+        return [range(a, b) for a, b in itertools.pairwise(cuts)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; :meth:`from_dict` reads it back to an equal graph."""
+        return {
+            "format": _GRAPH_FORMAT,
+            "name": self.name,
+            "batch": self.batch,
+            "input_shape": list(self.input_shape),
+            "input": self.input,
+            "output": self.output,
+            "tensors": [
+                {"name": t.name, "shape": list(t.shape), "role": t.role, "dtype": t.dtype}
+                for t in self.tensors.values()
+            ],
+            "ops": [
+                {
+                    "name": op.name,
+                    "kind": op.kind,
+                    "fn": op.fn,
+                    "inputs": list(op.inputs),
+                    "output": op.output,
+                    "attrs": {k: _thaw(v) for k, v in op.attrs},
+                    "flops": op.flops,
+                    "bytes": op.bytes,
+                }
+                for op in self.ops
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Graph:
+        """Inverse of :meth:`to_dict`. ``flops``/``bytes`` of an op may be left out (computed).
+
+        Raises ``ValueError``, ``KeyError`` or ``TypeError`` on a malformed dict.
+        """
+        if d.get("format", _GRAPH_FORMAT) != _GRAPH_FORMAT:
+            raise ValueError(f"unsupported graph format {d.get('format')!r}")
+        tensors = {
+            t["name"]: Tensor(
+                str(t["name"]), _shape(t["shape"]), str(t["role"]), t.get("dtype", "float32")
+            )
+            for t in d["tensors"]
+        }
+        ops = tuple(_op_from_dict(o, tensors) for o in d["ops"])
+        return cls(
+            name=str(d["name"]),
+            batch=int(d["batch"]),
+            input_shape=_shape(d["input_shape"]),
+            tensors=tensors,
+            ops=ops,
+            input=str(d["input"]),
+            output=str(d["output"]),
+        )
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+    ):
+        raise ValueError(f"bad shape {value!r}: a list of positive integers")
+    return tuple(value)
+
+
+def _op_from_dict(o: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> Op:
+    attrs = tuple((str(k), _freeze(v)) for k, v in dict(o.get("attrs", {})).items())
+    inputs = tuple(str(i) for i in o["inputs"])
+    fn = str(o["fn"])
+    out = tensors[o["output"]]
+    ins = [tensors[i] for i in inputs]
+    flops = o.get("flops")
+    if flops is None:
+        flops = _flops(fn, dict(attrs), [t.shape for t in ins], out.size)
+    nbytes = o.get("bytes")
+    if nbytes is None:
+        nbytes = sum(t.nbytes for t in ins) + out.nbytes
+    return Op(
+        str(o["name"]), str(o["kind"]), fn, inputs, str(o["output"]), attrs, int(flops), int(nbytes)
+    )
+
+
+def load_graph(path: str | Path) -> Graph:
+    """Read a graph written as JSON from :meth:`Graph.to_dict`; bad files raise InputError."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        if not isinstance(doc, dict):
+            raise ValueError("the top level is not a JSON object")
+        return Graph.from_dict(doc)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InputError(f"{path}: not a valid graph file: {what}") from exc
+
+
+def _check_attrs(op: Op) -> None:
+    """Attribute types and ranges (a graph file may hold anything)."""
+    for key, value in op.attrs:
+        if key in _INT_ATTRS:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if not ok or value < _INT_ATTRS[key]:
+                raise _ShapeError(
+                    f"op {op.name!r}: attribute {key} must be an integer >= {_INT_ATTRS[key]}, "
+                    f"got {value!r}"
+                )
+        elif key in _REAL_ATTRS and value is not None:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or (key == "eps" and value <= 0):
+                raise _ShapeError(f"op {op.name!r}: attribute {key} must be a finite number")
+
+
+_INT_ATTRS = {"stride": 1, "pad": 0, "groups": 1, "k": 1}
+"""Integer attributes and their smallest allowed value."""
+
+
+_REAL_ATTRS = ("eps", "scale")

@@ -1,0 +1,221 @@
+"""WCET profiles: one versioned JSON per (model, batch, backend, device) and mode.
+
+Written by ``aegis profile`` (the samples a backend measured and the pWCET of
+:mod:`aegis_core.analysis.pwcet`); read by scenarios (``profile:``), whose admission then uses the
+profile's WCET and whose simulation replays its samples. Loading validates every field and
+names the file and the field of anything wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aegis_core.analysis.pwcet import EXCEEDANCES, MIN_SAMPLES, WcetEstimate, p_key
+from aegis_core.model.errors import InputError
+
+SCHEMA = "aegis-profile/1"
+MODES = ("isolated", "contention")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One task's measured execution times and the WCET chosen from them (all ns)."""
+
+    task: str
+    model: str | None
+    batch: int
+    backend: str
+    device: str
+    mode: str
+    samples_ns: tuple[int, ...]
+    wcet_ns: int
+    method: str
+    exceedance: float
+    converged: bool
+    supported: bool
+    pwcet_ns: Mapping[str, int]
+    co_runners: tuple[str, ...] = ()
+    warmup_ns: tuple[int, ...] = ()
+    warnings: tuple[str, ...] = ()
+    stats: Mapping[str, float] = field(default_factory=dict)
+    checks: Sequence[Mapping[str, Any]] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    clock: Mapping[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
+    created: str = ""
+    aegis_version: str = ""
+    path: str | None = field(default=None, compare=False)
+    """Where it was loaded from (None: built in memory)."""
+
+    @classmethod
+    def from_estimate(cls, est: WcetEstimate, *, samples_ns: Sequence[int], **meta: Any) -> Profile:
+        d = est.as_dict()
+        return cls(
+            samples_ns=tuple(int(v) for v in samples_ns),
+            wcet_ns=est.wcet_ns,
+            method=est.method,
+            exceedance=est.exceedance,
+            converged=est.converged,
+            supported=est.supported,
+            pwcet_ns=dict(est.pwcet),
+            warnings=est.warnings,
+            stats=d["stats"],
+            checks=d["checks"],
+            settings=d["settings"],
+            created=meta.pop("created", None) or datetime.now(UTC).isoformat(timespec="seconds"),
+            **meta,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "task": self.task,
+            "model": self.model,
+            "batch": self.batch,
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "backend": self.backend,
+            "device": self.device,
+            "mode": self.mode,
+            "co_runners": list(self.co_runners),
+            "created": self.created,
+            "aegis_version": self.aegis_version,
+            "clock": dict(self.clock),
+            "exceedance": self.exceedance,
+            "wcet_ns": self.wcet_ns,
+            "method": self.method,
+            "converged": self.converged,
+            "supported": self.supported,
+            "warnings": list(self.warnings),
+            "pwcet_ns": dict(self.pwcet_ns),
+            "stats": dict(self.stats),
+            "checks": [dict(c) for c in self.checks],
+            "settings": dict(self.settings),
+            "n": len(self.samples_ns),
+            "warmup_ns": list(self.warmup_ns),
+            "samples_ns": list(self.samples_ns),
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (a temporary file renamed over ``path``): never half a profile."""
+        p = Path(path)
+        text = json.dumps(self.as_dict(), indent=1) + "\n"  # fails (if at all) before any file
+        tmp = None
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, p)
+            tmp = None
+        except OSError as exc:
+            raise InputError(f"{p}: cannot write the profile: {exc.strerror or exc}") from exc
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str = "<memory>") -> Profile:
+        r = _Reader(data, path)
+        schema = r.get("schema", str)
+        if schema != SCHEMA:
+            raise r.fail("schema", f"expected {SCHEMA!r}, got {schema!r}")
+        samples = r.durations("samples_ns")
+        if len(samples) < MIN_SAMPLES:
+            raise r.fail("samples_ns", f"needs at least {MIN_SAMPLES} samples, has {len(samples)}")
+        mode = r.get("mode", str)
+        if mode not in MODES:
+            raise r.fail("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        pwcet = r.get("pwcet_ns", dict)
+        for p in EXCEEDANCES:
+            v = pwcet.get(p_key(p))
+            if not _positive_int(v):
+                raise r.fail(f"pwcet_ns.{p_key(p)}", f"must be an integer > 0, got {v!r}")
+        shape = r.get("input_shape", list, optional=True)
+        if shape is not None and not all(_positive_int(v) for v in shape):
+            raise r.fail("input_shape", f"must be a list of integers > 0, got {shape!r}")
+        exceedance = r.get("exceedance", float)
+        if not 0 < exceedance < 1:
+            raise r.fail("exceedance", f"must lie in (0, 1), got {exceedance!r}")
+        for key in ("co_runners", "warnings"):
+            items = r.get(key, list, optional=True) or []
+            if not all(isinstance(v, str) for v in items):
+                raise r.fail(key, "must be a list of strings")
+        return cls(
+            task=r.get("task", str),
+            model=r.get("model", str, optional=True),
+            batch=r.positive("batch"),
+            input_shape=tuple(shape) if shape else None,
+            backend=r.get("backend", str),
+            device=r.get("device", str),
+            mode=mode,
+            co_runners=tuple(r.get("co_runners", list, optional=True) or ()),
+            samples_ns=samples,
+            warmup_ns=r.durations("warmup_ns", optional=True),
+            wcet_ns=r.positive("wcet_ns"),
+            method=r.get("method", str),
+            exceedance=exceedance,
+            converged=r.get("converged", bool),
+            supported=r.get("supported", bool),
+            pwcet_ns=pwcet,
+            warnings=tuple(r.get("warnings", list, optional=True) or ()),
+            stats=r.get("stats", dict, optional=True) or {},
+            checks=r.get("checks", list, optional=True) or [],
+            settings=r.get("settings", dict, optional=True) or {},
+            clock=r.get("clock", dict, optional=True) or {},
+            created=r.get("created", str, optional=True) or "",
+            aegis_version=r.get("aegis_version", str, optional=True) or "",
+            path=None if path == "<memory>" else path,
+        )
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+class _Reader:
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise InputError(f"{path}: a profile must be a JSON object")
+        self.data, self.path = data, path
+
+    def fail(self, key: str, message: str) -> InputError:
+        return InputError(f"{self.path}: field '{key}': {message}")
+
+    def get(self, key: str, kind: type, *, optional: bool = False) -> Any:
+        v = self.data.get(key)
+        if v is None:
+            if optional:
+                return None
+            raise self.fail(key, "is required")
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or (kind is not bool and isinstance(v, bool)):
+            raise self.fail(key, f"must be {kind.__name__}, got {type(v).__name__}")
+        return v
+
+    def positive(self, key: str) -> int:
+        v = self.data.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise self.fail(key, f"must be an integer > 0, got {v!r}")
+        return v
+
+    def durations(self, key: str, *, optional: bool = False) -> tuple[int, ...]:
+        v = self.get(key, list, optional=optional) or []
+        for i, item in enumerate(v):
+            if not _positive_int(item):
+                raise self.fail(f"{key}[{i}]", f"must be an integer > 0 ns, got {item!r}")
+        return tuple(v)
+
+
+def load_profile(path: str | Path) -> Profile:
+    from aegis_core.model.files import read_json
+
+    return Profile.from_dict(read_json(path, "profile file"), str(path))

@@ -1,0 +1,518 @@
+"""Scenario files (docs/CONTRACTS.md §scenario): YAML in, frozen dataclasses out, integer ns.
+
+Every bad input raises :class:`~aegis_core.model.errors.ScenarioError` naming the file, the task and
+the field; unknown keys are errors so that typos never pass silently.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aegis_core.model.errors import InputError, ScenarioError
+from aegis_core.model.policy import DEFAULT, POLICIES, Policy
+from aegis_core.model.profile import Profile, load_profile
+from aegis_core.model.types import TimeNs, ms_to_ns
+
+BYTES_PER_MB = 1 << 20
+"""``memory_mb`` counts MiB."""
+
+BUILTIN_MODELS = frozenset({"resnet18", "mobilenet_v2", "bert_tiny", "mlp", "tiny_cnn"})
+"""Names of the builtin model graphs (the zoo lands with the executor)."""
+
+_NAME_RE = re.compile(r"^[a-z0-9_-]+$")
+_TASK_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+"""Task names become job ids ``<task>#<k>``, CSV fields and file names: no '#', ',' or space."""
+
+
+class OnOverrun(StrEnum):
+    CONTINUE = "continue"
+    SKIP_NEXT = "skip-next"
+
+
+class Arrival(StrEnum):
+    PERIODIC = "periodic"
+    SPORADIC = "sporadic"
+    POISSON = "poisson"
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One model with its timing contract. All times in integer ns."""
+
+    name: str
+    period_ns: TimeNs
+    deadline_ns: TimeNs
+    wcet_ns: TimeNs | None = None
+    """The declared ``wcet_ms`` (None: not given). The WCET a run uses is decided from this,
+    the profile and the kernels by :func:`aegis_core.budget.task_budget`."""
+    model: str | None = None
+    batch: int = 1
+    input_shape: tuple[int, ...] | None = None
+    """Per-sample input shape of the model (default: the model's own, e.g. 3x224x224)."""
+    profile: str | None = None
+    arrival: Arrival = Arrival.PERIODIC
+    slack_ns: TimeNs = 0
+    offset_ns: TimeNs = 0
+    jitter_ns: TimeNs = 0
+    priority: int | None = None
+    memory_budget_bytes: int | None = None
+    kernels_ns: tuple[int, ...] | None = None
+    """The declared ``kernels_ms``: the job's kernel (operator group) WCET chain, whose
+    boundaries are the preemption points of a chunked policy (lp-edf)."""
+    on_overrun: str = "continue"
+    """A job past its WCET (the time budget): ``continue``, or ``skip-next`` (drop the task's
+    next job so the others keep their time)."""
+    measured: Profile | None = field(default=None, compare=False, repr=False)
+    """The profile at ``profile`` (its WCET and the samples the simulator replays)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    tasks: tuple[Task, ...]
+    policy: Policy = DEFAULT
+    duration_ns: TimeNs = 1_000 * 1_000_000
+    seed: int = 0
+    gpu_memory_bytes: int | None = None
+    path: str = "<memory>"
+    source_sha256: str = ""
+
+    def task(self, name: str) -> Task:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+class _Fields:
+    """Reads typed fields from one mapping, raising ScenarioError with full context."""
+
+    def __init__(self, path: str, data: Mapping[str, Any], task: str | None, prefix: str = ""):
+        self.path, self.data, self.task, self.prefix = path, data, task, prefix
+
+    def fail(self, key: str, message: str) -> ScenarioError:
+        return ScenarioError(self.path, message, task=self.task, field=self.prefix + key)
+
+    def check_keys(self, allowed: frozenset[str], required: tuple[str, ...] = ()) -> None:
+        for key in self.data:
+            if key not in allowed:
+                hint = _closest(str(key), allowed)
+                extra = f" (did you mean '{hint}'?)" if hint else ""
+                raise self.fail(
+                    str(key), f"unknown key{extra}; allowed: {', '.join(sorted(allowed))}"
+                )
+        for key in required:
+            if key not in self.data or self.data[key] is None:
+                raise self.fail(key, "is required")
+
+    def number(self, key: str, *, minimum: float = 0.0, strict: bool = True) -> float | int | None:
+        """A finite number; ``> minimum`` when strict, else ``>= minimum``; None when absent."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise self.fail(key, f"must be a finite number, got {value!r}")
+        if (strict and value <= minimum) or (not strict and value < minimum):
+            op = ">" if strict else ">="
+            raise self.fail(key, f"must be {op} {minimum:g}, got {value!r}")
+        return value
+
+    def ms(self, key: str, *, strict: bool = True) -> TimeNs | None:
+        value = self.number(key, strict=strict)
+        return None if value is None else ms_to_ns(value)
+
+    def integer(self, key: str, *, minimum: int | None = None) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {value!r}")
+        return value
+
+    def string(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, key: str, enum: type[StrEnum], default: StrEnum) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = ", ".join(e.value for e in enum)
+            raise self.fail(key, f"must be one of {allowed}, got {value!r}") from None
+
+    def mapping(self, key: str) -> Mapping[str, Any] | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"must be a mapping, got {value!r}")
+        return value
+
+
+def _closest(word: str, options: frozenset[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+_TOP_KEYS = frozenset({"name", "policy", "duration_ms", "seed", "gpu", "tasks"})
+_TASK_KEYS = frozenset(
+    {
+        "name", "model", "batch", "period_ms", "deadline_ms", "wcet_ms", "profile", "arrival",
+        "slack_ms", "offset_ms", "jitter_ms", "priority", "budget", "kernels_ms", "input_shape",
+        "on_overrun",
+    }
+)  # fmt: skip
+_MEMORY_KEYS = frozenset({"memory_mb"})
+
+
+def _memory_bytes(f: _Fields, key: str) -> int | None:
+    section = f.mapping(key)
+    if section is None:
+        return None
+    sub = _Fields(f.path, section, f.task, prefix=f"{key}.")
+    sub.check_keys(_MEMORY_KEYS)
+    mb = sub.number("memory_mb")
+    return None if mb is None else round(mb * BYTES_PER_MB)
+
+
+def _kernels(f: _Fields) -> tuple[int, ...] | None:
+    value = f.data.get("kernels_ms")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise f.fail("kernels_ms", f"must be a non-empty list of kernel WCETs in ms, got {value!r}")
+    out = []
+    for k, v in enumerate(value):
+        item = _Fields(f.path, {f"kernels_ms[{k}]": v}, f.task)
+        ns = item.ms(f"kernels_ms[{k}]")
+        if ns is None or ns <= 0:
+            raise item.fail(f"kernels_ms[{k}]", "must be > 0 after conversion to ns")
+        out.append(ns)
+    return tuple(out)
+
+
+def _input_shape(f: _Fields) -> tuple[int, ...] | None:
+    value = f.data.get("input_shape")
+    if value is None:
+        return None
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
+    if not ok:
+        raise f.fail("input_shape", f"must be a non-empty list of positive integers, got {value!r}")
+    return tuple(value)
+
+
+def _checked_shape(f: _Fields, model: str | None, batch: int) -> tuple[int, ...] | None:
+    """The task's input shape, checked against its builtin model (builds the graph once)."""
+    shape = _input_shape(f)
+    if shape is None:
+        return None
+    if model is None:
+        raise f.fail("input_shape", "needs a model (the shape of which model's input?)")
+    if model not in BUILTIN_MODELS:
+        raise f.fail("input_shape", "a graph file fixes its own input shape: leave this out")
+    from aegis_core.graph.zoo import build_model
+
+    try:
+        build_model(model, batch, shape)
+    except InputError as exc:
+        raise f.fail("input_shape", str(exc)) from exc
+    return shape
+
+
+def _model(f: _Fields, base: Path) -> str | None:
+    model = f.string("model")
+    if model is None or model in BUILTIN_MODELS:
+        return model
+    candidate = Path(model) if Path(model).is_absolute() else base / model
+    if candidate.is_file():
+        return str(candidate)
+    raise f.fail(
+        "model",
+        f"unknown model {model!r}: not a builtin ({', '.join(sorted(BUILTIN_MODELS))}) "
+        f"and no graph file at {candidate}",
+    )
+
+
+def _profile(f: _Fields, base: Path) -> Profile | None:
+    profile = f.string("profile")
+    if profile is None:
+        return None
+    candidate = Path(profile) if Path(profile).is_absolute() else base / profile
+    if not candidate.is_file():
+        raise f.fail("profile", f"no profile file at {candidate}")
+    try:
+        return load_profile(candidate)
+    except InputError as exc:
+        raise f.fail("profile", str(exc)) from None
+
+
+def _profile_matches(
+    f: _Fields, prof: Profile, model: str | None, batch: int, shape: tuple[int, ...] | None
+) -> None:
+    """A profile measured another model (or batch) than the task runs: never a silent WCET."""
+    if model is None or prof.model is None:
+        return
+    if Path(model).name != Path(prof.model).name:
+        raise f.fail(
+            "profile", f"the profile measured model {prof.model!r}, the task runs {model!r}"
+        )
+    if prof.batch != batch:
+        raise f.fail("profile", f"the profile measured batch {prof.batch}, the task runs {batch}")
+    from aegis_core.graph.zoo import MODELS
+
+    default = MODELS.get(Path(model).name)
+    theirs = tuple(prof.input_shape) if prof.input_shape else default
+    ours = tuple(shape) if shape else default
+    if theirs != ours:
+        raise f.fail(
+            "profile",
+            f"the profile measured input shape {list(theirs or ())}, the task runs "
+            f"{list(ours or ())}",
+        )
+
+
+def _check_declared_wcet(
+    f: _Fields, wcet: TimeNs | None, kernels: tuple[int, ...] | None, deadline: TimeNs
+) -> None:
+    """What the file itself declares must be consistent: ``kernels_ms`` sum to ``wcet_ms``,
+    and neither exceeds the deadline. (A profile's measured WCET is no input error: admission
+    rejects a task whose WCET exceeds its deadline, whichever way the profile came.)"""
+    if wcet is not None and wcet <= 0:
+        raise f.fail("wcet_ms", "must be > 0 after conversion to ns")
+    if kernels is not None and wcet is not None and sum(kernels) != wcet:  # (wcet_ms given)
+        raise f.fail("kernels_ms", f"kernels sum to {sum(kernels)} ns, wcet_ms is {wcet} ns")
+    declared, where = (wcet, "wcet_ms") if wcet is not None else (None, "kernels_ms")
+    if declared is None and kernels is not None:
+        declared = sum(kernels)
+    if declared is not None and declared > deadline:
+        raise f.fail(
+            where, f"WCET {declared} ns exceeds the relative deadline {deadline} ns: never feasible"
+        )
+
+
+def _policy(f: _Fields) -> Policy:
+    """``policy:`` validated against the policy registry."""
+    name = f.data.get("policy")
+    if name is None:
+        return DEFAULT
+    if not isinstance(name, str) or name not in POLICIES:
+        raise f.fail("policy", f"must be one of {', '.join(POLICIES)}, got {name!r}")
+    return POLICIES[name]
+
+
+def _task(path: str, index: int, raw: Any, base: Path) -> Task:
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(path, f"must be a mapping, got {raw!r}", task=f"#{index}")
+    label = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else None
+    f = _Fields(path, raw, label or f"#{index}")
+    f.check_keys(_TASK_KEYS, required=("name", "period_ms"))
+    name = f.string("name")
+    assert name is not None
+    if not _TASK_NAME_RE.fullmatch(name):
+        raise f.fail(
+            "name", f"must match [A-Za-z0-9_.-]+ (it names jobs '<task>#<k>'), got {name!r}"
+        )
+    period = f.ms("period_ms")
+    assert period is not None
+    deadline = f.ms("deadline_ms")
+    deadline = period if deadline is None else deadline
+    if period <= 0:
+        raise f.fail("period_ms", "must be > 0 after conversion to ns")
+    if deadline <= 0:
+        raise f.fail("deadline_ms", "must be > 0 after conversion to ns")
+    wcet = f.ms("wcet_ms")
+    prof = _profile(f, base)
+    kernels = _kernels(f)
+    _check_declared_wcet(f, wcet, None if prof is not None else kernels, deadline)
+    arrival = f.choice("arrival", Arrival, Arrival.PERIODIC)
+    slack = f.ms("slack_ms", strict=False)
+    jitter = f.ms("jitter_ms", strict=False) or 0
+    if jitter >= period:
+        raise f.fail("jitter_ms", f"must be below the period ({period} ns), got {jitter} ns")
+    batch = f.integer("batch", minimum=1)
+    model = _model(f, base)
+    if batch is not None and model is not None and model not in BUILTIN_MODELS:
+        raise f.fail("batch", "a graph file fixes its own batch: leave this out")
+    shape = _checked_shape(f, model, 1 if batch is None else batch)
+    if prof is not None:
+        _profile_matches(f, prof, model, 1 if batch is None else batch, shape)
+    return Task(
+        name=name,
+        period_ns=period,
+        deadline_ns=deadline,
+        wcet_ns=wcet,
+        model=model,
+        batch=1 if batch is None else batch,
+        input_shape=shape,
+        profile=prof.path if prof is not None else None,
+        measured=prof,
+        arrival=arrival,
+        slack_ns=period // 2 if slack is None else slack,
+        offset_ns=f.ms("offset_ms", strict=False) or 0,
+        jitter_ns=jitter,
+        priority=f.integer("priority"),
+        memory_budget_bytes=_memory_bytes(f, "budget"),
+        kernels_ns=kernels,
+        on_overrun=f.choice("on_overrun", OnOverrun, OnOverrun.CONTINUE).value,
+    )
+
+
+def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") -> Scenario:
+    """Validate an already-parsed YAML document. Relative paths resolve against ``path``."""
+    if not isinstance(data, Mapping):
+        raise ScenarioError(path, "the document must be a mapping with 'name' and 'tasks'")
+    f = _Fields(path, data, None)
+    f.check_keys(_TOP_KEYS, required=("name", "tasks"))
+    name = f.string("name")
+    assert name is not None
+    if not _NAME_RE.fullmatch(name):
+        raise f.fail("name", f"must match [a-z0-9_-]+, got {name!r}")
+    raw_tasks = data["tasks"]
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        raise f.fail("tasks", "must be a non-empty list of tasks")
+    base = Path(path).parent if path != "<memory>" else Path.cwd()
+    tasks = tuple(_task(path, i, raw, base) for i, raw in enumerate(raw_tasks))
+    seen: set[str] = set()
+    for t in tasks:
+        if t.name in seen:
+            raise ScenarioError(path, "duplicate task name", task=t.name, field="name")
+        seen.add(t.name)
+    duration = f.ms("duration_ms")
+    if duration is not None and duration <= 0:
+        raise f.fail("duration_ms", "must be > 0 after conversion to ns")
+    seed = f.integer("seed", minimum=0)
+    return Scenario(
+        name=name,
+        tasks=tasks,
+        policy=_policy(f),
+        duration_ns=1_000 * 1_000_000 if duration is None else duration,
+        seed=0 if seed is None else seed,
+        gpu_memory_bytes=_memory_bytes(f, "gpu"),
+        path=path,
+        source_sha256=hashlib.sha256(source).hexdigest() if source else "",
+    )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: a key written twice in one mapping is an error (the
+    second would silently win, hiding a typo), and ``1e3`` reads as a float, as in YAML 1.2."""
+
+
+def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _reader_error_line(source: bytes, exc: yaml.reader.ReaderError) -> int:
+    """1-based line of a ReaderError (it carries no mark): ``position`` counts bytes for a
+    decoding error, decoded characters for a non-printable character."""
+    if exc.encoding != "unicode":
+        return source[: exc.position].count(b"\n") + 1
+    codec = {codecs.BOM_UTF16_LE: "utf-16-le", codecs.BOM_UTF16_BE: "utf-16-be"}
+    text = source.decode(codec.get(source[:2], "utf-8"), errors="replace")
+    return text[: exc.position].count("\n") + 1
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = str(path)
+    try:
+        source = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError(p, "no such file") from None
+    except OSError as exc:
+        raise ScenarioError(p, f"cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.load(source, Loader=_StrictLoader)  # a SafeLoader subclass: no objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if isinstance(exc, yaml.reader.ReaderError):  # a bad byte: no mark, multi-line str()
+            where = f" at line {_reader_error_line(source, exc)}"
+            problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        else:
+            problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(p, f"invalid YAML{where}: {' '.join(problem.split())}") from None
+    return parse_scenario(data, p, source=source)
+
+
+def replace_scenario(scenario: Scenario, **changes: Any) -> Scenario:
+    """A copy with some top-level fields changed (``--seed``, ``--duration-ms``)."""
+    import dataclasses
+
+    return dataclasses.replace(scenario, **changes)
+
+
+def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:
+    """``--profiles DIR``: each task with a ``DIR/<task>.json`` takes that profile in place of
+    its own timing (its ``wcet_ms`` and ``profile``; its kernels stay, as its preemption
+    points); the others are left as they are."""
+    import dataclasses
+
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise InputError(f"--profiles {folder}: no such directory (aegis profile writes one)")
+    tasks, found = [], 0
+    for t in scenario.tasks:
+        path = folder / f"{t.name}.json"
+        if not path.is_file():
+            tasks.append(t)
+            continue
+        found += 1
+        f = _Fields(scenario.path, {"profile": str(path)}, t.name)
+        prof = _profile(f, Path.cwd())
+        assert prof is not None
+        _profile_matches(f, prof, t.model, t.batch, t.input_shape)
+        tasks.append(dataclasses.replace(t, wcet_ns=None, profile=str(path), measured=prof))
+    if not found:
+        names = ", ".join(f"{t.name}.json" for t in scenario.tasks)
+        raise InputError(f"--profiles {folder}: no profile for any task (looked for {names})")
+    return dataclasses.replace(scenario, tasks=tuple(tasks))

@@ -1,0 +1,1 @@
+"""The decision trace: the record schema, its one replay, and the sinks."""

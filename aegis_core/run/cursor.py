@@ -1,0 +1,76 @@
+"""What every engine shares about time and slots: the release cursor, the slot counter and
+the order of one instant's events.
+
+* :class:`ReleaseCursor` hands a plan's releases back once, in plan order (time order,
+  simultaneous releases in plan order), never before their planned time.
+* :class:`Slots` counts jobs in flight against the plan's ``slots`` (None: unlimited) and
+  refuses a dispatch with no free slot.
+* :func:`instant` puts one instant's events in the order the scheduler expects: every end
+  (completion or fault) first, then the releases, so a job released when the device frees
+  up competes for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+
+from aegis_core.model.errors import InternalError
+from aegis_core.model.types import TimeNs
+from aegis_core.run.events import Completion, EngineEvent, Fault, Release
+
+
+class ReleaseCursor:
+    """The next release of a plan not yet handed back."""
+
+    __slots__ = ("_i", "_releases")
+
+    def __init__(self, releases: Sequence[Release] = ()) -> None:
+        self._releases = list(releases)
+        self._i = 0
+
+    def next_ns(self) -> TimeNs | None:
+        """The planned time of the next release (None: every release was handed back)."""
+        return self._releases[self._i].t_ns if self._i < len(self._releases) else None
+
+    def take(self, now: TimeNs) -> list[Release]:
+        """Every release planned at or before ``now`` not handed back yet, in plan order."""
+        rel, i = self._releases, self._i
+        while i < len(rel) and rel[i].t_ns <= now:
+            i += 1
+        out, self._i = rel[self._i : i], i
+        return out
+
+    def __len__(self) -> int:
+        """Releases left."""
+        return len(self._releases) - self._i
+
+
+class Slots:
+    """Jobs in flight against ``slots`` (None: unlimited, :meth:`free` is ``sys.maxsize``)."""
+
+    __slots__ = ("running", "slots")
+
+    def __init__(self, slots: int | None = 1) -> None:
+        self.slots = slots
+        self.running = 0
+
+    def free(self) -> int:
+        return sys.maxsize if self.slots is None else self.slots - self.running
+
+    def take(self, job: str) -> None:
+        """One more job in flight; InternalError when no slot is free."""
+        if self.slots is not None and self.running >= self.slots:
+            raise InternalError(f"dispatch of {job} with no free slot")
+        self.running += 1
+
+    def give(self, n: int = 1) -> None:
+        """``n`` jobs ended."""
+        self.running -= n
+
+
+def instant(
+    ends: Iterable[Completion | Fault], releases: Iterable[Release] = ()
+) -> list[EngineEvent]:
+    """One instant's events: the ends first (in the order given), then the releases."""
+    return [*ends, *releases]

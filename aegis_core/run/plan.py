@@ -1,0 +1,160 @@
+"""The Engine protocol, the run plan every engine receives, and engine discovery.
+
+Engines are found by name in the entry-point group ``aegis.engines`` so the core never imports
+one; the CLI asks :func:`load_engine` for ``"sim"`` (or, later, ``"exec"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from aegis_core.budget import TaskBudget, any_samples, budgets, split_in_proportion
+from aegis_core.model.errors import InputError
+from aegis_core.model.policy import Policy
+from aegis_core.model.scenario import Scenario
+from aegis_core.model.types import TimeNs
+from aegis_core.run.arrivals import releases
+from aegis_core.run.events import Release
+
+if TYPE_CHECKING:
+    from aegis_core.analysis.admission import Admission
+    from aegis_core.run.scheduler import Dispatch
+
+
+ENGINE_GROUP = "aegis.engines"
+
+
+class ExecutionTimeModel(Protocol):
+    """How long a dispatched job runs in a simulated engine (the seam for profile replay)."""
+
+    def __call__(self, d: Dispatch) -> TimeNs: ...
+
+
+class WcetModel:
+    """Every job (or chunk of a job) runs for exactly its WCET."""
+
+    def __init__(self, chunks: Sequence[Sequence[TimeNs]]) -> None:
+        self.chunks = [tuple(c) for c in chunks]
+
+    @classmethod
+    def of(cls, budgets: Sequence[TaskBudget]) -> WcetModel:
+        """Each task's chunk chain, as its budget decided it."""
+        return cls([b.chunks_ns for b in budgets])
+
+    def __call__(self, d: Dispatch) -> TimeNs:
+        return self.chunks[d.task_index][d.chunk]
+
+
+EXEC_TIME_MODES = ("sample", "wcet")
+"""``sample``: profiled tasks replay their profile's samples (others: WCET); ``wcet``: every
+job runs for its WCET (the worst case)."""
+
+
+class SampledModel:
+    """Profile replay: each job of a task with samples runs for a duration drawn, with
+    replacement, from them; other tasks run for their WCET.
+
+    Draws come from one generator per task seeded by ``(seed, task index)`` and are taken in
+    job order (``k``), so a job's duration depends only on the scenario, the seed and ``k``:
+    the simulator and the executor's mock backend replay the same durations. Under lp-edf a
+    draw is split over the chunks in proportion to their WCETs (integer ns, summing exactly).
+    """
+
+    def __init__(self, base: WcetModel, by_seq: Sequence[TimeNs | None]) -> None:
+        self.base = base
+        self.chunks = base.chunks
+        self.by_seq = list(by_seq)
+
+    @classmethod
+    def of(
+        cls, budgets: Sequence[TaskBudget], base: WcetModel, plan: Sequence[Release], seed: int
+    ) -> SampledModel:
+        import numpy as np
+
+        counts = [0] * len(budgets)
+        for r in plan:
+            counts[r.task_index] += 1
+        draws: list[list[int] | None] = []
+        for i, b in enumerate(budgets):
+            if not b.samples_ns:
+                draws.append(None)
+                continue
+            rng = np.random.default_rng([seed, i])
+            picks = rng.integers(0, len(b.samples_ns), size=counts[i])
+            draws.append([b.samples_ns[j] for j in picks.tolist()])
+        by_seq = [None if (d := draws[r.task_index]) is None else d[r.k] for r in plan]
+        return cls(base, by_seq)
+
+    def __call__(self, d: Dispatch) -> TimeNs:
+        value = self.by_seq[d.seq]
+        if value is None:
+            return self.base(d)
+        chain = self.chunks[d.task_index]
+        if len(chain) == 1:
+            return value
+        return split_in_proportion(value, chain)[d.chunk]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything an engine needs to run a scenario: the tasks and their budgets, the planned
+    releases and the execution-time model. ``slots`` is how many jobs may run at once (None:
+    unlimited)."""
+
+    scenario: Scenario
+    policy: Policy
+    releases: Sequence[Release]
+    exec_time: ExecutionTimeModel
+    budgets: tuple[TaskBudget, ...]
+    slots: int | None = 1
+    rejected: frozenset[int] = frozenset()
+    """Task indices that admission rejected: their jobs are recorded, never run."""
+
+    @property
+    def chunks(self) -> tuple[tuple[TimeNs, ...], ...]:
+        """Per task, the non-preemptive chunks of one job (its budget's chunk chain)."""
+        return tuple(b.chunks_ns for b in self.budgets)
+
+    @classmethod
+    def build(
+        cls,
+        scenario: Scenario,
+        *,
+        admission: Admission | None = None,
+        enforce: bool = True,
+        exec_time: ExecutionTimeModel | None = None,
+        seed: int | None = None,
+        exec_time_mode: str = "sample",
+    ) -> RunPlan:
+        """The plan for ``scenario``; with an ``admission`` whose rejections are enforced
+        (``enforce``), rejected tasks do not run; a chunked policy's jobs run in the chunks
+        admission merged (else the task's kernel chain). ``exec_time_mode``
+        (:data:`EXEC_TIME_MODES`) picks the execution-time model unless ``exec_time`` gives
+        one."""
+        if exec_time_mode not in EXEC_TIME_MODES:
+            raise InputError(
+                f"unknown execution-time mode {exec_time_mode!r}; choose one of: "
+                + ", ".join(EXEC_TIME_MODES)
+            )
+        policy = scenario.policy
+        plan_budgets = admission.budgets if admission is not None else budgets(scenario)
+        model = WcetModel.of(plan_budgets)
+        rejected = admission.rejected if admission is not None and enforce else frozenset()
+        planned = releases(scenario, seed)
+        if exec_time is None:
+            exec_time = model
+            if exec_time_mode == "sample" and any_samples(plan_budgets):
+                exec_time = SampledModel.of(
+                    plan_budgets, model, planned, scenario.seed if seed is None else seed
+                )
+        return cls(
+            scenario=scenario,
+            policy=policy,
+            releases=planned,
+            exec_time=exec_time,
+            budgets=plan_budgets,
+            slots=None if policy.concurrent else 1,
+            rejected=rejected,
+        )

@@ -1,0 +1,385 @@
+"""The scheduler: releases in, dispatch decisions out. It never reads a clock.
+
+Engines hand it :mod:`~aegis_core.run.events` with the current time; it answers
+:meth:`Scheduler.schedule` with a frozen :class:`Dispatch` carrying its :class:`Rationale`.
+Each decision also makes one record (:mod:`~aegis_core.record.schema`), kept until the loop takes
+them (:meth:`Scheduler.drain`) and hands them to a trace sink: the scheduler never writes.
+Deadline misses are job flags and records, detected at the deadline instant
+(:meth:`Scheduler.next_timer` tells the engine when to wake).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from heapq import heapify, heappop, heappush
+from typing import TYPE_CHECKING, NamedTuple
+
+from aegis_core.budget import TaskBudget, task_budget
+from aegis_core.model.policy import Key, Policy, fp_priorities
+from aegis_core.model.scenario import Task
+from aegis_core.model.types import TimeNs
+from aegis_core.record.schema import (
+    ChunkRecord,
+    CompleteRecord,
+    DispatchRecord,
+    FaultRecord,
+    MissRecord,
+    OverrunRecord,
+    Record,
+    ReleaseRecord,
+    SkipRecord,
+)
+from aegis_core.run.contexts import ExecutionContext
+from aegis_core.run.events import Completion, EngineEvent, Fault, Release
+
+if TYPE_CHECKING:
+    from aegis_core.run.plan import RunPlan
+
+_new = tuple.__new__  # a record from all its fields (rec = -1), without a Python frame
+
+
+class JobStatus(IntEnum):
+    """Lifecycle of a job, ordered: a job only ever moves to a larger status."""
+
+    READY = 1
+    RUNNING = 2
+    COMPLETED = 3
+    FAILED = 4
+    REJECTED = 5
+    SKIPPED = 6
+    """Dropped unrun: an earlier job of its task overran its WCET under ``on_overrun:
+    skip-next`` (a status, not a miss)."""
+
+    @property
+    def terminal(self) -> bool:
+        return self >= JobStatus.COMPLETED
+
+
+class Job:
+    """One released job; mutable bookkeeping owned by the scheduler."""
+
+    __slots__ = (
+        "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "lag_ns",
+        "missed", "n_chunks", "overrun", "priority", "release_ns", "run_ns", "seq", "start_ns",
+        "status", "task", "task_index",
+    )  # fmt: skip
+
+    def __init__(
+        self, seq: int, task: str, task_index: int, k: int, release_ns: TimeNs,
+        deadline_ns: TimeNs, priority: int | None = None,
+    ) -> None:  # fmt: skip
+        self.seq = seq
+        self.id = f"{task}#{k}"
+        self.task = task
+        self.task_index = task_index
+        self.k = k
+        self.release_ns = release_ns
+        self.deadline_ns = deadline_ns
+        self.priority = priority
+        self.status = JobStatus.READY
+        self.start_ns: TimeNs | None = None
+        self.end_ns: TimeNs | None = None
+        self.missed = False
+        self.overrun = False  # ran longer than its task's WCET (the time budget)
+        self.error: str | None = None
+        self.chunk = 0  # the chunk running or next to run
+        self.n_chunks = 1
+        self.chunk_start_ns: TimeNs = 0
+        self.run_ns: TimeNs = 0  # execution time so far (sum over finished chunks)
+        self.entry: ReadyEntry | None = None
+        self.lag_ns: TimeNs = 0  # how late the engine handed the release over (wall clock)
+
+    @property
+    def response_ns(self) -> TimeNs | None:
+        return None if self.end_ns is None else self.end_ns - self.release_ns
+
+    @property
+    def exec_ns(self) -> TimeNs | None:
+        """Time spent executing (the sum of its chunks); None until it ends."""
+        if self.end_ns is None or self.start_ns is None:
+            return None
+        return self.run_ns
+
+    def __repr__(self) -> str:
+        return f"Job({self.id}, {self.status.name}, r={self.release_ns}, d={self.deadline_ns})"
+
+
+class ReadyEntry(NamedTuple):
+    """A ready job as the policy sees it. Entries order by ``key`` (unique: it ends with seq)."""
+
+    key: Key
+    seq: int
+    job: str
+    task: str
+    release_ns: TimeNs
+    deadline_ns: TimeNs
+    priority: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rationale:
+    """Why a job was dispatched: the whole ready set and the rule that picked the winner.
+
+    ``ready`` holds every ready job at decision time, the winner first; ``key_fields`` name the
+    entry fields the rule compares, in order. The winner is the entry with the smallest
+    ``tuple(entry.<f> for f in key_fields)``.
+    """
+
+    rule: str
+    key_fields: tuple[str, ...]
+    ready: tuple[ReadyEntry, ...]
+
+    @property
+    def winner(self) -> ReadyEntry:
+        return self.ready[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Start job ``job`` (sequence number ``seq``, of task ``task_index``) at ``t_ns``."""
+
+    t_ns: TimeNs
+    seq: int
+    job: str
+    task_index: int
+    rationale: Rationale
+    chunk: int = 0
+    """Which non-preemptive chunk of the job starts (lp-edf); 0 for a whole job."""
+    k: int = 0
+    """The job's index within its task (job ``<task>#<k>``)."""
+
+
+class Scheduler:
+    """Turns releases into jobs and picks the next job through a :class:`Policy`."""
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        policy: Policy,
+        *,
+        rejected: Iterable[int] = (),
+        budgets: Sequence[TaskBudget] = (),
+    ) -> None:
+        """``rejected``: task indices whose jobs are recorded as REJECTED and never run;
+        ``budgets``: per task, its time budget and chunk chain (default: decided from the
+        tasks under ``policy``)."""
+        self.tasks = tuple(tasks)
+        self.policy = policy
+        self.records: list[Record] = []
+        """The records of the decisions since the last :meth:`drain`, in order."""
+        self.rejected = frozenset(rejected)
+        budgets = tuple(budgets) or tuple(
+            task_budget(t, i, policy) for i, t in enumerate(self.tasks)
+        )
+        self._chunks = [len(b.chunks_ns) for b in budgets]
+        self.jobs: list[Job] = []
+        self._ready: list[ReadyEntry] = []
+        self._deadlines: list[tuple[TimeNs, int]] = []
+        self._key = policy.keyfunc()
+        uses_priority = "priority" in policy.key_fields
+        self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
+        self.contexts = [ExecutionContext(i, b.name, b) for i, b in enumerate(budgets)]
+        self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
+
+    # -- events in -------------------------------------------------------------------------
+
+    def step(self, events: Iterable[EngineEvent], now: TimeNs) -> None:
+        """Take every event of the instant ``now`` (in order), then flag the deadline misses."""
+        for ev in events:
+            kind = type(ev)
+            if kind is Completion:
+                self._complete(ev)  # type: ignore[arg-type]
+            elif kind is Release:
+                self._release(ev, now)  # type: ignore[arg-type]
+            else:
+                self.handle(ev, now)
+        self.on_time(now)
+
+    def handle(self, ev: EngineEvent, now: TimeNs) -> None:
+        """Take one engine event at time ``now``."""
+        if type(ev) is Completion:
+            self._complete(ev)
+        elif type(ev) is Release:
+            self._release(ev, now)
+        elif type(ev) is Fault:
+            self._fail(ev.seq, ev.error, ev.t_ns)
+        else:
+            raise TypeError(f"not an engine event: {ev!r}")
+
+    def _release(self, ev: Release, now: TimeNs) -> None:
+        job = self.release(ev.task_index, ev.k, ev.t_ns)
+        job.lag_ns = now - ev.t_ns
+
+    def release(self, task_index: int, k: int, now: TimeNs) -> Job:
+        """Release job ``k`` of task ``task_index`` at ``now`` (its planned release time)."""
+        task = self.tasks[task_index]
+        seq = len(self.jobs)
+        prio = self._priorities[task_index]
+        job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
+        self.jobs.append(job)
+        if task_index in self.rejected:
+            job.status = JobStatus.REJECTED  # not admitted: recorded, never run
+            return job
+        if self._skip_next.get(task_index):
+            self._skip_next[task_index] -= 1
+            job.status = JobStatus.SKIPPED
+            self.contexts[task_index].skipped += 1
+            self.records.append(SkipRecord(
+                now, seq, job.id, task.name, "skip-next: the task's previous job overran its WCET"
+            ))  # fmt: skip
+            return job
+        job.n_chunks = self._chunks[task_index]
+        key = self._key((job.deadline_ns, now, seq, 0 if prio is None else prio))
+        self.records.append(  # the hot records skip the NamedTuple constructor's Python frame
+            _new(ReleaseRecord, (now, seq, job.id, task.name, job.deadline_ns, now, prio, -1))
+        )
+        entry = ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio)
+        if job.n_chunks > 1:
+            job.entry = entry
+        heappush(self._ready, entry)
+        heappush(self._deadlines, (job.deadline_ns, seq))
+        return job
+
+    def _complete(self, ev: Completion) -> None:
+        """A job or chunk ended at ``ev.t_ns`` (the engine's best knowledge of the instant)."""
+        now, job = ev.t_ns, self.jobs[ev.seq]
+        began = ev.started_ns
+        if began is not None:
+            if job.chunk == 0:
+                job.start_ns = began
+            job.chunk_start_ns = began
+        job.run_ns += now - job.chunk_start_ns
+        if job.chunk + 1 < job.n_chunks:  # a chunk boundary: the job competes again
+            job.chunk += 1
+            job.status = JobStatus.READY
+            assert job.entry is not None
+            heappush(self._ready, job.entry)
+            self.records.append(
+                ChunkRecord(now, job.seq, job.id, job.task, job.chunk, job.n_chunks, job.run_ns)
+            )
+            return
+        if now > job.deadline_ns and not job.missed:  # ended past a deadline no timer saw
+            self._miss(job, "running")  # pass (a wall-clock engine handed both over at once)
+        job.status = JobStatus.COMPLETED
+        job.end_ns = now
+        start = job.start_ns if job.start_ns is not None else now
+        self.records.append(_new(CompleteRecord, (
+            now, job.seq, job.id, job.task, start, now, now - job.release_ns, job.deadline_ns,
+            job.missed, -1,
+        )))  # fmt: skip
+        if self.contexts[job.task_index].over_budget(job.run_ns):
+            self._overrun(job, now)
+
+    def _overrun(self, job: Job, now: TimeNs) -> None:
+        """The job ran past its context's time budget (the WCET): an ``overrun`` record; under
+        ``skip-next`` the task's next job is dropped (one already waiting, else the next
+        release) so that the time it would take goes to the other tasks."""
+        job.overrun = True
+        ctx = self.contexts[job.task_index]
+        ctx.overruns += 1
+        self.records.append(OverrunRecord(
+            now, job.seq, job.id, job.task, job.run_ns, ctx.budget.time_budget_ns,
+            ctx.budget.on_overrun,
+        ))  # fmt: skip
+        if ctx.budget.on_overrun != "skip-next":
+            return
+        waiting = [e for e in self._ready if self.jobs[e.seq].task_index == job.task_index
+                   and self.jobs[e.seq].chunk == 0]  # fmt: skip
+        if not waiting:  # one drop per overrun, even when overruns stack up (unscheduled)
+            self._skip_next[job.task_index] = self._skip_next.get(job.task_index, 0) + 1
+            return
+        entry = min(waiting)
+        self._ready.remove(entry)
+        heapify(self._ready)
+        skipped = self.jobs[entry.seq]
+        skipped.status = JobStatus.SKIPPED
+        ctx.skipped += 1
+        self.records.append(SkipRecord(
+            now, skipped.seq, skipped.id, skipped.task, f"skip-next: {job.id} overran its WCET"
+        ))  # fmt: skip
+
+    def _fail(self, seq: int, error: str, now: TimeNs) -> None:
+        job = self.jobs[seq]
+        self.contexts[job.task_index].faults += 1
+        job.status = JobStatus.FAILED
+        job.end_ns = now
+        job.error = error
+        self.records.append(FaultRecord(now, seq, job.id, job.task, error))
+
+    # -- time ------------------------------------------------------------------------------
+
+    def next_timer(self) -> TimeNs | None:
+        """The next instant the scheduler must be woken at (the earliest pending deadline)."""
+        dl = self._deadlines
+        jobs = self.jobs
+        while dl and (jobs[dl[0][1]].status >= JobStatus.COMPLETED or jobs[dl[0][1]].missed):
+            heappop(dl)
+        return dl[0][0] if dl else None
+
+    def on_time(self, now: TimeNs) -> None:
+        """Flag every unfinished job whose deadline is ``<= now`` as missed (call after events)."""
+        dl = self._deadlines
+        while dl and dl[0][0] <= now:
+            _, seq = heappop(dl)
+            job = self.jobs[seq]
+            if job.status < JobStatus.COMPLETED and not job.missed:
+                self._miss(job, "ready" if job.status is JobStatus.READY else "running")
+
+    def _miss(self, job: Job, state: str) -> None:
+        """Flag ``job`` missed: a ``miss`` record at the instant its deadline passed (a wall
+        clock wakes, or hands a completion over, later)."""
+        job.missed = True
+        self.records.append(MissRecord(
+            job.deadline_ns, job.seq, job.id, job.task, job.release_ns, job.deadline_ns, state
+        ))  # fmt: skip
+
+    # -- decisions out ---------------------------------------------------------------------
+
+    def schedule(self, now: TimeNs) -> Dispatch | None:
+        """Pick the ready job with the smallest policy key, or None when nothing is ready."""
+        ready = self._ready
+        if not ready:
+            return None
+        snapshot = tuple(ready)
+        entry = heappop(ready)
+        job = self.jobs[entry.seq]
+        job.status = JobStatus.RUNNING
+        job.chunk_start_ns = now
+        if job.start_ns is None:
+            job.start_ns = now
+        policy = self.policy
+        rule, key_fields = policy.rule, policy.key_fields
+        self.records.append(_new(DispatchRecord, (
+            now, entry.seq, entry.job, entry.task, job.chunk, rule, key_fields, snapshot, -1
+        )))  # fmt: skip
+        return Dispatch(
+            now, entry.seq, entry.job, job.task_index, Rationale(rule, key_fields, snapshot),
+            job.chunk, job.k,
+        )  # fmt: skip
+
+    def drain(self) -> list[Record]:
+        """The records of the decisions taken since the last call, in order (the loop hands
+        them to its trace sink after each instant)."""
+        out = self.records[:]
+        self.records.clear()
+        return out
+
+    @classmethod
+    def for_plan(cls, plan: RunPlan) -> Scheduler:
+        """The scheduler a run plan asks for (its policy, rejections and chunking)."""
+        return cls(
+            plan.scenario.tasks,
+            plan.policy,
+            rejected=plan.rejected,
+            budgets=plan.budgets,
+        )
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    def pending(self) -> list[Job]:
+        """Jobs that are released but not finished (ready or running)."""
+        return [j for j in self.jobs if j.status < JobStatus.COMPLETED]

@@ -1,0 +1,330 @@
+"""Test doubles and checkers shipped with the core (like httpx's ``MockTransport``).
+
+* :class:`FakeEngine`: a deterministic engine on a plain heap of ends, no SimPy; each slot runs
+  its job at full speed (unlimited slots: every job in parallel, no sharing).
+* :func:`log`: a trace as ``[(t_ns, job, kind), ...]`` for exact-schedule assertions.
+* :func:`check_run`: the invariant checker used by the long randomized tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from heapq import heappop, heappush
+from typing import Any, NamedTuple
+
+from aegis_core.analysis.admission import Admission
+from aegis_core.model.profile import Profile
+from aegis_core.model.scenario import Scenario
+from aegis_core.model.types import TimeNs
+from aegis_core.record.replay import Replay
+from aegis_core.record.schema import (
+    ChunkRecord,
+    CompleteRecord,
+    DispatchRecord,
+    FaultRecord,
+    Record,
+    decode_all,
+    key_of,
+)
+from aegis_core.record.sinks import MemoryTrace
+from aegis_core.run.cursor import ReleaseCursor, Slots, instant
+from aegis_core.run.engine import Engine
+from aegis_core.run.events import Completion, EngineEvent, Fault, Release
+from aegis_core.run.loop import run
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import Dispatch, Job, JobStatus, Scheduler
+
+
+class FakeEngine:
+    """An engine with no SimPy: a heap of ends, the plan's releases on the shared cursor.
+
+    ``faults`` maps job ids to an error text: such a job ends with a :class:`Fault` instead of a
+    :class:`Completion`. ``dispatches`` records ``(t_ns, job, end_ns)`` for every dispatch.
+    """
+
+    name = "fake"
+    backend: str | None = None
+    device = "simulated"
+
+    def __init__(self, faults: Mapping[str, str] | None = None) -> None:
+        self.faults = dict(faults or {})
+        self.dispatches: list[tuple[TimeNs, str, TimeNs]] = []
+        self._ends: list[tuple[TimeNs, int, Completion | Fault]] = []
+        self._releases = ReleaseCursor()
+        self._now: TimeNs = 0
+        self._slots = Slots(1)
+
+    def validate(self, plan: RunPlan) -> None:
+        """Every plan runs here."""
+
+    def start(self, plan: RunPlan) -> None:
+        self._plan = plan
+        self._now = 0
+        self._slots = Slots(plan.slots)
+        self._ends = []
+        self._releases = ReleaseCursor(plan.releases)
+
+    def now(self) -> TimeNs:
+        return self._now
+
+    def free_slots(self) -> int:
+        return self._slots.free()
+
+    def dispatch(self, d: Dispatch) -> None:
+        self._slots.take(d.job)
+        end = self._now + self._plan.exec_time(d)
+        error = self.faults.get(d.job)
+        ev = Fault(end, d.seq, error) if error else Completion(end, d.seq)
+        heappush(self._ends, (end, d.seq, ev))
+        self.dispatches.append((self._now, d.job, end))
+
+    def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
+        ends, nxt = self._ends, self._releases.next_ns()
+        times = [t for t in (ends[0][0] if ends else None, nxt) if t is not None]
+        if not times and until is None:
+            return None
+        if not times or (until is not None and until < min(times)):
+            assert until is not None
+            self._now = until
+            return []
+        t = self._now = min(times)
+        done = []
+        while ends and ends[0][0] == t:
+            done.append(heappop(ends)[2])
+        self._slots.give(len(done))
+        return instant(done, self._releases.take(t))
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def run_in_memory(
+    scenario: Scenario,
+    engine: Engine | None = None,
+    *,
+    seed: int | None = None,
+    admission: Admission | None = None,
+) -> tuple[list[dict[str, Any]], list[Job]]:
+    """Run ``scenario`` on ``engine`` (default: a :class:`FakeEngine`) with the trace kept in
+    memory; returns the parsed trace records and the jobs. No admission unless one is given
+    (its rejections are enforced, its lp-edf chunks used)."""
+    plan = RunPlan.build(scenario, seed=seed, admission=admission)
+    trace = MemoryTrace()
+    scheduler = Scheduler.for_plan(plan)
+    run(plan, scheduler, engine if engine is not None else FakeEngine(), sink=trace)
+    return trace.records(), scheduler.jobs
+
+
+def log(records: Iterable[Mapping[str, Any]], kinds: Sequence[str] | None = None) -> list[Any]:
+    """``[(t_ns, job, kind), ...]`` from trace records (admission records carry a task)."""
+    out = []
+    for r in records:
+        if kinds is None or r["kind"] in kinds:
+            out.append((r["t_ns"], r.get("job", r.get("task")), r["kind"]))
+    return out
+
+
+def check_run(
+    records: Sequence[Mapping[str, Any] | Record], jobs: Sequence[Job], slots: int | None
+) -> int:
+    """Check a finished run against the scheduling invariants; returns the decisions checked.
+
+    * every dispatch picks the minimum key among its recorded ready set, and that ready set is
+      exactly the set of released, not yet dispatched jobs at that moment;
+    * at most ``slots`` jobs run at once (never two on one non-preemptive slot); only a
+      running job ends (complete, fault) or reaches a chunk boundary;
+    * a job starts no earlier than its release; every released job ends completed or failed;
+    * ``missed`` is true exactly when the job ended after its deadline, and a ``miss`` record
+      sits at the deadline instant of each missed job.
+    Raises AssertionError with the first violation.
+    """
+    rp = Replay()
+    decisions = 0
+    for r in decode_all(records):
+        if isinstance(r, DispatchRecord):
+            names = {e.job for e in r.ready}
+            ready = set(rp.ready)
+            assert names == ready, f"record {r.rec}: recorded ready set {names} != {ready}"
+            best = min(r.ready, key=lambda e: key_of(e, r.key))
+            assert best.job == r.job, f"record {r.rec}: picked {r.job}, rule picks {best.job}"
+            decisions += 1
+        elif isinstance(r, CompleteRecord | FaultRecord | ChunkRecord):
+            assert r.job in rp.running, f"record {r.rec}: {r.job} ended but was not running"
+        rp.apply(r)
+        if isinstance(r, DispatchRecord):
+            running = sorted(rp.running)
+            assert slots is None or len(running) <= slots, f"record {r.rec}: {running} at once"
+    assert not rp.running and not rp.ready, f"left unfinished: {sorted([*rp.running, *rp.ready])}"
+    misses = {job: js.miss.t_ns for job, js in rp.jobs.items() if js.miss is not None}
+    for j in jobs:
+        if j.status is JobStatus.REJECTED:
+            assert j.start_ns is None and not j.missed, f"{j.id}: rejected but ran"
+            continue
+        assert j.status in (JobStatus.COMPLETED, JobStatus.FAILED), f"{j.id} ended {j.status!r}"
+        assert j.start_ns is not None and j.end_ns is not None
+        assert j.release_ns <= j.start_ns <= j.end_ns, f"{j.id}: times out of order"
+        late = j.end_ns > j.deadline_ns
+        assert j.missed == late, f"{j.id}: missed={j.missed} but end {j.end_ns} vs {j.deadline_ns}"
+        if late:
+            assert misses.get(j.id) == j.deadline_ns, f"{j.id}: miss not flagged at its deadline"
+    assert len(misses) == sum(j.missed for j in jobs)
+    return decisions
+
+
+__all__ = [
+    "Completion",
+    "FakeEngine",
+    "Fault",
+    "Release",
+    "check_run",
+    "log",
+    "run_in_memory",
+]
+
+
+def make_profile(
+    samples_ns: Sequence[int],
+    *,
+    task: str = "t",
+    model: str | None = None,
+    batch: int = 1,
+    backend: str = "mock",
+    mode: str = "isolated",
+    exceedance: float = 1e-3,
+) -> Profile:
+    """A profile of ``samples_ns`` with the WCET the estimator gives them (tests, examples)."""
+    from aegis_core.analysis.pwcet import estimate
+
+    est = estimate(samples_ns, exceedance, candidates=False)
+    return Profile.from_estimate(
+        est, samples_ns=samples_ns, task=task, model=model, batch=batch, backend=backend,
+        device="test", mode=mode, created="2026-01-01T00:00:00+00:00",
+    )  # fmt: skip
+
+
+SLOW_MODE = "N(5, 0.1) + 1% slow (+20%)"
+
+
+def synthetic_latencies(p: float = 1e-3) -> dict[str, tuple[Callable[..., Any], float]]:
+    """Latency-like distributions (ms) with their exact ``1 - p`` quantiles, for checking WCET
+    estimators: ``{name: (draw(rng, size), quantile)}``. The last, :data:`SLOW_MODE`, is the
+    rare-mode warning of docs/THEORY.md §pwcet-example: a normal with a 1 % mode 20 % slower."""
+    import math
+
+    import numpy as np
+    from scipy import stats
+    from scipy.optimize import brentq
+
+    def slow(r: Any, size: Any) -> Any:
+        x = r.normal(5.0, 0.1, size)
+        return np.where(r.random(size) < 0.01, x * 1.2, x)
+
+    def slow_sf(t: float) -> float:
+        return float(0.99 * stats.norm.sf(t, 5, 0.1) + 0.01 * stats.norm.sf(t, 6, 0.12) - p)
+
+    z = float(stats.norm.isf(p))
+    return {
+        "gumbel(5, 0.25)": (
+            lambda r, s: stats.gumbel_r.rvs(5, 0.25, size=s, random_state=r),
+            float(stats.gumbel_r.isf(p, 5, 0.25)),
+        ),
+        "lognormal(5, 0.1)": (lambda r, s: 5 * np.exp(r.normal(0, 0.1, s)), 5 * math.exp(0.1 * z)),
+        "lognormal(5, 0.25)": (
+            lambda r, s: 5 * np.exp(r.normal(0, 0.25, s)),
+            5 * math.exp(0.25 * z),
+        ),
+        "4 + exp(0.5)": (lambda r, s: 4 + r.exponential(0.5, s), 4 + 0.5 * math.log(1 / p)),
+        SLOW_MODE: (slow, float(brentq(slow_sf, 5, 8))),
+    }
+
+
+# ----------------------------------------------------------------------------- miss attribution
+
+STALL_NS = 1_000_000
+"""Host time lost in one busy period that counts as a host stall (a few dispatch gaps)."""
+
+
+class RunJob(NamedTuple):
+    """What miss attribution reads of a job: a :class:`Job` or a ``jobs.csv`` row."""
+
+    id: str
+    task: str
+    release_ns: int
+    deadline_ns: int
+    start_ns: int | None
+    end_ns: int | None
+    missed: bool
+    lag_ns: int
+    overrun: bool = False
+
+    @classmethod
+    def of(cls, job: Job) -> RunJob:
+        return cls(job.id, job.task, job.release_ns, job.deadline_ns, job.start_ns, job.end_ns,
+                   job.missed, job.lag_ns, job.overrun)  # fmt: skip
+
+    @classmethod
+    def row(cls, r: Mapping[str, str]) -> RunJob:
+        """A ``jobs.csv`` row (it has no overrun column: pass the trace's overruns)."""
+
+        def opt(v: str) -> int | None:
+            return int(v) if v else None
+
+        return cls(r["job"], r["task"], int(r["release_ns"]), int(r["deadline_ns"]),
+                   opt(r["start_ns"]), opt(r["end_ns"]), r["missed"] == "true",
+                   int(r["release_lag_ns"] or 0))  # fmt: skip
+
+
+def busy_period(job: RunJob, jobs: Sequence[RunJob]) -> tuple[int, int]:
+    """``[b, e]``: ``b`` the start of the stretch, around ``job``'s release, over which some job
+    was pending all along (released, by its nominal release time, and not yet ended); ``e``
+    ``job``'s end (its deadline if it never ended)."""
+    b = reach = None
+    for r, f in sorted((j.release_ns, j.end_ns or j.release_ns) for j in jobs):
+        if r > job.release_ns:
+            break
+        if reach is None or r > reach:  # nothing pending just before r: a new stretch
+            b, reach = r, f
+        else:
+            reach = max(reach, f)
+    assert b is not None
+    return b, job.end_ns if job.end_ns is not None else job.deadline_ns
+
+
+def unexplained_misses(
+    jobs: Sequence[Job | RunJob], overran: Iterable[str] | None = None,
+    bounds: Mapping[str, int | None] | None = None, stall_ns: int = STALL_NS,
+) -> list[str]:  # fmt: skip
+    """Missed jobs of a wall-clock run (one job on the device at a time) that nothing recorded
+    explains: what a test of a real run asserts, on any host. A miss is explained when, in
+    its busy period, a job overran its time budget (``overran``: job ids; default, the jobs'
+    own ``overrun`` flags), or the host lost time: the device idle while a released job
+    waited (a late release hand-over, a slow wake-up or dispatch) plus the releases' recorded
+    lag, at least ``stall_ns`` in all or at least the miss's excess over its task's
+    analytical bound (``bounds``). Any other miss is the analysis's or the scheduler's."""
+    runs = [j if isinstance(j, RunJob) else RunJob.of(j) for j in jobs]
+    over = set(overran) if overran is not None else {j.id for j in runs if j.overrun}
+    out = []
+    for job in runs:
+        if not job.missed:
+            continue
+        b, e = busy_period(job, runs)
+        window = [j for j in runs if j.start_ns is not None and j.end_ns is not None
+                  and j.end_ns > b and j.start_ns < e]  # fmt: skip
+        if any(j.id in over for j in window):
+            continue
+        busy, last = 0, b
+        for j in sorted(window, key=lambda j: j.start_ns or 0):
+            s, f = j.start_ns or 0, j.end_ns or 0
+            busy += max(0, min(f, e) - max(s, last))
+            last = max(last, f)
+        lag = sum(j.lag_ns for j in runs if b <= j.release_ns <= e)
+        lost = (e - b) - busy + lag
+        bound = (bounds or {}).get(job.task)
+        excess = None if bound is None else (e - job.release_ns) - bound
+        if lost >= stall_ns or (excess is not None and lost >= excess):
+            continue
+        out.append(job.id)
+    return out

@@ -1,0 +1,543 @@
+"""The ``aegis`` command line (docs/CONTRACTS.md §cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aegis_core import __version__
+from aegis_core.analysis.admission import Admission
+from aegis_core.model.errors import AegisError, InputError
+from aegis_core.model.policy import POLICIES, get_policy
+from aegis_core.model.scenario import Scenario, load_scenario, replace_scenario, with_profiles
+from aegis_core.model.types import fmt_ms as _ms
+from aegis_core.model.types import ms_to_ns
+from aegis_core.record.sinks import FLUSH_MODES
+from aegis_core.run.plan import EXEC_TIME_MODES
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    head = (
+        f"{summary['scenario']} · {summary['engine']}"
+        + (f"-{summary['backend']}" if summary.get("backend") else "")
+        + f" · {summary['policy']} · seed {summary['seed']} · "
+        f"{summary['duration_ns'] / 1e6:g} ms · {summary['jobs']} jobs · "
+        f"{summary['misses']} misses"
+    )
+    cols = f"{'task':<16} {'jobs':>6} {'done':>6} {'miss':>5} {'p50 ms':>9} {'p99 ms':>9} "
+    cols += f"{'max ms':>9} {'bound ms':>9}"
+    lines = [head, cols]
+    for t in summary["tasks"]:
+        r = t["response_ns"] or {}
+        bound = _ms(t.get("bound_ns")) if t.get("admitted", True) else "rejected"
+        lines.append(
+            f"{t['name']:<16} {t['jobs']:>6} {t['completed']:>6} {t['misses']:>5} "
+            f"{_ms(r.get('p50')):>9} {_ms(r.get('p99')):>9} {_ms(r.get('max')):>9} "
+            f"{bound:>9}"
+        )
+    d = summary["decision_overhead_ns"]
+    if d.get("n"):
+        lines.append(
+            f"decisions: {d['n']}, overhead p50 {d['p50'] / 1e3:.1f} µs, "
+            f"p99 {d['p99'] / 1e3:.1f} µs, max {d['max'] / 1e3:.1f} µs"
+        )
+    return "\n".join(lines)
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    scenario = load_scenario(args.scenario)
+    if getattr(args, "profiles", None):
+        scenario = with_profiles(scenario, args.profiles)
+    changes: dict[str, Any] = {}
+    if getattr(args, "seed", None) is not None:
+        if args.seed < 0:
+            raise InputError(f"--seed must be >= 0, got {args.seed}")
+        changes["seed"] = args.seed
+    if getattr(args, "duration_ms", None) is not None:
+        ok = math.isfinite(args.duration_ms) and args.duration_ms > 0
+        if not ok or ms_to_ns(args.duration_ms) <= 0:
+            raise InputError(f"--duration-ms must be a finite number > 0, got {args.duration_ms}")
+        changes["duration_ns"] = ms_to_ns(args.duration_ms)
+    if getattr(args, "policy", None) is not None:
+        changes["policy"] = get_policy(args.policy)
+    return replace_scenario(scenario, **changes) if changes else scenario
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    return _run(args, "sim")
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from aegis_core.run.engine import load_engine
+
+    scenario = _scenario(args)  # bad input first, before a GPU is touched
+    engine = load_engine(
+        "exec",
+        backend=args.backend,
+        cuda_graphs=not args.no_cuda_graphs,
+        memory_plan=not args.no_memory_plan,
+        check_memory=args.check_memory,
+    )
+    return _run(args, engine, scenario)
+
+
+def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None) -> int:
+    from aegis_core.tools.runner import run_scenario
+
+    scenario = scenario or _scenario(args)
+    result = run_scenario(
+        scenario,
+        engine,
+        out_dir=Path(args.out) if args.out else None,
+        trace=not args.no_trace,
+        trace_flush=args.trace_flush,
+        admission=not args.no_admission,
+        exec_time=args.exec_time,
+        perfetto=not args.no_perfetto,
+    )
+    print(format_table(result.summary))
+    if "exec" in result.summary:
+        print(format_exec(result.summary))
+    rejected = result.summary["admission"]["rejected"]
+    if rejected and not args.no_admission:
+        print(f"not run (rejected by admission): {', '.join(rejected)}; see `aegis admit`")
+    print(f"results: {result.out_dir}/")
+    return 0
+
+
+def format_exec(summary: dict[str, Any]) -> str:
+    ex = summary["exec"]
+    gap, lag = ex["dispatch_gap_ns"], ex["release_lag_ns"]
+    lines = [f"device: {summary.get('device')} · setup {ex['setup_s']:.2f} s"
+             + (" · CUDA graphs" if ex.get("cuda_graphs") else "")]  # fmt: skip
+    if gap.get("n"):
+        lines.append(
+            f"dispatch gap (device idle while a job waited): p50 {gap['p50'] / 1e3:.1f} µs, "
+            f"p99 {gap['p99'] / 1e3:.1f} µs, max {gap['max'] / 1e3:.1f} µs ({gap['n']})"
+        )
+    if lag.get("n"):
+        lines.append(
+            f"release lag (host wake-up after the planned release): p50 {lag['p50'] / 1e3:.1f} "
+            f"µs, p99 {lag['p99'] / 1e3:.1f} µs, max {lag['max'] / 1e3:.1f} µs"
+        )
+    plan = ex.get("memory_plan")
+    if plan:
+        check = ex.get("memory_check")
+        lines.append(
+            f"activation arena: {plan['arena_bytes'] / 2**20:.2f} MiB ({plan['sharing']} "
+            f"sharing) vs {plan['isolated_bytes'] / 2**20:.2f} MiB isolated, "
+            f"reduction {plan['reduction']:.1%}"
+            + (f"; overlap check passed ({check} buffers)" if check else "")
+        )
+    cvs = ", ".join(
+        f"{t['name']} {t['exec_ns']['cv'] * 100:.1f} %" for t in summary["tasks"] if t["exec_ns"]
+    )
+    if cvs:
+        lines.append(f"execution-time CV: {cvs}")
+    over = {t["name"]: t["overruns"] for t in summary["tasks"] if t.get("overruns")}
+    if over:
+        lines.append(
+            "WCET overruns (jobs whose measured execution exceeded their WCET): "
+            + ", ".join(f"{k} {v}" for k, v in over.items())
+            + " — these WCETs do not hold on this device, so neither do the bounds"
+        )
+    for name, error in ex.get("faulted_tasks", {}).items():
+        lines.append(f"FAULT in task {name}: {error}")
+    return "\n".join(lines)
+
+
+def format_admission(adm: Admission) -> str:
+    n_ok = sum(v.admitted for v in adm.tasks)
+    lines = [
+        f"admission · {adm.policy} · {n_ok} of {len(adm.tasks)} admitted",
+        f"{'task':<16} {'verdict':<9} {'C ms':>8} {'T ms':>8} {'D ms':>8} {'bound ms':>9}  reason",
+    ]
+    for v in adm.tasks:
+        lines.append(
+            f"{v.name:<16} {'admitted' if v.admitted else 'REJECTED':<9} {_ms(v.wcet_ns):>8} "
+            f"{_ms(v.period_ns):>8} {_ms(v.deadline_ns):>8} {_ms(v.response_bound_ns):>9}  "
+            f"{v.reason}"
+        )
+        if v.chunks_ns and len(v.chunks_ns) > 1:
+            chunks = ", ".join(_ms(c) for c in v.chunks_ns)
+            lines.append(f"{'':<16} chunks [{chunks}] ms (largest tolerable {_ms(v.max_chunk_ns)})")
+        if v.note is not None:
+            lines.append(f"{'':<16} WCET from the {v.wcet_from}; {v.note}")
+    return "\n".join(lines)
+
+
+def cmd_admit(args: argparse.Namespace) -> int:
+    from aegis_core.analysis.admission import admit
+
+    adm = admit(_scenario(args))
+    print(json.dumps(adm.as_dict(), indent=2) if args.json else format_admission(adm))
+    return 0 if adm.schedulable else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from aegis_core.tools.check import check
+
+    if args.runs < 0:
+        raise InputError(f"--runs must be >= 0, got {args.runs}")
+    result = check(_scenario(args), runs=args.runs)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(f"check · {result.policy} · {result.runs} simulations (critical patterns + random)")
+        print(f"{'task':<16} {'bound ms':>10} {'worst sim ms':>13} {'bound/sim':>10}  worst run")
+        for r in result.rows:
+            ratio = f"{r.bound_ns / r.worst_sim_ns:.3f}" if r.worst_sim_ns else "-"
+            flag = "" if r.ok else "   <-- ABOVE THE BOUND"
+            print(
+                f"{r.name:<16} {_ms(r.bound_ns):>10} {_ms(r.worst_sim_ns):>13} {ratio:>10}  "
+                f"{r.worst_run}{flag}"
+            )
+        print(
+            "ok: every simulated response is within its bound"
+            if result.ok
+            else "FAILED: a simulated response exceeds its bound (analysis or simulator bug)"
+        )
+    return 0 if result.ok else 1
+
+
+def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
+    sub.add_argument("scenario", help="scenario YAML file")
+    sub.add_argument("--out", help=f"results directory (default {default_out})")
+    sub.add_argument("--seed", type=int, help="override the scenario's seed")
+    sub.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
+    sub.add_argument(
+        "--policy",
+        choices=list(POLICIES),
+        help="override the scenario's policy (e.g. unscheduled, for the no-scheduler baseline)",
+    )
+    sub.add_argument(
+        "--no-trace", action="store_true", help="do not write trace.jsonl (nor trace.json)"
+    )
+    sub.add_argument(
+        "--no-perfetto", action="store_true", help="do not write trace.json (the Perfetto view)"
+    )
+    sub.add_argument(
+        "--trace-flush",
+        choices=FLUSH_MODES,
+        default="batch",
+        help="when trace records reach the disk: after each record, each instant of the run, "
+        "or in blocks of 512 records (default: batch)",
+    )
+    sub.add_argument(
+        "--no-admission",
+        action="store_true",
+        help="run every task, also those admission rejects (baseline comparisons)",
+    )
+    _profiles_option(sub)
+    sub.add_argument(
+        "--exec-time",
+        choices=EXEC_TIME_MODES,
+        default="sample",
+        help="sim and the mock backend: jobs of profiled tasks run for a duration drawn from "
+        "the profile's samples (sample, the default) or for their WCET (wcet: the worst case)",
+    )
+
+
+def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:
+    # No list of names here: the executor's backend registry checks the name (an unknown
+    # one is an input error naming the choices, exit 2, before anything is written).
+    sub.add_argument("--backend", default="auto", metavar="NAME", help=help)
+
+
+def _profiles_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--profiles",
+        metavar="DIR",
+        help="use the WCET profiles in DIR (<task>.json, written by `aegis profile`) in place "
+        "of the tasks' wcet_ms",
+    )
+
+
+def cmd_wcet(args: argparse.Namespace) -> int:
+    from aegis_core.analysis.pwcet import estimate, read_samples
+
+    est = estimate(read_samples(args.samples), args.exceedance)
+    if args.json:
+        print(json.dumps(est.as_dict(), indent=2))
+        return 0
+    print(format_wcet(est))
+    return 0
+
+
+def format_wcet(est: Any) -> str:
+    st = est.stats
+    lines = [
+        f"pWCET at exceedance {est.exceedance:g}: {est.wcet_ns} ns ({est.wcet_ns / 1e6:.3f} ms), "
+        f"method {est.method}, n {est.n}, converged {'yes' if est.converged else 'NO'}, "
+        f"supported {'yes' if est.supported else 'NO'}",
+        f"samples: min {st['min']:.0f}, p50 {st['p50']:.0f}, max {st['max']:.0f} ns, "
+        f"CV {st['cv'] * 100:.2f} %",
+        "pWCET table: " + ", ".join(f"{k}: {v} ns" for k, v in est.pwcet.items()),
+        "checks: "
+        + ", ".join(
+            f"{c.name} {'-' if c.passed is None else 'pass' if c.passed else 'FAIL'}"
+            + (f" (p={c.pvalue:.3g})" if c.pvalue is not None else "")
+            for c in est.checks
+        ),
+        "candidates at this exceedance:",
+    ]
+    for c in est.candidates:
+        value = "-" if c.wcet_ns is None else f"{c.wcet_ns} ns"
+        lines.append(f"  {c.method:<22} {value:>16}  {c.note}")
+    lines += [f"warning: {w}" for w in est.warnings]
+    return "\n".join(lines)
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from aegis_core.memory.report import format_plan, plot_plan, usages_from_json
+    from aegis_core.memory.sharing import plan_models
+
+    path = args.input
+    if Path(path).suffix == ".json":
+        from aegis_core.model.files import read_json
+
+        data = read_json(path)
+        usages, interleave = usages_from_json(data, path)
+        plan = plan_models(usages, "concurrent" if interleave else "serial", alignment=1)
+    else:
+        memory = _scenario_memory(load_scenario(path))
+        usages = list(memory.usages.values())
+        if not usages:
+            raise InputError(f"{path}: no task has a model: nothing to plan")
+        plan = memory.plan()
+    if args.png:
+        plot_plan(plan, usages, args.png)
+    if args.json:
+        print(json.dumps(plan.as_dict(usages, assignments=Path(path).suffix == ".json"), indent=2))
+    else:
+        print(format_plan(plan))
+    return 0
+
+
+def _scenario_memory(scenario: Scenario) -> Any:
+    """``aegis memory SCENARIO``: every modelled task, with the chunk chains admission decides
+    (the executor's sizing, the one usage path); without WCETs, every op a preemption point."""
+    from aegis_core.analysis.admission import admit
+    from aegis_core.memory.report import ScenarioMemory
+    from aegis_core.model.errors import ScenarioError
+
+    try:
+        chosen = admit(scenario).budgets
+    except ScenarioError:  # no WCET yet (e.g. before profiling): the conservative plan
+        return ScenarioMemory.of(scenario)
+    return ScenarioMemory.of(scenario, chosen)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from aegis_core.tools.compare import compare, format_comparison
+
+    c = compare(_scenario(args), backend=args.backend, results=Path(args.results),
+                rerun=args.rerun)  # fmt: skip
+    print(format_comparison(c))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from aegis_core.tools.explain import explain_job, load, verify
+
+    records = load(args.trace)
+    if args.job:
+        print(explain_job(records, args.job))
+    if args.verify or not args.job:
+        v = verify(records)
+        if v.ok:
+            print(f"verified: all {v.dispatches} dispatches and {v.admissions} admission "
+                  "verdicts re-derive from the trace")  # fmt: skip
+            return 0
+        print(f"NOT reproduced: {len(v.mismatches)} of {v.dispatches} dispatches and "
+              f"{v.admissions} admissions; the first: {v.mismatches[0]}")  # fmt: skip
+        return 1
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from aegis_core.tools.profiling import format_profiles, profile_scenario
+
+    scenario = load_scenario(args.scenario)
+    measured = profile_scenario(
+        scenario,
+        backend=args.backend,
+        out_dir=Path(args.out),
+        samples=args.samples,
+        warmup=args.warmup,
+        contention=args.contention,
+        exceedance=args.exceedance,
+        pace=args.pace,
+    )
+    print(format_profiles(measured))
+    print(
+        f"profiles: {args.out}/ — use them with `aegis admit|sim|exec {args.scenario} "
+        f"--profiles {args.out}`, or `profile: <file>` in a task"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aegis", description="AegisRT: provable latency for DNN models sharing one GPU."
+    )
+    p.add_argument("--version", action="version", version=f"aegis {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("sim", help="simulate a scenario (SimPy engine) and write its results")
+    _run_options(sim, "results/<scenario>/sim/")
+    sim.set_defaults(func=cmd_sim)
+
+    ex = sub.add_parser("exec", help="execute a scenario's models on a backend, write results")
+    _run_options(ex, "results/<scenario>/exec-<backend>/")
+    _backend_option(
+        ex,
+        "cupy (CUDA GPU), numpy (CPU), mock (synthetic durations); "
+        "auto: cupy when a GPU is usable, else numpy",
+    )
+    ex.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="cupy: launch each kernel separately instead of replaying one CUDA graph per job",
+    )
+    ex.add_argument(
+        "--no-memory-plan",
+        action="store_true",
+        help="give every activation its own buffer instead of the planned shared arena",
+    )
+    ex.add_argument(
+        "--check-memory",
+        action="store_true",
+        help="debug: verify from the buffers' addresses that no two live tensors overlap",
+    )
+    ex.set_defaults(func=cmd_exec)
+
+    adm = sub.add_parser("admit", help="admission analysis in list order (exit 1: rejections)")
+    adm.add_argument("scenario", help="scenario YAML file")
+    adm.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    _profiles_option(adm)
+    adm.set_defaults(func=cmd_admit)
+
+    chk = sub.add_parser(
+        "check", help="simulate worst-case and random release patterns against the bounds"
+    )
+    chk.add_argument("scenario", help="scenario YAML file")
+    chk.add_argument("--json", action="store_true", help="print the result as JSON")
+    chk.add_argument("--runs", type=int, default=20, help="random sporadic runs (default 20)")
+    _profiles_option(chk)
+    chk.set_defaults(func=cmd_check)
+
+    prof = sub.add_parser("profile", help="measure each task's execution time, write WCET profiles")
+    prof.add_argument("scenario", help="scenario YAML file")
+    _backend_option(prof, "where to run the models (default auto: cupy on a GPU, else numpy)")
+    prof.add_argument(
+        "--samples",
+        type=int,
+        default=100,
+        help="at most this many timed runs per task; sampling stops earlier once "
+        "the estimate converges (default 100)",
+    )
+    prof.add_argument(
+        "--warmup",
+        type=int,
+        default=5,
+        help="untimed first runs per task, discarded and reported (default 5)",
+    )
+    prof.add_argument(
+        "--contention",
+        action="store_true",
+        help="also measure each task while every other task's model runs on its "
+        "own stream; <task>.json is then the contention profile",
+    )
+    prof.add_argument(
+        "--exceedance",
+        type=_probability,
+        default=1e-3,
+        help="per-run exceedance probability of the WCET (default 1e-3)",
+    )
+    prof.add_argument(
+        "--pace",
+        choices=("period", "none"),
+        default="period",
+        help="period: one job per task period, as a run releases them (default: the idle gaps "
+        "between jobs slow them down, as in the run); none: back to back (faster, optimistic)",
+    )
+    prof.add_argument(
+        "--out", default="profiles", help="directory for <task>.json (default profiles)"
+    )
+    prof.set_defaults(func=cmd_profile)
+
+    mem = sub.add_parser("memory", help="tensor lifetimes, activation arena plans, sharing")
+    mem.add_argument("input", help="scenario YAML, or a tensor-usage JSON file (docs/CONTRACTS.md)")
+    mem.add_argument("--json", action="store_true", help="print the plan as JSON")
+    mem.add_argument("--png", metavar="FILE", help="also draw the arena layout (op x offset)")
+    mem.set_defaults(func=cmd_memory)
+
+    cmp_ = sub.add_parser("compare", help="bound, simulation and execution side by side")
+    cmp_.add_argument("scenario", help="scenario YAML file")
+    _backend_option(cmp_, "the executor's backend (default auto: cupy on a GPU, else numpy)")
+    cmp_.add_argument(
+        "--results",
+        default="results",
+        help="results root (default results): <root>/<scenario>/{sim,exec-*,compare}",
+    )
+    cmp_.add_argument("--rerun", action="store_true", help="run both even if results are current")
+    cmp_.add_argument("--seed", type=int, help="override the scenario's seed")
+    cmp_.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
+    _profiles_option(cmp_)
+    cmp_.set_defaults(func=cmd_compare)
+
+    exp = sub.add_parser("explain", help="why each decision was taken; --verify re-derives them")
+    exp.add_argument("trace", help="trace.jsonl, or a results directory holding one")
+    exp.add_argument("--job", help="tell this job's story (e.g. detector#3)")
+    exp.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-derive every dispatch and admission (exit 1 if one does not)",
+    )
+    exp.set_defaults(func=cmd_explain)
+
+    wc = sub.add_parser("wcet", help="pWCET from a file of durations (ns, one per line)")
+    wc.add_argument("samples", help="text file: one duration in ns per line")
+    wc.add_argument(
+        "--exceedance",
+        type=_probability,
+        default=1e-3,
+        help="per-run exceedance probability (default 1e-3)",
+    )
+    wc.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    wc.set_defaults(func=cmd_wcet)
+    return p
+
+
+def _probability(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < p < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except InputError as exc:
+        print(f"aegis: error: {exc}", file=sys.stderr)
+        return 2
+    except AegisError as exc:
+        print(f"aegis: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

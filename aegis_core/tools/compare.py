@@ -1,0 +1,202 @@
+"""``aegis compare``: the analytical bound, the simulation and the execution of one scenario,
+side by side.
+
+Runs (or reuses, when their ``summary.json`` carries the same run fingerprint) the
+``sim`` results and the ``exec`` results of one backend, then writes to
+``results/<scenario>/compare/``: ``compare.csv`` (one row per task), ``cdf.png`` (response-time
+CDFs, sim and exec) and ``gantt.png`` (the first 200 ms, sim above exec). The check it states:
+for every admitted task, bound ≥ sim max ≥ exec max.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aegis_core.model.errors import InputError
+from aegis_core.model.scenario import Scenario
+from aegis_core.model.types import fmt_ms
+
+GANTT_NS = 200_000_000
+COLUMNS = ("task", "admitted", "bound_ns", "sim_p99_ns", "sim_max_ns", "exec_p99_ns",
+           "exec_max_ns", "exec_minus_sim_p99_ns", "sim_misses", "exec_misses", "exec_cv",
+           "bound_ge_sim_ge_exec")  # fmt: skip
+
+
+@dataclass
+class Comparison:
+    rows: list[dict[str, Any]]
+    sim_dir: Path
+    exec_dir: Path
+    out_dir: Path
+    reused: dict[str, bool]
+
+    @property
+    def ordered(self) -> bool:
+        """bound ≥ sim max ≥ exec max held for every admitted task."""
+        return all(r["bound_ge_sim_ge_exec"] for r in self.rows if r["admitted"])
+
+
+def _current(out: Path, scenario: Scenario, seed: int) -> bool:
+    """Results in ``out`` are this very run: the same effective scenario (tasks, profiles,
+    policy, horizon), seed, admission and execution-time mode, and AegisRT version."""
+    from aegis_core.tools.runner import run_fingerprint
+
+    try:
+        s = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    want = run_fingerprint(scenario, seed, True, "sample")
+    return (out / "jobs.csv").is_file() and s.get("fingerprint") == want
+
+
+def _results(scenario: Scenario, engine: Any, out: Path, seed: int) -> bool:
+    """Run unless current results exist; True when reused."""
+    from aegis_core.tools.runner import run_scenario
+
+    if _current(out, scenario, seed):
+        return True
+    run_scenario(scenario, engine, out_dir=out, perfetto=False)
+    return False
+
+
+def compare(
+    scenario: Scenario, backend: str = "auto", results: Path = Path("results"),
+    rerun: bool = False,
+) -> Comparison:  # fmt: skip
+    from aegis_core.run.engine import load_engine
+
+    engine = load_engine("exec", backend=backend)
+    base = results / scenario.name
+    sim_dir = base / "sim"
+    exec_dir = base / f"exec-{engine.backend}"
+    if rerun:
+        for d in (sim_dir, exec_dir):
+            (d / "summary.json").unlink(missing_ok=True)
+    reused = {
+        "sim": _results(scenario, "sim", sim_dir, scenario.seed),
+        "exec": _results(scenario, engine, exec_dir, scenario.seed),
+    }
+    sim = json.loads((sim_dir / "summary.json").read_text())
+    ex = json.loads((exec_dir / "summary.json").read_text())
+    rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
+    out = base / "compare"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "compare.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+    jobs = {"sim": _jobs(sim_dir), "exec": _jobs(exec_dir)}
+    _cdf(jobs, out / "cdf.png", scenario)
+    _gantt(jobs, out / "gantt.png", scenario)
+    return Comparison(rows, sim_dir, exec_dir, out, reused)
+
+
+def _stat(t: dict[str, Any], key: str, stat: str) -> int | None:
+    s = t.get(key) or {}
+    v = s.get(stat)
+    return None if v is None else int(v)
+
+
+def _row(s: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
+    bound = s.get("bound_ns")
+    sp99, smax = _stat(s, "response_ns", "p99"), _stat(s, "response_ns", "max")
+    ep99, emax = _stat(e, "response_ns", "p99"), _stat(e, "response_ns", "max")
+    cv = (e.get("exec_ns") or {}).get("cv")
+    ordered = bound is not None and smax is not None and emax is not None and bound >= smax >= emax
+    return {
+        "task": s["name"], "admitted": bool(s.get("admitted")), "bound_ns": bound,
+        "sim_p99_ns": sp99, "sim_max_ns": smax, "exec_p99_ns": ep99, "exec_max_ns": emax,
+        "exec_minus_sim_p99_ns": None if ep99 is None or sp99 is None else ep99 - sp99,
+        "sim_misses": s["misses"], "exec_misses": e["misses"],
+        "exec_cv": None if cv is None else round(float(cv), 6),
+        "bound_ge_sim_ge_exec": ordered,
+    }  # fmt: skip
+
+
+def _jobs(d: Path) -> list[dict[str, str]]:
+    with open(d / "jobs.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _cdf(jobs: dict[str, list[dict[str, str]]], path: Path, scenario: Scenario) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [t.name for t in scenario.tasks]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for label, rows in jobs.items():
+            x = np.sort([int(r["response_ns"]) / 1e6 for r in rows
+                         if r["task"] == name and r["response_ns"]])  # fmt: skip
+            if x.size:
+                ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("response time (ms)")
+        ax.set_ylabel("CDF")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _gantt(jobs: dict[str, list[dict[str, str]]], path: Path, scenario: Scenario) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [t.name for t in scenario.tasks]
+    colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    fig, ax = plt.subplots(figsize=(12, 2.6))
+    for lane, rows in enumerate(reversed(list(jobs.values()))):
+        for r in rows:
+            if not r["start_ns"] or not r["end_ns"] or int(r["start_ns"]) >= GANTT_NS:
+                continue
+            s, e = int(r["start_ns"]) / 1e6, int(r["end_ns"]) / 1e6
+            ax.broken_barh([(s, max(e - s, 0.01))], (lane + 0.1, 0.8), color=colour[r["task"]])
+    ax.set_yticks([0.5, 1.5], list(reversed(list(jobs))))
+    ax.set_xlim(0, GANTT_NS / 1e6)
+    ax.set_xlabel("time (ms); first 200 ms")
+    from matplotlib.patches import Rectangle
+
+    handles = [Rectangle((0, 0), 1, 1, color=colour[n]) for n in names]
+    ax.legend(handles, names, fontsize=8, loc="upper right", ncol=len(names))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_comparison(c: Comparison) -> str:
+    ms = fmt_ms
+
+    lines = [
+        f"{'task':<14} {'bound':>8} {'sim p99':>8} {'sim max':>8} {'exec p99':>9} {'exec max':>9} "
+        f"{'exec-sim':>9} {'miss s/e':>9} {'exec CV':>8}  bound>=sim>=exec"
+    ]
+    for r in c.rows:
+        cv = "-" if r["exec_cv"] is None else f"{r['exec_cv'] * 100:.1f}%"
+        ok = ("yes" if r["bound_ge_sim_ge_exec"] else "NO") if r["admitted"] else "rejected"
+        lines.append(
+            f"{r['task']:<14} {ms(r['bound_ns']):>8} {ms(r['sim_p99_ns']):>8} "
+            f"{ms(r['sim_max_ns']):>8} {ms(r['exec_p99_ns']):>9} {ms(r['exec_max_ns']):>9} "
+            f"{ms(r['exec_minus_sim_p99_ns']):>9} {r['sim_misses']:>4}/{r['exec_misses']:<4} "
+            f"{cv:>8}  {ok}"
+        )
+    used = ", ".join(f"{k} {'reused' if v else 'run'}" for k, v in c.reused.items())
+    lines.append("(ms) " + used + f"; {c.out_dir}/compare.csv, cdf.png, gantt.png")
+    lines.append(
+        "bound >= sim >= exec held for every admitted task"
+        if c.ordered
+        else "bound >= sim >= exec did NOT hold for every admitted task (see the NO rows)"
+    )
+    return "\n".join(lines)

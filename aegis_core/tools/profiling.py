@@ -1,0 +1,205 @@
+"""``aegis profile``: measure each task's execution time on a backend and write its profile.
+
+The measuring itself belongs to an engine package (found by name in the entry-point group
+``aegis.profilers``, as engines are): the core decides the warm-up, when to stop
+(:class:`~aegis_core.analysis.pwcet.Convergence`) and the WCET, and writes ``<out>/<task>.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from aegis_core import __version__
+from aegis_core.analysis.pwcet import Convergence, Settings, estimate
+from aegis_core.model.errors import EngineNotFound, InputError
+from aegis_core.model.profile import Profile
+from aegis_core.model.scenario import Scenario
+
+PROFILER_GROUP = "aegis.profilers"
+PACES = ("period", "none")
+
+
+class Profiler(Protocol):
+    """What an engine package provides to measure job durations (ns)."""
+
+    device: str
+
+    def __enter__(self) -> Profiler: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def report(self) -> dict[str, Any]: ...
+
+    def co_runners(self, task: int) -> list[int]: ...
+
+    def samples(
+        self, task: int, *, contention: bool = False, pace_ns: int = 0
+    ) -> Generator[int, None, None]: ...
+
+
+def load_profiler(scenario: Scenario, backend: str, name: str = "exec") -> Profiler:
+    for ep in metadata.entry_points(group=PROFILER_GROUP):
+        if ep.name == name:
+            factory = ep.load()
+            profiler: Profiler = factory(scenario, backend)
+            return profiler
+    raise EngineNotFound(f"no profiler named {name!r} (is aegisrt installed? pip install -e .)")
+
+
+@dataclass(frozen=True)
+class Measured:
+    profile: Profile
+    path: Path
+
+
+class Progress:
+    """One status line per task on ``stream``: rewritten in place on a terminal, printed once
+    when done otherwise (logs stay readable)."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self.stream = stream
+        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+
+    def update(self, label: str, n: int, total: int, wcet_ns: float | None) -> None:
+        if self.stream is None or not self.tty:
+            return
+        est = "" if wcet_ns is None else f", WCET so far {wcet_ns / 1e6:.3f} ms"
+        bar = "#" * (20 * n // total)
+        self.stream.write(f"\r{label} [{bar:<20}] {n}/{total}{est}   ")
+        self.stream.flush()
+
+    def done(self, label: str, text: str) -> None:
+        if self.stream is None:
+            return
+        self.stream.write(("\r" if self.tty else "") + f"{label}: {text}" + " " * 10 + "\n")
+        self.stream.flush()
+
+
+def _measure(
+    profiler: Profiler, index: int, *, contention: bool, warmup: int, exceedance: float,
+    settings: Settings, progress: Progress, label: str, pace_ns: int,
+) -> tuple[list[int], list[int], bool]:  # fmt: skip
+    """Warm-up runs (discarded, kept for the record), then samples until converged."""
+    conv = Convergence(exceedance, settings)
+    warm: list[int] = []
+    gen = profiler.samples(index, contention=contention, pace_ns=pace_ns)
+    with contextlib.closing(gen) as durations:
+        for value in durations:
+            if len(warm) < warmup:
+                warm.append(value)
+                continue
+            stop = conv.add(value)
+            last = conv.history[-1] if conv.history else None
+            progress.update(label, len(conv.samples), settings.max_samples, last)
+            if stop:
+                break
+    return [int(v) for v in conv.samples], warm, conv.converged
+
+
+def profile_scenario(
+    scenario: Scenario,
+    *,
+    backend: str = "auto",
+    out_dir: Path = Path("profiles"),
+    samples: int = 100,
+    warmup: int = 5,
+    contention: bool = False,
+    exceedance: float = 1e-3,
+    pace: str = "period",
+    settings: Settings | None = None,
+    progress: IO[str] | None = sys.stderr,
+    profiler: Profiler | None = None,
+) -> list[Measured]:
+    """Profile every task with a model (or, on mock, a WCET); write ``<out_dir>/<task>.json``.
+    With ``contention`` each task is measured alone too, written as ``<task>.isolated.json``;
+    ``<task>.json`` is then the contention profile (the one to admit with). ``pace``:
+    ``period`` launches a task's jobs one period apart, as its releases come (idle gaps let
+    caches go cold and clocks drop, as in a real periodic run: back-to-back runs measure
+    faster than the run will be), ``none`` back to back (quicker, optimistic)."""
+    if pace not in PACES:
+        raise InputError(f"--pace must be one of {', '.join(PACES)}, got {pace!r}")
+    if warmup < 0:
+        raise InputError(f"--warmup must be >= 0, got {warmup}")
+    if not 0 < exceedance < 1:
+        raise InputError(f"--exceedance must lie in (0, 1), got {exceedance}")
+    base = settings or Settings()
+    if samples < base.min_samples:
+        raise InputError(f"--samples must be >= {base.min_samples}, got {samples}")
+    s = replace(base, max_samples=samples)
+    prof = profiler or load_profiler(scenario, backend)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"profiles directory {out_dir}: {exc.strerror or exc}") from exc
+    bar = Progress(progress)
+    out: list[Measured] = []
+    with prof:
+        report = prof.report()
+        for i, task in enumerate(scenario.tasks):
+            modes = ["isolated", "contention"] if contention else ["isolated"]
+            for mode in modes:
+                label = f"{task.name} [{mode}]"
+                values, warm, converged = _measure(
+                    prof, i, contention=mode == "contention", warmup=warmup,
+                    exceedance=exceedance, settings=s, progress=bar, label=label,
+                    pace_ns=task.period_ns if pace == "period" else 0,
+                )  # fmt: skip
+                est = estimate(values, exceedance, s)
+                est = replace(est, converged=converged)
+                co = (
+                    [scenario.tasks[j].name for j in prof.co_runners(i)]
+                    if mode == "contention"
+                    else []
+                )
+                profile = Profile.from_estimate(
+                    est, samples_ns=values, task=task.name, model=task.model, batch=task.batch,
+                    input_shape=task.input_shape, backend=str(report.get("backend", backend)),
+                    device=prof.device, mode=mode, co_runners=tuple(co), warmup_ns=tuple(warm),
+                    clock={**_clock(report), "pace_ns": task.period_ns if pace == "period" else 0},
+                    aegis_version=__version__,
+                )  # fmt: skip
+                last = mode == modes[-1]
+                path = out_dir / (f"{task.name}.json" if last else f"{task.name}.{mode}.json")
+                profile.save(path)
+                bar.done(label, f"{len(values)} samples, WCET {profile.wcet_ns / 1e6:.3f} ms "
+                         f"({profile.method}) -> {path}")  # fmt: skip
+                out.append(Measured(profile, path))
+    return out
+
+
+def _clock(report: dict[str, Any]) -> dict[str, Any]:
+    """What the backend says about the device and its clocks (versions, memory, clocks)."""
+    keep = ("versions", "clocks", "blas_threads_per_stream", "cuda_graphs")
+    return {k: report[k] for k in keep if k in report}
+
+
+def format_profiles(measured: list[Measured]) -> str:
+    lines = [
+        f"{'task':<16} {'mode':<10} {'n':>4} {'warm':>4} {'p50 ms':>9} {'max ms':>9} "
+        f"{'WCET ms':>9} {'method':<16} {'converged':<9} supported"
+    ]
+    for m in measured:
+        p = m.profile
+        lines.append(
+            f"{p.task:<16} {p.mode:<10} {len(p.samples_ns):>4} {len(p.warmup_ns):>4} "
+            f"{p.stats['p50'] / 1e6:>9.3f} {p.stats['max'] / 1e6:>9.3f} {p.wcet_ns / 1e6:>9.3f} "
+            f"{p.method:<16} {'yes' if p.converged else 'NO':<9} {'yes' if p.supported else 'NO'}"
+        )
+    iso = {m.profile.task: m.profile for m in measured if m.profile.mode == "isolated"}
+    for m in measured:
+        p = m.profile
+        if p.mode == "contention" and p.task in iso:
+            lines.append(
+                f"contention moves {p.task}'s WCET by x{p.wcet_ns / iso[p.task].wcet_ns:.3f} "
+                f"(p50 x{p.stats['p50'] / iso[p.task].stats['p50']:.3f})"
+            )
+    for m in measured:
+        for w in m.profile.warnings:
+            lines.append(f"warning: {m.profile.task} [{m.profile.mode}]: {w}")
+    return "\n".join(lines)

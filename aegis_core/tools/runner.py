@@ -1,0 +1,202 @@
+"""One call from a scenario to a results directory, for any engine."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aegis_core.analysis.admission import admit
+from aegis_core.budget import any_samples
+from aegis_core.model.errors import InputError
+from aegis_core.model.scenario import Scenario
+from aegis_core.record.schema import admission_records
+from aegis_core.record.sinks import JsonlTrace, NullTrace, TraceSink
+from aegis_core.run.engine import Engine, load_engine
+from aegis_core.run.loop import LoopStats, run
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import Job, Scheduler
+from aegis_core.tools.results import overhead_stats, task_summaries, versions, write_results
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    jobs: list[Job]
+    out_dir: Path | None
+    loop: LoopStats
+
+
+def run_fingerprint(scenario: Scenario, seed: int, admission: bool, exec_time: str) -> str:
+    """What makes two runs the same run: the effective scenario (every task field, profile
+    samples included; not file paths), seed, admission setting, execution-time mode and
+    AegisRT's version. ``aegis compare`` reuses results only when this matches."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from aegis_core import __version__
+
+    tasks = []
+    for t in scenario.tasks:
+        d = dataclasses.asdict(t)
+        d.pop("profile", None)
+        d.pop("measured", None)
+        samples = t.measured.samples_ns if t.measured is not None else None
+        d["profile_wcet_ns"] = t.measured.wcet_ns if t.measured is not None else None
+        d["profile_samples"] = hashlib.sha256(repr(samples).encode()).hexdigest()
+        tasks.append(d)
+    body = {
+        "version": __version__, "name": scenario.name, "policy": str(scenario.policy),
+        "duration_ns": scenario.duration_ns, "gpu": scenario.gpu_memory_bytes, "seed": seed,
+        "tasks": tasks, "admission": admission, "exec_time": exec_time,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
+    label = engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
+    return Path("results") / scenario.name / label
+
+
+def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
+    """Create ``out`` (an InputError if it cannot be), drop a previous run's results there
+    (never mix two runs), and open the trace."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (
+            "summary.json",
+            "jobs.csv",
+            "trace.json",
+            *(() if trace else ("trace.jsonl",)),
+        ):
+            (out / name).unlink(missing_ok=True)
+        return JsonlTrace.open(out / "trace.jsonl", flush=flush) if trace else NullTrace()
+    except OSError as exc:
+        raise InputError(
+            f"results directory {out}: {exc.strerror or exc} (choose another with --out)"
+        ) from exc
+
+
+def _discard(out: Path, created: bool) -> None:
+    """Remove what a run that never started wrote: its trace, and ``out`` if it made it."""
+    with contextlib.suppress(OSError):
+        (out / "trace.jsonl").unlink(missing_ok=True)
+        if created:
+            out.rmdir()
+
+
+def run_scenario(
+    scenario: Scenario,
+    engine: Engine | str = "sim",
+    *,
+    out_dir: Path | None = None,
+    write: bool = True,
+    trace: bool = True,
+    trace_flush: str = "batch",
+    seed: int | None = None,
+    admission: bool = True,
+    exec_time: str = "sample",
+    perfetto: bool = True,
+) -> RunResult:
+    """Simulate or execute ``scenario`` and (by default) write its results directory.
+
+    ``write=False`` keeps everything in memory (no trace file, no results); ``trace=False``
+    writes results but no ``trace.jsonl``; ``trace_flush`` is when trace records reach the OS
+    (``record``, ``instant`` or ``batch``: see :class:`~aegis_core.record.sinks.JsonlTrace`).
+    Admission runs first; ``admission=False`` still analyses and records the verdicts but runs
+    every task (for baseline comparisons). ``exec_time``: ``sample`` replays profiled tasks'
+    samples (simulated engines and the mock backend), ``wcet`` runs every job for its WCET.
+    ``perfetto=False`` skips ``trace.json`` (the Perfetto export of ``trace.jsonl``).
+    """
+    eng = load_engine(engine) if isinstance(engine, str) else engine
+    verdicts = admit(scenario)  # validates before anything is written
+    plan = RunPlan.build(
+        scenario, admission=verdicts, enforce=admission, seed=seed, exec_time_mode=exec_time
+    )
+    eng.validate(plan)  # e.g. the executor's models: fail before anything is written
+    out = (out_dir or default_out_dir(scenario, eng)) if write else None
+    created = out is not None and not out.exists()
+    sink: TraceSink = NullTrace()
+    if out is not None:
+        sink = _open_outputs(out, trace, trace_flush)
+    scheduler = Scheduler.for_plan(plan)
+    try:
+        sink.write(admission_records(verdicts, scenario, enforced=admission))
+        t0 = time.perf_counter()
+        stats = run(plan, scheduler, eng, sink=sink)
+        wall = time.perf_counter() - t0
+    except BaseException:
+        sink.close()
+        if out is not None and not scheduler.jobs:  # failed before any release (e.g. the
+            _discard(out, created)  # engine could not start): leave nothing half-written
+        raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
+    sink.close()
+    summary: dict[str, Any] = {
+        "scenario": scenario.name,
+        "engine": eng.name,
+        "backend": eng.backend,
+        "policy": plan.policy.name,
+        "seed": scenario.seed if seed is None else seed,
+        "duration_ns": scenario.duration_ns,
+        "exec_time": exec_time if any_samples(plan.budgets) else "wcet",
+        "scenario_sha256": scenario.source_sha256,
+        "fingerprint": run_fingerprint(
+            scenario, scenario.seed if seed is None else seed, admission, exec_time
+        ),
+        "scenario_path": scenario.path,
+        "device": eng.device,
+        "jobs": len(scheduler.jobs),
+        "misses": sum(j.missed for j in scheduler.jobs),
+        "admission": {
+            "enforced": admission,
+            "schedulable": verdicts.schedulable,
+            "rejected": [v.name for v in verdicts.tasks if not v.admitted],
+        },
+        "tasks": task_summaries(scenario, scheduler.jobs, verdicts),
+        "contexts": [c.as_dict() for c in scheduler.contexts],
+        "decision_overhead_ns": overhead_stats(stats.decisions_ns),
+        "run": {
+            "wall_s": round(wall, 6),
+            "jobs_per_s": round(len(scheduler.jobs) / wall, 1) if wall > 0 else None,
+            "instants": stats.instants,
+        },
+        "versions": versions(),
+    }
+    extra = eng.report()
+    if extra:
+        summary["versions"].update(extra.get("versions", {}))
+        summary["exec"] = {
+            **{k: v for k, v in extra.items() if k not in ("device", "versions")},
+            "release_lag_ns": overhead_stats([j.lag_ns for j in scheduler.jobs]),
+        }
+    if out is not None:
+        write_results(out, summary, scheduler.jobs)
+        if trace and perfetto:
+            write_perfetto(out, plan)
+    return RunResult(summary, scheduler.jobs, out, stats)
+
+
+def write_perfetto(out: Path, plan: RunPlan) -> None:
+    """``trace.json`` (Chrome Trace Event format) from the run's ``trace.jsonl``, with the
+    activation bytes of each task's planned arena (the tasks that ran, the chunks they ran
+    as: what the executor allocates) for the memory counter."""
+    from aegis_core.memory.report import ScenarioMemory
+    from aegis_core.record.sinks import read_trace
+    from aegis_core.tools import perfetto
+
+    scenario = plan.scenario
+    memory: dict[str, int] = {}
+    if any(t.model for t in scenario.tasks):
+        ran = [i for i in range(len(scenario.tasks)) if i not in plan.rejected]
+        try:
+            shared = ScenarioMemory.of(scenario, plan.budgets, indices=ran).plan()
+            memory = {p.name: p.size for p in shared.models}
+        except InputError:  # a model that cannot be built here: no memory counter
+            memory = {}
+    try:
+        perfetto.write(out / "trace.json", read_trace(out / "trace.jsonl"), memory)
+    except OSError as exc:
+        raise InputError(f"{out / 'trace.json'}: cannot write: {exc.strerror or exc}") from exc
