@@ -36,11 +36,12 @@ from aegis_core.budget import budgets, with_chunks
 from aegis_core.model.errors import InputError
 from aegis_core.model.policy import fp_priorities, get_policy
 from aegis_core.model.scenario import Scenario, Task, load_scenario, parse_scenario
+from aegis_core.model.status import JobStatus
 from aegis_core.run.arrivals import releases
 from aegis_core.run.events import Release
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan, WcetModel
-from aegis_core.run.scheduler import Job, JobStatus, Scheduler
+from aegis_core.run.scheduler import Job, Scheduler
 from aegis_core.run.testing import FakeEngine, check_run, log, run_in_memory
 from aegis_core.tools import check as check_module
 from aegis_core.tools.check import check

@@ -12,11 +12,12 @@ import pytest
 from aegis_core.budget import budgets
 from aegis_core.model.errors import ScenarioError
 from aegis_core.model.scenario import parse_scenario
+from aegis_core.model.status import JobStatus
 from aegis_core.record.sinks import MemoryTrace
 from aegis_core.run.contexts import ExecutionContext
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan, WcetModel
-from aegis_core.run.scheduler import Dispatch, JobStatus, Scheduler
+from aegis_core.run.scheduler import Dispatch, Scheduler
 from aegis_core.run.testing import FakeEngine, check_run, log, unexplained_misses
 from aegis_exec.clock import WALL
 from aegis_exec.engine import ExecEngine

@@ -13,8 +13,8 @@ import pytest
 from conftest import make_scenario
 
 from aegis_core.model.errors import BackendError
+from aegis_core.model.status import JobStatus
 from aegis_core.run.plan import RunPlan
-from aegis_core.run.scheduler import JobStatus
 from aegis_core.run.testing import check_run, run_in_memory
 from aegis_core.tools.runner import run_scenario
 from aegis_exec.backends import cuda, sgemm

@@ -23,11 +23,12 @@ from conftest import MS, make_scenario
 
 from aegis_core.model.errors import InternalError
 from aegis_core.model.scenario import Scenario
+from aegis_core.model.status import JobStatus
 from aegis_core.record.sinks import MemoryTrace
 from aegis_core.run.engine import Engine
 from aegis_core.run.events import Completion, EngineEvent, Fault, Release
 from aegis_core.run.plan import RunPlan
-from aegis_core.run.scheduler import Dispatch, JobStatus, Scheduler
+from aegis_core.run.scheduler import Dispatch, Scheduler
 from aegis_core.run.testing import FakeEngine, check_run, run_in_memory, unexplained_misses
 from aegis_exec.backends import usable
 from aegis_exec.engine import ExecEngine

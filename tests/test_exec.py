@@ -24,10 +24,11 @@ import yaml
 from conftest import MS, make_scenario
 
 from aegis_core.model.errors import AegisError, BackendError, InputError, JobFault
+from aegis_core.model.status import JobStatus
 from aegis_core.run.arrivals import releases
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan
-from aegis_core.run.scheduler import JobStatus, Scheduler
+from aegis_core.run.scheduler import Scheduler
 from aegis_core.run.testing import check_run, log, run_in_memory, unexplained_misses
 from aegis_core.tools.cli import main
 from aegis_core.tools.runner import run_scenario

@@ -190,3 +190,27 @@ def test_the_core_never_imports_an_engine_package() -> None:
         if n.split(".")[0] in ENGINES
     )
     assert leaks == []
+
+
+LAYERS = ("model", "graph", "memory", "budget", "analysis", "record", "run", "tools")
+"""aegis_core's packages, lowest first: each imports only from layers below it, except that
+``model.scenario`` checks input shapes against ``graph.zoo`` (which needs only model.errors)."""
+
+
+def test_the_core_packages_are_layered() -> None:
+    graph = import_graph()
+
+    def layer(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if parts[0] == "aegis_core" and len(parts) > 1 else None
+
+    upward = sorted(
+        (m, n)
+        for m, edges in graph.items()
+        for n in edges
+        if (a := layer(m)) in LAYERS and (b := layer(n)) in LAYERS
+        and LAYERS.index(b) > LAYERS.index(a)
+        and not (m == "aegis_core.model.scenario" and n.startswith("aegis_core.graph."))
+    )  # fmt: skip
+    assert upward == []
+    assert set(import_graph()["aegis_core.graph.ir"]) <= {"aegis_core.model.errors"}

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aegis_core.model.errors import InputError
+from aegis_core.model.status import JobStatus
 from aegis_core.record.replay import Replay
 from aegis_core.record.schema import (
     AdmissionRecord,
@@ -36,7 +37,7 @@ from aegis_core.record.schema import (
     encode,
     from_dict,
 )
-from aegis_core.run.scheduler import JobStatus, Scheduler
+from aegis_core.run.scheduler import Scheduler
 from aegis_core.run.testing import run_in_memory
 
 MS = 1_000_000

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from conftest import MS, engines, make_scenario
 
-from aegis_core.run.scheduler import JobStatus
+from aegis_core.model.status import JobStatus
 from aegis_core.run.testing import FakeEngine, check_run, log, run_in_memory
 from aegis_sim import SimPyEngine
 

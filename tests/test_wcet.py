@@ -12,6 +12,7 @@ import pytest
 
 from aegis_core.analysis import pwcet as wcet
 from aegis_core.model.errors import InputError
+from aegis_core.model.profile import EXCEEDANCES, p_key
 from aegis_core.run.testing import SLOW_MODE, synthetic_latencies
 from aegis_core.tools.cli import main
 
@@ -54,7 +55,7 @@ def test_worked_example_estimators_match_the_reference_table() -> None:
         "gpd top 400": ([11.56, 13.97, 18.30], lambda p: wcet.gpd_pot(tail, p)),
     }
     for name, (expected, fn) in rows.items():
-        got = [round(fn(p), 2) for p in wcet.EXCEEDANCES]
+        got = [round(fn(p), 2) for p in EXCEEDANCES]
         assert got == pytest.approx(expected, abs=0.011), name
 
 
@@ -63,8 +64,8 @@ def test_sample_counts_and_k_factors_of_the_reference() -> None:
     assert wcet.samples_needed(1e-3, 0.01) == 4603
     assert wcet.samples_needed(1e-6, 0.05) == 2_995_731
     assert wcet.samples_needed(1e-9, 0.05) == 2_995_732_273
-    assert [round(wcet.gauss_k(p), 3) for p in wcet.EXCEEDANCES] == [3.090, 4.753, 5.998]
-    assert [round(wcet.cantelli_k(p), 1) for p in wcet.EXCEEDANCES] == [31.6, 1000.0, 31622.8]
+    assert [round(wcet.gauss_k(p), 3) for p in EXCEEDANCES] == [3.090, 4.753, 5.998]
+    assert [round(wcet.cantelli_k(p), 1) for p in EXCEEDANCES] == [31.6, 1000.0, 31622.8]
     assert wcet.order_statistic_confidence(2995, 1e-3) == pytest.approx(0.95, abs=1e-3)
 
 
@@ -163,7 +164,7 @@ def test_random_samples_invariants() -> None:
         ) * 1e6  # fmt: skip
         e = wcet.estimate(x, P, candidates=False)
         assert isinstance(e.wcet_ns, int) and e.wcet_ns >= x.max()  # never below a seen run
-        table = [e.pwcet[wcet.p_key(p)] for p in wcet.EXCEEDANCES]
+        table = [e.pwcet[p_key(p)] for p in EXCEEDANCES]
         assert table == sorted(table)  # rarer exceedance, larger bound
         assert e.pwcet["1e-03"] == e.wcet_ns
         assert e.n == n

@@ -43,11 +43,7 @@ from typing import Any
 import numpy as np
 
 from aegis_core.model.errors import InputError
-
-EXCEEDANCES = (1e-3, 1e-6, 1e-9)
-"""The pWCET table of a profile: per-run exceedance probabilities."""
-
-MIN_SAMPLES = 10
+from aegis_core.model.profile import EXCEEDANCES, MIN_SAMPLES, p_key
 
 MAX_XI = 0.5
 """Rule 3: a GPD whose shape is above this (infinite variance) is not extrapolated from."""
@@ -145,11 +141,6 @@ class WcetEstimate:
             "candidates": [asdict(c) for c in self.candidates],
             "settings": asdict(self.settings),
         }
-
-
-def p_key(p: float) -> str:
-    """``1e-3`` → ``"1e-03"``: the pWCET table's keys."""
-    return f"{p:.0e}"
 
 
 def as_samples(values: Iterable[float] | np.ndarray) -> np.ndarray:

@@ -15,13 +15,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aegis_core.analysis.pwcet import EXCEEDANCES, MIN_SAMPLES, WcetEstimate, p_key
 from aegis_core.model.errors import InputError
+
+if TYPE_CHECKING:
+    from aegis_core.analysis.pwcet import WcetEstimate
 
 SCHEMA = "aegis-profile/1"
 MODES = ("isolated", "contention")
+
+EXCEEDANCES = (1e-3, 1e-6, 1e-9)
+"""The pWCET table of a profile: per-run exceedance probabilities."""
+
+MIN_SAMPLES = 10
+"""The fewest samples a profile (and an estimate) is made from."""
+
+
+def p_key(p: float) -> str:
+    """``1e-3`` → ``"1e-03"``: the pWCET table's keys."""
+    return f"{p:.0e}"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
 from aegis_core.record.schema import (
     AdmissionRecord,
@@ -35,7 +36,6 @@ from aegis_core.record.schema import (
     SkipRecord,
     decode_all,
 )
-from aegis_core.run.scheduler import JobStatus
 
 _READY, _RUNNING, _DONE = JobStatus.READY, JobStatus.RUNNING, JobStatus.COMPLETED
 _CHUNK, _COMPLETE, _FAULT = Kind.CHUNK, Kind.COMPLETE, Kind.FAULT

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, NamedTuple
 
 from aegis_core.budget import TaskBudget, task_budget
 from aegis_core.model.policy import Key, Policy, fp_priorities
 from aegis_core.model.scenario import Task
+from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
 from aegis_core.record.schema import (
     ChunkRecord,
@@ -38,23 +38,6 @@ if TYPE_CHECKING:
     from aegis_core.run.plan import RunPlan
 
 _new = tuple.__new__  # a record from all its fields (rec = -1), without a Python frame
-
-
-class JobStatus(IntEnum):
-    """Lifecycle of a job, ordered: a job only ever moves to a larger status."""
-
-    READY = 1
-    RUNNING = 2
-    COMPLETED = 3
-    FAILED = 4
-    REJECTED = 5
-    SKIPPED = 6
-    """Dropped unrun: an earlier job of its task overran its WCET under ``on_overrun:
-    skip-next`` (a status, not a miss)."""
-
-    @property
-    def terminal(self) -> bool:
-        return self >= JobStatus.COMPLETED
 
 
 class Job:

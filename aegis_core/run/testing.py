@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from aegis_core.analysis.admission import Admission
 from aegis_core.model.profile import Profile
 from aegis_core.model.scenario import Scenario
+from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
 from aegis_core.record.replay import Replay
 from aegis_core.record.schema import (
@@ -32,7 +33,7 @@ from aegis_core.run.engine import Engine
 from aegis_core.run.events import Completion, EngineEvent, Fault, Release
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan
-from aegis_core.run.scheduler import Dispatch, Job, JobStatus, Scheduler
+from aegis_core.run.scheduler import Dispatch, Job, Scheduler
 
 
 class FakeEngine:

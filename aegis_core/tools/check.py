@@ -34,10 +34,11 @@ from aegis_core.budget import TaskBudget
 from aegis_core.model.errors import InputError
 from aegis_core.model.policy import Patterns, fp_priorities
 from aegis_core.model.scenario import Arrival, Scenario, Task
+from aegis_core.model.status import JobStatus
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan, WcetModel
-from aegis_core.run.scheduler import JobStatus, Scheduler
+from aegis_core.run.scheduler import Scheduler
 
 EPS = 1  # ns: "just before" in a simulated critical pattern
 

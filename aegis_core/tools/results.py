@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
-from aegis_core.run.scheduler import Job, JobStatus
+from aegis_core.model.status import JobStatus
+from aegis_core.run.scheduler import Job
 
 if TYPE_CHECKING:
     import pandas as pd
