@@ -29,7 +29,6 @@ import csv
 import dataclasses
 import itertools
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _host import cpu_name
 
 from aegis_core.analysis.admission import admit
 from aegis_core.model.scenario import load_scenario, parse_scenario, replace_scenario, with_profiles
@@ -126,24 +126,13 @@ def scenario_2(invocations: int) -> list[Row]:
         bounds = {t["name"]: t["bound_ns"] for t in summ["tasks"]}
         misses, unexplained = _attribution(out, bounds)
     wcets = ", ".join(f"{t.name} {t.wcet_ns / 1e6:.2f} ms" for t in prof.tasks)
-    over = ", ".join(f"{k} {v}" for k, v in summ["exec"]["overruns"].items())
+    over = ", ".join(f"{t['name']} {t['overruns']}" for t in summ["tasks"])
     return [
         ("Scenario 2: admitted with the profiled WCETs", "both",
          f"{'both' if verdicts.schedulable else 'NOT all'} ({wcets})", verdicts.schedulable),
         (f"Scenario 2: misses in {summ['jobs']} jobs (unexplained)", "0 (0)",
          f"{misses} ({unexplained}); overruns: {over}", misses == 0),
     ]  # fmt: skip
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -156,7 +145,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.held_out, args.invocations, args.duration_ms = 2000, 200, 500
-    print(f"# bench_wall · {_cpu()} · {os.cpu_count()} CPUs · Python "
+    print(f"# bench_wall · {cpu_name()} · {os.cpu_count()} CPUs · Python "
           f"{sys.version.split()[0]} · numpy {np.__version__}\n")  # fmt: skip
     print("| property | target | host | measured | met |")
     print("|---|---|---|---|---|")

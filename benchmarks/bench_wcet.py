@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import platform
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _host import cpu_name
 
 from aegis_core.analysis import pwcet as wcet
 from aegis_core.analysis.admission import admit
@@ -112,7 +112,7 @@ CONDITIONS = [
 
 
 def part2(held_out: int, quick: bool, reps: int, backend: str = "numpy") -> None:
-    where = _cpu() if backend == "numpy" else backend
+    where = cpu_name() if backend == "numpy" else backend
     print(f"\n## Part 2: builtin models on {backend} ({where}), profile then held-out runs\n")
     print(
         "| model | conditions | n | method | supported | WCET ms | held-out | held-out p50 ms "
@@ -181,18 +181,7 @@ def part3(invocations: int) -> None:
               f"{e['p50'] / 1e6:.3f} | {e['max'] / 1e6:.3f} | {e['cv'] * 100:.1f} % | "
               f"{r['cv'] * 100:.1f} % | {r['max'] / 1e6:.3f} | "
               f"{(t['bound_ns'] or 0) / 1e6:.3f} | {t['misses']} | "
-              f"{summ['exec']['overruns'][t['name']]} |")  # fmt: skip
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+              f"{t['overruns']} |")  # fmt: skip
 
 
 def main() -> int:
@@ -207,7 +196,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.trials, args.held_out, args.invocations, args.reps = 200, 2000, 200, 1
-    print(f"# bench_wcet · {_cpu()} · Python {sys.version.split()[0]} · numpy {np.__version__}")
+    print(f"# bench_wcet · {cpu_name()} · Python {sys.version.split()[0]} · numpy {np.__version__}")
     t = time.perf_counter()
     if "1" in args.parts:
         part1(args.trials)
