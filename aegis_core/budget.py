@@ -110,12 +110,19 @@ def _wcet(task: Task, path: str) -> tuple[TimeNs, WcetFrom]:
     )
 
 
-def _kernels(task: Task, wcet: TimeNs) -> tuple[tuple[TimeNs, ...], str | None]:
+def _kernels(
+    task: Task, wcet: TimeNs, source: WcetFrom, path: str
+) -> tuple[tuple[TimeNs, ...], str | None]:
     declared = task.kernels_ns
     if declared is None:
         return (wcet,), None
     if sum(declared) == wcet:
         return tuple(declared), None
+    if source is not WcetFrom.PROFILE:  # a declared wcet_ms beside kernels that disagree
+        raise ScenarioError(
+            path, f"kernels sum to {sum(declared)} ns, wcet_ms is {wcet} ns",
+            task=task.name, field="kernels_ms",
+        )  # fmt: skip
     scaled = split_in_proportion(wcet, declared)
     if min(scaled) <= 0:  # a WCET too small to split: the whole job is one kernel
         return (wcet,), f"{SCALED_NOTE}: too small to split, one kernel"
@@ -126,7 +133,7 @@ def task_budget(task: Task, index: int, policy: Policy, path: str = "<memory>") 
     """Task number ``index``'s budget under ``policy``, before admission has merged any
     chunks (steps 1-5 of the rule); ``path`` names the scenario file in errors."""
     wcet, source = _wcet(task, path)
-    kernels, note = _kernels(task, wcet)
+    kernels, note = _kernels(task, wcet, source, path)
     return TaskBudget(
         index=index,
         name=task.name,

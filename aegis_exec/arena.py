@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegis_core.memory.planner import ALIGN, ModelUsage, SharedPlan, Usage
-from aegis_core.memory.report import ScenarioMemory, TaskGraph
+from aegis_core.memory.sharing import ScenarioMemory, TaskGraph
 from aegis_core.model.errors import InternalError
-from aegis_core.model.policy import Policy, get_policy
+from aegis_core.model.policy import Policy, Sharing, get_policy
 
 from .backends.base import TaskWork
 
@@ -50,7 +50,7 @@ class Layout:
 
 def layout(work: Sequence[TaskWork], policy: Policy | str, deadlines: Sequence[int]) -> Layout:
     """Plan the arena of every task with a model (rejected tasks carry none) through the
-    core's one usage path (:class:`~aegis_core.memory.ScenarioMemory`), each task cut into
+    core's one usage path (:class:`~aegis_core.memory.sharing.ScenarioMemory`), each task cut into
     the chunks it runs as."""
     graphs = {w.index: TaskGraph(w.name, w.graph, len(w.ranges), deadlines[w.index])
               for w in work if w.graph is not None}  # fmt: skip
@@ -119,9 +119,9 @@ def _together(lay: Layout, i: int, t: Usage, j: int, t2: Usage) -> bool:
     if i == j:
         return t.overlaps(t2)
     mode = lay.plan.mode
-    if mode == "concurrent":
+    if mode == Sharing.CONCURRENT:
         return True
-    if mode == "serial":
+    if mode == Sharing.SERIAL:
         return False
     ui, uj = lay.usages[i], lay.usages[j]
     di, dj = ui.deadline_ns or 0, uj.deadline_ns or 0

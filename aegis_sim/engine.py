@@ -91,7 +91,8 @@ class SimPyEngine:
         self._releases = ReleaseCursor(plan.releases)
         self._slots = Slots(plan.slots)
         self._done, self._released = [], []
-        self._shared = None if plan.slots is not None else _ProcessorSharing(self.env, self._done)
+        concurrent = plan.policy.concurrent  # jobs in flight share the GPU
+        self._shared = _ProcessorSharing(self.env, self._done) if concurrent else None
         self._arm_release()
 
     def _arm_release(self) -> None:

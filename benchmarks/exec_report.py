@@ -65,7 +65,9 @@ def table(run: dict[str, Any], base: dict[str, Any] | None, sim: dict[str, Any] 
         f"(n = {gap.get('n', 0)}); launch latency µs: p50 {us(lat, 'p50')}, "
         f"p99 {us(lat, 'p99')}; release lag µs: p50 {us(lag, 'p50')}, p99 {us(lag, 'p99')}",
         f"CUDA graphs: {ex.get('cuda_graphs')} {ex.get('graph_fallbacks') or ''}; "
-        f"overruns: {ex.get('overruns')}; faults: {ex.get('faulted_tasks') or 'none'}",
+        f"overruns (jobs past their WCET): "
+        f"{ {t['name']: t['overruns'] for t in run.get('tasks', [])} }; chunk overruns: "
+        f"{ex.get('chunk_overruns')}; faults: {ex.get('faulted_tasks') or 'none'}",
         f"versions: {run.get('versions')}",
     ]
     return "\n".join(out)

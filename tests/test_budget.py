@@ -1,5 +1,5 @@
 """Task budgets decided once (aegis_core.budget), policies as data (aegis_core.model.policy) and the
-one memory path (aegis_core.memory.ScenarioMemory): the rule step by step, its invariants,
+one memory path (aegis_core.memory.sharing.ScenarioMemory): the rule step by step, its invariants,
 and every consumer reading the same figures."""
 
 from __future__ import annotations
@@ -207,3 +207,37 @@ def test_the_perfetto_counter_and_aegis_memory_use_the_executor_sizing(
     assert main(["admit", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["memory"]["arena_bytes"] == shared
     assert peak == shared
+
+
+def test_kernels_must_match_a_declared_wcet_even_beside_a_profile(tmp_path: Path) -> None:
+    """``wcet_ms`` wins over a profile, so ``kernels_ms`` must sum to it (never scaled)."""
+    make_profile(SAMPLES, task="a", model="mlp").save(tmp_path / "a.json")
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: k\ntasks:\n  - {name: a, model: mlp, period_ms: 20, wcet_ms: 8,"
+        " kernels_ms: [3, 3, 3, 3], profile: a.json}\n"
+    )
+    with pytest.raises(ScenarioError, match="field 'kernels_ms': kernels sum to 12000000 ns"):
+        load_scenario(path)
+    s = one({"name": "a", "period_ms": 20, "wcet_ms": 8})
+    odd = dataclasses.replace(s.tasks[0], kernels_ns=(3 * MS, 3 * MS))  # built in code
+    with pytest.raises(ScenarioError, match="kernels sum to 6000000 ns, wcet_ms is 8000000"):
+        task_budget(odd, 0, policies.LP_EDF)
+
+
+def test_the_memory_report_needs_the_graphs_only_when_budgets_do(tmp_path: Path) -> None:
+    from aegis_core.graph.zoo import build_model
+
+    graph = tmp_path / "g.json"
+    graph.write_text(json.dumps(build_model("tiny_cnn").to_dict()))
+    doc = {"name": "g", "tasks": [{"name": "a", "model": str(graph), "period_ms": 10,
+                                   "wcet_ms": 1}]}  # fmt: skip
+    s = parse_scenario(doc)
+    assert admit(s).memory is not None
+    graph.unlink()  # a graph that cannot be read here any more
+    assert admit(s).memory is None and admit(s).schedulable
+    graph.write_text(json.dumps(build_model("tiny_cnn").to_dict()))
+    gated = parse_scenario({**doc, "gpu": {"memory_mb": 64}})
+    graph.unlink()
+    with pytest.raises(ScenarioError, match="task 'a'"):
+        admit(gated)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aegis_core.graph.zoo import build_model
-from aegis_core.memory import planner, report, sharing
+from aegis_core.memory import planner, sharing
 from aegis_core.memory.planner import ModelPlan, ModelUsage, Usage
 from aegis_core.model.errors import InputError, InternalError
 from aegis_core.model.scenario import load_scenario
@@ -160,7 +160,7 @@ def test_scenario_3_reduction(capsys: pytest.CaptureFixture[str]) -> None:
     assert sharing.plan_models(pure, "serial", planner.ALIGN).reduction >= 0.40
     # what the executor allocates (kernel scratch included), the one usage path every
     # consumer reads: 34.8 % less, at the lower bound
-    plan = report.ScenarioMemory.of(scenario).plan()
+    plan = sharing.ScenarioMemory.of(scenario).plan()
     print(f"isolated {plan.isolated_bytes}, shared {plan.shared_bytes}, "
           f"bound {plan.lower_bound_bytes}, reduction {plan.reduction:.3f}")  # fmt: skip
     assert plan.reduction > 0.15  # the bar of docs/CONTRACTS.md §targets
@@ -308,7 +308,7 @@ def test_task_whose_addition_exceeds_the_device_is_rejected() -> None:
     adm = admit(s)
     assert [v.admitted for v in adm.tasks] == [True, False, True]
     assert "> gpu.memory_mb 40.000 MiB" in adm.tasks[1].reason
-    m = report.ScenarioMemory.of(s)
+    m = sharing.ScenarioMemory.of(s)
     assert m.total_bytes([0, 2]) <= 40 << 20 < m.total_bytes([0, 1])
     # with room for both, serial sharing counts one activation arena, not two
     both = admit(parse_scenario(_budget_scenario(gpu={"memory_mb": 1024})))

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aegis_core.budget import TaskBudget, budgets, with_chunks
+from aegis_core.model.errors import InputError
 from aegis_core.model.policy import Analysis, fp_priorities
 from aegis_core.model.scenario import Scenario, Task
 from aegis_core.model.types import fmt_mib
 
 if TYPE_CHECKING:
-    from aegis_core.memory.report import ScenarioMemory
+    from aegis_core.memory.sharing import ScenarioMemory
 from aegis_core.analysis.bounds import (
     INF,
     ATask,
@@ -178,12 +179,18 @@ def _gated(scenario: Scenario) -> bool:
 
 
 def _memory(scenario: Scenario, bs: Sequence[TaskBudget]) -> ScenarioMemory | None:
-    """The scenario's memory (the one usage path), when any task has a model."""
+    """The scenario's memory (the one usage path), when any task has a model. Without memory
+    budgets it is only reported: a graph that cannot be built here leaves it out."""
     if not any(t.model for t in scenario.tasks):
         return None
-    from aegis_core.memory.report import ScenarioMemory
+    from aegis_core.memory.sharing import ScenarioMemory
 
-    return ScenarioMemory.of(scenario, bs)
+    try:
+        return ScenarioMemory.of(scenario, bs)
+    except InputError:
+        if _gated(scenario):
+            raise
+        return None
 
 
 def _memory_reason(

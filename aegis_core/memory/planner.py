@@ -377,6 +377,3 @@ class SharedPlan:
             "mode": self.mode,
             "models": models,
         }
-
-
-MODES = ("serial", "nested", "concurrent")

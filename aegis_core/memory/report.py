@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.errors import InputError
 from aegis_core.model.types import fmt_mib as _mib
 
 if TYPE_CHECKING:
-    from aegis_core.budget import TaskBudget
-    from aegis_core.graph.ir import Graph
-    from aegis_core.model.scenario import Scenario
-from aegis_core.memory.planner import ALIGN, ModelUsage, SharedPlan, Usage, plan_model, usage_of
-from aegis_core.memory.sharing import plan_models
+    pass
+from aegis_core.memory.planner import ModelUsage, SharedPlan, Usage
 
 
 def usages_from_json(data: Any, path: str) -> tuple[list[ModelUsage], bool]:
@@ -55,110 +50,6 @@ def _usage(t: Any, where: str) -> Usage:
 
 
 # ----------------------------------------------------------------------------- scenarios
-
-
-@dataclass(frozen=True)
-class ScenarioMemory:
-    """The one usage path: each modelled task's tensors as the executor sizes them (kernel
-    scratch included), with its chunk chain's real boundaries and its deadline, shared as the
-    policy says. The admission gate, the executor's arena, the Perfetto activation counter and
-    ``aegis memory`` all plan from it, so they report the same bytes."""
-
-    usages: Mapping[int, ModelUsage]
-    """By task index."""
-    mode: str
-    graphs: Mapping[int, Graph] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def of(
-        cls,
-        scenario: Scenario,
-        budgets: Sequence[TaskBudget] | None = None,
-        *,
-        indices: Iterable[int] | None = None,
-        graphs: Mapping[int, Graph] | None = None,
-    ) -> ScenarioMemory:
-        """Tasks ``indices`` (default: all) that have a model; tasks without one take no
-        device memory. Each task's chunk boundaries come from its budget's chunk chain (the
-        only preemption points); without ``budgets``, every op is one (the conservative
-        plan). ``graphs`` gives already-built graphs by task index (the executor's)."""
-        from aegis_core.graph.zoo import task_graph
-
-        chosen = range(len(scenario.tasks)) if indices is None else indices
-        found: dict[int, TaskGraph] = {}
-        for i in chosen:
-            task = scenario.tasks[i]
-            g = (graphs or {}).get(i) or task_graph(scenario, task)
-            if g is not None:
-                n = None if budgets is None else len(budgets[i].chunks_ns)
-                found[i] = TaskGraph(task.name, g, n, task.deadline_ns)
-        return cls.of_graphs(found, scenario.policy.sharing)
-
-    @classmethod
-    def of_graphs(cls, graphs: Mapping[int, TaskGraph], sharing: str) -> ScenarioMemory:
-        """From each task's graph and chunk count (by task index): the executor's entry."""
-        usages = {i: _usage_of_task(t) for i, t in graphs.items()}
-        return cls(usages, str(sharing), {i: t.graph for i, t in graphs.items()})
-
-    def rechunked(self, chunks: Mapping[int, int]) -> ScenarioMemory:
-        """The same tasks with other chunk counts (admission's candidate sets)."""
-        usages = dict(self.usages)
-        for i, n in chunks.items():
-            if i in self.graphs:
-                usages[i] = dataclasses.replace(
-                    usages[i], boundaries=_chunk_boundaries(self.graphs[i], n)
-                )
-        return ScenarioMemory(usages, self.mode, self.graphs)
-
-    def plan(self, indices: Iterable[int] | None = None, alignment: int = ALIGN) -> SharedPlan:
-        chosen = [self.usages[i] for i in (indices if indices is not None else self.usages)
-                  if i in self.usages]  # fmt: skip
-        return plan_models(chosen, self.mode, alignment)
-
-    def task_bytes(self, i: int) -> int:
-        """A task's own planned device memory: weights, input and its activation arena."""
-        if i not in self.usages:
-            return 0
-        u = self.usages[i]
-        return u.weights_bytes + u.inputs_bytes + plan_model(u, ALIGN).size
-
-    def total_bytes(self, indices: Iterable[int]) -> int:
-        """Device memory of a set of tasks: their weights and inputs, and the shared arena."""
-        p = self.plan(indices)
-        return p.weights_bytes + p.inputs_bytes + p.shared_bytes
-
-    def report(self, indices: Iterable[int] | None = None) -> dict[str, Any]:
-        """What ``aegis admit --json`` and an executed run's summary report of the plan."""
-        p = self.plan(indices)
-        return {
-            "sharing": p.mode,
-            "arena_bytes": p.shared_bytes,
-            "weights_bytes": p.weights_bytes,
-            "inputs_bytes": p.inputs_bytes,
-        }
-
-
-def _chunk_boundaries(graph: Graph, n: int | None) -> tuple[int, ...] | None:
-    """The op indices where chunks 2..n of a job start (None: every op may be one)."""
-    return None if n is None else tuple(r.start for r in graph.chunks(n)[1:])
-
-
-class TaskGraph(NamedTuple):
-    """A task's model graph with what its memory plan needs of the task."""
-
-    name: str
-    graph: Graph
-    n_chunks: int | None
-    """How many non-preemptive chunks a job runs as (None: every op may be a boundary)."""
-    deadline_ns: int
-
-
-def _usage_of_task(t: TaskGraph) -> ModelUsage:
-    """The one usage function of a task: the executor's sizing, real chunk boundaries."""
-    u = usage_of(t.graph, t.name, executor=True)
-    return dataclasses.replace(
-        u, boundaries=_chunk_boundaries(t.graph, t.n_chunks), deadline_ns=t.deadline_ns
-    )
 
 
 def format_plan(plan: SharedPlan) -> str:

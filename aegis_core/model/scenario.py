@@ -21,9 +21,9 @@ import yaml
 from aegis_core.model.errors import InputError, ScenarioError
 from aegis_core.model.policy import DEFAULT, POLICIES, Policy
 from aegis_core.model.profile import Profile, load_profile
-from aegis_core.model.types import TimeNs, ms_to_ns
+from aegis_core.model.types import BYTES_PER_MIB, TimeNs, ms_to_ns
 
-BYTES_PER_MB = 1 << 20
+BYTES_PER_MB = BYTES_PER_MIB
 """``memory_mb`` counts MiB."""
 
 BUILTIN_MODELS = frozenset({"resnet18", "mobilenet_v2", "bert_tiny", "mlp", "tiny_cnn"})
@@ -304,17 +304,19 @@ def _profile_matches(
 
 
 def _check_declared_wcet(
-    f: _Fields, wcet: TimeNs | None, kernels: tuple[int, ...] | None, deadline: TimeNs
-) -> None:
-    """What the file itself declares must be consistent: ``kernels_ms`` sum to ``wcet_ms``,
-    and neither exceeds the deadline. (A profile's measured WCET is no input error: admission
-    rejects a task whose WCET exceeds its deadline, whichever way the profile came.)"""
+    f: _Fields, wcet: TimeNs | None, kernels: tuple[int, ...] | None, deadline: TimeNs,
+    *, profiled: bool,
+) -> None:  # fmt: skip
+    """What the file itself declares must be consistent: ``kernels_ms`` sum to a declared
+    ``wcet_ms``, and neither exceeds the deadline (kernels alone only when no profile gives
+    the WCET: a profile's measured WCET is no input error; admission rejects a task whose
+    WCET exceeds its deadline, whichever way the profile came)."""
     if wcet is not None and wcet <= 0:
         raise f.fail("wcet_ms", "must be > 0 after conversion to ns")
-    if kernels is not None and wcet is not None and sum(kernels) != wcet:  # (wcet_ms given)
+    if kernels is not None and wcet is not None and sum(kernels) != wcet:
         raise f.fail("kernels_ms", f"kernels sum to {sum(kernels)} ns, wcet_ms is {wcet} ns")
     declared, where = (wcet, "wcet_ms") if wcet is not None else (None, "kernels_ms")
-    if declared is None and kernels is not None:
+    if declared is None and kernels is not None and not profiled:
         declared = sum(kernels)
     if declared is not None and declared > deadline:
         raise f.fail(
@@ -355,7 +357,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     wcet = f.ms("wcet_ms")
     prof = _profile(f, base)
     kernels = _kernels(f)
-    _check_declared_wcet(f, wcet, None if prof is not None else kernels, deadline)
+    _check_declared_wcet(f, wcet, kernels, deadline, profiled=prof is not None)
     arrival = f.choice("arrival", Arrival, Arrival.PERIODIC)
     slack = f.ms("slack_ms", strict=False)
     jitter = f.ms("jitter_ms", strict=False) or 0

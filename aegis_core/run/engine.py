@@ -12,7 +12,10 @@ from aegis_core.run.events import EngineEvent
 
 if TYPE_CHECKING:
     from aegis_core.run.scheduler import Dispatch
-from aegis_core.run.plan import ENGINE_GROUP, RunPlan
+from aegis_core.run.plan import RunPlan
+
+ENGINE_GROUP = "aegis.engines"
+"""The entry-point group engines register in (the core never imports one)."""
 
 
 class Engine(Protocol):

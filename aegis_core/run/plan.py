@@ -1,8 +1,5 @@
-"""The Engine protocol, the run plan every engine receives, and engine discovery.
-
-Engines are found by name in the entry-point group ``aegis.engines`` so the core never imports
-one; the CLI asks :func:`load_engine` for ``"sim"`` (or, later, ``"exec"``).
-"""
+"""The run plan every engine receives (tasks, admitted budgets, planned releases, slots) and
+the execution-time models of simulated engines (WCET, or profile replay)."""
 
 from __future__ import annotations
 
@@ -21,9 +18,6 @@ from aegis_core.run.events import Release
 if TYPE_CHECKING:
     from aegis_core.analysis.admission import Admission
     from aegis_core.run.scheduler import Dispatch
-
-
-ENGINE_GROUP = "aegis.engines"
 
 
 class ExecutionTimeModel(Protocol):

@@ -323,7 +323,7 @@ def _scenario_memory(scenario: Scenario) -> Any:
     """``aegis memory SCENARIO``: every modelled task, with the chunk chains admission decides
     (the executor's sizing, the one usage path); without WCETs, every op a preemption point."""
     from aegis_core.analysis.admission import admit
-    from aegis_core.memory.report import ScenarioMemory
+    from aegis_core.memory.sharing import ScenarioMemory
     from aegis_core.model.errors import ScenarioError
 
     try:

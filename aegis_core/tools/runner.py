@@ -183,7 +183,7 @@ def write_perfetto(out: Path, plan: RunPlan) -> None:
     """``trace.json`` (Chrome Trace Event format) from the run's ``trace.jsonl``, with the
     activation bytes of each task's planned arena (the tasks that ran, the chunks they ran
     as: what the executor allocates) for the memory counter."""
-    from aegis_core.memory.report import ScenarioMemory
+    from aegis_core.memory.sharing import ScenarioMemory
     from aegis_core.record.sinks import read_trace
     from aegis_core.tools import perfetto
 
