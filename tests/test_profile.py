@@ -24,6 +24,7 @@ from aegis_core.model.scenario import load_scenario, parse_scenario, with_profil
 from aegis_core.run.plan import RunPlan, SampledModel, WcetModel
 from aegis_core.run.testing import make_profile
 from aegis_core.tools.cli import main
+from aegis_core.tools.explain import load, verify
 from aegis_core.tools.profiling import profile_scenario
 from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
@@ -173,6 +174,9 @@ def test_a_profile_above_the_deadline_is_rejected_the_same_either_way(
     assert outs[0] == outs[1]
     assert not outs[0]["admitted"] and outs[0]["wcet_from"] == "profile"
     assert outs[0]["reason"].endswith("exceeds the relative deadline 3 ms: never feasible")
+    # the recorded rejection re-derives from the trace (the reason carries no provenance)
+    run_scenario(load_scenario(inline), "sim", out_dir=tmp_path / "run", perfetto=False)
+    assert verify(load(tmp_path / "run")).ok
 
 
 def test_lp_edf_profiles_keep_the_kernel_chain(

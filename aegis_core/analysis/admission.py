@@ -226,7 +226,7 @@ def _infeasible(ctx: _Context, i: int) -> str | None:
     b, t = ctx.budgets[i], ctx.tasks[i]
     if b.wcet_ns <= t.deadline_ns:
         return None
-    return (f"WCET {ms(b.wcet_ns)} (from {b.wcet_from}) exceeds the relative deadline "
+    return (f"WCET {ms(b.wcet_ns)} exceeds the relative deadline "
             f"{ms(t.deadline_ns)}: never feasible")  # fmt: skip
 
 
