@@ -17,6 +17,7 @@ from aegis_core.model.types import fmt_mib
 
 if TYPE_CHECKING:
     from aegis_core.memory.sharing import ScenarioMemory
+    from aegis_core.model.overheads import Overheads
 from aegis_core.analysis.bounds import (
     INF,
     ATask,
@@ -30,6 +31,7 @@ from aegis_core.analysis.bounds import (
     preemptive_edf_ok,
     split_chunks,
 )
+from aegis_core.analysis.charging import charge, charged_wcet
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class TaskVerdict:
     memory_bytes: int | None = None  # planned device memory (when the scenario sets budgets)
     wcet_from: str = "wcet_ms"
     note: str | None = None  # how the budget's kernel chain was derived (e.g. scaled)
+    charged_ns: int | None = None  # C': the WCET with host overheads charged (None: none)
+    overheads_ns: Mapping[str, int] | None = None  # the overhead bounds charged, by figure
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -69,6 +73,9 @@ class TaskVerdict:
             out["memory_bytes"] = self.memory_bytes
         if self.note is not None:
             out["note"] = self.note
+        if self.overheads_ns is not None:
+            out["charged_wcet_ns"] = self.charged_ns
+            out["overheads_ns"] = dict(self.overheads_ns)
         return out
 
 
@@ -86,6 +93,8 @@ class Admission:
     memory: Mapping[str, int | str] | None = None
     """The admitted tasks' memory plan (sharing, arena, weights and input bytes), when any
     task has a model."""
+    overheads: Overheads | None = None
+    """The host overheads the analysis charged (None: an ideal host)."""
 
     @property
     def schedulable(self) -> bool:
@@ -110,6 +119,10 @@ class Admission:
         }
         if self.memory is not None:
             out["memory"] = dict(self.memory)
+        if self.overheads is not None:
+            o = self.overheads
+            out["overheads"] = {"source": o.label, "bounds_ns": o.bounds(),
+                                "per_dispatch_ns": o.per_dispatch_ns}  # fmt: skip
         return out
 
 
@@ -133,7 +146,7 @@ def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) 
     scenario's policy proves that it and every task admitted before it meet their deadlines
     (and, when the scenario sets memory budgets, their planned memory fits)."""
     bs = tuple(task_budgets) if task_budgets is not None else budgets(scenario)
-    ctx = _Context(scenario, scenario.tasks, bs)
+    ctx = _Context(scenario, scenario.tasks, bs, scenario.overheads)
     test, evaluate = _ANALYSES[scenario.policy.analysis](ctx)
     memory = _memory(scenario, bs)
     verdicts = tuple(_incremental(ctx, test, evaluate, memory if _gated(scenario) else None))
@@ -143,7 +156,7 @@ def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) 
         admitted = [i for i, v in enumerate(verdicts) if v.admitted]
         chains = {i: len(final[i].chunks_ns) for i in admitted}
         report = memory.rechunked(chains).report(admitted)
-    return Admission(scenario.policy.name, verdicts, final, report)
+    return Admission(scenario.policy.name, verdicts, final, report, scenario.overheads)
 
 
 @dataclass(frozen=True)
@@ -153,15 +166,27 @@ class _Context:
     scenario: Scenario
     tasks: Sequence[Task]
     budgets: Sequence[TaskBudget]
+    overheads: Overheads | None = None
 
     def verdict(self, j: int, admitted: bool, reason: str, test: str, **more: Any) -> TaskVerdict:
-        t, b = self.tasks[j], self.budgets[j]
-        return TaskVerdict(t.name, admitted, b.wcet_ns, t.period_ns, t.deadline_ns,
-                           more.pop("bound", None), reason, test, wcet_from=str(b.wcet_from),
-                           note=b.note, **more)  # fmt: skip
+        t, b, o = self.tasks[j], self.budgets[j], self.overheads
+        n = len(more.get("chunks_ns") or b.chunks_ns)
+        v = TaskVerdict(t.name, admitted, b.wcet_ns, t.period_ns, t.deadline_ns,
+                        more.pop("bound", None), reason, test, wcet_from=str(b.wcet_from),
+                        note=b.note, **more)  # fmt: skip
+        if o is None:
+            return v
+        return dataclasses.replace(
+            v, charged_ns=charged_wcet(b.wcet_ns, n, o), overheads_ns=o.bounds()
+        )
 
     def analysis(self, j: int, prio: int = 0, chunks: Sequence[int] = ()) -> ATask:
-        return analysis_task(self.tasks[j], self.budgets[j], prio, chunks)
+        """Task ``j`` as the analysis sees it, with the host overheads charged."""
+        return charge(analysis_task(self.tasks[j], self.budgets[j], prio, chunks), self.overheads)
+
+    @property
+    def per_dispatch_ns(self) -> int:
+        return 0 if self.overheads is None else self.overheads.per_dispatch_ns
 
 
 Evaluation = str | dict[int, TaskVerdict]
@@ -280,7 +305,7 @@ def _np_edf(ctx: _Context) -> tuple[str, Evaluate]:
 def _edf_verdicts(
     ctx: _Context, cand: list[int], ts: Sequence[ATask],
     bounds: Sequence[tuple[int, int] | None], reason: str, test: str,
-    limits: Sequence[int | float] = (),
+    limits: Sequence[int | float] = (), chains: Sequence[tuple[int, ...]] = (),
 ) -> Evaluation:  # fmt: skip
     for k, b in enumerate(bounds):
         if b is None or b[0] > ts[k].d:
@@ -290,7 +315,7 @@ def _edf_verdicts(
     for k, (j, b) in enumerate(zip(cand, bounds, strict=True)):
         assert b is not None
         chunked = {} if not limits else {
-            "chunks_ns": ts[k].chunks,
+            "chunks_ns": chains[k],
             "max_chunk_ns": None if limits[k] == INF else int(limits[k]),
         }  # fmt: skip
         out[j] = ctx.verdict(j, True, reason, test, bound=b[0], **chunked)
@@ -345,21 +370,25 @@ def _lp_edf(ctx: _Context) -> tuple[str, Evaluate]:
             return "fails even fully preemptive: " + pre.reason
         limits = max_chunk_bounds(plain)
         chunked: list[ATask] = []
+        chains: list[tuple[int, ...]] = []
+        extra = ctx.per_dispatch_ns  # each chunk is one more dispatch: charged, it must fit Q
         for k, j in enumerate(cand):
             kernels = ctx.budgets[j].kernels_ns
-            chunks = split_chunks(kernels, limits[k])
+            chunks = split_chunks(kernels, limits[k] - extra)
             if chunks is None:
                 who = "its" if j == cand[-1] else f"{ctx.tasks[j].name}'s"
+                charged = f" + {ms(extra)} host overheads" if extra else ""
                 return (
-                    f"{who} largest kernel {ms(max(kernels))} exceeds the largest tolerable "
-                    f"non-preemptive chunk Q = {ms(limits[k])}"
+                    f"{who} largest kernel {ms(max(kernels))}{charged} exceeds the largest "
+                    f"tolerable non-preemptive chunk Q = {ms(limits[k])}"
                 )
+            chains.append(tuple(chunks))
             chunked.append(ctx.analysis(j, chunks=chunks))
         res = edf_demand_enumerate(chunked)
         if not res.ok:
             return res.reason
         bounds = [edf_response_bound(chunked, k) for k in range(len(chunked))]
-        return _edf_verdicts(ctx, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits)
+        return _edf_verdicts(ctx, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits, chains)
 
     return LP_EDF_TEST, evaluate
 

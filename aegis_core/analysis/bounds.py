@@ -41,6 +41,8 @@ class ATask:
     d: int
     chunks: tuple[int, ...] = ()
     prio: int = 0
+    j: int = 0
+    """Release jitter: a job may become visible up to ``j`` after its planned release."""
 
     def __post_init__(self) -> None:
         if not self.chunks:

@@ -25,3 +25,78 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         return json.loads(read_text(path, what))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+
+
+def write_json_atomic(path: str | Path, data: Any, what: str = "file") -> None:
+    """Write ``data`` as indented JSON through a temporary file renamed over ``path``: never
+    half a file; an OSError is an InputError naming the file."""
+    import os
+    import tempfile
+
+    p = Path(path)
+    text = json.dumps(data, indent=1) + "\n"  # fails (if at all) before any file
+    tmp = None
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot write the {what}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+class FieldReader:
+    """Typed reads of a JSON object's fields; every error names the file and the field."""
+
+    def __init__(self, data: Any, path: str, what: str = "the file", prefix: str = "") -> None:
+        if not isinstance(data, dict):
+            where = f"field '{prefix}'" if prefix else what
+            raise InputError(f"{path}: {where} must be a JSON object")
+        self.data, self.path, self.what, self.prefix = data, path, what, prefix
+
+    def sub(self, key: str, data: Any) -> FieldReader:
+        """A reader of the nested object ``data`` found at ``key`` (a dotted name)."""
+        if data is None:
+            raise self.fail(key, "is required")
+        return FieldReader(data, self.path, self.what, key)
+
+    def fail(self, key: str, message: str) -> InputError:
+        name = f"{self.prefix}.{key}" if self.prefix and not key.startswith(self.prefix) else key
+        return InputError(f"{self.path}: field '{name}': {message}")
+
+    def get(self, key: str, kind: type, *, optional: bool = False) -> Any:
+        v = self.data.get(key)
+        if v is None:
+            if optional:
+                return None
+            raise self.fail(key, "is required")
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or (kind is not bool and isinstance(v, bool)):
+            raise self.fail(key, f"must be {kind.__name__}, got {type(v).__name__}")
+        return v
+
+    def non_negative(self, key: str, most: int | None = None) -> int:
+        v: Any = self.data.get(key)
+        if not _int(v) or v < 0 or (most is not None and v > most):
+            top = "" if most is None else f" and <= {most}"
+            raise self.fail(key, f"must be an integer >= 0{top}, got {v!r}")
+        return int(v)
+
+    def counts(self, key: str, *, optional: bool = False) -> tuple[int, ...]:
+        """A list of integers >= 0 (ns)."""
+        v = self.get(key, list, optional=optional) or []
+        for i, item in enumerate(v):
+            if not _int(item) or item < 0:
+                raise self.fail(f"{key}[{i}]", f"must be an integer >= 0 ns, got {item!r}")
+        return tuple(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)

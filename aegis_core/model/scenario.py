@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from aegis_core.model.errors import InputError, ScenarioError
+from aegis_core.model.overheads import Overheads, load_overheads
 from aegis_core.model.policy import DEFAULT, POLICIES, Policy
 from aegis_core.model.profile import Profile, load_profile
 from aegis_core.model.types import BYTES_PER_MIB, TimeNs, ms_to_ns
@@ -86,6 +87,9 @@ class Scenario:
     gpu_memory_bytes: int | None = None
     path: str = "<memory>"
     source_sha256: str = ""
+    overheads: Overheads | None = None
+    """The host overheads the analysis charges (``overheads:`` or ``--overheads``; None:
+    an ideal host)."""
 
     def task(self, name: str) -> Task:
         for t in self.tasks:
@@ -182,7 +186,7 @@ def _closest(word: str, options: frozenset[str]) -> str | None:
     return found[0] if found else None
 
 
-_TOP_KEYS = frozenset({"name", "policy", "duration_ms", "seed", "gpu", "tasks"})
+_TOP_KEYS = frozenset({"name", "policy", "duration_ms", "seed", "gpu", "tasks", "overheads"})
 _TASK_KEYS = frozenset(
     {
         "name", "model", "batch", "period_ms", "deadline_ms", "wcet_ms", "profile", "arrival",
@@ -424,7 +428,22 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
         gpu_memory_bytes=_memory_bytes(f, "gpu"),
         path=path,
         source_sha256=hashlib.sha256(source).hexdigest() if source else "",
+        overheads=_overheads(f, base),
     )
+
+
+def _overheads(f: _Fields, base: Path) -> Overheads | None:
+    """``overheads: FILE`` (relative to the scenario): the calibrated host overheads."""
+    given = f.string("overheads")
+    if given is None:
+        return None
+    candidate = Path(given) if Path(given).is_absolute() else base / given
+    if not candidate.is_file():
+        raise f.fail("overheads", f"no overheads file at {candidate} (aegis calibrate writes one)")
+    try:
+        return load_overheads(candidate)
+    except InputError as exc:
+        raise f.fail("overheads", str(exc)) from None
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -22,6 +22,9 @@ miss       ``release_ns``, ``deadline_ns``, ``state`` (``ready``, ``running`` or
 overrun    ``exec_ns``, ``budget_ns``, ``action`` (the task's ``on_overrun``)
 skip       ``reason``
 fault      ``error``
+assumption ``what`` (an overhead: ``release-lag``, ``decision``, ``launch``,
+           ``completion``), ``observed_ns``, ``bound_ns``: the host broke an overhead bound
+           the analysis assumed (docs/THEORY.md §overheads)
 =========  ================================================================================
 
 ``admit`` / ``reject`` (one per task, first in the trace, ``t_ns`` 0) carry ``task``,
@@ -64,6 +67,7 @@ class Kind(StrEnum):
     OVERRUN = "overrun"
     SKIP = "skip"
     FAULT = "fault"
+    ASSUMPTION = "assumption"
 
 
 class ReadyLike(Protocol):
@@ -242,6 +246,23 @@ class FaultRecord(NamedTuple):
         return Kind.FAULT
 
 
+class AssumptionRecord(NamedTuple):
+    """An observed host overhead above the bound the analysis charged for it."""
+
+    t_ns: TimeNs
+    seq: int
+    job: str
+    task: str
+    what: str
+    observed_ns: TimeNs
+    bound_ns: TimeNs
+    rec: int = -1
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.ASSUMPTION
+
+
 class AdmissionRecord(NamedTuple):
     """An ``admit`` (``admitted``) or ``reject`` record."""
 
@@ -262,7 +283,7 @@ class AdmissionRecord(NamedTuple):
 
 JobRecord = (
     ReleaseRecord | DispatchRecord | ChunkRecord | CompleteRecord | MissRecord | OverrunRecord
-    | SkipRecord | FaultRecord
+    | SkipRecord | FaultRecord | AssumptionRecord
 )  # fmt: skip
 Record = JobRecord | AdmissionRecord
 
@@ -320,8 +341,22 @@ def scenario_from_records(adm: Sequence[AdmissionRecord]) -> Scenario:
         tasks.append(Task(name=r.task, **p))
     return Scenario(
         name="trace", tasks=tuple(tasks), policy=get_policy(adm[0].policy),
-        gpu_memory_bytes=adm[0].gpu_memory_bytes,
+        gpu_memory_bytes=adm[0].gpu_memory_bytes, overheads=_recorded_overheads(adm[0]),
     )  # fmt: skip
+
+
+def _recorded_overheads(r: AdmissionRecord) -> Any:
+    """The overhead bounds an admission record says were charged (None: none)."""
+    from aegis_core.model.overheads import Overhead, Overheads
+
+    given = r.rationale.get("overheads_ns")
+    if not isinstance(given, Mapping):
+        return None
+    try:
+        return Overheads.of_bounds({w: int(given[w.value]) for w in Overhead})
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"record {r.rec} ({r.kind}): field 'overheads_ns': the four overhead "
+                         "bounds expected") from None  # fmt: skip
 
 
 # --------------------------------------------------------------------------------- encode
@@ -436,6 +471,11 @@ class Encoder:
         self._done(r.seq)
         return f'{{"rec":{n},"t_ns":{r.t_ns},"kind":"fault",{who},"error":{_q(r.error)}}}\n'
 
+    def _assumption(self, r: AssumptionRecord, n: int) -> str:
+        who = self._job(r.seq, r.job, r.task)
+        return (f'{{"rec":{n},"t_ns":{r.t_ns},"kind":"assumption",{who},"what":{_q(r.what)},'
+                f'"observed_ns":{r.observed_ns},"bound_ns":{r.bound_ns}}}\n')  # fmt: skip
+
     def _admission(self, r: AdmissionRecord, n: int) -> str:
         body: dict[str, Any] = {
             "rec": n, "t_ns": r.t_ns, "kind": str(r.kind), "task": r.task, "policy": r.policy,
@@ -460,6 +500,7 @@ _ENCODE: dict[type, Callable[[Encoder, Any, int], str]] = {
     OverrunRecord: Encoder._overrun,
     SkipRecord: Encoder._skip,
     FaultRecord: Encoder._fault,
+    AssumptionRecord: Encoder._assumption,
     AdmissionRecord: Encoder._admission,
 }
 
@@ -503,7 +544,7 @@ def from_dict(d: Mapping[str, Any]) -> Record:
     return read(_Fields(d, kind))  # type: ignore[arg-type]
 
 
-_STR_FIELDS = frozenset(("job", "task", "state", "action", "reason", "error"))
+_STR_FIELDS = frozenset(("job", "task", "state", "action", "reason", "error", "what"))
 _Spec = tuple[type, Callable[[Mapping[str, Any]], tuple[Any, ...]], tuple[type, ...]]
 
 
@@ -514,7 +555,7 @@ def _fast_specs() -> dict[str, _Spec]:
     for kind, cls in ((Kind.RELEASE, ReleaseRecord), (Kind.CHUNK, ChunkRecord),
                       (Kind.COMPLETE, CompleteRecord), (Kind.MISS, MissRecord),
                       (Kind.OVERRUN, OverrunRecord), (Kind.SKIP, SkipRecord),
-                      (Kind.FAULT, FaultRecord)):  # fmt: skip
+                      (Kind.FAULT, FaultRecord), (Kind.ASSUMPTION, AssumptionRecord)):  # fmt: skip
         names = tuple(f for f in cls._fields if f not in ("priority", "rec"))
         types = tuple(str if f in _STR_FIELDS else bool if f == "missed" else int for f in names)
         out[str(kind)] = (cls, itemgetter(*names, "rec"), (*types, int))
@@ -725,6 +766,13 @@ def _fault(f: _Fields) -> FaultRecord:
     return FaultRecord(t, seq, job, task, f.txt("error"), rec)
 
 
+def _assumption(f: _Fields) -> AssumptionRecord:
+    rec, t, seq, job, task = f.job()
+    return AssumptionRecord(
+        t, seq, job, task, f.txt("what"), f.num("observed_ns"), f.num("bound_ns"), rec
+    )
+
+
 def _admission(f: _Fields) -> AdmissionRecord:
     params = f.obj("params") if f.d.get("params") is not None else None
     return AdmissionRecord(
@@ -751,6 +799,7 @@ _DECODE: dict[str, Callable[[_Fields], Record]] = {
     Kind.OVERRUN: _overrun,
     Kind.SKIP: _skip,
     Kind.FAULT: _fault,
+    Kind.ASSUMPTION: _assumption,
 }
 
 

@@ -40,4 +40,16 @@ class Fault(NamedTuple):
     error: str
 
 
-EngineEvent = Release | Completion | Fault
+class Assumption(NamedTuple):
+    """The host broke an overhead bound the analysis charged: ``what`` (an
+    :class:`~aegis_core.model.overheads.Overhead` value) took ``observed_ns`` > ``bound_ns``
+    for the job with sequence number ``seq``; seen at ``t_ns``."""
+
+    t_ns: TimeNs
+    seq: int
+    what: str
+    observed_ns: TimeNs
+    bound_ns: TimeNs
+
+
+EngineEvent = Release | Completion | Fault | Assumption

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aegis_core.budget import TaskBudget, any_samples, budgets, split_in_proportion
 from aegis_core.model.errors import InputError
+from aegis_core.model.overheads import Overheads
 from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import TimeNs
@@ -105,6 +106,9 @@ class RunPlan:
     slots: int | None = 1
     rejected: frozenset[int] = frozenset()
     """Task indices that admission rejected: their jobs are recorded, never run."""
+    overheads: Overheads | None = None
+    """The host overheads the analysis charged (admission's): the simulator replays them,
+    the executor checks them."""
 
     @property
     def chunks(self) -> tuple[tuple[TimeNs, ...], ...]:
@@ -151,4 +155,5 @@ class RunPlan:
             budgets=plan_budgets,
             slots=None if policy.concurrent else 1,
             rejected=rejected,
+            overheads=admission.overheads if admission is not None else scenario.overheads,
         )

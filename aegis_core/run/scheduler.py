@@ -16,11 +16,13 @@ from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, NamedTuple
 
 from aegis_core.budget import TaskBudget, task_budget
+from aegis_core.model.overheads import Overhead
 from aegis_core.model.policy import Key, Policy, fp_priorities
 from aegis_core.model.scenario import Task
 from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
 from aegis_core.record.schema import (
+    AssumptionRecord,
     ChunkRecord,
     CompleteRecord,
     DispatchRecord,
@@ -32,7 +34,7 @@ from aegis_core.record.schema import (
     SkipRecord,
 )
 from aegis_core.run.contexts import ExecutionContext
-from aegis_core.run.events import Completion, EngineEvent, Fault, Release
+from aegis_core.run.events import Assumption, Completion, EngineEvent, Fault, Release
 
 if TYPE_CHECKING:
     from aegis_core.run.plan import RunPlan
@@ -144,10 +146,12 @@ class Scheduler:
         *,
         rejected: Iterable[int] = (),
         budgets: Sequence[TaskBudget] = (),
+        lag_bound_ns: TimeNs | None = None,
     ) -> None:
         """``rejected``: task indices whose jobs are recorded as REJECTED and never run;
         ``budgets``: per task, its time budget and chunk chain (default: decided from the
-        tasks under ``policy``)."""
+        tasks under ``policy``); ``lag_bound_ns``: the release lag the analysis charged (a
+        release handed over later writes an ``assumption`` record; None: not checked)."""
         self.tasks = tuple(tasks)
         self.policy = policy
         self.records: list[Record] = []
@@ -165,6 +169,7 @@ class Scheduler:
         self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
         self.contexts = [ExecutionContext(i, b.name, b) for i, b in enumerate(budgets)]
         self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
+        self.lag_bound_ns = lag_bound_ns
 
     # -- events in -------------------------------------------------------------------------
 
@@ -188,12 +193,22 @@ class Scheduler:
             self._release(ev, now)
         elif type(ev) is Fault:
             self._fail(ev.seq, ev.error, ev.t_ns)
+        elif type(ev) is Assumption:
+            self._broken(ev.seq, ev.what, ev.observed_ns, ev.bound_ns, ev.t_ns)
         else:
             raise TypeError(f"not an engine event: {ev!r}")
 
     def _release(self, ev: Release, now: TimeNs) -> None:
         job = self.release(ev.task_index, ev.k, ev.t_ns)
-        job.lag_ns = now - ev.t_ns
+        lag = job.lag_ns = now - ev.t_ns
+        bound = self.lag_bound_ns
+        if bound is not None and lag > bound and job.status is JobStatus.READY:
+            self._broken(job.seq, Overhead.RELEASE_LAG, lag, bound, now)
+
+    def _broken(self, seq: int, what: str, observed: TimeNs, bound: TimeNs, now: TimeNs) -> None:
+        """The host broke an overhead bound the analysis assumed: an ``assumption`` record."""
+        job = self.jobs[seq]
+        self.records.append(AssumptionRecord(now, seq, job.id, job.task, what, observed, bound))
 
     def release(self, task_index: int, k: int, now: TimeNs) -> Job:
         """Release job ``k`` of task ``task_index`` at ``now`` (its planned release time)."""
@@ -357,6 +372,7 @@ class Scheduler:
             plan.policy,
             rejected=plan.rejected,
             budgets=plan.budgets,
+            lag_bound_ns=plan.overheads.release_lag_ns if plan.overheads is not None else None,
         )
 
     @property
