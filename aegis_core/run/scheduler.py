@@ -46,7 +46,7 @@ class Job:
     """One released job; mutable bookkeeping owned by the scheduler."""
 
     __slots__ = (
-        "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "lag_ns",
+        "broken", "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "lag_ns",
         "missed", "n_chunks", "overrun", "priority", "release_ns", "run_ns", "seq", "start_ns",
         "status", "task", "task_index",
     )  # fmt: skip
@@ -75,6 +75,7 @@ class Job:
         self.run_ns: TimeNs = 0  # execution time so far (sum over finished chunks)
         self.entry: ReadyEntry | None = None
         self.lag_ns: TimeNs = 0  # how late the engine handed the release over (wall clock)
+        self.broken: tuple[str, ...] = ()  # overhead bounds the host broke for this job
 
     @property
     def response_ns(self) -> TimeNs | None:
@@ -208,6 +209,7 @@ class Scheduler:
     def _broken(self, seq: int, what: str, observed: TimeNs, bound: TimeNs, now: TimeNs) -> None:
         """The host broke an overhead bound the analysis assumed: an ``assumption`` record."""
         job = self.jobs[seq]
+        job.broken = (*job.broken, what)
         self.records.append(AssumptionRecord(now, seq, job.id, job.task, what, observed, bound))
 
     def release(self, task_index: int, k: int, now: TimeNs) -> Job:
