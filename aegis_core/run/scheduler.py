@@ -46,9 +46,9 @@ class Job:
     """One released job; mutable bookkeeping owned by the scheduler."""
 
     __slots__ = (
-        "broken", "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k", "lag_ns",
-        "missed", "n_chunks", "overrun", "priority", "release_ns", "run_ns", "seq", "start_ns",
-        "status", "task", "task_index",
+        "broken", "chunk", "chunk_start_ns", "deadline_ns", "end_ns", "entry", "error", "id", "k",
+        "lag_ns", "missed", "n_chunks", "overrun", "priority", "release_ns", "run_ns", "seq",
+        "start_ns", "status", "task", "task_index",
     )  # fmt: skip
 
     def __init__(
