@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.errors import JobFault, ScenarioError
+from aegis_core.model.overheads import Overhead, Overheads
 from aegis_core.model.scenario import Scenario, Task
 from aegis_core.model.types import TimeNs
 from aegis_core.run.cursor import ReleaseCursor, Slots, instant
-from aegis_core.run.events import Completion, EngineEvent, Fault
+from aegis_core.run.events import Assumption, Completion, EngineEvent, Fault
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Dispatch
 from aegis_core.tools.results import overhead_stats
@@ -45,6 +46,25 @@ class _Launch:
     host_ns: TimeNs  # engine time of the dispatch
     waited: bool  # the job was ready when the device went idle: its start measures a gap
     idle: bool  # its stream had nothing queued: its start measures the launch latency
+    decision_ns: TimeNs  # the instant's events gathered -> this dispatch call
+
+
+class OverheadMonitor:
+    """The host overheads of a run, measured per job, and checked against the bounds the
+    analysis charged (docs/THEORY.md §overheads): every sample is kept for ``aegis
+    calibrate``; an observed overhead above its bound becomes an :class:`Assumption` event
+    (the scheduler records it). Release lag is checked by the scheduler, which numbers jobs."""
+
+    def __init__(self, overheads: Overheads | None) -> None:
+        self.bounds = {w: overheads.bound(w) for w in Overhead} if overheads else None
+        self.samples: dict[Overhead, list[int]] = {w: [] for w in Overhead}
+
+    def observe(self, what: Overhead, seq: int, observed: TimeNs, now: TimeNs,
+                out: list[EngineEvent]) -> None:  # fmt: skip
+        self.samples[what].append(observed)
+        bounds = self.bounds
+        if bounds is not None and observed > bounds[what]:
+            out.append(Assumption(now, seq, what.value, observed, bounds[what]))
 
 
 def load_task_graph(scenario: Scenario, task: Task) -> Graph | None:
@@ -118,6 +138,7 @@ class ExecEngine:
         self._plan: RunPlan | None = None
         self._t0 = clock.now_ns()
         self._reset()
+        self._warned = False
 
     def _reset(self) -> None:
         self._releases = ReleaseCursor()
@@ -132,6 +153,7 @@ class ExecEngine:
         self.launch_ns: list[int] = []
         self._chunk_overruns: dict[str, int] = {}  # chunks past their own chunk WCET
         self._setup_s = 0.0
+        self.monitor = OverheadMonitor(self._plan.overheads if self._plan else None)
 
     @property
     def device(self) -> str:
@@ -158,8 +180,8 @@ class ExecEngine:
         if self._work is None or self._validated is not plan:
             self.validate(plan)
         assert self._work is not None
-        self._reset()
         self._plan = plan
+        self._reset()
         t = time.perf_counter()  # set-up cost, reported in wall seconds
         impl = make_backend(self.backend, self._clock, **self._options)
         self._impl = impl = self._wrap(impl) if self._wrap is not None else impl
@@ -200,7 +222,8 @@ class ExecEngine:
             and d.rationale.winner.release_ns <= self._last_end
         )
         queued = self._queued.get(task, 0)
-        self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0)
+        self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0,
+                                        now - self._instant)  # fmt: skip
         try:
             planned = plan.exec_time(d) if self._caps.replays_exec_time else None
             impl.launch(task, d.chunk, d.seq, d.k, planned)
@@ -223,6 +246,9 @@ class ExecEngine:
             now = self._instant = max(self._instant, host - self._t0)
             ends = self._take(finished, now)
             due = releases.take(now)
+            lags = self.monitor.samples[Overhead.RELEASE_LAG]
+            for r in due:
+                lags.append(now - r.t_ns)
             if ends or due:
                 return instant(ends, due)
             if until is not None and until <= now:
@@ -237,15 +263,16 @@ class ExecEngine:
             else:
                 clock.sleep_until(self._t0 + target)
 
-    def _take(self, finished: list[Finished], now: TimeNs) -> list[Completion | Fault]:
-        """Engine events for ended launches, in end order (faults at launch first). Device
-        times are clamped into [dispatch, now], keeping the measured duration."""
-        out: list[Completion | Fault] = [*self._pending]
+    def _take(self, finished: list[Finished], now: TimeNs) -> list[EngineEvent]:
+        """Engine events for ended launches, in end order (faults at launch first), each
+        completion after the assumptions its launch broke. Device times are clamped into
+        [dispatch, now], keeping the measured duration."""
+        out: list[EngineEvent] = [*self._pending]
         self._pending.clear()
         self._slots.give(len(out))
         if not finished:
             return out
-        t0, work, plan = self._t0, self._work, self._plan
+        t0, work, plan, observe = self._t0, self._work, self._plan, self.monitor.observe
         assert work is not None and plan is not None
         for f in sorted(finished, key=lambda f: (f.end_ns, f.token)):
             info = self._launched.pop(f.token)
@@ -261,13 +288,21 @@ class ExecEngine:
                 self._faulted.setdefault(info.task, f.error)
                 out.append(Fault(end, f.token, f.error))
                 continue
+            observe(Overhead.DECISION, f.token, info.decision_ns, now, out)
             if info.idle:
                 self.launch_ns.append(start - info.host_ns)
+                observe(Overhead.LAUNCH, f.token, start - info.host_ns, now, out)
+            observe(Overhead.COMPLETION, f.token, max(0, now - (f.end_ns - t0)), now, out)
             if end - start > work[info.task].durations_ns[info.chunk]:  # a chunk overrun (a
                 name = plan.scenario.tasks[info.task].name  # job's overrun is the scheduler's)
                 self._chunk_overruns[name] = self._chunk_overruns.get(name, 0) + 1
             out.append(Completion(end, f.token, start))
         return out
+
+    def overhead_samples(self) -> dict[Overhead, list[int]]:
+        """Every host overhead measured in the last run, per figure (what ``aegis calibrate``
+        estimates bounds from)."""
+        return self.monitor.samples
 
     def report(self) -> dict[str, Any]:
         """What the run summary adds for an executed run (its ``exec`` section, and the
@@ -284,6 +319,8 @@ class ExecEngine:
             "memory_plan": self._layout.report() if self._layout is not None else None,
             "memory_check": self._checked,
             "faulted_tasks": {names[i]: e for i, e in sorted(self._faulted.items())},
+            "overheads_ns": {w.value: overhead_stats(v) for w, v in self.monitor.samples.items()},
+            "overheads_checked": self.monitor.bounds is not None,
         }
 
     def close(self) -> None:

@@ -18,9 +18,11 @@ from typing import Any, cast
 
 import simpy
 
+from aegis_core.model.overheads import Overhead
 from aegis_core.model.types import TimeNs
 from aegis_core.run.cursor import ReleaseCursor, Slots, instant
 from aegis_core.run.events import Completion, EngineEvent, Release
+from aegis_core.run.host import HostModel
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Dispatch
 
@@ -81,6 +83,9 @@ class SimPyEngine:
         self._done: list[Completion] = []
         self._released: list[Release] = []
         self._shared: _ProcessorSharing | None = None
+        self._host: HostModel | None = None
+        self._unseen: dict[int, Completion] = {}  # ended on the device, not yet seen
+        self._late: dict[tuple[int, int], Release] = {}  # due, not yet handed over
 
     def validate(self, plan: RunPlan) -> None:
         """Every plan runs here: the execution-time model gives each job's duration."""
@@ -93,6 +98,10 @@ class SimPyEngine:
         self._done, self._released = [], []
         concurrent = plan.policy.concurrent  # jobs in flight share the GPU
         self._shared = _ProcessorSharing(self.env, self._done) if concurrent else None
+        self._host = None
+        if plan.overheads is not None and not concurrent:
+            self._host = HostModel(plan.overheads, plan.seed, plan.host_mode)
+        self._unseen, self._late = {}, {}
         self._arm_release()
 
     def _arm_release(self) -> None:
@@ -101,12 +110,52 @@ class SimPyEngine:
             self.env.timeout(t - self.env.now).callbacks.append(self._on_release)
 
     def _on_release(self, _ev: simpy.Event) -> None:
-        self._released += self._releases.take(cast(TimeNs, self.env.now))
+        due = self._releases.take(cast(TimeNs, self.env.now))
+        host = self._host
+        if host is None:
+            self._released += due
+        else:  # handed over after the host's release lag (or at an earlier instant)
+            for r in due:
+                self._late[(r.task_index, r.k)] = r
+                lag = host.draw(Overhead.RELEASE_LAG)
+                self.env.timeout(lag, value=r).callbacks.append(self._on_lagged)
         self._arm_release()
+
+    def _on_lagged(self, ev: simpy.Event) -> None:
+        r = cast(Release, ev.value)
+        if self._late.pop((r.task_index, r.k), None) is not None:
+            self._released.append(r)
 
     def _on_complete(self, ev: simpy.Event) -> None:
         self._slots.give()
         self._done.append(Completion(self.env.now, ev.value))  # type: ignore[arg-type]
+
+    def _on_end(self, ev: simpy.Event) -> None:
+        """A job ended on the device: the host sees it after its completion detection (or
+        at an earlier instant, as an executor's loop sees every end before its instant)."""
+        c = cast(Completion, ev.value)
+        self._unseen[c.seq] = c
+        seen = cast(HostModel, self._host).draw(Overhead.COMPLETION)
+        self.env.timeout(seen, value=c.seq).callbacks.append(self._on_seen)
+
+    def _on_seen(self, ev: simpy.Event) -> None:
+        c = self._unseen.pop(cast(int, ev.value), None)
+        if c is not None:
+            self._slots.give()
+            self._done.append(c)
+
+    def _catch_up(self) -> None:
+        """At an instant, the host sees everything that came due before it (ends and late
+        releases); what comes due at the instant itself waits for its own overhead (the
+        instant may be that very end or release)."""
+        now = self.env.now
+        for seq in [s for s, c in self._unseen.items() if c.t_ns < now]:
+            self._slots.give()
+            self._done.append(self._unseen.pop(seq))
+        for key in [k for k, r in self._late.items() if r.t_ns < now]:
+            self._released.append(self._late.pop(key))
+        if len(self._released) > 1:
+            self._released.sort(key=lambda r: (r.t_ns, r.task_index, r.k))
 
     def now(self) -> TimeNs:
         return self.env.now  # type: ignore[return-value]  # int: every delay is int ns
@@ -120,7 +169,14 @@ class SimPyEngine:
             self._shared.add(d.seq, work)
             return
         self._slots.take(d.job)
-        self.env.timeout(work, value=d.seq).callbacks.append(self._on_complete)
+        host = self._host
+        if host is None:
+            self.env.timeout(work, value=d.seq).callbacks.append(self._on_complete)
+            return
+        now = cast(TimeNs, self.env.now)
+        start = now + host.draw(Overhead.DECISION) + host.draw(Overhead.LAUNCH)
+        end = Completion(start + work, d.seq, start)
+        self.env.timeout(end.t_ns - now, value=end).callbacks.append(self._on_end)
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
         env = self.env
@@ -131,12 +187,20 @@ class SimPyEngine:
             env.timeout(until - env.now)
             while env.peek() <= until:
                 env.step()
-            return []
+            if self._host is None:
+                return []
+            self._catch_up()
+            return self._hand_over()
         if t == math.inf:
             return None
         step = env.step
         while env.peek() == t:
             step()
+        if self._host is not None:
+            self._catch_up()
+        return self._hand_over()
+
+    def _hand_over(self) -> list[EngineEvent]:
         done, released = self._done, self._released
         if len(done) > 1:
             done.sort(key=lambda c: c.seq)

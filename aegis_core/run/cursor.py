@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from aegis_core.model.errors import InternalError
 from aegis_core.model.types import TimeNs
-from aegis_core.run.events import Completion, EngineEvent, Fault, Release
+from aegis_core.run.events import EngineEvent, Release
 
 
 class ReleaseCursor:
@@ -69,8 +69,6 @@ class Slots:
         self.running -= n
 
 
-def instant(
-    ends: Iterable[Completion | Fault], releases: Iterable[Release] = ()
-) -> list[EngineEvent]:
+def instant(ends: Iterable[EngineEvent], releases: Iterable[Release] = ()) -> list[EngineEvent]:
     """One instant's events: the ends first (in the order given), then the releases."""
     return [*ends, *releases]

@@ -109,6 +109,10 @@ class RunPlan:
     overheads: Overheads | None = None
     """The host overheads the analysis charged (admission's): the simulator replays them,
     the executor checks them."""
+    seed: int = 0
+    """The run's seed (the simulator's overhead draws)."""
+    host_mode: str = "sample"
+    """How a simulated engine replays the overheads (:data:`~aegis_core.run.host.HOST_MODES`)."""
 
     @property
     def chunks(self) -> tuple[tuple[TimeNs, ...], ...]:
@@ -156,4 +160,5 @@ class RunPlan:
             slots=None if policy.concurrent else 1,
             rejected=rejected,
             overheads=admission.overheads if admission is not None else scenario.overheads,
+            seed=scenario.seed if seed is None else seed,
         )

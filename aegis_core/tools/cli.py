@@ -13,7 +13,8 @@ from typing import Any
 from aegis_core import __version__
 from aegis_core.analysis.admission import Admission
 from aegis_core.model.errors import AegisError, InputError
-from aegis_core.model.policy import POLICIES, get_policy
+from aegis_core.model.overheads import load_overheads
+from aegis_core.model.policy import POLICIES, Analysis, get_policy
 from aegis_core.model.scenario import Scenario, load_scenario, replace_scenario, with_profiles
 from aegis_core.model.types import fmt_ms as _ms
 from aegis_core.model.types import ms_to_ns
@@ -65,7 +66,17 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         changes["duration_ns"] = ms_to_ns(args.duration_ms)
     if getattr(args, "policy", None) is not None:
         changes["policy"] = get_policy(args.policy)
+    if getattr(args, "overheads", None):
+        changes["overheads"] = load_overheads(args.overheads)
     return replace_scenario(scenario, **changes) if changes else scenario
+
+
+def warn_ideal_host(scenario: Scenario) -> None:
+    """Once per command: an executor run whose analysis charges no host overheads."""
+    if scenario.overheads is None and scenario.policy.analysis is not Analysis.NONE:
+        print("aegis: warning: no host overheads given (--overheads FILE, from `aegis "
+              "calibrate`): the bounds ignore this host's release lag, decision, launch and "
+              "completion times", file=sys.stderr)  # fmt: skip
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -76,6 +87,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from aegis_core.run.engine import load_engine
 
     scenario = _scenario(args)  # bad input first, before a GPU is touched
+    warn_ideal_host(scenario)
     engine = load_engine(
         "exec",
         backend=args.backend,
@@ -153,14 +165,23 @@ def format_exec(summary: dict[str, Any]) -> str:
 
 def format_admission(adm: Admission) -> str:
     n_ok = sum(v.admitted for v in adm.tasks)
+    o = adm.overheads
+    charged = o is not None
     lines = [
         f"admission · {adm.policy} · {n_ok} of {len(adm.tasks)} admitted",
-        f"{'task':<16} {'verdict':<9} {'C ms':>8} {'T ms':>8} {'D ms':>8} {'bound ms':>9}  reason",
+        f"{'task':<16} {'verdict':<9} {'C ms':>8} "
+        + ("   C' ms " if charged else "")
+        + f"{'T ms':>8} {'D ms':>8} {'bound ms':>9}  reason",
     ]
+    if o is not None:
+        lines.insert(1, f"host overheads ({o.label}): C' = C + {_ms(o.per_dispatch_ns)} ms per "
+                        f"dispatched job or chunk (decision + launch + completion); release "
+                        f"jitter + {_ms(o.release_lag_ns)} ms (release lag)")  # fmt: skip
     for v in adm.tasks:
+        cc = f"{_ms(v.charged_ns):>8} " if charged else ""
         lines.append(
             f"{v.name:<16} {'admitted' if v.admitted else 'REJECTED':<9} {_ms(v.wcet_ns):>8} "
-            f"{_ms(v.period_ns):>8} {_ms(v.deadline_ns):>8} {_ms(v.response_bound_ns):>9}  "
+            f"{cc}{_ms(v.period_ns):>8} {_ms(v.deadline_ns):>8} {_ms(v.response_bound_ns):>9}  "
             f"{v.reason}"
         )
         if v.chunks_ns and len(v.chunks_ns) > 1:
@@ -249,6 +270,15 @@ def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:
     sub.add_argument("--backend", default="auto", metavar="NAME", help=help)
 
 
+def _overheads_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--overheads",
+        metavar="FILE",
+        help="charge the host overheads in FILE (written by `aegis calibrate`) in the "
+        "analysis; sim replays them, exec checks them (replaces the scenario's overheads:)",
+    )
+
+
 def _profiles_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--profiles",
@@ -256,6 +286,7 @@ def _profiles_option(sub: argparse.ArgumentParser) -> None:
         help="use the WCET profiles in DIR (<task>.json, written by `aegis profile`) in place "
         "of the tasks' wcet_ms",
     )
+    _overheads_option(sub)
 
 
 def cmd_wcet(args: argparse.Namespace) -> int:
@@ -333,10 +364,28 @@ def _scenario_memory(scenario: Scenario) -> Any:
     return ScenarioMemory.of(scenario, chosen)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from aegis_core.tools.calibrate import calibrate, format_overheads
+
+    if not (math.isfinite(args.duration_ms) and args.duration_ms >= 100):
+        raise InputError(f"--duration-ms must be a number >= 100, got {args.duration_ms}")
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    o = calibrate(scenario, args.backend, duration_ms=args.duration_ms,
+                  exceedance=args.exceedance, progress=progress)  # fmt: skip
+    o.save(args.out)
+    print(format_overheads(o))
+    print(f"overheads: {args.out} — charge them with `aegis admit|sim|exec|check|compare "
+          f"S.yaml --overheads {args.out}`, or `overheads: <file>` in a scenario")  # fmt: skip
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from aegis_core.tools.compare import compare, format_comparison
 
-    c = compare(_scenario(args), backend=args.backend, results=Path(args.results),
+    scenario = _scenario(args)
+    warn_ideal_host(scenario)
+    c = compare(scenario, backend=args.backend, results=Path(args.results),
                 rerun=args.rerun)  # fmt: skip
     print(format_comparison(c))
     return 0
@@ -471,6 +520,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="profiles", help="directory for <task>.json (default profiles)"
     )
     prof.set_defaults(func=cmd_profile)
+
+    cal = sub.add_parser(
+        "calibrate", help="measure the executor's host overheads here, write an overheads file"
+    )
+    cal.add_argument("scenario", nargs="?", help="scenario YAML whose tasks to run "
+                     "(default: a builtin workload of three tasks; backends without models)")  # fmt: skip
+    _backend_option(cal, "the executor's backend (default auto: cupy on a GPU, else numpy)")
+    cal.add_argument("--out", default="overheads.json", help="file to write (default "
+                     "overheads.json)")  # fmt: skip
+    cal.add_argument("--duration-ms", type=float, default=4000,
+                     help="measured run time, over both phases (default 4000)")  # fmt: skip
+    cal.add_argument("--exceedance", type=_probability, default=1e-3,
+                     help="per-job exceedance of each bound (default 1e-3)")  # fmt: skip
+    cal.set_defaults(func=cmd_calibrate)
 
     mem = sub.add_parser("memory", help="tensor lifetimes, activation arena plans, sharing")
     mem.add_argument("input", help="scenario YAML, or a tensor-usage JSON file (docs/CONTRACTS.md)")
