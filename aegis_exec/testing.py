@@ -45,6 +45,57 @@ class VirtualClock:
         self.t += ns
 
 
+class LateClock(VirtualClock):
+    """A virtual clock whose waits overshoot: waiting for a target in ``late`` (``{target
+    ns: extra ns}``, targets on the clock's own timeline) returns ``extra`` after it, as a
+    loaded host wakes up late."""
+
+    def __init__(self, late: Mapping[int, int], start_ns: int = 0) -> None:
+        super().__init__(start_ns)
+        self.late = dict(late)
+
+    def sleep_until(self, t_ns: int) -> None:
+        self.t = max(self.t, t_ns + self.late.pop(t_ns, 0))
+
+
+class SlowLaunch:
+    """``inner`` with the launches of the jobs in ``delays`` (``{job id: ns}``) taking that
+    long on the host before the device starts them (a slow launch path)."""
+
+    def __init__(self, inner: Backend, clock: VirtualClock, delays: Mapping[str, int]) -> None:
+        self.inner, self.clock, self.delays = inner, clock, dict(delays)
+        self.name, self.device = inner.name, inner.device
+        self._names: list[str] = []
+
+    def prepare(self, work: Sequence[TaskWork], layout: Layout | None = None) -> None:
+        self._names = [w.name for w in work]
+        self.inner.prepare(work, layout)
+
+    def graphs(self) -> dict[int, Any]:
+        return self.inner.graphs()
+
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
+        self.clock.advance(self.delays.get(f"{self._names[task]}#{k}", 0))
+        self.inner.launch(task, chunk, token, k, duration_ns)
+
+    def snapshot(self) -> tuple[int, list[Finished]]:
+        return self.inner.snapshot()
+
+    def wait(self, until_ns: int) -> None:
+        self.inner.wait(until_ns)
+
+    def synchronize(self) -> None:
+        self.inner.synchronize()
+
+    def report(self) -> dict[str, Any]:
+        return self.inner.report()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class FaultyBackend:
     """``inner`` with the jobs in ``faults`` (``{job id: message}``, ids ``task#k``) failing
     with that message: at launch (``at="launch"``: JobFault, nothing runs) or at their end

@@ -524,8 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser(
         "calibrate", help="measure the executor's host overheads here, write an overheads file"
     )
-    cal.add_argument("scenario", nargs="?", help="scenario YAML whose tasks to run "
-                     "(default: a builtin workload of three tasks; backends without models)")  # fmt: skip
+    cal.add_argument(
+        "scenario",
+        nargs="?",
+        help="scenario YAML whose tasks to run (default: a builtin workload of three tasks)",
+    )
     _backend_option(cal, "the executor's backend (default auto: cupy on a GPU, else numpy)")
     cal.add_argument("--out", default="overheads.json", help="file to write (default "
                      "overheads.json)")  # fmt: skip
