@@ -52,8 +52,21 @@ def run_fingerprint(scenario: Scenario, seed: int, admission: bool, exec_time: s
         "version": __version__, "name": scenario.name, "policy": str(scenario.policy),
         "duration_ns": scenario.duration_ns, "gpu": scenario.gpu_memory_bytes, "seed": seed,
         "tasks": tasks, "admission": admission, "exec_time": exec_time,
+        "overheads": _overheads_digest(scenario),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _overheads_digest(scenario: Scenario) -> str | None:
+    """The charged overheads as a digest (bounds and replayed samples; None: none)."""
+    import hashlib
+    import json
+
+    o = scenario.overheads
+    if o is None:
+        return None
+    body = {w: (f.bound_ns, f.samples_ns) for w, f in o.figures.items()}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
