@@ -178,6 +178,9 @@ def run_scenario(
         },
         "versions": versions(),
     }
+    if plan.overheads is not None:  # what the analysis charged, and where it came from
+        summary["overheads"] = {"source": plan.overheads.label,
+                                "bounds_ns": plan.overheads.bounds()}  # fmt: skip
     extra = eng.report()
     if extra:
         summary["versions"].update(extra.get("versions", {}))
