@@ -10,7 +10,9 @@
 # and exec with those profiles, and the builtin zoo profiled then checked on held-out runs,
 # 9. memory: scenarios/memory.yaml planned (aegis memory) and executed on cupy in the planned
 # arena with --check-memory, and without the plan (each buffer its own allocation),
-# 10. aegis compare on cupy (sim vs GPU per task) and explain --verify on the GPU trace.
+# 10. aegis compare on cupy (sim vs GPU per task) and explain --verify on the GPU trace,
+# 11. host overheads: aegis calibrate on cupy, the demo admitted, executed and compared with
+# the GPU profiles and the overheads charged (bound / observed, unattributed exceedances).
 # Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
 # Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
 # come as a wheel in .whl/ (PYTHONPATH /tmp/site).
@@ -85,4 +87,15 @@ step exec_memory_unplanned 90 "${AEGIS[@]}" exec scenarios/memory.yaml --backend
   --no-memory-plan --out "$OUT/exec-memory-unplanned"
 step compare 120 "${AEGIS[@]}" compare $S --backend cupy --results "$OUT/compare-results"
 step explain_verify 60 "${AEGIS[@]}" explain "$OUT/exec-cupy" --verify
+# ---- host overheads (issue 13): calibrate on cupy, then admit, execute and compare the demo
+# with the GPU profiles (step profile above) and the overheads charged; the report gives per
+# task bound / observed max (goal <= 1.5), misses and unattributed exceedances.
+step calibrate 60 "${AEGIS[@]}" calibrate $S --backend cupy --out "$OUT/overheads-cupy.json"
+step admit_charged 30 "${AEGIS[@]}" admit $S --profiles "$OUT/profiles" \
+  --overheads "$OUT/overheads-cupy.json"
+step exec_charged 90 "${AEGIS[@]}" exec $S --backend cupy --profiles "$OUT/profiles" \
+  --overheads "$OUT/overheads-cupy.json" --out "$OUT/exec-cupy-charged"
+step report_charged 30 $PY benchmarks/bench_overheads.py --report "$OUT/exec-cupy-charged"
+step compare_charged 120 "${AEGIS[@]}" compare $S --backend cupy --profiles "$OUT/profiles" \
+  --overheads "$OUT/overheads-cupy.json" --results "$OUT/compare-charged"
 echo "done; outputs in $OUT"
