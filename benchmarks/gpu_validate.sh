@@ -85,4 +85,12 @@ step exec_memory_unplanned 90 "${AEGIS[@]}" exec scenarios/memory.yaml --backend
   --no-memory-plan --out "$OUT/exec-memory-unplanned"
 step compare 120 "${AEGIS[@]}" compare $S --backend cupy --results "$OUT/compare-results"
 step explain_verify 60 "${AEGIS[@]}" explain "$OUT/exec-cupy" --verify
+
+# --- issue 13, point 5: the value, shown (docs/TUTORIAL.md "Is it worth it?") --------------
+# scenarios/value.yaml under np-edf and the baselines a CUDA user would pick instead, on cupy
+# and in sim, side by side: OUTDIR/value-results/value/compare/policies.{csv,png}; the
+# stream-priority run's summary names each stream's CUDA priority (exec.stream_priorities).
+step value_compare 300 "${AEGIS[@]}" compare scenarios/value.yaml --backend cupy \
+  --policies np-edf,fifo,unscheduled,stream-priority --results "$OUT/value-results"
+# --- end of the value block -----------------------------------------------------------------
 echo "done; outputs in $OUT"
