@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.errors import JobFault, ScenarioError
 from aegis_core.model.overheads import Overhead, Overheads
+from aegis_core.model.policy import stream_ranks
 from aegis_core.model.scenario import Scenario, Task
 from aegis_core.model.types import TimeNs
 from aegis_core.run.cursor import ReleaseCursor, Slots, instant
@@ -77,8 +78,20 @@ def load_task_graph(scenario: Scenario, task: Task) -> Graph | None:
 def task_work(plan: RunPlan, backend: str) -> list[TaskWork]:
     """Each task's graph and chunk ranges for ``backend`` (a registered name), validated;
     ScenarioError names task and field."""
-    needs_model = spec(backend).caps.executes_models
+    caps = spec(backend).caps
+    needs_model = caps.executes_models
     scenario, out = plan.scenario, []
+    ranks: list[int | None] = [None] * len(scenario.tasks)
+    if plan.policy.stream_priorities:
+        if not caps.stream_priorities:
+            raise ScenarioError(
+                scenario.path,
+                f"policy {plan.policy} needs CUDA stream priorities and the {backend} backend "
+                "has none (use --backend cupy, or policy unscheduled for the equal-share "
+                "baseline)",
+                field="policy",
+            )
+        ranks = [*stream_ranks(scenario.tasks)]
     for i, task in enumerate(scenario.tasks):
         durations = plan.budgets[i].chunks_ns
         graph = load_task_graph(scenario, task)
@@ -102,7 +115,7 @@ def task_work(plan: RunPlan, backend: str) -> list[TaskWork]:
                 task=task.name,
                 field="kernels_ms",
             )
-        out.append(TaskWork(i, task.name, graph, ranges, tuple(durations)))
+        out.append(TaskWork(i, task.name, graph, ranges, tuple(durations), ranks[i]))
     return out
 
 

@@ -5,9 +5,18 @@ buffer engine events; :meth:`SimPyEngine.advance` steps SimPy through one instan
 everything that happened in it (completions first, then releases in plan order), so a job
 released when the GPU frees up competes for it.
 
-The GPU is either ``slots`` non-preemptive slots (1 for np-edf/fifo/np-fp), or, with unlimited
-slots (the ``unscheduled`` baseline), one processor shared equally by every job in flight
-(processor sharing: with n jobs running, each progresses at rate 1/n).
+The GPU is either ``slots`` non-preemptive slots (1 for np-edf/fifo/np-fp), or, under a
+concurrent policy (unlimited slots), one processor that every job in flight shares:
+
+* ``unscheduled``: shared equally (processor sharing: with n jobs running, each progresses at
+  rate 1/n), as concurrent CUDA streams of equal priority roughly do;
+* a policy with ``stream_priorities`` (``stream-priority``): strict priority sharing. The job in
+  flight whose task has the highest stream priority (:func:`~aegis_core.model.policy.stream_ranks`;
+  among equals the earliest released, as on one stream) gets the whole GPU, the others wait,
+  and a higher-priority release takes the GPU at once. This is the *optimistic* model of CUDA
+  stream priorities: on a device the block scheduler only prefers pending blocks of higher
+  priority streams (running blocks finish, kernels of other streams overlap), so a real device
+  lets a high-priority job wait at least as long as here.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any, cast
 import simpy
 
 from aegis_core.model.overheads import Overhead
+from aegis_core.model.policy import stream_ranks
 from aegis_core.model.types import TimeNs
 from aegis_core.run.cursor import ReleaseCursor, Slots, instant
 from aegis_core.run.events import Completion, EngineEvent, Release
@@ -43,9 +53,9 @@ class _ProcessorSharing:
             self.v += Fraction(now - self.last, len(self.finish))
         self.last = now
 
-    def add(self, seq: int, work: TimeNs) -> None:
+    def add(self, d: Dispatch, work: TimeNs) -> None:
         self._update(cast(TimeNs, self.env.now))
-        self.finish[seq] = self.v + work
+        self.finish[d.seq] = self.v + work
         self._arm()
 
     def _arm(self) -> None:
@@ -69,6 +79,49 @@ class _ProcessorSharing:
         self._arm()
 
 
+class _PrioritySharing:
+    """Strict priority sharing: only the job in flight with the smallest (stream rank, seq)
+    progresses, at rate 1; the others keep their remaining work (integer ns, exact)."""
+
+    def __init__(self, env: simpy.Environment, done: list[Completion], ranks: list[int]) -> None:
+        self.env = env
+        self.done = done
+        self.ranks = ranks
+        self.left: dict[tuple[int, int], TimeNs] = {}  # (rank, seq) -> work still to do
+        self.running: tuple[int, int] | None = None
+        self.since: TimeNs = 0
+        self.generation = 0
+
+    def _update(self, now: TimeNs) -> None:
+        if self.running is not None:
+            self.left[self.running] -= now - self.since
+        self.since = now
+
+    def add(self, d: Dispatch, work: TimeNs) -> None:
+        self._update(cast(TimeNs, self.env.now))
+        self.left[(self.ranks[d.task_index], d.seq)] = work
+        self._arm()
+
+    def _arm(self) -> None:
+        self.generation += 1
+        self.running = min(self.left) if self.left else None
+        if self.running is None:
+            return
+        generation = self.generation
+        delay = self.left[self.running]
+        self.env.timeout(delay).callbacks.append(lambda _ev: self._fire(generation))
+
+    def _fire(self, generation: int) -> None:
+        if generation != self.generation:
+            return  # superseded by a later dispatch
+        now = cast(TimeNs, self.env.now)
+        self._update(now)
+        for key in sorted(k for k, v in self.left.items() if v <= 0):
+            del self.left[key]
+            self.done.append(Completion(now, key[1]))
+        self._arm()
+
+
 class SimPyEngine:
     """Simulated GPU on SimPy; execution times come from the plan's execution-time model."""
 
@@ -82,7 +135,7 @@ class SimPyEngine:
         self._slots = Slots(1)
         self._done: list[Completion] = []
         self._released: list[Release] = []
-        self._shared: _ProcessorSharing | None = None
+        self._shared: _ProcessorSharing | _PrioritySharing | None = None
         self._host: HostModel | None = None
         self._unseen: dict[int, Completion] = {}  # ended on the device, not yet seen
         self._late: dict[tuple[int, int], Release] = {}  # due, not yet handed over
@@ -96,10 +149,14 @@ class SimPyEngine:
         self._releases = ReleaseCursor(plan.releases)
         self._slots = Slots(plan.slots)
         self._done, self._released = [], []
-        concurrent = plan.policy.concurrent  # jobs in flight share the GPU
-        self._shared = _ProcessorSharing(self.env, self._done) if concurrent else None
+        self._shared = None
+        if plan.policy.stream_priorities:  # the device orders the jobs in flight
+            ranks = stream_ranks(plan.scenario.tasks)
+            self._shared = _PrioritySharing(self.env, self._done, ranks)
+        elif plan.policy.concurrent:  # jobs in flight share the GPU equally
+            self._shared = _ProcessorSharing(self.env, self._done)
         self._host = None
-        if plan.overheads is not None and not concurrent:
+        if plan.overheads is not None and not plan.policy.concurrent:
             self._host = HostModel(plan.overheads, plan.seed, plan.host_mode)
         self._unseen, self._late = {}, {}
         self._arm_release()
@@ -166,7 +223,7 @@ class SimPyEngine:
     def dispatch(self, d: Dispatch) -> None:
         work = self._exec_time(d)
         if self._shared is not None:
-            self._shared.add(d.seq, work)
+            self._shared.add(d, work)
             return
         self._slots.take(d.job)
         host = self._host

@@ -98,4 +98,12 @@ step exec_charged 90 "${AEGIS[@]}" exec $S --backend cupy --profiles "$OUT/profi
 step report_charged 30 $PY benchmarks/bench_overheads.py --report "$OUT/exec-cupy-charged"
 step compare_charged 120 "${AEGIS[@]}" compare $S --backend cupy --profiles "$OUT/profiles" \
   --overheads "$OUT/overheads-cupy.json" --results "$OUT/compare-charged"
+
+# --- issue 13, point 5: the value, shown (docs/TUTORIAL.md "Is it worth it?") --------------
+# scenarios/value.yaml under np-edf and the baselines a CUDA user would pick instead, on cupy
+# and in sim, side by side: OUTDIR/value-results/value/compare/policies.{csv,png}; the
+# stream-priority run's summary names each stream's CUDA priority (exec.stream_priorities).
+step value_compare 300 "${AEGIS[@]}" compare scenarios/value.yaml --backend cupy \
+  --policies np-edf,fifo,unscheduled,stream-priority --results "$OUT/value-results"
+# --- end of the value block -----------------------------------------------------------------
 echo "done; outputs in $OUT"

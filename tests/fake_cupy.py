@@ -39,6 +39,8 @@ class State:
         self.calls: dict[str, int] = {}
         self.kernel_grids: list[tuple[int, int, int]] = []
         self.capture_error: Exception | None = None
+        self.least, self.greatest = 0, -5  # the stream priority range (e.g. 0, -5)
+        self.streams: list[Any] = []  # every stream created, in order
 
     def hit(self, name: str) -> None:
         n = self.calls[name] = self.calls.get(name, 0) + 1
@@ -123,8 +125,11 @@ def make(clock: VirtualClock) -> tuple[types.ModuleType, State]:
             clock.advance(GRAPH_NS)
 
     class Stream:
-        def __init__(self, non_blocking: bool = False) -> None:
+        def __init__(self, non_blocking: bool = False, priority: int | None = None) -> None:
             self.capturing = False
+            # CUDA clamps a priority into [greatest, least]
+            self.priority = 0 if priority is None else min(max(priority, st.greatest), st.least)
+            st.streams.append(self)
 
         def __enter__(self) -> Stream:
             return self

@@ -78,3 +78,77 @@ def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("task") and "cnn" in out and "bound>=sim>=exec" in out
     assert (tmp_path / "tiny_gpu" / "compare" / "compare.csv").is_file()
+
+
+# ----------------------------------------------------------------- compare --policies
+
+VALUE = ROOT / "scenarios" / "value.yaml"
+BASELINES = ["np-edf", "fifo", "unscheduled", "stream-priority"]
+
+
+def test_compare_policies_side_by_side(tmp_path: Path) -> None:
+    from aegis_core.tools.compare import (
+        POLICY_COLUMNS,
+        compare_policies,
+        format_policies,
+        load_policy_rows,
+    )
+    from aegis_core.tools.runner import run_scenario
+
+    s = replace_scenario(load_scenario(VALUE), duration_ns=700 * MS)
+    pc = compare_policies(s, BASELINES, backend="mock", results=tmp_path)
+    assert pc.policies == tuple(BASELINES) and pc.backend == "mock"
+    assert [(r["policy"], r["task"]) for r in pc.rows] == [
+        (p, t) for p in BASELINES for t in ("detector", "classifier", "transformer")
+    ]
+    # sim columns: exactly the simulated runs of each policy (deterministic)
+    for p in BASELINES:
+        sim = run_scenario(replace_scenario(s, policy=get_policy(p)), "sim", write=False)
+        want = {t["name"]: (t["misses"], t["response_ns"]["p99"]) for t in sim.summary["tasks"]}
+        got = {r["task"]: (r["sim_misses"], r["sim_p99_ns"]) for r in pc.rows if r["policy"] == p}
+        assert got == want, p
+    assert pc.misses("np-edf") == 0 and all(pc.misses(p) > 0 for p in BASELINES[1:])
+    # exec: every policy ran on the mock but stream-priority, which it refuses, with the reason
+    assert list(pc.refused) == ["stream-priority"]
+    assert "needs CUDA stream priorities" in pc.refused["stream-priority"]
+    for r in pc.rows:
+        ran = r["policy"] != "stream-priority"
+        assert (r["exec_misses"] is not None) == ran and (r["exec_jobs"] == r["sim_jobs"]) == ran
+        assert r["admitted"] and (r["bound_ns"] is not None) == (r["policy"] == "np-edf")
+        if r["sim_jobs"]:
+            assert r["sim_miss_ratio"] == round(r["sim_misses"] / r["sim_jobs"], 6)
+    assert pc.misses("stream-priority", "exec") is None
+    with open(pc.out_dir / "policies.csv", newline="") as f:
+        assert tuple(next(csv.reader(f))) == POLICY_COLUMNS
+    assert load_policy_rows(pc.out_dir / "policies.csv") == pc.rows
+    assert (pc.out_dir / "policies.png").read_bytes()[:4] == b"\x89PNG"
+    text = format_policies(pc)
+    assert text.splitlines()[0].split()[:3] == ["task", "policy", "deadline"]
+    assert "refused stream-priority" in text and len(text.splitlines()) == 12 + 4
+    again = compare_policies(s, BASELINES, backend="mock", results=tmp_path)
+    assert all(v == {"sim": True, "exec": True} for k, v in again.reused.items()
+               if k != "stream-priority")  # fmt: skip
+    assert again.reused["stream-priority"] == {"sim": True}
+    # the plain comparison's outputs are untouched by it
+    assert not (pc.out_dir / "compare.csv").exists()
+
+
+def test_compare_policies_bad_names(tmp_path: Path) -> None:
+    from aegis_core.model.errors import InputError
+    from aegis_core.tools.compare import compare_policies
+
+    s = load_scenario(VALUE)
+    with pytest.raises(InputError, match="unknown policy 'edf'"):
+        compare_policies(s, ["np-edf", "edf"], backend="mock", results=tmp_path)
+    with pytest.raises(InputError, match="distinct policy names"):
+        compare_policies(s, ["fifo", "fifo"], backend="mock", results=tmp_path)
+
+
+def test_cli_compare_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["compare", str(VALUE), "--backend", "mock", "--results", str(tmp_path),
+                 "--policies", "np-edf,fifo", "--duration-ms", "200"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("task") and "misses sim/exec-mock" in out
+    assert (tmp_path / "value" / "compare" / "policies.csv").is_file()
+    assert (tmp_path / "value" / "policies" / "fifo" / "exec-mock" / "summary.json").is_file()

@@ -206,3 +206,52 @@ def test_the_planned_arena_on_the_cupy_backend(fake: Any, clock: VirtualClock) -
         finally:
             backend.close()
     assert all(np.array_equal(a, b) for a, b in outs.values()) and len(outs) == 2
+
+
+# ----------------------------------------------------------------- stream priorities
+
+PRIO = make_scenario(
+    [
+        {"name": "cnn", "model": "tiny_cnn", "period_ms": 5, "deadline_ms": 40, "wcet_ms": 1},
+        {"name": "mlp", "model": "mlp", "input_shape": [64], "period_ms": 7,
+         "deadline_ms": 6, "wcet_ms": 1},
+        {"name": "mlp2", "model": "mlp", "input_shape": [64], "period_ms": 9,
+         "deadline_ms": 20, "wcet_ms": 1},
+    ],
+    duration_ms=40,
+    policy="stream-priority",
+)  # fmt: skip
+
+
+def test_stream_priority_creates_streams_by_deadline_monotonic_order(
+    fake: Any, clock: VirtualClock
+) -> None:
+    before = _live()
+    s = run_scenario(PRIO, engine(clock), write=False)
+    assert all(j.status is JobStatus.COMPLETED for j in s.jobs)
+    # ranks by deadline: mlp 0, mlp2 1, cnn 2 -> the device's most urgent levels -5, -4, -3
+    prio = s.summary["exec"]["stream_priorities"]
+    assert prio == {"least": 0, "greatest": -5, "tasks": {"cnn": -3, "mlp": -5, "mlp2": -4}}
+    # the two probe streams read the range, then one stream per task with its priority
+    assert [st.priority for st in fake.streams[:2]] == [0, -5]
+    assert _live() == before
+
+
+def test_more_ranks_than_device_levels_share_the_least_priority(
+    fake: Any, clock: VirtualClock
+) -> None:
+    fake.least, fake.greatest = 0, -1  # two levels for three ranks
+    prio = run_scenario(PRIO, engine(clock), write=False).summary["exec"]["stream_priorities"]
+    assert prio["tasks"] == {"cnn": 0, "mlp": -1, "mlp2": 0}
+    assert "3 priority ranks on 2 device levels" in prio["note"]
+    assert cuda.cuda_priorities([0, 1, 2, 3], 0, -2) == [-2, -1, 0, 0]
+
+
+def test_other_policies_keep_the_default_stream_priority(fake: Any, clock: VirtualClock) -> None:
+    from aegis_core.model.policy import get_policy
+    from aegis_core.model.scenario import replace_scenario
+
+    s = run_scenario(replace_scenario(PRIO, policy=get_policy("unscheduled")), engine(clock),
+                     write=False)  # fmt: skip
+    assert "stream_priorities" not in s.summary["exec"]
+    assert {st.priority for st in fake.streams} == {0}

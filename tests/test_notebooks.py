@@ -51,12 +51,19 @@ def test_compare_notebook_runs_on_numpy_results(
     base = replace_scenario(s, policy=get_policy("unscheduled"))
     run_scenario(base, ExecEngine("numpy"), out_dir=root / "exec-numpy-unscheduled",
                  perfetto=False)  # fmt: skip
+    from aegis_core.tools.compare import compare_policies
+
+    compare_policies(s, ["np-edf", "fifo", "unscheduled", "stream-priority"], backend="mock",
+                     results=tmp_path)  # fmt: skip
     nb = _execute(ROOT / "notebooks" / "compare.ipynb", monkeypatch,
                   {"AEGIS_RESULTS": str(tmp_path), "AEGIS_SCENARIO": s.name,
                    "AEGIS_BACKEND": "numpy"})  # fmt: skip
     text = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "bound >= sim >= exec" in text and "unscheduled p99 ms" in text
     assert "image/png" in text  # the CDFs and the Gantt were drawn
+    last = nb.cells[-1].outputs  # the policies side by side: the table and the grouped bars
+    shown = "".join(str(o) for o in last)
+    assert "stream-priority" in shown and "exec p99 ms" in shown and "image/png" in shown
 
 
 def test_admission_notebook_runs(monkeypatch: pytest.MonkeyPatch) -> None:

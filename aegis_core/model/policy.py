@@ -72,6 +72,12 @@ class Policy:
     chunked: bool = False
     """True: a job runs as a chain of non-preemptive chunks (its kernel groups); the policy
     picks again at every chunk boundary."""
+    stream_priorities: bool = False
+    """True (concurrent policies only): each task's stream is created with a priority, in the
+    order of :func:`stream_ranks` (deadline-monotonic unless the scenario gives priorities).
+    The device, not AegisRT, then orders the jobs in flight: a backend must support stream
+    priorities (its ``stream_priorities`` capability) or the executor refuses the policy; the
+    simulator models it as strict priority sharing (:mod:`aegis_sim.engine`)."""
 
     def __str__(self) -> str:
         return self.name
@@ -82,6 +88,8 @@ class Policy:
         unknown = set(self.key_fields) - set(KEY_SOURCES)
         if unknown:
             raise ValueError(f"unknown key fields: {sorted(unknown)}")
+        if self.stream_priorities and not self.concurrent:
+            raise ValueError("stream priorities order jobs in flight: a concurrent policy only")
 
     def key(self, deadline_ns: TimeNs, release_ns: TimeNs, seq: int, priority: int | None) -> Key:
         """The key of one ready job (``priority`` counts as 0 when absent)."""
@@ -130,8 +138,21 @@ UNSCHEDULED = Policy(
     sharing=Sharing.CONCURRENT,
     concurrent=True,
 )
+STREAM_PRIORITY = Policy(
+    "stream-priority",
+    "stream-priority: every job dispatched at its release on its task's stream; streams "
+    "prioritised deadline-monotonically, the device orders the jobs in flight",
+    ("release_ns", "seq"),
+    sharing=Sharing.CONCURRENT,
+    concurrent=True,
+    stream_priorities=True,
+)
+"""The baseline a CUDA user would build: no admission, no scheduler, one stream per model
+with CUDA stream priorities by deadline-monotonic order."""
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (NP_EDF, LP_EDF, NP_FP, FIFO, UNSCHEDULED)}
+POLICIES: dict[str, Policy] = {
+    p.name: p for p in (NP_EDF, LP_EDF, NP_FP, FIFO, UNSCHEDULED, STREAM_PRIORITY)
+}
 """Every policy by name: the only registry (the scenario validates ``policy:`` against it)."""
 
 DEFAULT = NP_EDF
@@ -167,3 +188,12 @@ def fp_priorities(tasks: Sequence[_Prioritised]) -> list[int]:
     )
     ranks = {i: base + r for r, i in enumerate(order)}
     return [t.priority if t.priority is not None else ranks[i] for i, t in enumerate(tasks)]
+
+
+def stream_ranks(tasks: Sequence[_Prioritised]) -> list[int]:
+    """Each task's stream priority rank under a ``stream_priorities`` policy, 0 = the highest,
+    dense (0, 1, 2, ...): the order of :func:`fp_priorities` (given priorities, else
+    deadline-monotonic; equal priorities share a rank)."""
+    prio = fp_priorities(tasks)
+    dense = {p: r for r, p in enumerate(sorted(set(prio)))}
+    return [dense[p] for p in prio]

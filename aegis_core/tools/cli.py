@@ -383,11 +383,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from aegis_core.tools.compare import compare, format_comparison
 
+    if args.policies is not None:
+        return _compare_policies(args)
     scenario = _scenario(args)
     warn_ideal_host(scenario)
     c = compare(scenario, backend=args.backend, results=Path(args.results),
                 rerun=args.rerun)  # fmt: skip
     print(format_comparison(c))
+    return 0
+
+
+def _compare_policies(args: argparse.Namespace) -> int:
+    from aegis_core.tools.compare import compare_policies, format_policies
+
+    names = [p.strip() for p in args.policies.split(",") if p.strip()]
+    pc = compare_policies(_scenario(args), names, backend=args.backend,
+                          results=Path(args.results), rerun=args.rerun)  # fmt: skip
+    print(format_policies(pc))
     return 0
 
 
@@ -553,6 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="results root (default results): <root>/<scenario>/{sim,exec-*,compare}",
     )
     cmp_.add_argument("--rerun", action="store_true", help="run both even if results are current")
+    cmp_.add_argument(
+        "--policies",
+        metavar="P1,P2,...",
+        help="compare these policies side by side instead (e.g. np-edf,fifo,unscheduled,"
+        "stream-priority): misses and p99 per task, sim and exec, to "
+        "<root>/<scenario>/compare/policies.{csv,png}",
+    )
     cmp_.add_argument("--seed", type=int, help="override the scenario's seed")
     cmp_.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
     _profiles_option(cmp_)

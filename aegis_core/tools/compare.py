@@ -200,3 +200,206 @@ def format_comparison(c: Comparison) -> str:
         else "bound >= sim >= exec did NOT hold for every admitted task (see the NO rows)"
     )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------- policies side by side
+
+POLICY_COLUMNS = ("policy", "task", "admitted", "deadline_ns", "bound_ns", "sim_jobs",
+                  "sim_misses", "sim_miss_ratio", "sim_p99_ns", "exec_jobs", "exec_misses",
+                  "exec_miss_ratio", "exec_p99_ns")  # fmt: skip
+
+
+@dataclass
+class PolicyComparison:
+    """One scenario run under several policies, in sim and on one backend: ``rows`` per
+    policy per task (:data:`POLICY_COLUMNS`); ``refused``: policies the backend would not run
+    (the engine's one-line reason; their exec columns are empty)."""
+
+    scenario: str
+    policies: tuple[str, ...]
+    backend: str
+    rows: list[dict[str, Any]]
+    out_dir: Path
+    reused: dict[str, dict[str, bool]]
+    refused: dict[str, str]
+
+    def misses(self, policy: str, side: str = "sim") -> int | None:
+        """Total misses of ``policy`` in ``side`` (``sim`` or ``exec``; None: not run)."""
+        got = [r[f"{side}_misses"] for r in self.rows if r["policy"] == policy]
+        return None if any(m is None for m in got) else sum(got)
+
+
+def compare_policies(
+    scenario: Scenario, policies: list[str], backend: str = "auto",
+    results: Path = Path("results"), rerun: bool = False,
+) -> PolicyComparison:  # fmt: skip
+    """Run ``scenario`` under each of ``policies`` (names) in sim and on ``backend`` (reusing
+    current results, as :func:`compare` does), under ``results/<scenario>/policies/<policy>/``;
+    write ``compare/policies.csv`` and ``compare/policies.png`` (grouped bars of miss ratio
+    and p99 response per task per policy). A policy the backend refuses (``stream-priority``
+    without stream priorities) keeps its sim columns; the reason is in ``refused``."""
+    from aegis_core.model.errors import ScenarioError
+    from aegis_core.model.policy import get_policy
+    from aegis_core.model.scenario import replace_scenario
+    from aegis_core.run.engine import load_engine
+
+    chosen = [get_policy(p) for p in policies]  # InputError names the unknown one
+    if not chosen or len({p.name for p in chosen}) != len(chosen):
+        raise InputError(f"--policies: give distinct policy names, got {','.join(policies)!r}")
+    resolved = str(load_engine("exec", backend=backend).backend)  # "auto" resolved
+    base = results / scenario.name
+    rows: list[dict[str, Any]] = []
+    reused: dict[str, dict[str, bool]] = {}
+    refused: dict[str, str] = {}
+    for policy in chosen:
+        s = replace_scenario(scenario, policy=policy)
+        d = base / "policies" / policy.name
+        sim_dir, exec_dir = d / "sim", d / f"exec-{resolved}"
+        if rerun:
+            for x in (sim_dir, exec_dir):
+                (x / "summary.json").unlink(missing_ok=True)
+        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed)}
+        ex: dict[str, Any] | None = None
+        try:
+            reused[policy.name]["exec"] = _results(
+                s, load_engine("exec", backend=resolved), exec_dir, s.seed
+            )
+            ex = json.loads((exec_dir / "summary.json").read_text())
+        except ScenarioError as exc:
+            if exc.field != "policy":  # a refusal of the policy only; any other error stands
+                raise
+            refused[policy.name] = exc.reason
+        sim = json.loads((sim_dir / "summary.json").read_text())
+        etasks = ex["tasks"] if ex is not None else [None] * len(sim["tasks"])
+        rows += [_policy_row(policy.name, st, et) for st, et in zip(sim["tasks"], etasks,
+                                                                    strict=True)]  # fmt: skip
+    out = base / "compare"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "policies.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=POLICY_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+    names = tuple(p.name for p in chosen)
+    pc = PolicyComparison(scenario.name, names, resolved, rows, out, reused, refused)
+    plot_policies(rows, out / "policies.png", f"{scenario.name}: sim and exec-{resolved}")
+    return pc
+
+
+def _policy_row(policy: str, s: dict[str, Any], e: dict[str, Any] | None) -> dict[str, Any]:
+    def ratio(t: dict[str, Any] | None) -> float | None:
+        return None if t is None or not t["jobs"] else round(t["misses"] / t["jobs"], 6)
+
+    return {
+        "policy": policy, "task": s["name"], "admitted": bool(s.get("admitted")),
+        "deadline_ns": s.get("deadline_ns"), "bound_ns": s.get("bound_ns"),
+        "sim_jobs": s["jobs"], "sim_misses": s["misses"], "sim_miss_ratio": ratio(s),
+        "sim_p99_ns": _stat(s, "response_ns", "p99"),
+        "exec_jobs": None if e is None else e["jobs"],
+        "exec_misses": None if e is None else e["misses"], "exec_miss_ratio": ratio(e),
+        "exec_p99_ns": None if e is None else _stat(e, "response_ns", "p99"),
+    }  # fmt: skip
+
+
+def load_policy_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``policies.csv`` with their numbers (empty cells: None)."""
+    ints = {"deadline_ns", "bound_ns", "sim_jobs", "sim_misses", "sim_p99_ns", "exec_jobs",
+            "exec_misses", "exec_p99_ns"}  # fmt: skip
+    floats = {"sim_miss_ratio", "exec_miss_ratio"}
+    out = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            row: dict[str, Any] = dict(r)
+            for k, v in r.items():
+                if k in ints or k in floats:
+                    row[k] = None if v == "" else (int(v) if k in ints else float(v))
+            row["admitted"] = r["admitted"] == "True"
+            out.append(row)
+    return out
+
+
+def plot_policies(rows: list[dict[str, Any]], path: Path | None = None, title: str = "") -> Any:
+    """Grouped bars, per task one group, per policy one bar: miss ratio (top) and p99
+    response against the deadline (bottom), sim (left) and exec (right). Saved to ``path``
+    when given; returns the figure (the notebook shows it)."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    cell = {(r["policy"], r["task"]): r for r in rows}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), squeeze=False, sharey="row")
+    width = 0.8 / max(len(policies), 1)
+    x = np.arange(len(tasks))
+    for col, side in enumerate(("sim", "exec")):
+        for row, (key, label, scale) in enumerate(
+            (
+                (f"{side}_miss_ratio", "miss ratio", 1.0),
+                (f"{side}_p99_ns", "p99 response (ms)", 1e-6),
+            )
+        ):
+            ax = axes[row][col]
+            for i, p in enumerate(policies):
+                vals = [cell[(p, t)][key] for t in tasks]
+                ys = [np.nan if v is None else v * scale for v in vals]
+                ax.bar(x + (i - (len(policies) - 1) / 2) * width, ys, width, label=p,
+                       color=f"C{i % 10}")  # fmt: skip
+            if row == 1:  # the deadline of each task, for the p99 bars to be read against
+                for j, t in enumerate(tasks):
+                    d = cell[(policies[0], t)]["deadline_ns"]
+                    if d is not None:
+                        ax.hlines(d * 1e-6, j - 0.45, j + 0.45, colors="k", linestyles="--",
+                                  linewidth=1)  # fmt: skip
+            ax.set_xticks(x, tasks)
+            ax.set_ylabel(label)
+            ax.set_title(f"{side}: {label}" + (" (dashed: deadline)" if row == 1 else ""),
+                         fontsize=9)  # fmt: skip
+        absent = [p for p in policies if all(cell[(p, t)][f"{side}_misses"] is None
+                                             for t in tasks)]  # fmt: skip
+        if absent:
+            axes[0][col].text(0.02, 0.95, "not run: " + ", ".join(absent), fontsize=8,
+                              transform=axes[0][col].transAxes, va="top")  # fmt: skip
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return fig
+
+
+def format_policies(pc: PolicyComparison) -> str:
+    """The per-task, per-policy table: misses of jobs and p99 response, sim and exec."""
+    ms = fmt_ms
+
+    def miss(r: dict[str, Any], side: str) -> str:
+        m = r[f"{side}_misses"]
+        return "-" if m is None else f"{m}/{r[f'{side}_jobs']}"
+
+    lines = [
+        f"{'task':<14} {'policy':<16} {'deadline':>8} {'bound':>8} {'sim miss':>9} "
+        f"{'sim p99':>8} {'exec miss':>10} {'exec p99':>9}"
+    ]
+    for task in dict.fromkeys(r["task"] for r in pc.rows):
+        for r in (r for r in pc.rows if r["task"] == task):
+            lines.append(
+                f"{task:<14} {r['policy']:<16} {ms(r['deadline_ns']):>8} {ms(r['bound_ns']):>8} "
+                f"{miss(r, 'sim'):>9} {ms(r['sim_p99_ns']):>8} {miss(r, 'exec'):>10} "
+                f"{ms(r['exec_p99_ns']):>9}"
+            )
+    total = ", ".join(
+        f"{p} {pc.misses(p)}/{'-' if pc.misses(p, 'exec') is None else pc.misses(p, 'exec')}"
+        for p in pc.policies
+    )
+    lines.append(f"(ms) misses sim/exec-{pc.backend}: {total}")
+    for p, why in pc.refused.items():
+        lines.append(f"exec-{pc.backend} refused {p}: {why}")
+    lines.append(f"{pc.out_dir}/policies.csv, policies.png")
+    return "\n".join(lines)

@@ -39,6 +39,11 @@ class Capabilities:
     """Places activations and scratch buffers in the planned shared arena."""
     replays_exec_time: bool
     """Runs each launch for the plan's execution time (``duration_ns`` of launch)."""
+    stream_priorities: bool = False
+    """Creates each task's stream with the priority of its :class:`TaskWork` (``priority``:
+    0 = the highest) and lets the device order the jobs in flight by it: a policy with
+    ``stream_priorities`` (``stream-priority``) runs only on such a backend; elsewhere the
+    executor refuses it with a one-line error (never silently as plain ``unscheduled``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,7 @@ REGISTRY: dict[str, BackendSpec] = {
         BackendSpec(
             "cupy", "cupy", "CupyBackend",
             Capabilities(executes_models=True, cuda_graphs=True, memory_plan=True,
-                         replays_exec_time=False),
+                         replays_exec_time=False, stream_priorities=True),
             "the cupy backend needs CuPy and a usable CUDA GPU, and none was found "
             "(install the extra: pip install -e '.[gpu]'; or use --backend numpy)",
         ),

@@ -35,13 +35,16 @@ class Finished:
 @dataclass(frozen=True, slots=True)
 class TaskWork:
     """What a backend prepares for one task before the run: its model graph (None: no model,
-    or rejected), the op range of each chunk, and each chunk's planned duration."""
+    or rejected), the op range of each chunk, each chunk's planned duration, and its stream's
+    priority rank (0 = the highest; None: the device's default priority), given only under a
+    policy with ``stream_priorities`` to a backend with that capability."""
 
     index: int
     name: str
     graph: Any  # aegis_core.graph.Graph | None
     ranges: tuple[range, ...]
     durations_ns: tuple[TimeNs, ...]
+    priority: int | None = None
 
 
 class Backend(Protocol):

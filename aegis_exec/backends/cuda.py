@@ -54,13 +54,18 @@ def cuda_errors(where: str) -> Iterator[None]:
 
 
 class CudaStream:
-    """A non-blocking CUDA stream owned by this object; released by :meth:`close`."""
+    """A non-blocking CUDA stream owned by this object; released by :meth:`close`.
+    ``priority``: its CUDA priority (lower = more urgent; CUDA clamps it into the device's
+    range); None: the default priority."""
 
     live = 0
 
-    def __init__(self, cp: Any) -> None:
+    def __init__(self, cp: Any, priority: int | None = None) -> None:
         with cuda_errors("creating a stream"):
-            self.raw: Any = cp.cuda.Stream(non_blocking=True)
+            if priority is None:
+                self.raw: Any = cp.cuda.Stream(non_blocking=True)
+            else:
+                self.raw = cp.cuda.Stream(non_blocking=True, priority=priority)
         CudaStream.live += 1
 
     def synchronize(self) -> None:
@@ -81,6 +86,34 @@ class CudaStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+PROBE_PRIORITY = 1 << 16
+"""Beyond any device's stream-priority range: CUDA clamps it to the range's ends."""
+
+
+def stream_priority_range(cp: Any) -> tuple[int, int]:
+    """The device's ``(least, greatest)`` stream priorities (``greatest`` is the most urgent and
+    numerically smallest; both 0 when the device has none): read back from two probe streams
+    created beyond either end (CUDA clamps a priority into the range, and
+    ``Stream.priority`` is ``cudaStreamGetPriority``), so no runtime call outside CuPy's
+    ``Stream`` API is needed."""
+    ends = []
+    for want in (PROBE_PRIORITY, -PROBE_PRIORITY):
+        stream = CudaStream(cp, want)
+        try:
+            with cuda_errors("reading the stream priority range"):
+                ends.append(int(stream.raw.priority))
+        finally:
+            stream.close()
+    return ends[0], ends[1]
+
+
+def cuda_priorities(ranks: Sequence[int], least: int, greatest: int) -> list[int]:
+    """The CUDA priority of each stream priority rank (0 = the highest): rank r gets
+    ``greatest + r``, and ranks beyond the device's levels all get ``least`` (they share the
+    lowest level: the report shows it)."""
+    return [min(greatest + r, least) for r in ranks]
 
 
 class CudaEvent:

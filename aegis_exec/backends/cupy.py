@@ -30,7 +30,15 @@ from aegis_core.model.errors import BackendError, JobFault
 
 from ..clock import WALL, Clock
 from .base import Finished, TaskWork
-from .cuda import ALIGN, CudaEvent, CudaStream, DeviceMemoryPool, cuda_errors
+from .cuda import (
+    ALIGN,
+    CudaEvent,
+    CudaStream,
+    DeviceMemoryPool,
+    cuda_errors,
+    cuda_priorities,
+    stream_priority_range,
+)
 from .sgemm import CapturableCupy
 
 if TYPE_CHECKING:
@@ -112,6 +120,7 @@ class CupyBackend:
         self._ref_window = 0
         self._held: list[Finished] = []
         self._report: dict[str, Any] = {}
+        self._priority_range: tuple[int, int] | None = None
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -133,6 +142,7 @@ class CupyBackend:
             )
         self._pool = DeviceMemoryPool(cp, total)
         buffer = self._pool.alloc_bytes(layout.nbytes) if layout is not None else None
+        priorities = self._stream_priorities(work)
         for w in work:
             if w.graph is None:
                 self._tasks.append(None)
@@ -140,7 +150,7 @@ class CupyBackend:
             place = None
             if layout is not None:
                 place = Placement(buffer, layout.offsets[w.index], cp.float32)
-            stream = CudaStream(cp)
+            stream = CudaStream(cp, priorities[w.index])
             try:
                 with cuda_errors(f"loading model {w.graph.name} for task {w.name}"):
                     compiled = CompiledGraph(
@@ -161,6 +171,17 @@ class CupyBackend:
         for _ in range(4 * max(1, len(work))):
             self._free_events.append(CudaEvent(cp))
         self._calibrate()
+
+    def _stream_priorities(self, work: Sequence[TaskWork]) -> list[int | None]:
+        """Each task's CUDA stream priority: None (the default) unless the work carries
+        priority ranks; then rank r gets the device's r-th most urgent level."""
+        ranks = [w.priority for w in work]
+        if all(r is None for r in ranks):
+            return [None] * len(work)
+        least, greatest = stream_priority_range(self.cp)
+        mapped = cuda_priorities([0 if r is None else r for r in ranks], least, greatest)
+        self._priority_range = (least, greatest)
+        return [None if r is None else p for r, p in zip(ranks, mapped, strict=True)]
 
     def _capture(self, task: _Task) -> None:
         """One CUDA graph per chunk; checked once against the eager output."""
@@ -311,7 +332,7 @@ class CupyBackend:
     def _make_report(self) -> dict[str, Any]:
         pool = self._pool
         tasks = [t for t in self._tasks if t is not None]
-        return {
+        out: dict[str, Any] = {
             "device": self.device,
             "versions": dict(self._versions),
             "cuda_graphs": bool(tasks) and all(t.graphs for t in tasks),
@@ -324,6 +345,24 @@ class CupyBackend:
                 "cupy_pool_bytes": self.cp.get_default_memory_pool().total_bytes(),
             },
         }
+        if self._priority_range is not None:
+            out["stream_priorities"] = self._priority_report(tasks)
+        return out
+
+    def _priority_report(self, tasks: list[_Task]) -> dict[str, Any]:
+        """The device's priority range and each task's stream priority as CUDA reports it
+        (``cudaStreamGetPriority``), with a note when tasks had to share a level."""
+        assert self._priority_range is not None
+        least, greatest = self._priority_range
+        by_task = {t.work.name: int(t.stream.raw.priority) for t in tasks}
+        ranks = {t.work.priority for t in tasks}
+        out: dict[str, Any] = {"least": least, "greatest": greatest, "tasks": by_task}
+        if len(set(by_task.values())) < len(ranks):
+            out["note"] = (
+                f"{len(ranks)} priority ranks on {least - greatest + 1} device levels: "
+                "the lowest ranks share the least priority"
+            )
+        return out
 
     def close(self) -> None:
         """Release every stream, event, graph and the arena, each on its own (one failing
