@@ -17,9 +17,10 @@ What each setting does (Linux; measured in ``benchmarks/bench_host.py``):
   there ``auto`` leaves it free (docs/BENCHMARKS.md §host).
 * ``realtime``: ``SCHED_FIFO`` (``auto``, ``fifo``) or ``SCHED_RR`` at ``priority`` for the
   loop thread: it then preempts every normal process the moment a release or a completion is
-  due (measured: release-lag p99 from ms to µs, the misses of a loaded host gone). The
+  due (measured on mock: release-lag p99 from ms to µs, a loaded host's misses gone; on
+  numpy the stream threads, at normal priority, still hold the GIL and the cores). The
   kernel's real-time throttling (``sched_rt_runtime_us``) keeps a spinning loop from locking
-  up its CPU.
+  up its CPU. A thread started during the run would inherit it (the engine starts none).
 * ``lock_memory``: ``mlockall(MCL_CURRENT)`` once the backend is prepared: every page mapped
   then (interpreter, libraries, models, arenas) is faulted in and cannot be reclaimed, so no
   page fault (major or minor) lands on the run. Not ``MCL_FUTURE``: later allocations would
