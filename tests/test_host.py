@@ -191,6 +191,7 @@ def test_an_unknown_mode_is_an_input_error() -> None:
         ExecEngine("mock", host="max")
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="Linux scheduling calls")
 def test_the_real_host_is_restored_whatever_it_permits() -> None:
     """On this machine, privileged or not: the thread ends as it began, and every setting
     asked for is either applied or refused with a reason."""
