@@ -31,6 +31,7 @@ from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Dispatch
 from aegis_core.tools.results import overhead_stats
 
+from . import host as _host
 from .backends import Backend, Finished, TaskWork, make_backend, resolve, spec
 from .clock import WALL, Clock
 
@@ -127,13 +128,17 @@ class ExecEngine:
     ``cuda_graphs=False`` makes a backend that replays CUDA graphs launch kernels one by one
     (comparisons); ``memory_plan=False`` gives every buffer its own allocation instead of the
     planned shared arena; ``check_memory=True`` verifies after loading, from the buffers'
-    real addresses, that no two buffers that can be live together overlap (debug)."""
+    real addresses, that no two buffers that can be live together overlap (debug);
+    ``host``: what to ask of the host for the loop thread once the backend is prepared
+    (:mod:`aegis_exec.host`: a HostSettings, ``auto`` or ``off``; default None: left
+    alone), undone by :meth:`close`; :meth:`report` says what was applied or refused."""
 
     name = "exec"
 
     def __init__(self, backend: str = "auto", *, clock: Clock = WALL,
                  wrap: Callable[[Backend], Backend] | None = None, cuda_graphs: bool = True,
                  memory_plan: bool = True, check_memory: bool = False,
+                 host: _host.HostSettings | str | None = None,
                  **options: Any) -> None:  # fmt: skip
         self.backend: str = resolve(backend)
         caps = spec(self.backend).caps
@@ -150,6 +155,8 @@ class ExecEngine:
         self._validated: RunPlan | None = None
         self._plan: RunPlan | None = None
         self._t0 = clock.now_ns()
+        self._host_settings = _host.settings(host)
+        self._host: _host.Applied | None = None
         self._reset()
         self._warned = False
 
@@ -204,6 +211,8 @@ class ExecEngine:
 
             self._checked = check(self._layout, impl.graphs())  # InternalError if not
         self._setup_s = time.perf_counter() - t
+        if self._host_settings is not None and (self._host is None or self._host.restored):
+            self._host = _host.apply(self._host_settings)  # the loop's thread, after prepare
         self._releases = ReleaseCursor(plan.releases)
         self._slots = Slots(plan.slots)
         self._t0 = self._clock.now_ns()
@@ -334,8 +343,11 @@ class ExecEngine:
             "faulted_tasks": {names[i]: e for i, e in sorted(self._faulted.items())},
             "overheads_ns": {w.value: overhead_stats(v) for w, v in self.monitor.samples.items()},
             "overheads_checked": self.monitor.bounds is not None,
+            "host": _host.report(self._host),
         }
 
     def close(self) -> None:
+        if self._host is not None:
+            self._host = _host.restore(self._host)
         if self._impl is not None:
             self._impl.close()

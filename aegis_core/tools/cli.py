@@ -94,6 +94,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         cuda_graphs=not args.no_cuda_graphs,
         memory_plan=not args.no_memory_plan,
         check_memory=args.check_memory,
+        host=args.host_tuning,
     )
     return _run(args, engine, scenario)
 
@@ -158,9 +159,26 @@ def format_exec(summary: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v}" for k, v in over.items())
             + " — these WCETs do not hold on this device, so neither do the bounds"
         )
+    if ex.get("host"):
+        lines.append(format_host(ex["host"]))
     for name, error in ex.get("faulted_tasks", {}).items():
         lines.append(f"FAULT in task {name}: {error}")
     return "\n".join(lines)
+
+
+def format_host(host: dict[str, Any]) -> str:
+    """One line: what the loop thread got from the host, and what the host refused."""
+    got, parts = host["applied"], []
+    if got["affinity"] is not None:
+        parts.append(f"pinned to CPU {', '.join(map(str, got['affinity']))}")
+    if got["realtime"] is not None:
+        parts.append(f"SCHED_{got['realtime'].upper()} {got['priority']}")
+    if got["memory_locked"]:
+        parts.append("memory locked")
+    line = "host: " + (", ".join(parts) or "nothing applied")
+    if host["refused"]:
+        line += "; refused: " + "; ".join(host["refused"].values())
+    return line
 
 
 def format_admission(adm: Admission) -> str:
@@ -475,6 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-memory",
         action="store_true",
         help="debug: verify from the buffers' addresses that no two live tensors overlap",
+    )
+    ex.add_argument(  # the executor checks the mode (aegis_exec.host.MODES)
+        "--host-tuning",
+        default="auto",
+        metavar="MODE",
+        help="auto (default): the loop thread gets SCHED_FIFO (and, on 3+ CPUs, one CPU) where "
+        "permitted (silently not where not; the summary's exec.host says which); off",
     )
     ex.set_defaults(func=cmd_exec)
 
