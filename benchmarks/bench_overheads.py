@@ -61,8 +61,9 @@ def run(path: str, backend: str, overheads: Any, duration_ms: float | None) -> d
     if duration_ms is not None:
         sc = dataclasses.replace(sc, duration_ns=ms_to_ns(duration_ms))
     out = OUT / sc.name
-    ex = run_scenario(sc, load_engine("exec", backend=backend), out_dir=out / f"exec-{backend}",
-                      exec_time="wcet", perfetto=False)  # fmt: skip
+    engine = load_engine("exec", backend=backend, host="auto")
+    ex = run_scenario(sc, engine, out_dir=out / f"exec-{backend}", exec_time="wcet",
+                      perfetto=False)  # fmt: skip
     sim = run_scenario(sc, "sim", out_dir=out / "sim", exec_time="wcet", perfetto=False)
     return {"exec": ex.summary, "sim": sim.summary}
 

@@ -61,9 +61,10 @@ def at_load(scenario: Scenario, utilisation: float, duration_ns: int) -> Scenari
 
 def measure(
     scenario: Scenario, backend: str, duration_ns: int,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, host: str = "auto",
 ) -> tuple[dict[Overhead, list[int]], Any]:  # fmt: skip
-    """Every overhead sample of the two phases, per figure, and the last engine."""
+    """Every overhead sample of the two phases, per figure, and the last engine (the host
+    tuned as ``aegis exec`` tunes it: ``host``)."""
     from aegis_core.run.engine import load_engine
     from aegis_core.tools.runner import run_scenario
 
@@ -72,7 +73,7 @@ def measure(
         if progress is not None:
             progress(f"calibrate: phase {n}/{len(PHASES)} ({label}, U = {u:g}), "
                      f"{duration_ns / 1e9:g} s on {backend} ...")  # fmt: skip
-        engine: Any = load_engine("exec", backend=backend)
+        engine: Any = load_engine("exec", backend=backend, host=host)
         run_scenario(at_load(scenario, u, duration_ns), engine, write=False,
                      admission=False, exec_time="wcet")  # fmt: skip
         for w, samples in engine.overhead_samples().items():
@@ -99,14 +100,17 @@ def figure(what: Overhead, samples: list[int], exceedance: float) -> Figure:
 def calibrate(
     scenario: Scenario | None, backend: str = "mock", *, duration_ms: float = 4000,
     exceedance: float = 1e-3, progress: Callable[[str], None] | None = None,
+    host: str = "auto",
 ) -> Overheads:  # fmt: skip
-    """Measure and estimate the four overheads; ``scenario`` None: the builtin workload."""
+    """Measure and estimate the four overheads; ``scenario`` None: the builtin workload;
+    ``host``: the loop thread's tuning (``aegis exec --host-tuning``; calibrate as you run)."""
     from aegis_core import __version__
     from aegis_core.tools.results import versions
 
     workload = scenario or builtin_workload()
     t = time.perf_counter()
-    samples, engine = measure(workload, backend, ms_to_ns(duration_ms / len(PHASES)), progress)
+    span = ms_to_ns(duration_ms / len(PHASES))
+    samples, engine = measure(workload, backend, span, progress, host)
     figures = {w: figure(w, samples[w], exceedance) for w in Overhead}
 
     if progress is not None:
@@ -116,9 +120,16 @@ def calibrate(
         figures, backend=engine.backend, device=engine.device,
         machine={"cpu": _cpu(), "cores": _cores(), "platform": platform.platform(),
                  "python": sys.version.split()[0]},
-        fingerprint=versions(), exceedance=exceedance,
+        fingerprint={**versions(), "host": _tuning(engine)}, exceedance=exceedance,
         created=datetime.now(UTC).isoformat(timespec="seconds"), aegis_version=__version__,
     )  # fmt: skip
+
+
+def _tuning(engine: Any) -> str:
+    """What the host granted the loop thread, in words (part of the fingerprint)."""
+    host = engine.report().get("host") or {}
+    applied = host.get("applied") or {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(applied.items()) if v) or "none"
 
 
 def _cores() -> int:

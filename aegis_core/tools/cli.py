@@ -288,6 +288,16 @@ def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:
     sub.add_argument("--backend", default="auto", metavar="NAME", help=help)
 
 
+def _host_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(  # the executor checks the mode (aegis_exec.host.MODES)
+        "--host-tuning",
+        default="auto",
+        metavar="MODE",
+        help="auto (default): the loop thread gets SCHED_FIFO (and, on 3+ CPUs, one CPU) where "
+        "permitted (silently not where not; the summary's exec.host says which); off",
+    )
+
+
 def _overheads_option(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--overheads",
@@ -390,7 +400,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario) if args.scenario else None
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     o = calibrate(scenario, args.backend, duration_ms=args.duration_ms,
-                  exceedance=args.exceedance, progress=progress)  # fmt: skip
+                  exceedance=args.exceedance, progress=progress, host=args.host_tuning)  # fmt: skip
     o.save(args.out)
     print(format_overheads(o))
     print(f"overheads: {args.out} — charge them with `aegis admit|sim|exec|check|compare "
@@ -494,13 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="debug: verify from the buffers' addresses that no two live tensors overlap",
     )
-    ex.add_argument(  # the executor checks the mode (aegis_exec.host.MODES)
-        "--host-tuning",
-        default="auto",
-        metavar="MODE",
-        help="auto (default): the loop thread gets SCHED_FIFO (and, on 3+ CPUs, one CPU) where "
-        "permitted (silently not where not; the summary's exec.host says which); off",
-    )
+    _host_option(ex)
     ex.set_defaults(func=cmd_exec)
 
     adm = sub.add_parser("admit", help="admission analysis in list order (exit 1: rejections)")
@@ -573,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="measured run time, over both phases (default 4000)")  # fmt: skip
     cal.add_argument("--exceedance", type=_probability, default=1e-3,
                      help="per-job exceedance of each bound (default 1e-3)")  # fmt: skip
+    _host_option(cal)
     cal.set_defaults(func=cmd_calibrate)
 
     mem = sub.add_parser("memory", help="tensor lifetimes, activation arena plans, sharing")

@@ -69,7 +69,7 @@ def compare(
 ) -> Comparison:  # fmt: skip
     from aegis_core.run.engine import load_engine
 
-    engine = load_engine("exec", backend=backend)
+    engine = load_engine("exec", backend=backend, host="auto")
     base = results / scenario.name
     sim_dir = base / "sim"
     exec_dir = base / f"exec-{engine.backend}"
@@ -262,7 +262,7 @@ def compare_policies(
         ex: dict[str, Any] | None = None
         try:
             reused[policy.name]["exec"] = _results(
-                s, load_engine("exec", backend=resolved), exec_dir, s.seed
+                s, load_engine("exec", backend=resolved, host="auto"), exec_dir, s.seed
             )
             ex = json.loads((exec_dir / "summary.json").read_text())
         except ScenarioError as exc:
