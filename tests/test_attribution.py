@@ -15,6 +15,7 @@ from aegis_core.model.scenario import Scenario, replace_scenario
 from aegis_core.model.status import JobStatus
 from aegis_core.record.attribution import (
     HOST,
+    MAX_LISTED,
     OVERRUN,
     Attribution,
     Cause,
@@ -112,6 +113,15 @@ def test_an_ideal_host_run_blames_the_host_time_it_lost() -> None:
     assert attribute(lagged, BOUNDS, ideal_host=True)[0].causes == (Cause("b#0", HOST, MS, 0),)
 
 
+def test_a_crowded_window_lists_its_first_causes_and_every_kind() -> None:
+    over = [rj(f"z#{k}", k, 2 * k, 2 * k + 2, 100, overrun=True) for k in range(30)]  # no bound
+    last = rj("b#0", 30, 60, 70, 100, broken=("launch",))  # 40 ms > 8 ms
+    (a,) = attribute([*over, last], BOUNDS)
+    assert a.causes == (*(Cause(f"z#{k}", OVERRUN) for k in range(MAX_LISTED)),
+                        Cause("b#0", "launch"))  # fmt: skip
+    assert cause_counts([a]) == {OVERRUN: 1, "launch": 1}
+
+
 def test_cause_texts() -> None:
     assert str(Cause("cam#12", "release-lag", 3_100_000, 800_000)) == (
         "release-lag of cam#12 took 3.100 ms > bound 0.800 ms"
@@ -148,6 +158,54 @@ def test_busy_period_matches_its_definition_on_random_job_sets() -> None:
             jobs.append(RunJob(f"t#{k}", "t", r, r + 50, s, s + rng.randint(0, 6), False, 0))
         for j in jobs:
             assert busy_period(j, jobs)[0] == _reference_busy_start(j, jobs), jobs
+
+
+def _reference(jobs: list[RunJob], bounds: dict[str, int], stall: int) -> list[Any]:
+    """Attribution by its definition, quadratic: per job to account for, its window's causes
+    (sorted) and the host time lost (the device idle while a job was pending, plus lag)."""
+    out = []
+    for job in sorted(jobs, key=lambda j: j.release_ns):
+        bound, response = bounds[job.task], job.end_ns - job.release_ns  # type: ignore[operator]
+        if not (job.missed or response > bound):
+            continue
+        b, e = _reference_busy_start(job, jobs), job.end_ns
+        assert e is not None
+        window = [j for j in jobs if b <= j.release_ns < e or j is job]
+        causes = sorted((j.id, w) for j in window if j is job or j.start_ns < e  # type: ignore[operator]
+                        for w in ([OVERRUN] * j.overrun + list(j.broken)))  # fmt: skip
+        busy = set()
+        for j in jobs:
+            busy |= set(range(max(j.start_ns, b), min(j.end_ns, e)))  # type: ignore[type-var]
+        lost = (e - b) - len(busy) + sum(j.lag_ns for j in window)
+        if lost > 0 and (lost >= stall or lost >= response - bound):
+            causes.append((job.id, HOST))
+        out.append((job.id, sorted(causes)))
+    return out
+
+
+def test_attribution_matches_its_definition_on_random_runs() -> None:
+    rng = random.Random(7)
+    kinds = ("launch", "release-lag", "completion")
+    seen: dict[str, int] = {}
+    for _ in range(300):
+        jobs, t = [], 0
+        for k in range(rng.randint(1, 14)):
+            r = rng.randint(0, 40)
+            t = max(t, r) + rng.choice((0, 0, 1, 3))  # one device: runs never overlap
+            s, t = t, t + rng.randint(1, 6)
+            jobs.append(RunJob(f"t#{k}", "t", r, r + rng.randint(3, 12), s, t, t > r + 12,
+                               rng.choice((0, 0, 1)), rng.random() < 0.15,
+                               tuple(rng.sample(kinds, rng.choice((0, 0, 0, 1))))))  # fmt: skip
+        jobs = [j._replace(missed=j.end_ns > j.deadline_ns) for j in jobs]  # type: ignore[operator]
+        bounds = {"t": rng.randint(2, 9)}
+        got = attribute(jobs, bounds, ideal_host=True, stall_ns=4)
+        assert [(a.job, sorted((c.job, c.what) for c in a.causes)) for a in got] == _reference(
+            jobs, bounds, 4
+        ), jobs
+        for a in got:
+            for what in {c.what for c in a.causes} or {"unattributed"}:
+                seen[what] = seen.get(what, 0) + 1
+    assert set(seen) == {*kinds, OVERRUN, HOST, "unattributed"}, seen  # every case exercised
 
 
 # ----------------------------------------------------------------- a run's jobs and its trace

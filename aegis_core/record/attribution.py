@@ -21,6 +21,9 @@ count when it started before ``e`` (a job that only ran later cannot have delaye
 exceedance with no cause in its window is **unattributed**: the analysis (or the scheduler)
 was wrong — a bug to report.
 
+It costs O(n log n) plus, per job accounted for, O(log n) and the causes it lists (at most
+:data:`MAX_LISTED`, and one of every kind present), so an overloaded run's summary stays fast.
+
 One helper, two inputs: :func:`attribute` reads :class:`RunJob` rows (a run's jobs, or
 ``jobs.csv``), :func:`attribute_trace` a trace's records (the numbers of each overrun and
 broken bound come with them; a trace carries no release lag, so the ideal-host ``host``
@@ -202,16 +205,35 @@ def _own_causes(j: RunJob, overran: frozenset[str] | None) -> list[Cause]:
     return [Cause(j.id, OVERRUN)] * over + [Cause(j.id, w) for w in j.broken]
 
 
-def _host_lost(window: Sequence[RunJob], b: int, e: int) -> int:
-    """Host time lost in ``[b, e]``: the device idle while a job was pending (one job on the
-    device at a time) plus the releases' lag."""
-    busy, last = 0, b
-    ran = [j for j in window if j.start_ns is not None and j.end_ns is not None]
-    for j in sorted(ran, key=lambda j: j.start_ns or 0):
-        s, f = j.start_ns or 0, j.end_ns or 0
-        busy += max(0, min(f, e) - max(s, last))
-        last = max(last, f)
-    return (e - b) - busy + sum(j.lag_ns for j in window)
+class _Busy:
+    """The device's busy time (the union of every run) up to any instant, by bisection."""
+
+    def __init__(self, jobs: Iterable[RunJob]) -> None:
+        spans = sorted((j.start_ns, j.end_ns) for j in jobs
+                       if j.start_ns is not None and j.end_ns is not None)  # fmt: skip
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.before: list[int] = []  # busy time before each merged span
+        total = 0
+        for s, f in spans:
+            if self.ends and s <= self.ends[-1]:
+                if f > self.ends[-1]:
+                    total += f - self.ends[-1]
+                    self.ends[-1] = f
+                continue
+            self.starts.append(s)
+            self.ends.append(f)
+            self.before.append(total)
+            total += f - s
+
+    def upto(self, t: int) -> int:
+        i = bisect_right(self.starts, t) - 1
+        return 0 if i < 0 else self.before[i] + min(t, self.ends[i]) - self.starts[i]
+
+
+MAX_LISTED = 16
+"""At most this many causes are listed per job (its window's first, in release order), and
+one more per cause kind present beyond them: an overloaded run's windows can hold thousands."""
 
 
 def attribute(
@@ -229,13 +251,25 @@ def attribute(
     exceeded it or missed its deadline; without ``bounds``, every missed job. The causes of a
     job are its own overrun and broken bounds (``RunJob.overrun`` / ``broken``; ``overran``:
     job ids that overran, instead of the flags) or, when ``causes`` is given, the causes it
-    lists for the job id (a trace's, with their numbers). ``ideal_host``: the analysis
-    charged no host overheads, so the host time the window lost (:func:`_host_lost`) is a
-    ``host`` cause when it is at least ``stall_ns`` or the job's excess over its bound."""
+    lists for the job id (a trace's, with their numbers); at most :data:`MAX_LISTED` are
+    listed, and every kind present. ``ideal_host``: the analysis charged no host overheads,
+    so the host time the window lost — the device idle while a job was pending, plus the
+    releases' lag — is a ``host`` cause when it is at least ``stall_ns`` or the job's excess
+    over its bound."""
     order = sorted(jobs, key=lambda j: j.release_ns)
     over = None if overran is None else frozenset(overran)
     releases = [j.release_ns for j in order]
     starts = _stretch_starts(order)
+    own = [_own_causes(j, over) if causes is None else list(causes.get(j.id, ())) for j in order]
+    listed = [i for i, c in enumerate(own) if c]
+    by_kind: dict[str, list[int]] = {}
+    for i in listed:
+        for what in dict.fromkeys(c.what for c in own[i]):
+            by_kind.setdefault(what, []).append(i)
+    busy = _Busy(order) if ideal_host else None
+    lags = [0]
+    for j in order:
+        lags.append(lags[-1] + j.lag_ns)
     out: list[Attribution] = []
     for i, job in enumerate(order):
         bound = None if bounds is None else bounds.get(job.task)
@@ -247,13 +281,27 @@ def attribute(
             continue
         b = starts[bisect_right(releases, job.release_ns) - 1]
         e = job.end_ns if job.end_ns is not None else job.deadline_ns
-        window = order[bisect_left(releases, b) : max(bisect_left(releases, e), i + 1)]
+        lo, hi = bisect_left(releases, b), max(bisect_left(releases, e), i + 1)
+
+        def counts(k: int, e: int = e, i: int = i) -> bool:  # it may have delayed the job
+            s = order[k].start_ns
+            return k == i or (s is not None and s < e)
+
         found: list[Cause] = []
-        for j in window:
-            if j is job or (j.start_ns is not None and j.start_ns < e):
-                found += _own_causes(j, over) if causes is None else causes.get(j.id, ())
-        if ideal_host:
-            lost = _host_lost(window, b, e)
+        for k in listed[bisect_left(listed, lo) : bisect_left(listed, hi)]:
+            if len(found) >= MAX_LISTED:
+                break
+            if counts(k):
+                found += own[k]
+        kinds = {c.what for c in found}
+        for what, ks in by_kind.items():
+            if what not in kinds:
+                hit = next((k for k in ks[bisect_left(ks, lo) : bisect_left(ks, hi)]
+                            if counts(k)), None)  # fmt: skip
+                if hit is not None:
+                    found.append(next(c for c in own[hit] if c.what == what))
+        if busy is not None:
+            lost = (e - b) - (busy.upto(e) - busy.upto(b)) + lags[hi] - lags[lo]
             excess = None if bound is None or response is None else response - bound
             if lost > 0 and (lost >= stall_ns or (excess is not None and lost >= excess)):
                 found.append(Cause(job.id, HOST, lost, 0))
