@@ -11,7 +11,7 @@ from aegis_core.model.policy import get_policy
 from aegis_core.model.scenario import load_scenario, replace_scenario
 from aegis_core.run.testing import RunJob, unexplained_misses
 from aegis_core.tools.cli import main
-from aegis_core.tools.compare import COLUMNS, _row, compare
+from aegis_core.tools.compare import COLUMNS, _row, compare, order_statement
 from aegis_core.tools.explain import load, verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +71,40 @@ def test_the_order_check() -> None:
     assert _row({**s, "bound_ns": None}, e)["bound_ge_sim_ge_exec"] is False
 
 
+def test_the_order_statement_attributes_each_exceedance() -> None:
+    s = {"name": "detector", "admitted": True, "bound_ns": 10, "misses": 0, "exceeded": 0,
+         "unattributed": 0, "causes": {}, "response_ns": {"max": 9}}  # fmt: skip
+    e = {**s, "response_ns": {"max": 7}}
+    assert order_statement(s, e) == "detector: bound >= sim >= exec held"
+    late = {**e, "response_ns": {"max": 12}, "exceeded": 3, "unattributed": 0,
+            "causes": {"release-lag": 2, "overrun": 1}}  # fmt: skip
+    assert order_statement(s, late) == (
+        "exec above bound for detector: 3 jobs, all attributed (2 release-lag, 1 overrun)"
+    )
+    bug = {**late, "unattributed": 1, "causes": {"release-lag": 2}}
+    assert order_statement(s, bug) == (
+        "exec above bound for detector: 3 jobs, 1 unattributed (analysis bug), "
+        "2 attributed (2 release-lag)"
+    )
+    assert order_statement(s, {**e, "response_ns": {"max": 10}}) == (
+        "detector: within the bound, exec above sim (max 0.000 > 0.000 ms)"
+    )
+    assert order_statement({**s, "bound_ns": None}, e) == (
+        "detector: no analytical bound (nothing promised)"
+    )
+    assert order_statement({**s, "admitted": False}, e) == "detector: rejected"
+
+
 def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = ROOT / "scenarios" / "tiny_gpu.yaml"
     code = main(["compare", str(path), "--backend", "mock", "--results", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("task") and "cnn" in out and "bound>=sim>=exec" in out
+    lines = out.splitlines()
+    for task in ("cnn", "mlp"):  # one order statement per task (the mock host may be slow)
+        said = [ln for ln in lines if ln.startswith(f"{task}: ") or f" for {task}: " in ln]
+        assert len(said) == 1, out
     assert (tmp_path / "tiny_gpu" / "compare" / "compare.csv").is_file()
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from aegis_core.model.scenario import load_scenario, parse_scenario, replace_scenario
 from aegis_core.record.schema import (
+    AssumptionRecord,
     CompleteRecord,
     DispatchRecord,
     FaultRecord,
@@ -146,6 +147,25 @@ def test_export_of_faults_overruns_and_skips() -> None:
     assert export(records) == export([ReleaseRecord(0, 0, "a#0", "a", 5, 0, rec=0), *records[1:]])
     mem = [e["args"]["bytes"] for e in doc["traceEvents"] if e.get("name") == "activations"]
     assert mem == [64, 0]
+
+
+def test_a_broken_assumption_is_an_instant_on_its_task_track() -> None:
+    released = ReleaseRecord(0, 0, "a#0", "a", 5 * MS, 0, rec=0)
+    records = [
+        as_dict(released),
+        as_dict(AssumptionRecord(2 * MS, 0, "a#0", "a", "release-lag", 2 * MS, MS // 2, rec=1)),
+        as_dict(DispatchRecord(2 * MS, 0, "a#0", "a", 0, "r", ("seq",), (released.entry,), rec=2)),
+        as_dict(CompleteRecord(3 * MS, 0, "a#0", "a", 2 * MS, 3 * MS, 3 * MS, 5 * MS, False, 3)),
+    ]
+    doc = export(records)
+    check_structure(doc)
+    track = next(e["tid"] for e in doc["traceEvents"] if e["ph"] == "M"
+                 and e["pid"] == 2 and e["args"]["name"] == "a")  # fmt: skip
+    (got,) = [e for e in doc["traceEvents"] if e.get("cat") == "assumption"]
+    assert got == {"ph": "i", "s": "t", "pid": 2, "tid": track, "ts": 2000.0005,
+                   "name": "assumption a#0: release-lag", "cat": "assumption",
+                   "args": {"seq": 0, "job": "a#0", "task": "a", "what": "release-lag",
+                            "observed_ns": 2 * MS, "bound_ns": MS // 2}}  # fmt: skip
 
 
 def test_back_to_back_slices_at_arbitrary_ns_never_overlap_in_perfetto() -> None:

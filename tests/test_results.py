@@ -6,6 +6,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from aegis_core.tools.results import JOB_COLUMNS, deterministic
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
+MS = 1_000_000
 
 
 def sim(scenario: Path, out: Path, *extra: str) -> dict:
@@ -97,3 +99,54 @@ def test_golden_summary(path: Path, tmp_path: Path) -> None:
 
 def test_golden_files_cover_exactly_the_scenarios() -> None:
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == [p.stem for p in SCENARIOS]
+
+
+def test_sim_summaries_attribute_every_exceedance(tmp_path: Path) -> None:
+    """A simulated run never exceeds its bounds; a task without a bound promised nothing."""
+    s = sim(ROOT / "scenarios/fifo.yaml", tmp_path)
+    assert s["unattributed"] == 0 and s["misses"] == 25
+    assert [(t["exceeded"], t["unattributed"], t["causes"]) for t in s["tasks"]] == [
+        (None, None, None), (None, None, None)
+    ]  # fmt: skip
+    s = sim(ROOT / "scenarios/admission.yaml", tmp_path / "adm")
+    got = [(t["name"], t["exceeded"], t["unattributed"], t["assumptions"]) for t in s["tasks"]]
+    assert got == [("A", 0, 0, {}), ("B", 0, 0, {}), ("C", None, None, {})]  # C: rejected
+
+
+def test_summary_counts_from_hand_built_jobs() -> None:
+    """tiny_gpu (bounds 8 ms; no overheads charged, an ideal host, but the device never
+    idle): three jobs 9 ms after their release, two of them attributed."""
+    from aegis_core.analysis.admission import admit
+    from aegis_core.model.status import JobStatus
+    from aegis_core.run.scheduler import Job
+    from aegis_core.tools.results import task_summaries
+
+    scenario = load_scenario(ROOT / "scenarios/tiny_gpu.yaml")
+    adm = admit(scenario)
+    assert [v.response_bound_ns for v in adm.tasks] == [8 * MS, 8 * MS]
+
+    def job(seq: int, task: int, release: int, start: int, end: int, **flags: Any) -> Job:
+        t = scenario.tasks[task]
+        j = Job(seq, t.name, task, seq // 2, release * MS, release * MS + t.deadline_ns)
+        j.start_ns, j.end_ns = start * MS, end * MS
+        j.status, j.missed = JobStatus.COMPLETED, j.end_ns > j.deadline_ns
+        for name, value in flags.items():
+            setattr(j, name, value)
+        return j
+
+    jobs = [
+        job(0, 0, 0, 0, 4, broken=("launch",)),  # cnn#0
+        job(1, 1, 0, 4, 9),  # mlp#0: 9 ms, cnn#0's launch in its window
+        job(2, 0, 10, 10, 19, overrun=True),  # cnn#1: 9 ms, its own overrun
+        job(3, 1, 20, 20, 29),  # mlp#1: 9 ms, a new busy period with nothing in it
+    ]
+    got = {t["name"]: t for t in task_summaries(scenario, jobs, adm)}
+    pick = ("exceeded", "unattributed", "causes", "assumptions", "overruns")
+    assert {k: got["mlp"][k] for k in pick} == {
+        "exceeded": 2, "unattributed": 1, "causes": {"launch": 1}, "assumptions": {},
+        "overruns": 0,
+    }  # fmt: skip
+    assert {k: got["cnn"][k] for k in pick} == {
+        "exceeded": 1, "unattributed": 0, "causes": {"overrun": 1},
+        "assumptions": {"launch": 1}, "overruns": 1,
+    }  # fmt: skip

@@ -4,19 +4,22 @@
   its job at full speed (unlimited slots: every job in parallel, no sharing).
 * :func:`log`: a trace as ``[(t_ns, job, kind), ...]`` for exact-schedule assertions.
 * :func:`check_run`: the invariant checker used by the long randomized tests.
+* :func:`unexplained_misses`: the misses (and exceedances) no recorded cause explains (the
+  one attribution helper, :mod:`aegis_core.record.attribution`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from heapq import heappop, heappush
-from typing import Any, NamedTuple
+from typing import Any
 
 from aegis_core.analysis.admission import Admission
 from aegis_core.model.profile import Profile
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
+from aegis_core.record.attribution import STALL_NS, RunJob, attribute, busy_period
 from aegis_core.record.replay import Replay
 from aegis_core.record.schema import (
     ChunkRecord,
@@ -176,13 +179,17 @@ def check_run(
 
 
 __all__ = [
+    "STALL_NS",
     "Completion",
     "FakeEngine",
     "Fault",
     "Release",
+    "RunJob",
+    "busy_period",
     "check_run",
     "log",
     "run_in_memory",
+    "unexplained_misses",
 ]
 
 
@@ -244,88 +251,20 @@ def synthetic_latencies(p: float = 1e-3) -> dict[str, tuple[Callable[..., Any], 
 
 # ----------------------------------------------------------------------------- miss attribution
 
-STALL_NS = 1_000_000
-"""Host time lost in one busy period that counts as a host stall (a few dispatch gaps)."""
-
-
-class RunJob(NamedTuple):
-    """What miss attribution reads of a job: a :class:`Job` or a ``jobs.csv`` row."""
-
-    id: str
-    task: str
-    release_ns: int
-    deadline_ns: int
-    start_ns: int | None
-    end_ns: int | None
-    missed: bool
-    lag_ns: int
-    overrun: bool = False
-
-    @classmethod
-    def of(cls, job: Job) -> RunJob:
-        return cls(job.id, job.task, job.release_ns, job.deadline_ns, job.start_ns, job.end_ns,
-                   job.missed, job.lag_ns, job.overrun)  # fmt: skip
-
-    @classmethod
-    def row(cls, r: Mapping[str, str]) -> RunJob:
-        """A ``jobs.csv`` row (it has no overrun column: pass the trace's overruns)."""
-
-        def opt(v: str) -> int | None:
-            return int(v) if v else None
-
-        return cls(r["job"], r["task"], int(r["release_ns"]), int(r["deadline_ns"]),
-                   opt(r["start_ns"]), opt(r["end_ns"]), r["missed"] == "true",
-                   int(r["release_lag_ns"] or 0))  # fmt: skip
-
-
-def busy_period(job: RunJob, jobs: Sequence[RunJob]) -> tuple[int, int]:
-    """``[b, e]``: ``b`` the start of the stretch, around ``job``'s release, over which some job
-    was pending all along (released, by its nominal release time, and not yet ended); ``e``
-    ``job``'s end (its deadline if it never ended)."""
-    b = reach = None
-    for r, f in sorted((j.release_ns, j.end_ns or j.release_ns) for j in jobs):
-        if r > job.release_ns:
-            break
-        if reach is None or r > reach:  # nothing pending just before r: a new stretch
-            b, reach = r, f
-        else:
-            reach = max(reach, f)
-    assert b is not None
-    return b, job.end_ns if job.end_ns is not None else job.deadline_ns
-
 
 def unexplained_misses(
     jobs: Sequence[Job | RunJob], overran: Iterable[str] | None = None,
     bounds: Mapping[str, int | None] | None = None, stall_ns: int = STALL_NS,
+    *, ideal_host: bool = True,
 ) -> list[str]:  # fmt: skip
-    """Missed jobs of a wall-clock run (one job on the device at a time) that nothing recorded
-    explains: what a test of a real run asserts, on any host. A miss is explained when, in
-    its busy period, a job overran its time budget (``overran``: job ids; default, the jobs'
-    own ``overrun`` flags), or the host lost time: the device idle while a released job
-    waited (a late release hand-over, a slow wake-up or dispatch) plus the releases' recorded
-    lag, at least ``stall_ns`` in all or at least the miss's excess over its task's
-    analytical bound (``bounds``). Any other miss is the analysis's or the scheduler's."""
+    """The jobs of a run that nothing recorded explains: what a test of a real run asserts,
+    on any host. The ids of :func:`~aegis_core.record.attribution.attribute`'s unattributed
+    jobs: every missed job (with ``bounds``: every job of a task with a bound that missed
+    or exceeded it) with no overrun (``overran``: job ids; default, the jobs' own flags) and
+    no broken assumption in its busy window. ``ideal_host`` (the default: a run whose
+    analysis charged no host overheads) also takes the host time the window lost, at least
+    ``stall_ns`` or the job's excess over its bound, as a cause; a run with ``--overheads``
+    passes ``ideal_host=False``: only its ``assumption`` records explain the host."""
     runs = [j if isinstance(j, RunJob) else RunJob.of(j) for j in jobs]
-    over = set(overran) if overran is not None else {j.id for j in runs if j.overrun}
-    out = []
-    for job in runs:
-        if not job.missed:
-            continue
-        b, e = busy_period(job, runs)
-        window = [j for j in runs if j.start_ns is not None and j.end_ns is not None
-                  and j.end_ns > b and j.start_ns < e]  # fmt: skip
-        if any(j.id in over for j in window):
-            continue
-        busy, last = 0, b
-        for j in sorted(window, key=lambda j: j.start_ns or 0):
-            s, f = j.start_ns or 0, j.end_ns or 0
-            busy += max(0, min(f, e) - max(s, last))
-            last = max(last, f)
-        lag = sum(j.lag_ns for j in runs if b <= j.release_ns <= e)
-        lost = (e - b) - busy + lag
-        bound = (bounds or {}).get(job.task)
-        excess = None if bound is None else (e - job.release_ns) - bound
-        if lost >= stall_ns or (excess is not None and lost >= excess):
-            continue
-        out.append(job.id)
-    return out
+    found = attribute(runs, bounds, ideal_host=ideal_host, stall_ns=stall_ns, overran=overran)
+    return [a.job for a in found if not a.attributed]

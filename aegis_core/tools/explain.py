@@ -4,9 +4,12 @@
 recorded ready set under the recorded policy's rule (the winner must be the entry with the
 smallest key, listed first, released and unfinished at that instant), each admission verdict
 by re-running the admission analysis on the task parameters the ``admit`` / ``reject`` records
-carry. :func:`explain_job` tells one job's story in plain language. Both read the run through
-one :class:`~aegis_core.record.replay.Replay`; records are dicts as parsed (:func:`load`) or typed
-(:mod:`~aegis_core.record.schema`).
+carry (an ``assumption`` record is no decision: it must name a released job and a broken
+overhead bound). :func:`explain_job` tells one job's story in plain language, ending, for a
+job above its bound, with the overruns and broken assumptions in its busy window
+(:mod:`~aegis_core.record.attribution`) or, with none, the analysis bug it is. Both read the
+run through one :class:`~aegis_core.record.replay.Replay`; records are dicts as parsed
+(:func:`load`) or typed (:mod:`~aegis_core.record.schema`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 
 from aegis_core.model.errors import InputError
 from aegis_core.model.types import fmt_ms
+from aegis_core.record.attribution import Attribution, attribute_trace
 from aegis_core.record.replay import JobState, Replay
 from aegis_core.record.schema import (
     AdmissionRecord,
+    AssumptionRecord,
     CompleteRecord,
     DispatchRecord,
     Entry,
@@ -105,8 +110,29 @@ def _verify_dispatches(records: Sequence[Record], policy: str, out: Verification
             why = _dispatch_problem(r, pol, rp)
             if why:
                 out.mismatches.append(Mismatch(r.rec, f"dispatch of {r.job}", why))
+        elif isinstance(r, AssumptionRecord):
+            why = _assumption_problem(r, rp)
+            if why:
+                out.mismatches.append(Mismatch(r.rec, f"assumption of {r.job}", why))
         rp.apply(r)
     return rp
+
+
+def _assumption_problem(r: AssumptionRecord, rp: Replay) -> str | None:
+    """An ``assumption`` record is no decision: it must name a released job, a known
+    overhead figure and an observed value above the bound."""
+    from aegis_core.model.overheads import Overhead
+
+    js = rp.jobs.get(r.job)
+    if js is None or js.release is None:
+        return "names a job that was not released"
+    if r.task != js.task:
+        return f"names task {r.task!r}, the job's release says {js.task!r}"
+    if r.what not in {w.value for w in Overhead}:
+        return f"unknown overhead {r.what!r}"
+    if r.observed_ns <= r.bound_ns:
+        return f"observed {_ms(r.observed_ns)} is within the bound {_ms(r.bound_ns)}"
+    return None
 
 
 def _dispatch_problem(r: DispatchRecord, pol: Any, rp: Replay) -> str | None:
@@ -190,7 +216,22 @@ def explain_job(records: Sequence[Mapping[str, Any] | Record], job: str) -> str:
     lines += _blocking_story(js, _concurrent(rp.policy))
     lines += _competition_story(js)
     lines += _end_story(js)
+    lines += _attribution_story(next((a for a in attribute_trace(records) if a.job == job), None))
     return "\n".join(lines)
+
+
+def _attribution_story(a: Attribution | None) -> list[str]:
+    """For a job above its bound or past its deadline: the causes in its busy window, or
+    the analysis bug it is when there are none."""
+    if a is None:
+        return []
+    if not a.causes:
+        return [str(a)]
+    b, e = a.window
+    head = (f"response {_ms(a.response_ns)} > bound {_ms(a.bound_ns)}" if a.exceeded
+            else "missed its deadline")  # fmt: skip
+    return [f"{head}; in its busy window ({_ms(b)} to {_ms(e)}):",
+            *(f"  {c}" for c in a.causes)]  # fmt: skip
 
 
 def _admission_story(r: AdmissionRecord | None) -> list[str]:
@@ -259,6 +300,9 @@ def _end_story(js: JobState) -> list[str]:
         elif isinstance(r, OverrunRecord):
             out.append(f"overran its WCET: ran {_ms(r.exec_ns)} > budget {_ms(r.budget_ns)}"
                        f" (on_overrun: {r.action})")  # fmt: skip
+        elif isinstance(r, AssumptionRecord):
+            out.append(f"broke an assumption at {_ms(r.t_ns)}: {r.what} took "
+                       f"{_ms(r.observed_ns)} > bound {_ms(r.bound_ns)}")  # fmt: skip
         elif isinstance(r, FaultRecord):
             out.append(f"failed at {_ms(r.t_ns)}: {r.error}")
         elif isinstance(r, SkipRecord):

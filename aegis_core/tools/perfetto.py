@@ -6,7 +6,8 @@ Built from the decision records alone (``trace.jsonl``, read through one
 * process 1, **device**: one track per slot lane with an X slice per job (or lp-edf chunk);
   slices are put on the first lane free at their start, so slices on one track never overlap;
 * process 2, **tasks**: per task, an X slice per job from release to start (its wait, with a
-  flow to the job's slice) and instants for its release, deadline, miss, overrun, skip, fault;
+  flow to the job's slice) and instants for its release, deadline, miss, overrun, skip, fault
+  and broken assumption (``assumption <job>: <figure>``, args: observed and bound);
 * process 3, **scheduler**: every dispatch decision as an instant whose args hold the rule and
   the ready set; counters: ready-queue length, and activation bytes in use when the run's
   memory plan is given.
@@ -25,6 +26,7 @@ from typing import Any
 from aegis_core.record.replay import Replay, Run
 from aegis_core.record.schema import (
     AdmissionRecord,
+    AssumptionRecord,
     ChunkRecord,
     DispatchRecord,
     FaultRecord,
@@ -135,7 +137,7 @@ def export(
     return {"displayTimeUnit": "ms", "traceEvents": _metadata(bases, device, waits) + events}
 
 
-_INSTANTS = (MissRecord, OverrunRecord, SkipRecord, FaultRecord)
+_INSTANTS = (MissRecord, OverrunRecord, SkipRecord, FaultRecord, AssumptionRecord)
 
 
 def _instants(records: Sequence[Record], bases: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -164,8 +166,9 @@ def _instants(records: Sequence[Record], bases: Mapping[str, int]) -> list[dict[
                         "args": {"rule": r.rule, "key": list(r.key), "ready": ready}})  # fmt: skip
         elif isinstance(r, _INSTANTS) and r.task in bases:
             args = {k: v for k, v in as_dict(r).items() if k not in ("rec", "t_ns", "kind")}
+            name = f"{r.kind} {r.job}" + (f": {r.what}" if type(r) is AssumptionRecord else "")
             out.append({"ph": "i", "s": "t", "pid": TASKS, "tid": bases[r.task],
-                        "ts": _ts(r.t_ns), "name": f"{r.kind} {r.job}", "cat": str(r.kind),
+                        "ts": _ts(r.t_ns), "name": name, "cat": str(r.kind),
                         "args": args})  # fmt: skip
         elif isinstance(r, AdmissionRecord):
             out.append({"ph": "i", "s": "t", "pid": SCHED, "tid": 2, "ts": 0.0,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
+from aegis_core.record.attribution import RunJob, attribute, cause_counts
 from aegis_core.run.scheduler import Job
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ def task_summaries(
     verdicts = {v.name: v for v in admission.tasks} if admission is not None else {}
     chosen = admission.budgets if admission is not None and admission.budgets else None
     wcets = [b.wcet_ns for b in (chosen or budgets(scenario))]
+    blame = attribution(jobs, names, admission)
     return [
         {
             "name": t.name,
@@ -161,9 +163,41 @@ def task_summaries(
             "bound_ns": verdicts[t.name].response_bound_ns if verdicts else None,
             "response_ns": st["response_ns"][t.name],
             "exec_ns": st["exec_ns"][t.name],
+            **blame[t.name],
         }
         for t, wcet in zip(scenario.tasks, wcets, strict=True)
     ]
+
+
+def attribution(
+    jobs: Sequence[Job], names: Sequence[str], admission: Admission | None
+) -> dict[str, dict[str, Any]]:
+    """Per task: ``exceeded`` (jobs whose response exceeded the task's bound), ``unattributed``
+    (of those and of its missed jobs, how many have no overrun or broken assumption in their
+    busy window), ``causes`` (per cause kind, how many of those jobs it attributes) — these
+    three null for a task without a bound (not admitted by an analysis: nothing promised) —
+    and ``assumptions`` (its jobs' broken overhead bounds, per figure). A run whose analysis
+    charged no host overheads counts the host time lost in a window as a ``host`` cause
+    (:mod:`aegis_core.record.attribution`)."""
+    verdicts = admission.tasks if admission is not None else ()
+    bounds = {v.name: v.response_bound_ns for v in verdicts if v.admitted}
+    ideal = admission is None or admission.overheads is None
+    found = attribute((RunJob.of(j) for j in jobs), bounds, ideal_host=ideal)
+    out: dict[str, dict[str, Any]] = {}
+    for n in names:
+        counted = bounds.get(n) is not None
+        mine = [a for a in found if a.task == n]
+        out[n] = {
+            "exceeded": sum(a.exceeded for a in mine) if counted else None,
+            "unattributed": sum(not a.attributed for a in mine) if counted else None,
+            "causes": cause_counts(mine) if counted else None,
+            "assumptions": {},
+        }
+    for j in jobs:
+        broken = out[j.task]["assumptions"]
+        for what in j.broken:
+            broken[what] = broken.get(what, 0) + 1
+    return out
 
 
 def versions() -> dict[str, str]:

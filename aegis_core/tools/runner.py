@@ -147,6 +147,7 @@ def run_scenario(
             _discard(out, created)  # engine could not start): leave nothing half-written
         raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
     sink.close()
+    tasks = task_summaries(scenario, scheduler.jobs, verdicts)
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "engine": eng.name,
@@ -163,12 +164,13 @@ def run_scenario(
         "device": eng.device,
         "jobs": len(scheduler.jobs),
         "misses": sum(j.missed for j in scheduler.jobs),
+        "unattributed": sum(t["unattributed"] or 0 for t in tasks),
         "admission": {
             "enforced": admission,
             "schedulable": verdicts.schedulable,
             "rejected": [v.name for v in verdicts.tasks if not v.admitted],
         },
-        "tasks": task_summaries(scenario, scheduler.jobs, verdicts),
+        "tasks": tasks,
         "contexts": [c.as_dict() for c in scheduler.contexts],
         "decision_overhead_ns": overhead_stats(stats.decisions_ns),
         "run": {
