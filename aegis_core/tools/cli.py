@@ -41,6 +41,12 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{_ms(r.get('p50')):>9} {_ms(r.get('p99')):>9} {_ms(r.get('max')):>9} "
             f"{bound:>9}"
         )
+    over = [t for t in summary["tasks"] if t.get("exceeded")]
+    if over:
+        lines.append("above the bound: " + ", ".join(
+            f"{t['name']} {t['exceeded']} ({t['unattributed']} unattributed)" for t in over
+        ) + ("" if not summary.get("unattributed") else
+             " — an unattributed exceedance is an analysis bug: see `aegis explain --job`"))  # fmt: skip
     d = summary["decision_overhead_ns"]
     if d.get("n"):
         lines.append(
