@@ -43,10 +43,10 @@ def format_table(summary: dict[str, Any]) -> str:
         )
     over = [t for t in summary["tasks"] if t.get("exceeded")]
     if over:
+        bug = " — unattributed: an analysis bug, see `aegis explain --job`"
         lines.append("above the bound: " + ", ".join(
             f"{t['name']} {t['exceeded']} ({t['unattributed']} unattributed)" for t in over
-        ) + ("" if not summary.get("unattributed") else
-             " — an unattributed exceedance is an analysis bug: see `aegis explain --job`"))  # fmt: skip
+        ) + (bug if summary.get("unattributed") else ""))  # fmt: skip
     d = summary["decision_overhead_ns"]
     if d.get("n"):
         lines.append(
