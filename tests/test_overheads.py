@@ -22,6 +22,7 @@ from aegis_core.run.host import HostModel
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Scheduler
+from aegis_core.run.testing import unexplained_misses
 from aegis_core.tools.cli import main
 from aegis_exec.engine import ExecEngine
 from aegis_exec.testing import LateClock, SlowLaunch, VirtualClock
@@ -284,6 +285,13 @@ def test_late_release_and_slow_launch_become_assumption_records() -> None:
     assert by_id["a#2"].missed and "release-lag" in by_id["a#2"].broken  # the miss has a cause
     assert "launch" in by_id["b#2"].broken
     assert not any(j.missed for j in sched.jobs if j.id != "a#2")
+    # every miss and exceedance is attributed, by the records alone (no host-stall rule)
+    bounds = {"a": 4 * MS, "b": 20 * MS}
+    assert unexplained_misses(sched.jobs, bounds=bounds, ideal_host=False) == []
+    # the same run without the records would be an analysis bug: the monitor is what explains
+    for j in sched.jobs:
+        j.broken = ()
+    assert unexplained_misses(sched.jobs, bounds=bounds, ideal_host=False) == ["a#2"]
 
 
 def test_exec_report_keeps_every_sample() -> None:
