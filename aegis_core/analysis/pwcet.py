@@ -462,8 +462,9 @@ def second_mode(x: np.ndarray, s: Settings) -> Check:
 
 def host_load(share: float | None, limit: float) -> Check:
     """The host was busy with other work while the samples were taken: ``share`` of its CPU
-    time went to other processes (None: unknown). Timings then depend on that load (a 2-vCPU
-    VM's hyperthreads: up to 2x), so a repeat would not agree: passed iff ``share < limit``."""
+    time went to other processes (None: unknown). Timings then depend on that load (on a 2-vCPU
+    VM one CPU-bound neighbour made mobilenet_v2 1.6x slower), so a repeat would not agree:
+    passed iff ``share < limit``."""
     if share is None:
         return Check("host-load", None, detail="CPU use of other processes unknown")
     return Check("host-load", share < limit, share, None,
