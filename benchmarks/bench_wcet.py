@@ -247,10 +247,12 @@ def part4(repeats: int, backends: tuple[str, ...] = ("numpy", "mock")) -> None:
               f"{np.median(wcets) / 1e6:.3f} | {max(wcets) / 1e6:.3f} | "
               f"{max(wcets) / min(wcets) - 1:.0%} | {_within(wcets)} | {_within(good)} | "
               f"{share} | {why} |")  # fmt: skip
-    print("\nPer repeat, in order (ms; * unsupported):\n")
+    print("\nPer repeat, in order (ms; * unsupported, with the reason):\n")
     for (model, backend), ms in runs.items():
-        each = " ".join(
-            f"{m.profile.wcet_ns / 1e6:.3f}{'' if m.profile.supported else '*'}" for m in ms
+        each = "; ".join(
+            f"{m.profile.wcet_ns / 1e6:.3f}"
+            + ("" if m.profile.supported else f"* ({wcet.reason(m.profile.checks)})")
+            for m in ms
         )
         print(f"* {model} on {backend}: {each}")
     print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
