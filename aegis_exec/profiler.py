@@ -75,6 +75,9 @@ class Profiler:
         self._impl: Backend | None = None
         self._tokens = itertools.count()
         self.device = ""
+        self.host_timed = not spec(self.backend).caps.replays_exec_time
+        """Its durations are measured (real kernels on the host's CPUs or its device), not
+        replayed: how busy the host was matters (the core's host-load check)."""
 
     def __enter__(self) -> Profiler:
         self._impl = make_backend(self.backend, self._clock, **self._options)

@@ -18,15 +18,26 @@ Part 3, Scenario 2 (docs/CONTRACTS.md §targets, ``scenarios/determinism.yaml``)
 their period), admit, execute 1 000 invocations each on NumPy; per model the execution-time
 and response-time CV, misses, overruns, max execution vs WCET and max response vs the bound.
 
+Part 4, repeatability (docs/THEORY.md §pwcet-rule, rule 6): R (>= 5) repeated
+``aegis profile`` runs of each builtin model (a fresh profiler each: the model loaded anew,
+5 warm-up runs, jobs paced at a 25 ms period, samples until converged), repeats interleaved
+across the models so that a change of the host's load hits every model alike; on numpy and
+on mock. Per model: WCET min / median / max, spread (max / min - 1), whether every repeat and
+every *supported* repeat lies within +-25 % of the median, and the reasons of the repeats
+flagged unsupported. The host's load (``os.getloadavg``, other processes' CPU share) is
+printed with it.
+
 Usage: ``python benchmarks/bench_wcet.py [--trials 1000] [--held-out 10000] [--quick]
-[--parts 123]``.
+[--parts 1234] [--repeats 5]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import itertools
+import os
 import sys
 import tempfile
 import time
@@ -40,7 +51,7 @@ from aegis_core.analysis import pwcet as wcet
 from aegis_core.analysis.admission import admit
 from aegis_core.model.scenario import load_scenario, parse_scenario, with_profiles
 from aegis_core.run.testing import synthetic_latencies
-from aegis_core.tools.profiling import profile_scenario
+from aegis_core.tools.profiling import Measured, profile_scenario
 from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 from aegis_exec.profiler import Profiler
@@ -184,12 +195,77 @@ def part3(invocations: int) -> None:
               f"{t['overruns']} |")  # fmt: skip
 
 
+REPEAT_PERIOD_MS = 25
+AGREE = 0.25
+"""Repeated profiles of one model must agree within +-25 % of their median, or be flagged."""
+
+
+def _within(wcets: list[int]) -> str:
+    if not wcets:
+        return "-"
+    med = float(np.median(wcets))
+    return "yes" if all(abs(w / med - 1) <= AGREE for w in wcets) else "NO"
+
+
+def part4(repeats: int, backends: tuple[str, ...] = ("numpy", "mock")) -> None:
+    print(f"\n## Part 4: repeatability, {repeats} repeated profiles per builtin model "
+          f"(paced {REPEAT_PERIOD_MS} ms, repeats interleaved across models)\n")  # fmt: skip
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
+          f"({os.cpu_count()} CPUs)\n")  # fmt: skip
+    print(
+        "| model | backend | repeats | supported | WCET min ms | median ms | max ms | spread "
+        "| all within +-25 % | supported within +-25 % | others' CPU share | flags |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    runs: dict[tuple[str, str], list[Measured]] = collections.defaultdict(list)
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        for backend in backends:
+            for r in range(repeats):
+                for model, shape in MODELS:
+                    task: dict[str, object] = {
+                        "name": model, "model": model, "period_ms": REPEAT_PERIOD_MS,
+                        "wcet_ms": 5,  # what mock replays
+                    }  # fmt: skip
+                    if shape:
+                        task["input_shape"] = shape
+                    sc = parse_scenario({"name": "repeat", "tasks": [task]})
+                    [m] = profile_scenario(sc, backend=backend, out_dir=Path(d) / f"{r}",
+                                           progress=None)  # fmt: skip
+                    runs[(model, backend)].append(m)
+    for (model, backend), ms in runs.items():
+        wcets = [m.profile.wcet_ns for m in ms]
+        good = [m.profile.wcet_ns for m in ms if m.profile.supported]
+        flags = collections.Counter(
+            why for m in ms for why in wcet.reason(m.profile.checks).split(", ") if why
+        )
+        shares = [m.profile.clock.get("others_cpu_share") for m in ms]
+        known = [v for v in shares if v is not None]
+        share = f"{np.median(known):.0%} (max {max(known):.0%})" if known else "-"
+        why = ", ".join(f"{k} x{v}" for k, v in sorted(flags.items())) or "-"
+        print(f"| {model} | {backend} | {len(ms)} | {len(good)} | {min(wcets) / 1e6:.3f} | "
+              f"{np.median(wcets) / 1e6:.3f} | {max(wcets) / 1e6:.3f} | "
+              f"{max(wcets) / min(wcets) - 1:.0%} | {_within(wcets)} | {_within(good)} | "
+              f"{share} | {why} |")  # fmt: skip
+    print("\nPer repeat, in order (ms; * unsupported, with the reason):\n")
+    for (model, backend), ms in runs.items():
+        each = "; ".join(
+            f"{m.profile.wcet_ns / 1e6:.3f}"
+            + ("" if m.profile.supported else f"* ({wcet.reason(m.profile.checks)})")
+            for m in ms
+        )
+        print(f"* {model} on {backend}: {each}")
+    print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
+          f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--held-out", type=int, default=10_000)
     ap.add_argument("--invocations", type=int, default=1000)
-    ap.add_argument("--parts", default="123")
+    ap.add_argument("--parts", default="1234")
+    ap.add_argument("--repeats", type=int, default=5, help="part 4: profiles per model")
     ap.add_argument("--reps", type=int, default=3, help="part 2: repeats per model and condition")
     ap.add_argument("--backend", default="numpy", help="part 2: numpy (default) or cupy")
     ap.add_argument("--quick", action="store_true", help="200 trials, 2 000 held-out, 3 models")
@@ -204,6 +280,8 @@ def main() -> int:
         part2(args.held_out, args.quick, args.reps, args.backend)
     if "3" in args.parts:
         part3(args.invocations)
+    if "4" in args.parts:
+        part4(args.repeats)
     print(f"\n(total {time.perf_counter() - t:.0f} s)")
     return 0
 

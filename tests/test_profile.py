@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from aegis_core.run.plan import RunPlan, SampledModel, WcetModel
 from aegis_core.run.testing import make_profile
 from aegis_core.tools.cli import main
 from aegis_core.tools.explain import load, verify
-from aegis_core.tools.profiling import profile_scenario
+from aegis_core.tools.profiling import (
+    BUSY_SHARE,
+    HostSample,
+    format_profiles,
+    proc_stat_meter,
+    profile_scenario,
+)
 from aegis_core.tools.runner import run_scenario
 from aegis_exec.engine import ExecEngine
 from aegis_exec.profiler import Profiler
@@ -323,7 +330,7 @@ def test_profile_numpy_isolated_and_contention(tmp_path: Path) -> None:
     ]  # fmt: skip
     for m in measured:
         p = m.profile
-        assert 30 <= len(p.samples_ns) <= 40 and len(p.warmup_ns) == 2
+        assert 30 <= len(p.samples_ns) <= 40 and len(p.warmup_ns) >= 2  # + a transient
         assert p.wcet_ns >= max(p.samples_ns) and p.backend == "numpy"
         assert p.co_runners == (() if p.mode == "isolated" else ("b",) if p.task == "a" else ("a",))
         assert load_profile(m.path).as_dict() == p.as_dict()
@@ -407,21 +414,146 @@ def test_numpy_profile_applies_the_rule_to_its_samples(tmp_path: Path) -> None:
     rule applied to exactly the samples it recorded, whatever this host's timings were. (Its
     coverage of fresh runs is a property of the host: benchmarks/bench_wall.py measures it.)"""
     s = parse_scenario({"name": "h", "tasks": [{"name": "m", "model": "mlp", "period_ms": 10}]})
-    [measured] = profile_scenario(s, backend="numpy", out_dir=tmp_path, progress=None)
+    [measured] = profile_scenario(
+        s, backend="numpy", out_dir=tmp_path, progress=None, meter=lambda: None
+    )  # (no host-load reading: the supported flag is the rule's alone)
     p = measured.profile
     assert measured.path == tmp_path / "m.json" and load_profile(measured.path) == p
     assert (p.task, p.model, p.backend, p.mode, p.co_runners) == ("m", "mlp", "numpy",
                                                                   "isolated", ())  # fmt: skip
-    assert len(p.warmup_ns) == 5 and p.clock["pace_ns"] == 10 * MS
+    assert len(p.warmup_ns) >= 5 and p.clock["pace_ns"] == 10 * MS
     assert all(isinstance(v, int) and v > 0 for v in (*p.samples_ns, *p.warmup_ns))
     settings = wcet.Settings(max_samples=100)
     assert settings.min_samples <= len(p.samples_ns) <= settings.max_samples
     # sampling stopped where the convergence rule says, and not before
     conv = wcet.Convergence(p.exceedance, settings)
-    stops = [conv.add(v) for v in p.samples_ns]
+    taken = [*p.warmup_ns[5:], *p.samples_ns]  # a discarded start-up transient, then the rest
+    stops = [conv.add(v) for v in taken]
     assert stops[-1] and not any(stops[:-1]) and p.converged == conv.converged
+    assert conv.samples == list(p.samples_ns) and conv.discarded == list(p.warmup_ns[5:])
     # the WCET and the pWCET table are the rule's, recomputed from the recorded samples
     est = estimate(p.samples_ns, p.exceedance, settings)
     assert (p.wcet_ns, p.method, p.supported) == (est.wcet_ns, est.method, est.supported)
     assert dict(p.pwcet_ns) == dict(est.pwcet) and p.wcet_ns >= max(p.samples_ns)
     assert p.stats["max"] == max(p.samples_ns) and p.stats["min"] == min(p.samples_ns)
+
+
+# ------------------------------------------------- profiles you can trust (injected samples)
+
+
+class FakeProfiler:
+    """The profiler protocol over injected durations: ``durations[(task, contention)]``."""
+
+    device = "fake device"
+
+    def __init__(self, durations: dict[tuple[int, bool], Sequence[float]], *,
+                 host_timed: bool = True) -> None:  # fmt: skip
+        self.durations = durations
+        self.host_timed = host_timed
+        self.tasks = sorted({t for t, _ in durations})
+
+    def __enter__(self) -> FakeProfiler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def report(self) -> dict[str, Any]:
+        return {"backend": "fake"}
+
+    def co_runners(self, task: int) -> list[int]:
+        return [t for t in self.tasks if t != task]
+
+    def samples(
+        self, task: int, *, contention: bool = False, pace_ns: int = 0
+    ) -> Generator[int, None, None]:
+        yield from (int(v) for v in self.durations[(task, contention)])
+
+
+def meter(others: float) -> Iterator[HostSample]:
+    """Readings 1 s apart on 2 CPUs, this process using 1 CPU and others ``others`` of both."""
+    for i in itertools.count():
+        yield HostSample(float(i), i * (1 + 2 * others), float(i), 2)
+
+
+def _meter(others: float) -> Any:
+    it = meter(others)
+    return lambda: next(it)
+
+
+def _iid(seed: int, ms: float, n: int = 300) -> np.ndarray:
+    return (ms + np.random.default_rng(seed).gamma(2, 0.05, n)) * MS
+
+
+TWO = {"name": "t", "tasks": [{"name": "a", "period_ms": 10, "wcet_ms": 1},
+                              {"name": "b", "period_ms": 10, "wcet_ms": 1}]}  # fmt: skip
+
+
+def test_contention_below_isolated_is_reported_and_the_isolated_bound_used(
+    tmp_path: Path,
+) -> None:
+    fake = FakeProfiler({(0, False): _iid(1, 5.0), (0, True): _iid(2, 4.0),  # below
+                         (1, False): _iid(3, 2.0), (1, True): _iid(4, 3.0)})  # fmt: skip
+    measured = profile_scenario(parse_scenario(TWO), out_dir=tmp_path, contention=True,
+                                progress=None, profiler=fake, meter=_meter(0.0))  # fmt: skip
+    iso_a, con_a, iso_b, con_b = (m.profile for m in measured)
+    own = estimate(con_a.samples_ns, 1e-3, wcet.Settings()).wcet_ns
+    assert own < iso_a.wcet_ns  # measured below the isolated bound...
+    assert con_a.wcet_ns == iso_a.wcet_ns and measured[1].measured_wcet_ns == own  # ...not used
+    assert con_a.method == f"isolated {iso_a.method}"
+    assert all(con_a.pwcet_ns[k] >= iso_a.pwcet_ns[k] for k in iso_a.pwcet_ns)
+    [w] = [w for w in con_a.warnings if w.startswith("contention WCET")]
+    assert f"{own / 1e6:.3f} ms is below the isolated {iso_a.wcet_ns / 1e6:.3f} ms" in w
+    assert "the isolated bound is used" in w
+    assert load_profile(tmp_path / "a.json").wcet_ns == iso_a.wcet_ns  # what admission reads
+    # the other task's contention profile is its own (above its isolated one)
+    assert con_b.wcet_ns > iso_b.wcet_ns and measured[3].measured_wcet_ns is None
+    assert not any(w.startswith("contention WCET") for w in con_b.warnings)
+    text = format_profiles(measured)
+    assert f"contention moves a's WCET by x{own / iso_a.wcet_ns:.3f}" in text
+    assert "BELOW the isolated WCET: the isolated bound is used" in text
+    assert text.count("BELOW") == 1
+
+
+def test_a_busy_host_makes_the_profile_unsupported(tmp_path: Path) -> None:
+    s = parse_scenario(TWO)
+    fake = FakeProfiler({(0, False): _iid(5, 5.0), (1, False): _iid(6, 2.0)})
+    quiet = profile_scenario(s, out_dir=tmp_path, progress=None, profiler=fake,
+                             meter=_meter(0.05))  # fmt: skip
+    assert [m.profile.supported for m in quiet] == [True, True]
+    assert quiet[0].profile.clock["others_cpu_share"] == pytest.approx(0.05)
+    busy = profile_scenario(s, out_dir=tmp_path, progress=None, profiler=fake,
+                            meter=_meter(BUSY_SHARE + 0.05))  # fmt: skip
+    for m in busy:
+        assert m.profile.supported is False and wcet.reason(m.profile.checks) == "machine busy"
+        assert m.profile.warnings[-1].endswith("other processes used 30% of the CPUs (limit 25%)")
+    assert "NO (machine busy)" in format_profiles(busy)
+    # replayed durations (the mock backend) do not depend on the host: no host-load check
+    mock = profile_scenario(s, backend="mock", out_dir=tmp_path, progress=None,
+                            meter=_meter(0.9))  # fmt: skip
+    assert all(m.profile.supported for m in mock)
+    assert not any(c["name"] == "host-load" for m in mock for c in m.profile.checks)
+
+
+def test_profile_discards_a_start_up_transient_and_says_so(tmp_path: Path) -> None:
+    start = np.concatenate([_iid(7, 7.0, 15), _iid(8, 5.0)])  # 15 slow runs after the warm-up
+    fake = FakeProfiler({(0, False): start})
+    s = parse_scenario({"name": "t", "tasks": [{"name": "a", "period_ms": 10, "wcet_ms": 1}]})
+    [m] = profile_scenario(s, out_dir=tmp_path, progress=None, profiler=fake, warmup=3,
+                           meter=_meter(0.0))  # fmt: skip
+    p = m.profile
+    gone = len(p.warmup_ns) - 3
+    assert 12 <= gone <= 18 and p.warmup_ns == tuple(int(v) for v in start[: 3 + gone])
+    assert p.converged and p.supported and max(p.samples_ns) < 6 * MS
+    assert any(w.startswith(f"a start-up transient of {gone} runs") for w in p.warnings)
+    # without the discard the same runs drift: the rule would flag them
+    assert "drift" in estimate(start[3:100]).reason
+
+
+def test_host_meter_reads_the_cpu_accounting() -> None:
+    a = HostSample(0.0, 10.0, 3.0, 2)
+    assert a.others_share(HostSample(2.0, 13.0, 4.0, 2)) == pytest.approx(0.5)  # 2 of 4 s
+    assert a.others_share(HostSample(2.0, 10.5, 4.0, 2)) == 0.0  # never below 0
+    assert a.others_share(a) == 0.0
+    now = proc_stat_meter()  # Linux (CI): a reading; its values depend on the host, not checked
+    assert now is None or (now.cpus >= 1 and now.busy_s >= 0 and now.own_s >= 0)

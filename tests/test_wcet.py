@@ -201,8 +201,124 @@ def test_constant_samples_give_the_margin_and_skip_the_tests() -> None:
     assert e.wcet_ns == 1_200_000 and e.method == "max+20%"
     assert {c.name: c.passed for c in e.checks} == {
         "ljung-box": None, "runs": None, "ks-halves": True, "tail-cv": None, "held-out-fit": None,
+        "samples": True, "drift": None, "second-mode": None,
     }  # fmt: skip
-    assert e.supported is True and e.converged is True
+    assert e.supported is True and e.converged is True and e.reason == ""
+
+
+# -------------------------------------------------- rule 6: profiles you can trust
+
+
+def _stable(seed: int, n: int = 100) -> np.ndarray:
+    """Latency-like i.i.d. samples (ns): 5 ms + Gamma(2, 0.1 ms)."""
+    return (5 + np.random.default_rng(seed).gamma(2, 0.1, n)) * 1e6
+
+
+def _failed(e: wcet.WcetEstimate) -> set[str]:
+    return {c.name for c in e.checks if c.passed is False}
+
+
+def test_stable_samples_are_supported_and_converged() -> None:
+    outcomes = [wcet.estimate(_stable(seed), P, candidates=False) for seed in range(40)]
+    new = [_failed(e) & {"samples", "drift", "second-mode"} for e in outcomes]
+    assert sum(bool(f) for f in new) <= 1  # the new checks (at alpha 0.01) rarely misfire
+    assert sum(e.supported for e in outcomes) >= 36  # the older checks: ~5 % in all
+    assert all(e.reason == "" for e in outcomes if e.supported)
+    e = outcomes[1]
+    assert e.supported and e.converged and e.as_dict()["reason"] == ""
+    # repeated "profiles" of one i.i.d. source agree within +-25 % of their median
+    wcets = np.array([e.wcet_ns for e in outcomes if e.supported])
+    assert np.all(np.abs(wcets / np.median(wcets) - 1) <= 0.25)
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda r: _stable(1) + np.linspace(0, 1.5e6, 100), "drift"),  # a trend
+        (lambda r: _stable(2) + np.where(np.arange(100) >= 60, 1.5e6, 0), "drift"),  # a shift
+        (lambda r: _stable(3) + np.where((np.arange(100) // 20) == 2, -1e6, 0), "drift"),  # phase
+    ],
+)
+def test_drift_is_unsupported_with_the_reason(
+    make: Callable[[np.random.Generator], np.ndarray], why: str
+) -> None:
+    e = wcet.estimate(make(np.random.default_rng(0)), P)
+    check = next(c for c in e.checks if c.name == "drift")
+    assert check.passed is False and check.pvalue is not None and check.pvalue < 0.01
+    assert e.supported is False and why in e.reason.split(", ")
+    assert any(w.startswith("drift: ") and "medians of 5 blocks" in w for w in e.warnings)
+    assert e.converged is False  # a stable estimate over drifting data is not converged
+
+
+def test_small_drift_is_tolerated() -> None:
+    """A significant but small level change (3 %, under drift_tolerance) is not a drift."""
+    x = _stable(4, 400) + np.where(np.arange(400) >= 200, 0.15e6, 0)
+    check = wcet.drift(x, wcet.Settings())
+    assert check.pvalue is not None and check.pvalue < 0.01 and check.passed is True
+
+
+def test_a_second_mode_is_unsupported_with_the_reason() -> None:
+    r = np.random.default_rng(6)
+    slow = r.random(100) < 0.3  # 30 % of the runs, interleaved (no drift), 1 ms slower
+    x = (r.normal(5, 0.1, 100) + slow * 1.0) * 1e6
+    e = wcet.estimate(x, P)
+    assert _failed(e) == {"second-mode"} and e.reason == "a second mode"
+    [w] = [w for w in e.warnings if w.startswith("a second mode")]
+    assert "74% of the samples below 5.562 ms, 26% above" in w
+    # the rare slow mode (1 %) stays the tail check's: not a second mode
+    one = (r.normal(5, 0.1, 100) + (np.arange(100) == 50) * 1.0) * 1e6
+    assert wcet.second_mode(one, wcet.Settings()).passed is True
+
+
+def test_too_few_samples_are_unsupported_with_the_reason() -> None:
+    e = wcet.estimate(_stable(7, 20), P)
+    assert "samples" in _failed(e) and "too few samples" in e.reason
+    assert any("20 samples, need 30" in w for w in e.warnings)
+    assert e.converged is False
+    assert wcet.estimate(_stable(7, 30), P).checks[5].passed is True
+
+
+def test_transient_is_found_only_at_the_start() -> None:
+    s = wcet.Settings()
+    start = np.concatenate([_stable(8, 25) + 2e6, _stable(9, 80)])
+    assert wcet.transient(start, s) == 25
+    late = np.concatenate([_stable(8, 80), _stable(9, 25) + 2e6])  # a change at the end
+    assert wcet.transient(late, s) == 0
+    assert wcet.transient(_stable(10), s) == 0  # none
+    assert wcet.transient(np.full(50, 1e6), s) == 0
+
+
+def _feed(conv: wcet.Convergence, x: np.ndarray) -> int:
+    """Add samples until ``conv`` says stop; how many it took."""
+    for i, v in enumerate(x):
+        if conv.add(v):
+            return i + 1
+    return x.size
+
+
+def test_convergence_discards_a_start_up_transient() -> None:
+    x = np.concatenate([_stable(11, 15) + 2e6, _stable(12, 200)])
+    conv = wcet.Convergence(P)
+    taken = _feed(conv, x)
+    c = len(conv.discarded)
+    assert conv.converged is True and 15 <= c <= 18  # the change point, give or take noise
+    assert conv.discarded == list(x[:c]) and conv.samples == list(x[c:taken])
+    assert max(conv.samples) < 6.5e6 and wcet.drift(np.asarray(conv.samples), conv.s).passed
+    # a drift that is no start-up transient is never converged: sampling runs to the end
+    conv = wcet.Convergence(P, wcet.Settings(max_samples=60))
+    assert _feed(conv, _stable(13, 60) + np.linspace(0, 2e6, 60)) == 60
+    assert conv.converged is False and conv.discarded == []
+
+
+def test_host_load_check() -> None:
+    e = wcet.estimate(_stable(0), P)
+    assert e.supported
+    busy = wcet.with_check(e, wcet.host_load(0.5, 0.25))
+    assert busy.supported is False and busy.reason == "machine busy"
+    assert busy.warnings[-1].endswith("other processes used 50% of the CPUs (limit 25%)")
+    assert wcet.with_check(e, wcet.host_load(0.1, 0.25)).supported is True
+    unknown = wcet.with_check(e, wcet.host_load(None, 0.25))
+    assert unknown.supported is True and unknown.checks[-1].passed is None
 
 
 def test_heavy_tail_without_credible_gpd_falls_back_and_says_so() -> None:

@@ -27,16 +27,26 @@ The rule (``Settings`` holds every constant; ``p`` is the per-run exceedance pro
    halves), fit on held-out samples (even-indexed samples fit the tail, odd-indexed ones test
    it: one-sided KS against a heavier tail). A failed check is a warning and makes the result
    ``supported = False``: the number is printed, never silently.
+6. **Trust checks** (a profile repeated on the same machine must agree, or say why not):
+   *too few samples* (``n < min_samples`` = 30); *drift* (block medians over collection order
+   span more than ``drift_tolerance`` = 10 % and differ at ``alpha``, Kruskal–Wallis); *a
+   second mode* (a kernel density with a valley at most ``mode_valley`` = 0.5 of the lower
+   peak, ``mode_fraction`` = 10 % of the samples or more on each side). Each, failed, makes
+   the result ``supported = False`` with a warning; :attr:`WcetEstimate.reason` names the
+   failed checks in one line.
 
 ``converged``: the rule's estimate moved less than ``tolerance`` (relative) over the last
-``window`` samples (see :func:`trajectory`). Converging is not being right (docs/THEORY.md
-§pwcet-example, lesson 4): more samples of the same kind would not change the answer much.
+``window`` samples (see :func:`trajectory`) *and* the samples do not drift (rule 6): a stable
+estimate over drifting data is not converged. :class:`Convergence` discards a start-up
+transient (:func:`transient`: a significant change point in the first half, the rest free of
+drift) once and samples on. Converging is not being right (docs/THEORY.md §pwcet-example,
+lesson 4): more samples of the same kind would not change the answer much.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -68,7 +78,20 @@ class Settings:
     """Convergence: relative range of the estimate over the last ``window`` samples."""
     window: int = 10
     min_samples: int = 30
+    """Fewer samples than this: the result is ``supported = False`` (too few samples)."""
     max_samples: int = 100
+    drift_blocks: int = 5
+    """Drift check: the sample is cut, in collection order, into this many blocks (at most one
+    per 10 samples, at least 2)."""
+    drift_tolerance: float = 0.1
+    """Drift check: block medians spanning more than this (relative) and differing
+    significantly (Kruskal-Wallis at ``alpha``) are a drift."""
+    mode_fraction: float = 0.1
+    """Second-mode check: the smaller mode holds at least this fraction of the samples..."""
+    mode_valley: float = 0.5
+    """...and the density between the modes falls to at most this fraction of the lower peak."""
+    max_transient: float = 0.5
+    """``Convergence`` discards a start-up transient of at most this fraction of the samples."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -81,6 +104,11 @@ class Settings:
             "tolerance": self.tolerance > 0,
             "window": self.window >= 1,
             "min_samples": MIN_SAMPLES <= self.min_samples <= self.max_samples,
+            "drift_blocks": self.drift_blocks >= 2,
+            "drift_tolerance": self.drift_tolerance >= 0,
+            "mode_fraction": 0 < self.mode_fraction < 0.5,
+            "mode_valley": 0 < self.mode_valley < 1,
+            "max_transient": 0 <= self.max_transient < 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -122,6 +150,11 @@ class WcetEstimate:
     stats: dict[str, float] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
 
+    @property
+    def reason(self) -> str:
+        """Why the result is not supported, in one line (``""`` when it is)."""
+        return reason(self.checks)
+
     def as_dict(self) -> dict[str, Any]:
         """The ``aegis wcet --json`` object (docs/CONTRACTS.md §wcet-json; its keys first)."""
         return {
@@ -132,6 +165,7 @@ class WcetEstimate:
             "converged": self.converged,
             "warnings": list(self.warnings),
             "supported": self.supported,
+            "reason": self.reason,
             "pwcet": dict(self.pwcet),
             "samples_needed_distribution_free": samples_needed(
                 self.exceedance, self.settings.free_alpha
@@ -362,6 +396,113 @@ def heldout_fit(x: np.ndarray, s: Settings) -> Check:
     return Check("held-out-fit", pv >= s.alpha, float(r.statistic), pv, f"{y.size} excesses")
 
 
+def enough_samples(n: int, s: Settings) -> Check:
+    """At least ``min_samples``: fewer leave the tail fit and the other checks without power."""
+    return Check(
+        "samples", n >= s.min_samples, float(n), None, f"{n} samples, need {s.min_samples}"
+    )
+
+
+def drift(x: np.ndarray, s: Settings) -> Check:
+    """Identical distribution over collection order: cut the sample into ``b`` consecutive
+    blocks (``drift_blocks``, at most one per 10 samples, at least 2); a drift is block medians
+    spanning more than ``drift_tolerance`` of the lowest *and* differing significantly
+    (Kruskal-Wallis at ``alpha``). Catches a trend, a level shift and a passing slow phase."""
+    from scipy.stats import kruskal
+
+    if np.ptp(x) == 0:
+        return Check("drift", None, detail="all samples equal")
+    b = max(2, min(s.drift_blocks, x.size // 10))
+    parts = np.array_split(x, b)
+    med = np.array([float(np.median(part)) for part in parts])
+    pv = float(kruskal(*parts).pvalue)
+    rel = float(med.max() / med.min() - 1)
+    detail = (f"medians of {b} blocks in collection order "
+              f"{', '.join(f'{m / 1e6:.3f}' for m in med)} ms: +{rel:.0%}")  # fmt: skip
+    return Check("drift", not (pv < s.alpha and rel > s.drift_tolerance), rel, pv, detail)
+
+
+def second_mode(x: np.ndarray, s: Settings) -> Check:
+    """Unimodality: a Gaussian kernel density (Silverman's bandwidth, which over-smooths a
+    mixture: a conservative test) on a 256-point grid; a second mode is a valley whose density
+    is at most ``mode_valley`` of the lower of the highest peaks on either side, with at least
+    ``mode_fraction`` of the samples on each side. ``statistic``: the deepest such valley's
+    ratio (1.0 when there is none)."""
+    from scipy.stats import gaussian_kde
+
+    sd = float(x.std(ddof=1))
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    h = 0.9 * min(sd, float(q3 - q1) / 1.34) * x.size ** (-0.2)
+    if h <= 0:
+        return Check("second-mode", None, detail="no spread")
+    grid = np.linspace(float(x.min()), float(x.max()), 256)
+    dens = gaussian_kde(x, bw_method=h / sd)(grid)
+    best: tuple[float, float, float] | None = None  # (valley ratio, minority fraction, where)
+    for i in range(1, grid.size - 1):
+        if not dens[i] < dens[i - 1] or not dens[i] <= dens[i + 1]:
+            continue
+        ratio = float(dens[i] / min(dens[:i].max(), dens[i + 1 :].max()))
+        below = float(np.mean(x < grid[i]))
+        minority = min(below, 1 - below)
+        if (
+            ratio <= s.mode_valley
+            and minority >= s.mode_fraction
+            and (best is None or ratio < best[0])
+        ):
+            best = (ratio, below, float(grid[i]))
+    if best is None:
+        return Check("second-mode", True, 1.0, None, "one mode")
+    ratio, below, at = best
+    return Check(
+        "second-mode", False, ratio, None,
+        f"{below:.0%} of the samples below {at / 1e6:.3f} ms, {1 - below:.0%} above; the "
+        f"density between them falls to {ratio:.2f} of the lower peak",
+    )  # fmt: skip
+
+
+def host_load(share: float | None, limit: float) -> Check:
+    """The host was busy with other work while the samples were taken: ``share`` of its CPU
+    time went to other processes (None: unknown). Timings then depend on that load (on a 2-vCPU
+    VM one CPU-bound neighbour made mobilenet_v2 1.6x slower), so a repeat would not agree:
+    passed iff ``share < limit``."""
+    if share is None:
+        return Check("host-load", None, detail="CPU use of other processes unknown")
+    return Check("host-load", share < limit, share, None,
+                 f"other processes used {share:.0%} of the CPUs (limit {limit:.0%})")  # fmt: skip
+
+
+def with_check(est: WcetEstimate, check: Check) -> WcetEstimate:
+    """``est`` with one more check (a condition of the measurement, not of the sample): its
+    warning added and ``supported`` false when it failed."""
+    from dataclasses import replace
+
+    failed = check.passed is False
+    warnings = (*est.warnings, f"{_WHY[check.name]}: {check.detail}") if failed else est.warnings
+    return replace(est, checks=(*est.checks, check), warnings=warnings,
+                   supported=est.supported and not failed)  # fmt: skip
+
+
+def transient(x: np.ndarray, s: Settings) -> int:
+    """Length of a start-up transient in ``x`` (collection order), 0 when there is none:
+    Pettitt's change point ``c`` (``U_t = 2 Σ_{i≤t} r_i − t(n + 1)`` over the ranks,
+    ``p ≈ 2 exp(−6K²/(n³ + n²))`` for ``K = max |U_t|``), when significant at ``alpha``, in the
+    first ``max_transient`` of the sample, with at least ``min_samples`` after it, and the
+    rest ``x[c:]`` free of drift."""
+    from scipy.stats import rankdata
+
+    n = x.size
+    if n < 2 or np.ptp(x) == 0:
+        return 0
+    r = rankdata(x)
+    u = 2 * np.cumsum(r)[:-1] - np.arange(1, n) * (n + 1)
+    t = int(np.argmax(np.abs(u)))
+    k, c = float(abs(u[t])), t + 1
+    pv = min(1.0, 2 * math.exp(-6 * k * k / (n**3 + n**2)))
+    if pv >= s.alpha or c > s.max_transient * n or n - c < s.min_samples:
+        return 0
+    return c if drift(x[c:], s).passed is not False else 0
+
+
 # ----------------------------------------------------------------------------- the rule
 
 
@@ -458,7 +599,8 @@ def estimate(
     xs = np.sort(x)
     tail = Tail.of(xs, s)
     checks = (ljung_box(x, alpha=s.alpha), runs_test(x, s.alpha), ks_halves(x, s.alpha),
-              tail_cv(tail), heldout_fit(x, s))  # fmt: skip
+              tail_cv(tail), heldout_fit(x, s), enough_samples(x.size, s), drift(x, s),
+              second_mode(x, s))  # fmt: skip
     warnings = _warnings(x.size, exceedance, s, checks)
     gpd = gpd_fit(tail) if checks[3].passed is False else None
     if gpd is not None and gpd[0] > MAX_XI:
@@ -475,7 +617,7 @@ def estimate(
         exceedance=exceedance,
         method=method,
         n=x.size,
-        converged=x.size >= s.min_samples and is_stable(traj, s),
+        converged=x.size >= s.min_samples and is_stable(traj, s) and checks[6].passed is not False,
         supported=not any(c.passed is False for c in checks),
         warnings=tuple(warnings),
         pwcet=table,
@@ -493,11 +635,43 @@ _WHY = {
     "tail-cv": "tail heavier than exponential (MBPTA-CV band): a rare slow mode or a "
     "heavy tail; the bound is model-sensitive (GPD)",
     "held-out-fit": "held-out samples exceed the fitted tail (KS): the tail model does not fit",
+    "samples": "too few samples for the tail fit and the checks",
+    "drift": "drift: the samples' level moves over collection order (block medians, "
+    "Kruskal-Wallis)",
+    "second-mode": "a second mode: the samples fall into two separate groups (kernel density)",
+    "host-load": "the machine was busy while profiling: the timings depend on that load",
 }
+
+REASONS = {
+    "ljung-box": "serially correlated",
+    "runs": "not independent",
+    "ks-halves": "halves differ",
+    "tail-cv": "heavy tail",
+    "held-out-fit": "tail does not fit",
+    "samples": "too few samples",
+    "drift": "drift",
+    "second-mode": "a second mode",
+    "host-load": "machine busy",
+}
+"""Each check's short name in a one-line reason (:attr:`WcetEstimate.reason`)."""
+
+
+def reason(checks: Iterable[Check] | Iterable[Mapping[str, Any]]) -> str:
+    """One line: why a result is not supported (its failed checks' short names, in check
+    order), ``""`` when every check passed or could not run. Takes checks or their dicts (a
+    profile's)."""
+    failed = []
+    for c in checks:
+        name, passed = (c.name, c.passed) if isinstance(c, Check) else (c["name"], c["passed"])
+        if passed is False:
+            failed.append(REASONS.get(name, name))
+    return ", ".join(failed)
 
 
 def _warnings(n: int, p: float, s: Settings, checks: Sequence[Check]) -> list[str]:
-    out = [f"{_WHY[c.name]} (p = {c.pvalue:.3g})" if c.pvalue is not None
+    out = [f"{_WHY[c.name]}: {c.detail} (p = {c.pvalue:.3g})" if c.name == "drift"
+           else f"{_WHY[c.name]}: {c.detail}" if c.name in ("samples", "second-mode")
+           else f"{_WHY[c.name]} (p = {c.pvalue:.3g})" if c.pvalue is not None
            else f"{_WHY[c.name]} (statistic {c.statistic:.3g})"
            for c in checks if c.passed is False]  # fmt: skip
     need = samples_needed(p, s.free_alpha)
@@ -535,20 +709,33 @@ def read_samples(path: str) -> np.ndarray:
 
 class Convergence:
     """Feeds samples one at a time and says when to stop (module docstring): ``add`` returns
-    True once ``min_samples`` are in and the estimate is stable, or ``max_samples`` are in."""
+    True once ``min_samples`` are in, the estimate is stable and the samples do not drift, or
+    once ``max_samples`` are kept. A stable estimate over drifting samples is not converged:
+    when the drift is a start-up transient (:func:`transient`), its samples are moved to
+    ``discarded`` once, and sampling goes on from the rest."""
 
     def __init__(self, exceedance: float = 1e-3, settings: Settings | None = None) -> None:
         self.p = exceedance
         self.s = settings or Settings()
         self.samples: list[float] = []
+        self.discarded: list[float] = []
         self.history: list[float] = []
         self.converged = False
 
     def add(self, value: float) -> bool:
+        s = self.s
         self.samples.append(float(value))
         n = len(self.samples)
         if n >= MIN_SAMPLES:
-            self.history.append(bound(np.sort(np.asarray(self.samples)), self.p, self.s)[0])
-        if n >= self.s.min_samples and is_stable(self.history, self.s):
-            self.converged = True
-        return self.converged or n >= self.s.max_samples
+            self.history.append(bound(np.sort(np.asarray(self.samples)), self.p, s)[0])
+        drifting = False
+        if n >= s.min_samples:
+            drifting = drift(np.asarray(self.samples), s).passed is False
+            c = transient(np.asarray(self.samples), s) if drifting and not self.discarded else 0
+            if c:
+                self.discarded, self.samples = self.samples[:c], self.samples[c:]
+                self.history = trajectory(np.asarray(self.samples), self.p, s, MIN_SAMPLES)
+                drifting = drift(np.asarray(self.samples), s).passed is False
+        stable = len(self.samples) >= s.min_samples and is_stable(self.history, s)
+        self.converged = stable and not drifting
+        return self.converged or len(self.samples) >= s.max_samples

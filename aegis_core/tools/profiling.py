@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from aegis_core import __version__
-from aegis_core.analysis.pwcet import Convergence, Settings, estimate
+from aegis_core.analysis.pwcet import (
+    Convergence,
+    Settings,
+    WcetEstimate,
+    estimate,
+    host_load,
+    reason,
+    with_check,
+)
 from aegis_core.model.errors import EngineNotFound, InputError
 from aegis_core.model.profile import Profile
 from aegis_core.model.scenario import Scenario
@@ -29,6 +37,8 @@ class Profiler(Protocol):
     """What an engine package provides to measure job durations (ns)."""
 
     device: str
+    host_timed: bool
+    """Its durations depend on the host's CPUs (real kernels): the host-load check applies."""
 
     def __enter__(self) -> Profiler: ...
 
@@ -56,6 +66,52 @@ def load_profiler(scenario: Scenario, backend: str, name: str = "exec") -> Profi
 class Measured:
     profile: Profile
     path: Path
+    measured_wcet_ns: int | None = None
+    """A contention profile's own WCET where it was below the isolated one (the profile then
+    carries the isolated bound); None otherwise."""
+
+
+BUSY_SHARE = 0.25
+"""Host-load check: other processes using this share of the CPUs or more while a task is
+profiled make its profile unsupported (docs/THEORY.md §pwcet-rule, rule 6)."""
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """One reading of the host's CPU accounting: wall time, CPU time spent by every process
+    (busy, all CPUs together) and by this one, all in seconds, and the number of CPUs."""
+
+    wall_s: float
+    busy_s: float
+    own_s: float
+    cpus: int
+
+    def others_share(self, later: HostSample) -> float:
+        """Share of the CPUs' capacity that other processes used from this reading to
+        ``later``."""
+        wall = (later.wall_s - self.wall_s) * self.cpus
+        others = (later.busy_s - self.busy_s) - (later.own_s - self.own_s)
+        return min(1.0, max(0.0, others / wall)) if wall > 0 else 0.0
+
+
+HostMeter = Callable[[], HostSample | None]
+
+
+def proc_stat_meter() -> HostSample | None:
+    """Linux: ``/proc/stat``'s CPU line (busy = all but idle and iowait) and this process's
+    own CPU time (every thread); None where it cannot be read."""
+    import os
+    import time
+
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+    t = os.times()
+    return HostSample(time.monotonic(), busy / hz, t.user + t.system, os.cpu_count() or 1)
 
 
 class Progress:
@@ -81,11 +137,22 @@ class Progress:
         self.stream.flush()
 
 
+@dataclass(frozen=True)
+class Sampled:
+    samples: list[int]
+    warmup: list[int]
+    """The warm-up runs and, after them, a discarded start-up transient (collection order)."""
+    transient: int
+    """How many of ``warmup`` are the transient (``Convergence.discarded``)."""
+    converged: bool
+
+
 def _measure(
     profiler: Profiler, index: int, *, contention: bool, warmup: int, exceedance: float,
     settings: Settings, progress: Progress, label: str, pace_ns: int,
-) -> tuple[list[int], list[int], bool]:  # fmt: skip
-    """Warm-up runs (discarded, kept for the record), then samples until converged."""
+) -> Sampled:  # fmt: skip
+    """Warm-up runs (discarded, kept for the record), then samples until converged (a
+    start-up transient found on the way is discarded too, and kept for the record)."""
     conv = Convergence(exceedance, settings)
     warm: list[int] = []
     gen = profiler.samples(index, contention=contention, pace_ns=pace_ns)
@@ -99,7 +166,8 @@ def _measure(
             progress.update(label, len(conv.samples), settings.max_samples, last)
             if stop:
                 break
-    return [int(v) for v in conv.samples], warm, conv.converged
+    gone = [int(v) for v in conv.discarded]
+    return Sampled([int(v) for v in conv.samples], warm + gone, len(gone), conv.converged)
 
 
 def profile_scenario(
@@ -115,13 +183,17 @@ def profile_scenario(
     settings: Settings | None = None,
     progress: IO[str] | None = sys.stderr,
     profiler: Profiler | None = None,
+    meter: HostMeter = proc_stat_meter,
 ) -> list[Measured]:
     """Profile every task with a model (or, on mock, a WCET); write ``<out_dir>/<task>.json``.
     With ``contention`` each task is measured alone too, written as ``<task>.isolated.json``;
-    ``<task>.json`` is then the contention profile (the one to admit with). ``pace``:
-    ``period`` launches a task's jobs one period apart, as its releases come (idle gaps let
-    caches go cold and clocks drop, as in a real periodic run: back-to-back runs measure
-    faster than the run will be), ``none`` back to back (quicker, optimistic)."""
+    ``<task>.json`` is then the contention profile (the one to admit with): where its WCET is
+    below the isolated one, it carries the isolated bound (pWCET table too) with a warning,
+    never silently the smaller. ``pace``: ``period`` launches a task's jobs one period apart,
+    as its releases come (idle gaps let caches go cold and clocks drop, as in a real periodic
+    run: back-to-back runs measure faster than the run will be), ``none`` back to back
+    (quicker, optimistic). ``meter`` reads the host's CPU accounting around each measurement
+    (the host-load check, rule 6 of :mod:`aegis_core.analysis.pwcet`)."""
     if pace not in PACES:
         raise InputError(f"--pace must be one of {', '.join(PACES)}, got {pace!r}")
     if warmup < 0:
@@ -143,34 +215,72 @@ def profile_scenario(
         report = prof.report()
         for i, task in enumerate(scenario.tasks):
             modes = ["isolated", "contention"] if contention else ["isolated"]
+            isolated: WcetEstimate | None = None
             for mode in modes:
                 label = f"{task.name} [{mode}]"
-                values, warm, converged = _measure(
+                before = meter()
+                got = _measure(
                     prof, i, contention=mode == "contention", warmup=warmup,
                     exceedance=exceedance, settings=s, progress=bar, label=label,
                     pace_ns=task.period_ns if pace == "period" else 0,
                 )  # fmt: skip
-                est = estimate(values, exceedance, s)
-                est = replace(est, converged=converged)
+                after = meter()
+                share = None if before is None or after is None else before.others_share(after)
+                est = replace(estimate(got.samples, exceedance, s), converged=got.converged)
+                if got.transient:
+                    est = _note(est, _transient_note(got, warmup))
+                if prof.host_timed:
+                    est = with_check(est, host_load(share, BUSY_SHARE))
+                own = None
+                if mode == "isolated":
+                    isolated = est
+                elif isolated is not None and est.wcet_ns < isolated.wcet_ns:
+                    own, est = est.wcet_ns, _isolated_bound(est, isolated)
                 co = (
                     [scenario.tasks[j].name for j in prof.co_runners(i)]
                     if mode == "contention"
                     else []
                 )
+                clock = {**_clock(report), "pace_ns": task.period_ns if pace == "period" else 0}
+                if share is not None:
+                    clock["others_cpu_share"] = round(share, 4)
                 profile = Profile.from_estimate(
-                    est, samples_ns=values, task=task.name, model=task.model, batch=task.batch,
-                    input_shape=task.input_shape, backend=str(report.get("backend", backend)),
-                    device=prof.device, mode=mode, co_runners=tuple(co), warmup_ns=tuple(warm),
-                    clock={**_clock(report), "pace_ns": task.period_ns if pace == "period" else 0},
+                    est, samples_ns=got.samples, task=task.name, model=task.model,
+                    batch=task.batch, input_shape=task.input_shape,
+                    backend=str(report.get("backend", backend)), device=prof.device, mode=mode,
+                    co_runners=tuple(co), warmup_ns=tuple(got.warmup), clock=clock,
                     aegis_version=__version__,
                 )  # fmt: skip
                 last = mode == modes[-1]
                 path = out_dir / (f"{task.name}.json" if last else f"{task.name}.{mode}.json")
                 profile.save(path)
-                bar.done(label, f"{len(values)} samples, WCET {profile.wcet_ns / 1e6:.3f} ms "
-                         f"({profile.method}) -> {path}")  # fmt: skip
-                out.append(Measured(profile, path))
+                bar.done(label, f"{len(got.samples)} samples, WCET {profile.wcet_ns / 1e6:.3f} "
+                         f"ms ({profile.method}) -> {path}")  # fmt: skip
+                out.append(Measured(profile, path, own))
     return out
+
+
+def _note(est: WcetEstimate, warning: str) -> WcetEstimate:
+    return replace(est, warnings=(*est.warnings, warning))
+
+
+def _transient_note(got: Sampled, warmup: int) -> str:
+    import statistics
+
+    gone, kept = statistics.median(got.warmup[warmup:]), statistics.median(got.samples)
+    return (f"a start-up transient of {got.transient} runs (median {gone / 1e6:.3f} ms, then "
+            f"{kept / 1e6:.3f} ms) was discarded, kept with the warm-up runs")  # fmt: skip
+
+
+def _isolated_bound(est: WcetEstimate, isolated: WcetEstimate) -> WcetEstimate:
+    """A contention estimate below the isolated one: the isolated (larger) bound, said so."""
+    table = {k: max(v, isolated.pwcet.get(k, v)) for k, v in est.pwcet.items()}
+    return _note(
+        replace(est, wcet_ns=isolated.wcet_ns, pwcet=table, method=f"isolated {isolated.method}"),
+        f"contention WCET {est.wcet_ns / 1e6:.3f} ms is below the isolated "
+        f"{isolated.wcet_ns / 1e6:.3f} ms (the co-runners did not slow it, or the machine "
+        "changed between the two measurements): the isolated bound is used",
+    )
 
 
 def _clock(report: dict[str, Any]) -> dict[str, Any]:
@@ -186,18 +296,25 @@ def format_profiles(measured: list[Measured]) -> str:
     ]
     for m in measured:
         p = m.profile
+        why = reason(p.checks)
+        supported = "yes" if p.supported else f"NO ({why})" if why else "NO"
         lines.append(
             f"{p.task:<16} {p.mode:<10} {len(p.samples_ns):>4} {len(p.warmup_ns):>4} "
             f"{p.stats['p50'] / 1e6:>9.3f} {p.stats['max'] / 1e6:>9.3f} {p.wcet_ns / 1e6:>9.3f} "
-            f"{p.method:<16} {'yes' if p.converged else 'NO':<9} {'yes' if p.supported else 'NO'}"
+            f"{p.method:<16} {'yes' if p.converged else 'NO':<9} {supported}"
         )
     iso = {m.profile.task: m.profile for m in measured if m.profile.mode == "isolated"}
     for m in measured:
         p = m.profile
         if p.mode == "contention" and p.task in iso:
+            own = p.wcet_ns if m.measured_wcet_ns is None else m.measured_wcet_ns
+            below = (
+                "" if m.measured_wcet_ns is None
+                else " — BELOW the isolated WCET: the isolated bound is used"
+            )  # fmt: skip
             lines.append(
-                f"contention moves {p.task}'s WCET by x{p.wcet_ns / iso[p.task].wcet_ns:.3f} "
-                f"(p50 x{p.stats['p50'] / iso[p.task].stats['p50']:.3f})"
+                f"contention moves {p.task}'s WCET by x{own / iso[p.task].wcet_ns:.3f} "
+                f"(p50 x{p.stats['p50'] / iso[p.task].stats['p50']:.3f}){below}"
             )
     for m in measured:
         for w in m.profile.warnings:
