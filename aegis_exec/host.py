@@ -68,8 +68,11 @@ MCL_CURRENT = 1
 _MCL_ARCHES = frozenset({"x86_64", "amd64", "aarch64", "arm64", "i686", "i386"})
 
 SCHED_OTHER = getattr(os, "SCHED_OTHER", 0)
-_POLICIES = {"fifo": getattr(os, "SCHED_FIFO", 1), "rr": getattr(os, "SCHED_RR", 2)}
-_POLICY_NAMES = {SCHED_OTHER: "other", **{v: k for k, v in _POLICIES.items()}}
+_LINUX_CLASSES = (("fifo", getattr(os, "SCHED_FIFO", 1)), ("rr", getattr(os, "SCHED_RR", 2)))
+"""Linux's real-time scheduling classes by their ``realtime`` name (OS classes, not AegisRT
+scheduling policies)."""
+_CLASS_OF = dict(_LINUX_CLASSES)
+_CLASS_NAMES = {SCHED_OTHER: "other", **{v: k for k, v in _LINUX_CLASSES}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +312,7 @@ def apply(settings: HostSettings, host: HostOs | None = None) -> Applied:
         label = f"SCHED_{policy.upper()} priority {settings.priority}"
         try:
             previous = os_.getscheduler(tid)
-            os_.setscheduler(tid, _POLICIES[policy], settings.priority)
+            os_.setscheduler(tid, _CLASS_OF[policy], settings.priority)
             got["policy"], got["priority"] = policy, settings.priority
             got["previous_scheduler"] = previous
         except OSError as exc:
@@ -329,7 +332,7 @@ def restore(applied: Applied, host: HostOs | None = None) -> Applied:
         try:
             os_.setscheduler(applied.tid, policy, priority)
         except OSError as exc:
-            failed["realtime"] = _why(f"back to {_POLICY_NAMES.get(policy, policy)}", exc)
+            failed["realtime"] = _why(f"back to {_CLASS_NAMES.get(policy, policy)}", exc)
     if applied.previous_cpus is not None:
         try:
             os_.setaffinity(applied.tid, applied.previous_cpus)
