@@ -8,9 +8,12 @@ import dataclasses
 import random
 from collections.abc import Sequence
 from heapq import heappop, heappush
+from typing import Any
 
 import pytest
 from conftest import MS, make_scenario
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aegis_core.analysis.admission import admit
 from aegis_core.analysis.bounds import (
@@ -21,7 +24,7 @@ from aegis_core.analysis.bounds import (
     edf_response_bound,
     fp_response,
 )
-from aegis_core.analysis.taskgen import random_taskset, scenario_of
+from aegis_core.analysis.taskgen import random_taskset, scenario_of, split_evenly_random
 from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
 from aegis_core.run.cursor import instant
@@ -315,3 +318,36 @@ def test_bounds_with_davis_jitter_hold_when_releases_are_seen_late(policy: str) 
                 checked += 1
                 late += job.lag_ns > 0
     assert checked > 1000 and late > 100, (checked, late)
+
+
+# ------------------------------------------------------------------- property (hypothesis)
+
+small_task = st.tuples(
+    st.integers(2, 12),  # T
+    st.floats(0.05, 0.5),  # C / T
+    st.floats(0.4, 1.0),  # D / T
+    st.integers(1, 3),  # kernels
+    st.floats(0.0, 0.9),  # jitter / T (0 half the time)
+    st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.sampled_from(POLICIES), st.lists(small_task, min_size=2, max_size=4))
+def test_every_admitted_bound_is_reached_within_1ns(policy: str, raw: list[Any]) -> None:
+    # parameters in µs ticks (1 µs = 1000 ns): the supremum is never below what the critical
+    # pattern reaches and never more than 1 ns above it
+    ts = []
+    for k, (t, cu, du, parts, ju, jittered) in enumerate(raw):
+        c = max(1, int(cu * t))
+        d = max(c, int(du * t))
+        rng = random.Random(k)
+        chunks = split_evenly_random(c, parts, rng) if policy == "lp-edf" else [c]
+        burst = int(ju * t) if jittered else 0
+        ts.append(ATask(f"t{k}", c, t, d, tuple(chunks), burst=burst))
+    us = [dataclasses.replace(x, c=x.c * 1000, t=x.t * 1000, d=x.d * 1000, burst=x.burst * 1000,
+                              chunks=tuple(c * 1000 for c in x.chunks)) for x in ts]  # fmt: skip
+    result = check(scenario_of(us, policy), runs=1, engine=FakeEngine)
+    assert result.ok
+    for row in result.rows:
+        assert 0 <= row.bound_ns - row.worst_sim_ns <= 1, (ts, row)
