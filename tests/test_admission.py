@@ -45,6 +45,7 @@ from aegis_core.analysis.taskgen import random_taskset
 from aegis_core.budget import budgets
 from aegis_core.model.scenario import load_scenario
 from aegis_core.record.sinks import read_trace
+from aegis_core.tools.check import check
 from aegis_core.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -518,18 +519,30 @@ def test_policies_without_analysis_admit_everything() -> None:
         assert v.reason == "no admission test for policy fifo: admitted without analysis"
 
 
-def test_jitter_shortens_the_minimum_separation() -> None:
+def test_scenario_jitter_is_arrival_jitter_not_a_shorter_separation() -> None:
+    # docs/THEORY.md §jitter: jitter J on period T is the analysis's burst (k gaps >= k T - J)
     scenario = make_scenario([{"name": "a", "period_ms": 10, "jitter_ms": 2, "wcet_ms": 1}])
     assert analysis_task(scenario.tasks[0], budgets(scenario)[0]) == ATask(
-        "a", 1 * MS, 8 * MS, 10 * MS
+        "a", 1 * MS, 10 * MS, 10 * MS, burst=2 * MS
     )
-    # jitter 4 ms: two releases of a can come 6 ms apart, U = 6/6 + 2/100 > 1
-    base = {"name": "a", "period_ms": 10, "wcet_ms": 6}
+    # (C 5, T 10, J 6): two releases can come 4 ms apart, the next ones 10 ms later. As a
+    # sporadic task of separation T - J it had U = 5/4 > 1; its real worst response is 6 ms
+    # (second job released 4 ms after the first, started when it ends at 5 ms)
+    alone = [{"name": "a", "period_ms": 10, "jitter_ms": 6, "wcet_ms": 5}]
+    for policy in ("np-edf", "lp-edf", "np-fp"):
+        assert admit(make_scenario(alone, policy=policy)).bounds() == {"a": 6 * MS}
+    # (C 6, T 10, J 4) with (C 2, T 100, D 12): rejected before as U = 6/6 + 2/100 > 1
+    base = {"name": "a", "period_ms": 10, "wcet_ms": 6, "jitter_ms": 4}
     other = {"name": "b", "period_ms": 100, "deadline_ms": 12, "wcet_ms": 2}
-    assert admit(make_scenario([base, other])).schedulable
-    jittered = admit(make_scenario([{**base, "jitter_ms": 4}, other]))
-    assert [v.admitted for v in jittered.tasks] == [True, False]
-    assert jittered.tasks[1].reason == "U = 1.0200 > 1"
+    edf = admit(make_scenario([base, other]))
+    assert edf.bounds() == {"a": 8 * MS, "b": 10 * MS}  # b blocks a; a twice before b
+    fp = admit(make_scenario([base, other], policy="np-fp"))
+    # b under a: a at 0 and 6 ms (T - J), b starts at 12 ms: R = 14 ms > 12 ms
+    assert fp.tasks[1].reason.startswith("its response bound 14 ms (job 0 of the level-1")
+    # exact: the critical patterns (a's second release T - J after its first) reach the bounds
+    for verdicts in (edf, fp):
+        result = check(make_scenario([base, other], policy=verdicts.policy), runs=0)
+        assert [r.bound_ns - r.worst_sim_ns for r in result.rows] in ([0, 1], [0])
 
 
 def test_admission_needs_a_wcet() -> None:

@@ -129,15 +129,19 @@ class Admission:
 def analysis_task(
     task: Task, budget: TaskBudget, prio: int = 0, chunks: Sequence[int] = ()
 ) -> ATask:
-    """The analysis view of a task and its budget. Release jitter J shortens the minimum
-    separation to ``T - J`` (deadlines count from the actual release)."""
+    """The analysis view of a task and its budget. The scenario's release jitter ``J`` (each
+    release up to ``J`` after its nominal time, its deadline counting from the actual release)
+    is the analysis's arrival jitter ``burst`` on the period ``T``: ``k`` consecutive gaps
+    span at least ``k T - J`` (docs/THEORY.md §jitter). ``j`` (the scheduler seeing a release
+    late) stays 0: host overheads are charged on top of this view."""
     return ATask(
         task.name,
         budget.wcet_ns,
-        task.period_ns - task.jitter_ns,
+        task.period_ns,
         task.deadline_ns,
         tuple(chunks),
         prio,
+        burst=task.jitter_ns,
     )
 
 

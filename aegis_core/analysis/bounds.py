@@ -11,8 +11,20 @@ Pure functions over :class:`ATask` (C, T, D and the non-preemptive chunk structu
   2007, §np-fp).
 * LP-EDF: the largest tolerable non-preemptive chunk ``Q_k`` (§lp-edf) and greedy chunking.
 
-Time is continuous by default (``eps=0``): a blocking job costs its full chunk ``C_j``. Pass
-``eps=1`` with parameters in ticks to reproduce integer-time results (blocking ``C_j - 1``).
+Time is continuous by default (``eps=0``): every bound is the supremum over continuous-time
+release patterns. A blocking job costs its full chunk ``C_j``; since it started *before* the
+critical instant, the analysed job may start just before a release at its start time ``s``, so
+with a blocker charged the interfering releases are counted in ``[0, s)``, without one in
+``[0, s]`` (docs/THEORY.md §edf-response, the ε → 0 limit). Pass ``eps=1`` with parameters in
+ticks to reproduce integer-time results (blocking ``C_j - 1``, releases in ``[0, s]``).
+``closed=True`` counts ``[0, s]`` with the full blocking as well: the earlier, one-job-too-
+pessimistic analysis (kept to measure what the exact one gains, ``benchmarks/bench_exact.py``).
+
+Two kinds of release jitter (docs/THEORY.md §jitter): ``ATask.j`` is jitter in the sense of
+Davis et al. (2007): a job's deadline and response count from its release ``r``, but the
+scheduler may see it as late as ``r + j`` (the host's release lag); ``ATask.burst`` is the
+scenario's jitter: each release may come up to ``burst`` late against a grid ``T`` apart, and
+carries its own deadline, so ``k`` consecutive gaps sum to at least ``k T - burst``.
 Floors and ceilings are integer operations; utilisation sums are exact fractions.
 """
 
@@ -32,7 +44,10 @@ class ATask:
     """A task as the analysis sees it: WCET ``c``, minimum inter-release ``t``, deadline ``d``.
 
     ``chunks`` is the chain of non-preemptive chunks of one job (``(c,)`` when fully
-    non-preemptive); ``prio`` the np-fp priority (lower = more urgent).
+    non-preemptive); ``prio`` the np-fp priority (lower = more urgent); ``j`` the release
+    jitter: each job may become visible to the scheduler up to ``j`` after its release (which
+    carries the deadline); ``burst`` the arrival jitter: any ``k`` consecutive gaps between
+    releases sum to at least ``k t - burst`` (``t``: the minimum separation without jitter).
     """
 
     name: str
@@ -42,7 +57,7 @@ class ATask:
     chunks: tuple[int, ...] = ()
     prio: int = 0
     j: int = 0
-    """Release jitter: a job may become visible up to ``j`` after its planned release."""
+    burst: int = 0
 
     def __post_init__(self) -> None:
         if not self.chunks:
@@ -51,6 +66,8 @@ class ATask:
             raise ValueError(f"{self.name}: chunks {self.chunks} must be > 0 and sum to {self.c}")
         if self.c <= 0 or self.t <= 0 or self.d <= 0:
             raise ValueError(f"{self.name}: C, T, D must be > 0")
+        if self.j < 0 or self.burst < 0:
+            raise ValueError(f"{self.name}: jitter must be >= 0")
 
     @property
     def q_max(self) -> int:
@@ -60,6 +77,18 @@ class ATask:
     @property
     def q_last(self) -> int:
         return self.chunks[-1]
+
+    @property
+    def blocks_below(self) -> int:
+        """A job of this task can block a window ``[0, x)`` of jobs due by ``x`` (started
+        before it, due after it) only when ``x < blocks_below``: ``D``, and ``D - J`` when
+        ``J + burst <= T``, since then a task that blocks has no job of its own due by ``x``
+        (docs/THEORY.md §jitter)."""
+        return self.d - self.j if self.j + self.burst <= self.t else self.d
+
+    def count(self, x: int, open_end: bool = False) -> int:
+        """Most releases of this task in ``[-J, x]`` (``[-J, x)`` with ``open_end``)."""
+        return releases_in(x + self.j, self.t, open_end, self.burst)
 
 
 def ms(ns: int | float) -> str:
@@ -72,6 +101,15 @@ def ms(ns: int | float) -> str:
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def releases_in(x: int, t: int, open_end: bool = False, burst: int = 0) -> int:
+    """Most releases, ``k`` gaps spanning at least ``k t - burst``, in ``[0, x]`` (``[0, x)``
+    with ``open_end``): the count of interfering jobs (integer arithmetic: ``[0, x)`` holds
+    ``ceil((x + burst)/t)``, ``[0, x]`` holds ``floor((x + burst)/t) + 1``)."""
+    if open_end:
+        return 0 if x <= 0 else (x + burst - 1) // t + 1
+    return 0 if x < 0 else (x + burst) // t + 1
 
 
 def _work(ts: Sequence[ATask]) -> tuple[int, int]:
@@ -87,24 +125,25 @@ def utilisation(ts: Sequence[ATask]) -> Fraction:
 
 
 def dbf(ts: Sequence[ATask], t: int) -> int:
-    """Demand bound: work of jobs that arrive and have their deadline within any ``[0, t]``."""
-    return sum((t - x.d) // x.t * x.c + x.c for x in ts if t >= x.d)
+    """Demand bound: work of jobs visible from 0 on with their deadline by ``t``: releases in
+    ``[-J, t - D]``, ``(⌊(t + J + burst - D)/T⌋ + 1)·C`` each for ``t >= D - J``."""
+    return sum(x.count(t - x.d) * x.c for x in ts)
 
 
 def busy_period(ts: Sequence[ATask], blocking: int = 0, cap: int | None = None) -> int | None:
-    """Least ``L = blocking + sum ceil(L/T) C`` (None when U > 1, or U = 1 with blocking: no
-    fixed point, the busy period never ends).
+    """Least ``L = blocking + sum ceil((L + J + burst)/T) C`` (None when U > 1, or U = 1 with
+    blocking or jitter: no fixed point, the busy period never ends).
 
     With ``cap``, iteration stops once an iterate reaches ``cap`` (the iterates rise to the
     fixed point, so then ``L >= cap``) and returns that iterate: ``min(L, cap)`` is exact."""
     if not ts:
         return 0
     work, period = _work(ts)
-    if work > period or (work == period and blocking > 0):
+    if work > period or (work == period and (blocking > 0 or any(x.j + x.burst for x in ts))):
         return None
     length = blocking + sum(x.c for x in ts)
     while cap is None or length < cap:
-        nxt = blocking + sum(_ceil_div(length, x.t) * x.c for x in ts)
+        nxt = blocking + sum(x.count(length, open_end=True) * x.c for x in ts)
         if nxt == length:
             return length
         length = nxt
@@ -112,15 +151,14 @@ def busy_period(ts: Sequence[ATask], blocking: int = 0, cap: int | None = None) 
 
 
 def testing_bound(ts: Sequence[ATask]) -> int | None:
-    """``L = min(L_b, ceil(max(D_max, sum (T-D) U_i / (1-U))))`` (docs/THEORY.md §interval).
-
-    Exact integer arithmetic over ``P = lcm(T)``: ``sum (T-D) U_i / (1-U) = S / (P - W)``."""
+    """``L = min(L_b, ceil(max(D_max, sum (T-D+J+burst) U_i / (1-U))))`` (docs/THEORY.md
+    §interval); exact integer arithmetic over ``P = lcm(T)``: the sum is ``S / (P - W)``."""
     work, period = _work(ts)
     if work > period:
         return None
     if work == period:
         return busy_period(ts)
-    slack = sum((x.t - x.d) * x.c * (period // x.t) for x in ts)
+    slack = sum((x.t - x.d + x.j + x.burst) * x.c * (period // x.t) for x in ts)
     la = max(max(x.d for x in ts), _ceil_div(slack, period - work))
     lb = busy_period(ts, cap=la)
     assert lb is not None
@@ -128,20 +166,42 @@ def testing_bound(ts: Sequence[ATask]) -> int | None:
 
 
 def test_points(ts: Sequence[ATask], upto: int) -> list[int]:
-    """Absolute deadlines of the synchronous pattern, ``k*T_i + D_i <= upto``, sorted."""
+    """Where ``dbf`` steps, positive and ``<= upto``, sorted: ``D_i - J_i`` and
+    ``D_i - J_i - burst_i + k T_i`` beyond it (``k T_i > burst_i``; without jitter
+    ``k T_i + D_i``)."""
     pts: set[int] = set()
     for x in ts:
-        pts.update(range(x.d, upto + 1, x.t))
-    return sorted(pts)
+        first, start = _steps(x)
+        if first > 0:
+            pts.add(first)
+        pts.update(range(start, upto + 1, x.t))
+    return sorted(p for p in pts if p <= upto)
+
+
+def _steps(x: ATask) -> tuple[int, int]:
+    """``(D - J, p)``: the first step of ``x``'s demand, and the first positive step of the
+    progression ``D - J - burst + k T`` after it."""
+    first = x.d - x.j
+    p = first - x.burst + (x.burst // x.t + 1) * x.t
+    if p <= 0:
+        p += (-p // x.t + 1) * x.t
+    return first, p
+
+
+def _first_point(x: ATask) -> int:
+    """The least positive step of ``x``'s demand."""
+    first, p = _steps(x)
+    return first if first > 0 else p
 
 
 class _Blocking:
-    """``B(t) = max{q_j - eps : D_j > t}`` in O(log n), with the blocking task's name."""
+    """``B(t) = max{q_j - eps : D_j > t}`` in O(log n), with the blocking task's name (with
+    jitter: ``D_j - J_j > t``, :attr:`ATask.blocks_below`)."""
 
     def __init__(self, ts: Sequence[ATask], eps: int, q: Sequence[int] | None = None) -> None:
         q = [x.q_max for x in ts] if q is None else q
-        order = sorted(range(len(ts)), key=lambda i: ts[i].d)
-        self.deadlines = [ts[i].d for i in order]
+        order = sorted(range(len(ts)), key=lambda i: ts[i].blocks_below)
+        self.deadlines = [ts[i].blocks_below for i in order]
         self.best: list[tuple[int, str]] = [(0, "")] * (len(order) + 1)
         for pos in range(len(order) - 1, -1, -1):
             i = order[pos]
@@ -227,13 +287,15 @@ def edf_demand_enumerate(
 
 
 def _largest_point_below(ts: Sequence[ATask], x: int) -> int | None:
-    """``max{k*T_i + D_i < x}``, or None."""
+    """The largest positive test point ``< x``, or None."""
     best = None
     for task in ts:
-        if x > task.d:
-            p = task.d + (x - 1 - task.d) // task.t * task.t
-            if best is None or p > best:
-                best = p
+        first, start = _steps(task)
+        p = start + (x - 1 - start) // task.t * task.t if x > start else None
+        if p is None and 0 < first < x:
+            p = first
+        if p is not None and (best is None or p > best):
+            best = p
     return best
 
 
@@ -250,8 +312,8 @@ def edf_demand_qpa(
     if upto is None:
         return DemandResult(False, u, None, 0)
     block = _Blocking(ts, eps, q)
-    edges = sorted({x.d for x in ts})  # B is constant on [edges[k], edges[k+1])
-    d_min = edges[0]
+    d_min = min(_first_point(x) for x in ts)
+    edges = sorted({x.blocks_below for x in ts} | {d_min})  # B constant on [edges[k], edges[k+1])
     evaluated = 0
     t = _largest_point_below(ts, upto + 1)
     while t is not None and t >= d_min:
@@ -277,54 +339,77 @@ def edf_demand_qpa(
 
 
 def edf_offsets(ts: Sequence[ATask], i: int, upto: int) -> list[int]:
-    """``A_i = {k*T_j + D_j - D_i} ∩ [0, upto)`` (docs/THEORY.md §edf-response)."""
-    di = ts[i].d
-    offs: set[int] = set()
-    for x in ts:
-        start = x.d - di
-        if start < 0:
-            start += _ceil_div(-start, x.t) * x.t
+    """``A_i`` (docs/THEORY.md §edf-response): the release offsets ``a`` in ``[-J_i, upto)`` of
+    ``i``'s job where ``r_i(a)`` can step up: where another task's count of jobs due by
+    ``a + D_i`` grows (``D_j - J_j - D_i``, then ``k T_j`` after ``D_j - J_j - burst_j - D_i``),
+    a blocker drops out (``blocks_below_j - D_i``) or one more earlier job of ``i`` fits
+    (``k T_i - J_i - burst_i``); and ``-J_i``. Between two of them ``r_i`` falls as ``a``
+    grows. Without jitter: ``{k T_j + D_j - D_i} ∩ [0, upto)``."""
+    me = ts[i]
+    lo = -me.j
+    offs: set[int] = {lo}
+    for k, x in enumerate(ts):
+        if k == i:
+            start = -me.j - me.burst + me.t
+        else:
+            first = x.d - x.j - me.d
+            start = first - x.burst + (x.burst // x.t + 1) * x.t
+            for extra in (first, x.blocks_below - me.d):
+                if lo <= extra < upto:
+                    offs.add(extra)
+        if start < lo:
+            start += _ceil_div(lo - start, x.t) * x.t
         offs.update(range(start, upto, x.t))
     return sorted(offs)
 
 
-def edf_response_at(ts: Sequence[ATask], i: int, a: int, eps: int = 0) -> int:
-    """``r_i(a)``: bound of ``i``'s job released at offset ``a`` (docs/THEORY.md §edf-response).
+def edf_response_at(
+    ts: Sequence[ATask], i: int, a: int, eps: int = 0, *, closed: bool = False
+) -> int:
+    """``r_i(a)``: bound of ``i``'s job released at offset ``a >= -J_i`` (docs/THEORY.md
+    §edf-response), counted from its release.
 
     ``s`` is the latest start of the job's last chunk: blocking by a longer-deadline chunk,
-    earlier jobs of ``i``, the job's own earlier chunks, and every job of another task released
-    in ``[0, s]`` with an absolute deadline ``<= a + D_i`` (the analysed job loses ties)."""
+    earlier jobs of ``i``, the job's own earlier chunks, and every job of another task visible
+    by ``s`` (released in ``[-J, s]``; in ``[-J, s)`` when a blocker is charged in continuous
+    time) with an absolute deadline ``<= a + D_i`` (the analysed job loses ties)."""
     me = ts[i]
     abs_d = a + me.d
     blocking = max(
-        (max(x.q_max - eps, 0) for j, x in enumerate(ts) if j != i and x.d > abs_d), default=0
+        (max(x.q_max - eps, 0) for j, x in enumerate(ts) if j != i and x.blocks_below > abs_d),
+        default=0,
     )
-    base = blocking + a // me.t * me.c + (me.c - me.q_last)
-    others = [
-        (x.t, x.c, 1 + (abs_d - x.d) // x.t) for j, x in enumerate(ts) if j != i and x.d <= abs_d
-    ]
+    open_end = blocking > 0 and eps == 0 and not closed
+    earlier = (a + me.j + me.burst) // me.t  # i's jobs released in [-J_i, a)
+    base = blocking + earlier * me.c + (me.c - me.q_last)
+    others = [(x, cap) for j, x in enumerate(ts) if j != i and (cap := x.count(abs_d - x.d)) > 0]
     s = base
     while True:
-        nxt = base + sum(c * min(1 + s // t, cap) for t, c, cap in others)
+        nxt = base + sum(x.c * min(x.count(s, open_end), cap) for x, cap in others)
         if nxt == s:
             break
         s = nxt
     return max(me.c, s + me.q_last - a)
 
 
-def edf_response_bound(ts: Sequence[ATask], i: int, eps: int = 0) -> tuple[int, int] | None:
-    """``(R_i, worst offset a)`` for NP-EDF (or LP-EDF with chunks); None when U > 1.
+def edf_response_bound(
+    ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = False
+) -> tuple[int, int] | None:
+    """``(R_i, worst offset a)`` for NP-EDF (or LP-EDF with chunks); None when U > 1 (or the
+    busy period does not end); the least worst offset on ties.
 
-    Offsets lie in ``[0, L_b)``, ``L_b`` the synchronous busy period (docs/THEORY.md §busy-period):
-    that starts with a blocking chunk is a busy period of the same task set, so no longer."""
+    Offsets lie in ``[-J_i, L_b)``, ``L_b`` the synchronous busy period (docs/THEORY.md
+    §busy-period): one that starts with a blocking chunk is a busy period of the same task set,
+    so no longer."""
     lb = busy_period(ts)
     if lb is None:
         return None
-    best = (0, 0)
+    best: tuple[int, int] | None = None
     for a in edf_offsets(ts, i, lb):
-        r = edf_response_at(ts, i, a, eps)
-        if r > best[0]:
+        r = edf_response_at(ts, i, a, eps, closed=closed)
+        if best is None or r > best[0]:
             best = (r, a)
+    assert best is not None  # -J_i is always an offset
     return best
 
 
@@ -338,29 +423,34 @@ class FpResponse:
     blocking: int = 0
 
 
-def fp_response(ts: Sequence[ATask], i: int, eps: int = 0) -> FpResponse:
-    """Davis, Burns, Bril and Lukkien (2007), non-preemptive fixed priority (docs/THEORY.md §np-fp).
+def fp_response(ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = False) -> FpResponse:
+    """Davis, Burns, Bril and Lukkien (2007), non-preemptive fixed priority (docs/THEORY.md §np-fp):
+    ``R_i(q) = J_i + w_i(q) - max(0, q T_i - burst_i) + C_i`` over the ``Q_i`` jobs of the
+    level-i busy period (Davis's ``J + w - q T + C`` when ``burst = 0``).
 
-    Tasks with the same priority as ``i`` count as higher priority (sound: the scheduler
-    breaks priority ties by release order)."""
+    Higher-priority releases count in ``[-J, w]``, or ``[-J, w)`` when a lower-priority blocker
+    is charged in continuous time. Tasks with the same priority as ``i`` count as higher
+    priority (sound: the scheduler breaks priority ties by release order)."""
     me = ts[i]
     hp = [x for j, x in enumerate(ts) if j != i and x.prio <= me.prio]
     lp = [x for x in ts if x.prio > me.prio]
     blocking = max((max(x.c - eps, 0) for x in lp), default=0)
+    open_end = blocking > 0 and eps == 0 and not closed
     hep = [*hp, me]
     busy = busy_period(hep, blocking)
     if busy is None:  # hep utilisation > 1, or = 1 with blocking: the busy period never ends
         return FpResponse(INF, INF, (), blocking)
     jobs = []
-    for q in range(_ceil_div(busy, me.t)):
+    for q in range(me.count(int(busy), open_end=True)):  # i's releases in [-J_i, busy)
         base = blocking + q * me.c
         w = base + sum(x.c for x in hp)
         while True:
-            nxt = base + sum((w // x.t + 1) * x.c for x in hp)
+            nxt = base + sum(x.count(w, open_end) * x.c for x in hp)
             if nxt == w:
                 break
             w = nxt
-        jobs.append(w - q * me.t + me.c)
+        # job q is released no earlier than -J_i + max(0, q T_i - burst_i)
+        jobs.append(me.j + w - max(0, q * me.t - me.burst) + me.c)
     return FpResponse(max(jobs), busy, tuple(jobs), blocking)
 
 
@@ -381,7 +471,7 @@ def max_chunk_bounds(ts: Sequence[ATask]) -> list[int | float]:
         prefix.append(s if not prefix else min(prefix[-1], s))
     out: list[int | float] = []
     for x in ts:
-        n = bisect_right(pts, x.d - 1)  # points t < D_k
+        n = bisect_right(pts, x.blocks_below - 1)  # points t < D_k (D_k - J_k)
         out.append(prefix[n - 1] if n else INF)
     return out
 

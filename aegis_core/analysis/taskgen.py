@@ -1,5 +1,6 @@
 """Random task sets for experiments and tests (docs/THEORY.md §taskgen): UUniFast utilisations,
-log-uniform periods, integer-ns parameters. Seeded, pure."""
+log-uniform periods, integer-ns parameters. Seeded, pure; :func:`scenario_of` turns a set into
+a scenario (for ``admit`` and ``aegis check``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from aegis_core.analysis.bounds import ATask
+from aegis_core.model.policy import get_policy
+from aegis_core.model.scenario import Scenario, Task
 
 
 def uunifast(n: int, total: float, rng: random.Random) -> list[float]:
@@ -60,3 +63,25 @@ def split_evenly_random(total: int, parts: int, rng: random.Random) -> list[int]
     cuts = sorted(rng.sample(range(1, total), parts - 1)) if parts > 1 else []
     edges = [0, *cuts, total]
     return [b - a for a, b in pairwise(edges)]
+
+
+def scenario_of(
+    ts: Sequence[ATask], policy: str, *, name: str = "random", duration_ns: int | None = None
+) -> Scenario:
+    """``ts`` as a scenario under ``policy``: each task's WCET ``c`` (lp-edf: its chunks as
+    the kernel chain), period ``t``, deadline ``d``, jitter ``burst``; np-fp priorities
+    deadline-monotonic. ``duration_ns`` defaults to 20 of the longest periods."""
+    chosen = get_policy(policy)
+    tasks = tuple(
+        Task(
+            name=x.name,
+            period_ns=x.t,
+            deadline_ns=x.d,
+            wcet_ns=None if chosen.chunked else x.c,
+            kernels_ns=x.chunks if chosen.chunked else None,
+            jitter_ns=x.burst,
+        )
+        for x in ts
+    )
+    span = duration_ns if duration_ns is not None else 20 * max(x.t for x in ts)
+    return Scenario(name=name, tasks=tasks, policy=chosen, duration_ns=span)
