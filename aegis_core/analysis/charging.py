@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from aegis_core.analysis.bounds import ATask
+from aegis_core.budget import TaskBudget
 from aegis_core.model.overheads import Overheads
 
 
@@ -26,6 +27,17 @@ def charge(task: ATask, overheads: Overheads | None) -> ATask:
     return dataclasses.replace(
         task, c=sum(chunks), chunks=chunks, j=task.j + overheads.release_lag_ns
     )
+
+
+def charged_budget(budget: TaskBudget, overheads: Overheads | None) -> TaskBudget:
+    """``budget`` with every chunk lengthened by the per-dispatch overheads: how long each
+    dispatched unit holds the slot in the analysis (``aegis check`` simulates it)."""
+    if overheads is None:
+        return budget
+    extra = overheads.per_dispatch_ns
+    chunks = tuple(c + extra for c in budget.chunks_ns)
+    return dataclasses.replace(budget, wcet_ns=sum(chunks), chunks_ns=chunks,
+                               kernels_ns=chunks, samples_ns=None)  # fmt: skip
 
 
 def charged_wcet(wcet_ns: int, n_chunks: int, overheads: Overheads | None) -> int:
