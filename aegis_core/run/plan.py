@@ -129,12 +129,14 @@ class RunPlan:
         exec_time: ExecutionTimeModel | None = None,
         seed: int | None = None,
         exec_time_mode: str = "sample",
+        host_mode: str = "sample",
     ) -> RunPlan:
         """The plan for ``scenario``; with an ``admission`` whose rejections are enforced
         (``enforce``), rejected tasks do not run; a chunked policy's jobs run in the chunks
         admission merged (else the task's kernel chain). ``exec_time_mode``
         (:data:`EXEC_TIME_MODES`) picks the execution-time model unless ``exec_time`` gives
-        one."""
+        one; ``host_mode`` how a simulated engine replays the host overheads
+        (:data:`~aegis_core.run.host.HOST_MODES`)."""
         if exec_time_mode not in EXEC_TIME_MODES:
             raise InputError(
                 f"unknown execution-time mode {exec_time_mode!r}; choose one of: "
@@ -161,4 +163,5 @@ class RunPlan:
             rejected=rejected,
             overheads=admission.overheads if admission is not None else scenario.overheads,
             seed=scenario.seed if seed is None else seed,
+            host_mode=host_mode,
         )

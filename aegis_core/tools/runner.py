@@ -29,7 +29,9 @@ class RunResult:
     loop: LoopStats
 
 
-def run_fingerprint(scenario: Scenario, seed: int, admission: bool, exec_time: str) -> str:
+def run_fingerprint(
+    scenario: Scenario, seed: int, admission: bool, exec_time: str, host_mode: str = "sample"
+) -> str:
     """What makes two runs the same run: the effective scenario (every task field, profile
     samples included; not file paths), seed, admission setting, execution-time mode and
     AegisRT's version. ``aegis compare`` reuses results only when this matches."""
@@ -52,20 +54,22 @@ def run_fingerprint(scenario: Scenario, seed: int, admission: bool, exec_time: s
         "version": __version__, "name": scenario.name, "policy": str(scenario.policy),
         "duration_ns": scenario.duration_ns, "gpu": scenario.gpu_memory_bytes, "seed": seed,
         "tasks": tasks, "admission": admission, "exec_time": exec_time,
-        "overheads": _overheads_digest(scenario),
+        "overheads": _overheads_digest(scenario, host_mode),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _overheads_digest(scenario: Scenario) -> str | None:
-    """The charged overheads as a digest (bounds and replayed samples; None: none)."""
+def _overheads_digest(scenario: Scenario, host_mode: str) -> str | None:
+    """The charged overheads as a digest (bounds, replayed samples and how they are replayed;
+    None: none)."""
     import hashlib
     import json
 
     o = scenario.overheads
     if o is None:
         return None
-    body = {w: (f.bound_ns, f.samples_ns) for w, f in o.figures.items()}
+    body: dict[str, object] = {"mode": host_mode}
+    body.update({str(w): (f.bound_ns, f.samples_ns) for w, f in o.figures.items()})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -113,6 +117,7 @@ def run_scenario(
     admission: bool = True,
     exec_time: str = "sample",
     perfetto: bool = True,
+    host_mode: str = "sample",
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -123,11 +128,18 @@ def run_scenario(
     every task (for baseline comparisons). ``exec_time``: ``sample`` replays profiled tasks'
     samples (simulated engines and the mock backend), ``wcet`` runs every job for its WCET.
     ``perfetto=False`` skips ``trace.json`` (the Perfetto export of ``trace.jsonl``).
+    ``host_mode``: how a simulated engine replays the scenario's host overheads (``sample``:
+    seeded draws from the calibrated samples; ``bound``: every one at its bound).
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
     verdicts = admit(scenario)  # validates before anything is written
     plan = RunPlan.build(
-        scenario, admission=verdicts, enforce=admission, seed=seed, exec_time_mode=exec_time
+        scenario,
+        admission=verdicts,
+        enforce=admission,
+        seed=seed,
+        exec_time_mode=exec_time,
+        host_mode=host_mode,
     )
     eng.validate(plan)  # e.g. the executor's models: fail before anything is written
     out = (out_dir or default_out_dir(scenario, eng)) if write else None
@@ -158,7 +170,7 @@ def run_scenario(
         "exec_time": exec_time if any_samples(plan.budgets) else "wcet",
         "scenario_sha256": scenario.source_sha256,
         "fingerprint": run_fingerprint(
-            scenario, scenario.seed if seed is None else seed, admission, exec_time
+            scenario, scenario.seed if seed is None else seed, admission, exec_time, host_mode
         ),
         "scenario_path": scenario.path,
         "device": eng.device,
