@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
-from heapq import heappop, heappush
 from typing import Any
 
 import pytest
@@ -27,8 +26,6 @@ from aegis_core.analysis.bounds import (
 from aegis_core.analysis.taskgen import random_taskset, scenario_of, split_evenly_random
 from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
-from aegis_core.run.cursor import instant
-from aegis_core.run.events import EngineEvent, Release
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Scheduler
@@ -227,47 +224,12 @@ def test_bounds_are_reached_within_1ns_and_never_exceeded_at_a_finer_tick(policy
 # ------------------------------------------------------- Davis jitter: releases seen late
 
 
-class LateEngine(FakeEngine):
-    """A :class:`FakeEngine` that hands each release over ``lag[(task, k)]`` ns late (what a
-    host waking late does): the job keeps its planned release and deadline."""
-
-    def __init__(self, lag: dict[tuple[int, int], int]) -> None:
-        super().__init__()
-        self.lag = lag
-
-    def start(self, plan: RunPlan) -> None:
-        super().start(dataclasses.replace(plan, releases=()))
-        self._late: list[tuple[int, int, Release]] = []
-        for n, r in enumerate(plan.releases):
-            heappush(self._late, (r.t_ns + self.lag[(r.task_index, r.k)], n, r))
-
-    def advance(self, until: int | None) -> list[EngineEvent] | None:
-        ends, late = self._ends, self._late
-        times = [t for t in (ends[0][0] if ends else None, late[0][0] if late else None)
-                 if t is not None]  # fmt: skip
-        if not times and until is None:
-            return None
-        if not times or (until is not None and until < min(times)):
-            assert until is not None
-            self._now = until
-            return []
-        t = self._now = min(times)
-        done = []
-        while ends and ends[0][0] == t:
-            done.append(heappop(ends)[2])
-        self._slots.give(len(done))
-        seen = []
-        while late and late[0][0] == t:
-            seen.append(heappop(late)[2])
-        return instant(done, seen)
-
-
 def test_late_engine_keeps_the_planned_release() -> None:
     ts = [ATask("a", 2 * MS, 10 * MS, 10 * MS)]
     scenario = scenario_of(ts, "np-edf", duration_ns=20 * MS)
     plan = RunPlan.build(scenario)
     scheduler = Scheduler.for_plan(plan)
-    run(plan, scheduler, LateEngine({(0, 0): 3 * MS, (0, 1): 0}))
+    run(plan, scheduler, FakeEngine(lag={(0, 0): 3 * MS, (0, 1): 0}))
     a0, a1 = scheduler.jobs
     assert (a0.release_ns, a0.start_ns, a0.response_ns, a0.lag_ns) == (0, 3 * MS, 5 * MS, 3 * MS)
     assert (a1.release_ns, a1.response_ns) == (10 * MS, 2 * MS)
@@ -311,7 +273,7 @@ def test_bounds_with_davis_jitter_hold_when_releases_are_seen_late(policy: str) 
             bound = [float("inf") if r is None else r[0] for r in got]
         lag = {(r.task_index, r.k): rng.randint(0, lags[r.task_index]) for r in plan.releases}
         scheduler = Scheduler.for_plan(plan)
-        run(plan, scheduler, LateEngine(lag))
+        run(plan, scheduler, FakeEngine(lag=lag))
         for job in scheduler.jobs:
             if job.response_ns is not None and bound[job.task_index] != float("inf"):
                 assert job.response_ns <= bound[job.task_index], (policy, chunked, job)

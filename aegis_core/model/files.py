@@ -82,20 +82,33 @@ class FieldReader:
             raise self.fail(key, f"must be {kind.__name__}, got {type(v).__name__}")
         return v
 
-    def non_negative(self, key: str, most: int | None = None) -> int:
+    def integer(self, key: str, least: int = 0, most: int | None = None) -> int:
+        """An integer in ``[least, most]`` (``least`` 0 or 1: ``>= 0`` or ``> 0``)."""
         v: Any = self.data.get(key)
-        if not _int(v) or v < 0 or (most is not None and v > most):
+        if not _int(v) or v < least or (most is not None and v > most):
             top = "" if most is None else f" and <= {most}"
-            raise self.fail(key, f"must be an integer >= 0{top}, got {v!r}")
+            raise self.fail(key, f"must be an integer {_least(least)}{top}, got {v!r}")
         return int(v)
+
+    def non_negative(self, key: str, most: int | None = None) -> int:
+        return self.integer(key, 0, most)
+
+    def integers(self, key: str, least: int = 0, *, optional: bool = False) -> tuple[int, ...]:
+        """A list of integers ``>= least`` (durations in ns)."""
+        v = self.get(key, list, optional=optional) or []
+        for i, item in enumerate(v):
+            if not _int(item) or item < least:
+                raise self.fail(f"{key}[{i}]", f"must be an integer {_least(least)} ns, "
+                                f"got {item!r}")  # fmt: skip
+        return tuple(v)
 
     def counts(self, key: str, *, optional: bool = False) -> tuple[int, ...]:
         """A list of integers >= 0 (ns)."""
-        v = self.get(key, list, optional=optional) or []
-        for i, item in enumerate(v):
-            if not _int(item) or item < 0:
-                raise self.fail(f"{key}[{i}]", f"must be an integer >= 0 ns, got {item!r}")
-        return tuple(v)
+        return self.integers(key, 0, optional=optional)
+
+
+def _least(least: int) -> str:
+    return "> 0" if least == 1 else f">= {least}"
 
 
 def _int(v: Any) -> bool:

@@ -8,16 +8,13 @@ names the file and the field of anything wrong.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.model.errors import InputError
+from aegis_core.model.files import FieldReader, write_json_atomic
 
 if TYPE_CHECKING:
     from aegis_core.analysis.pwcet import WcetEstimate
@@ -117,30 +114,15 @@ class Profile:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (a temporary file renamed over ``path``): never half a profile."""
-        p = Path(path)
-        text = json.dumps(self.as_dict(), indent=1) + "\n"  # fails (if at all) before any file
-        tmp = None
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, p)
-            tmp = None
-        except OSError as exc:
-            raise InputError(f"{p}: cannot write the profile: {exc.strerror or exc}") from exc
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+        write_json_atomic(path, self.as_dict(), "profile")
 
     @classmethod
     def from_dict(cls, data: Any, path: str = "<memory>") -> Profile:
-        r = _Reader(data, path)
+        r = FieldReader(data, path, "a profile")
         schema = r.get("schema", str)
         if schema != SCHEMA:
             raise r.fail("schema", f"expected {SCHEMA!r}, got {schema!r}")
-        samples = r.durations("samples_ns")
+        samples = r.integers("samples_ns", 1)
         if len(samples) < MIN_SAMPLES:
             raise r.fail("samples_ns", f"needs at least {MIN_SAMPLES} samples, has {len(samples)}")
         mode = r.get("mode", str)
@@ -164,15 +146,15 @@ class Profile:
         return cls(
             task=r.get("task", str),
             model=r.get("model", str, optional=True),
-            batch=r.positive("batch"),
+            batch=r.integer("batch", 1),
             input_shape=tuple(shape) if shape else None,
             backend=r.get("backend", str),
             device=r.get("device", str),
             mode=mode,
             co_runners=tuple(r.get("co_runners", list, optional=True) or ()),
             samples_ns=samples,
-            warmup_ns=r.durations("warmup_ns", optional=True),
-            wcet_ns=r.positive("wcet_ns"),
+            warmup_ns=r.integers("warmup_ns", 1, optional=True),
+            wcet_ns=r.integer("wcet_ns", 1),
             method=r.get("method", str),
             exceedance=exceedance,
             converged=r.get("converged", bool),
@@ -191,41 +173,6 @@ class Profile:
 
 def _positive_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-class _Reader:
-    def __init__(self, data: Any, path: str) -> None:
-        if not isinstance(data, Mapping):
-            raise InputError(f"{path}: a profile must be a JSON object")
-        self.data, self.path = data, path
-
-    def fail(self, key: str, message: str) -> InputError:
-        return InputError(f"{self.path}: field '{key}': {message}")
-
-    def get(self, key: str, kind: type, *, optional: bool = False) -> Any:
-        v = self.data.get(key)
-        if v is None:
-            if optional:
-                return None
-            raise self.fail(key, "is required")
-        if kind is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, kind) or (kind is not bool and isinstance(v, bool)):
-            raise self.fail(key, f"must be {kind.__name__}, got {type(v).__name__}")
-        return v
-
-    def positive(self, key: str) -> int:
-        v = self.data.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise self.fail(key, f"must be an integer > 0, got {v!r}")
-        return v
-
-    def durations(self, key: str, *, optional: bool = False) -> tuple[int, ...]:
-        v = self.get(key, list, optional=optional) or []
-        for i, item in enumerate(v):
-            if not _positive_int(item):
-                raise self.fail(f"{key}[{i}]", f"must be an integer > 0 ns, got {item!r}")
-        return tuple(v)
 
 
 def load_profile(path: str | Path) -> Profile:

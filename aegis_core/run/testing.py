@@ -31,7 +31,7 @@ from aegis_core.record.schema import (
     key_of,
 )
 from aegis_core.record.sinks import MemoryTrace
-from aegis_core.run.cursor import ReleaseCursor, Slots, instant
+from aegis_core.run.cursor import Slots, instant
 from aegis_core.run.engine import Engine
 from aegis_core.run.events import Completion, EngineEvent, Fault, Release
 from aegis_core.run.loop import run
@@ -40,21 +40,28 @@ from aegis_core.run.scheduler import Dispatch, Job, Scheduler
 
 
 class FakeEngine:
-    """An engine with no SimPy: a heap of ends, the plan's releases on the shared cursor.
+    """An engine with no SimPy: a heap of ends, the plan's releases in plan order.
 
     ``faults`` maps job ids to an error text: such a job ends with a :class:`Fault` instead of a
-    :class:`Completion`. ``dispatches`` records ``(t_ns, job, end_ns)`` for every dispatch.
+    :class:`Completion`. ``lag`` maps ``(task index, k)`` to how late that release is handed
+    over (a host waking late: the job keeps its planned release and deadline). ``dispatches``
+    records ``(t_ns, job, end_ns)`` for every dispatch.
     """
 
     name = "fake"
     backend: str | None = None
     device = "simulated"
 
-    def __init__(self, faults: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, faults: Mapping[str, str] | None = None,
+        lag: Mapping[tuple[int, int], int] | None = None,
+    ) -> None:  # fmt: skip
         self.faults = dict(faults or {})
+        self.lag = dict(lag or {})
+        self._due: list[tuple[TimeNs, int, Release]] = []  # (handed over at, plan order, r)
+        self._next = 0
         self.dispatches: list[tuple[TimeNs, str, TimeNs]] = []
         self._ends: list[tuple[TimeNs, int, Completion | Fault]] = []
-        self._releases = ReleaseCursor()
         self._now: TimeNs = 0
         self._slots = Slots(1)
 
@@ -66,7 +73,10 @@ class FakeEngine:
         self._now = 0
         self._slots = Slots(plan.slots)
         self._ends = []
-        self._releases = ReleaseCursor(plan.releases)
+        get = self.lag.get
+        self._due = sorted((r.t_ns + get((r.task_index, r.k), 0), n, r)
+                           for n, r in enumerate(plan.releases))  # fmt: skip
+        self._next = 0
 
     def now(self) -> TimeNs:
         return self._now
@@ -83,7 +93,8 @@ class FakeEngine:
         self.dispatches.append((self._now, d.job, end))
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
-        ends, nxt = self._ends, self._releases.next_ns()
+        ends, due = self._ends, self._due
+        nxt = due[self._next][0] if self._next < len(due) else None
         times = [t for t in (ends[0][0] if ends else None, nxt) if t is not None]
         if not times and until is None:
             return None
@@ -96,7 +107,10 @@ class FakeEngine:
         while ends and ends[0][0] == t:
             done.append(heappop(ends)[2])
         self._slots.give(len(done))
-        return instant(done, self._releases.take(t))
+        first = self._next
+        while self._next < len(due) and due[self._next][0] == t:
+            self._next += 1
+        return instant(done, [r for _, _, r in due[first : self._next]])
 
     def report(self) -> dict[str, Any]:
         return {}
