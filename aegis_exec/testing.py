@@ -58,18 +58,23 @@ class LateClock(VirtualClock):
         self.t = max(self.t, t_ns + self.late.pop(t_ns, 0))
 
 
-class SlowLaunch:
-    """``inner`` with the launches of the jobs in ``delays`` (``{job id: ns}``) taking that
-    long on the host before the device starts them (a slow launch path)."""
+class BackendWrapper:
+    """A real backend with some of its calls changed (what the doubles below subclass):
+    every call goes to ``inner`` unless overridden."""
 
-    def __init__(self, inner: Backend, clock: VirtualClock, delays: Mapping[str, int]) -> None:
-        self.inner, self.clock, self.delays = inner, clock, dict(delays)
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
         self.name, self.device = inner.name, inner.device
         self._names: list[str] = []
+
+    def job(self, task: int, k: int) -> str:
+        """The id ``task#k`` of a launch (known once prepared)."""
+        return f"{self._names[task]}#{k}"
 
     def prepare(self, work: Sequence[TaskWork], layout: Layout | None = None) -> None:
         self._names = [w.name for w in work]
         self.inner.prepare(work, layout)
+        self.device = self.inner.device
 
     def graphs(self) -> dict[int, Any]:
         return self.inner.graphs()
@@ -77,7 +82,6 @@ class SlowLaunch:
     def launch(
         self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
     ) -> None:
-        self.clock.advance(self.delays.get(f"{self._names[task]}#{k}", 0))
         self.inner.launch(task, chunk, token, k, duration_ns)
 
     def snapshot(self) -> tuple[int, list[Finished]]:
@@ -96,31 +100,36 @@ class SlowLaunch:
         self.inner.close()
 
 
-class FaultyBackend:
+class SlowLaunch(BackendWrapper):
+    """``inner`` with the launches of the jobs in ``delays`` (``{job id: ns}``) taking that
+    long on the host before the device starts them (a slow launch path)."""
+
+    def __init__(self, inner: Backend, clock: VirtualClock, delays: Mapping[str, int]) -> None:
+        super().__init__(inner)
+        self.clock, self.delays = clock, dict(delays)
+
+    def launch(
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
+    ) -> None:
+        self.clock.advance(self.delays.get(self.job(task, k), 0))
+        self.inner.launch(task, chunk, token, k, duration_ns)
+
+
+class FaultyBackend(BackendWrapper):
     """``inner`` with the jobs in ``faults`` (``{job id: message}``, ids ``task#k``) failing
     with that message: at launch (``at="launch"``: JobFault, nothing runs) or at their end
     (``at="end"``: the job runs and its end carries the error)."""
 
     def __init__(self, inner: Backend, faults: Mapping[str, str], at: FaultAt = "launch") -> None:
-        self.inner = inner
-        self.name, self.device = inner.name, inner.device
+        super().__init__(inner)
         self.faults = dict(faults)
         self.at = at
-        self._names: list[str] = []
         self._failing: dict[int, str] = {}  # token -> message (at="end")
-
-    def prepare(self, work: Sequence[TaskWork], layout: Layout | None = None) -> None:
-        self._names = [w.name for w in work]
-        self.inner.prepare(work, layout)
-        self.device = self.inner.device
-
-    def graphs(self) -> dict[int, Any]:
-        return self.inner.graphs()
 
     def launch(
         self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
     ) -> None:
-        message = self.faults.get(f"{self._names[task]}#{k}")
+        message = self.faults.get(self.job(task, k))
         if message is not None and self.at == "launch":
             raise JobFault(message)
         self.inner.launch(task, chunk, token, k, duration_ns)
@@ -134,18 +143,6 @@ class FaultyBackend:
     def _fail(self, f: Finished) -> Finished:
         message = self._failing.pop(f.token, None)
         return f if message is None else Finished(f.token, f.start_ns, f.end_ns, message)
-
-    def wait(self, until_ns: int) -> None:
-        self.inner.wait(until_ns)
-
-    def synchronize(self) -> None:
-        self.inner.synchronize()
-
-    def report(self) -> dict[str, Any]:
-        return self.inner.report()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def faults(jobs: Mapping[str, str], at: FaultAt = "launch") -> Callable[[Backend], Backend]:

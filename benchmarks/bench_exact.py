@@ -44,8 +44,7 @@ from aegis_core.analysis.bounds import (
     preemptive_edf_ok,
     split_chunks,
 )
-from aegis_core.analysis.taskgen import random_taskset, scenario_of
-from aegis_core.model.scenario import Scenario
+from aegis_core.analysis.taskgen import random_taskset, scaled, scenario_of
 from aegis_core.run.testing import FakeEngine
 from aegis_core.tools.check import check
 
@@ -91,19 +90,6 @@ def old_schedulable(ts: Sequence[ATask], policy: str) -> bool:
     return all(b is not None and b[0] <= x.d for b, x in zip(bounds, old, strict=True))
 
 
-def scaled(scenario: Scenario, k: int, seed: int) -> Scenario:
-    tasks = tuple(
-        dataclasses.replace(t, period_ns=t.period_ns * k, deadline_ns=t.deadline_ns * k,
-                            wcet_ns=None if t.wcet_ns is None else t.wcet_ns * k,
-                            kernels_ns=None if t.kernels_ns is None
-                            else tuple(c * k for c in t.kernels_ns),
-                            jitter_ns=t.jitter_ns * k)
-        for t in scenario.tasks
-    )  # fmt: skip
-    return dataclasses.replace(scenario, tasks=tasks, duration_ns=scenario.duration_ns * k,
-                               seed=seed)  # fmt: skip
-
-
 def one_policy(policy: str, sets: int, runs: int, seed: int) -> dict[str, Any]:
     rng = random.Random(f"{seed}-{policy}")
     gaps: list[int] = []
@@ -128,7 +114,7 @@ def one_policy(policy: str, sets: int, runs: int, seed: int) -> dict[str, Any]:
         old_sched += old
         assert not old or verdicts.schedulable, ts  # the exact analysis admits a superset
         if runs:
-            fine = scaled(scenario, FINE, seed=n)
+            fine = dataclasses.replace(scaled(scenario, FINE), seed=n)
             fine_verdicts = admit(fine)
             assert [v.response_bound_ns for v in fine_verdicts.tasks] == [
                 None if v.response_bound_ns is None else FINE * v.response_bound_ns

@@ -23,9 +23,8 @@ from aegis_core.analysis.bounds import (
     edf_response_bound,
     fp_response,
 )
-from aegis_core.analysis.taskgen import random_taskset, scenario_of, split_evenly_random
+from aegis_core.analysis.taskgen import random_taskset, scaled, scenario_of, split_evenly_random
 from aegis_core.budget import budgets
-from aegis_core.model.scenario import Scenario
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Scheduler
@@ -183,18 +182,6 @@ def sets(policy: str, n: int, seed: int, jitter: float = 0.0) -> list[list[ATask
             for x in ts
         ])  # fmt: skip
     return out
-
-
-def scaled(scenario: Scenario, k: int) -> Scenario:
-    tasks = tuple(
-        dataclasses.replace(t, period_ns=t.period_ns * k, deadline_ns=t.deadline_ns * k,
-                            wcet_ns=None if t.wcet_ns is None else t.wcet_ns * k,
-                            kernels_ns=None if t.kernels_ns is None
-                            else tuple(c * k for c in t.kernels_ns),
-                            jitter_ns=t.jitter_ns * k)
-        for t in scenario.tasks
-    )  # fmt: skip
-    return dataclasses.replace(scenario, tasks=tasks, duration_ns=scenario.duration_ns * k)
 
 
 @pytest.mark.parametrize("policy", POLICIES)

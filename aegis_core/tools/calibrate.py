@@ -105,7 +105,7 @@ def calibrate(
     """Measure and estimate the four overheads; ``scenario`` None: the builtin workload;
     ``host``: the loop thread's tuning (``aegis exec --host-tuning``; calibrate as you run)."""
     from aegis_core import __version__
-    from aegis_core.tools.results import versions
+    from aegis_core.tools.results import cpu_name, versions
 
     workload = scenario or builtin_workload()
     t = time.perf_counter()
@@ -118,7 +118,7 @@ def calibrate(
                  f"{time.perf_counter() - t:.1f} s")  # fmt: skip
     return Overheads(
         figures, backend=engine.backend, device=engine.device,
-        machine={"cpu": _cpu(), "cores": _cores(), "platform": platform.platform(),
+        machine={"cpu": cpu_name(), "cores": _cores(), "platform": platform.platform(),
                  "python": sys.version.split()[0]},
         fingerprint={**versions(), "host": _tuning(engine)}, exceedance=exceedance,
         created=datetime.now(UTC).isoformat(timespec="seconds"), aegis_version=__version__,
@@ -136,17 +136,6 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def format_overheads(o: Overheads) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,18 @@ class Comparison:
     def ordered(self) -> bool:
         """bound ≥ sim max ≥ exec max held for every admitted task."""
         return all(r["bound_ge_sim_ge_exec"] for r in self.rows if r["admitted"])
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """``rows`` as a CSV with a header (its folder made); an OSError is an InputError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(columns))
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise InputError(f"{path.parent}: cannot write: {exc.strerror or exc}") from exc
 
 
 def _current(out: Path, scenario: Scenario, seed: int, host_mode: str = "sample") -> bool:
@@ -96,14 +109,7 @@ def compare(
     ex = json.loads((exec_dir / "summary.json").read_text())
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     out = base / "compare"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "compare.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+    write_csv(out / "compare.csv", COLUMNS, rows)
     jobs = {"sim": _jobs(sim_dir), "exec": _jobs(exec_dir)}
     _cdf(jobs, out / "cdf.png", scenario)
     _gantt(jobs, out / "gantt.png", scenario)
@@ -324,14 +330,7 @@ def compare_policies(
         rows += [_policy_row(policy.name, st, et) for st, et in zip(sim["tasks"], etasks,
                                                                     strict=True)]  # fmt: skip
     out = base / "compare"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "policies.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=POLICY_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+    write_csv(out / "policies.csv", POLICY_COLUMNS, rows)
     names = tuple(p.name for p in chosen)
     pc = PolicyComparison(scenario.name, names, resolved, rows, out, reused, refused)
     plot_policies(rows, out / "policies.png", f"{scenario.name}: sim and exec-{resolved}")
