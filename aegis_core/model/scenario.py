@@ -10,11 +10,11 @@ import codecs
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -270,16 +270,26 @@ def _model(f: _Fields, base: Path) -> str | None:
 
 
 def _profile(f: _Fields, base: Path) -> Profile | None:
-    profile = f.string("profile")
-    if profile is None:
+    return _file(f, "profile", base, "no profile file at {}", load_profile)
+
+
+_Loaded = TypeVar("_Loaded")
+
+
+def _file(f: _Fields, key: str, base: Path, missing: str,
+          load: Callable[[Path], _Loaded]) -> _Loaded | None:  # fmt: skip
+    """The file named by field ``key`` (relative to ``base``), loaded; its errors name the
+    field (``missing``: the message for no such file, ``{}`` the path)."""
+    given = f.string(key)
+    if given is None:
         return None
-    candidate = Path(profile) if Path(profile).is_absolute() else base / profile
+    candidate = Path(given) if Path(given).is_absolute() else base / given
     if not candidate.is_file():
-        raise f.fail("profile", f"no profile file at {candidate}")
+        raise f.fail(key, missing.format(candidate))
     try:
-        return load_profile(candidate)
+        return load(candidate)
     except InputError as exc:
-        raise f.fail("profile", str(exc)) from None
+        raise f.fail(key, str(exc)) from None
 
 
 def _profile_matches(
@@ -434,16 +444,8 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
 
 def _overheads(f: _Fields, base: Path) -> Overheads | None:
     """``overheads: FILE`` (relative to the scenario): the calibrated host overheads."""
-    given = f.string("overheads")
-    if given is None:
-        return None
-    candidate = Path(given) if Path(given).is_absolute() else base / given
-    if not candidate.is_file():
-        raise f.fail("overheads", f"no overheads file at {candidate} (aegis calibrate writes one)")
-    try:
-        return load_overheads(candidate)
-    except InputError as exc:
-        raise f.fail("overheads", str(exc)) from None
+    return _file(f, "overheads", base, "no overheads file at {} (aegis calibrate writes one)",
+                 load_overheads)  # fmt: skip
 
 
 class _StrictLoader(yaml.SafeLoader):
