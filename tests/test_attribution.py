@@ -3,7 +3,9 @@ assumption in its busy window, or it is an analysis bug (aegis_core.record.attri
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,6 +178,13 @@ def _reference(jobs: list[RunJob], bounds: dict[str, int], stall: int) -> list[A
         busy = set()
         for j in jobs:
             busy |= set(range(max(j.start_ns, b), min(j.end_ns, e)))  # type: ignore[type-var]
+        first = min((j for j in jobs if j.release_ns == b), key=lambda j: j.start_ns or 0)
+        before = [j for j in jobs if j.end_ns is not None and j.end_ns <= b]
+        if before and first.start_ns is not None and first.start_ns > b:
+            t_last = max(j.end_ns for j in before)  # type: ignore[type-var]
+            causes += [(j.id, w) for j in before if j.end_ns == t_last
+                       for w in j.broken if w == "completion"]  # fmt: skip
+        causes.sort()
         lost = (e - b) - len(busy) + sum(j.lag_ns for j in window)
         if lost > 0 and (lost >= stall or lost >= response - bound):
             causes.append((job.id, HOST))
@@ -356,3 +365,27 @@ def test_perfetto_shows_assumptions_on_the_task_track() -> None:
         ("assumption b#0: release-lag", tids["b"], 3000.0005, 2 * MS),
         ("assumption b#0: launch", tids["b"], 13000.0005, 5 * MS),
     ]
+
+
+def test_a_late_seen_completion_before_the_window_is_a_cause() -> None:
+    """The slot is held until the host sees a completion: a job released after the device
+    end of a#0 but before the host saw it is delayed by a#0's broken completion bound."""
+    a0 = RunJob("a#0", "a", 0, 100, 0, 10, False, 0, False, ("completion",))
+    b0 = RunJob("b#0", "b", 12, 17, 16, 20, True, 0, False, ())
+    (got,) = attribute([a0, b0], {"a": 50, "b": 5})
+    assert got.attributed and [(c.job, c.what) for c in got.causes] == [("a#0", "completion")]
+    clean = a0._replace(broken=())
+    assert not attribute([clean, b0], {"a": 50, "b": 5})[0].attributed
+
+
+def test_bounds_promise_nothing_when_a_rejected_task_ran(tmp_path: Path) -> None:
+    """``--no-admission`` runs the rejected tasks too: the admitted tasks' bounds assume they
+    never run, so nothing is counted against them."""
+    from aegis_core.tools.cli import main
+
+    out = tmp_path / "r"
+    path = Path(__file__).parent.parent / "scenarios" / "admission.yaml"
+    assert main(["sim", str(path), "--no-admission", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["unattributed"] == 0
+    assert all(t["exceeded"] is None for t in s["tasks"])

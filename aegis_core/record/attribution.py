@@ -36,6 +36,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
+from aegis_core.model.overheads import Overhead
 from aegis_core.model.types import fmt_ms
 from aegis_core.record.replay import Replay
 from aegis_core.record.schema import AssumptionRecord, OverrunRecord, Record
@@ -47,6 +48,7 @@ host overheads (a few dispatch gaps)."""
 OVERRUN = "overrun"
 """The cause of a job that ran past its WCET budget."""
 HOST = "host"
+COMPLETION = Overhead.COMPLETION.value
 """The cause of an ideal-host run's lost host time (no overheads charged, none checked)."""
 
 
@@ -267,6 +269,8 @@ def attribute(
         for what in dict.fromkeys(c.what for c in own[i]):
             by_kind.setdefault(what, []).append(i)
     busy = _Busy(order) if ideal_host else None
+    ended = sorted((j.end_ns, k) for k, j in enumerate(order) if j.end_ns is not None)
+    end_times = [t for t, _ in ended]
     lags = [0]
     for j in order:
         lags.append(lags[-1] + j.lag_ns)
@@ -293,6 +297,9 @@ def attribute(
                 break
             if counts(k):
                 found += own[k]
+        first = order[lo].start_ns  # the window's first job: did it wait for the slot?
+        if first is not None and first > b:
+            found += _handover(own, ended, end_times, b)
         kinds = {c.what for c in found}
         for what, ks in by_kind.items():
             if what not in kinds:
@@ -308,6 +315,28 @@ def attribute(
         out.append(Attribution(job.id, job.task, response, bound, job.missed, (b, e),
                                tuple(found)))  # fmt: skip
     return out
+
+
+def _handover(
+    own: Sequence[Sequence[Cause]], ended: Sequence[tuple[int, int]],
+    end_times: Sequence[int], b: int,
+) -> list[Cause]:  # fmt: skip
+    """A late-seen completion of the job that ended last before the window (whose first job
+    waited): the slot was held until the host saw it, which may be after the window's first
+    release (the window is built from device ends), so its broken ``completion`` bound is a
+    cause too."""
+    p = bisect_right(end_times, b) - 1
+    if p < 0:
+        return []
+    last = end_times[p]
+    lo = bisect_left(end_times, last)  # every job that ended then (ties: each may have held it)
+    return [c for _, k in ended[lo : p + 1] for c in own[k] if c.what == COMPLETION]
+
+
+def rejected_ran(bounds: Mapping[str, int | None], jobs: Iterable[RunJob]) -> bool:
+    """Did a task without a bound (rejected, admission not enforced) run? Then the admitted
+    tasks' bounds, which assume it never runs, promise nothing."""
+    return any(bounds.get(j.task) is None and j.start_ns is not None for j in jobs)
 
 
 class TraceJobs(NamedTuple):
@@ -349,6 +378,8 @@ def trace_jobs(records: Iterable[Mapping[str, Any] | Record]) -> TraceJobs:
         bound = a.rationale.get("response_bound_ns")
         bounds[a.task] = int(bound) if a.admitted and isinstance(bound, int) else None
     ideal = not any(isinstance(a.rationale.get("overheads_ns"), Mapping) for a in rp.admissions)
+    if rejected_ran(bounds, jobs):
+        bounds = dict.fromkeys(bounds)
     return TraceJobs(jobs, causes, bounds, ideal)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
-from aegis_core.record.attribution import RunJob, attribute, cause_counts
+from aegis_core.record.attribution import RunJob, attribute, cause_counts, rejected_ran
 from aegis_core.run.scheduler import Job
 
 if TYPE_CHECKING:
@@ -182,7 +182,10 @@ def attribution(
     verdicts = admission.tasks if admission is not None else ()
     bounds = {v.name: v.response_bound_ns for v in verdicts if v.admitted}
     ideal = admission is None or admission.overheads is None
-    found = attribute((RunJob.of(j) for j in jobs), bounds, ideal_host=ideal)
+    runs = [RunJob.of(j) for j in jobs]
+    if rejected_ran({n: bounds.get(n) for n in names}, runs):  # admission not enforced
+        bounds = {}
+    found = attribute(runs, bounds, ideal_host=ideal)
     out: dict[str, dict[str, Any]] = {}
     for n in names:
         counted = bounds.get(n) is not None
