@@ -23,8 +23,9 @@ The rule (docs/ARCHITECTURE.md, "Budgets"):
    backend replay); none without a profile.
 5. **Time budget and overrun.** A job's time budget is its WCET: a job whose execution time
    (the sum of its chunks) exceeds it has *overrun*, and ``on_overrun`` says what follows
-   (``continue``, or ``skip-next``). This is the only overrun; the executor's per-chunk
-   figure is called a chunk overrun.
+   (``continue``, or ``skip-next``). Under a chunked policy a chunk that runs past its own
+   chunk WCET is a chunk overrun: it breaks the blocking the analysis charged, so it is an
+   ``overrun`` record too (action ``chunk``; nothing is skipped for it).
 """
 
 from __future__ import annotations

@@ -364,3 +364,33 @@ def test_check_reaches_the_charged_bounds(policy: str) -> None:
     assert res.ok and all(0 <= r.bound_ns - r.worst_sim_ns <= 1 for r in res.rows)
     lagged = check(dataclasses.replace(sc, overheads=oh(200 * US, 300 * US, 100 * US, 0)), runs=3)
     assert lagged.ok
+
+
+def test_a_chunk_past_its_chunk_wcet_is_an_overrun_record() -> None:
+    """lp-edf: a chunk that runs past its own chunk WCET breaks the blocking the analysis
+    charged even when the job keeps its WCET: an overrun record (action ``chunk``)."""
+    from aegis_core.record.sinks import MemoryTrace
+    from aegis_core.run.scheduler import CHUNK_OVERRUN
+    from aegis_core.run.testing import FakeEngine
+
+    sc = make_scenario(
+        [{"name": "a", "period_ms": 10, "deadline_ms": 4, "wcet_ms": 1},
+         {"name": "b", "period_ms": 40, "kernels_ms": [1, 1, 1, 1, 1, 1]}],
+        policy="lp-edf", duration_ms=40,
+    )  # fmt: skip
+    adm = admit(sc)
+    chain = adm.budgets[1].chunks_ns
+    assert len(chain) > 1
+    stretched = (chain[0] + MS // 2, chain[1] - MS // 2, *chain[2:])  # the same job total
+    plan = RunPlan.build(sc, admission=adm,
+                         exec_time=lambda d: stretched[d.chunk] if d.task_index == 1
+                         else adm.budgets[0].wcet_ns)  # fmt: skip
+    sched = Scheduler.for_plan(plan)
+    sink = MemoryTrace()
+    run(plan, sched, FakeEngine(), sink=sink)
+    over = [r for r in sink.records() if r["kind"] == "overrun"]
+    assert [(r["job"], r["action"], r["exec_ns"], r["budget_ns"]) for r in over] == [
+        ("b#0", CHUNK_OVERRUN, chain[0] + MS // 2, chain[0])
+    ]
+    assert {j.id for j in sched.jobs if j.overrun} == {"b#0"}
+    assert sched.contexts[1].overruns == 0  # the job kept its WCET: nothing is skipped

@@ -19,7 +19,8 @@ dispatch   ``chunk`` (lp-edf, only when not 0), ``rationale``: ``rule``, ``key``
 chunk      ``next`` (the chunk to run next), ``of`` (chunks of the job), ``run_ns`` (so far)
 complete   ``start_ns``, ``end_ns``, ``response_ns``, ``deadline_ns``, ``missed``
 miss       ``release_ns``, ``deadline_ns``, ``state`` (``ready``, ``running`` or ``done``)
-overrun    ``exec_ns``, ``budget_ns``, ``action`` (the task's ``on_overrun``)
+overrun    ``exec_ns``, ``budget_ns``, ``action`` (the task's ``on_overrun``; ``chunk``: one
+           lp-edf chunk past its chunk WCET, the chunk's figures)
 skip       ``reason``
 fault      ``error``
 assumption ``what`` (an overhead: ``release-lag``, ``decision``, ``launch``,

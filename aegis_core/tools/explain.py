@@ -38,6 +38,7 @@ from aegis_core.record.schema import (
     key_of,
     scenario_from_records,
 )
+from aegis_core.run.scheduler import CHUNK_OVERRUN
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,9 @@ def _end_story(js: JobState) -> list[str]:
                        f"response {_ms(r.response_ns)}, {met}")  # fmt: skip
         elif isinstance(r, MissRecord):
             out.append(f"deadline passed at {_ms(r.t_ns)} before it finished: a miss")
+        elif isinstance(r, OverrunRecord) and r.action == CHUNK_OVERRUN:
+            out.append(f"a chunk overran its chunk WCET: ran {_ms(r.exec_ns)} > "
+                       f"{_ms(r.budget_ns)} (the blocking the analysis charged)")  # fmt: skip
         elif isinstance(r, OverrunRecord):
             out.append(f"overran its WCET: ran {_ms(r.exec_ns)} > budget {_ms(r.budget_ns)}"
                        f" (on_overrun: {r.action})")  # fmt: skip
