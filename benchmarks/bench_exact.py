@@ -45,6 +45,7 @@ from aegis_core.analysis.bounds import (
     split_chunks,
 )
 from aegis_core.analysis.taskgen import random_taskset, scaled, scenario_of
+from aegis_core.model.policy import Analysis, get_policy
 from aegis_core.run.testing import FakeEngine
 from aegis_core.tools.check import check
 
@@ -56,7 +57,7 @@ FINE = 10
 def task_set(rng: random.Random, policy: str) -> list[ATask]:
     ts = random_taskset(rng, rng.randint(2, 6), rng.uniform(0.3, 0.9), period_ns=(MS, 20 * MS),
                         grain_ns=1_000, deadline_factor=(0.5, 1.0),
-                        kernels=(1, 5) if policy == "lp-edf" else None)  # fmt: skip
+                        kernels=(1, 5) if get_policy(policy).chunked else None)  # fmt: skip
     return [
         dataclasses.replace(x, burst=rng.randrange(x.t // 2)) if rng.random() < 0.25 else x
         for x in ts
@@ -69,9 +70,10 @@ def old_schedulable(ts: Sequence[ATask], policy: str) -> bool:
         dataclasses.replace(x, t=x.t - x.burst, burst=0, prio=p)
         for p, x in enumerate(sorted(ts, key=lambda y: y.d))
     ]  # fmt: skip (DM order)
-    if policy == "np-fp":
+    analysis = get_policy(policy).analysis
+    if analysis is Analysis.NP_FP:
         return all(fp_response(old, i, closed=True).bound <= x.d for i, x in enumerate(old))
-    if policy == "lp-edf":
+    if analysis is Analysis.LP_EDF:
         if not preemptive_edf_ok(old):
             return False
         limits = max_chunk_bounds(old)

@@ -394,3 +394,17 @@ def test_a_chunk_past_its_chunk_wcet_is_an_overrun_record() -> None:
     ]
     assert {j.id for j in sched.jobs if j.overrun} == {"b#0"}
     assert sched.contexts[1].overruns == 0  # the job kept its WCET: nothing is skipped
+
+
+def test_exec_warns_on_overheads_of_another_backend(tmp_path: Path, capsys: Any) -> None:
+    o = dataclasses.replace(sampled(), backend="numpy")
+    o.save(tmp_path / "host.json")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: s\nduration_ms: 20\ntasks:\n  - {name: a, period_ms: 10, wcet_ms: 1}\n"
+    )
+    args = ["exec", str(scenario), "--backend", "mock", "--out", str(tmp_path / "r"),
+            "--overheads", str(tmp_path / "host.json")]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "calibrated on numpy, this run is on mock" in err and "no host overheads" not in err

@@ -174,15 +174,14 @@ class _Context:
 
     def verdict(self, j: int, admitted: bool, reason: str, test: str, **more: Any) -> TaskVerdict:
         t, b, o = self.tasks[j], self.budgets[j], self.overheads
-        n = len(more.get("chunks_ns") or b.chunks_ns)
+        chain = more.get("chunks_ns") or (None if self.scenario.policy.chunked else b.chunks_ns)
         v = TaskVerdict(t.name, admitted, b.wcet_ns, t.period_ns, t.deadline_ns,
                         more.pop("bound", None), reason, test, wcet_from=str(b.wcet_from),
                         note=b.note, **more)  # fmt: skip
         if o is None:
             return v
-        return dataclasses.replace(
-            v, charged_ns=charged_wcet(b.wcet_ns, n, o), overheads_ns=o.bounds()
-        )
+        charged = None if chain is None else charged_wcet(b.wcet_ns, len(chain), o)
+        return dataclasses.replace(v, charged_ns=charged, overheads_ns=o.bounds())
 
     def analysis(self, j: int, prio: int = 0, chunks: Sequence[int] = ()) -> ATask:
         """Task ``j`` as the analysis sees it, with the host overheads charged."""

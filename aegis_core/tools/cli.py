@@ -77,12 +77,23 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     return replace_scenario(scenario, **changes) if changes else scenario
 
 
-def warn_ideal_host(scenario: Scenario) -> None:
-    """Once per command: an executor run whose analysis charges no host overheads."""
-    if scenario.overheads is None and scenario.policy.analysis is not Analysis.NONE:
-        print("aegis: warning: no host overheads given (--overheads FILE, from `aegis "
-              "calibrate`): the bounds ignore this host's release lag, decision, launch and "
-              "completion times", file=sys.stderr)  # fmt: skip
+def warn_ideal_host(scenario: Scenario, backend: str | None = None) -> None:
+    """Once per command: an executor run whose analysis charges no host overheads; or
+    overheads with a figure never measured, or measured on another backend than ``backend``."""
+    o = scenario.overheads
+    if o is None:
+        if scenario.policy.analysis is not Analysis.NONE:
+            print("aegis: warning: no host overheads given (--overheads FILE, from `aegis "
+                  "calibrate`): the bounds ignore this host's release lag, decision, launch "
+                  "and completion times", file=sys.stderr)  # fmt: skip
+        return
+    unmeasured = [w.value for w, f in o.figures.items() if f.n == 0 and f.samples_ns == ()]
+    if unmeasured and o.backend:
+        print(f"aegis: warning: {o.label}: {', '.join(unmeasured)} never measured: its bound "
+              "is a guess, not a measurement", file=sys.stderr)  # fmt: skip
+    if backend is not None and o.backend and o.backend != backend:
+        print(f"aegis: warning: {o.label} was calibrated on {o.backend}, this run is on "
+              f"{backend}: its bounds may not hold here", file=sys.stderr)  # fmt: skip
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -93,7 +104,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from aegis_core.run.engine import load_engine
 
     scenario = _scenario(args)  # bad input first, before a GPU is touched
-    warn_ideal_host(scenario)
     engine = load_engine(
         "exec",
         backend=args.backend,
@@ -102,6 +112,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         check_memory=args.check_memory,
         host=args.host_tuning,
     )
+    warn_ideal_host(scenario, engine.backend)
     return _run(args, engine, scenario)
 
 
