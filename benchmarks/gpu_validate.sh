@@ -105,5 +105,13 @@ step compare_charged 120 "${AEGIS[@]}" compare $S --backend cupy --profiles "$OU
 # stream-priority run's summary names each stream's CUDA priority (exec.stream_priorities).
 step value_compare 300 "${AEGIS[@]}" compare scenarios/value.yaml --backend cupy \
   --policies np-edf,fifo,unscheduled,stream-priority --results "$OUT/value-results"
+step profile_value 150 "${AEGIS[@]}" profile scenarios/value.yaml --backend cupy \
+  --out "$OUT/profiles-value"
+step admit_value_charged 30 "${AEGIS[@]}" admit scenarios/value.yaml \
+  --profiles "$OUT/profiles-value" --overheads "$OUT/overheads-cupy.json"
+step exec_value_charged 90 "${AEGIS[@]}" exec scenarios/value.yaml --backend cupy \
+  --profiles "$OUT/profiles-value" --overheads "$OUT/overheads-cupy.json" \
+  --out "$OUT/exec-value-charged"
+step report_value_charged 30 $PY benchmarks/bench_overheads.py --report "$OUT/exec-value-charged"
 # --- end of the value block -----------------------------------------------------------------
 echo "done; outputs in $OUT"
