@@ -158,7 +158,6 @@ class ExecEngine:
         self._host_settings = _host.settings(host)
         self._host: _host.Applied | None = None
         self._reset()
-        self._warned = False
 
     def _reset(self) -> None:
         self._releases = ReleaseCursor()
@@ -170,7 +169,6 @@ class ExecEngine:
         self._faulted: dict[int, str] = {}
         self._last_end: TimeNs | None = None
         self.gaps_ns: list[int] = []
-        self.launch_ns: list[int] = []
         self._chunk_overruns: dict[str, int] = {}  # chunks past their own chunk WCET
         self._setup_s = 0.0
         self.monitor = OverheadMonitor(self._plan.overheads if self._plan else None)
@@ -312,7 +310,6 @@ class ExecEngine:
                 continue
             observe(Overhead.DECISION, f.token, info.decision_ns, now, out)
             if info.idle:
-                self.launch_ns.append(start - info.host_ns)
                 observe(Overhead.LAUNCH, f.token, start - info.host_ns, now, out)
             observe(Overhead.COMPLETION, f.token, max(0, now - (f.end_ns - t0)), now, out)
             if end - start > work[info.task].durations_ns[info.chunk]:  # a chunk overrun (a
@@ -320,6 +317,11 @@ class ExecEngine:
                 self._chunk_overruns[name] = self._chunk_overruns.get(name, 0) + 1
             out.append(Completion(end, f.token, start))
         return out
+
+    @property
+    def launch_ns(self) -> list[int]:
+        """Launch latencies of the last run (dispatch → device start, idle streams only)."""
+        return self.monitor.samples[Overhead.LAUNCH]
 
     def overhead_samples(self) -> dict[Overhead, list[int]]:
         """Every host overhead measured in the last run, per figure (what ``aegis calibrate``

@@ -235,7 +235,7 @@ def test_bound_mode_delays_every_job_by_its_overheads() -> None:
 
 def test_host_model_is_seeded() -> None:
     o = sampled()
-    a = [HostModel(o, 3).draw(Overhead.LAUNCH) for _ in range(1)]
+    a = [HostModel(o, 3).draw(Overhead.LAUNCH)]
     m1, m2 = HostModel(o, 3), HostModel(o, 3)
     assert [m1.draw(Overhead.LAUNCH) for _ in range(50)] == [
         m2.draw(Overhead.LAUNCH) for _ in range(50)

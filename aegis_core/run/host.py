@@ -16,6 +16,8 @@ from aegis_core.model.overheads import Overhead
 from aegis_core.model.types import TimeNs
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from aegis_core.model.overheads import Overheads
 
 HOST_MODES = ("sample", "bound")
@@ -33,7 +35,7 @@ class HostModel:
         self.mode = mode
         self._seed = seed
         self._pool: dict[Overhead, list[int]] = {w: [] for w in Overhead}
-        self._rngs: dict[Overhead, object] = {}
+        self._rngs: dict[Overhead, np.random.Generator] = {}
 
     def draw(self, what: Overhead) -> TimeNs:
         """The next replayed value of ``what`` (ns)."""
@@ -52,6 +54,5 @@ class HostModel:
         if rng is None:
             stream = list(Overhead).index(what)
             rng = self._rngs[what] = np.random.default_rng([self._seed, 0x05E1, stream])
-        assert isinstance(rng, np.random.Generator)
         picks = rng.integers(0, len(samples), size=_BLOCK)
         return [samples[i] for i in picks[::-1].tolist()]
