@@ -55,7 +55,9 @@ def test_scenario_2_profile_admit_execute(tmp_path: Path) -> None:
     admitted = {v.name for v in verdicts.tasks if v.admitted}
     # (a host too busy while profiling gives WCETs that do not fit: a rejection, not a bug)
 
-    result = run_scenario(profiled, ExecEngine("numpy"), out_dir=tmp_path / "run", perfetto=False)
+    result = run_scenario(
+        profiled, ExecEngine("numpy"), out_dir=tmp_path / "run", perfetto=False, keep_jobs=True
+    )
     summary = result.summary
     print("\n" + "\n".join(determinism_report(summary, wcets)))
     print("admitted:", sorted(admitted), "overruns:", [t["overruns"] for t in summary["tasks"]])

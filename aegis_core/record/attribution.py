@@ -339,6 +339,72 @@ def rejected_ran(bounds: Mapping[str, int | None], jobs: Iterable[RunJob]) -> bo
     return any(bounds.get(j.task) is None and j.start_ns is not None for j in jobs)
 
 
+class Stretches:
+    """:func:`attribute` over a run's jobs as they come, one pending stretch at a time, so a
+    long run's attribution holds only the jobs of its current stretch.
+
+    Feed the jobs in release order (:meth:`add`: a run's jobs as they settle, put back in seq
+    order); a job released after every job so far has ended (the stretch's reach) closes the
+    stretch. A stretch with a job to account for (past its deadline, or above its task's
+    bound) is attributed with :func:`attribute` — over its own jobs and the jobs that ended
+    last before it (a late-seen completion may have held the slot into it: ``_handover``) —
+    and dropped. Only a release handed over later than the next stretch's first one (a lag
+    longer than the idle gap) can be put in a later stretch than the whole-run
+    :func:`attribute` would put it. :meth:`close` ends the last stretch; :attr:`found` holds
+    every attribution; :attr:`rejected_ran` is :func:`rejected_ran` over every job fed."""
+
+    __slots__ = ("_bounds", "_flagged", "_ideal", "_jobs", "_reach", "_stall", "_tail",
+                 "by_task", "found", "rejected_ran")  # fmt: skip
+
+    def __init__(self, bounds: Mapping[str, int | None], *, ideal_host: bool = False,
+                 stall_ns: int = STALL_NS) -> None:  # fmt: skip
+        self._bounds = dict(bounds)
+        self._ideal = ideal_host
+        self._stall = stall_ns
+        self._jobs: list[JobLike] = []
+        self._tail: list[JobLike] = []
+        self._reach = -1
+        self._flagged = False
+        self.found: list[Attribution] = []
+        self.rejected_ran = False
+
+    def add(self, job: JobLike) -> None:
+        """The next job in release order (settled: its end, flags and causes are final)."""
+        r, end = job.release_ns, job.end_ns
+        bound = self._bounds.get(job.task)
+        if r > self._reach:
+            self._close()
+        self._jobs.append(job)
+        f = r if end is None else end
+        if f > self._reach:
+            self._reach = f
+        if bound is None:
+            if job.start_ns is not None:
+                self.rejected_ran = True
+        elif job.missed or (end is not None and end - r > bound):
+            self._flagged = True
+
+    def _close(self) -> None:
+        jobs = self._jobs
+        if not jobs:
+            return
+        if self._flagged:
+            mine = {j.id for j in jobs}
+            runs = [RunJob.of(j) for j in (*self._tail, *jobs)]
+            self.found += [a for a in attribute(runs, self._bounds, ideal_host=self._ideal,
+                                                stall_ns=self._stall) if a.job in mine]  # fmt: skip
+        last = max((j.end_ns for j in jobs if j.end_ns is not None), default=None)
+        if last is not None:
+            self._tail = [j for j in jobs if j.end_ns == last]
+        self._jobs = []
+        self._flagged = False
+
+    def close(self) -> list[Attribution]:
+        """End the last stretch; every attribution, in release order."""
+        self._close()
+        return self.found
+
+
 class TraceJobs(NamedTuple):
     """What attribution reads of a trace: its jobs, their recorded causes (with the numbers),
     the admitted tasks' bounds and whether the analysis charged host overheads."""

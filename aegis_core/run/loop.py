@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from aegis_core.record.sinks import NullTrace, TraceSink
 from aegis_core.run.engine import Engine
 from aegis_core.run.plan import RunPlan
-from aegis_core.run.scheduler import Scheduler
+from aegis_core.run.scheduler import Job, Scheduler
 
 
 @dataclass
@@ -27,19 +27,22 @@ def run(
     *,
     sink: TraceSink | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
+    jobs: Callable[[list[Job]], None] | None = None,
 ) -> LoopStats:
     """Drive ``engine`` through ``plan`` with ``scheduler`` until nothing is left to happen.
 
     At each instant: hand every engine event to the scheduler (completions, then releases),
     flag deadline misses, then dispatch while the engine has a free slot and a job is ready;
     then hand the instant's records to ``sink`` (none: they are dropped) and flush it before
-    time moves on. The clock only measures decision overhead; decisions never read it.
+    time moves on, and the jobs that settled in it to ``jobs`` (they leave the scheduler).
+    The clock only measures decision overhead; decisions never read it.
     """
     stats = LoopStats()
     overheads = stats.decisions_ns
     keep = sink is not None and not isinstance(sink, NullTrace)
     out = sink if sink is not None else NullTrace()
     step, schedule, pending = scheduler.step, scheduler.schedule, scheduler.records
+    settled, take = scheduler.settled, jobs
     write, flush, drop = out.write, out.flush, pending.clear
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
@@ -62,12 +65,16 @@ def run(
                 write(pending)
                 flush()
             drop()
+            if take is not None and (ended := settled()):
+                take(ended)
             if gc_count()[0] >= gc_due:
                 pace_gc()
     finally:
         if keep:  # an instant cut short by an error: its records so far
             write(pending)
         drop()
+        if take is not None and (ended := settled()):
+            take(ended)
         pace_gc.close()
         engine.close()
     return stats

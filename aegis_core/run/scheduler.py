@@ -151,11 +151,14 @@ class Scheduler:
         rejected: Iterable[int] = (),
         budgets: Sequence[TaskBudget] = (),
         lag_bound_ns: TimeNs | None = None,
+        retain: bool = True,
     ) -> None:
         """``rejected``: task indices whose jobs are recorded as REJECTED and never run;
         ``budgets``: per task, its time budget and chunk chain (default: decided from the
         tasks under ``policy``); ``lag_bound_ns``: the release lag the analysis charged (a
-        release handed over later writes an ``assumption`` record; None: not checked)."""
+        release handed over later writes an ``assumption`` record; None: not checked);
+        ``retain``: keep every job in :attr:`jobs` (False: a job leaves the scheduler once
+        :meth:`settled` handed it over, so a run's memory does not grow with its length)."""
         self.tasks = tuple(tasks)
         self.policy = policy
         self.records: list[Record] = []
@@ -166,6 +169,12 @@ class Scheduler:
         )
         self._chunks = [len(b.chunks_ns) for b in budgets]
         self.jobs: list[Job] = []
+        """Every job released, by seq (only when ``retain``)."""
+        self.released = 0
+        """Jobs released so far (the next job's seq)."""
+        self._retain = retain
+        self._live: dict[int, Job] = {}  # released and not yet handed over by settled()
+        self._ended: list[Job] = []  # terminal since the last settled()
         self._ready: list[ReadyEntry] = []
         self._deadlines: list[tuple[TimeNs, int]] = []
         self._key = policy.keyfunc()
@@ -211,23 +220,28 @@ class Scheduler:
 
     def _broken(self, seq: int, what: str, observed: TimeNs, bound: TimeNs, now: TimeNs) -> None:
         """The host broke an overhead bound the analysis assumed: an ``assumption`` record."""
-        job = self.jobs[seq]
+        job = self._live[seq]
         job.broken = (*job.broken, what)
         self.records.append(AssumptionRecord(now, seq, job.id, job.task, what, observed, bound))
 
     def release(self, task_index: int, k: int, now: TimeNs) -> Job:
         """Release job ``k`` of task ``task_index`` at ``now`` (its planned release time)."""
         task = self.tasks[task_index]
-        seq = len(self.jobs)
+        seq = self.released
+        self.released = seq + 1
         prio = self._priorities[task_index]
         job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
-        self.jobs.append(job)
+        self._live[seq] = job
+        if self._retain:
+            self.jobs.append(job)
         if task_index in self.rejected:
             job.status = JobStatus.REJECTED  # not admitted: recorded, never run
+            self._ended.append(job)
             return job
         if self._skip_next.get(task_index):
             self._skip_next[task_index] -= 1
             job.status = JobStatus.SKIPPED
+            self._ended.append(job)
             self.contexts[task_index].skipped += 1
             self.records.append(SkipRecord(
                 now, seq, job.id, task.name, "skip-next: the task's previous job overran its WCET"
@@ -247,7 +261,7 @@ class Scheduler:
 
     def _complete(self, ev: Completion) -> None:
         """A job or chunk ended at ``ev.t_ns`` (the engine's best knowledge of the instant)."""
-        now, job = ev.t_ns, self.jobs[ev.seq]
+        now, job = ev.t_ns, self._live[ev.seq]
         began = ev.started_ns
         if began is not None:
             if job.chunk == 0:
@@ -270,6 +284,7 @@ class Scheduler:
             self._miss(job, "running")  # pass (a wall-clock engine handed both over at once)
         job.status = JobStatus.COMPLETED
         job.end_ns = now
+        self._ended.append(job)
         start = job.start_ns if job.start_ns is not None else now
         self.records.append(_new(CompleteRecord, (
             now, job.seq, job.id, job.task, start, now, now - job.release_ns, job.deadline_ns,
@@ -301,25 +316,28 @@ class Scheduler:
         ))  # fmt: skip
         if ctx.budget.on_overrun != "skip-next":
             return
-        waiting = [e for e in self._ready if self.jobs[e.seq].task_index == job.task_index
-                   and self.jobs[e.seq].chunk == 0]  # fmt: skip
+        live = self._live
+        waiting = [e for e in self._ready if live[e.seq].task_index == job.task_index
+                   and live[e.seq].chunk == 0]  # fmt: skip
         if not waiting:  # one drop per overrun, even when overruns stack up (unscheduled)
             self._skip_next[job.task_index] = self._skip_next.get(job.task_index, 0) + 1
             return
         entry = min(waiting)
         self._ready.remove(entry)
         heapify(self._ready)
-        skipped = self.jobs[entry.seq]
+        skipped = live[entry.seq]
         skipped.status = JobStatus.SKIPPED
+        self._ended.append(skipped)
         ctx.skipped += 1
         self.records.append(SkipRecord(
             now, skipped.seq, skipped.id, skipped.task, f"skip-next: {job.id} overran its WCET"
         ))  # fmt: skip
 
     def _fail(self, seq: int, error: str, now: TimeNs) -> None:
-        job = self.jobs[seq]
+        job = self._live[seq]
         self.contexts[job.task_index].faults += 1
         job.status = JobStatus.FAILED
+        self._ended.append(job)
         job.end_ns = now
         job.error = error
         self.records.append(FaultRecord(now, seq, job.id, job.task, error))
@@ -328,19 +346,21 @@ class Scheduler:
 
     def next_timer(self) -> TimeNs | None:
         """The next instant the scheduler must be woken at (the earliest pending deadline)."""
-        dl = self._deadlines
-        jobs = self.jobs
-        while dl and (jobs[dl[0][1]].status >= JobStatus.COMPLETED or jobs[dl[0][1]].missed):
+        dl, live, done = self._deadlines, self._live, JobStatus.COMPLETED
+        while dl:
+            job = live.get(dl[0][1])
+            if job is not None and job.status < done and not job.missed:
+                return dl[0][0]
             heappop(dl)
-        return dl[0][0] if dl else None
+        return None
 
     def on_time(self, now: TimeNs) -> None:
         """Flag every unfinished job whose deadline is ``<= now`` as missed (call after events)."""
         dl = self._deadlines
         while dl and dl[0][0] <= now:
             _, seq = heappop(dl)
-            job = self.jobs[seq]
-            if job.status < JobStatus.COMPLETED and not job.missed:
+            job = self._live.get(seq)
+            if job is not None and job.status < JobStatus.COMPLETED and not job.missed:
                 self._miss(job, "ready" if job.status is JobStatus.READY else "running")
 
     def _miss(self, job: Job, state: str) -> None:
@@ -360,7 +380,7 @@ class Scheduler:
             return None
         snapshot = tuple(ready)
         entry = heappop(ready)
-        job = self.jobs[entry.seq]
+        job = self._live[entry.seq]
         job.status = JobStatus.RUNNING
         job.chunk_start_ns = now
         if job.start_ns is None:
@@ -375,6 +395,19 @@ class Scheduler:
             job.chunk, job.k,
         )  # fmt: skip
 
+    def settled(self) -> list[Job]:
+        """The jobs that reached a terminal status (completed, failed, skipped, rejected)
+        since the last call, in that order; they leave the scheduler (the loop hands them to
+        the run's job sink after each instant: no later event names them)."""
+        out = self._ended
+        if not out:
+            return out
+        self._ended = []
+        live = self._live
+        for j in out:
+            live.pop(j.seq, None)
+        return out
+
     def drain(self) -> list[Record]:
         """The records of the decisions taken since the last call, in order (the loop hands
         them to its trace sink after each instant)."""
@@ -383,7 +416,7 @@ class Scheduler:
         return out
 
     @classmethod
-    def for_plan(cls, plan: RunPlan) -> Scheduler:
+    def for_plan(cls, plan: RunPlan, *, retain: bool = True) -> Scheduler:
         """The scheduler a run plan asks for (its policy, rejections and chunking)."""
         return cls(
             plan.scenario.tasks,
@@ -391,6 +424,7 @@ class Scheduler:
             rejected=plan.rejected,
             budgets=plan.budgets,
             lag_bound_ns=plan.overheads.release_lag_ns if plan.overheads is not None else None,
+            retain=retain,
         )
 
     @property
@@ -399,4 +433,4 @@ class Scheduler:
 
     def pending(self) -> list[Job]:
         """Jobs that are released but not finished (ready or running)."""
-        return [j for j in self.jobs if j.status < JobStatus.COMPLETED]
+        return [j for j in self._live.values() if j.status < JobStatus.COMPLETED]

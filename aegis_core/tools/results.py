@@ -1,8 +1,10 @@
 """The results directory engines write (docs/CONTRACTS.md §results): ``jobs.csv``, ``summary.json``.
 
-Per-task statistics come from one pandas group-by over the finished jobs. Quantiles use the
-``higher`` method, so p50/p99 are observed values (integer ns), never interpolated ones; ``cv``
-is the population standard deviation over the mean.
+A run's jobs reach :class:`JobTally` as they settle: it writes their ``jobs.csv`` rows and keeps
+per task its counts and a compact array of response and execution times, from which the
+statistics are exact. Quantiles use the ``higher`` method, so p50/p99 are observed values
+(integer ns), never interpolated ones; ``cv`` is the population standard deviation over the
+mean.
 """
 
 from __future__ import annotations
@@ -11,19 +13,18 @@ import contextlib
 import json
 import os
 import platform
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
-from aegis_core.record.attribution import RunJob, attribute, cause_counts, rejected_ran
+from aegis_core.record.attribution import Stretches, cause_counts
 from aegis_core.run.scheduler import Job
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from aegis_core.analysis.admission import Admission
 
 JOB_COLUMNS = (
@@ -46,66 +47,196 @@ def _opt(v: int | None) -> str:
 def job_rows(jobs: Iterable[Job]) -> Iterable[str]:
     """``jobs.csv`` lines (no header). Task names are validated CSV-safe, so nothing is quoted;
     a time that does not exist (a job that never started) is an empty field."""
-    for j in jobs:
-        s, e, r = j.start_ns, j.end_ns, j.release_ns
-        miss = "true" if j.missed else "false"
-        if s is not None and e is not None:
-            yield (
-                f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},{j.run_ns},{miss},"
-                f"{_STATUS[j.status]},{j.lag_ns}\n"
-            )
-        else:
-            yield (
-                f"{j.id},{j.task},{r},{j.deadline_ns},{_opt(s)},{_opt(e)},"
-                f"{_opt(None if e is None else e - r)},,{miss},{_STATUS[j.status]},{j.lag_ns}\n"
-            )
+    return map(_row, jobs)
 
 
 def jobs_csv(jobs: Iterable[Job]) -> str:
     return ",".join(JOB_COLUMNS) + "\n" + "".join(job_rows(jobs))
 
 
-def finished_frame(jobs: Sequence[Job], task_names: Sequence[str]) -> pd.DataFrame:
-    """Completed jobs: ``task`` (categorical in scenario order), ``response_ns``, ``exec_ns``."""
+_COUNTS = ("jobs", "completed", "failed", "rejected", "skipped", "misses", "overruns")
+_ENDS = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.SKIPPED)
+_COUNTED = {s: _COUNTS.index(s.name.lower()) for s in _ENDS}
+
+
+class JobTally:
+    """What ``jobs.csv`` and the summary need of a run's jobs, taken as they settle, so a run
+    holds only what it has not yet written (docs/CONTRACTS.md §results).
+
+    :meth:`add` takes jobs in any order (a run's jobs as they reach a terminal status) and
+    puts them back in seq order (those settled ahead of an older job wait for it). Per job in
+    seq order it writes its ``jobs.csv`` row (``csv``: a text stream, or None), counts it,
+    appends its response and execution time (completed jobs) to its task's compact arrays
+    (8 bytes each: the exact percentiles of the summary come from them), its release lag
+    (only once some lag is not 0) and feeds the busy-window attribution
+    (:class:`~aegis_core.record.attribution.Stretches`). ``keep``: also keep every job
+    (:attr:`kept`, for callers that want them in memory)."""
+
+    FLUSH_ROWS = 4096
+
+    def __init__(self, scenario: Scenario, admission: Admission | None = None, *,
+                 csv: TextIO | None = None, keep: bool = False) -> None:  # fmt: skip
+        self.names = [t.name for t in scenario.tasks]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.counts = [[0] * len(_COUNTS) for _ in self.names]
+        self.response = [array("q") for _ in self.names]
+        self.exec = [array("q") for _ in self.names]
+        self.lags: array[int] | None = None
+        self.broken: list[dict[str, int]] = [{} for _ in self.names]
+        self.jobs = 0
+        self.misses = 0
+        self.kept: list[Job] = []
+        self._keep = keep
+        self._csv = csv
+        self._rows: list[str] = []
+        self._waiting: dict[int, Job] = {}
+        self._next = 0
+        self.admission = admission
+        verdicts = admission.tasks if admission is not None else ()
+        self.bounds = {v.name: v.response_bound_ns for v in verdicts if v.admitted}
+        ideal = admission is None or admission.overheads is None
+        self._blame = Stretches({n: self.bounds.get(n) for n in self.names}, ideal_host=ideal)
+        self._attribute = bool(self.bounds)
+        if csv is not None:
+            csv.write(",".join(JOB_COLUMNS) + "\n")
+
+    def add(self, jobs: Iterable[Job]) -> None:
+        """Settled jobs (any order); each is taken once every job before it in seq order is."""
+        waiting = self._waiting
+        for j in jobs:
+            if j.seq != self._next:
+                waiting[j.seq] = j
+                continue
+            self._take(j)
+            while self._next in waiting:
+                self._take(waiting.pop(self._next))
+        if len(self._rows) >= self.FLUSH_ROWS:
+            self.flush()
+
+    def _take(self, j: Job) -> None:
+        self._next = j.seq + 1
+        ti = self.index[j.task]
+        c = self.counts[ti]
+        c[0] += 1
+        self.jobs += 1
+        if j.missed:
+            c[5] += 1
+            self.misses += 1
+        if j.overrun:
+            c[6] += 1
+        at = _COUNTED.get(j.status)
+        if at is not None:
+            c[at] += 1
+        s, e, r = j.start_ns, j.end_ns, j.release_ns
+        if j.status is _DONE and s is not None and e is not None:
+            self.response[ti].append(e - r)
+            self.exec[ti].append(j.run_ns)
+        lag = j.lag_ns
+        if self.lags is not None:
+            self.lags.append(lag)
+        elif lag:
+            self.lags = array("q", bytes(8 * (self.jobs - 1)))
+            self.lags.append(lag)
+        for what in j.broken:
+            b = self.broken[ti]
+            b[what] = b.get(what, 0) + 1
+        if self._attribute:
+            self._blame.add(j)
+        if self._keep:
+            self.kept.append(j)
+        if self._csv is not None:
+            self._rows.append(_row(j))
+
+    def flush(self) -> None:
+        """Hand the rows taken so far to the CSV stream."""
+        if self._rows and self._csv is not None:
+            self._csv.write("".join(self._rows))
+        self._rows.clear()
+
+    def release_lags(self) -> array[int]:
+        """Every job's release lag, in seq order (all 0 when none was)."""
+        return self.lags if self.lags is not None else array("q", bytes(8 * self.jobs))
+
+    def summaries(self, scenario: Scenario) -> list[dict[str, Any]]:
+        """Per task: counts, bound, response and execution statistics, attribution."""
+        self.flush()
+        adm = self.admission
+        verdicts = {v.name: v for v in adm.tasks} if adm is not None else {}
+        chosen = adm.budgets if adm is not None and adm.budgets else None
+        wcets = [b.wcet_ns for b in (chosen or budgets(scenario))]
+        blame = self._attribution()
+        out = []
+        for i, (t, wcet) in enumerate(zip(scenario.tasks, wcets, strict=True)):
+            out.append({
+                "name": t.name,
+                **dict(zip(_COUNTS, self.counts[i], strict=True)),
+                "period_ns": t.period_ns,
+                "deadline_ns": t.deadline_ns,
+                "wcet_ns": wcet,
+                "admitted": verdicts[t.name].admitted if verdicts else True,
+                "bound_ns": verdicts[t.name].response_bound_ns if verdicts else None,
+                "response_ns": array_stats(self.response[i]),
+                "exec_ns": array_stats(self.exec[i]),
+                **blame[t.name],
+            })  # fmt: skip
+        return out
+
+    def _attribution(self) -> dict[str, dict[str, Any]]:
+        """Per task: ``exceeded`` (jobs whose response exceeded the task's bound),
+        ``unattributed`` (of those and of its missed jobs, how many have no overrun or broken
+        assumption in their busy window), ``causes`` (per cause kind, how many of those jobs
+        it attributes) — these three null for a task without a bound (not admitted by an
+        analysis: nothing promised; and for every task when a rejected task ran) — and
+        ``assumptions`` (its jobs' broken overhead bounds, per figure). A run whose analysis
+        charged no host overheads counts the host time lost in a window as a ``host`` cause
+        (:mod:`aegis_core.record.attribution`)."""
+        found = self._blame.close() if self._attribute else []
+        bounds = {} if self._blame.rejected_ran else self.bounds  # admission not enforced
+        out: dict[str, dict[str, Any]] = {}
+        for i, n in enumerate(self.names):
+            counted = bounds.get(n) is not None
+            mine = [a for a in found if a.task == n]
+            out[n] = {
+                "exceeded": sum(a.exceeded for a in mine) if counted else None,
+                "unattributed": sum(not a.attributed for a in mine) if counted else None,
+                "causes": cause_counts(mine) if counted else None,
+                "assumptions": dict(self.broken[i]),
+            }
+        return out
+
+
+_DONE = JobStatus.COMPLETED
+
+
+def _row(j: Job) -> str:
+    s, e, r = j.start_ns, j.end_ns, j.release_ns
+    miss = "true" if j.missed else "false"
+    if s is not None and e is not None:
+        return (f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},{j.run_ns},{miss},"
+                f"{_STATUS[j.status]},{j.lag_ns}\n")  # fmt: skip
+    response = _opt(None if e is None else e - r)
+    return (f"{j.id},{j.task},{r},{j.deadline_ns},{_opt(s)},{_opt(e)},{response},,{miss},"
+            f"{_STATUS[j.status]},{j.lag_ns}\n")  # fmt: skip
+
+
+def array_stats(values: array[int]) -> dict[str, Any] | None:
+    """``n, min, p50, p99, max, mean, cv`` of integer ns values (None: no value). Quantiles
+    use the ``higher`` method (observed values); ``cv`` is the population standard deviation
+    over the mean."""
     import numpy as np
-    import pandas as pd
 
-    done = [j for j in jobs if j.status is JobStatus.COMPLETED]
-    n = len(done)
-    return pd.DataFrame(
-        {
-            "task": pd.Categorical([j.task for j in done], categories=list(task_names)),
-            "response_ns": np.fromiter((j.end_ns - j.release_ns for j in done), np.int64, n),  # type: ignore[operator]
-            "exec_ns": np.fromiter((j.run_ns for j in done), np.int64, n),
-        }
-    )
-
-
-def grouped_stats(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any] | None]]:
-    """``{column: {task: stats | None}}`` for ``response_ns`` and ``exec_ns``."""
-    g = frame.groupby("task", observed=True)  # tasks with no finished job get None
-    out: dict[str, dict[str, dict[str, Any] | None]] = {}
-    for col in ("response_ns", "exec_ns"):
-        table = g[col].agg(["count", "min", "max", "mean"])
-        table["std"] = g[col].std(ddof=0)
-        table["p50"] = g[col].quantile(0.5, interpolation="higher")
-        table["p99"] = g[col].quantile(0.99, interpolation="higher")
-        rows: dict[Any, dict[Any, Any]] = table.to_dict("index")
-        stats = {str(task): _stats_row(row) for task, row in rows.items()}
-        out[col] = {str(task): stats.get(str(task)) for task in frame["task"].cat.categories}
-    return out
-
-
-def _stats_row(row: dict[Any, Any]) -> dict[str, Any]:
-    mean = float(row["mean"])
+    if not values:
+        return None
+    a = np.frombuffer(values, dtype=np.int64)
+    mean = float(a.mean())
     return {
-        "n": int(row["count"]),
-        "min": int(row["min"]),
-        "p50": int(row["p50"]),
-        "p99": int(row["p99"]),
-        "max": int(row["max"]),
+        "n": int(a.size),
+        "min": int(a.min()),
+        "p50": int(np.quantile(a, 0.5, method="higher")),
+        "p99": int(np.quantile(a, 0.99, method="higher")),
+        "max": int(a.max()),
         "mean": round(mean, 3),
-        "cv": round(float(row["std"]) / mean, 6) if mean else 0.0,
+        "cv": round(float(a.std()) / mean, 6) if mean else 0.0,
     }
 
 
@@ -127,80 +258,10 @@ def overhead_stats(samples: Sequence[int]) -> dict[str, Any]:
 def task_summaries(
     scenario: Scenario, jobs: Sequence[Job], admission: Admission | None = None
 ) -> list[dict[str, Any]]:
-    names = [t.name for t in scenario.tasks]
-    counts = {
-        n: dict.fromkeys(
-            ("jobs", "completed", "failed", "rejected", "skipped", "misses", "overruns"), 0
-        )
-        for n in names
-    }
-    key = {
-        JobStatus.COMPLETED: "completed",
-        JobStatus.FAILED: "failed",
-        JobStatus.REJECTED: "rejected",
-        JobStatus.SKIPPED: "skipped",
-    }
-    for j in jobs:
-        c = counts[j.task]
-        c["jobs"] += 1
-        c["misses"] += j.missed
-        c["overruns"] += j.overrun
-        if j.status in key:
-            c[key[j.status]] += 1
-    st = grouped_stats(finished_frame(jobs, names))
-    verdicts = {v.name: v for v in admission.tasks} if admission is not None else {}
-    chosen = admission.budgets if admission is not None and admission.budgets else None
-    wcets = [b.wcet_ns for b in (chosen or budgets(scenario))]
-    blame = attribution(jobs, names, admission)
-    return [
-        {
-            "name": t.name,
-            **counts[t.name],
-            "period_ns": t.period_ns,
-            "deadline_ns": t.deadline_ns,
-            "wcet_ns": wcet,
-            "admitted": verdicts[t.name].admitted if verdicts else True,
-            "bound_ns": verdicts[t.name].response_bound_ns if verdicts else None,
-            "response_ns": st["response_ns"][t.name],
-            "exec_ns": st["exec_ns"][t.name],
-            **blame[t.name],
-        }
-        for t, wcet in zip(scenario.tasks, wcets, strict=True)
-    ]
-
-
-def attribution(
-    jobs: Sequence[Job], names: Sequence[str], admission: Admission | None
-) -> dict[str, dict[str, Any]]:
-    """Per task: ``exceeded`` (jobs whose response exceeded the task's bound), ``unattributed``
-    (of those and of its missed jobs, how many have no overrun or broken assumption in their
-    busy window), ``causes`` (per cause kind, how many of those jobs it attributes) — these
-    three null for a task without a bound (not admitted by an analysis: nothing promised) —
-    and ``assumptions`` (its jobs' broken overhead bounds, per figure). A run whose analysis
-    charged no host overheads counts the host time lost in a window as a ``host`` cause
-    (:mod:`aegis_core.record.attribution`)."""
-    verdicts = admission.tasks if admission is not None else ()
-    bounds = {v.name: v.response_bound_ns for v in verdicts if v.admitted}
-    ideal = admission is None or admission.overheads is None
-    runs = [RunJob.of(j) for j in jobs]
-    if rejected_ran({n: bounds.get(n) for n in names}, runs):  # admission not enforced
-        bounds = {}
-    found = attribute(runs, bounds, ideal_host=ideal)
-    out: dict[str, dict[str, Any]] = {}
-    for n in names:
-        counted = bounds.get(n) is not None
-        mine = [a for a in found if a.task == n]
-        out[n] = {
-            "exceeded": sum(a.exceeded for a in mine) if counted else None,
-            "unattributed": sum(not a.attributed for a in mine) if counted else None,
-            "causes": cause_counts(mine) if counted else None,
-            "assumptions": {},
-        }
-    for j in jobs:
-        broken = out[j.task]["assumptions"]
-        for what in j.broken:
-            broken[what] = broken.get(what, 0) + 1
-    return out
+    """The summary's ``tasks`` of a run's jobs (:class:`JobTally` over them)."""
+    tally = JobTally(scenario, admission)
+    tally.add(sorted(jobs, key=lambda j: j.seq))
+    return tally.summaries(scenario)
 
 
 def cpu_name() -> str:
@@ -233,11 +294,16 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_summary(out_dir: Path, summary: Mapping[str, Any]) -> None:
+    """Write ``summary.json`` atomically: a reader never sees half of it."""
+    _atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
 def write_results(out_dir: Path, summary: Mapping[str, Any], jobs: Sequence[Job]) -> None:
-    """Write ``jobs.csv`` and ``summary.json``, each atomically: a reader never sees half."""
+    """Write ``jobs.csv`` and ``summary.json`` of jobs in memory, each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(out_dir / "jobs.csv", jobs_csv(jobs))
-    _atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_summary(out_dir, summary)
 
 
 def deterministic(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aegis_core.analysis.admission import admit
 from aegis_core.budget import any_samples
@@ -18,7 +19,10 @@ from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Job, Scheduler
-from aegis_core.tools.results import overhead_stats, task_summaries, versions, write_results
+
+if TYPE_CHECKING:
+    from aegis_core.analysis.admission import Admission
+from aegis_core.tools.results import JobTally, overhead_stats, versions, write_summary
 
 
 @dataclass
@@ -105,6 +109,19 @@ def _discard(out: Path, created: bool) -> None:
             out.rmdir()
 
 
+_JOBS_TMP = "jobs.csv.tmp"
+
+
+def _open_jobs(out: Path | None) -> TextIO | None:
+    """``jobs.csv`` is written as the run goes, under a temporary name until it is whole."""
+    if out is None:
+        return None
+    try:
+        return open(out / _JOBS_TMP, "w", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"results directory {out}: {exc.strerror or exc}") from exc
+
+
 def run_scenario(
     scenario: Scenario,
     engine: Engine | str = "sim",
@@ -118,6 +135,7 @@ def run_scenario(
     exec_time: str = "sample",
     perfetto: bool = True,
     host_mode: str = "sample",
+    keep_jobs: bool | None = None,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -130,6 +148,9 @@ def run_scenario(
     ``perfetto=False`` skips ``trace.json`` (the Perfetto export of ``trace.jsonl``).
     ``host_mode``: how a simulated engine replays the scenario's host overheads (``sample``:
     seeded draws from the calibrated samples; ``bound``: every one at its bound).
+    ``keep_jobs``: keep every job in :attr:`RunResult.jobs` (default: only when nothing is
+    written; a written run streams its jobs to ``jobs.csv`` and keeps none, so its memory
+    does not grow with its length).
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
     verdicts = admit(scenario)  # validates before anything is written
@@ -147,35 +168,61 @@ def run_scenario(
     sink: TraceSink = NullTrace()
     if out is not None:
         sink = _open_outputs(out, trace, trace_flush)
-    scheduler = Scheduler.for_plan(plan)
+    csv = _open_jobs(out)
+    keep = not write if keep_jobs is None else keep_jobs
+    tally = JobTally(scenario, verdicts, csv=csv, keep=keep)
+    scheduler = Scheduler.for_plan(plan, retain=False)
     try:
         sink.write(admission_records(verdicts, scenario, enforced=admission))
         t0 = time.perf_counter()
-        stats = run(plan, scheduler, eng, sink=sink)
+        stats = run(plan, scheduler, eng, sink=sink, jobs=tally.add)
         wall = time.perf_counter() - t0
     except BaseException:
         sink.close()
-        if out is not None and not scheduler.jobs:  # failed before any release (e.g. the
-            _discard(out, created)  # engine could not start): leave nothing half-written
+        if csv is not None:
+            csv.close()
+            (out / _JOBS_TMP).unlink(missing_ok=True)  # type: ignore[operator]
+        if out is not None and not scheduler.released:  # failed before any release (e.g.
+            _discard(out, created)  # the engine could not start): leave nothing half-written
         raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
     sink.close()
-    tasks = task_summaries(scenario, scheduler.jobs, verdicts)
+    tasks = tally.summaries(scenario)
+    if csv is not None:
+        csv.close()
+        os.replace(out / _JOBS_TMP, out / "jobs.csv")  # type: ignore[operator]
+    summary = _summary(
+        scenario, plan, eng, verdicts, tally, tasks, scheduler, stats, wall,
+        seed=seed, admission=admission, exec_time=exec_time, host_mode=host_mode,
+    )  # fmt: skip
+    if out is not None:
+        write_summary(out, summary)
+        if trace and perfetto:
+            write_perfetto(out, plan)
+    return RunResult(summary, tally.kept, out, stats)
+
+
+def _summary(
+    scenario: Scenario, plan: RunPlan, eng: Engine, verdicts: Admission, tally: JobTally,
+    tasks: list[dict[str, Any]], scheduler: Scheduler, stats: LoopStats, wall: float, *,
+    seed: int | None,
+    admission: bool, exec_time: str, host_mode: str,
+) -> dict[str, Any]:  # fmt: skip
+    """``summary.json`` of a run (docs/CONTRACTS.md §results)."""
+    run_seed = scenario.seed if seed is None else seed
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "engine": eng.name,
         "backend": eng.backend,
         "policy": plan.policy.name,
-        "seed": scenario.seed if seed is None else seed,
+        "seed": run_seed,
         "duration_ns": scenario.duration_ns,
         "exec_time": exec_time if any_samples(plan.budgets) else "wcet",
         "scenario_sha256": scenario.source_sha256,
-        "fingerprint": run_fingerprint(
-            scenario, scenario.seed if seed is None else seed, admission, exec_time, host_mode
-        ),
+        "fingerprint": run_fingerprint(scenario, run_seed, admission, exec_time, host_mode),
         "scenario_path": scenario.path,
         "device": eng.device,
-        "jobs": len(scheduler.jobs),
-        "misses": sum(j.missed for j in scheduler.jobs),
+        "jobs": tally.jobs,
+        "misses": tally.misses,
         "unattributed": sum(t["unattributed"] or 0 for t in tasks),
         "admission": {
             "enforced": admission,
@@ -187,7 +234,7 @@ def run_scenario(
         "decision_overhead_ns": overhead_stats(stats.decisions_ns),
         "run": {
             "wall_s": round(wall, 6),
-            "jobs_per_s": round(len(scheduler.jobs) / wall, 1) if wall > 0 else None,
+            "jobs_per_s": round(tally.jobs / wall, 1) if wall > 0 else None,
             "instants": stats.instants,
         },
         "versions": versions(),
@@ -200,13 +247,9 @@ def run_scenario(
         summary["versions"].update(extra.get("versions", {}))
         summary["exec"] = {
             **{k: v for k, v in extra.items() if k not in ("device", "versions")},
-            "release_lag_ns": overhead_stats([j.lag_ns for j in scheduler.jobs]),
+            "release_lag_ns": overhead_stats(tally.release_lags()),
         }
-    if out is not None:
-        write_results(out, summary, scheduler.jobs)
-        if trace and perfetto:
-            write_perfetto(out, plan)
-    return RunResult(summary, scheduler.jobs, out, stats)
+    return summary
 
 
 def write_perfetto(out: Path, plan: RunPlan) -> None:
