@@ -22,6 +22,7 @@ from aegis_core.record.attribution import (
     Attribution,
     Cause,
     RunJob,
+    Stretches,
     attribute,
     attribute_trace,
     busy_period,
@@ -215,6 +216,39 @@ def test_attribution_matches_its_definition_on_random_runs() -> None:
             for what in {c.what for c in a.causes} or {"unattributed"}:
                 seen[what] = seen.get(what, 0) + 1
     assert set(seen) == {*kinds, OVERRUN, HOST, "unattributed"}, seen  # every case exercised
+
+
+def test_stretch_by_stretch_attribution_equals_the_whole_run() -> None:
+    """A run's jobs attributed as they come (one pending stretch kept) give exactly the
+    whole-run attribution: the same jobs, windows and causes."""
+    rng = random.Random(11)
+    kinds = ("launch", "release-lag", "completion")
+    stretches = 0
+    for _ in range(400):
+        jobs, t = [], 0
+        for k in range(rng.randint(1, 30)):
+            r = rng.randint(0, 120)
+            t = max(t, r) + rng.choice((0, 0, 1, 3))
+            s, t = t, t + rng.randint(0, 6)
+            skipped = rng.random() < 0.05  # never ran: no start nor end
+            jobs.append(RunJob(f"{rng.choice('tu')}#{k}", "", r, r + rng.randint(3, 12),
+                               None if skipped else s, None if skipped else t, False,
+                               rng.choice((0, 0, 1)), rng.random() < 0.15,
+                               tuple(rng.sample(kinds, rng.choice((0, 0, 0, 1))))))  # fmt: skip
+        jobs = [j._replace(task=j.id[0], missed=j.end_ns is not None and j.end_ns > j.deadline_ns)
+                for j in jobs]  # fmt: skip
+        jobs.sort(key=lambda j: j.release_ns)
+        bounds = {"t": rng.randint(2, 9), "u": rng.randint(2, 9)}
+        ideal = rng.random() < 0.5
+        whole = attribute(jobs, bounds, ideal_host=ideal, stall_ns=4)
+        feed = Stretches(bounds, ideal_host=ideal, stall_ns=4)
+        for j in jobs:
+            feed.add(j)
+        got = feed.close()
+        assert got == whole, jobs
+        assert not feed.rejected_ran
+        stretches += len({a.window[0] for a in got})
+    assert stretches > 300  # many runs had several stretches with something to account for
 
 
 # ----------------------------------------------------------------- a run's jobs and its trace

@@ -1,0 +1,124 @@
+"""Runs as streams: jobs leave memory once settled, results are written as the run goes, and
+what a run holds does not grow with its length (aegis_core.tools.results.JobTally)."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import make_scenario
+
+from aegis_core.analysis.admission import admit
+from aegis_core.model.scenario import load_scenario
+from aegis_core.model.status import JobStatus
+from aegis_core.record.sinks import NullTrace
+from aegis_core.run.loop import run
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import Job, Scheduler
+from aegis_core.tools.results import JobTally, array_stats, jobs_csv, task_summaries
+from aegis_core.tools.runner import run_scenario
+from aegis_sim import SimPyEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+MS = 1_000_000
+
+
+def _reference_stats(values: list[int]) -> dict[str, Any] | None:
+    """The statistics by their definition (observed quantiles, population std)."""
+    if not values:
+        return None
+    a = sorted(values)
+    n = len(a)
+
+    def higher(q: float) -> int:
+        return a[min(n - 1, int(np.ceil(q * (n - 1))))]
+
+    mean = sum(a) / n
+    std = (sum((x - mean) ** 2 for x in a) / n) ** 0.5
+    return {"n": n, "min": a[0], "p50": higher(0.5), "p99": higher(0.99), "max": a[-1],
+            "mean": round(mean, 3), "cv": round(std / mean, 6) if mean else 0.0}  # fmt: skip
+
+
+def test_array_stats_are_the_definitions() -> None:
+    from array import array
+
+    rng = random.Random(3)
+    for n in (1, 2, 3, 10, 99, 100, 101, 1000):
+        values = [rng.randint(1, 10**9) for _ in range(n)]
+        got, want = array_stats(array("q", values)), _reference_stats(values)
+        assert got is not None and want is not None
+        assert {k: got[k] for k in ("n", "min", "p50", "p99", "max")} == {
+            k: want[k] for k in ("n", "min", "p50", "p99", "max")
+        }
+        assert got["mean"] == pytest.approx(want["mean"], abs=1e-3)
+        assert got["cv"] == pytest.approx(want["cv"], abs=2e-6)
+    assert array_stats(array("q")) is None
+
+
+def _run_jobs(scenario_path: str) -> tuple[Any, list[Job]]:
+    s = load_scenario(ROOT / scenario_path)
+    result = run_scenario(s, "sim", write=False)
+    return s, result.jobs
+
+
+@pytest.mark.parametrize("name", ["three_models.yaml", "lp_edf.yaml", "unscheduled.yaml"])
+def test_the_tally_takes_jobs_in_any_order_and_writes_them_in_seq_order(name: str) -> None:
+    scenario, jobs = _run_jobs(f"scenarios/{name}")
+    adm = admit(scenario)
+    shuffled = jobs[:]
+    random.Random(1).shuffle(shuffled)
+    csv = io.StringIO()
+    tally = JobTally(scenario, adm, csv=csv, keep=True)
+    for k in range(0, len(shuffled), 7):  # settled in bunches, out of order
+        tally.add(shuffled[k : k + 7])
+    assert tally.summaries(scenario) == task_summaries(scenario, jobs, adm)
+    assert csv.getvalue() == jobs_csv(jobs)
+    assert [j.seq for j in tally.kept] == list(range(len(jobs)))
+    assert tally.jobs == len(jobs) and tally.misses == sum(j.missed for j in jobs)
+    by_task = {t["name"]: t for t in tally.summaries(scenario)}
+    for t in scenario.tasks:
+        done = [j for j in jobs if j.task == t.name and j.status is JobStatus.COMPLETED]
+        want = _reference_stats([j.end_ns - j.release_ns for j in done])  # type: ignore[operator]
+        got = by_task[t.name]["response_ns"]
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert {k: got[k] for k in ("n", "min", "p50", "p99", "max")} == {
+                k: want[k] for k in ("n", "min", "p50", "p99", "max")
+            }
+
+
+def test_a_written_run_keeps_no_job_and_a_long_one_holds_only_the_jobs_in_flight() -> None:
+    """Over 20 000 jobs the scheduler never holds more than the jobs released and not yet
+    settled, nor the tally more than those settled ahead of an older one."""
+    scenario = make_scenario(
+        [{"name": f"t{i}", "period_ms": p, "wcet_ms": c}
+         for i, (c, p) in enumerate([(2, 10), (4, 20), (5, 25), (7, 50), (6, 100)])],
+        duration_ms=100_000,
+    )  # fmt: skip
+    plan = RunPlan.build(scenario)
+    sch = Scheduler.for_plan(plan, retain=False)
+    tally = JobTally(scenario, admit(scenario))
+    most = {"live": 0, "waiting": 0}
+
+    def take(jobs: list[Job]) -> None:
+        tally.add(jobs)
+        most["live"] = max(most["live"], len(sch.pending()))
+        most["waiting"] = max(most["waiting"], len(tally._waiting))
+
+    run(plan, sch, SimPyEngine(), sink=NullTrace(), jobs=take)
+    assert tally.jobs == sch.released == 22_000 and sch.jobs == []
+    assert most["live"] <= 5 and most["waiting"] <= 5
+    assert not sch._live and not tally._waiting  # everything was handed over
+
+
+def test_a_written_run_streams_its_jobs(tmp_path: Path) -> None:
+    s = load_scenario(ROOT / "scenarios/three_models.yaml")
+    result = run_scenario(s, "sim", out_dir=tmp_path, perfetto=False)
+    assert result.jobs == []  # streamed to jobs.csv, not kept
+    again = run_scenario(s, "sim", write=False)
+    assert (tmp_path / "jobs.csv").read_text() == jobs_csv(again.jobs)
+    assert not (tmp_path / "jobs.csv.tmp").exists()
