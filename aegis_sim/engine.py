@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from operator import attrgetter
 from typing import Any, cast
 
 import simpy
@@ -35,6 +36,10 @@ from aegis_core.run.events import Completion, EngineEvent, Release
 from aegis_core.run.host import HostModel
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Dispatch
+
+
+_new = tuple.__new__  # an event from all its fields, without the NamedTuple's Python frame
+_seq = attrgetter("seq")
 
 
 class _ProcessorSharing:
@@ -184,8 +189,8 @@ class SimPyEngine:
             self._released.append(r)
 
     def _on_complete(self, ev: simpy.Event) -> None:
-        self._slots.give()
-        self._done.append(Completion(self.env.now, ev.value))  # type: ignore[arg-type]
+        self._slots.running -= 1  # Slots.give, without a call on the hot path
+        self._done.append(_new(Completion, (self.env.now, ev.value, None)))
 
     def _on_end(self, ev: simpy.Event) -> None:
         """A job ended on the device: the host sees it after its completion detection (or
@@ -250,8 +255,9 @@ class SimPyEngine:
             return self._hand_over()
         if t == math.inf:
             return None
-        step = env.step
-        while env.peek() == t:
+        step, peek = env.step, env.peek
+        step()
+        while peek() == t:
             step()
         if self._host is not None:
             self._catch_up()
@@ -259,8 +265,11 @@ class SimPyEngine:
 
     def _hand_over(self) -> list[EngineEvent]:
         done, released = self._done, self._released
+        if not done:
+            self._released = []
+            return released  # type: ignore[return-value]
         if len(done) > 1:
-            done.sort(key=lambda c: c.seq)
+            done.sort(key=_seq)
         out = instant(done, released)
         done.clear()
         released.clear()

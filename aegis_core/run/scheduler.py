@@ -11,7 +11,6 @@ Deadline misses are job flags and records, detected at the deadline instant
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -107,8 +106,7 @@ class ReadyEntry(NamedTuple):
     priority: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Rationale:
+class Rationale(NamedTuple):
     """Why a job was dispatched: the whole ready set and the rule that picked the winner.
 
     ``ready`` holds every ready job at decision time, the winner first; ``key_fields`` name the
@@ -125,8 +123,7 @@ class Rationale:
         return self.ready[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Dispatch:
+class Dispatch(NamedTuple):
     """Start job ``job`` (sequence number ``seq``, of task ``task_index``) at ``t_ns``."""
 
     t_ns: TimeNs
@@ -181,6 +178,7 @@ class Scheduler:
         uses_priority = "priority" in policy.key_fields
         self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
         self.contexts = [ExecutionContext(i, b.name, b) for i, b in enumerate(budgets)]
+        self._overran = [c.over_budget for c in self.contexts]
         self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
         self.lag_bound_ns = lag_bound_ns
 
@@ -193,10 +191,15 @@ class Scheduler:
             if kind is Completion:
                 self._complete(ev)  # type: ignore[arg-type]
             elif kind is Release:
-                self._release(ev, now)  # type: ignore[arg-type]
+                if ev.t_ns == now:  # type: ignore[union-attr]  # handed over on time
+                    self.release(ev.task_index, ev.k, now)  # type: ignore[union-attr]
+                else:
+                    self._release(ev, now)  # type: ignore[arg-type]
             else:
                 self.handle(ev, now)
-        self.on_time(now)
+        dl = self._deadlines
+        if dl and dl[0][0] <= now:
+            self.on_time(now)
 
     def handle(self, ev: EngineEvent, now: TimeNs) -> None:
         """Take one engine event at time ``now``."""
@@ -252,7 +255,7 @@ class Scheduler:
         self.records.append(  # the hot records skip the NamedTuple constructor's Python frame
             _new(ReleaseRecord, (now, seq, job.id, task.name, job.deadline_ns, now, prio, -1))
         )
-        entry = ReadyEntry(key, seq, job.id, task.name, now, job.deadline_ns, prio)
+        entry = _new(ReadyEntry, (key, seq, job.id, task.name, now, job.deadline_ns, prio))
         if job.n_chunks > 1:
             job.entry = entry
         heappush(self._ready, entry)
@@ -290,7 +293,7 @@ class Scheduler:
             now, job.seq, job.id, job.task, start, now, now - job.release_ns, job.deadline_ns,
             job.missed, -1,
         )))  # fmt: skip
-        if self.contexts[job.task_index].over_budget(job.run_ns):
+        if self._overran[job.task_index](job.run_ns):  # its context's budget rule
             self._overrun(job, now)
 
     def _chunk_overrun(self, job: Job, ran: TimeNs, now: TimeNs) -> None:
@@ -390,10 +393,10 @@ class Scheduler:
         self.records.append(_new(DispatchRecord, (
             now, entry.seq, entry.job, entry.task, job.chunk, rule, key_fields, snapshot, -1
         )))  # fmt: skip
-        return Dispatch(
-            now, entry.seq, entry.job, job.task_index, Rationale(rule, key_fields, snapshot),
-            job.chunk, job.k,
-        )  # fmt: skip
+        return _new(Dispatch, (
+            now, entry.seq, entry.job, job.task_index,
+            _new(Rationale, (rule, key_fields, snapshot)), job.chunk, job.k,
+        ))  # fmt: skip
 
     def settled(self) -> list[Job]:
         """The jobs that reached a terminal status (completed, failed, skipped, rejected)

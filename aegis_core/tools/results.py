@@ -77,7 +77,6 @@ class JobTally:
     def __init__(self, scenario: Scenario, admission: Admission | None = None, *,
                  csv: TextIO | None = None, keep: bool = False) -> None:  # fmt: skip
         self.names = [t.name for t in scenario.tasks]
-        self.index = {n: i for i, n in enumerate(self.names)}
         self.counts = [[0] * len(_COUNTS) for _ in self.names]
         self.response = [array("q") for _ in self.names]
         self.exec = [array("q") for _ in self.names]
@@ -115,37 +114,41 @@ class JobTally:
 
     def _take(self, j: Job) -> None:
         self._next = j.seq + 1
-        ti = self.index[j.task]
+        ti = j.task_index
         c = self.counts[ti]
         c[0] += 1
         self.jobs += 1
+        status = j.status
+        c[_COUNTED[status]] += 1
         if j.missed:
             c[5] += 1
             self.misses += 1
         if j.overrun:
             c[6] += 1
-        at = _COUNTED.get(j.status)
-        if at is not None:
-            c[at] += 1
         s, e, r = j.start_ns, j.end_ns, j.release_ns
-        if j.status is _DONE and s is not None and e is not None:
+        lag = j.lag_ns
+        if status is _DONE and s is not None and e is not None:
             self.response[ti].append(e - r)
             self.exec[ti].append(j.run_ns)
-        lag = j.lag_ns
+            if self._csv is not None:
+                miss = "true" if j.missed else "false"
+                self._rows.append(f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},"
+                                  f"{j.run_ns},{miss},completed,{lag}\n")  # fmt: skip
+        elif self._csv is not None:
+            self._rows.append(_row(j))
         if self.lags is not None:
             self.lags.append(lag)
         elif lag:
             self.lags = array("q", bytes(8 * (self.jobs - 1)))
             self.lags.append(lag)
-        for what in j.broken:
+        if j.broken:
             b = self.broken[ti]
-            b[what] = b.get(what, 0) + 1
+            for what in j.broken:
+                b[what] = b.get(what, 0) + 1
         if self._attribute:
             self._blame.add(j)
         if self._keep:
             self.kept.append(j)
-        if self._csv is not None:
-            self._rows.append(_row(j))
 
     def flush(self) -> None:
         """Hand the rows taken so far to the CSV stream."""
