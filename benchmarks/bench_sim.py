@@ -90,7 +90,8 @@ def decision_overhead(ready: int = 64, decisions: int = 20_000) -> dict[str, flo
 
     ms = 1_000_000
     tasks = [
-        Task(f"m{i}", period_ns=(10 + i) * ms, deadline_ns=(5 + 3 * i) * ms) for i in range(ready)
+        Task(f"m{i}", period_ns=(10 + i) * ms, deadline_ns=(5 + 3 * i) * ms, wcet_ns=ms)
+        for i in range(ready)
     ]
     with tempfile.TemporaryDirectory() as tmp:
         trace = JsonlTrace.open(Path(tmp) / "trace.jsonl", flush="batch")
