@@ -37,7 +37,6 @@ from aegis_core.run.host import HostModel
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Dispatch
 
-
 _new = tuple.__new__  # an event from all its fields, without the NamedTuple's Python frame
 _seq = attrgetter("seq")
 
@@ -144,6 +143,7 @@ class SimPyEngine:
         self._host: HostModel | None = None
         self._unseen: dict[int, Completion] = {}  # ended on the device, not yet seen
         self._late: dict[tuple[int, int], Release] = {}  # due, not yet handed over
+        self._t: TimeNs = 0  # the instant being stepped through (SimPy's clock)
 
     def validate(self, plan: RunPlan) -> None:
         """Every plan runs here: the execution-time model gives each job's duration."""
@@ -164,15 +164,16 @@ class SimPyEngine:
         if plan.overheads is not None and not plan.policy.concurrent:
             self._host = HostModel(plan.overheads, plan.seed, plan.host_mode)
         self._unseen, self._late = {}, {}
+        self._t = 0
         self._arm_release()
 
     def _arm_release(self) -> None:
         t = self._releases.next_ns()
         if t is not None:
-            self.env.timeout(t - self.env.now).callbacks.append(self._on_release)
+            self.env.timeout(t - self._t).callbacks.append(self._on_release)
 
     def _on_release(self, _ev: simpy.Event) -> None:
-        due = self._releases.take(cast(TimeNs, self.env.now))
+        due = self._releases.take(self._t)
         host = self._host
         if host is None:
             self._released += due
@@ -190,7 +191,7 @@ class SimPyEngine:
 
     def _on_complete(self, ev: simpy.Event) -> None:
         self._slots.running -= 1  # Slots.give, without a call on the hot path
-        self._done.append(_new(Completion, (self.env.now, ev.value, None)))
+        self._done.append(_new(Completion, (self._t, ev.value, None)))
 
     def _on_end(self, ev: simpy.Event) -> None:
         """A job ended on the device: the host sees it after its completion detection (or
@@ -220,7 +221,7 @@ class SimPyEngine:
             self._released.sort(key=lambda r: (r.t_ns, r.task_index, r.k))
 
     def now(self) -> TimeNs:
-        return self.env.now  # type: ignore[return-value]  # int: every delay is int ns
+        return self._t
 
     def free_slots(self) -> int:
         return self._slots.free()
@@ -246,7 +247,8 @@ class SimPyEngine:
         if until is not None and until < t:
             # Not env.run(until=...): SimPy re-queues its stop event at `until`, which the
             # next call would take for an instant of its own.
-            env.timeout(until - env.now)
+            env.timeout(until - self._t)
+            self._t = until
             while env.peek() <= until:
                 env.step()
             if self._host is None:
@@ -256,6 +258,7 @@ class SimPyEngine:
         if t == math.inf:
             return None
         step, peek = env.step, env.peek
+        self._t = cast(TimeNs, t)  # the instant stepped through (every delay is int ns)
         step()
         while peek() == t:
             step()

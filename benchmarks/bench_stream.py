@@ -48,7 +48,12 @@ def peak(jobs: int, out: Path) -> dict[str, float]:
     summary = json.loads((out / "summary.json").read_text())
     disk = sum(p.stat().st_size for p in out.iterdir())
     shutil.rmtree(out)
-    return {"jobs": summary["jobs"], "wall_s": wall, "peak_mb": rss_kb / 1024, "disk_mb": disk / 2**20}
+    return {
+        "jobs": summary["jobs"],
+        "wall_s": wall,
+        "peak_mb": rss_kb / 1024,
+        "disk_mb": disk / 2**20,
+    }
 
 
 def main() -> int:

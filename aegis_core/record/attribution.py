@@ -371,17 +371,18 @@ class Stretches:
     def add(self, job: JobLike) -> None:
         """The next job in release order (settled: its end, flags and causes are final)."""
         r, end = job.release_ns, job.end_ns
-        bound = self._bounds.get(job.task)
         if r > self._reach:
             self._close()
         self._jobs.append(job)
-        f = r if end is None else end
-        if f > self._reach:
-            self._reach = f
+        if end is None:
+            end = r
+        if end > self._reach:
+            self._reach = end
+        bound = self._bounds.get(job.task)
         if bound is None:
             if job.start_ns is not None:
                 self.rejected_ran = True
-        elif job.missed or (end is not None and end - r > bound):
+        elif end - r > bound or job.missed:
             self._flagged = True
 
     def _close(self) -> None:
@@ -393,8 +394,9 @@ class Stretches:
             runs = [RunJob.of(j) for j in (*self._tail, *jobs)]
             self.found += [a for a in attribute(runs, self._bounds, ideal_host=self._ideal,
                                                 stall_ns=self._stall) if a.job in mine]  # fmt: skip
-        last = max((j.end_ns for j in jobs if j.end_ns is not None), default=None)
-        if last is not None:
+        ends = [j.end_ns for j in jobs if j.end_ns is not None]
+        if ends:
+            last = max(ends)
             self._tail = [j for j in jobs if j.end_ns == last]
         self._jobs = []
         self._flagged = False

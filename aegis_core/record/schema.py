@@ -412,7 +412,8 @@ class Encoder:
 
     def _entry(self, e: ReadyLike) -> str:
         prio = "" if e.priority is None else f',"priority":{e.priority}'
-        text = (f'{{"job":{_q(e.job)},"task":{self._name(e.task)},"deadline_ns":'
+        name = self._names.get(e.task) or self._name(e.task)
+        text = (f'{{"job":{_q(e.job)},"task":{name},"deadline_ns":'
                 f'{e.deadline_ns},"release_ns":{e.release_ns},"seq":{e.seq}{prio}}}')  # fmt: skip
         self._entries[e.seq] = (e, text)
         return text

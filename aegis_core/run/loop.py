@@ -44,37 +44,48 @@ def run(
     step, schedule, pending = scheduler.step, scheduler.schedule, scheduler.records
     settled, take = scheduler.settled, jobs
     write, flush, drop = out.write, out.flush, pending.clear
+    advance, timer, now_of, free_slots = (
+        engine.advance,
+        scheduler.next_timer,
+        engine.now,
+        engine.free_slots,
+    )
+    dispatch, decided = engine.dispatch, overheads.append
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
+    instants = 0
     try:
         engine.start(plan)
         pace_gc.freeze()  # what start() loaded (models, libraries) is never scanned again
-        while (events := engine.advance(scheduler.next_timer())) is not None:
-            now = engine.now()
-            stats.instants += 1
+        while (events := advance(timer())) is not None:
+            now = now_of()
+            instants += 1
             step(events, now)
-            while engine.free_slots() > 0:
+            free = free_slots()  # each dispatch takes one slot; none frees within the instant
+            while free > 0:
                 t0 = clock()
                 d = schedule(now)
                 t1 = clock()
                 if d is None:
                     break
-                overheads.append(t1 - t0)
-                engine.dispatch(d)
+                decided(t1 - t0)
+                dispatch(d)
+                free -= 1
             if keep:
                 write(pending)
                 flush()
             drop()
-            if take is not None and (ended := settled()):
-                take(ended)
+            if take is not None and scheduler.ended:
+                take(settled())
             if gc_count()[0] >= gc_due:
                 pace_gc()
     finally:
+        stats.instants = instants
         if keep:  # an instant cut short by an error: its records so far
             write(pending)
         drop()
-        if take is not None and (ended := settled()):
-            take(ended)
+        if take is not None and scheduler.ended:
+            take(settled())
         pace_gc.close()
         engine.close()
     return stats

@@ -171,14 +171,16 @@ class Scheduler:
         """Jobs released so far (the next job's seq)."""
         self._retain = retain
         self._live: dict[int, Job] = {}  # released and not yet handed over by settled()
-        self._ended: list[Job] = []  # terminal since the last settled()
+        self.ended: list[Job] = []
+        """Jobs that reached a terminal status since the last :meth:`settled` (the loop looks
+        at it before asking)."""
         self._ready: list[ReadyEntry] = []
         self._deadlines: list[tuple[TimeNs, int]] = []
         self._key = policy.keyfunc()
         uses_priority = "priority" in policy.key_fields
         self._priorities = fp_priorities(self.tasks) if uses_priority else [None] * len(self.tasks)
         self.contexts = [ExecutionContext(i, b.name, b) for i, b in enumerate(budgets)]
-        self._overran = [c.over_budget for c in self.contexts]
+        self._overran = [c.budget.overran for c in self.contexts]  # what over_budget asks
         self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
         self.lag_bound_ns = lag_bound_ns
 
@@ -191,7 +193,7 @@ class Scheduler:
             if kind is Completion:
                 self._complete(ev)  # type: ignore[arg-type]
             elif kind is Release:
-                if ev.t_ns == now:  # type: ignore[union-attr]  # handed over on time
+                if ev.t_ns == now:  # handed over on time
                     self.release(ev.task_index, ev.k, now)  # type: ignore[union-attr]
                 else:
                     self._release(ev, now)  # type: ignore[arg-type]
@@ -239,12 +241,12 @@ class Scheduler:
             self.jobs.append(job)
         if task_index in self.rejected:
             job.status = JobStatus.REJECTED  # not admitted: recorded, never run
-            self._ended.append(job)
+            self.ended.append(job)
             return job
         if self._skip_next.get(task_index):
             self._skip_next[task_index] -= 1
             job.status = JobStatus.SKIPPED
-            self._ended.append(job)
+            self.ended.append(job)
             self.contexts[task_index].skipped += 1
             self.records.append(SkipRecord(
                 now, seq, job.id, task.name, "skip-next: the task's previous job overran its WCET"
@@ -287,7 +289,7 @@ class Scheduler:
             self._miss(job, "running")  # pass (a wall-clock engine handed both over at once)
         job.status = JobStatus.COMPLETED
         job.end_ns = now
-        self._ended.append(job)
+        self.ended.append(job)
         start = job.start_ns if job.start_ns is not None else now
         self.records.append(_new(CompleteRecord, (
             now, job.seq, job.id, job.task, start, now, now - job.release_ns, job.deadline_ns,
@@ -330,7 +332,7 @@ class Scheduler:
         heapify(self._ready)
         skipped = live[entry.seq]
         skipped.status = JobStatus.SKIPPED
-        self._ended.append(skipped)
+        self.ended.append(skipped)
         ctx.skipped += 1
         self.records.append(SkipRecord(
             now, skipped.seq, skipped.id, skipped.task, f"skip-next: {job.id} overran its WCET"
@@ -340,7 +342,7 @@ class Scheduler:
         job = self._live[seq]
         self.contexts[job.task_index].faults += 1
         job.status = JobStatus.FAILED
-        self._ended.append(job)
+        self.ended.append(job)
         job.end_ns = now
         job.error = error
         self.records.append(FaultRecord(now, seq, job.id, job.task, error))
@@ -402,10 +404,10 @@ class Scheduler:
         """The jobs that reached a terminal status (completed, failed, skipped, rejected)
         since the last call, in that order; they leave the scheduler (the loop hands them to
         the run's job sink after each instant: no later event names them)."""
-        out = self._ended
+        out = self.ended
         if not out:
-            return out
-        self._ended = []
+            return []
+        self.ended = []
         live = self._live
         for j in out:
             live.pop(j.seq, None)
