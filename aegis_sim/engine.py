@@ -258,7 +258,7 @@ class SimPyEngine:
         if t == math.inf:
             return None
         step, peek = env.step, env.peek
-        self._t = cast(TimeNs, t)  # the instant stepped through (every delay is int ns)
+        self._t = t  # type: ignore[assignment]  # the instant stepped through (int: int delays)
         step()
         while peek() == t:
             step()
