@@ -7,11 +7,14 @@ Rows:
 * ``aegis run``: in-process ``run_scenario`` end to end (scenario load, arrivals, shared loop on
   the SimPy engine, trace, ``jobs.csv`` + ``summary.json``), for each trace setting;
   compared with SimSo's in-process figure (Configuration + Model + ``run_model()``).
-* ``whole process``: ``aegis sim`` / SimSo as a fresh interpreter, start-up and imports in.
+* ``whole process``: ``aegis sim`` (default options: ``trace.jsonl`` and ``trace.json`` on;
+  and ``--no-perfetto``) / SimSo as a fresh interpreter, start-up and imports in, at the 100 s
+  horizon and at 1 000 s (220 000 jobs), each against SimSo's whole process at the same horizon.
 * decision overhead: ``Scheduler.schedule`` (pick + its dispatch record) with 64 ready jobs.
 
 SimSo runs from ``.venv-simso`` (``bash benchmarks/setup_simso.sh``); without it its rows say
-"not measured". Usage: ``python benchmarks/bench_sim.py [--repeat 5] [--json OUT]``.
+"not measured". Usage: ``python benchmarks/bench_sim.py [--repeat 5] [--long-repeat 3]
+[--json OUT]``.
 """
 
 from __future__ import annotations
@@ -124,48 +127,63 @@ def decision_overhead(ready: int = 64, decisions: int = 20_000) -> dict[str, flo
     }
 
 
+def aegis_process(horizon_s: int, repeat: int, *extra: str) -> tuple[int, float]:
+    """Jobs and median wall seconds of ``aegis sim`` as a fresh interpreter."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "aegis_core.tools.cli", "sim", str(SCENARIO), "--out", tmp,
+               "--duration-ms", str(horizon_s * 1000), *extra]  # fmt: skip
+        runs = whole_process(cmd, repeat)
+        jobs = int(json.loads((Path(tmp) / "summary.json").read_text())["jobs"])
+    return jobs, statistics.median(runs)
+
+
+def simso_process(horizon_s: int, repeat: int) -> float | None:
+    if not SIMSO_PY.exists():
+        return None
+    cmd = [str(SIMSO_PY), str(ROOT / "benchmarks" / "simso_np_edf.py"), "--repeat", "1",
+           "--duration-s", str(horizon_s)]  # fmt: skip
+    return statistics.median(whole_process(cmd, repeat))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--long-repeat", type=int, default=3, help="repeats of the 1 000 s rows")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args()
 
-    rows: list[tuple[str, int, float]] = []
-    figures: dict[str, Any] = {"repeat": args.repeat}
+    rows: list[tuple[str, int, float, float | None]] = []  # name, jobs, s, SimSo jobs/s
+    figures: dict[str, Any] = {"repeat": args.repeat, "long_repeat": args.long_repeat}
     ref = simso(max(3, args.repeat // 2))
     figures["simso"] = ref
+    ref_rate = ref["jobs"] / ref["median_s"] if ref else None
     if ref:
-        rows.append(("SimSo 0.8.5 NP-EDF (in-process)", ref["jobs"], ref["median_s"]))
+        rows.append(("SimSo 0.8.5 NP-EDF (in-process)", ref["jobs"], ref["median_s"], ref_rate))
     for trace in ("off", "batch", "instant", "record"):
         jobs, runs = aegis_in_process(args.repeat, trace)
         med = statistics.median(runs)
         figures[f"aegis_trace_{trace}"] = {"jobs": jobs, "runs_s": runs, "median_s": med}
-        rows.append((f"aegis run, trace {trace}", jobs, med))
+        rows.append((f"aegis run, trace {trace}", jobs, med, ref_rate))
     jobs, runs = aegis_in_process(args.repeat, "batch", perfetto=True)
     figures["aegis_trace_batch_perfetto"] = {"jobs": jobs, "runs_s": runs,
                                              "median_s": statistics.median(runs)}  # fmt: skip
-    rows.append(("aegis run, trace batch + trace.json", jobs, statistics.median(runs)))
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "aegis_core.tools.cli", "sim", str(SCENARIO), "--out", tmp,
-               "--no-perfetto"]  # fmt: skip
-        proc = statistics.median(whole_process(cmd, 3))
-    rows.append(("aegis sim, whole process, trace batch", 22_000, proc))
-    figures["aegis_whole_process_s"] = proc
-    if ref:
-        cmd = [str(SIMSO_PY), str(ROOT / "benchmarks" / "simso_np_edf.py"), "--repeat", "1"]
-        simso_proc = statistics.median(whole_process(cmd, 3))
-        rows.append(("SimSo, whole process", ref["jobs"], simso_proc))
-        figures["simso_whole_process_s"] = simso_proc
+    rows.append(("aegis run, trace batch + trace.json", jobs, statistics.median(runs), ref_rate))
+    for horizon, repeat in ((100, 3), (1000, args.long_repeat)):
+        simso_s = simso_process(horizon, repeat)
+        simso_rate = 22_000 * horizon / 100 / simso_s if simso_s else None
+        if simso_s:
+            rows.append((f"SimSo, whole process, {horizon} s", 220 * horizon, simso_s, simso_rate))
+        for label, extra in (("both traces (default)", ()), ("--no-perfetto", ("--no-perfetto",))):
+            jobs, sec = aegis_process(horizon, repeat, *extra)
+            rows.append((f"aegis sim, whole process, {horizon} s, {label}", jobs, sec, simso_rate))
+            figures[f"aegis_process_{horizon}s_{extra[0][2:] if extra else 'default'}"] = sec
+        figures[f"simso_process_{horizon}s"] = simso_s
 
-    ref_rate = ref["jobs"] / ref["median_s"] if ref else None
-    print(f"{'configuration':<40} {'jobs':>7} {'median s':>9} {'jobs/s':>9} {'x SimSo':>8}")
-    for name, jobs, sec in rows:
+    print(f"{'configuration':<52} {'jobs':>7} {'median s':>9} {'jobs/s':>9} {'x SimSo':>8}")
+    for name, jobs, sec, base in rows:
         rate = jobs / sec
-        base = ref_rate
-        if ref and "whole process" in name:
-            base = ref["jobs"] / figures["simso_whole_process_s"]
         ratio = f"{rate / base:.1f}" if base else "n/a"
-        print(f"{name:<40} {jobs:>7} {sec:>9.3f} {rate:>9.0f} {ratio:>8}")
+        print(f"{name:<52} {jobs:>7} {sec:>9.3f} {rate:>9.0f} {ratio:>8}")
     if not ref:
         print("SimSo: not measured (run benchmarks/setup_simso.sh)")
 
