@@ -13,12 +13,20 @@ Gaps between consecutive *nominal* releases of a task:
 Nominal release ``k`` is ``offset + sum of the first k gaps``. With ``jitter`` each release is
 then delayed by ``U{0, …, jitter}``; the absolute deadline counts from the actual release.
 Releases happen at times ``< horizon``.
+
+Releases are generated lazily (:func:`iter_releases`): each task draws one block of
+:data:`BLOCK` gaps (and jitters) at a time, and the tasks' streams are merged as they are
+consumed, so a run holds O(tasks × BLOCK) of them whatever its horizon.
 """
 
 from __future__ import annotations
 
 import heapq
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate, count, repeat
+from typing import Protocol
 
 import numpy as np
 
@@ -35,16 +43,24 @@ BLOCK = 1024
 """Draws are made in blocks of this many releases, so a shorter horizon's releases are a
 prefix of a longer one's (same seed)."""
 
-MAX_RELEASES = 10_000_000
-"""Refuse plans with more releases than this (a typo like ``period_ms: 0.0001``)."""
+_INT64_END = 1 << 63
+"""The first integer past int64."""
+
+_EXP_CLIP = float(1 << 62)
+"""Exponential draws are clipped here before the cast to int64 (exact as a float, at or past
+any horizon a scenario may give, so no release before the horizon changes)."""
 
 
-def task_release_times(task: Task, seed: int, horizon_ns: TimeNs) -> list[TimeNs]:
-    """Release times of one task, strictly increasing, all ``< horizon_ns``."""
+def _blocks(task: Task, seed: int, horizon_ns: TimeNs) -> Iterator[list[TimeNs]]:
+    """One task's release times, strictly increasing, all ``< horizon_ns``, one block of
+    draws at a time (a block may contribute fewer than :data:`BLOCK` times: the last one)."""
     if task.offset_ns >= horizon_ns:
-        return []
+        return
     rng = task_rng(seed, task)
-    times: list[TimeNs] = []
+    # A gap of at least the horizon ends the releases, so gaps are clipped to the horizon:
+    # no time before it changes, and a block's sums stay below start + BLOCK * horizon, which
+    # int64 holds unless the horizon passes ~104 days (then Python ints do the sums).
+    in_int64 = (BLOCK + 1) * horizon_ns + task.jitter_ns < _INT64_END
     start = task.offset_ns  # nominal time of the block's first release
     while start < horizon_ns:
         # gaps[i] separates nominal release i from i + 1 inside the block.
@@ -52,44 +68,87 @@ def task_release_times(task: Task, seed: int, horizon_ns: TimeNs) -> list[TimeNs
         if task.arrival is Arrival.SPORADIC:
             gaps += rng.integers(0, task.slack_ns, size=BLOCK, endpoint=True, dtype=np.int64)
         elif task.arrival is Arrival.POISSON and task.slack_ns > 0:
-            gaps += np.rint(rng.exponential(task.slack_ns, size=BLOCK)).astype(np.int64)
-        nominal = start + np.concatenate(([0], np.cumsum(gaps[:-1])))
-        actual = nominal
-        if task.jitter_ns:
-            actual = nominal + rng.integers(0, task.jitter_ns, size=BLOCK, endpoint=True)
-        times.extend(actual[actual < horizon_ns].tolist())
-        start = int(nominal[-1] + gaps[-1])
-    return times
+            extra = np.minimum(rng.exponential(task.slack_ns, size=BLOCK), _EXP_CLIP)
+            gaps += np.rint(extra).astype(np.int64)
+        np.minimum(gaps, horizon_ns, out=gaps)
+        jitter = (
+            rng.integers(0, task.jitter_ns, size=BLOCK, endpoint=True) if task.jitter_ns else None
+        )
+        if in_int64:
+            nominal = start + np.concatenate(([0], np.cumsum(gaps[:-1])))
+            actual = nominal if jitter is None else nominal + jitter
+            times: list[TimeNs] = actual[actual < horizon_ns].tolist()
+            start = int(nominal[-1] + gaps[-1])
+        else:
+            steps = gaps.tolist()
+            marks = list(accumulate(steps[:-1], initial=start))
+            if jitter is not None:
+                marks = [n + j for n, j in zip(marks, jitter.tolist(), strict=True)]
+            times = [t for t in marks if t < horizon_ns]
+            start += sum(steps)
+        if times:
+            yield times
 
 
-def check_release_count(scenario: Scenario, path: str | None = None) -> int:
-    """Upper bound on the run's releases (every gap >= period); refuses absurd plans."""
-    from aegis_core.model.errors import ScenarioError
+def iter_task_release_times(task: Task, seed: int, horizon_ns: TimeNs) -> Iterator[TimeNs]:
+    """Release times of one task, strictly increasing, all ``< horizon_ns``, lazily."""
+    for block in _blocks(task, seed, horizon_ns):
+        yield from block
 
-    total = 0
-    for task in scenario.tasks:
-        n = max(0, (scenario.duration_ns - task.offset_ns - 1) // task.period_ns + 1)
-        total += n
-        if total > MAX_RELEASES:
-            raise ScenarioError(
-                path or scenario.path,
-                f"up to {total:,} releases within duration_ms exceed the limit of "
-                f"{MAX_RELEASES:,}: lengthen the period or shorten the run",
-                task=task.name,
-                field="period_ms",
-            )
-    return total
+
+def task_release_times(task: Task, seed: int, horizon_ns: TimeNs) -> list[TimeNs]:
+    """Release times of one task, strictly increasing, all ``< horizon_ns``."""
+    return [t for block in _blocks(task, seed, horizon_ns) for t in block]
+
+
+def _task_releases(task: Task, index: int, seed: int, horizon_ns: TimeNs) -> Iterator[Release]:
+    k = count()
+    for block in _blocks(task, seed, horizon_ns):
+        yield from map(Release, block, repeat(index), k)  # stops at the block's end, not k's
+
+
+def iter_releases(scenario: Scenario, seed: int | None = None) -> Iterator[Release]:
+    """Every release of the run in time order, simultaneous releases in task-list order,
+    generated as they are consumed (a heap merge of the tasks' lazy streams)."""
+    seed = scenario.seed if seed is None else seed
+    horizon = scenario.duration_ns
+    return heapq.merge(
+        *(_task_releases(task, i, seed, horizon) for i, task in enumerate(scenario.tasks))
+    )
 
 
 def releases(scenario: Scenario, seed: int | None = None) -> list[Release]:
     """Every release of the run in time order; simultaneous releases in task-list order."""
+    return list(iter_releases(scenario, seed))
+
+
+def release_count(scenario: Scenario, seed: int | None = None) -> int:
+    """How many releases the run plans (generates them, without building one)."""
     seed = scenario.seed if seed is None else seed
-    check_release_count(scenario)
-    per_task = [
-        [
-            Release(t, i, k)
-            for k, t in enumerate(task_release_times(task, seed, scenario.duration_ns))
-        ]
-        for i, task in enumerate(scenario.tasks)
-    ]
-    return list(heapq.merge(*per_task))
+    return sum(
+        len(block) for task in scenario.tasks for block in _blocks(task, seed, scenario.duration_ns)
+    )
+
+
+class ReleasePlan(Protocol):
+    """What a run plan holds of its releases: iterable in plan order (each iteration from the
+    start), and sized. A list is one; :class:`PlannedReleases` the lazy one."""
+
+    def __iter__(self) -> Iterator[Release]: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class PlannedReleases:
+    """The releases of ``scenario`` under ``seed``, never held: each ``iter()`` is a fresh
+    :func:`iter_releases` generator (the same sequence every time), ``len()`` counts them."""
+
+    scenario: Scenario
+    seed: int
+
+    def __iter__(self) -> Iterator[Release]:
+        return iter_releases(self.scenario, self.seed)
+
+    def __len__(self) -> int:
+        return release_count(self.scenario, self.seed)
