@@ -15,17 +15,17 @@ then delayed by ``U{0, …, jitter}``; the absolute deadline counts from the act
 Releases happen at times ``< horizon``.
 
 Releases are generated lazily (:func:`iter_releases`): each task draws one block of
-:data:`BLOCK` gaps (and jitters) at a time, and the tasks' streams are merged as they are
-consumed, so a run holds O(tasks × BLOCK) of them whatever its horizon.
+:data:`BLOCK` gaps (and jitters) at a time, and the tasks' streams are merged a batch at a
+time as they are consumed, so a run holds O(tasks × BLOCK) of them whatever its horizon.
 """
 
 from __future__ import annotations
 
-import heapq
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import accumulate, count, repeat
+from functools import partial
+from itertools import accumulate
 from typing import Protocol
 
 import numpy as np
@@ -51,9 +51,10 @@ _EXP_CLIP = float(1 << 62)
 any horizon a scenario may give, so no release before the horizon changes)."""
 
 
-def _blocks(task: Task, seed: int, horizon_ns: TimeNs) -> Iterator[list[TimeNs]]:
-    """One task's release times, strictly increasing, all ``< horizon_ns``, one block of
-    draws at a time (a block may contribute fewer than :data:`BLOCK` times: the last one)."""
+def _blocks(task: Task, seed: int, horizon_ns: TimeNs) -> Iterator[np.ndarray]:
+    """One task's release times (int64: all are ``< horizon_ns``), strictly increasing, one
+    block of draws at a time (a block may contribute fewer than :data:`BLOCK` times: the
+    last one; never none)."""
     if task.offset_ns >= horizon_ns:
         return
     rng = task_rng(seed, task)
@@ -77,44 +78,82 @@ def _blocks(task: Task, seed: int, horizon_ns: TimeNs) -> Iterator[list[TimeNs]]
         if in_int64:
             nominal = start + np.concatenate(([0], np.cumsum(gaps[:-1])))
             actual = nominal if jitter is None else nominal + jitter
-            times: list[TimeNs] = actual[actual < horizon_ns].tolist()
+            times = actual[actual < horizon_ns]
             start = int(nominal[-1] + gaps[-1])
         else:
             steps = gaps.tolist()
             marks = list(accumulate(steps[:-1], initial=start))
             if jitter is not None:
                 marks = [n + j for n, j in zip(marks, jitter.tolist(), strict=True)]
-            times = [t for t in marks if t < horizon_ns]
+            times = np.array([t for t in marks if t < horizon_ns], dtype=np.int64)
             start += sum(steps)
-        if times:
+        if len(times):
             yield times
 
 
 def iter_task_release_times(task: Task, seed: int, horizon_ns: TimeNs) -> Iterator[TimeNs]:
     """Release times of one task, strictly increasing, all ``< horizon_ns``, lazily."""
     for block in _blocks(task, seed, horizon_ns):
-        yield from block
+        yield from block.tolist()
 
 
 def task_release_times(task: Task, seed: int, horizon_ns: TimeNs) -> list[TimeNs]:
     """Release times of one task, strictly increasing, all ``< horizon_ns``."""
-    return [t for block in _blocks(task, seed, horizon_ns) for t in block]
+    return [t for block in _blocks(task, seed, horizon_ns) for t in block.tolist()]
 
 
-def _task_releases(task: Task, index: int, seed: int, horizon_ns: TimeNs) -> Iterator[Release]:
-    k = count()
-    for block in _blocks(task, seed, horizon_ns):
-        yield from map(Release, block, repeat(index), k)  # stops at the block's end, not k's
+_release = partial(tuple.__new__, Release)
+"""``Release`` from a ``(t_ns, task_index, k)`` tuple, in C (a NamedTuple's own constructor
+is Python code: twice the cost of a whole release here)."""
+
+
+def _merged(scenario: Scenario, seed: int) -> Iterator[list[Release]]:
+    """The tasks' release streams merged, in batches: each task holds its pending block; every
+    pending release up to the earliest *last* pending time of any task is due (no task's
+    later blocks can come before it: a task's times strictly increase), so those go out as
+    one batch, in (time, task index) order, and the tasks whose block ran out draw the next."""
+    horizon = scenario.duration_ns
+    streams = {i: _blocks(task, seed, horizon) for i, task in enumerate(scenario.tasks)}
+    pending: dict[int, np.ndarray] = {}  # task index -> its times not handed out yet
+    taken = dict.fromkeys(streams, 0)  # task index -> releases handed out (the next k)
+    while True:
+        for i in [i for i in streams if i not in pending]:
+            block = next(streams[i], None)
+            if block is None:
+                del streams[i]
+            else:
+                pending[i] = block
+        if not pending:
+            return
+        bound = min(int(p[-1]) for p in pending.values())
+        times, tasks, ks = [], [], []
+        for i in sorted(pending):
+            p = pending[i]
+            n = int(np.searchsorted(p, bound, side="right"))
+            if n == 0:
+                continue
+            times.append(p[:n])
+            tasks.append(np.full(n, i, dtype=np.int64))
+            ks.append(np.arange(taken[i], taken[i] + n, dtype=np.int64))
+            taken[i] += n
+            if n == len(p):
+                del pending[i]
+            else:
+                pending[i] = p[n:]
+        if len(times) == 1:
+            t, x, k = times[0], tasks[0], ks[0]
+        else:
+            t, x, k = np.concatenate(times), np.concatenate(tasks), np.concatenate(ks)
+            order = np.lexsort((x, t))
+            t, x, k = t[order], x[order], k[order]
+        yield list(map(_release, zip(t.tolist(), x.tolist(), k.tolist(), strict=True)))
 
 
 def iter_releases(scenario: Scenario, seed: int | None = None) -> Iterator[Release]:
     """Every release of the run in time order, simultaneous releases in task-list order,
-    generated as they are consumed (a heap merge of the tasks' lazy streams)."""
-    seed = scenario.seed if seed is None else seed
-    horizon = scenario.duration_ns
-    return heapq.merge(
-        *(_task_releases(task, i, seed, horizon) for i, task in enumerate(scenario.tasks))
-    )
+    generated as they are consumed (the tasks' lazy streams merged a batch at a time)."""
+    for batch in _merged(scenario, scenario.seed if seed is None else seed):
+        yield from batch
 
 
 def releases(scenario: Scenario, seed: int | None = None) -> list[Release]:
