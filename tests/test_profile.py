@@ -281,12 +281,12 @@ def test_lp_edf_chunks_split_a_draw_exactly() -> None:
     assert isinstance(model, SampledModel) and isinstance(model.base, WcetModel)
 
     class D:
-        def __init__(self, seq: int, chunk: int) -> None:
-            self.seq, self.task_index, self.chunk = seq, 0, chunk
+        def __init__(self, k: int, chunk: int) -> None:
+            self.k, self.task_index, self.chunk = k, 0, chunk
 
-    for seq in range(len(plan.releases)):
-        parts = [model(D(seq, c)) for c in range(3)]  # type: ignore[arg-type]
-        assert sum(parts) == model.by_seq[seq] and all(p > 0 for p in parts)
+    for k in range(len(plan.releases)):
+        parts = [model(D(k, c)) for c in range(3)]  # type: ignore[arg-type]
+        assert sum(parts) == model.draw(0, k) and all(p > 0 for p in parts)
 
 
 # ----------------------------------------------------------------------------- aegis profile

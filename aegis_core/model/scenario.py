@@ -22,7 +22,7 @@ from aegis_core.model.errors import InputError, ScenarioError
 from aegis_core.model.overheads import Overheads, load_overheads
 from aegis_core.model.policy import DEFAULT, POLICIES, Policy
 from aegis_core.model.profile import Profile, load_profile
-from aegis_core.model.types import BYTES_PER_MIB, TimeNs, ms_to_ns
+from aegis_core.model.types import BYTES_PER_MIB, MAX_TIME_NS, MAX_TIME_TEXT, TimeNs, ms_to_ns
 
 BYTES_PER_MB = BYTES_PER_MIB
 """``memory_mb`` counts MiB."""
@@ -139,8 +139,14 @@ class _Fields:
         return value
 
     def ms(self, key: str, *, strict: bool = True) -> TimeNs | None:
+        """A time in ms as integer ns, at most :data:`MAX_TIME_NS`; None when absent."""
         value = self.number(key, strict=strict)
-        return None if value is None else ms_to_ns(value)
+        if value is None:
+            return None
+        ns = ms_to_ns(value)
+        if ns > MAX_TIME_NS:
+            raise self.fail(key, f"{value!r} ms is {ns} ns, past the limit of {MAX_TIME_TEXT}")
+        return ns
 
     def integer(self, key: str, *, minimum: int | None = None) -> int | None:
         value = self.data.get(key)
@@ -220,6 +226,10 @@ def _kernels(f: _Fields) -> tuple[int, ...] | None:
         if ns is None or ns <= 0:
             raise item.fail(f"kernels_ms[{k}]", "must be > 0 after conversion to ns")
         out.append(ns)
+    if sum(out) > MAX_TIME_NS:
+        raise f.fail(
+            "kernels_ms", f"kernels sum to {sum(out)} ns, past the limit of {MAX_TIME_TEXT}"
+        )
     return tuple(out)
 
 
@@ -429,16 +439,18 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
     if duration is not None and duration <= 0:
         raise f.fail("duration_ms", "must be > 0 after conversion to ns")
     seed = f.integer("seed", minimum=0)
-    return Scenario(
-        name=name,
-        tasks=tasks,
-        policy=_policy(f),
-        duration_ns=1_000 * 1_000_000 if duration is None else duration,
-        seed=0 if seed is None else seed,
-        gpu_memory_bytes=_memory_bytes(f, "gpu"),
-        path=path,
-        source_sha256=hashlib.sha256(source).hexdigest() if source else "",
-        overheads=_overheads(f, base),
+    return check_times(
+        Scenario(
+            name=name,
+            tasks=tasks,
+            policy=_policy(f),
+            duration_ns=1_000 * 1_000_000 if duration is None else duration,
+            seed=0 if seed is None else seed,
+            gpu_memory_bytes=_memory_bytes(f, "gpu"),
+            path=path,
+            source_sha256=hashlib.sha256(source).hexdigest() if source else "",
+            overheads=_overheads(f, base),
+        )
     )
 
 
@@ -508,10 +520,46 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def replace_scenario(scenario: Scenario, **changes: Any) -> Scenario:
-    """A copy with some top-level fields changed (``--seed``, ``--duration-ms``)."""
+    """A copy with some top-level fields changed (``--seed``, ``--duration-ms``), its times
+    checked again (:func:`check_times`)."""
     import dataclasses
 
-    return dataclasses.replace(scenario, **changes)
+    return check_times(dataclasses.replace(scenario, **changes))
+
+
+def time_span(scenario: Scenario, task: Task) -> list[tuple[str, TimeNs]]:
+    """The times whose sum bounds what the run plans for ``task``: its releases come before
+    the duration, the arrival generator steps one gap (period, plus slack if sporadic or
+    poisson) past the last one, a release is delayed by up to the jitter and its deadline
+    counts from there. Field name and value, in ns."""
+    parts = [("duration_ms", scenario.duration_ns), ("period_ms", task.period_ns)]
+    if task.arrival is not Arrival.PERIODIC:
+        parts.append(("slack_ms", task.slack_ns))
+    parts += [("jitter_ms", task.jitter_ns), ("deadline_ms", task.deadline_ns)]
+    return parts
+
+
+def check_times(scenario: Scenario) -> Scenario:
+    """``scenario`` if every time the run plans fits int64 (docs/CONTRACTS.md §scenario): the
+    duration, and each task's :func:`time_span` summed, are at most :data:`MAX_TIME_NS`
+    (each time field of a file is checked as it is read). Else a ScenarioError naming the
+    task and the field (of a sum, its largest term)."""
+    if scenario.duration_ns > MAX_TIME_NS:
+        raise ScenarioError(scenario.path, f"{scenario.duration_ns} ns is past the limit of "
+                            f"{MAX_TIME_TEXT}", field="duration_ms")  # fmt: skip
+    for t in scenario.tasks:
+        span = time_span(scenario, t)
+        total = sum(ns for _, ns in span)
+        if total > MAX_TIME_NS:
+            largest = max(span, key=lambda kv: kv[1])[0]
+            terms = " + ".join(k for k, _ in span)
+            raise ScenarioError(
+                scenario.path,
+                f"{terms} reach {total} ns, past the limit of {MAX_TIME_TEXT}",
+                task=t.name,
+                field=largest,
+            )
+    return scenario
 
 
 def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:

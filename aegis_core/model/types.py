@@ -10,6 +10,14 @@ TimeNs = int
 NS_PER_MS = 1_000_000
 NS_PER_US = 1_000
 
+MAX_TIME_NS: TimeNs = 1 << 62
+"""The largest time a scenario may give, and the largest the run may plan from it: 2**62 ns,
+about 146 years. Each time field, and per task the sum of the duration and the times the
+run adds to it, must stay at or below it, so every planned time (and the sum of two) fits
+int64 (docs/CONTRACTS.md §scenario)."""
+
+MAX_TIME_TEXT = "2**62 ns (about 146 years)"
+
 
 def ms_to_ns(value: float | int) -> TimeNs:
     """Convert milliseconds (as written in YAML) to integer ns, exactly for decimal input.

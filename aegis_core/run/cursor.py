@@ -13,7 +13,7 @@ the order of one instant's events.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from aegis_core.model.errors import InternalError
 from aegis_core.model.types import TimeNs
@@ -21,29 +21,31 @@ from aegis_core.run.events import EngineEvent, Release
 
 
 class ReleaseCursor:
-    """The next release of a plan not yet handed back."""
+    """The next release of a plan not yet handed back, pulled from the plan's (lazy) release
+    stream with one release of look-ahead: the plan's releases are never held."""
 
-    __slots__ = ("_i", "_releases")
+    __slots__ = ("_it", "_next")
 
-    def __init__(self, releases: Sequence[Release] = ()) -> None:
-        self._releases = list(releases)
-        self._i = 0
+    def __init__(self, releases: Iterable[Release] = ()) -> None:
+        self._it = iter(releases)
+        self._next = next(self._it, None)
 
     def next_ns(self) -> TimeNs | None:
         """The planned time of the next release (None: every release was handed back)."""
-        return self._releases[self._i].t_ns if self._i < len(self._releases) else None
+        nxt = self._next
+        return None if nxt is None else nxt.t_ns
 
     def take(self, now: TimeNs) -> list[Release]:
         """Every release planned at or before ``now`` not handed back yet, in plan order."""
-        rel, i = self._releases, self._i
-        while i < len(rel) and rel[i].t_ns <= now:
-            i += 1
-        out, self._i = rel[self._i : i], i
+        nxt = self._next
+        if nxt is None or nxt.t_ns > now:
+            return []
+        out, it = [], self._it
+        while nxt is not None and nxt.t_ns <= now:
+            out.append(nxt)
+            nxt = next(it, None)
+        self._next = nxt
         return out
-
-    def __len__(self) -> int:
-        """Releases left."""
-        return len(self._releases) - self._i
 
 
 class Slots:

@@ -11,10 +11,9 @@ from aegis_core.budget import TaskBudget, any_samples, budgets, split_in_proport
 from aegis_core.model.errors import InputError
 from aegis_core.model.overheads import Overheads
 from aegis_core.model.policy import Policy
-from aegis_core.model.scenario import Scenario
+from aegis_core.model.scenario import Scenario, check_times
 from aegis_core.model.types import TimeNs
-from aegis_core.run.arrivals import releases
-from aegis_core.run.events import Release
+from aegis_core.run.arrivals import BLOCK, PlannedReleases, ReleasePlan
 
 if TYPE_CHECKING:
     from aegis_core.analysis.admission import Admission
@@ -52,44 +51,75 @@ class SampledModel:
     replacement, from them; other tasks run for their WCET.
 
     Draws come from one generator per task seeded by ``(seed, task index)`` and are taken in
-    job order (``k``), so a job's duration depends only on the scenario, the seed and ``k``:
-    the simulator and the executor's mock backend replay the same durations. Under lp-edf a
-    draw is split over the chunks in proportion to their WCETs (integer ns, summing exactly).
+    job order (``k``), so a job's duration depends only on the scenario, the seed, the task
+    and ``k``: the simulator and the executor's mock backend replay the same durations. They
+    are drawn lazily, :data:`~aegis_core.run.arrivals.BLOCK` at a time (the same sequence as
+    one draw of them all), and only the latest blocks are kept. Under lp-edf a draw is split
+    over the chunks in proportion to their WCETs (integer ns, summing exactly).
     """
 
-    def __init__(self, base: WcetModel, by_seq: Sequence[TimeNs | None]) -> None:
+    def __init__(
+        self, base: WcetModel, samples: Sequence[Sequence[TimeNs] | None], seed: int
+    ) -> None:
         self.base = base
         self.chunks = base.chunks
-        self.by_seq = list(by_seq)
+        self.draws = [None if not s else _Draws(tuple(s), seed, i) for i, s in enumerate(samples)]
 
     @classmethod
-    def of(
-        cls, budgets: Sequence[TaskBudget], base: WcetModel, plan: Sequence[Release], seed: int
-    ) -> SampledModel:
-        import numpy as np
+    def of(cls, budgets: Sequence[TaskBudget], base: WcetModel, seed: int) -> SampledModel:
+        """Each task replays its budget's samples (a task with none: its WCET)."""
+        return cls(base, [b.samples_ns or None for b in budgets], seed)
 
-        counts = [0] * len(budgets)
-        for r in plan:
-            counts[r.task_index] += 1
-        draws: list[list[int] | None] = []
-        for i, b in enumerate(budgets):
-            if not b.samples_ns:
-                draws.append(None)
-                continue
-            rng = np.random.default_rng([seed, i])
-            picks = rng.integers(0, len(b.samples_ns), size=counts[i])
-            draws.append([b.samples_ns[j] for j in picks.tolist()])
-        by_seq = [None if (d := draws[r.task_index]) is None else d[r.k] for r in plan]
-        return cls(base, by_seq)
+    def draw(self, task_index: int, k: int) -> TimeNs | None:
+        """The whole duration of job ``k`` of the task (None: the task replays no samples)."""
+        draws = self.draws[task_index]
+        return None if draws is None else draws[k]
 
     def __call__(self, d: Dispatch) -> TimeNs:
-        value = self.by_seq[d.seq]
-        if value is None:
+        draws = self.draws[d.task_index]
+        if draws is None:
             return self.base(d)
+        value = draws[d.k]
         chain = self.chunks[d.task_index]
         if len(chain) == 1:
             return value
         return split_in_proportion(value, chain)[d.chunk]
+
+
+class _Draws:
+    """One task's replayed durations by job index ``k``: block ``b`` holds jobs
+    ``b * BLOCK …``, drawn in order from the task's generator; the last :attr:`KEEP` blocks
+    are kept (a job further back is redrawn from the seed: the same value, rarely needed)."""
+
+    KEEP = 2
+    __slots__ = ("drawn", "kept", "rng", "samples", "seed", "task_index")
+
+    def __init__(self, samples: tuple[TimeNs, ...], seed: int, task_index: int) -> None:
+        self.samples, self.seed, self.task_index = samples, seed, task_index
+        self._restart()
+
+    def _restart(self) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng([self.seed, self.task_index])
+        self.drawn = 0  # blocks drawn from rng
+        self.kept: list[list[TimeNs]] = []  # the last blocks drawn, oldest first
+
+    def __getitem__(self, k: int) -> TimeNs:
+        b, r = divmod(k, BLOCK)
+        first = self.drawn - len(self.kept)
+        if first <= b < self.drawn:
+            return self.kept[b - first][r]
+        if b < first:
+            self._restart()
+        samples, kept = self.samples, self.kept
+        while self.drawn <= b:
+            picks = self.rng.integers(0, len(samples), size=BLOCK).tolist()
+            kept.append([samples[j] for j in picks])
+            self.drawn += 1
+            if len(kept) > self.KEEP:
+                del kept[0]
+        return kept[-1][r]
 
 
 @dataclass(frozen=True)
@@ -100,7 +130,9 @@ class RunPlan:
 
     scenario: Scenario
     policy: Policy
-    releases: Sequence[Release]
+    releases: ReleasePlan
+    """The planned releases in plan order (:class:`~aegis_core.run.arrivals.PlannedReleases`:
+    generated anew on each iteration, never held)."""
     exec_time: ExecutionTimeModel
     budgets: tuple[TaskBudget, ...]
     slots: int | None = 1
@@ -146,22 +178,21 @@ class RunPlan:
         plan_budgets = admission.budgets if admission is not None else budgets(scenario)
         model = WcetModel.of(plan_budgets)
         rejected = admission.rejected if admission is not None and enforce else frozenset()
-        planned = releases(scenario, seed)
+        check_times(scenario)
+        seed = scenario.seed if seed is None else seed
         if exec_time is None:
             exec_time = model
             if exec_time_mode == "sample" and any_samples(plan_budgets):
-                exec_time = SampledModel.of(
-                    plan_budgets, model, planned, scenario.seed if seed is None else seed
-                )
+                exec_time = SampledModel.of(plan_budgets, model, seed)
         return cls(
             scenario=scenario,
             policy=policy,
-            releases=planned,
+            releases=PlannedReleases(scenario, seed),
             exec_time=exec_time,
             budgets=plan_budgets,
             slots=None if policy.concurrent else 1,
             rejected=rejected,
             overheads=admission.overheads if admission is not None else scenario.overheads,
-            seed=scenario.seed if seed is None else seed,
+            seed=seed,
             host_mode=host_mode,
         )
