@@ -6,19 +6,21 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from aegis_core.analysis.admission import admit
 from aegis_core.budget import any_samples
 from aegis_core.model.errors import InputError
 from aegis_core.model.scenario import Scenario
-from aegis_core.record.schema import admission_records
+from aegis_core.model.status import JobStatus
+from aegis_core.record.schema import EndRecord, Interruption, admission_records
 from aegis_core.record.sinks import JsonlTrace, NullTrace, TraceSink
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Job, Scheduler
 from aegis_core.tools.results import overhead_stats, task_summaries, versions, write_results
+from aegis_core.tools.signals import stop_on_signals
 
 
 @dataclass
@@ -118,6 +120,7 @@ def run_scenario(
     exec_time: str = "sample",
     perfetto: bool = True,
     host_mode: str = "sample",
+    progress: TextIO | None = None,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -130,6 +133,11 @@ def run_scenario(
     ``perfetto=False`` skips ``trace.json`` (the Perfetto export of ``trace.jsonl``).
     ``host_mode``: how a simulated engine replays the scenario's host overheads (``sample``:
     seeded draws from the calibrated samples; ``bound``: every one at its bound).
+    ``progress``: where to draw the run's progress (:mod:`~aegis_core.tools.progress`).
+
+    SIGINT and SIGTERM during the run (main thread) stop it after the instant it is in: the
+    results are written for what ran, the summary says ``interrupted: {at_ns, signal}`` and
+    the trace ends, as every run's does, with an ``end`` record.
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
     verdicts = admit(scenario)  # validates before anything is written
@@ -148,16 +156,24 @@ def run_scenario(
     if out is not None:
         sink = _open_outputs(out, trace, trace_flush)
     scheduler = Scheduler.for_plan(plan)
+    tick, bar = (None, None) if progress is None else _progress(progress, eng, plan, scheduler)
     try:
         sink.write(admission_records(verdicts, scenario, enforced=admission))
         t0 = time.perf_counter()
-        stats = run(plan, scheduler, eng, sink=sink)
+        with stop_on_signals() as stop:
+            stats = run(plan, scheduler, eng, sink=sink, stop=stop, progress=tick)
         wall = time.perf_counter() - t0
     except BaseException:
         sink.close()
         if out is not None and not scheduler.jobs:  # failed before any release (e.g. the
             _discard(out, created)  # engine could not start): leave nothing half-written
         raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
+    finally:
+        if bar is not None:
+            bar.close()
+    stopped = None if stats.stopped is None else Interruption(stats.last_ns, stats.stopped)
+    traced = sum(j.status is not JobStatus.REJECTED for j in scheduler.jobs)  # their releases
+    sink.write([EndRecord(stats.last_ns, traced, stopped)])
     sink.close()
     tasks = task_summaries(scenario, scheduler.jobs, verdicts)
     summary: dict[str, Any] = {
@@ -192,6 +208,8 @@ def run_scenario(
         },
         "versions": versions(),
     }
+    if stopped is not None:  # absent for a run that ran to its end
+        summary["interrupted"] = stopped._asdict()
     if plan.overheads is not None:  # what the analysis charged, and where it came from
         summary["overheads"] = {"source": plan.overheads.label,
                                 "bounds_ns": plan.overheads.bounds()}  # fmt: skip
@@ -207,6 +225,13 @@ def run_scenario(
         if trace and perfetto:
             write_perfetto(out, plan)
     return RunResult(summary, scheduler.jobs, out, stats)
+
+
+def _progress(stream: TextIO, eng: Engine, plan: RunPlan, scheduler: Scheduler) -> Any:
+    from aegis_core.tools.progress import run_progress
+
+    label = eng.name if not eng.backend else f"{eng.name}-{eng.backend}"
+    return run_progress(stream, label, plan.scenario.duration_ns, scheduler.jobs)
 
 
 def write_perfetto(out: Path, plan: RunPlan) -> None:
