@@ -387,3 +387,34 @@ def test_head_ends_explain_and_sim_quietly(tmp_path: Path) -> None:
                               text=True, env=_env())  # fmt: skip
         assert done.returncode in (0, BROKEN_PIPE), done.stderr  # 0: all fitted in the pipe
         assert done.stderr == "" and len(done.stdout.splitlines()) == 1
+
+
+def test_compare_and_profile_show_progress(tmp_path: Path) -> None:
+    from aegis_core.tools.compare import compare
+    from aegis_core.tools.profiling import profile_scenario
+
+    s = make_scenario([{"name": "a", "period_ms": 10, "wcet_ms": 2}], duration_ms=50)
+    tty = _Tty()
+    c = compare(s, backend="mock", results=tmp_path, progress=tty)
+    assert c.reused == {"sim": False, "exec": False}
+    assert (
+        "sim " in tty.getvalue() and "exec-mock " in tty.getvalue() and "/50 ms" in tty.getvalue()
+    )
+    tty = _Tty()
+    profile_scenario(s, backend="mock", out_dir=tmp_path / "p", samples=30, warmup=1,
+                     pace="none", progress=tty, meter=lambda: None)  # fmt: skip
+    text = tty.getvalue()
+    assert "a [isolated]" in text and "/30 samples" in text and text.rstrip().endswith(".json")
+
+
+def test_an_interrupted_run_is_never_reused_by_compare(tmp_path: Path) -> None:
+    from aegis_core.tools.compare import _current
+
+    s = make_scenario([{"name": "a", "period_ms": 10, "wcet_ms": 2}], duration_ms=50)
+    out = tmp_path / "sim"
+    run_scenario(s, "sim", out_dir=out, perfetto=False, host_mode="bound")
+    assert _current(out, s, s.seed, "bound")
+    summary = json.loads((out / "summary.json").read_text())
+    summary["interrupted"] = {"at_ns": 0, "signal": "SIGINT"}
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert not _current(out, s, s.seed, "bound")
