@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pty
+import shlex
 import signal
 import struct
 import subprocess
@@ -380,8 +381,8 @@ def test_a_closed_stdout_ends_quietly(args: list[str], tmp_path: Path) -> None:
 def test_head_ends_explain_and_sim_quietly(tmp_path: Path) -> None:
     fifo = ROOT / "scenarios" / "fifo.yaml"
     for cmd in (
-        f"{' '.join(_aegis('sim', str(fifo), '--out', str(tmp_path)))} | head -1",
-        f"{' '.join(_aegis('explain', str(tmp_path), '--job', 'safety#1'))} | head -1",
+        shlex.join(_aegis("sim", str(fifo), "--out", str(tmp_path))) + " | head -1",
+        shlex.join(_aegis("explain", str(tmp_path), "--job", "safety#1")) + " | head -1",
     ):
         done = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True,
                               text=True, env=_env())  # fmt: skip
@@ -397,9 +398,8 @@ def test_compare_and_profile_show_progress(tmp_path: Path) -> None:
     tty = _Tty()
     c = compare(s, backend="mock", results=tmp_path, progress=tty)
     assert c.reused == {"sim": False, "exec": False}
-    assert (
-        "sim " in tty.getvalue() and "exec-mock " in tty.getvalue() and "/50 ms" in tty.getvalue()
-    )
+    shown = tty.getvalue()
+    assert "sim " in shown and "exec-mock " in shown and "/50 ms" in shown
     tty = _Tty()
     profile_scenario(s, backend="mock", out_dir=tmp_path / "p", samples=30, warmup=1,
                      pace="none", progress=tty, meter=lambda: None)  # fmt: skip
