@@ -418,3 +418,20 @@ def test_an_interrupted_run_is_never_reused_by_compare(tmp_path: Path) -> None:
     summary["interrupted"] = {"at_ns": 0, "signal": "SIGINT"}
     (out / "summary.json").write_text(json.dumps(summary))
     assert not _current(out, s, s.seed, "bound")
+
+
+def test_calibrate_stops_with_a_phase_a_signal_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aegis_core.tools import calibrate, runner
+
+    ran: list[str] = []
+
+    def stopped(scenario: Any, engine: Any, **kw: Any) -> Any:
+        ran.append(scenario.name)
+        return runner.RunResult({"interrupted": {"at_ns": 5, "signal": "SIGTERM"}}, [], None,
+                                None)  # fmt: skip
+
+    monkeypatch.setattr(runner, "run_scenario", stopped)
+    s = make_scenario([{"name": "a", "period_ms": 10, "wcet_ms": 2}])
+    with pytest.raises(Interrupted) as cut:
+        calibrate.measure(s, "mock", 10 * MS)
+    assert cut.value.reason == "SIGTERM" and len(ran) == 1  # no second phase
