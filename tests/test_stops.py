@@ -435,3 +435,67 @@ def test_calibrate_stops_with_a_phase_a_signal_stopped(monkeypatch: pytest.Monke
     with pytest.raises(Interrupted) as cut:
         calibrate.measure(s, "mock", 10 * MS)
     assert cut.value.reason == "SIGTERM" and len(ran) == 1  # no second phase
+
+
+class _Signalling(FakeEngine):
+    """Raises ``signals`` (in order) at its 5th, 10th, ... advance: a Ctrl-C mid-run,
+    in-process, at a known point."""
+
+    def __init__(self, *signals: int) -> None:
+        super().__init__()
+        self.signals = list(signals)
+        self.calls = 0
+
+    def advance(self, until: Any) -> Any:
+        self.calls += 1
+        if self.signals and self.calls % 5 == 0:
+            signal.raise_signal(self.signals.pop(0))
+        return super().advance(until)
+
+
+def _with_engine(monkeypatch: pytest.MonkeyPatch, *signals: int) -> None:
+    from aegis_core.tools import runner
+
+    monkeypatch.setattr(runner, "load_engine", lambda name, **kw: _Signalling(*signals))
+
+
+def test_cli_an_interrupted_run_prints_one_line_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_engine(monkeypatch, signal.SIGINT)
+    out = tmp_path / "run"
+    assert main(["sim", str(BENCH), "--out", str(out), "--quiet"]) == 130
+    got = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    at = summary["interrupted"]["at_ns"]
+    assert got.out == "" and got.err == (
+        f"aegis: interrupted at {at / 1e9:.3f} s (SIGINT): results for what ran in {out}/\n"
+    )
+    assert _records(out / "trace.jsonl")[-1]["interrupted"] == summary["interrupted"]
+
+
+def test_cli_a_second_signal_stops_hard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_engine(monkeypatch, signal.SIGINT, signal.SIGINT)
+    out = tmp_path / "run"
+    from aegis_core.run import loop
+
+    monkeypatch.setattr(loop, "POLL", 10**9)  # polled at the first instant only: the second
+    # signal lands before the loop sees the first
+    assert main(["sim", str(BENCH), "--out", str(out)]) == 130
+    assert capsys.readouterr().err == "aegis: interrupted (SIGINT): stopped where it was\n"
+    assert _records(out / "trace.jsonl")[-1]["kind"] != "end"  # cut: no end record
+    assert not (out / "summary.json").exists()
+    assert main(["explain", str(out), "--verify"]) == 1
+    assert capsys.readouterr().out.startswith("incomplete trace: no end record")
+
+
+def test_cli_compare_stops_with_its_stopped_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_engine(monkeypatch, signal.SIGTERM)
+    fifo = ROOT / "scenarios" / "fifo.yaml"
+    assert main(["compare", str(fifo), "--backend", "mock", "--results", str(tmp_path)]) == 143
+    assert capsys.readouterr().err.endswith("aegis: interrupted (SIGTERM)\n")
+    assert not (tmp_path / "fifo" / "compare").exists()
