@@ -75,9 +75,13 @@ def _overheads_digest(scenario: Scenario, host_mode: str) -> str | None:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def engine_label(engine: Engine) -> str:
+    """``sim``, ``exec-numpy``, …: the engine and its backend."""
+    return engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
+
+
 def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
-    label = engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
-    return Path("results") / scenario.name / label
+    return Path("results") / scenario.name / engine_label(engine)
 
 
 def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
@@ -230,8 +234,7 @@ def run_scenario(
 def _progress(stream: TextIO, eng: Engine, plan: RunPlan, scheduler: Scheduler) -> Any:
     from aegis_core.tools.progress import run_progress
 
-    label = eng.name if not eng.backend else f"{eng.name}-{eng.backend}"
-    return run_progress(stream, label, plan.scenario.duration_ns, scheduler.jobs)
+    return run_progress(stream, engine_label(eng), plan.scenario.duration_ns, scheduler.jobs)
 
 
 def write_perfetto(out: Path, plan: RunPlan) -> None:
