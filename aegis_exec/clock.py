@@ -2,12 +2,19 @@
 :class:`Clock`. :data:`WALL` (the default) is ``time.perf_counter_ns``, waited on with little
 overshoot (sleep most of the way, spin the rest); tests inject a virtual clock
 (:class:`aegis_exec.testing.VirtualClock`) so what they check cannot depend on how busy the
-host is."""
+host is.
+
+A wait of :func:`sleep_until` is :data:`~aegis_core.run.stop.interruptible`: a stop request
+(SIGINT, SIGTERM during ``aegis exec``) ends it at once, and the loop ends the run there. A
+signal that requests nothing (another handler) does not shorten it: ``time.sleep`` resumes
+after the handler (PEP 475: no ``InterruptedError``), and the loop here re-checks the clock."""
 
 from __future__ import annotations
 
 import time
 from typing import Protocol
+
+from aegis_core.run.stop import interruptible
 
 SPIN_NS = 200_000
 """The last stretch before a target is spun, not slept: a Linux sleep overshoots by ~50-100 us."""
@@ -28,7 +35,8 @@ def sleep_until(t_ns: int, spin_ns: int = SPIN_NS) -> None:
     clock = time.perf_counter_ns
     while (left := t_ns - clock()) > 0:
         if left > spin_ns:
-            time.sleep((left - spin_ns) / 1e9)
+            with interruptible:
+                time.sleep((left - spin_ns) / 1e9)
 
 
 class WallClock:

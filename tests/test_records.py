@@ -23,14 +23,17 @@ from aegis_core.record.schema import (
     CompleteRecord,
     DispatchRecord,
     Encoder,
+    EndRecord,
     Entry,
     FaultRecord,
+    Interruption,
     Kind,
     MissRecord,
     OverrunRecord,
     Record,
     ReleaseRecord,
     SkipRecord,
+    TraceRecord,
     as_dict,
     decode,
     decode_all,
@@ -50,7 +53,8 @@ json_values = st.recursive(
 )
 job = (ints, ints, texts, texts)  # t_ns, seq, job, task
 
-RECORDS: st.SearchStrategy[Record] = st.one_of(
+RECORDS: st.SearchStrategy[TraceRecord] = st.one_of(
+    st.builds(EndRecord, ints, ints, st.none() | st.builds(Interruption, ints, texts)),
     st.builds(ReleaseRecord, *job, ints, ints, opt_ints),
     st.builds(
         DispatchRecord, *job, ints, texts, st.lists(texts).map(tuple), st.lists(entries).map(tuple)
@@ -76,7 +80,7 @@ RECORDS: st.SearchStrategy[Record] = st.one_of(
 
 
 @given(RECORDS, st.integers(min_value=0, max_value=10**9))
-def test_every_record_round_trips(r: Record, rec: int) -> None:
+def test_every_record_round_trips(r: TraceRecord, rec: int) -> None:
     line = encode(r, rec)
     assert line.endswith("\n") and "\n" not in line[:-1]
     obj = json.loads(line)  # plain JSON, the fields in schema order after rec, t_ns, kind
@@ -159,11 +163,30 @@ def test_a_schedulers_records_decode_to_themselves() -> None:
         ({"rec": 9, "t_ns": 0, "kind": "admit", "task": "a", "policy": "np-edf",
           "enforced": True, "rationale": [], "gpu_memory_bytes": None},
          "record 9 (admit): field 'rationale': an object expected, got []"),
+        ({"rec": 10, "t_ns": 5, "kind": "end", "interrupted": None},
+         "record 10 (end): field 'jobs': an integer expected, missing"),
+        ({"rec": 11, "t_ns": 5, "kind": "end", "jobs": 1, "interrupted": "SIGINT"},
+         "record 11 (end): field 'interrupted': an object expected, got 'SIGINT'"),
+        ({"rec": 12, "t_ns": 5, "kind": "end", "jobs": 1, "interrupted": {"at_ns": 5}},
+         "record 12 (end): field 'signal': a string expected, missing"),
     ],
 )  # fmt: skip
 def test_decoding_names_the_record_and_field_that_are_wrong(obj: Any, message: str) -> None:
     with pytest.raises(InputError, match=re.escape(message)):
         from_dict(obj)
+
+
+def test_the_end_record_is_read_but_left_out_of_the_runs_records() -> None:
+    """``decode`` reads an end record; ``decode_all`` (what a replay takes) leaves it out."""
+    rel = ReleaseRecord(0, 0, "a#0", "a", 5, 0, None, 0)
+    end = EndRecord(4, 1, Interruption(4, "SIGTERM"), 1)
+    lines = Encoder().lines([rel, end])
+    assert lines[1] == ('{"rec":1,"t_ns":4,"kind":"end","jobs":1,'
+                        '"interrupted":{"at_ns":4,"signal":"SIGTERM"}}\n')  # fmt: skip
+    assert decode(lines[1]) == end
+    assert decode_all([json.loads(line) for line in lines]) == [rel]
+    assert decode_all([rel, end]) == [rel]
+    assert Replay.of([json.loads(line) for line in lines]).jobs["a#0"].release == rel
 
 
 def test_not_json_is_an_input_error() -> None:

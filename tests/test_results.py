@@ -52,7 +52,7 @@ def test_sim_writes_the_results_layout(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(summary["scenario_sha256"]) == 64
     records = read_trace(tmp_path / "trace.jsonl")
     kinds = {r["kind"] for r in records}
-    assert kinds == {"admit", "release", "dispatch", "complete"}
+    assert kinds == {"admit", "release", "dispatch", "complete", "end"}
     assert sum(r["kind"] == "dispatch" for r in records) == summary["jobs"]
 
 

@@ -13,6 +13,10 @@
     │                               executor turns it into that job's `fault`
     └── InternalError               an invariant of the core broke (a bug)
 
+    Interrupted (a BaseException)   a stop request (SIGINT, SIGTERM) cut a wait of the
+                                    run short; the loop catches it and ends the run there
+                                    (aegis_core.run.stop)
+
 Deadline misses, rejections and job faults are *not* exceptions: they are job
 statuses and trace records.
 """
@@ -68,3 +72,13 @@ class JobFault(EngineError):
 
 class InternalError(AegisError):
     """An invariant of the core was violated: a bug in AegisRT, never the user's fault."""
+
+
+class Interrupted(BaseException):
+    """A stop request ended a blocking wait of a run (:mod:`aegis_core.run.stop`). A
+    BaseException, as KeyboardInterrupt is: no ``except Exception`` of an engine or a backend
+    swallows it; the loop catches it and ends the run at the instant it was waiting after."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -32,6 +32,13 @@ assumption ``what`` (an overhead: ``release-lag``, ``decision``, ``launch``,
 ``policy``, ``enforced``, ``rationale`` (the verdict: bound, reason, test, …), ``params``
 (what admission read of the task, :data:`TASK_PARAMS`) and ``gpu_memory_bytes``.
 
+``end`` (:class:`EndRecord`, the last line of every run's trace, complete or stopped by a
+signal) carries ``jobs`` (the jobs released: one ``release`` record each) and
+``interrupted``: null, or ``{"at_ns", "signal"}`` (the instant the run stopped at, ``SIGINT``
+or ``SIGTERM``); its ``t_ns`` is the run's last instant. A trace without one was cut short
+(a hard kill, a truncated file). It is no record *of* the run: :func:`decode_all` leaves it
+out (the run's records, for a replay); :func:`decode` / :func:`from_dict` read it.
+
 Records are NamedTuples (cheap to make on the scheduler's hot path). :class:`Encoder` writes
 them by hand-formatted JSON (a job's ready-set entry is formatted once and reused by every
 dispatch that lists it); :func:`decode` / :func:`from_dict` read a line or a parsed object back
@@ -69,6 +76,7 @@ class Kind(StrEnum):
     SKIP = "skip"
     FAULT = "fault"
     ASSUMPTION = "assumption"
+    END = "end"
 
 
 class ReadyLike(Protocol):
@@ -282,11 +290,34 @@ class AdmissionRecord(NamedTuple):
         return Kind.ADMIT if self.admitted else Kind.REJECT
 
 
+class Interruption(NamedTuple):
+    """Where a stopped run stopped: the instant it stopped at and the signal that stopped it."""
+
+    at_ns: TimeNs
+    signal: str
+
+
+class EndRecord(NamedTuple):
+    """The last record of a run's trace (see the module docstring)."""
+
+    t_ns: TimeNs
+    jobs: int
+    interrupted: Interruption | None = None
+    rec: int = -1
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.END
+
+
 JobRecord = (
     ReleaseRecord | DispatchRecord | ChunkRecord | CompleteRecord | MissRecord | OverrunRecord
     | SkipRecord | FaultRecord | AssumptionRecord
 )  # fmt: skip
 Record = JobRecord | AdmissionRecord
+"""A record of the run (what a replay takes)."""
+TraceRecord = Record | EndRecord
+"""Any line of a trace."""
 
 
 # ------------------------------------------------------------------------------- admission
@@ -380,13 +411,13 @@ class Encoder:
         self._names: dict[str, str] = {}
         self._rule: tuple[str | None, tuple[str, ...], str] = (None, (), "")
 
-    def line(self, r: Record) -> str:
+    def line(self, r: TraceRecord) -> str:
         """One record as a JSON line (with its newline)."""
         n = self.n
         self.n = n + 1
         return _ENCODE[type(r)](self, r, n)
 
-    def lines(self, records: Sequence[Record]) -> list[str]:
+    def lines(self, records: Sequence[TraceRecord]) -> list[str]:
         enc = _ENCODE
         out = [enc[type(r)](self, r, n) for n, r in enumerate(records, self.n)]
         self.n += len(out)
@@ -488,6 +519,12 @@ class Encoder:
         body["gpu_memory_bytes"] = r.gpu_memory_bytes
         return json.dumps(body, separators=(",", ":")) + "\n"
 
+    def _end(self, r: EndRecord, n: int) -> str:
+        i = r.interrupted
+        stop = "null" if i is None else f'{{"at_ns":{i.at_ns},"signal":{_q(i.signal)}}}'
+        return (f'{{"rec":{n},"t_ns":{r.t_ns},"kind":"end","jobs":{r.jobs},'
+                f'"interrupted":{stop}}}\n')  # fmt: skip
+
 
 def _list(items: Iterable[str]) -> str:
     return "[" + ",".join(map(_q, items)) + "]"
@@ -504,10 +541,11 @@ _ENCODE: dict[type, Callable[[Encoder, Any, int], str]] = {
     FaultRecord: Encoder._fault,
     AssumptionRecord: Encoder._assumption,
     AdmissionRecord: Encoder._admission,
+    EndRecord: Encoder._end,
 }
 
 
-def encode(r: Record, rec: int = 0) -> str:
+def encode(r: TraceRecord, rec: int = 0) -> str:
     """One record as a JSON line numbered ``rec`` (a sink numbers its records itself)."""
     return Encoder(rec).line(r)
 
@@ -515,7 +553,7 @@ def encode(r: Record, rec: int = 0) -> str:
 # --------------------------------------------------------------------------------- decode
 
 
-def decode(line: str) -> Record:
+def decode(line: str) -> TraceRecord:
     """A JSON line back into its record; an :class:`InputError` names what is wrong."""
     try:
         d = json.loads(line)
@@ -524,12 +562,24 @@ def decode(line: str) -> Record:
     return from_dict(d)
 
 
-def decode_all(records: Iterable[Mapping[str, Any] | Record]) -> list[Record]:
-    """Parsed trace objects (or records already) as records, in order."""
-    return [r if isinstance(r, tuple) else from_dict(r) for r in records]
+def decode_all(records: Iterable[Mapping[str, Any] | TraceRecord]) -> list[Record]:
+    """Parsed trace objects (or records already) as the run's records, in order: an end
+    record is left out (:func:`is_end` finds it)."""
+    out: list[Record] = []
+    keep = out.append
+    for r in records:
+        x = r if isinstance(r, tuple) else from_dict(r)
+        if type(x) is not EndRecord:
+            keep(x)  # type: ignore[arg-type]
+    return out
 
 
-def from_dict(d: Mapping[str, Any]) -> Record:
+def is_end(r: Mapping[str, Any] | TraceRecord) -> bool:
+    """An end record, parsed or typed (checked by kind only)."""
+    return (r.kind if isinstance(r, tuple) else r.get("kind")) == Kind.END
+
+
+def from_dict(d: Mapping[str, Any]) -> TraceRecord:
     """A parsed JSON object as its record, every field of its kind checked."""
     if type(d) is dict and "rec" in d:  # the fast path: a well-formed record, no per-field calls
         fast = _fast(d)
@@ -572,7 +622,7 @@ _ENTRY = itemgetter("job", "task", "deadline_ns", "release_ns", "seq")
 _ENTRY_TYPES = (str, str, int, int, int)
 
 
-def _fast(d: dict[str, Any]) -> Record | None:
+def _fast(d: dict[str, Any]) -> TraceRecord | None:
     """The record of a well-formed object; None: let the checking reader say what is wrong."""
     kind = d.get("kind")
     if type(kind) is not str:
@@ -592,7 +642,7 @@ def _fast(d: dict[str, Any]) -> Record | None:
             if prio is not None and type(prio) is not int:
                 return None
             vals = (*vals[:-1], prio, vals[-1])
-        r: Record = _new(cls, vals)
+        r: TraceRecord = _new(cls, vals)
         return r
     except (KeyError, TypeError, AttributeError):
         return None
@@ -790,7 +840,16 @@ def _admission(f: _Fields) -> AdmissionRecord:
     )
 
 
-_DECODE: dict[str, Callable[[_Fields], Record]] = {
+def _end(f: _Fields) -> EndRecord:
+    stop = f.d.get("interrupted")
+    at: Interruption | None = None
+    if stop is not None:
+        got = f.obj("interrupted")
+        at = Interruption(f.num("at_ns", got), f.txt("signal", got))
+    return EndRecord(f.num("t_ns"), f.num("jobs"), at, f.num("rec"))
+
+
+_DECODE: dict[str, Callable[[_Fields], TraceRecord]] = {
     Kind.ADMIT: _admission,
     Kind.REJECT: _admission,
     Kind.RELEASE: _release,
@@ -802,10 +861,11 @@ _DECODE: dict[str, Callable[[_Fields], Record]] = {
     Kind.SKIP: _skip,
     Kind.FAULT: _fault,
     Kind.ASSUMPTION: _assumption,
+    Kind.END: _end,
 }
 
 
-def as_dict(r: Record) -> dict[str, Any]:
+def as_dict(r: TraceRecord) -> dict[str, Any]:
     """A record as the JSON object it is written as."""
     out: dict[str, Any] = json.loads(encode(r, r.rec))
     return out

@@ -13,13 +13,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from aegis_core.record.schema import Encoder, Record
+from aegis_core.record.schema import Encoder, TraceRecord
 
 
 class TraceSink(Protocol):
     """Where a run's records go."""
 
-    def write(self, records: Sequence[Record]) -> None: ...
+    def write(self, records: Sequence[TraceRecord]) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -27,7 +27,7 @@ class TraceSink(Protocol):
 class NullTrace:
     """Discards every record (the trace-off configuration)."""
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[TraceRecord]) -> None:
         pass
 
     def flush(self) -> None:
@@ -62,7 +62,7 @@ class JsonlTrace:
         if flush not in FLUSH_MODES:
             raise ValueError(f"flush must be one of {', '.join(FLUSH_MODES)}, got {flush!r}")
         self.stream = stream
-        self._pending: list[Record] = []
+        self._pending: list[TraceRecord] = []
         self._per_record = flush == "record"
         self._min_block = self.BATCH if flush == "batch" else 1
         self._owns = owns
@@ -73,7 +73,7 @@ class JsonlTrace:
         """A trace file written as the run goes (see the class docstring for ``flush``)."""
         return cls(open(path, "w", encoding="utf-8"), owns=True, flush=flush)
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[TraceRecord]) -> None:
         if self._per_record:
             line, out = self._encoder.line, self.stream
             for r in records:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aegis_core.model.types import TimeNs
 from aegis_core.record.sinks import NullTrace, TraceSink
+from aegis_core.run import stop as _stop
 from aegis_core.run.engine import Engine
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Job, Scheduler
+
+POLL = 16
+"""The loop consults its ``stop`` and ``progress`` hooks every this many instants (and
+after the first): one integer comparison per instant in between."""
 
 
 @dataclass
@@ -18,6 +25,11 @@ class LoopStats:
     decisions_ns: list[int] = field(default_factory=list)
     """Wall-clock cost of each scheduling decision (pick + its record), in ns."""
     instants: int = 0
+    last_ns: TimeNs = 0
+    """The run's last instant (0: none ran)."""
+    stopped: str | None = None
+    """Why the run was stopped before its end (what ``stop`` returned, e.g. ``"SIGINT"``);
+    None: it ran to its end."""
 
 
 def run(
@@ -28,6 +40,8 @@ def run(
     sink: TraceSink | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
     jobs: Callable[[list[Job]], None] | None = None,
+    stop: Callable[[], str | None] | None = None,
+    progress: Callable[[TimeNs], None] | None = None,
 ) -> LoopStats:
     """Drive ``engine`` through ``plan`` with ``scheduler`` until nothing is left to happen.
 
@@ -36,6 +50,11 @@ def run(
     then hand the instant's records to ``sink`` (none: they are dropped) and flush it before
     time moves on, and the jobs that settled in it to ``jobs`` (they leave the scheduler).
     The clock only measures decision overhead; decisions never read it.
+
+    After the first instant and every :data:`POLL` instants, ``progress(now)`` is called and
+    ``stop()`` asked: a reason (not None) ends the run there, after a whole instant
+    (``stats.stopped``). With ``stop`` given, the engine's interruptible waits are armed
+    (:mod:`aegis_core.run.stop`): a stop request ends a wait for the next release at once.
     """
     stats = LoopStats()
     overheads = stats.decisions_ns
@@ -53,34 +72,45 @@ def run(
     dispatch, decided = engine.dispatch, overheads.append
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
-    instants = 0
+    n = now = 0
+    due = 1 if stop is not None or progress is not None else -1
     try:
         engine.start(plan)
         pace_gc.freeze()  # what start() loaded (models, libraries) is never scanned again
-        while (events := advance(timer())) is not None:
-            now = now_of()
-            instants += 1
-            step(events, now)
-            free = free_slots()  # each dispatch takes one slot; none frees within the instant
-            while free > 0:
-                t0 = clock()
-                d = schedule(now)
-                t1 = clock()
-                if d is None:
-                    break
-                decided(t1 - t0)
-                dispatch(d)
-                free -= 1
-            if keep:
-                write(pending)
-                flush()
-            drop()
-            if take is not None and scheduler.ended:
-                take(settled())
-            if gc_count()[0] >= gc_due:
-                pace_gc()
+        with _stop.armed() if stop is not None else contextlib.nullcontext():
+            while (events := advance(timer())) is not None:
+                now = now_of()
+                n += 1
+                step(events, now)
+                free = free_slots()  # a dispatch takes one slot; none frees within an instant
+                while free > 0:
+                    t0 = clock()
+                    d = schedule(now)
+                    t1 = clock()
+                    if d is None:
+                        break
+                    decided(t1 - t0)
+                    dispatch(d)
+                    free -= 1
+                if keep:
+                    write(pending)
+                    flush()
+                drop()
+                if take is not None and scheduler.ended:
+                    take(settled())
+                if gc_count()[0] >= gc_due:
+                    pace_gc()
+                if n == due:
+                    due += POLL
+                    if progress is not None:
+                        progress(now)
+                    if stop is not None and (why := stop()) is not None:
+                        stats.stopped = why
+                        break
+    except _stop.Interrupted as exc:  # a stop request ended a wait: no instant was cut
+        stats.stopped = exc.reason
     finally:
-        stats.instants = instants
+        stats.instants, stats.last_ns = n, now
         if keep:  # an instant cut short by an error: its records so far
             write(pending)
         drop()

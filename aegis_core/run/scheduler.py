@@ -169,6 +169,8 @@ class Scheduler:
         """Every job released, by seq (only when ``retain``)."""
         self.released = 0
         """Jobs released so far (the next job's seq)."""
+        self.missed = 0
+        """Jobs flagged missed so far."""
         self._retain = retain
         self._live: dict[int, Job] = {}  # released and not yet handed over by settled()
         self.ended: list[Job] = []
@@ -372,6 +374,7 @@ class Scheduler:
         """Flag ``job`` missed: a ``miss`` record at the instant its deadline passed (a wall
         clock wakes, or hands a completion over, later)."""
         job.missed = True
+        self.missed += 1
         self.records.append(MissRecord(
             job.deadline_ns, job.seq, job.id, job.task, job.release_ns, job.deadline_ns, state
         ))  # fmt: skip

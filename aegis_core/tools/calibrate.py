@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aegis_core.model.errors import Interrupted
 from aegis_core.model.overheads import Figure, Overhead, Overheads, thin
 from aegis_core.model.policy import get_policy
 from aegis_core.model.scenario import Scenario, Task
@@ -81,8 +82,10 @@ def measure(
                      f"{duration_ns / 1e9:g} s on {engine.backend} ...")  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="aegis-calibrate-") as tmp:
             # as a real run: the trace written after every instant (its cost is the host's)
-            run_scenario(at_load(scenario, u, duration_ns), engine, out_dir=Path(tmp),
-                         admission=False, exec_time="wcet", perfetto=False)  # fmt: skip
+            r = run_scenario(at_load(scenario, u, duration_ns), engine, out_dir=Path(tmp),
+                             admission=False, exec_time="wcet", perfetto=False)  # fmt: skip
+        if r.summary.get("interrupted"):  # a signal stopped the phase: no partial figures
+            raise Interrupted(r.summary["interrupted"]["signal"])
         for w, samples in engine.overhead_samples().items():
             out[w].extend(samples)
     return out, engine

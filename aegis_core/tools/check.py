@@ -30,7 +30,7 @@ import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from aegis_core.analysis.admission import Admission, admit, analysis_task
 from aegis_core.analysis.bounds import (
@@ -52,6 +52,7 @@ from aegis_core.run.events import Release
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan, WcetModel
 from aegis_core.run.scheduler import Scheduler
+from aegis_core.tools.progress import steps
 
 SCALE = 2
 """Critical patterns run with every time multiplied by this: one scaled ns is half a ns."""
@@ -297,12 +298,13 @@ def check(
     engine: str | Callable[[], Engine] = "sim",
     admission: Admission | None = None,
     critical: bool = True,
+    progress: TextIO | None = None,
 ) -> CheckResult:
     """Simulate the critical patterns (unless not ``critical``) and ``runs`` random sporadic
     runs of the admitted tasks (``engine``: a registered engine's name, or an engine factory).
     With host overheads every chunk runs for its charged length (the slot held from the
     decision to the seen completion); the release lag is not simulated, so a lagged bound is
-    checked for safety, not reached."""
+    checked for safety, not reached. ``progress``: where to draw the simulations done."""
     policy = scenario.policy
     if policy.patterns is Patterns.NONE:
         raise InputError(f"{scenario.path}: no analysis for policy {policy}: nothing to check")
@@ -324,15 +326,30 @@ def check(
                 worst[name] = (r, label)
 
     patterns, prio = critical_patterns(scenario, tasks, chosen) if critical else ([], None)
-    for p in patterns:
-        keep_worst(p.label, simulate_pattern(scenario, tasks, chosen, p, factory(), prio))
-    ts = [analysis_task(t, b) for t, b in zip(tasks, chosen, strict=True)]
-    busy = busy_period(ts) or 0
-    longest = max(t.period_ns for t in tasks)
-    horizon = min(scenario.duration_ns, max(20 * longest, 4 * busy))
-    for n, (label, variant) in enumerate(random_runs(tasks, runs, scenario.seed)):
-        got = _simulate(scenario, variant, by_name, horizon, scenario.seed + n, factory())
+    bar = steps(progress, len(patterns) + runs, "simulations", "check")
+    done = 0
+
+    def shown(label: str, got: dict[str, int]) -> None:
+        nonlocal done
         keep_worst(label, got)
+        done += 1
+        if bar is not None:
+            above = sum(worst[t.name][0] > (bounds[t.name] or 0) for t in tasks)
+            bar.show(done, f"{label}, {above} tasks above their bound")
+
+    try:
+        for p in patterns:
+            shown(p.label, simulate_pattern(scenario, tasks, chosen, p, factory(), prio))
+        ts = [analysis_task(t, b) for t, b in zip(tasks, chosen, strict=True)]
+        busy = busy_period(ts) or 0
+        longest = max(t.period_ns for t in tasks)
+        horizon = min(scenario.duration_ns, max(20 * longest, 4 * busy))
+        for n, (label, variant) in enumerate(random_runs(tasks, runs, scenario.seed)):
+            shown(label, _simulate(scenario, variant, by_name, horizon, scenario.seed + n,
+                                   factory()))  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
     rows = []
     for t in tasks:
         bound = bounds[t.name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from aegis_core import __version__
 from aegis_core.analysis.admission import Admission
-from aegis_core.model.errors import AegisError, InputError
+from aegis_core.model.errors import AegisError, InputError, Interrupted
 from aegis_core.model.overheads import load_overheads
 from aegis_core.model.policy import POLICIES, Analysis, get_policy
 from aegis_core.model.scenario import Scenario, load_scenario, replace_scenario, with_profiles
@@ -129,7 +130,15 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
         admission=not args.no_admission,
         exec_time=args.exec_time,
         perfetto=not args.no_perfetto,
+        progress=_progress(args),
     )
+    stopped = result.summary.get("interrupted")
+    if stopped is not None:
+        from aegis_core.tools.signals import exit_code
+
+        print(f"aegis: interrupted at {stopped['at_ns'] / 1e9:.3f} s ({stopped['signal']}): "
+              f"results for what ran in {result.out_dir}/", file=sys.stderr)  # fmt: skip
+        return exit_code(stopped["signal"])
     print(format_table(result.summary))
     if "exec" in result.summary:
         print(format_exec(result.summary))
@@ -138,6 +147,21 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
         print(f"not run (rejected by admission): {', '.join(rejected)}; see `aegis admit`")
     print(f"results: {result.out_dir}/")
     return 0
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    """Where this command draws progress (stderr on a terminal, not under CI, not --quiet)."""
+    from aegis_core.tools.progress import terminal
+
+    return terminal(args.quiet)
+
+
+def _quiet_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (shown only on a terminal, not under CI)",
+    )
 
 
 def format_exec(summary: dict[str, Any]) -> str:
@@ -240,7 +264,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.runs < 0:
         raise InputError(f"--runs must be >= 0, got {args.runs}")
-    result = check(_scenario(args), runs=args.runs)
+    result = check(_scenario(args), runs=args.runs, progress=_progress(args))
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -263,6 +287,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
     sub.add_argument("scenario", help="scenario YAML file")
+    _quiet_option(sub)
     sub.add_argument("--out", help=f"results directory (default {default_out})")
     sub.add_argument("--seed", type=int, help="override the scenario's seed")
     sub.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
@@ -433,7 +458,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     warn_ideal_host(scenario)
     c = compare(scenario, backend=args.backend, results=Path(args.results),
-                rerun=args.rerun)  # fmt: skip
+                rerun=args.rerun, progress=_progress(args))  # fmt: skip
     print(format_comparison(c))
     return 0
 
@@ -443,7 +468,8 @@ def _compare_policies(args: argparse.Namespace) -> int:
 
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
     pc = compare_policies(_scenario(args), names, backend=args.backend,
-                          results=Path(args.results), rerun=args.rerun)  # fmt: skip
+                          results=Path(args.results), rerun=args.rerun,
+                          progress=_progress(args))  # fmt: skip
     print(format_policies(pc))
     return 0
 
@@ -456,13 +482,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(explain_job(records, args.job))
     if args.verify or not args.job:
         v = verify(records)
-        if v.ok:
-            print(f"verified: all {v.dispatches} dispatches and {v.admissions} admission "
-                  "verdicts re-derive from the trace")  # fmt: skip
-            return 0
-        print(f"NOT reproduced: {len(v.mismatches)} of {v.dispatches} dispatches and "
-              f"{v.admissions} admissions; the first: {v.mismatches[0]}")  # fmt: skip
-        return 1
+        held = (f"all {v.dispatches} dispatches and {v.admissions} admission verdicts "
+                "re-derive from the trace")  # fmt: skip
+        wrong = (f"{len(v.mismatches)} of {v.dispatches} dispatches and {v.admissions} "
+                 f"admissions; the first: {v.mismatches[0]}" if v.mismatches else "")  # fmt: skip
+        if v.end is None:  # cut short: a hard kill, a truncated file
+            cut = "its last line is cut mid-record and dropped; " if v.cut else ""
+            print(f"incomplete trace: no end record ({cut}the run was cut short); what it "
+                  f"holds: {held if v.ok else 'NOT reproduced: ' + wrong}")  # fmt: skip
+            return 1
+        if not v.ok:
+            print(f"NOT reproduced: {wrong}")
+            return 1
+        print(f"verified: {held}")
+        stop = v.end.interrupted
+        if stop is not None:
+            print(f"interrupted at {_ms(stop.at_ns)} ms ({stop.signal}): the trace holds the "
+                  "run up to then")  # fmt: skip
+        return 0
     return 0
 
 
@@ -479,6 +516,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         contention=args.contention,
         exceedance=args.exceedance,
         pace=args.pace,
+        progress=None if args.quiet else sys.stderr,
     )
     print(format_profiles(measured))
     print(
@@ -537,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true", help="print the result as JSON")
     chk.add_argument("--runs", type=int, default=20, help="random sporadic runs (default 20)")
     _profiles_option(chk)
+    _quiet_option(chk)
     chk.set_defaults(func=cmd_check)
 
     prof = sub.add_parser("profile", help="measure each task's execution time, write WCET profiles")
@@ -577,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument(
         "--out", default="profiles", help="directory for <task>.json (default profiles)"
     )
+    _quiet_option(prof)
     prof.set_defaults(func=cmd_profile)
 
     cal = sub.add_parser(
@@ -622,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seed", type=int, help="override the scenario's seed")
     cmp_.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
     _profiles_option(cmp_)
+    _quiet_option(cmp_)
     cmp_.set_defaults(func=cmd_compare)
 
     exp = sub.add_parser("explain", help="why each decision was taken; --verify re-derives them")
@@ -657,17 +698,35 @@ def _probability(text: str) -> float:
     return p
 
 
+BROKEN_PIPE = 141
+"""The exit status when stdout was closed early (``aegis … | head -1``): 128 + SIGPIPE, what a
+Unix tool killed by SIGPIPE reports."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed stdout shows here at the latest, not at exit
+    except BrokenPipeError:  # the reader went away: end quietly (the Python docs' recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit fails no more
+        return BROKEN_PIPE
     except InputError as exc:
         print(f"aegis: error: {exc}", file=sys.stderr)
         return 2
     except AegisError as exc:
         print(f"aegis: error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:  # a stop outside a run's loop (e.g. between compare's runs)
+        from aegis_core.tools.signals import exit_code
+
+        print(f"aegis: interrupted ({exc.reason})", file=sys.stderr)
+        return exit_code(exc.reason)
+    except KeyboardInterrupt:  # Ctrl-C outside a run, or a second one during a run
+        print("aegis: interrupted (SIGINT): stopped where it was", file=sys.stderr)
+        return 130
     return code
 
 

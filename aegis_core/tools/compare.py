@@ -17,9 +17,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from aegis_core.model.errors import InputError
+from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import fmt_ms
 
@@ -67,18 +67,24 @@ def _current(out: Path, scenario: Scenario, seed: int, host_mode: str = "sample"
     except (OSError, ValueError):
         return False
     want = run_fingerprint(scenario, seed, True, "sample", host_mode)
-    return (out / "jobs.csv").is_file() and s.get("fingerprint") == want
+    whole = not s.get("interrupted")  # a run stopped by a signal is never reused
+    return (out / "jobs.csv").is_file() and s.get("fingerprint") == want and whole
 
 
 def _results(
-    scenario: Scenario, engine: Any, out: Path, seed: int, host_mode: str = "sample"
-) -> bool:
-    """Run unless current results exist; True when reused."""
+    scenario: Scenario, engine: Any, out: Path, seed: int, host_mode: str = "sample",
+    progress: TextIO | None = None,
+) -> bool:  # fmt: skip
+    """Run unless current results exist; True when reused. A run stopped by a signal stops
+    the comparison (:class:`~aegis_core.model.errors.Interrupted`)."""
     from aegis_core.tools.runner import run_scenario
 
     if _current(out, scenario, seed, host_mode):
         return True
-    run_scenario(scenario, engine, out_dir=out, perfetto=False, host_mode=host_mode)
+    r = run_scenario(scenario, engine, out_dir=out, perfetto=False, host_mode=host_mode,
+                     progress=progress)  # fmt: skip
+    if r.summary.get("interrupted"):
+        raise Interrupted(r.summary["interrupted"]["signal"])
     return False
 
 
@@ -90,7 +96,7 @@ exec is the order to expect; ``aegis sim`` replays them as measured (the predict
 
 def compare(
     scenario: Scenario, backend: str = "auto", results: Path = Path("results"),
-    rerun: bool = False,
+    rerun: bool = False, progress: TextIO | None = None,
 ) -> Comparison:  # fmt: skip
     from aegis_core.run.engine import load_engine
 
@@ -102,8 +108,8 @@ def compare(
         for d in (sim_dir, exec_dir):
             (d / "summary.json").unlink(missing_ok=True)
     reused = {
-        "sim": _results(scenario, "sim", sim_dir, scenario.seed, SIM_HOST),
-        "exec": _results(scenario, engine, exec_dir, scenario.seed),
+        "sim": _results(scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress),
+        "exec": _results(scenario, engine, exec_dir, scenario.seed, progress=progress),
     }
     sim = json.loads((sim_dir / "summary.json").read_text())
     ex = json.loads((exec_dir / "summary.json").read_text())
@@ -287,7 +293,7 @@ class PolicyComparison:
 
 def compare_policies(
     scenario: Scenario, policies: list[str], backend: str = "auto",
-    results: Path = Path("results"), rerun: bool = False,
+    results: Path = Path("results"), rerun: bool = False, progress: TextIO | None = None,
 ) -> PolicyComparison:  # fmt: skip
     """Run ``scenario`` under each of ``policies`` (names) in sim and on ``backend`` (reusing
     current results, as :func:`compare` does), under ``results/<scenario>/policies/<policy>/``;
@@ -314,11 +320,15 @@ def compare_policies(
         if rerun:
             for x in (sim_dir, exec_dir):
                 (x / "summary.json").unlink(missing_ok=True)
-        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed)}
+        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed, progress=progress)}
         ex: dict[str, Any] | None = None
         try:
             reused[policy.name]["exec"] = _results(
-                s, load_engine("exec", backend=resolved, host="auto"), exec_dir, s.seed
+                s,
+                load_engine("exec", backend=resolved, host="auto"),
+                exec_dir,
+                s.seed,
+                progress=progress,
             )
             ex = json.loads((exec_dir / "summary.json").read_text())
         except ScenarioError as exc:

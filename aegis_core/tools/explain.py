@@ -10,6 +10,13 @@ job above its bound, with the overruns and broken assumptions in its busy window
 (:mod:`~aegis_core.record.attribution`) or, with none, the analysis bug it is. Both read the
 run through one :class:`~aegis_core.record.replay.Replay`; records are dicts as parsed
 (:func:`load`) or typed (:mod:`~aegis_core.record.schema`).
+
+A trace is complete when its last record is the ``end`` record every run writes: one without
+(a hard kill, a truncated file) is *incomplete*; :func:`verify` still checks what it holds and
+says so (``Verification.end`` None). A last line cut mid-record (no newline, not JSON: the
+write a hard kill interrupted) is dropped by :func:`load` and counted in
+``Verification.cut``; such a trace has no end record, so it is incomplete too. A bad line
+anywhere else is an input error.
 """
 
 from __future__ import annotations
@@ -28,13 +35,17 @@ from aegis_core.record.schema import (
     AssumptionRecord,
     CompleteRecord,
     DispatchRecord,
+    EndRecord,
     Entry,
     FaultRecord,
     MissRecord,
     OverrunRecord,
     Record,
     SkipRecord,
+    TraceRecord,
     decode_all,
+    from_dict,
+    is_end,
     key_of,
     scenario_from_records,
 )
@@ -58,25 +69,52 @@ class Verification:
     dispatches: int = 0
     admissions: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
+    end: EndRecord | None = None
+    """The trace's end record; None: the trace is incomplete (cut short)."""
+    cut: bool = False
+    """The trace's last line was cut mid-record (:class:`Trace`)."""
 
     @property
     def ok(self) -> bool:
+        """Every decision the trace holds re-derives (complete or not: see :attr:`end`)."""
         return not self.mismatches
 
+    @property
+    def complete(self) -> bool:
+        return self.end is not None
 
-def load(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``trace.jsonl`` (or of a results directory holding one)."""
+
+class Trace(list[dict[str, Any]]):
+    """The records of a trace file as parsed; ``cut``: its last line was cut mid-record
+    (dropped)."""
+
+    cut = False
+
+
+def load(path: str | Path) -> Trace:
+    """The records of a ``trace.jsonl`` (or of a results directory holding one); a last line
+    cut mid-record is dropped (``Trace.cut``)."""
+    import json
+
     from aegis_core.model.files import read_text
-    from aegis_core.record.sinks import read_records
 
     p = Path(path)
     if p.is_dir():
         p = p / "trace.jsonl"
     text = read_text(p, "trace file")
-    try:
-        return read_records(text.splitlines())
-    except ValueError as exc:
-        raise InputError(f"{p}: not a trace: {exc}") from None
+    lines = text.splitlines()
+    out = Trace()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError as exc:
+            if n == len(lines) and not text.endswith("\n"):  # the write a kill cut short
+                out.cut = True
+                break
+            raise InputError(f"{p}: not a trace: line {n}: {exc}") from None
+    return out
 
 
 def _policy_of(records: Sequence[Record]) -> str:
@@ -86,15 +124,42 @@ def _policy_of(records: Sequence[Record]) -> str:
     raise InputError("the trace has no admission records: nothing names its policy")
 
 
-def verify(records: Sequence[Mapping[str, Any] | Record]) -> Verification:
-    """Re-derive every dispatch and every admission; the mismatches in trace order."""
+def verify(records: Sequence[Mapping[str, Any] | TraceRecord]) -> Verification:
+    """Re-derive every dispatch and every admission, and check the end record against the
+    run (``Verification.end``: None for an incomplete trace); the mismatches in trace order."""
     recs = decode_all(records)
-    out = Verification()
+    out = Verification(cut=bool(getattr(records, "cut", False)))
     policy = _policy_of(recs)
     rp = _verify_dispatches(recs, policy, out)
     _verify_admissions(rp.admissions, out)
+    _verify_end(records, rp, out)
     out.mismatches.sort(key=lambda m: -1 if m.rec is None else m.rec)
     return out
+
+
+def _verify_end(
+    records: Sequence[Mapping[str, Any] | TraceRecord], rp: Replay, out: Verification
+) -> None:
+    """The end record is the last one, alone, and agrees with the run: the jobs it counts are
+    the releases, a stop is at its instant."""
+    at = [i for i, r in enumerate(records) if is_end(r)]
+    if not at:
+        return
+    r = records[at[-1]]
+    end = r if isinstance(r, tuple) else from_dict(r)
+    assert isinstance(end, EndRecord)
+    out.end = end
+    if at != [len(records) - 1]:
+        why = "is not the trace's last record, alone" if len(at) == 1 else "is not the only one"
+        out.mismatches.append(Mismatch(end.rec, "end", why))
+    released = sum(js.release is not None for js in rp.jobs.values())
+    if end.jobs != released:
+        out.mismatches.append(Mismatch(end.rec, "end", f"counts {end.jobs} jobs, the trace "
+                                                       f"released {released}"))  # fmt: skip
+    i = end.interrupted
+    if i is not None and i.at_ns != end.t_ns:
+        why = f"interrupted at {_ms(i.at_ns)}, not at its instant {_ms(end.t_ns)}"
+        out.mismatches.append(Mismatch(end.rec, "end", why))
 
 
 def _verify_dispatches(records: Sequence[Record], policy: str, out: Verification) -> Replay:

@@ -115,26 +115,39 @@ def proc_stat_meter() -> HostSample | None:
 
 
 class Progress:
-    """One status line per task on ``stream``: rewritten in place on a terminal, printed once
-    when done otherwise (logs stay readable)."""
+    """Per task on ``stream``: a progress bar of its samples on a terminal
+    (:mod:`~aegis_core.tools.progress`: not under CI), and one line when it is done (also
+    when not a terminal: logs stay readable)."""
 
     def __init__(self, stream: IO[str] | None) -> None:
+        from aegis_core.tools.progress import terminal
+
         self.stream = stream
-        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self.tty = stream is not None and terminal(stream=stream) is not None
+        self._bar: Any = None
+        self._label = ""
 
     def update(self, label: str, n: int, total: int, wcet_ns: float | None) -> None:
         if self.stream is None or not self.tty:
             return
-        est = "" if wcet_ns is None else f", WCET so far {wcet_ns / 1e6:.3f} ms"
-        bar = "#" * (20 * n // total)
-        self.stream.write(f"\r{label} [{bar:<20}] {n}/{total}{est}   ")
-        self.stream.flush()
+        if self._bar is None or label != self._label:
+            from aegis_core.tools.progress import Bar
+
+            self.close()
+            self._bar, self._label = Bar(self.stream, total, "samples", label), label
+        self._bar.show(n, "" if wcet_ns is None else f"WCET so far {wcet_ns / 1e6:.3f} ms")
 
     def done(self, label: str, text: str) -> None:
+        self.close()
         if self.stream is None:
             return
-        self.stream.write(("\r" if self.tty else "") + f"{label}: {text}" + " " * 10 + "\n")
+        self.stream.write(f"{label}: {text}\n")
         self.stream.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 @dataclass(frozen=True)

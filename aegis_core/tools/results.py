@@ -56,7 +56,8 @@ def jobs_csv(jobs: Iterable[Job]) -> str:
 
 _COUNTS = ("jobs", "completed", "failed", "rejected", "skipped", "misses", "overruns")
 _ENDS = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.SKIPPED)
-_COUNTED = {s: _COUNTS.index(s.name.lower()) for s in _ENDS}
+_PENDING = len(_COUNTS)  # a stopped run's jobs still ready or running: counted in no column
+_COUNTED = {s: _COUNTS.index(s.name.lower()) if s in _ENDS else _PENDING for s in JobStatus}
 
 
 class JobTally:
@@ -77,7 +78,7 @@ class JobTally:
     def __init__(self, scenario: Scenario, admission: Admission | None = None, *,
                  csv: TextIO | None = None, keep: bool = False) -> None:  # fmt: skip
         self.names = [t.name for t in scenario.tasks]
-        self.counts = [[0] * len(_COUNTS) for _ in self.names]
+        self.counts = [[0] * (len(_COUNTS) + 1) for _ in self.names]
         self.response = [array("q") for _ in self.names]
         self.exec = [array("q") for _ in self.names]
         self.lags: array[int] | None = None
@@ -156,6 +157,11 @@ class JobTally:
             self._csv.write("".join(self._rows))
         self._rows.clear()
 
+    @property
+    def traced(self) -> int:
+        """Jobs taken that have a release record (every one but the rejected)."""
+        return self.jobs - sum(c[_COUNTS.index("rejected")] for c in self.counts)
+
     def release_lags(self) -> array[int]:
         """Every job's release lag, in seq order (all 0 when none was)."""
         return self.lags if self.lags is not None else array("q", bytes(8 * self.jobs))
@@ -172,7 +178,7 @@ class JobTally:
         for i, (t, wcet) in enumerate(zip(scenario.tasks, wcets, strict=True)):
             out.append({
                 "name": t.name,
-                **dict(zip(_COUNTS, self.counts[i], strict=True)),
+                **dict(zip(_COUNTS, self.counts[i], strict=False)),
                 "period_ns": t.period_ns,
                 "deadline_ns": t.deadline_ns,
                 "wcet_ns": wcet,

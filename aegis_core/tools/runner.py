@@ -13,16 +13,17 @@ from aegis_core.analysis.admission import admit
 from aegis_core.budget import any_samples
 from aegis_core.model.errors import InputError
 from aegis_core.model.scenario import Scenario
-from aegis_core.record.schema import admission_records
+from aegis_core.record.schema import EndRecord, Interruption, admission_records
 from aegis_core.record.sinks import JsonlTrace, NullTrace, TraceSink
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.scheduler import Job, Scheduler
+from aegis_core.tools.results import JobTally, overhead_stats, versions, write_summary
+from aegis_core.tools.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from aegis_core.analysis.admission import Admission
-from aegis_core.tools.results import JobTally, overhead_stats, versions, write_summary
 
 
 @dataclass
@@ -77,9 +78,13 @@ def _overheads_digest(scenario: Scenario, host_mode: str) -> str | None:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def engine_label(engine: Engine) -> str:
+    """``sim``, ``exec-numpy``, …: the engine and its backend."""
+    return engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
+
+
 def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
-    label = engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
-    return Path("results") / scenario.name / label
+    return Path("results") / scenario.name / engine_label(engine)
 
 
 def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
@@ -136,6 +141,7 @@ def run_scenario(
     perfetto: bool = True,
     host_mode: str = "sample",
     keep_jobs: bool | None = None,
+    progress: TextIO | None = None,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -151,6 +157,11 @@ def run_scenario(
     ``keep_jobs``: keep every job in :attr:`RunResult.jobs` (default: only when nothing is
     written; a written run streams its jobs to ``jobs.csv`` and keeps none, so its memory
     does not grow with its length).
+    ``progress``: where to draw the run's progress (:mod:`~aegis_core.tools.progress`).
+
+    SIGINT and SIGTERM during the run (main thread) stop it after the instant it is in: the
+    results are written for what ran, the summary says ``interrupted: {at_ns, signal}`` and
+    the trace ends, as every run's does, with an ``end`` record.
     """
     eng = load_engine(engine) if isinstance(engine, str) else engine
     verdicts = admit(scenario)  # validates before anything is written
@@ -172,10 +183,13 @@ def run_scenario(
     keep = not write if keep_jobs is None else keep_jobs
     tally = JobTally(scenario, verdicts, csv=csv, keep=keep)
     scheduler = Scheduler.for_plan(plan, retain=False)
+    tick, bar = (None, None) if progress is None else _progress(progress, eng, plan, scheduler)
     try:
         sink.write(admission_records(verdicts, scenario, enforced=admission))
         t0 = time.perf_counter()
-        stats = run(plan, scheduler, eng, sink=sink, jobs=tally.add)
+        with stop_on_signals() as stop:
+            stats = run(plan, scheduler, eng, sink=sink, jobs=tally.add, stop=stop,
+                        progress=tick)  # fmt: skip
         wall = time.perf_counter() - t0
     except BaseException:
         sink.close()
@@ -185,6 +199,12 @@ def run_scenario(
         if out is not None and not scheduler.released:  # failed before any release (e.g.
             _discard(out, created)  # the engine could not start): leave nothing half-written
         raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
+    finally:
+        if bar is not None:
+            bar.close()
+    stopped = None if stats.stopped is None else Interruption(stats.last_ns, stats.stopped)
+    tally.add(scheduler.pending())  # a stopped run's jobs still ready or running, as they are
+    sink.write([EndRecord(stats.last_ns, tally.traced, stopped)])
     sink.close()
     tasks = tally.summaries(scenario)
     if csv is not None:
@@ -193,6 +213,7 @@ def run_scenario(
     summary = _summary(
         scenario, plan, eng, verdicts, tally, tasks, scheduler, stats, wall,
         seed=seed, admission=admission, exec_time=exec_time, host_mode=host_mode,
+        stopped=stopped,
     )  # fmt: skip
     if out is not None:
         write_summary(out, summary)
@@ -204,8 +225,8 @@ def run_scenario(
 def _summary(
     scenario: Scenario, plan: RunPlan, eng: Engine, verdicts: Admission, tally: JobTally,
     tasks: list[dict[str, Any]], scheduler: Scheduler, stats: LoopStats, wall: float, *,
-    seed: int | None,
-    admission: bool, exec_time: str, host_mode: str,
+    seed: int | None, admission: bool, exec_time: str, host_mode: str,
+    stopped: Interruption | None,
 ) -> dict[str, Any]:  # fmt: skip
     """``summary.json`` of a run (docs/CONTRACTS.md §results)."""
     run_seed = scenario.seed if seed is None else seed
@@ -239,6 +260,10 @@ def _summary(
         },
         "versions": versions(),
     }
+    if stopped is not None:  # absent for a run that ran to its end
+        summary["interrupted"] = stopped._asdict()
+    if stopped is not None:  # absent for a run that ran to its end
+        summary["interrupted"] = stopped._asdict()
     if plan.overheads is not None:  # what the analysis charged, and where it came from
         summary["overheads"] = {"source": plan.overheads.label,
                                 "bounds_ns": plan.overheads.bounds()}  # fmt: skip
@@ -250,6 +275,12 @@ def _summary(
             "release_lag_ns": overhead_stats(tally.release_lags()),
         }
     return summary
+
+
+def _progress(stream: TextIO, eng: Engine, plan: RunPlan, scheduler: Scheduler) -> Any:
+    from aegis_core.tools.progress import run_progress
+
+    return run_progress(stream, engine_label(eng), plan.scenario.duration_ns, scheduler)
 
 
 def write_perfetto(out: Path, plan: RunPlan) -> None:
