@@ -57,6 +57,7 @@ from aegis_core.record.schema import (
 DEVICE, TASKS, SCHED = 1, 2, 3
 _BUSY = 2**63  # a lane's end while a run holds it
 _CHUNK = Kind.CHUNK
+_END = {k: str(k) for k in Kind}  # a run's end kind as text
 
 
 def _us(ns: int) -> str:
@@ -264,8 +265,11 @@ class PerfettoTrace:
         self._out.append(f',{{"ph":"C","pid":1,"tid":0,"ts":{ts},"name":"activations",'
                          f'"args":{{"bytes":{self._live}}}}}')  # fmt: skip
 
-    def _entry(self, e: ReadyLike) -> str:
-        """A ready entry's JSON (as the trace lists it), made once per job."""
+    def _entry(self, e: ReadyLike, hit: tuple[ReadyLike, str] | None) -> str:
+        """A ready entry's JSON (as the trace lists it), made once per job: ``hit`` is what
+        is kept for its ``seq`` (an equal entry of a parsed trace reuses it too)."""
+        if hit is not None and type(hit[0]) is type(e) and hit[0] == e:
+            return hit[1]
         prio = "" if e.priority is None else f',"priority":{e.priority}'
         text = (f'{{"job":{_q(e.job)},"task":{_q(e.task)},"deadline_ns":{e.deadline_ns},'
                 f'"release_ns":{e.release_ns},"seq":{e.seq}{prio}}}')  # fmt: skip
@@ -306,28 +310,34 @@ class PerfettoTrace:
             keys = ",".join(map(_q, key))
             last = self._rule = (rule, key, f'"rule":{_q(rule)},"key":[{keys}]')
         cached = self._entries.get
-        parts = []
-        for e in ready:  # each entry formatted once, at the first dispatch that lists it
-            hit = cached(e.seq)
-            if hit is not None and (hit[0] is e or (type(hit[0]) is type(e) and hit[0] == e)):
-                parts.append(hit[1])
-            else:
-                parts.append(self._entry(e))
+        entry = self._entry
+        parts = ",".join([  # each entry formatted once, at the first dispatch that lists it
+            h[1] if (h := cached(e.seq)) is not None and h[0] is e else entry(e, h) for e in ready
+        ])  # fmt: skip
         ts = self._ts.get(t) or self._at(t)
-        self._out.append(
+        out = self._out
+        out.append(
             f',{{"ph":"i","s":"t","pid":3,"tid":1,"ts":{ts},"name":"dispatch {_q(job)[1:]},'
-            f'"cat":"decision","args":{{{last[2]},"ready":[{",".join(parts)}]}}}}'
+            f'"cat":"decision","args":{{{last[2]},"ready":[{parts}]}}}}'
             f',{{"ph":"C","pid":3,"tid":1,"ts":{ts},"name":"ready","args":'
             f'{{"jobs":{len(self.replay.ready)}}}}}'
         )  # fmt: skip
-        old = self._lane_of.get(job)
-        if old is not None:  # dispatched again while its run was open: that run never ends
-            self._device.ends[old] = t
+        lane_of = self._lane_of
+        if job in lane_of:  # dispatched again while its run was open: that run never ends
+            self._device.ends[lane_of[job]] = t
             if self._memory is not None:
                 self._bytes(t, -self._memory.get(task, 0))
-        self._lane_of[job] = self._slot(t, _BUSY)
-        if self._memory is not None:
-            self._bytes(t, self._memory.get(task, 0))
+        ends = self._device.ends
+        if ends[0] <= t:  # the first lane is free (one slot: always)
+            ends[0] = _BUSY
+            lane_of[job] = 0
+        else:
+            lane_of[job] = self._slot(t, _BUSY)
+        mem = self._memory
+        if mem is not None:
+            self._live = live = self._live + mem.get(task, 0)
+            out.append(f',{{"ph":"C","pid":1,"tid":0,"ts":{ts},"name":"activations",'
+                       f'"args":{{"bytes":{live}}}}}')  # fmt: skip
 
     def _chunk(self, r: ChunkRecord) -> None:
         self._apply(r)
@@ -380,6 +390,7 @@ class PerfettoTrace:
         rel = None if js is None else js.release
         kind = s.end
         whole = chunk == 0 and kind is not _CHUNK
+        end_kind = _END[kind] if kind is not None else None
         ch = "null" if whole else chunk
         texts = self._ts
         ts = texts.get(start) or self._at(start)
@@ -390,7 +401,7 @@ class PerfettoTrace:
             out.append(
                 f',{{"ph":"X","pid":1,"tid":{lane + 1},"ts":{ts},"dur":{dur},"name":'
                 f'{_q(job if whole else f"{job} chunk {chunk}")},"cat":"job","args":{{'
-                f'"release_ns":null,"deadline_ns":null,"chunk":{ch},"end_kind":"{kind}"}}}}'
+                f'"release_ns":null,"deadline_ns":null,"chunk":{ch},"end_kind":"{end_kind}"}}}}'
             )  # fmt: skip
         elif chunk == 0 and start > rel.release_ns:  # it waited: a wait slice, a flow
             released = rel.release_ns
@@ -404,24 +415,24 @@ class PerfettoTrace:
             tids = self._wait_tids[task]
             if w == len(tids):
                 tids.append(self._new_track(f"{task} ({w})"))
-            q = _q(job)[1:]
+            q = _q(job)
             rts = texts.get(released) or self._at(released)
             wd = start - released
             wdur = self._dur.get(wd) or self._span(wd)
             out.append(
-                f',{{"ph":"X","pid":2,"ts":{rts},"dur":{wdur},"name":"wait {q},"cat":"wait",'
+                f',{{"ph":"X","pid":2,"ts":{rts},"dur":{wdur},"name":"wait {q[1:]},"cat":"wait",'
                 f'"bind_id":{flow},"flow_out":true,"tid":{tids[w]}}}'
                 f',{{"ph":"X","pid":1,"tid":{lane + 1},"ts":{ts},"dur":{dur},"name":'
-                f'{_q(job) if whole else _q(f"{job} chunk {chunk}")},"cat":"job","args":{{'
+                f'{q if whole else _q(f"{job} chunk {chunk}")},"cat":"job","args":{{'
                 f'"release_ns":{released},"deadline_ns":{rel.deadline_ns},"chunk":{ch},'
-                f'"end_kind":"{kind}"}},"bind_id":{flow},"flow_in":true}}'
+                f'"end_kind":"{end_kind}"}},"bind_id":{flow},"flow_in":true}}'
             )  # fmt: skip
         else:
             out.append(
                 f',{{"ph":"X","pid":1,"tid":{lane + 1},"ts":{ts},"dur":{dur},"name":'
                 f'{_q(job if whole else f"{job} chunk {chunk}")},"cat":"job","args":{{'
                 f'"release_ns":{rel.release_ns},"deadline_ns":{rel.deadline_ns},"chunk":{ch},'
-                f'"end_kind":"{kind}"}}}}'
+                f'"end_kind":"{end_kind}"}}}}'
             )  # fmt: skip
         mem = self._memory
         if mem is not None:
