@@ -9,9 +9,11 @@ them to its sink. Then, on the same records (the simulation itself excluded), si
 * ``streaming sink``: :class:`~aegis_core.tools.perfetto.PerfettoTrace` fed the instants'
   records as the run would feed it, writing the file as it goes.
 
-Both write a real file with the activations counter on (1 MiB per task). Times are medians of
-``--repeat`` runs; the peak is the Python heap the writer allocates on top of the records
-(tracemalloc, one extra run each). Usage:
+Both write a real file with the activations counter on (1 MiB per task); a third row times
+the streaming replay the sink reads through, alone (the sink's floor). Times are medians of
+``--repeat`` runs, wall and CPU (this process: less sensitive to other load on a shared VM);
+the peak is the Python heap allocated on top of the records (tracemalloc, one extra run
+each). Usage:
 ``python benchmarks/bench_perfetto.py [--duration-ms 100000] [--repeat 5]``.
 """
 
@@ -85,20 +87,31 @@ def old(chunks: list[list[Any]], memory: Mapping[str, int], path: Path) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def measure(fn: Callable[[], None], repeat: int) -> tuple[float, float]:
-    """(median seconds, peak MiB traced) of ``fn``."""
-    runs = []
+def replay_only(chunks: list[list[Any]], memory: Mapping[str, int], path: Path) -> None:
+    """The streaming replay the sink reads through, alone (its floor): no event made."""
+    from aegis_core.record.replay import Replay
+
+    apply = Replay(retain=False, on_run=lambda run: None).apply
+    for c in chunks:
+        for r in c:
+            apply(r)
+
+
+def measure(fn: Callable[[], None], repeat: int) -> tuple[float, float, float]:
+    """(median wall s, median CPU s, peak MiB traced) of ``fn``."""
+    wall, cpu = [], []
     for _ in range(repeat):
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        runs.append(time.perf_counter() - t0)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     gc.collect()
     tracemalloc.start()
     fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return statistics.median(runs), peak / 2**20
+    return statistics.median(wall), statistics.median(cpu), peak / 2**20
 
 
 def main() -> None:
@@ -111,15 +124,21 @@ def main() -> None:
     memory = {f"t{i}": 1 << 20 for i in range(1, 6)}
     print(
         f"u08_five_tasks, {args.duration_ms / 1000:g} s: {jobs} jobs, {n} records, "
-        f"{len(chunks)} instants; median of {args.repeat}"
+        f"{len(chunks)} instants; medians of {args.repeat}"
     )
-    print(f"{'writer':<16} {'s':>8} {'µs/job':>8} {'peak MiB':>9} {'trace MB':>9}")
+    print(f"{'writer':<22} {'wall s':>8} {'µs/job':>8} {'CPU µs/job':>10} {'peak MiB':>9}")
+    rows = (("old export", old), ("streaming sink", streaming),
+            ("(its replay alone)", replay_only))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in (("old export", old), ("streaming sink", streaming)):
+        for name, fn in rows:
             path = Path(tmp) / f"{name.split()[0]}.json"
-            secs, peak = measure(lambda fn=fn, path=path: fn(chunks, memory, path), args.repeat)
-            size = path.stat().st_size / 1e6
-            print(f"{name:<16} {secs:>8.3f} {secs / jobs * 1e6:>8.2f} {peak:>9.1f} {size:>9.1f}")
+            wall, cpu, peak = measure(
+                lambda fn=fn, path=path: fn(chunks, memory, path), args.repeat
+            )
+            print(
+                f"{name:<22} {wall:>8.3f} {wall / jobs * 1e6:>8.2f} {cpu / jobs * 1e6:>10.2f} "
+                f"{peak:>9.1f}"
+            )
 
 
 # ---------------------------------------------------------------- the export before issue 14

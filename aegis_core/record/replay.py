@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
@@ -148,7 +148,8 @@ class Replay:
             self.admissions.append(r)
             self.tasks.setdefault(r.task)
             return
-        assert not isinstance(r, AdmissionRecord)  # for mypy: r is a job record
+        if TYPE_CHECKING:  # r is a job record (no run-time check: a hot loop)
+            assert not isinstance(r, AdmissionRecord)
         try:
             job = r.job
         except AttributeError:  # a kind this replay does not know (no job): nothing to track
@@ -203,7 +204,7 @@ class Replay:
             js.miss = r
         elif isinstance(r, OverrunRecord):
             js.overrun = r
-        if not self.retain and (js.status >= _DONE or js.release is None) and self._finished(js):
+        if not self.retain and (js.status >= _DONE or (js.release is None and self._finished(js))):
             self._done.append(js)
 
     def _finished(self, js: JobState) -> bool:

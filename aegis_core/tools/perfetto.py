@@ -67,8 +67,12 @@ def _us(ns: int) -> str:
 
 def _ts(ns: int) -> str:
     """A timestamp in µs, half a ns late so that Perfetto's truncation gives back exactly
-    ``ns``: a slice that starts where the previous one ended never overlaps it."""
-    return repr((ns + 0.5) / 1000.0)
+    ``ns``: a slice that starts where the previous one ended never overlaps it. Written as
+    the exact decimal (``ns`` / 1000, then a final 5): the value of ``(ns + 0.5) / 1000``."""
+    if ns < 1000:
+        return repr((ns + 0.5) / 1000.0)
+    digits = str(ns)
+    return f"{digits[:-3]}.{digits[-3:]}5"
 
 
 class _Lanes:
@@ -141,6 +145,8 @@ class PerfettoTrace:
         self.replay = Replay(retain=False, on_run=self._run)
         """The streaming replay the events are read from."""
         self._apply = self.replay.apply
+        self._queue = self.replay.ready  # (the replay never rebinds its dicts)
+        self._jobs = self.replay.jobs
         self._out: list[str] = [_HEAD]
         self._device = _Lanes()
         self._device.ends.append(0)  # slot 0 exists (named in the head) even with no run
@@ -257,7 +263,7 @@ class PerfettoTrace:
     def _ready(self, t: TimeNs) -> None:
         ts = self._ts.get(t) or self._at(t)
         self._out.append(f',{{"ph":"C","pid":3,"tid":1,"ts":{ts},"name":"ready",'
-                         f'"args":{{"jobs":{len(self.replay.ready)}}}}}')  # fmt: skip
+                         f'"args":{{"jobs":{len(self._queue)}}}}}')  # fmt: skip
 
     def _bytes(self, t: TimeNs, delta: int) -> None:
         self._live += delta
@@ -299,7 +305,7 @@ class PerfettoTrace:
             f'"cat":"release","args":{{"deadline_ns":{deadline},"release_ns":{release}}}}}'
             f',{{"ph":"i","s":"t","pid":2,"tid":{tid},"ts":{dts},"name":"deadline {q},'
             f'"cat":"deadline"}},{{"ph":"C","pid":3,"tid":1,"ts":{ts},"name":"ready","args":'
-            f'{{"jobs":{len(self.replay.ready)}}}}}'
+            f'{{"jobs":{len(self._queue)}}}}}'
         )  # fmt: skip
 
     def _dispatch(self, r: DispatchRecord) -> None:
@@ -320,7 +326,7 @@ class PerfettoTrace:
             f',{{"ph":"i","s":"t","pid":3,"tid":1,"ts":{ts},"name":"dispatch {_q(job)[1:]},'
             f'"cat":"decision","args":{{{last[2]},"ready":[{parts}]}}}}'
             f',{{"ph":"C","pid":3,"tid":1,"ts":{ts},"name":"ready","args":'
-            f'{{"jobs":{len(self.replay.ready)}}}}}'
+            f'{{"jobs":{len(self._queue)}}}}}'
         )  # fmt: skip
         lane_of = self._lane_of
         if job in lane_of:  # dispatched again while its run was open: that run never ends
@@ -386,7 +392,7 @@ class PerfettoTrace:
         if lane is None:  # never seen dispatched (cannot happen through one replay)
             lane = self._slot(start, end)
         self._device.ends[lane] = end
-        js = self.replay.jobs.get(job)
+        js = self._jobs.get(job)
         rel = None if js is None else js.release
         kind = s.end
         whole = chunk == 0 and kind is not _CHUNK
@@ -407,11 +413,14 @@ class PerfettoTrace:
             released = rel.release_ns
             self._flow = flow = self._flow + 1
             task = s.task
-            w = (
-                self._waits[task].take(released, start)
-                if task in self._waits
-                else self._lane0(task, released, start)
-            )
+            waits = self._waits.get(task)
+            if waits is None:
+                w = self._lane0(task, released, start)
+            elif waits.ends and waits.ends[0] <= released:  # the first wait track is free
+                waits.ends[0] = start
+                w = 0
+            else:
+                w = waits.take(released, start)
             tids = self._wait_tids[task]
             if w == len(tids):
                 tids.append(self._new_track(f"{task} ({w})"))
