@@ -14,7 +14,7 @@ the streaming replay the sink reads through, alone (the sink's floor). Times are
 ``--repeat`` runs, wall and CPU (this process: less sensitive to other load on a shared VM);
 the peak is the Python heap allocated on top of the records (tracemalloc, one extra run
 each). Usage:
-``python benchmarks/bench_perfetto.py [--duration-ms 100000] [--repeat 5]``.
+``python benchmarks/bench_perfetto.py [--duration-ms 100000] [--repeat 5] [--no-old]``.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration-ms", type=float, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-old", action="store_true", help="skip the old export (long horizons)")
     args = ap.parse_args()
     chunks, jobs = capture(args.duration_ms)
     n = sum(map(len, chunks))
@@ -130,7 +131,7 @@ def main() -> None:
     rows = (("old export", old), ("streaming sink", streaming),
             ("(its replay alone)", replay_only))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in rows:
+        for name, fn in rows[1:] if args.no_old else rows:
             path = Path(tmp) / f"{name.split()[0]}.json"
             wall, cpu, peak = measure(
                 lambda fn=fn, path=path: fn(chunks, memory, path), args.repeat
