@@ -325,6 +325,9 @@ def test_the_writer_state_stays_flat_over_a_long_run() -> None:
     assert max(jobs) <= 10 and max(sizes) <= 60, (max(jobs), max(sizes))
     assert max(sizes[len(sizes) // 2 :]) <= max(sizes[: len(sizes) // 10])
     assert sink.replay.runs == [] and len(sink._out) == 0
+    whole = PerfettoTrace(io.StringIO(), {"t0": 64})
+    whole.write([r for c in chunks for r in c])  # one long list: written block by block
+    assert len(whole._out) <= 5 * whole.BLOCK and max(jobs) <= 10
 
 
 def test_the_sink_ignores_records_of_a_kind_it_does_not_know() -> None:

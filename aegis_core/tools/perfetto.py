@@ -183,13 +183,14 @@ class PerfettoTrace:
     # -- the sink --------------------------------------------------------------------------
 
     def write(self, records: Sequence[Record]) -> None:
-        handlers = self._handlers
-        for r in records:
-            h = handlers.get(type(r))
-            if h is not None:  # an unknown kind (e.g. a newer schema's) is ignored
-                h(r)
-        if len(self._out) >= self.BLOCK:
-            self._drain()
+        handlers, step = self._handlers, self.BLOCK
+        for i in range(0, len(records), step):  # a long list: written block by block
+            for r in records[i : i + step] if len(records) > step else records:
+                h = handlers.get(type(r))
+                if h is not None:  # an unknown kind (e.g. a newer schema's) is ignored
+                    h(r)
+            if len(self._out) >= step:
+                self._drain()
 
     def flush(self) -> None:
         """End of an instant: hand full blocks of events to the stream."""
