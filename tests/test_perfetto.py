@@ -203,3 +203,154 @@ def test_many_waiting_jobs_keep_to_their_own_tracks() -> None:
             names[(e["pid"], e["tid"])].add(e["args"]["name"])
     assert all(len(v) == 1 for v in names.values())
     assert sum(1 for k in names if k[0] == 2) > 100 and tracks
+
+
+# ------------------------------------------------------------------ the streaming writer
+
+
+class _Capture:
+    """A sink keeping each instant's records as the loop hands them over (copied)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[list[Any]] = []
+
+    def write(self, records: Any) -> None:
+        if records:
+            self.chunks.append(list(records))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _instants(scenario: Any, engine: Any = None) -> list[list[Any]]:
+    """The records of a real run, instant by instant (admission records first)."""
+    from aegis_core.analysis.admission import admit
+    from aegis_core.record.schema import admission_records
+    from aegis_core.run.engine import load_engine
+    from aegis_core.run.loop import run
+    from aegis_core.run.plan import RunPlan
+    from aegis_core.run.scheduler import Scheduler
+
+    verdicts = admit(scenario)
+    plan = RunPlan.build(scenario, admission=verdicts)
+    cap = _Capture()
+    cap.write(admission_records(verdicts, scenario, enforced=True))
+    run(plan, Scheduler.for_plan(plan), engine or load_engine("sim"), sink=cap)
+    return cap.chunks
+
+
+def _streamed(chunks: list[list[Any]], memory: dict[str, int] | None) -> dict[str, Any]:
+    import io
+
+    from aegis_core.tools.perfetto import PerfettoTrace
+
+    buf = io.StringIO()
+    sink = PerfettoTrace(buf, memory)
+    for c in chunks:
+        sink.write(c)
+        sink.flush()
+    sink.close()
+    doc: dict[str, Any] = json.loads(buf.getvalue())
+    return doc
+
+
+@pytest.mark.parametrize("name", ["lp_edf", "unscheduled", "np_fp", "memory"])
+def test_the_sink_fed_instant_by_instant_writes_what_export_gives(name: str) -> None:
+    """Fed the scheduler's records as the loop hands them over, the sink's file is the object
+    ``export`` makes of the whole list, parsed back from the trace's lines or not."""
+    from aegis_core.record.sinks import read_records
+
+    s = replace_scenario(load_scenario(ROOT / "scenarios" / f"{name}.yaml"), duration_ns=300 * MS)
+    chunks = _instants(s)
+    records = [r for c in chunks for r in c]
+    memory = {t.name: 1000 * (i + 1) for i, t in enumerate(s.tasks)}
+    doc = _streamed(chunks, memory)
+    assert doc == export(records, memory)
+    parsed = read_records([json.dumps(as_dict(r)) for r in records])
+    assert doc == export(parsed, memory)  # decoded entries: equal text, by value not identity
+    check_structure(doc)
+    ev = doc["traceEvents"]
+    assert sum(e["ph"] == "X" and e["pid"] == 1 for e in ev) == sum(
+        type(r) is DispatchRecord for r in records
+    )
+    assert sum(e.get("cat") == "release" for e in ev) == sum(
+        type(r) is ReleaseRecord for r in records
+    )
+
+
+def test_device_lanes_of_a_concurrent_run_never_overlap_and_are_as_few_as_can_be() -> None:
+    """unscheduled: jobs share the device; a run takes the lowest lane free at its dispatch, so
+    there are as many lanes as runs ever open at once, and none overlaps on its track."""
+    from aegis_core.record.replay import Replay
+
+    s = replace_scenario(load_scenario(ROOT / "scenarios" / "unscheduled.yaml"),
+                         duration_ns=500 * MS)  # fmt: skip
+    records = [r for c in _instants(s) for r in c]
+    tracks = check_structure(export(records))
+    lanes = [k for k in tracks if k[0] == 1]
+    steps = sorted((t, d) for run in Replay.of(records).runs
+                   for t, d in ((run.dispatched_ns, 1), (run.end_ns, -1)))  # fmt: skip
+    most = max(itertools.accumulate(d for _, d in steps))
+    assert most > 1 and len(lanes) == most
+    runs = [(e["ts"], e["dur"]) for k in lanes for e in tracks[k]]
+    assert len(runs) == sum(type(r) is DispatchRecord for r in records)
+
+
+def test_the_writer_state_stays_flat_over_a_long_run() -> None:
+    """3 000 jobs of a 5-task set: what the writer holds (its streaming replay's jobs, open
+    runs, cached entries, lanes, the unwritten events) stays below a bound set by the tasks,
+    not by the jobs so far."""
+    import io
+
+    from aegis_core.run.testing import FakeEngine
+    from aegis_core.tools.perfetto import PerfettoTrace
+
+    s = parse_scenario({"name": "long", "duration_ms": 60_000, "tasks": [
+        {"name": f"t{i}", "period_ms": p, "wcet_ms": c}
+        for i, (c, p) in enumerate([(2, 10), (4, 20), (5, 25), (7, 50), (6, 100)])]})  # fmt: skip
+    chunks = _instants(s, FakeEngine())
+    sink = PerfettoTrace(io.StringIO(), {"t0": 64})
+    sizes, jobs = [], []
+    for c in chunks:
+        sink.write(c)
+        sink.flush()
+        sizes.append(sink.state_size() - len(sink._out))  # what stays, the event buffer aside
+        jobs.append(len(sink.replay.jobs))
+    sink.close()
+    released = sum(type(r) is ReleaseRecord for c in chunks for r in c)
+    assert released > 10_000
+    assert max(jobs) <= 10 and max(sizes) <= 60, (max(jobs), max(sizes))
+    assert max(sizes[len(sizes) // 2 :]) <= max(sizes[: len(sizes) // 10])
+    assert sink.replay.runs == [] and len(sink._out) == 0
+    whole = PerfettoTrace(io.StringIO(), {"t0": 64})
+    whole.write([r for c in chunks for r in c])  # one long list: written block by block
+    assert len(whole._out) <= 5 * whole.BLOCK and max(jobs) <= 10
+
+
+def test_the_sink_ignores_records_of_a_kind_it_does_not_know() -> None:
+    """A newer schema's record (e.g. an ``end`` record, no job) goes through without error and
+    changes nothing."""
+    from typing import NamedTuple
+
+    from aegis_core.record.replay import Replay
+
+    class EndRecord(NamedTuple):
+        t_ns: int
+        reason: str
+        rec: int = -1
+
+    released = ReleaseRecord(0, 0, "a#0", "a", 5, 0)
+    records: list[Any] = [
+        released,
+        DispatchRecord(0, 0, "a#0", "a", 0, "r", ("seq",), (released.entry,)),
+        CompleteRecord(3, 0, "a#0", "a", 0, 3, 3, 5, False),
+    ]
+    end = EndRecord(3, "complete")
+    assert _streamed([records, [end]], None) == export(records)
+    rp = Replay()
+    for r in [*records, end]:
+        rp.apply(r)  # type: ignore[arg-type]
+    assert len(rp.runs) == 1 and list(rp.jobs) == ["a#0"]

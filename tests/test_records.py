@@ -282,6 +282,56 @@ def test_replay_of_a_real_run_agrees_with_the_scheduler() -> None:
         assert (js.miss is not None) == j.missed
 
 
+def test_a_streaming_replay_gives_the_same_runs_and_forgets_finished_jobs() -> None:
+    """``Replay(retain=False)`` hands over the runs the default replay keeps, in the same order
+    and with the same times, while it holds only the jobs in flight."""
+    s = make_scenario(
+        [{"name": "a", "period_ms": 5, "wcet_ms": 2}, {"name": "b", "period_ms": 7, "wcet_ms": 3}],
+        duration_ms=700,
+    )
+    records = decode_all(run_in_memory(s)[0])
+    seen: list[Any] = []
+    rp = Replay(retain=False, on_run=seen.append)
+    held = []
+    for r in records:
+        rp.apply(r)
+        held.append(len(rp.jobs))
+    full = Replay.of(records)
+
+    def key(x: Any) -> tuple[Any, ...]:
+        return (x.job, x.chunk, x.dispatched_ns, x.start_ns, x.end_ns, x.end)
+
+    assert [key(x) for x in seen] == [key(x) for x in full.runs] and len(seen) > 150
+    assert rp.runs == [] and max(held) <= 4 and len(full.jobs) > 150
+    assert (rp.ready, rp.running, rp.dispatches) == ({}, {}, full.dispatches)
+
+
+def test_a_streaming_replay_keeps_a_job_through_its_last_instant() -> None:
+    """A ``miss`` before the ``complete`` of a running job and an ``overrun`` right after it
+    (same instant) still find the job; it is forgotten when time moves on, and a record about
+    a forgotten job neither fails nor stays."""
+    rp = Replay(retain=False)
+    entry = Entry("a#0", "a", 10, 0, 0)
+    for r in [
+        ReleaseRecord(0, 0, "a#0", "a", 10, 0),
+        DispatchRecord(0, 0, "a#0", "a", 0, "r", ("seq",), (entry,)),
+        MissRecord(10, 0, "a#0", "a", 0, 10, "running"),
+        CompleteRecord(12, 0, "a#0", "a", 0, 12, 12, 10, True),
+        OverrunRecord(12, 0, "a#0", "a", 12, 4, "skip-next"),
+    ]:
+        rp.apply(r)
+    a = rp.jobs["a#0"]
+    assert a.miss is not None and a.overrun is not None and a.status is JobStatus.COMPLETED
+    assert len(a.records) == 5
+    rp.apply(ReleaseRecord(20, 1, "a#1", "a", 30, 20))
+    assert list(rp.jobs) == ["a#1"]
+    rp.apply(OverrunRecord(25, 0, "a#0", "a", 12, 4, "none"))  # about a forgotten job
+    rp.apply(SkipRecord(25, 2, "a#2", "a", "x"))  # a job never released, done at once
+    assert sorted(rp.jobs) == ["a#0", "a#1", "a#2"]
+    rp.apply(DispatchRecord(30, 1, "a#1", "a", 0, "r", ("seq",), (Entry("a#1", "a", 30, 20, 1),)))
+    assert list(rp.jobs) == ["a#1"] and list(rp.running) == ["a#1"]
+
+
 @pytest.mark.parametrize("flush", ["record", "instant", "batch"])
 def test_an_engine_error_leaves_the_records_so_far_in_the_trace(flush: str) -> None:
     """The loop hands over the records of an instant cut short (its releases, its dispatch),

@@ -9,14 +9,25 @@ ready set, the running set, the admission records and the task order. ``aegis ex
 
 It trusts nothing: a record about an unknown job, an end of a job that is not running, a
 dispatch of a job that is not ready are taken as they come (the checkers compare the state
-*before* a record with what the record claims).
+*before* a record with what the record claims). A record of a kind it does not know (one
+without a ``job``, e.g. a newer schema's) is ignored.
+
+By default it keeps everything (every job, every finished run). ``Replay(retain=False)`` is
+the streaming mode, for a consumer that reads the run as it goes (the Perfetto writer): its
+memory is O(tasks + jobs in flight). Finished runs are handed to ``on_run`` instead of being
+kept in :attr:`Replay.runs`, and a job's state is forgotten once nothing that matters can
+follow: when it is *done* (completed, failed or skipped, or a job it never saw released that
+is neither ready nor running), it stays through the rest of that instant (an ``overrun`` comes
+right after its ``complete``, at the same ``t_ns``) and is dropped when a later record moves
+time on. A record about a forgotten job gets a fresh state, which is itself done and dropped
+the same way (a ``miss`` comes before the ``complete`` of a running job, never after it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
@@ -94,19 +105,26 @@ class JobState:
 class Replay:
     """The state of a run, record by record (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, retain: bool = True, on_run: Callable[[Run], None] | None = None) -> None:
+        self.retain = retain
+        """False: the streaming mode (see the module docstring)."""
+        self.on_run = on_run
+        """Called with each run as it ends (in both modes), while its job's state is kept."""
         self.jobs: dict[str, JobState] = {}
-        """Every job a record names, by job id, in order of its first record."""
+        """Every job a record names, by job id, in order of its first record (streaming: the
+        jobs not yet forgotten)."""
         self.ready: dict[str, JobState] = {}
         """Released (or back at a chunk boundary) and not dispatched, in that order."""
         self.running: dict[str, Run] = {}
         """The open runs, in dispatch order."""
         self.runs: list[Run] = []
-        """The finished runs, in the order they ended."""
+        """The finished runs, in the order they ended (streaming: always empty)."""
         self.admissions: list[AdmissionRecord] = []
         self.tasks: dict[str, None] = {}
         """Task names in order of their first admission or release record."""
         self.dispatches = 0
+        self._clock: TimeNs = -(2**63)  # streaming: the latest t_ns seen
+        self._done: list[JobState] = []  # streaming: jobs to forget once time moves on
 
     @classmethod
     def of(cls, records: Iterable[Mapping[str, Any] | Record]) -> Replay:
@@ -130,8 +148,14 @@ class Replay:
             self.admissions.append(r)
             self.tasks.setdefault(r.task)
             return
-        assert not isinstance(r, AdmissionRecord)  # for mypy: r is a job record
-        job = r.job
+        if TYPE_CHECKING:  # r is a job record (no run-time check: a hot loop)
+            assert not isinstance(r, AdmissionRecord)
+        try:
+            job = r.job
+        except AttributeError:  # a kind this replay does not know (no job): nothing to track
+            return
+        if not self.retain and r.t_ns > self._clock:
+            self._advance(r.t_ns)
         js = self.jobs.get(job)
         if js is None:
             js = self.jobs[job] = JobState(job, r.task, r.seq)
@@ -180,6 +204,26 @@ class Replay:
             js.miss = r
         elif isinstance(r, OverrunRecord):
             js.overrun = r
+        if not self.retain and (js.status >= _DONE or (js.release is None and self._finished(js))):
+            self._done.append(js)
+
+    def _finished(self, js: JobState) -> bool:
+        """Nothing that matters can follow (streaming): the job ended, or it was never seen
+        released and is neither ready nor running."""
+        if js.status >= _DONE:
+            return True
+        return js.release is None and js.job not in self.running and js.job not in self.ready
+
+    def _advance(self, t_ns: TimeNs) -> None:
+        """Streaming: time moved on to ``t_ns``; forget the jobs done before (those unfinished
+        again by now, e.g. dispatched again, are kept)."""
+        self._clock = t_ns
+        if self._done:
+            jobs = self.jobs
+            for js in self._done:
+                if jobs.get(js.job) is js and self._finished(js):
+                    del jobs[js.job]
+            self._done.clear()
 
     def _close(self, job: str, t_ns: TimeNs, end: Kind, started_ns: TimeNs | None = None) -> None:
         run = self.running.pop(job, None)
@@ -189,4 +233,7 @@ class Replay:
             run.start_ns = min(max(started_ns, run.start_ns), t_ns)
         run.end_ns = max(t_ns, run.start_ns)
         run.end = end
-        self.runs.append(run)
+        if self.retain:
+            self.runs.append(run)
+        if self.on_run is not None:
+            self.on_run(run)
