@@ -37,6 +37,33 @@ class NullTrace:
         pass
 
 
+class TeeTrace:
+    """Hands every record to each of its sinks, in order (``trace.jsonl`` and ``trace.json``
+    are written from one record stream)."""
+
+    def __init__(self, *sinks: TraceSink) -> None:
+        self.sinks = sinks
+
+    def write(self, records: Sequence[TraceRecord]) -> None:
+        for s in self.sinks:
+            s.write(records)
+
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    def close(self) -> None:
+        """Close every sink, even when one fails (the first error is raised after)."""
+        error: BaseException | None = None
+        for s in self.sinks:
+            try:
+                s.close()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
 FLUSH_MODES = ("record", "instant", "batch")
 
 

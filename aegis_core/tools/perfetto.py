@@ -51,6 +51,7 @@ from aegis_core.record.schema import (
     Record,
     ReleaseRecord,
     SkipRecord,
+    TraceRecord,
     decode_all,
 )
 
@@ -182,7 +183,7 @@ class PerfettoTrace:
 
     # -- the sink --------------------------------------------------------------------------
 
-    def write(self, records: Sequence[Record]) -> None:
+    def write(self, records: Sequence[TraceRecord]) -> None:
         handlers, step = self._handlers, self.BLOCK
         for i in range(0, len(records), step):  # a long list: written block by block
             for r in records[i : i + step] if len(records) > step else records:

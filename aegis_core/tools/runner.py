@@ -14,7 +14,7 @@ from aegis_core.budget import any_samples
 from aegis_core.model.errors import InputError
 from aegis_core.model.scenario import Scenario
 from aegis_core.record.schema import EndRecord, Interruption, admission_records
-from aegis_core.record.sinks import JsonlTrace, NullTrace, TraceSink
+from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
@@ -87,9 +87,12 @@ def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
     return Path("results") / scenario.name / engine_label(engine)
 
 
-def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
+def _open_outputs(
+    out: Path, trace: bool, flush: str, memory: dict[str, int] | None = None
+) -> TraceSink:
     """Create ``out`` (an InputError if it cannot be), drop a previous run's results there
-    (never mix two runs), and open the trace."""
+    (never mix two runs), and open the trace: ``trace.jsonl``, and with ``memory`` (the
+    activation bytes per task, ``{}`` for none) ``trace.json`` from the same records."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name in (
@@ -99,7 +102,14 @@ def _open_outputs(out: Path, trace: bool, flush: str) -> TraceSink:
             *(() if trace else ("trace.jsonl",)),
         ):
             (out / name).unlink(missing_ok=True)
-        return JsonlTrace.open(out / "trace.jsonl", flush=flush) if trace else NullTrace()
+        if not trace:
+            return NullTrace()
+        jsonl = JsonlTrace.open(out / "trace.jsonl", flush=flush)
+        if memory is None:
+            return jsonl
+        from aegis_core.tools.perfetto import PerfettoTrace
+
+        return TeeTrace(jsonl, PerfettoTrace.open(out / "trace.json", memory))
     except OSError as exc:
         raise InputError(
             f"results directory {out}: {exc.strerror or exc} (choose another with --out)"
@@ -110,6 +120,7 @@ def _discard(out: Path, created: bool) -> None:
     """Remove what a run that never started wrote: its trace, and ``out`` if it made it."""
     with contextlib.suppress(OSError):
         (out / "trace.jsonl").unlink(missing_ok=True)
+        (out / "trace.json").unlink(missing_ok=True)
         if created:
             out.rmdir()
 
@@ -178,7 +189,8 @@ def run_scenario(
     created = out is not None and not out.exists()
     sink: TraceSink = NullTrace()
     if out is not None:
-        sink = _open_outputs(out, trace, trace_flush)
+        memory = perfetto_memory(plan) if trace and perfetto else None
+        sink = _open_outputs(out, trace, trace_flush, memory)
     csv = _open_jobs(out)
     keep = not write if keep_jobs is None else keep_jobs
     tally = JobTally(scenario, verdicts, csv=csv, keep=keep)
@@ -205,7 +217,10 @@ def run_scenario(
     stopped = None if stats.stopped is None else Interruption(stats.last_ns, stats.stopped)
     tally.add(scheduler.pending())  # a stopped run's jobs still ready or running, as they are
     sink.write([EndRecord(stats.last_ns, tally.traced, stopped)])
-    sink.close()
+    try:
+        sink.close()
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the trace: {exc.strerror or exc}") from exc
     tasks = tally.summaries(scenario)
     if csv is not None:
         csv.close()
@@ -217,8 +232,6 @@ def run_scenario(
     )  # fmt: skip
     if out is not None:
         write_summary(out, summary)
-        if trace and perfetto:
-            write_perfetto(out, plan)
     return RunResult(summary, tally.kept, out, stats)
 
 
@@ -283,24 +296,18 @@ def _progress(stream: TextIO, eng: Engine, plan: RunPlan, scheduler: Scheduler) 
     return run_progress(stream, engine_label(eng), plan.scenario.duration_ns, scheduler)
 
 
-def write_perfetto(out: Path, plan: RunPlan) -> None:
-    """``trace.json`` (Chrome Trace Event format) from the run's ``trace.jsonl``, with the
-    activation bytes of each task's planned arena (the tasks that ran, the chunks they ran
-    as: what the executor allocates) for the memory counter."""
+def perfetto_memory(plan: RunPlan) -> dict[str, int]:
+    """The activation bytes of each task's planned arena for ``trace.json``'s memory counter
+    (the tasks that ran, the chunks they ran as: what the executor allocates); ``{}`` when no
+    task has a model, or one cannot be built here."""
     from aegis_core.memory.sharing import ScenarioMemory
-    from aegis_core.record.sinks import read_trace
-    from aegis_core.tools import perfetto
 
     scenario = plan.scenario
-    memory: dict[str, int] = {}
-    if any(t.model for t in scenario.tasks):
-        ran = [i for i in range(len(scenario.tasks)) if i not in plan.rejected]
-        try:
-            shared = ScenarioMemory.of(scenario, plan.budgets, indices=ran).plan()
-            memory = {p.name: p.size for p in shared.models}
-        except InputError:  # a model that cannot be built here: no memory counter
-            memory = {}
+    if not any(t.model for t in scenario.tasks):
+        return {}
+    ran = [i for i in range(len(scenario.tasks)) if i not in plan.rejected]
     try:
-        perfetto.write(out / "trace.json", read_trace(out / "trace.jsonl"), memory)
-    except OSError as exc:
-        raise InputError(f"{out / 'trace.json'}: cannot write: {exc.strerror or exc}") from exc
+        shared = ScenarioMemory.of(scenario, plan.budgets, indices=ran).plan()
+    except InputError:  # a model that cannot be built here: no memory counter
+        return {}
+    return {p.name: p.size for p in shared.models}
