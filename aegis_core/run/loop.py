@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from array import array
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ after the first): one integer comparison per instant in between."""
 
 @dataclass
 class LoopStats:
-    decisions_ns: list[int] = field(default_factory=list)
+    decisions_ns: array[int] = field(default_factory=lambda: array("q"))
     """Wall-clock cost of each scheduling decision (pick + its record), in ns."""
     instants: int = 0
     last_ns: TimeNs = 0
