@@ -21,6 +21,8 @@ is neither ready nor running), it stays through the rest of that instant (an ``o
 right after its ``complete``, at the same ``t_ns``) and is dropped when a later record moves
 time on. A record about a forgotten job gets a fresh state, which is itself done and dropped
 the same way (a ``miss`` comes before the ``complete`` of a running job, never after it).
+The streaming mode keeps no per-job history either: a job's ``records``, ``blockers`` and
+``contests`` stay empty (what explaining one job needs; a whole trace is replayed for that).
 """
 
 from __future__ import annotations
@@ -159,19 +161,23 @@ class Replay:
         js = self.jobs.get(job)
         if js is None:
             js = self.jobs[job] = JobState(job, r.task, r.seq)
-        js.records.append(r)
+        full = self.retain  # streaming: no per-job history (records, blockers, contests)
+        if full:
+            js.records.append(r)
         if type(r) is ReleaseRecord:
             js.release = r
-            js.blockers = tuple(self.running.values())
+            if full:
+                js.blockers = tuple(self.running.values())
             self.ready[job] = js
             self.tasks.setdefault(r.task)
         elif type(r) is DispatchRecord:
             self.dispatches += 1
-            jobs = self.jobs
-            for e in r.ready:
-                other = jobs.get(e.job)
-                if other is not None and other.status < _DONE:
-                    other.contests.append(r)
+            if full:
+                jobs = self.jobs
+                for e in r.ready:
+                    other = jobs.get(e.job)
+                    if other is not None and other.status < _DONE:
+                        other.contests.append(r)
             self.ready.pop(job, None)
             run = Run(job, r.task, r.chunk, r.t_ns, r.t_ns)
             self.running[job] = run

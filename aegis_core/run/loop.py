@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from array import array
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
