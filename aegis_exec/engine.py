@@ -28,8 +28,8 @@ from aegis_core.model.types import TimeNs
 from aegis_core.run.cursor import ReleaseCursor, Slots, instant
 from aegis_core.run.events import Assumption, Completion, EngineEvent, Fault
 from aegis_core.run.plan import RunPlan
+from aegis_core.run.samples import cost_stats as overhead_stats
 from aegis_core.run.scheduler import Dispatch
-from aegis_core.tools.results import overhead_stats
 
 from . import host as _host
 from .backends import Backend, Finished, TaskWork, make_backend, resolve, spec

@@ -122,3 +122,41 @@ def test_a_written_run_streams_its_jobs(tmp_path: Path) -> None:
     again = run_scenario(s, "sim", write=False)
     assert (tmp_path / "jobs.csv").read_text() == jobs_csv(again.jobs)
     assert not (tmp_path / "jobs.csv.tmp").exists()
+
+
+def test_cost_samples_are_exact_until_folded_then_within_a_bin() -> None:
+    from aegis_core.run.samples import SUB, CostSamples, cost_stats
+
+    rng = np.random.default_rng(5)
+    values = [*rng.integers(0, 3_000_000, 20_000).tolist(), 7, 2**40 + 3]
+    small = CostSamples(limit=10**6)
+    small.raw.extend(values)
+    assert small.stats() == cost_stats(values)  # nothing folded: exact
+    costs = CostSamples(limit=1000)
+    for v in values:
+        costs.raw.append(v)
+        if costs.full():
+            costs.fold()
+    assert len(costs.raw) <= 1000 and len(costs) == len(values)
+    got, want = costs.stats(), cost_stats(values)
+    assert (got["n"], got["max"], got["mean"]) == (want["n"], want["max"], want["mean"])
+    for q in ("p50", "p99"):  # the lower edge of the quantile's bin: at most 1/SUB low
+        assert want[q] * (1 - 1 / SUB) <= got[q] <= want[q], (q, got, want)
+
+
+def test_a_response_past_int32_widens_its_tasks_arrays() -> None:
+    scenario = make_scenario([{"name": "a", "period_ms": 10_000, "wcet_ms": 1}])
+    jobs = []
+    for k, run_ns in enumerate((5, 3 * 10**9, 7)):
+        j = Job(k, "a", 0, k, 0, 10**12)
+        j.start_ns, j.end_ns, j.run_ns, j.status = 0, run_ns, run_ns, JobStatus.COMPLETED
+        jobs.append(j)
+    tally = JobTally(scenario)
+    tally.add(jobs)
+    assert tally.response[0].typecode == tally.exec[0].typecode == "q"
+    (a,) = tally.summaries(scenario)
+    assert (a["response_ns"]["n"], a["response_ns"]["max"], a["exec_ns"]["min"]) == (
+        3,
+        3 * 10**9,
+        5,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ from aegis_core.record.sinks import NullTrace, TraceSink
 from aegis_core.run import stop as _stop
 from aegis_core.run.engine import Engine
 from aegis_core.run.plan import RunPlan
+from aegis_core.run.samples import CostSamples
 from aegis_core.run.scheduler import Job, Scheduler
 
 POLL = 16
@@ -23,8 +23,9 @@ after the first): one integer comparison per instant in between."""
 
 @dataclass
 class LoopStats:
-    decisions_ns: array[int] = field(default_factory=lambda: array("q"))
-    """Wall-clock cost of each scheduling decision (pick + its record), in ns."""
+    decisions_ns: CostSamples = field(default_factory=CostSamples)
+    """Wall-clock cost of each scheduling decision (pick + its record), in ns (bounded
+    memory: the oldest are folded into a histogram past a million)."""
     instants: int = 0
     last_ns: TimeNs = 0
     """The run's last instant (0: none ran)."""
@@ -70,7 +71,7 @@ def run(
         engine.now,
         engine.free_slots,
     )
-    dispatch, decided = engine.dispatch, overheads.append
+    dispatch, decided = engine.dispatch, overheads.raw.append
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
     n = now = 0
@@ -101,6 +102,8 @@ def run(
                     take(settled())
                 if gc_count()[0] >= gc_due:
                     pace_gc()
+                    if overheads.full():
+                        overheads.fold()
                 if n == due:
                     due += POLL
                     if progress is not None:

@@ -94,7 +94,7 @@ def measure(
 def figure(what: Overhead, samples: list[int], exceedance: float) -> Figure:
     """The estimator's bound of one overhead's samples (``+1 ns`` keeps zeros estimable)."""
     from aegis_core.analysis.pwcet import estimate
-    from aegis_core.tools.results import overhead_stats
+    from aegis_core.run.samples import cost_stats as overhead_stats
 
     if not samples:
         return Figure(what, 0, 0, "none measured", False, False,

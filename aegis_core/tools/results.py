@@ -79,8 +79,8 @@ class JobTally:
                  csv: TextIO | None = None, keep: bool = False) -> None:  # fmt: skip
         self.names = [t.name for t in scenario.tasks]
         self.counts = [[0] * (len(_COUNTS) + 1) for _ in self.names]
-        self.response = [array("q") for _ in self.names]
-        self.exec = [array("q") for _ in self.names]
+        self.response = [array("i") for _ in self.names]  # 4 bytes; 8 once one needs it
+        self.exec = [array("i") for _ in self.names]
         self.lags: array[int] | None = None
         self.broken: list[dict[str, int]] = [{} for _ in self.names]
         self.jobs = 0
@@ -129,8 +129,11 @@ class JobTally:
         s, e, r = j.start_ns, j.end_ns, j.release_ns
         lag = j.lag_ns
         if status is _DONE and s is not None and e is not None:
-            self.response[ti].append(e - r)
-            self.exec[ti].append(j.run_ns)
+            try:
+                self.response[ti].append(e - r)
+                self.exec[ti].append(j.run_ns)
+            except OverflowError:  # past 2.1 s: this task's arrays go to 8 bytes a value
+                self._widen(ti, e - r, j.run_ns)
             if self._csv is not None:
                 miss = "true" if j.missed else "false"
                 self._rows.append(f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},"
@@ -150,6 +153,14 @@ class JobTally:
             self._blame.add(j)
         if self._keep:
             self.kept.append(j)
+
+    def _widen(self, ti: int, response: int, run: int) -> None:
+        for values in (self.response, self.exec):
+            if values[ti].typecode != "q":
+                values[ti] = array("q", values[ti])
+        if len(self.response[ti]) == len(self.exec[ti]):  # response did not go in
+            self.response[ti].append(response)
+        self.exec[ti].append(run)
 
     def flush(self) -> None:
         """Hand the rows taken so far to the CSV stream."""
@@ -237,9 +248,11 @@ def array_stats(values: array[int]) -> dict[str, Any] | None:
 
     if not values:
         return None
-    a = np.frombuffer(values, dtype=np.int64)
-    mean = float(a.mean())
-    low, high, std = int(a.min()), int(a.max()), float(a.std())
+    a: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.frombuffer(
+        values, dtype=np.int32 if values.typecode == "i" else np.int64
+    )
+    mean = float(a.mean(dtype=np.float64))
+    low, high, std = int(a.min()), int(a.max()), float(a.std(dtype=np.float64))
     p50, p99 = np.quantile(a, [0.5, 0.99], method="higher", overwrite_input=True)
     return {
         "n": int(a.size),
@@ -249,23 +262,6 @@ def array_stats(values: array[int]) -> dict[str, Any] | None:
         "max": high,
         "mean": round(mean, 3),
         "cv": round(std / mean, 6) if mean else 0.0,
-    }
-
-
-def overhead_stats(samples: Sequence[int]) -> dict[str, Any]:
-    """``n, p50, p99, max, mean`` of ns samples (quantiles: observed values)."""
-    import numpy as np
-
-    if not samples:
-        return {"n": 0}
-    a = np.array(samples, dtype=np.int64)  # a copy: the caller's samples keep their order
-    p50, p99 = np.quantile(a, [0.5, 0.99], method="higher", overwrite_input=True)
-    return {
-        "n": len(samples),
-        "p50": int(p50),
-        "p99": int(p99),
-        "max": int(a.max()),
-        "mean": round(float(a.mean()), 1),
     }
 
 

@@ -18,8 +18,9 @@ from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
+from aegis_core.run.samples import cost_stats as overhead_stats
 from aegis_core.run.scheduler import Job, Scheduler
-from aegis_core.tools.results import JobTally, overhead_stats, versions, write_summary
+from aegis_core.tools.results import JobTally, versions, write_summary
 from aegis_core.tools.signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -265,7 +266,7 @@ def _summary(
         },
         "tasks": tasks,
         "contexts": [c.as_dict() for c in scheduler.contexts],
-        "decision_overhead_ns": overhead_stats(stats.decisions_ns),
+        "decision_overhead_ns": stats.decisions_ns.stats(),
         "run": {
             "wall_s": round(wall, 6),
             "jobs_per_s": round(tally.jobs / wall, 1) if wall > 0 else None,

@@ -1,0 +1,125 @@
+"""Wall-clock cost samples in bounded memory (the loop's decision overheads).
+
+A run makes one decision per dispatch, so keeping every cost would grow with the run.
+:class:`CostSamples` keeps up to :data:`CostSamples.RAW` costs raw (an 8-byte array the
+loop appends to) and folds older ones into a log-binned histogram: each power of two split
+into :data:`SUB` bins, so a folded cost is known to within 1/:data:`SUB` of its value. ``n``,
+``max`` and ``mean`` stay exact; p50 / p99 are the observed values while nothing was folded
+(every run up to :data:`CostSamples.RAW` decisions) and, after, the lower edge of the bin
+holding the quantile (at most 1/:data:`SUB` = 0.8 % low). These are measurements of the host,
+never inputs of the analysis.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+SUB = 128
+"""Bins per power of two: the histogram's relative resolution."""
+_SHIFT = SUB.bit_length() - 1
+
+
+def _bins(values: Any) -> Any:
+    """The histogram bin of each cost (numpy int64 array in and out): costs below ``SUB``
+    have a bin each; a cost in ``[2^k, 2^(k+1))``, ``k >= log2(SUB)``, is in bin
+    ``(k - log2(SUB)) · SUB + (cost >> (k - log2(SUB)))`` (integer arithmetic: ``frexp`` gives
+    ``k + 1``, the bit length, exactly for costs below 2^53 ns)."""
+    import numpy as np
+
+    v = np.maximum(values, 0)
+    exp = np.maximum(np.frexp(v.astype(np.float64))[1].astype(np.int64) - 1 - _SHIFT, 0)
+    return exp * SUB + (v >> exp)
+
+
+def _edge(b: int) -> int:
+    """The smallest cost in bin ``b`` (the inverse of :func:`_bins` at a bin's low edge)."""
+    if b < 2 * SUB:
+        return b
+    exp = b // SUB - 1
+    return (SUB + b % SUB) << exp
+
+
+class CostSamples:
+    """Costs in ns, the recent ones raw, older ones folded (see the module docstring)."""
+
+    RAW = 1 << 20
+    """Raw costs kept before they are folded, by default (8 MiB)."""
+
+    __slots__ = ("_counts", "_max", "_n", "_sum", "limit", "raw")
+
+    def __init__(self, limit: int = RAW) -> None:
+        self.limit = limit
+        self.raw: array[int] = array("q")
+        """The costs not folded yet, in order (the loop appends here)."""
+        self._counts: Any = None  # numpy int64 histogram of the folded costs
+        self._n = 0
+        self._sum = 0
+        self._max = 0
+
+    def __len__(self) -> int:
+        return self._n + len(self.raw)
+
+    def fold(self, keep: int = 0) -> None:
+        """Fold all but the last ``keep`` raw costs into the histogram."""
+        import numpy as np
+
+        if len(self.raw) <= keep:
+            return
+        cut = len(self.raw) - keep
+        a = np.frombuffer(self.raw, dtype=np.int64)[:cut]
+        counts = np.bincount(_bins(a))
+        if self._counts is None:
+            self._counts = counts
+        else:
+            if counts.size > self._counts.size:
+                counts[: self._counts.size] += self._counts
+                self._counts = counts
+            else:
+                self._counts[: counts.size] += counts
+        self._n += int(a.size)
+        self._sum += int(a.sum())
+        self._max = max(self._max, int(a.max()))
+        del a
+        del self.raw[:cut]
+
+    def full(self) -> bool:
+        """Are :attr:`limit` costs raw (time to :meth:`fold`)?"""
+        return len(self.raw) >= self.limit
+
+    def stats(self) -> dict[str, Any]:
+        """``n, p50, p99, max, mean`` (quantiles: the next higher observation, or of a folded
+        run the lower edge of its bin)."""
+        import numpy as np
+
+        if self._counts is None:
+            return cost_stats(self.raw)
+        self.fold()
+        counts, n = self._counts, self._n
+        cum = np.cumsum(counts)
+        out: dict[str, Any] = {"n": n}
+        for name, q in (("p50", 0.5), ("p99", 0.99)):
+            rank = int(np.ceil(q * (n - 1)))  # the 'higher' quantile's 0-based rank
+            out[name] = _edge(int(np.searchsorted(cum, rank + 1)))
+        out["max"] = self._max
+        out["mean"] = round(self._sum / n, 1)
+        return out
+
+
+def cost_stats(samples: Sequence[int]) -> dict[str, Any]:
+    """``n, p50, p99, max, mean`` of ns samples, exact (quantiles: the next higher observed
+    value)."""
+    import numpy as np
+
+    if not samples:
+        return {"n": 0}
+    a = np.array(samples, dtype=np.int64)  # a copy: the caller's samples keep their order
+    p50, p99 = np.quantile(a, [0.5, 0.99], method="higher", overwrite_input=True)
+    return {
+        "n": len(samples),
+        "p50": int(p50),
+        "p99": int(p99),
+        "max": int(a.max()),
+        "mean": round(float(a.mean()), 1),
+    }
