@@ -16,6 +16,7 @@ capabilities (:mod:`aegis_exec.backends`), never by its name.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,8 @@ class OverheadMonitor:
 
     def __init__(self, overheads: Overheads | None) -> None:
         self.bounds = {w: overheads.bound(w) for w in Overhead} if overheads else None
-        self.samples: dict[Overhead, list[int]] = {w: [] for w in Overhead}
+        self.samples: dict[Overhead, array[int]] = {w: array("q") for w in Overhead}
+        """Per figure, every sample in order (8 bytes each: a long run's memory)."""
 
     def observe(self, what: Overhead, seq: int, observed: TimeNs, now: TimeNs,
                 out: list[EngineEvent]) -> None:  # fmt: skip
@@ -168,7 +170,7 @@ class ExecEngine:
         self._pending: list[Fault] = []
         self._faulted: dict[int, str] = {}
         self._last_end: TimeNs | None = None
-        self.gaps_ns: list[int] = []
+        self.gaps_ns: array[int] = array("q")
         self._chunk_overruns: dict[str, int] = {}  # chunks past their own chunk WCET
         self._setup_s = 0.0
         self.monitor = OverheadMonitor(self._plan.overheads if self._plan else None)
@@ -319,11 +321,11 @@ class ExecEngine:
         return out
 
     @property
-    def launch_ns(self) -> list[int]:
+    def launch_ns(self) -> array[int]:
         """Launch latencies of the last run (dispatch → device start, idle streams only)."""
         return self.monitor.samples[Overhead.LAUNCH]
 
-    def overhead_samples(self) -> dict[Overhead, list[int]]:
+    def overhead_samples(self) -> dict[Overhead, array[int]]:
         """Every host overhead measured in the last run, per figure (what ``aegis calibrate``
         estimates bounds from)."""
         return self.monitor.samples

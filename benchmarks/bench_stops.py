@@ -57,7 +57,7 @@ def main() -> None:
                 hooks["stop"] = stop_mod.requested
             if way == "stop + progress":
                 hooks["progress"], bar = run_progress(
-                    _Sink(), "sim", plan.scenario.duration_ns, sched.jobs
+                    _Sink(), "sim", plan.scenario.duration_ns, sched
                 )
             t0 = time.perf_counter_ns()
             stats = run(plan, sched, FakeEngine(), **hooks)
@@ -72,7 +72,7 @@ def main() -> None:
         m = statistics.median(times[way])
         print(f"{way:<18} {m:>13.1f} {m - base:>+11.1f}")
     sched = Scheduler.for_plan(plan)
-    tick, bar = run_progress(_Sink(), "sim", plan.scenario.duration_ns, sched.jobs)
+    tick, bar = run_progress(_Sink(), "sim", plan.scenario.duration_ns, sched)
     check = stop_mod.requested
     n = 200_000
     poll = min(timeit.repeat(lambda: (tick(0), check()), number=n, repeat=5)) / n * 1e9

@@ -231,11 +231,13 @@ def test_stretch_by_stretch_attribution_equals_the_whole_run() -> None:
             t = max(t, r) + rng.choice((0, 0, 1, 3))
             s, t = t, t + rng.randint(0, 6)
             skipped = rng.random() < 0.05  # never ran: no start nor end
+            cut = not skipped and rng.random() < 0.03  # a stopped run's: started, never ended
             jobs.append(RunJob(f"{rng.choice('tu')}#{k}", "", r, r + rng.randint(3, 12),
-                               None if skipped else s, None if skipped else t, False,
+                               None if skipped else s, None if skipped or cut else t, cut,
                                rng.choice((0, 0, 1)), rng.random() < 0.15,
                                tuple(rng.sample(kinds, rng.choice((0, 0, 0, 1))))))  # fmt: skip
-        jobs = [j._replace(task=j.id[0], missed=j.end_ns is not None and j.end_ns > j.deadline_ns)
+        jobs = [j._replace(task=j.id[0], missed=j.missed or (j.end_ns is not None
+                                                               and j.end_ns > j.deadline_ns))
                 for j in jobs]  # fmt: skip
         jobs.sort(key=lambda j: j.release_ns)
         bounds = {"t": rng.randint(2, 9), "u": rng.randint(2, 9)}

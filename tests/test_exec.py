@@ -689,7 +689,7 @@ def test_the_gap_after_a_faulted_job_counts_from_its_end() -> None:
     )
     eng = engine("mock", wrap=faults({"a#0": "boom"}, at="end"))  # a#0 runs 0-5 ms, fails
     _, jobs = run_in_memory(sc, eng)
-    assert eng.gaps_ns == [0]  # b#0 waited for a#0's end, launched at once: not a#0's 5 ms
+    assert list(eng.gaps_ns) == [0]  # b#0 waited for a#0's end, launched at once: not a#0's 5 ms
     assert [(j.id, j.start_ns) for j in jobs] == [("a#0", 0), ("b#0", 5 * MS)]
 
 
@@ -703,7 +703,7 @@ def test_launch_latency_is_only_measured_on_an_idle_stream() -> None:
     eng = engine("mock")
     _, jobs = run_in_memory(sc, eng)
     assert max(j.start_ns or 0 for j in jobs) > 9 * MS  # queued: the last starts late
-    assert eng.launch_ns == [0]  # the first, on an idle stream; no queueing in it
+    assert list(eng.launch_ns) == [0]  # the first, on an idle stream; no queueing in it
 
 
 def test_a_stream_cancels_what_it_has_not_started() -> None:

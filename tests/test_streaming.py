@@ -160,3 +160,31 @@ def test_a_response_past_int32_widens_its_tasks_arrays() -> None:
         3 * 10**9,
         5,
     )
+
+
+def test_a_job_skipped_at_its_release_is_not_counted_as_released_by_the_end_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """skip-next drops a#2 at its release (a#1 overran with nothing of a waiting): it has a
+    skip record and no release record, and the end record counts the release records."""
+    from test_contexts import scenario
+
+    from aegis_core.budget import budgets
+    from aegis_core.run.plan import WcetModel
+    from aegis_core.run.testing import FakeEngine
+    from aegis_core.tools import runner
+    from aegis_core.tools.explain import load, verify
+
+    s = scenario("skip-next")
+    build = RunPlan.build
+
+    def slow_a1(sc: Any, **kw: Any) -> RunPlan:
+        base = WcetModel.of(budgets(sc))
+        kw["exec_time"] = lambda d: {"a#1": 3 * MS}.get(d.job, base(d))
+        return build(sc, **kw)
+
+    monkeypatch.setattr(runner.RunPlan, "build", slow_a1)
+    result = runner.run_scenario(s, FakeEngine(), out_dir=tmp_path)
+    assert [t["skipped"] for t in result.summary["tasks"]] == [1, 0]
+    v = verify(load(tmp_path))
+    assert v.ok and v.end is not None and v.end.jobs == result.summary["jobs"] - 1, v.mismatches

@@ -353,8 +353,8 @@ class Stretches:
     :func:`attribute` would put it. :meth:`close` ends the last stretch; :attr:`found` holds
     every attribution; :attr:`rejected_ran` is :func:`rejected_ran` over every job fed."""
 
-    __slots__ = ("_bounds", "_flagged", "_ideal", "_jobs", "_reach", "_stall", "_tail",
-                 "by_task", "found", "rejected_ran")  # fmt: skip
+    __slots__ = ("_bounds", "_flagged", "_hold", "_ideal", "_jobs", "_reach", "_stall",
+                 "_tail", "found", "rejected_ran")  # fmt: skip
 
     def __init__(self, bounds: Mapping[str, int | None], *, ideal_host: bool = False,
                  stall_ns: int = STALL_NS) -> None:  # fmt: skip
@@ -364,6 +364,7 @@ class Stretches:
         self._jobs: list[JobLike] = []
         self._tail: list[JobLike] = []
         self._reach = -1
+        self._hold = -1  # a flagged job that never ended: its window runs to its deadline
         self._flagged = False
         self.found: list[Attribution] = []
         self.rejected_ran = False
@@ -371,7 +372,7 @@ class Stretches:
     def add(self, job: JobLike) -> None:
         """The next job in release order (settled: its end, flags and causes are final)."""
         r, end = job.release_ns, job.end_ns
-        if r > self._reach:
+        if r > self._reach and r >= self._hold:
             self._close()
         self._jobs.append(job)
         if end is None:
@@ -384,6 +385,8 @@ class Stretches:
                 self.rejected_ran = True
         elif end - r > bound or job.missed:
             self._flagged = True
+            if job.end_ns is None:  # its window is [b, deadline]: keep what is released in it
+                self._hold = max(self._hold, job.deadline_ns)
 
     def _close(self) -> None:
         jobs = self._jobs
@@ -400,6 +403,7 @@ class Stretches:
             self._tail = [j for j in jobs if j.end_ns == last]
         self._jobs = []
         self._flagged = False
+        self._hold = -1
 
     def close(self) -> list[Attribution]:
         """End the last stretch; every attribution, in release order."""

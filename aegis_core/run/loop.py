@@ -98,8 +98,10 @@ def run(
                     write(pending)
                     flush()
                 drop()
-                if take is not None and scheduler.ended:
-                    take(settled())
+                if scheduler.ended:  # they leave the scheduler (kept in its jobs if it keeps)
+                    ended = settled()
+                    if take is not None:
+                        take(ended)
                 if gc_count()[0] >= gc_due:
                     pace_gc()
                     if overheads.full():
@@ -118,8 +120,10 @@ def run(
         if keep:  # an instant cut short by an error: its records so far
             write(pending)
         drop()
-        if take is not None and scheduler.ended:
-            take(settled())
+        if scheduler.ended:
+            ended = settled()
+            if take is not None:
+                take(ended)
         pace_gc.close()
         engine.close()
     return stats

@@ -5,7 +5,7 @@ A run makes one decision per dispatch, so keeping every cost would grow with the
 loop appends to) and folds older ones into a log-binned histogram: each power of two split
 into :data:`SUB` bins, so a folded cost is known to within 1/:data:`SUB` of its value. ``n``,
 ``max`` and ``mean`` stay exact; p50 / p99 are the observed values while nothing was folded
-(every run up to :data:`CostSamples.RAW` decisions) and, after, the lower edge of the bin
+(a run of up to :data:`CostSamples.RAW` decisions) and, after, the lower edge of the bin
 holding the quantile (at most 1/:data:`SUB` = 0.8 % low). These are measurements of the host,
 never inputs of the analysis.
 """
@@ -44,8 +44,8 @@ def _edge(b: int) -> int:
 class CostSamples:
     """Costs in ns, the recent ones raw, older ones folded (see the module docstring)."""
 
-    RAW = 1 << 20
-    """Raw costs kept before they are folded, by default (8 MiB)."""
+    RAW = 1 << 16
+    """Raw costs kept before they are folded, by default (512 KiB)."""
 
     __slots__ = ("_counts", "_max", "_n", "_sum", "limit", "raw")
 

@@ -171,6 +171,9 @@ class Scheduler:
         """Jobs released so far (the next job's seq)."""
         self.missed = 0
         """Jobs flagged missed so far."""
+        self.announced = 0
+        """Release records made so far (every job released but the rejected and those a
+        ``skip-next`` dropped at their release)."""
         self._retain = retain
         self._live: dict[int, Job] = {}  # released and not yet handed over by settled()
         self.ended: list[Job] = []
@@ -256,6 +259,7 @@ class Scheduler:
             return job
         job.n_chunks = self._chunks[task_index]
         key = self._key((job.deadline_ns, now, seq, 0 if prio is None else prio))
+        self.announced += 1
         self.records.append(  # the hot records skip the NamedTuple constructor's Python frame
             _new(ReleaseRecord, (now, seq, job.id, task.name, job.deadline_ns, now, prio, -1))
         )

@@ -703,6 +703,22 @@ BROKEN_PIPE = 141
 Unix tool killed by SIGPIPE reports."""
 
 
+def _stdout_closed() -> bool:
+    """Is standard output a pipe whose reader went away (poll reports an error on it)?"""
+    import select
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        p = select.poll()
+        p.register(fd, select.POLLERR)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+    except (OSError, ValueError, AttributeError):  # no such stream, or no poll here
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -710,6 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         sys.stdout.flush()  # a closed stdout shows here at the latest, not at exit
     except BrokenPipeError:  # the reader went away: end quietly (the Python docs' recipe)
+        if not _stdout_closed():
+            raise  # a pipe or FIFO the command writes a file to, not its standard output
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit fails no more
         return BROKEN_PIPE

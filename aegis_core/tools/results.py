@@ -168,11 +168,6 @@ class JobTally:
             self._csv.write("".join(self._rows))
         self._rows.clear()
 
-    @property
-    def traced(self) -> int:
-        """Jobs taken that have a release record (every one but the rejected)."""
-        return self.jobs - sum(c[_COUNTS.index("rejected")] for c in self.counts)
-
     def release_lags(self) -> array[int]:
         """Every job's release lag, in seq order (all 0 when none was)."""
         return self.lags if self.lags is not None else array("q", bytes(8 * self.jobs))

@@ -197,13 +197,22 @@ def run_scenario(
     tally = JobTally(scenario, verdicts, csv=csv, keep=keep)
     scheduler = Scheduler.for_plan(plan, retain=False)
     tick, bar = (None, None) if progress is None else _progress(progress, eng, plan, scheduler)
-    try:
-        sink.write(admission_records(verdicts, scenario, enforced=admission))
-        t0 = time.perf_counter()
-        with stop_on_signals() as stop:
-            stats = run(plan, scheduler, eng, sink=sink, jobs=tally.add, stop=stop,
-                        progress=tick)  # fmt: skip
-        wall = time.perf_counter() - t0
+    try:  # the handlers stay until summary.json is written: a signal after the loop is
+        with stop_on_signals() as stop:  # noted, never a half-written results directory
+            sink.write(admission_records(verdicts, scenario, enforced=admission))
+            t0 = time.perf_counter()
+            try:
+                stats = run(plan, scheduler, eng, sink=sink, jobs=tally.add, stop=stop,
+                            progress=tick)  # fmt: skip
+            finally:
+                if bar is not None:
+                    bar.close()
+            wall = time.perf_counter() - t0
+            summary = _finish(out, sink, csv, tally, scheduler, stats, (
+                scenario, plan, eng, verdicts, wall,
+                {"seed": seed, "admission": admission, "exec_time": exec_time,
+                 "host_mode": host_mode},
+            ))  # fmt: skip
     except BaseException:
         sink.close()
         if csv is not None:
@@ -212,12 +221,19 @@ def run_scenario(
         if out is not None and not scheduler.released:  # failed before any release (e.g.
             _discard(out, created)  # the engine could not start): leave nothing half-written
         raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
-    finally:
-        if bar is not None:
-            bar.close()
+    return RunResult(summary, tally.kept, out, stats)
+
+
+def _finish(
+    out: Path | None, sink: TraceSink, csv: TextIO | None, tally: JobTally,
+    scheduler: Scheduler, stats: LoopStats, run: tuple[Any, ...],
+) -> dict[str, Any]:  # fmt: skip
+    """After the loop: the jobs still pending (a stopped run's) to the tally, the end record,
+    the trace closed, ``jobs.csv`` renamed whole, ``summary.json`` written; the summary."""
+    scenario, plan, eng, verdicts, wall, options = run
     stopped = None if stats.stopped is None else Interruption(stats.last_ns, stats.stopped)
     tally.add(scheduler.pending())  # a stopped run's jobs still ready or running, as they are
-    sink.write([EndRecord(stats.last_ns, tally.traced, stopped)])
+    sink.write([EndRecord(stats.last_ns, scheduler.announced, stopped)])
     try:
         sink.close()
     except OSError as exc:
@@ -226,14 +242,11 @@ def run_scenario(
     if csv is not None:
         csv.close()
         os.replace(out / _JOBS_TMP, out / "jobs.csv")  # type: ignore[operator]
-    summary = _summary(
-        scenario, plan, eng, verdicts, tally, tasks, scheduler, stats, wall,
-        seed=seed, admission=admission, exec_time=exec_time, host_mode=host_mode,
-        stopped=stopped,
-    )  # fmt: skip
+    summary = _summary(scenario, plan, eng, verdicts, tally, tasks, scheduler, stats, wall,
+                       stopped=stopped, **options)  # fmt: skip
     if out is not None:
         write_summary(out, summary)
-    return RunResult(summary, tally.kept, out, stats)
+    return summary
 
 
 def _summary(
@@ -274,8 +287,6 @@ def _summary(
         },
         "versions": versions(),
     }
-    if stopped is not None:  # absent for a run that ran to its end
-        summary["interrupted"] = stopped._asdict()
     if stopped is not None:  # absent for a run that ran to its end
         summary["interrupted"] = stopped._asdict()
     if plan.overheads is not None:  # what the analysis charged, and where it came from

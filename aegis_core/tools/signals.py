@@ -55,6 +55,8 @@ def stop_on_signals() -> Iterator[Callable[[], str | None]]:
         stop.request(signal.Signals(signum).name)
 
     for sig in SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:  # e.g. `aegis sim ... &` from a script
+            continue  # an ignored signal stays ignored
         previous[sig] = signal.signal(sig, handle)
     try:
         yield stop.requested
