@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aegis_core.tools.perfetto import _Lanes  # the same first-fit lanes the old export used
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "benchmarks" / "u08_five_tasks.yaml"
 
@@ -166,8 +168,8 @@ def old_export(records: Sequence[Any], memory: Mapping[str, int] | None = None) 
             ready_counts.append((r.t_ns, len(rp.ready)))
     events: list[dict[str, Any]] = []
     tasks = list(rp.tasks)
-    device = _OldLanes()
-    waits: dict[str, _OldLanes] = {t: _OldLanes() for t in tasks}
+    device = _Lanes()
+    waits: dict[str, _Lanes] = {t: _Lanes() for t in tasks}
     flow = 0
     pending: list[tuple[dict[str, Any], str, int]] = []
     for s in sorted(rp.runs, key=lambda s: (s.start_ns, s.end_ns, s.job)):
@@ -218,19 +220,6 @@ def old_export(records: Sequence[Any], memory: Mapping[str, int] | None = None) 
     events += _old_instants(recs, bases)
     events += _old_counters(ready_counts, rp.runs, memory)
     return {"displayTimeUnit": "ms", "traceEvents": _old_metadata(bases, device, waits) + events}
-
-
-class _OldLanes:
-    def __init__(self) -> None:
-        self.ends: list[int] = []
-
-    def take(self, start: int, end: int) -> int:
-        for i, e in enumerate(self.ends):
-            if e <= start:
-                self.ends[i] = end
-                return i
-        self.ends.append(end)
-        return len(self.ends) - 1
 
 
 def _old_instants(records: Sequence[Any], bases: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -357,7 +346,7 @@ def _old_counters(
 
 
 def _old_metadata(
-    bases: Mapping[str, int], device: _OldLanes, waits: Mapping[str, _OldLanes]
+    bases: Mapping[str, int], device: _Lanes, waits: Mapping[str, _Lanes]
 ) -> list[dict[str, Any]]:
     def meta(pid: int, tid: int, kind: str, name: str) -> dict[str, Any]:
         return {"ph": "M", "pid": pid, "tid": tid, "name": kind, "args": {"name": name}}
