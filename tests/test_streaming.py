@@ -144,7 +144,26 @@ def test_cost_samples_are_exact_until_folded_then_within_a_bin() -> None:
         assert want[q] * (1 - 1 / SUB) <= got[q] <= want[q], (q, got, want)
 
 
-def test_a_response_past_int32_widens_its_tasks_arrays() -> None:
+def test_exact_values_count_few_distinct_values_and_spill_many() -> None:
+    from aegis_core.run.samples import ExactValues
+
+    periodic = ExactValues()
+    for k in range(100_000):  # a periodic run: few distinct values, counted
+        periodic.add(1000 + k % 7)
+    assert periodic.values is None and len(periodic.counts or {}) == 7 and len(periodic) == 100_000
+    many = ExactValues()
+    rng = random.Random(2)
+    values = [rng.randint(0, 2**31 - 1) for _ in range(ExactValues.DISTINCT + 50)]
+    for v in values:
+        many.add(v)
+    assert many.counts is None and many.values is not None and many.values.typecode == "i"
+    many.add(3 * 10**9)  # past int32: 8 bytes a value from here on
+    assert many.values.typecode == "q"
+    assert sorted(many.array().tolist()) == sorted([*values, 3 * 10**9])
+    assert sorted(periodic.array().tolist()) == sorted(1000 + k % 7 for k in range(100_000))
+
+
+def test_a_response_past_int32_is_kept_exactly() -> None:
     scenario = make_scenario([{"name": "a", "period_ms": 10_000, "wcet_ms": 1}])
     jobs = []
     for k, run_ns in enumerate((5, 3 * 10**9, 7)):
@@ -153,7 +172,6 @@ def test_a_response_past_int32_widens_its_tasks_arrays() -> None:
         jobs.append(j)
     tally = JobTally(scenario)
     tally.add(jobs)
-    assert tally.response[0].typecode == tally.exec[0].typecode == "q"
     (a,) = tally.summaries(scenario)
     assert (a["response_ns"]["n"], a["response_ns"]["max"], a["exec_ns"]["min"]) == (
         3,

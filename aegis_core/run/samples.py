@@ -123,3 +123,63 @@ def cost_stats(samples: Sequence[int]) -> dict[str, Any]:
         "max": int(a.max()),
         "mean": round(float(a.mean()), 1),
     }
+
+
+class ExactValues:
+    """Integer values (ns) kept for exact statistics in as little memory as they allow.
+
+    While at most :data:`DISTINCT` values are distinct they are counted by value (a periodic
+    simulation repeats itself: its response and execution times take few values, so memory
+    stays flat at any horizon); past that they go to a 4-byte array, 8-byte once a value
+    needs it. :meth:`array` gives them back (in no particular order) for the statistics."""
+
+    DISTINCT = 4096
+
+    __slots__ = ("counts", "values")
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] | None = {}
+        self.values: array[int] | None = None
+
+    def add(self, v: int) -> None:
+        counts = self.counts
+        if counts is not None:
+            counts[v] = counts.get(v, 0) + 1
+            if len(counts) > self.DISTINCT:
+                self._spill()
+            return
+        values = self.values
+        assert values is not None
+        try:
+            values.append(v)
+        except OverflowError:  # past 2.1 s: 8 bytes a value from here on
+            self.values = array("q", values)
+            self.values.append(v)
+
+    def _spill(self) -> None:
+        counts = self.counts
+        assert counts is not None
+        wide = any(not -(2**31) <= v < 2**31 for v in counts)
+        self.values = array("q" if wide else "i")
+        for v, n in counts.items():
+            self.values.extend([v] * n)
+        self.counts = None
+
+    def __len__(self) -> int:
+        if self.counts is not None:
+            return sum(self.counts.values())
+        assert self.values is not None
+        return len(self.values)
+
+    def array(self) -> Any:
+        """Every value as a numpy integer array (a view of the array, or the counted values
+        repeated)."""
+        import numpy as np
+
+        if self.counts is not None:
+            keys = np.fromiter(self.counts.keys(), dtype=np.int64, count=len(self.counts))
+            n = np.fromiter(self.counts.values(), dtype=np.int64, count=len(self.counts))
+            return np.repeat(keys, n)
+        assert self.values is not None
+        return np.frombuffer(self.values, dtype=np.int32 if self.values.typecode == "i"
+                             else np.int64)  # fmt: skip

@@ -22,6 +22,7 @@ from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
 from aegis_core.record.attribution import Stretches, cause_counts
+from aegis_core.run.samples import ExactValues
 from aegis_core.run.scheduler import Job
 
 if TYPE_CHECKING:
@@ -79,8 +80,8 @@ class JobTally:
                  csv: TextIO | None = None, keep: bool = False) -> None:  # fmt: skip
         self.names = [t.name for t in scenario.tasks]
         self.counts = [[0] * (len(_COUNTS) + 1) for _ in self.names]
-        self.response = [array("i") for _ in self.names]  # 4 bytes; 8 once one needs it
-        self.exec = [array("i") for _ in self.names]
+        self.response = [ExactValues() for _ in self.names]
+        self.exec = [ExactValues() for _ in self.names]
         self.lags: array[int] | None = None
         self.broken: list[dict[str, int]] = [{} for _ in self.names]
         self.jobs = 0
@@ -129,11 +130,8 @@ class JobTally:
         s, e, r = j.start_ns, j.end_ns, j.release_ns
         lag = j.lag_ns
         if status is _DONE and s is not None and e is not None:
-            try:
-                self.response[ti].append(e - r)
-                self.exec[ti].append(j.run_ns)
-            except OverflowError:  # past 2.1 s: this task's arrays go to 8 bytes a value
-                self._widen(ti, e - r, j.run_ns)
+            self.response[ti].add(e - r)
+            self.exec[ti].add(j.run_ns)
             if self._csv is not None:
                 miss = "true" if j.missed else "false"
                 self._rows.append(f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},"
@@ -153,14 +151,6 @@ class JobTally:
             self._blame.add(j)
         if self._keep:
             self.kept.append(j)
-
-    def _widen(self, ti: int, response: int, run: int) -> None:
-        for values in (self.response, self.exec):
-            if values[ti].typecode != "q":
-                values[ti] = array("q", values[ti])
-        if len(self.response[ti]) == len(self.exec[ti]):  # response did not go in
-            self.response[ti].append(response)
-        self.exec[ti].append(run)
 
     def flush(self) -> None:
         """Hand the rows taken so far to the CSV stream."""
@@ -190,8 +180,8 @@ class JobTally:
                 "wcet_ns": wcet,
                 "admitted": verdicts[t.name].admitted if verdicts else True,
                 "bound_ns": verdicts[t.name].response_bound_ns if verdicts else None,
-                "response_ns": array_stats(self.response[i]),
-                "exec_ns": array_stats(self.exec[i]),
+                "response_ns": array_stats(self.response[i].array()),
+                "exec_ns": array_stats(self.exec[i].array()),
                 **blame[t.name],
             })  # fmt: skip
         return out
@@ -234,18 +224,16 @@ def _row(j: Job) -> str:
             f"{_STATUS[j.status]},{j.lag_ns}\n")  # fmt: skip
 
 
-def array_stats(values: array[int]) -> dict[str, Any] | None:
-    """``n, min, p50, p99, max, mean, cv`` of integer ns values (None: no value). Quantiles
-    use the ``higher`` method (observed values); ``cv`` is the population standard deviation
-    over the mean. The values are partly sorted in place (no copy: a long run's arrays are
-    its largest memory)."""
+def array_stats(values: Any) -> dict[str, Any] | None:
+    """``n, min, p50, p99, max, mean, cv`` of integer ns values (a numpy array, or an
+    ``array``; None: no value). Quantiles use the ``higher`` method (observed values); ``cv``
+    is the population standard deviation over the mean. A numpy array is partly sorted in
+    place (no copy: a long run's values are its largest memory)."""
     import numpy as np
 
-    if not values:
+    if len(values) == 0:
         return None
-    a: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = np.frombuffer(
-        values, dtype=np.int32 if values.typecode == "i" else np.int64
-    )
+    a = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=np.int64)
     mean = float(a.mean(dtype=np.float64))
     low, high, std = int(a.min()), int(a.max()), float(a.std(dtype=np.float64))
     p50, p99 = np.quantile(a, [0.5, 0.99], method="higher", overwrite_input=True)
