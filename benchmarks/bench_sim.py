@@ -52,7 +52,7 @@ def aegis_in_process(repeat: int, trace: str, perfetto: bool = False) -> tuple[i
                 perfetto=perfetto,
             )
             runs.append(time.perf_counter() - t0)
-            jobs = len(result.jobs)
+            jobs = result.summary["jobs"]
             assert result.summary["misses"] == 0
     return jobs, runs
 
