@@ -18,8 +18,9 @@ from aegis_core.model.status import JobStatus
 from aegis_core.record.sinks import NullTrace
 from aegis_core.run.loop import run
 from aegis_core.run.plan import RunPlan
+from aegis_core.run.samples import array_stats
 from aegis_core.run.scheduler import Job, Scheduler
-from aegis_core.tools.results import JobTally, array_stats, jobs_csv, task_summaries
+from aegis_core.tools.results import JobTally, jobs_csv, task_summaries
 from aegis_core.tools.runner import run_scenario
 from aegis_sim import SimPyEngine
 
@@ -206,3 +207,26 @@ def test_a_job_skipped_at_its_release_is_not_counted_as_released_by_the_end_reco
     assert [t["skipped"] for t in result.summary["tasks"]] == [1, 0]
     v = verify(load(tmp_path))
     assert v.ok and v.end is not None and v.end.jobs == result.summary["jobs"] - 1, v.mismatches
+
+
+def test_statistics_of_counted_values_equal_those_of_the_values() -> None:
+    """Counted values (a periodic run's) give the statistics of the same values in full."""
+    from aegis_core.run.samples import ExactValues
+
+    rng = random.Random(9)
+    for trial in range(200):
+        n, distinct = rng.randint(1, 3000), rng.randint(1, 40)
+        pool = [rng.randint(1, 10**8) for _ in range(distinct)]
+        values = [rng.choice(pool) for _ in range(n)]
+        counted = ExactValues()
+        for v in values:
+            counted.add(v)
+        assert counted.counts is not None
+        got, want = counted.stats(), array_stats(np.array(values, dtype=np.int64))
+        assert got is not None and want is not None
+        assert {k: got[k] for k in ("n", "min", "p50", "p99", "max")} == {
+            k: want[k] for k in ("n", "min", "p50", "p99", "max")
+        }, trial
+        assert got["mean"] == pytest.approx(want["mean"], abs=1e-3)
+        assert got["cv"] == pytest.approx(want["cv"], abs=2e-6)
+    assert ExactValues().stats() is None

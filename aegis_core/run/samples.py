@@ -171,6 +171,28 @@ class ExactValues:
         assert self.values is not None
         return len(self.values)
 
+    def stats(self) -> dict[str, Any] | None:
+        """:func:`array_stats` of the values (None: none). Counted values are not expanded:
+        the quantiles are read off the cumulative counts at numpy's ``higher`` index
+        (``ceil((n - 1) q)``), the mean is exact, the deviation summed per distinct value."""
+        counts = self.counts
+        if counts is None:
+            return array_stats(self.array())
+        if not counts:
+            return None
+        import numpy as np
+
+        keys = sorted(counts)
+        n = sum(counts.values())
+        cum = np.cumsum([counts[k] for k in keys])
+        p50, p99 = (keys[int(np.searchsorted(cum, int(np.ceil(np.float64(n - 1) * q)) + 1))]
+                    for q in (0.5, 0.99))  # fmt: skip
+        mean = sum(k * c for k, c in counts.items()) / n
+        var = sum(c * (k - mean) ** 2 for k, c in counts.items()) / n
+        cv = round(var**0.5 / mean, 6) if mean else 0.0
+        return {"n": n, "min": keys[0], "p50": p50, "p99": p99, "max": keys[-1],
+                "mean": round(mean, 3), "cv": cv}  # fmt: skip
+
     def array(self) -> Any:
         """Every value as a numpy integer array (a view of the array, or the counted values
         repeated)."""
@@ -183,3 +205,27 @@ class ExactValues:
         assert self.values is not None
         return np.frombuffer(self.values, dtype=np.int32 if self.values.typecode == "i"
                              else np.int64)  # fmt: skip
+
+
+def array_stats(values: Any) -> dict[str, Any] | None:
+    """``n, min, p50, p99, max, mean, cv`` of integer ns values (a numpy array, or an
+    ``array``; None: no value). Quantiles use the ``higher`` method (observed values); ``cv``
+    is the population standard deviation over the mean. A numpy array is partly sorted in
+    place (no copy: a long run's values are its largest memory)."""
+    import numpy as np
+
+    if len(values) == 0:
+        return None
+    a = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=np.int64)
+    mean = float(a.mean(dtype=np.float64))
+    low, high, std = int(a.min()), int(a.max()), float(a.std(dtype=np.float64))
+    p50, p99 = np.quantile(a, [0.5, 0.99], method="higher", overwrite_input=True)
+    return {
+        "n": int(a.size),
+        "min": low,
+        "p50": int(p50),
+        "p99": int(p99),
+        "max": high,
+        "mean": round(mean, 3),
+        "cv": round(std / mean, 6) if mean else 0.0,
+    }

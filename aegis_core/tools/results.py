@@ -180,8 +180,8 @@ class JobTally:
                 "wcet_ns": wcet,
                 "admitted": verdicts[t.name].admitted if verdicts else True,
                 "bound_ns": verdicts[t.name].response_bound_ns if verdicts else None,
-                "response_ns": array_stats(self.response[i].array()),
-                "exec_ns": array_stats(self.exec[i].array()),
+                "response_ns": self.response[i].stats(),
+                "exec_ns": self.exec[i].stats(),
                 **blame[t.name],
             })  # fmt: skip
         return out
@@ -222,30 +222,6 @@ def _row(j: Job) -> str:
     response = _opt(None if e is None else e - r)
     return (f"{j.id},{j.task},{r},{j.deadline_ns},{_opt(s)},{_opt(e)},{response},,{miss},"
             f"{_STATUS[j.status]},{j.lag_ns}\n")  # fmt: skip
-
-
-def array_stats(values: Any) -> dict[str, Any] | None:
-    """``n, min, p50, p99, max, mean, cv`` of integer ns values (a numpy array, or an
-    ``array``; None: no value). Quantiles use the ``higher`` method (observed values); ``cv``
-    is the population standard deviation over the mean. A numpy array is partly sorted in
-    place (no copy: a long run's values are its largest memory)."""
-    import numpy as np
-
-    if len(values) == 0:
-        return None
-    a = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=np.int64)
-    mean = float(a.mean(dtype=np.float64))
-    low, high, std = int(a.min()), int(a.max()), float(a.std(dtype=np.float64))
-    p50, p99 = np.quantile(a, [0.5, 0.99], method="higher", overwrite_input=True)
-    return {
-        "n": int(a.size),
-        "min": low,
-        "p50": int(p50),
-        "p99": int(p99),
-        "max": high,
-        "mean": round(mean, 3),
-        "cv": round(std / mean, 6) if mean else 0.0,
-    }
 
 
 def task_summaries(
