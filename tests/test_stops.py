@@ -392,10 +392,11 @@ def test_head_ends_explain_and_sim_quietly(tmp_path: Path) -> None:
         assert done.stderr == "" and len(done.stdout.splitlines()) == 1
 
 
-def test_compare_and_profile_show_progress(tmp_path: Path) -> None:
+def test_compare_and_profile_show_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from aegis_core.tools.compare import compare
     from aegis_core.tools.profiling import profile_scenario
 
+    monkeypatch.delenv("CI", raising=False)  # profile's bar asks the environment too (CI: none)
     s = make_scenario([{"name": "a", "period_ms": 10, "wcet_ms": 2}], duration_ms=50)
     tty = _Tty()
     c = compare(s, backend="mock", results=tmp_path, progress=tty)
