@@ -4,6 +4,7 @@ what a run holds does not grow with its length (aegis_core.tools.results.JobTall
 from __future__ import annotations
 
 import io
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,63 @@ def test_statistics_of_counted_values_equal_those_of_the_values() -> None:
         assert got["mean"] == pytest.approx(want["mean"], abs=1e-3)
         assert got["cv"] == pytest.approx(want["cv"], abs=2e-6)
     assert ExactValues().stats() is None
+
+
+def test_the_loop_folds_decision_costs_whatever_the_engine_allocates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A garbage-free engine (the heap engine never takes the GC branch) still has its
+    decision costs folded: the raw array stays within its limit."""
+    from aegis_core.run.samples import CostSamples
+    from aegis_core.run.testing import FakeEngine
+
+    monkeypatch.setattr(CostSamples.__init__, "__defaults__", (500,))
+    plan = RunPlan.build(make_scenario([{"name": "a", "period_ms": 1, "wcet_ms": 0.5}],
+                                       duration_ms=3000))  # fmt: skip
+    stats = run(plan, Scheduler.for_plan(plan, retain=False), FakeEngine(),
+                jobs=lambda jobs: None)  # fmt: skip
+    costs = stats.decisions_ns
+    assert len(costs) == 3000 and len(costs.raw) <= 500
+    assert costs.stats()["n"] == 3000
+
+
+def test_a_signal_while_the_results_are_written_stops_the_command_after_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from aegis_core.model.errors import Interrupted
+    from aegis_core.tools import runner
+
+    write = runner.write_summary
+
+    def late(out: Path, summary: Any) -> None:
+        signal.raise_signal(signal.SIGTERM)  # the run has ended: only noted
+        write(out, summary)
+
+    monkeypatch.setattr(runner, "write_summary", late)
+    s = load_scenario(ROOT / "scenarios/three_models.yaml")
+    with pytest.raises(Interrupted) as stopped:
+        runner.run_scenario(s, "sim", out_dir=tmp_path, perfetto=False)
+    assert stopped.value.reason == "SIGTERM"
+    assert {"summary.json", "jobs.csv", "trace.jsonl"} <= {p.name for p in tmp_path.iterdir()}
+    assert not (tmp_path / "jobs.csv.tmp").exists()
+    assert "interrupted" not in json.loads((tmp_path / "summary.json").read_text())  # whole
+
+
+def test_a_trace_that_cannot_be_written_is_one_error_and_leaves_no_partial_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aegis_core.model.errors import InputError
+    from aegis_core.record.sinks import JsonlTrace
+    from aegis_core.tools import runner
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    real = JsonlTrace.open
+    monkeypatch.setattr(runner.JsonlTrace, "open",
+                        lambda path, flush="batch": real("/dev/full", flush=flush))  # fmt: skip
+    s = load_scenario(ROOT / "scenarios/three_models.yaml")
+    with pytest.raises(InputError, match=r"^/dev/full: cannot write: "):
+        runner.run_scenario(s, "sim", out_dir=tmp_path, perfetto=False)
+    assert not (tmp_path / "jobs.csv.tmp").exists() and not (tmp_path / "summary.json").exists()

@@ -13,7 +13,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from aegis_core.model.errors import InputError
 from aegis_core.record.schema import Encoder, TraceRecord
+
+
+def write_text(stream: TextIO, text: str, *, flush: bool = False) -> None:
+    """``stream.write(text)`` (and ``flush()``); a failure (disk full, a closed pipe) is an
+    InputError naming the file."""
+    try:
+        stream.write(text)
+        if flush:
+            stream.flush()
+    except OSError as exc:
+        name = getattr(stream, "name", "the output")
+        raise InputError(f"{name}: cannot write: {exc.strerror or exc}") from exc
 
 
 class TraceSink(Protocol):
@@ -93,6 +106,7 @@ class JsonlTrace:
         self._per_record = flush == "record"
         self._min_block = self.BATCH if flush == "batch" else 1
         self._owns = owns
+        self._closed = False
         self._encoder = Encoder()
 
     @classmethod
@@ -104,8 +118,7 @@ class JsonlTrace:
         if self._per_record:
             line, out = self._encoder.line, self.stream
             for r in records:
-                out.write(line(r))
-                out.flush()
+                write_text(out, line(r), flush=True)
         else:
             self._pending += records
 
@@ -116,11 +129,15 @@ class JsonlTrace:
 
     def _drain(self) -> None:
         if self._pending:
-            self.stream.write("".join(self._encoder.lines(self._pending)))
+            text = "".join(self._encoder.lines(self._pending))
             self._pending.clear()
-            self.stream.flush()
+            write_text(self.stream, text, flush=True)
 
     def close(self) -> None:
+        """Write what is pending and close the file (once: closing again does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._drain()
         if self._owns:
             self.stream.close()

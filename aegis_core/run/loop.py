@@ -25,7 +25,7 @@ after the first): one integer comparison per instant in between."""
 class LoopStats:
     decisions_ns: CostSamples = field(default_factory=CostSamples)
     """Wall-clock cost of each scheduling decision (pick + its record), in ns (bounded
-    memory: the oldest are folded into a histogram past a million)."""
+    memory: folded into a histogram past :data:`~aegis_core.run.samples.CostSamples.RAW`)."""
     instants: int = 0
     last_ns: TimeNs = 0
     """The run's last instant (0: none ran)."""
@@ -72,6 +72,7 @@ def run(
         engine.free_slots,
     )
     dispatch, decided = engine.dispatch, overheads.raw.append
+    raw_count, raw_limit = overheads.raw.__len__, overheads.limit
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
     n = now = 0
@@ -104,8 +105,8 @@ def run(
                         take(ended)
                 if gc_count()[0] >= gc_due:
                     pace_gc()
-                    if overheads.full():
-                        overheads.fold()
+                if raw_count() >= raw_limit:  # decision costs: memory bounded, whatever
+                    overheads.fold()  # the engine allocates
                 if n == due:
                     due += POLL
                     if progress is not None:

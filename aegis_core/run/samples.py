@@ -160,9 +160,10 @@ class ExactValues:
         counts = self.counts
         assert counts is not None
         wide = any(not -(2**31) <= v < 2**31 for v in counts)
-        self.values = array("q" if wide else "i")
+        code = "q" if wide else "i"
+        self.values = array(code)
         for v, n in counts.items():
-            self.values.extend([v] * n)
+            self.values.extend(array(code, [v]) * n)
         self.counts = None
 
     def __len__(self) -> int:

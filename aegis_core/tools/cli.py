@@ -704,13 +704,15 @@ Unix tool killed by SIGPIPE reports."""
 
 
 def _stdout_closed() -> bool:
-    """Is standard output a pipe whose reader went away (poll reports an error on it)?"""
+    """Is standard output a pipe or socket whose reader went away (poll reports an error or
+    a hang-up on it)?"""
     import select
     import stat
 
     try:
         fd = sys.stdout.fileno()
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
             return False
         p = select.poll()
         p.register(fd, select.POLLERR)

@@ -54,6 +54,7 @@ from aegis_core.record.schema import (
     TraceRecord,
     decode_all,
 )
+from aegis_core.record.sinks import write_text
 
 DEVICE, TASKS, SCHED = 1, 2, 3
 _BUSY = 2**63  # a lane's end while a run holds it
@@ -217,8 +218,9 @@ class PerfettoTrace:
                 + len(self._out))  # fmt: skip
 
     def _drain(self) -> None:
-        self.stream.write("".join(self._out))
+        text = "".join(self._out)
         self._out.clear()
+        write_text(self.stream, text)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from aegis_core.budget import budgets
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
 from aegis_core.record.attribution import Stretches, cause_counts
+from aegis_core.record.sinks import write_text
 from aegis_core.run.samples import ExactValues
 from aegis_core.run.scheduler import Job
 
@@ -99,7 +100,7 @@ class JobTally:
         self._blame = Stretches({n: self.bounds.get(n) for n in self.names}, ideal_host=ideal)
         self._attribute = bool(self.bounds)
         if csv is not None:
-            csv.write(",".join(JOB_COLUMNS) + "\n")
+            write_text(csv, ",".join(JOB_COLUMNS) + "\n")
 
     def add(self, jobs: Iterable[Job]) -> None:
         """Settled jobs (any order); each is taken once every job before it in seq order is."""
@@ -155,7 +156,7 @@ class JobTally:
     def flush(self) -> None:
         """Hand the rows taken so far to the CSV stream."""
         if self._rows and self._csv is not None:
-            self._csv.write("".join(self._rows))
+            write_text(self._csv, "".join(self._rows))
         self._rows.clear()
 
     def release_lags(self) -> array[int]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from aegis_core.analysis.admission import admit
 from aegis_core.budget import any_samples
-from aegis_core.model.errors import InputError
+from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.scenario import Scenario
 from aegis_core.record.schema import EndRecord, Interruption, admission_records
 from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink
@@ -197,8 +197,8 @@ def run_scenario(
     tally = JobTally(scenario, verdicts, csv=csv, keep=keep)
     scheduler = Scheduler.for_plan(plan, retain=False)
     tick, bar = (None, None) if progress is None else _progress(progress, eng, plan, scheduler)
-    try:  # the handlers stay until summary.json is written: a signal after the loop is
-        with stop_on_signals() as stop:  # noted, never a half-written results directory
+    try:  # the handlers stay until summary.json is written: a signal after the loop stops
+        with stop_on_signals() as stop:  # the command once its results are whole
             sink.write(admission_records(verdicts, scenario, enforced=admission))
             t0 = time.perf_counter()
             try:
@@ -213,14 +213,19 @@ def run_scenario(
                 {"seed": seed, "admission": admission, "exec_time": exec_time,
                  "host_mode": host_mode},
             ))  # fmt: skip
+            late = stop() if stats.stopped is None else None
     except BaseException:
-        sink.close()
+        with contextlib.suppress(Exception):  # the first error is the one that counts
+            sink.close()
         if csv is not None:
-            csv.close()
-            (out / _JOBS_TMP).unlink(missing_ok=True)  # type: ignore[operator]
+            with contextlib.suppress(OSError):
+                csv.close()
+                (out / _JOBS_TMP).unlink(missing_ok=True)  # type: ignore[operator]
         if out is not None and not scheduler.released:  # failed before any release (e.g.
             _discard(out, created)  # the engine could not start): leave nothing half-written
         raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
+    if late is not None:  # a signal while the results were written: they are whole (the run
+        raise Interrupted(late)  # ended first), and the command stops as the signal asked
     return RunResult(summary, tally.kept, out, stats)
 
 
