@@ -27,14 +27,14 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise InputError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
-def write_json_atomic(path: str | Path, data: Any, what: str = "file") -> None:
+def write_json_atomic(path: str | Path, data: Any, what: str = "file", *, indent: int = 1) -> None:
     """Write ``data`` as indented JSON through a temporary file renamed over ``path``: never
     half a file; an OSError is an InputError naming the file."""
     import os
     import tempfile
 
     p = Path(path)
-    text = json.dumps(data, indent=1) + "\n"  # fails (if at all) before any file
+    text = json.dumps(data, indent=indent) + "\n"  # fails (if at all) before any file
     tmp = None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)

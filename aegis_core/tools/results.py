@@ -10,8 +10,6 @@ mean.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import platform
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from aegis_core.budget import budgets
+from aegis_core.model.files import write_json_atomic
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
 from aegis_core.record.attribution import Stretches, cause_counts
@@ -128,16 +127,11 @@ class JobTally:
             self.misses += 1
         if j.overrun:
             c[6] += 1
-        s, e, r = j.start_ns, j.end_ns, j.release_ns
-        lag = j.lag_ns
-        if status is _DONE and s is not None and e is not None:
-            self.response[ti].add(e - r)
+        e, lag = j.end_ns, j.lag_ns
+        if status is _DONE and j.start_ns is not None and e is not None:
+            self.response[ti].add(e - j.release_ns)
             self.exec[ti].add(j.run_ns)
-            if self._csv is not None:
-                miss = "true" if j.missed else "false"
-                self._rows.append(f"{j.id},{j.task},{r},{j.deadline_ns},{s},{e},{e - r},"
-                                  f"{j.run_ns},{miss},completed,{lag}\n")  # fmt: skip
-        elif self._csv is not None:
+        if self._csv is not None:
             self._rows.append(_row(j))
         if self.lags is not None:
             self.lags.append(lag)
@@ -258,22 +252,10 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_summary(out_dir: Path, summary: Mapping[str, Any]) -> None:
-    """Write ``summary.json`` atomically: a reader never sees half of it."""
-    _atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-
-
-def write_results(out_dir: Path, summary: Mapping[str, Any], jobs: Sequence[Job]) -> None:
-    """Write ``jobs.csv`` and ``summary.json`` of jobs in memory, each atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "jobs.csv", jobs_csv(jobs))
-    write_summary(out_dir, summary)
+    """Write ``summary.json`` atomically: a reader never sees half of it (an OSError is an
+    InputError naming the file)."""
+    write_json_atomic(out_dir / "summary.json", summary, "summary", indent=2)
 
 
 def deterministic(summary: Mapping[str, Any]) -> dict[str, Any]:
