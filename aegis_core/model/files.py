@@ -66,6 +66,12 @@ class FieldReader:
             raise self.fail(key, "is required")
         return FieldReader(data, self.path, self.what, key)
 
+    def schema(self, expected: str) -> None:
+        """The object's ``schema`` is ``expected`` (else an InputError naming the field)."""
+        found = self.get("schema", str)
+        if found != expected:
+            raise self.fail("schema", f"expected {expected!r}, got {found!r}")
+
     def fail(self, key: str, message: str) -> InputError:
         name = f"{self.prefix}.{key}" if self.prefix and not key.startswith(self.prefix) else key
         return InputError(f"{self.path}: field '{name}': {message}")

@@ -151,9 +151,7 @@ class Overheads:
     @classmethod
     def from_dict(cls, data: Any, path: str = "<memory>") -> Overheads:
         r = FieldReader(data, path, "an overheads file")
-        schema = r.get("schema", str)
-        if schema != SCHEMA:
-            raise r.fail("schema", f"expected {SCHEMA!r}, got {schema!r}")
+        r.schema(SCHEMA)
         exceedance = r.get("exceedance", float)
         if not 0 < exceedance < 1:
             raise r.fail("exceedance", f"must lie in (0, 1), got {exceedance!r}")

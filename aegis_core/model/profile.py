@@ -119,9 +119,7 @@ class Profile:
     @classmethod
     def from_dict(cls, data: Any, path: str = "<memory>") -> Profile:
         r = FieldReader(data, path, "a profile")
-        schema = r.get("schema", str)
-        if schema != SCHEMA:
-            raise r.fail("schema", f"expected {SCHEMA!r}, got {schema!r}")
+        r.schema(SCHEMA)
         samples = r.integers("samples_ns", 1)
         if len(samples) < MIN_SAMPLES:
             raise r.fail("samples_ns", f"needs at least {MIN_SAMPLES} samples, has {len(samples)}")

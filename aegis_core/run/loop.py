@@ -72,7 +72,7 @@ def run(
         engine.free_slots,
     )
     dispatch, decided = engine.dispatch, overheads.raw.append
-    raw_count, raw_limit = overheads.raw.__len__, overheads.limit
+    costs_full = overheads.full
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
     n = now = 0
@@ -105,7 +105,7 @@ def run(
                         take(ended)
                 if gc_count()[0] >= gc_due:
                     pace_gc()
-                if raw_count() >= raw_limit:  # decision costs: memory bounded, whatever
+                if costs_full():  # decision costs: memory bounded, whatever
                     overheads.fold()  # the engine allocates
                 if n == due:
                     due += POLL

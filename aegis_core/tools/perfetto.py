@@ -226,18 +226,16 @@ class PerfettoTrace:
 
     def _at(self, t: TimeNs) -> str:
         """The ``ts`` text of ``t`` (kept: times recur), the cache bounded."""
-        texts = self._ts
-        if len(texts) >= self.TEXTS:
-            texts.clear()
-        text = texts[t] = _ts(t)
-        return text
+        return self._keep(self._ts, t, _ts(t))
 
     def _span(self, d: TimeNs) -> str:
         """The ``dur`` text of ``d`` (kept, as :meth:`_at`)."""
-        texts = self._dur
-        if len(texts) >= self.TEXTS:
+        return self._keep(self._dur, d, _us(d))
+
+    def _keep(self, texts: dict[int, str], key: int, text: str) -> str:
+        if len(texts) >= self.TEXTS:  # each cache emptied when full: bounded memory
             texts.clear()
-        text = texts[d] = _us(d)
+        texts[key] = text
         return text
 
     def _task(self, task: str) -> int:

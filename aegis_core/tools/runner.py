@@ -208,11 +208,14 @@ def run_scenario(
                 if bar is not None:
                     bar.close()
             wall = time.perf_counter() - t0
-            summary = _finish(out, sink, csv, tally, scheduler, stats, (
-                scenario, plan, eng, verdicts, wall,
-                {"seed": seed, "admission": admission, "exec_time": exec_time,
-                 "host_mode": host_mode},
-            ))  # fmt: skip
+            stopped = _close_outputs(out, sink, csv, tally, scheduler, stats)
+            summary = _summary(
+                scenario, plan, eng, verdicts, tally, tally.summaries(scenario), scheduler,
+                stats, wall, seed=seed, admission=admission, exec_time=exec_time,
+                host_mode=host_mode, stopped=stopped,
+            )  # fmt: skip
+            if out is not None:
+                write_summary(out, summary)
             late = stop() if stats.stopped is None else None
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one that counts
@@ -229,13 +232,12 @@ def run_scenario(
     return RunResult(summary, tally.kept, out, stats)
 
 
-def _finish(
+def _close_outputs(
     out: Path | None, sink: TraceSink, csv: TextIO | None, tally: JobTally,
-    scheduler: Scheduler, stats: LoopStats, run: tuple[Any, ...],
-) -> dict[str, Any]:  # fmt: skip
+    scheduler: Scheduler, stats: LoopStats,
+) -> Interruption | None:  # fmt: skip
     """After the loop: the jobs still pending (a stopped run's) to the tally, the end record,
-    the trace closed, ``jobs.csv`` renamed whole, ``summary.json`` written; the summary."""
-    scenario, plan, eng, verdicts, wall, options = run
+    the trace closed, ``jobs.csv`` renamed whole; what stopped the run (None: it ran out)."""
     stopped = None if stats.stopped is None else Interruption(stats.last_ns, stats.stopped)
     tally.add(scheduler.pending())  # a stopped run's jobs still ready or running, as they are
     sink.write([EndRecord(stats.last_ns, scheduler.announced, stopped)])
@@ -243,15 +245,11 @@ def _finish(
         sink.close()
     except OSError as exc:
         raise InputError(f"{out}: cannot write the trace: {exc.strerror or exc}") from exc
-    tasks = tally.summaries(scenario)
+    tally.flush()
     if csv is not None:
         csv.close()
         os.replace(out / _JOBS_TMP, out / "jobs.csv")  # type: ignore[operator]
-    summary = _summary(scenario, plan, eng, verdicts, tally, tasks, scheduler, stats, wall,
-                       stopped=stopped, **options)  # fmt: skip
-    if out is not None:
-        write_summary(out, summary)
-    return summary
+    return stopped
 
 
 def _summary(
