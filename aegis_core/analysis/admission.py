@@ -20,8 +20,13 @@ if TYPE_CHECKING:
     from aegis_core.model.overheads import Overheads
 from aegis_core.analysis.bounds import (
     INF,
+    MAX_POINTS,
     ATask,
+    DemandResult,
+    Effort,
+    Exhausted,
     FpResponse,
+    count_test_points,
     edf_demand_enumerate,
     edf_demand_qpa,
     edf_response_bound,
@@ -95,6 +100,8 @@ class Admission:
     task has a model."""
     overheads: Overheads | None = None
     """The host overheads the analysis charged (None: an ideal host)."""
+    effort: Effort | None = None
+    """The analysis budget and the points the analysis spent of it."""
 
     @property
     def schedulable(self) -> bool:
@@ -123,6 +130,8 @@ class Admission:
             o = self.overheads
             out["overheads"] = {"source": o.label, "bounds_ns": o.bounds(),
                                 "per_dispatch_ns": o.per_dispatch_ns}  # fmt: skip
+        if self.effort is not None:
+            out["analysis_points"] = {"budget": self.effort.limit, "spent": self.effort.spent}
         return out
 
 
@@ -150,7 +159,8 @@ def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) 
     scenario's policy proves that it and every task admitted before it meet their deadlines
     (and, when the scenario sets memory budgets, their planned memory fits)."""
     bs = tuple(task_budgets) if task_budgets is not None else budgets(scenario)
-    ctx = _Context(scenario, scenario.tasks, bs, scenario.overheads)
+    effort = Effort(analysis_budget(scenario))
+    ctx = _Context(scenario, scenario.tasks, bs, effort, scenario.overheads)
     test, evaluate = _ANALYSES[scenario.policy.analysis](ctx)
     memory = _memory(scenario, bs)
     verdicts = tuple(_incremental(ctx, test, evaluate, memory if _gated(scenario) else None))
@@ -160,7 +170,13 @@ def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) 
         admitted = [i for i, v in enumerate(verdicts) if v.admitted]
         chains = {i: len(final[i].chunks_ns) for i in admitted}
         report = memory.rechunked(chains).report(admitted)
-    return Admission(scenario.policy.name, verdicts, final, report, scenario.overheads)
+    return Admission(scenario.policy.name, verdicts, final, report, scenario.overheads, effort)
+
+
+def analysis_budget(scenario: Scenario) -> int:
+    """The points one admission of ``scenario`` may spend (``analysis_points``, else
+    :data:`~aegis_core.analysis.bounds.MAX_POINTS`)."""
+    return MAX_POINTS if scenario.analysis_points is None else scenario.analysis_points
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,7 @@ class _Context:
     scenario: Scenario
     tasks: Sequence[Task]
     budgets: Sequence[TaskBudget]
+    effort: Effort
     overheads: Overheads | None = None
 
     def verdict(self, j: int, admitted: bool, reason: str, test: str, **more: Any) -> TaskVerdict:
@@ -270,7 +287,7 @@ def _incremental(
     for i in range(len(ctx.tasks)):
         out: Evaluation | None = _infeasible(ctx, i)
         if out is None:
-            out = evaluate([*admitted, i])
+            out = _within_budget(evaluate, [*admitted, i])
         if isinstance(out, str):
             verdicts[i] = ctx.verdict(i, False, out, test)
             continue
@@ -287,6 +304,18 @@ def _incremental(
             for i, v in enumerate(out_verdicts)]  # fmt: skip
 
 
+def _within_budget(evaluate: Evaluate, cand: list[int]) -> Evaluation:
+    """``evaluate(cand)``, or the rejection reason when the analysis budget runs out first
+    (rejecting is safe: the set is only not proved)."""
+    try:
+        return evaluate(cand)
+    except Exhausted as exc:
+        return (
+            f"{exc}: not proved schedulable within the analysis budget (raise it with "
+            f"analysis_points: or --max-points)"
+        )
+
+
 NP_EDF_TEST = "np-edf demand (George-Rivierre-Spuri, segmented QPA)"
 NP_FP_TEST = "np-fp response time (Davis-Burns-Bril-Lukkien 2007, every job of the busy period)"
 LP_EDF_TEST = "lp-edf demand with chunk blocking (Bertogna-Baruah Q_k, greedy kernel merging)"
@@ -296,13 +325,32 @@ NO_TEST = "none"
 def _np_edf(ctx: _Context) -> tuple[str, Evaluate]:
     def evaluate(cand: list[int]) -> Evaluation:
         ts = [ctx.analysis(j) for j in cand]
-        if not edf_demand_qpa(ts).ok:
-            return edf_demand_enumerate(ts).reason  # names the first violating point
-        reason = edf_demand_enumerate(ts).reason  # names the binding test point
-        bounds = [edf_response_bound(ts, k) for k in range(len(ts))]
+        e = ctx.effort
+        qpa = edf_demand_qpa(ts, effort=e)
+        reason = _demand_reason(ts, qpa, e)
+        if not qpa.ok:
+            return reason
+        bounds = [edf_response_bound(ts, k, effort=e) for k in range(len(ts))]
         return _edf_verdicts(ctx, cand, ts, bounds, reason, NP_EDF_TEST)
 
     return NP_EDF_TEST, evaluate
+
+
+def _demand_reason(ts: Sequence[ATask], qpa: DemandResult, effort: Effort) -> str:
+    """The demand test's reason: by enumeration (the first violating point, or the binding
+    one) when it fits in half of what is left of the budget, else QPA's own."""
+    if qpa.bound is None:
+        return qpa.reason
+    left = effort.left
+    part = Effort(None if left is None else left // 2)
+    try:
+        if part.limit is not None and count_test_points(ts, qpa.bound) > part.limit:
+            return qpa.reason
+        return edf_demand_enumerate(ts, effort=part).reason
+    except Exhausted:
+        return qpa.reason
+    finally:
+        effort.spent += part.spent
 
 
 def _edf_verdicts(
@@ -330,7 +378,7 @@ def _np_fp(ctx: _Context) -> tuple[str, Evaluate]:
 
     def evaluate(cand: list[int]) -> Evaluation:
         ts = [ctx.analysis(j, prio[j]) for j in cand]
-        results = [fp_response(ts, k) for k in range(len(ts))]
+        results = [fp_response(ts, k, effort=ctx.effort) for k in range(len(ts))]
         for k, r in enumerate(results):
             if r.bound > ts[k].d:
                 return _fp_late(ctx.tasks, cand, k, r, prio)
@@ -368,10 +416,11 @@ def _fp_reason(r: FpResponse, prio: int) -> str:
 def _lp_edf(ctx: _Context) -> tuple[str, Evaluate]:
     def evaluate(cand: list[int]) -> Evaluation:
         plain = [ctx.analysis(j) for j in cand]
-        if not preemptive_edf_ok(plain):
-            pre = edf_demand_enumerate(plain, q=[0] * len(plain))
+        e = ctx.effort
+        if not preemptive_edf_ok(plain, e):
+            pre = edf_demand_enumerate(plain, q=[0] * len(plain), effort=e)
             return "fails even fully preemptive: " + pre.reason
-        limits = max_chunk_bounds(plain)
+        limits = max_chunk_bounds(plain, e)
         chunked: list[ATask] = []
         chains: list[tuple[int, ...]] = []
         extra = ctx.per_dispatch_ns  # each chunk is one more dispatch: charged, it must fit Q
@@ -387,10 +436,10 @@ def _lp_edf(ctx: _Context) -> tuple[str, Evaluate]:
                 )
             chains.append(tuple(chunks))
             chunked.append(ctx.analysis(j, chunks=chunks))
-        res = edf_demand_enumerate(chunked)
+        res = edf_demand_enumerate(chunked, effort=e)
         if not res.ok:
             return res.reason
-        bounds = [edf_response_bound(chunked, k) for k in range(len(chunked))]
+        bounds = [edf_response_bound(chunked, k, effort=e) for k in range(len(chunked))]
         return _edf_verdicts(ctx, cand, chunked, bounds, res.reason, LP_EDF_TEST, limits, chains)
 
     return LP_EDF_TEST, evaluate

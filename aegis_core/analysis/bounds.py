@@ -26,6 +26,12 @@ scheduler may see it as late as ``r + j`` (the host's release lag); ``ATask.burs
 scenario's jitter: each release may come up to ``burst`` late against a grid ``T`` apart, and
 carries its own deadline, so ``k`` consecutive gaps sum to at least ``k T - burst``.
 Floors and ceilings are integer operations; utilisation sums are exact fractions.
+
+Every function that iterates takes an optional :class:`Effort`: a budget of *analysis points*
+(one evaluation of a demand or response sum at one instant, or one test point or offset
+listed). Spending past the budget raises :class:`Exhausted`, which admission turns into a
+rejection ("not proved within N points"): the analysis never runs unbounded, and the same
+input always spends the same points on any machine (docs/THEORY.md §budget).
 """
 
 from __future__ import annotations
@@ -36,7 +42,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from aegis_core.model.errors import AegisError
+
 INF = math.inf
+
+MAX_POINTS = 500_000
+"""The default analysis budget of one admission (:class:`Effort`), in points."""
+
+
+class Exhausted(AegisError):
+    """The analysis budget ran out before the test could prove or refute the set (raised
+    inside the analysis only: admission makes it a rejection with that reason)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"not proved within {limit} analysis points")
+
+
+@dataclass(slots=True)
+class Effort:
+    """A budget of analysis points, spent as the analysis goes (None: unlimited)."""
+
+    limit: int | None = None
+    spent: int = 0
+
+    def charge(self, n: int = 1) -> None:
+        self.spent += n
+        if self.limit is not None and self.spent > self.limit:
+            raise Exhausted(self.limit)
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.spent, 0)
+
+
+def _effort(effort: Effort | None) -> Effort:
+    return Effort() if effort is None else effort
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +171,9 @@ def dbf(ts: Sequence[ATask], t: int) -> int:
     return sum(x.count(t - x.d) * x.c for x in ts)
 
 
-def busy_period(ts: Sequence[ATask], blocking: int = 0, cap: int | None = None) -> int | None:
+def busy_period(
+    ts: Sequence[ATask], blocking: int = 0, cap: int | None = None, effort: Effort | None = None
+) -> int | None:
     """Least ``L = blocking + sum ceil((L + J + burst)/T) C`` (None when U > 1, or U = 1 with
     blocking or jitter: no fixed point, the busy period never ends).
 
@@ -142,7 +185,9 @@ def busy_period(ts: Sequence[ATask], blocking: int = 0, cap: int | None = None) 
     if work > period or (work == period and (blocking > 0 or any(x.j + x.burst for x in ts))):
         return None
     length = blocking + sum(x.c for x in ts)
+    effort = _effort(effort)
     while cap is None or length < cap:
+        effort.charge()
         nxt = blocking + sum(x.count(length, open_end=True) * x.c for x in ts)
         if nxt == length:
             return length
@@ -150,25 +195,26 @@ def busy_period(ts: Sequence[ATask], blocking: int = 0, cap: int | None = None) 
     return length
 
 
-def testing_bound(ts: Sequence[ATask]) -> int | None:
+def testing_bound(ts: Sequence[ATask], effort: Effort | None = None) -> int | None:
     """``L = min(L_b, ceil(max(D_max, sum (T-D+J+burst) U_i / (1-U))))`` (docs/THEORY.md
     §interval); exact integer arithmetic over ``P = lcm(T)``: the sum is ``S / (P - W)``."""
     work, period = _work(ts)
     if work > period:
         return None
     if work == period:
-        return busy_period(ts)
+        return busy_period(ts, effort=effort)
     slack = sum((x.t - x.d + x.j + x.burst) * x.c * (period // x.t) for x in ts)
     la = max(max(x.d for x in ts), _ceil_div(slack, period - work))
-    lb = busy_period(ts, cap=la)
+    lb = busy_period(ts, cap=la, effort=effort)
     assert lb is not None
     return min(lb, la)
 
 
-def test_points(ts: Sequence[ATask], upto: int) -> list[int]:
+def test_points(ts: Sequence[ATask], upto: int, effort: Effort | None = None) -> list[int]:
     """Where ``dbf`` steps, positive and ``<= upto``, sorted: ``D_i - J_i`` and
     ``D_i - J_i - burst_i + k T_i`` beyond it (``k T_i > burst_i``; without jitter
-    ``k T_i + D_i``)."""
+    ``k T_i + D_i``). Their number is charged to ``effort`` before they are listed."""
+    _effort(effort).charge(count_test_points(ts, upto))
     pts: set[int] = set()
     for x in ts:
         first, start = _steps(x)
@@ -176,6 +222,16 @@ def test_points(ts: Sequence[ATask], upto: int) -> list[int]:
             pts.add(first)
         pts.update(range(start, upto + 1, x.t))
     return sorted(p for p in pts if p <= upto)
+
+
+def count_test_points(ts: Sequence[ATask], upto: int) -> int:
+    """How many steps :func:`test_points` lists up to ``upto`` (at most; shared steps of two
+    tasks count twice), without listing them."""
+    n = 0
+    for x in ts:
+        first, start = _steps(x)
+        n += int(0 < first <= upto) + (0 if start > upto else (upto - start) // x.t + 1)
+    return n
 
 
 def _steps(x: ATask) -> tuple[int, int]:
@@ -230,6 +286,7 @@ class DemandResult:
     evaluated: int  # demand evaluations
     violation: Violation | None = None
     binding: Violation | None = None  # the point with the least slack (enumeration only)
+    exhaustive: bool = True  # every test point evaluated (False: QPA's jumps)
 
     @property
     def reason(self) -> str:
@@ -248,6 +305,11 @@ class DemandResult:
                 f"no absolute deadline falls within L = {ms(self.bound)} (the longest busy "
                 f"period): every job completes before its deadline"
             )
+        if not self.exhaustive:
+            return (
+                f"dbf(t) + B(t) <= t up to L = {ms(self.bound)}, proved by segmented QPA at "
+                f"{self.evaluated} points"
+            )
         tail = ""
         if self.binding is not None:
             b = self.binding
@@ -263,17 +325,18 @@ class DemandResult:
 
 
 def edf_demand_enumerate(
-    ts: Sequence[ATask], eps: int = 0, q: Sequence[int] | None = None
-) -> DemandResult:
+    ts: Sequence[ATask], eps: int = 0, q: Sequence[int] | None = None,
+    effort: Effort | None = None,
+) -> DemandResult:  # fmt: skip
     """The reference: check every test point in ``[0, L]``; reports the first violation.
 
     ``q`` overrides each task's blocking chunk (default: its longest chunk)."""
     u = utilisation(ts)
-    upto = testing_bound(ts)
+    upto = testing_bound(ts, effort)
     if upto is None:
         return DemandResult(False, u, None, 0)
     block = _Blocking(ts, eps, q)
-    points = test_points(ts, upto)
+    points = test_points(ts, upto, effort)
     binding: Violation | None = None
     for n, t in enumerate(points, 1):
         demand = dbf(ts, t)
@@ -300,15 +363,17 @@ def _largest_point_below(ts: Sequence[ATask], x: int) -> int | None:
 
 
 def edf_demand_qpa(
-    ts: Sequence[ATask], eps: int = 0, q: Sequence[int] | None = None
-) -> DemandResult:
+    ts: Sequence[ATask], eps: int = 0, q: Sequence[int] | None = None,
+    effort: Effort | None = None,
+) -> DemandResult:  # fmt: skip
     """Segmented QPA (docs/THEORY.md §qpa): exact, visits far fewer points than enumeration.
 
     ``[0, L]`` is cut where ``B`` changes (at each distinct deadline); inside a segment
     ``B = beta`` is constant and the QPA jump ``t <- dbf(t) + beta`` is safe; a jump never
     crosses the segment's lower edge."""
     u = utilisation(ts)
-    upto = testing_bound(ts)
+    effort = _effort(effort)
+    upto = testing_bound(ts, effort)
     if upto is None:
         return DemandResult(False, u, None, 0)
     block = _Blocking(ts, eps, q)
@@ -320,6 +385,7 @@ def edf_demand_qpa(
         lo = edges[bisect_right(edges, t) - 1]  # lower edge of t's segment
         beta, who = block(t)
         while True:
+            effort.charge()
             demand = dbf(ts, t)
             evaluated += 1
             h = demand + beta
@@ -332,40 +398,54 @@ def edf_demand_qpa(
                 break
             t = nxt
         t = _largest_point_below(ts, lo)
-    return DemandResult(True, u, upto, evaluated)
+    return DemandResult(True, u, upto, evaluated, exhaustive=False)
 
 
 # ------------------------------------------------------------------------ response times
 
 
-def edf_offsets(ts: Sequence[ATask], i: int, upto: int) -> list[int]:
+def edf_offsets(ts: Sequence[ATask], i: int, upto: int, effort: Effort | None = None) -> list[int]:
     """``A_i`` (docs/THEORY.md §edf-response): the release offsets ``a`` in ``[-J_i, upto)`` of
     ``i``'s job where ``r_i(a)`` can step up: where another task's count of jobs due by
     ``a + D_i`` grows (``D_j - J_j - D_i``, then ``k T_j`` after ``D_j - J_j - burst_j - D_i``),
     a blocker drops out (``blocks_below_j - D_i``) or one more earlier job of ``i`` fits
     (``k T_i - J_i - burst_i``); and ``-J_i``. Between two of them ``r_i`` falls as ``a``
-    grows. Without jitter: ``{k T_j + D_j - D_i} ∩ [0, upto)``."""
+    grows. Without jitter: ``{k T_j + D_j - D_i} ∩ [0, upto)``. Their number is charged to
+    ``effort`` before they are listed."""
     me = ts[i]
     lo = -me.j
     offs: set[int] = {lo}
+    starts = [_offset_start(ts, i, k) for k in range(len(ts))]
+    _effort(effort).charge(
+        sum(max(_ceil_div(upto - s, x.t), 0) for s, x in zip(starts, ts, strict=True))
+    )
     for k, x in enumerate(ts):
-        if k == i:
-            start = -me.j - me.burst + me.t
-        else:
-            first = x.d - x.j - me.d
-            start = first - x.burst + (x.burst // x.t + 1) * x.t
-            for extra in (first, x.blocks_below - me.d):
+        if k != i:
+            for extra in (x.d - x.j - me.d, x.blocks_below - me.d):
                 if lo <= extra < upto:
                     offs.add(extra)
-        if start < lo:
-            start += _ceil_div(lo - start, x.t) * x.t
-        offs.update(range(start, upto, x.t))
+        offs.update(range(starts[k], upto, x.t))
     return sorted(offs)
 
 
+def _offset_start(ts: Sequence[ATask], i: int, k: int) -> int:
+    """The first offset ``>= -J_i`` of task ``k``'s progression in ``A_i``."""
+    me, x = ts[i], ts[k]
+    lo = -me.j
+    if k == i:
+        start = -me.j - me.burst + me.t
+    else:
+        first = x.d - x.j - me.d
+        start = first - x.burst + (x.burst // x.t + 1) * x.t
+    if start < lo:
+        start += _ceil_div(lo - start, x.t) * x.t
+    return start
+
+
 def edf_response_at(
-    ts: Sequence[ATask], i: int, a: int, eps: int = 0, *, closed: bool = False
-) -> int:
+    ts: Sequence[ATask], i: int, a: int, eps: int = 0, *, closed: bool = False,
+    effort: Effort | None = None,
+) -> int:  # fmt: skip
     """``r_i(a)``: bound of ``i``'s job released at offset ``a >= -J_i`` (docs/THEORY.md
     §edf-response), counted from its release.
 
@@ -382,10 +462,18 @@ def edf_response_at(
     open_end = blocking > 0 and eps == 0 and not closed
     earlier = (a + me.j + me.burst) // me.t  # i's jobs released in [-J_i, a)
     base = blocking + earlier * me.c + (me.c - me.q_last)
-    others = [(x, cap) for j, x in enumerate(ts) if j != i and (cap := x.count(abs_d - x.d)) > 0]
+    # ATask.count inlined (the hot loop): releases in [-J, s] (open: [-J, s)) number
+    # (s + J + burst - open) // T + 1 when s + J > -1 (open: > 0), else none
+    shift, floor = (1, 0) if open_end else (0, -1)
+    others = [(x.c, x.t, x.j, x.j + x.burst - shift, cap) for k, x in enumerate(ts)
+              if k != i and (cap := x.count(abs_d - x.d)) > 0]  # fmt: skip
     s = base
+    effort = _effort(effort)
     while True:
-        nxt = base + sum(x.c * min(x.count(s, open_end), cap) for x, cap in others)
+        effort.charge()
+        nxt = base + sum(
+            c * min((s + jb) // t + 1, cap) for c, t, j, jb, cap in others if s + j > floor
+        )
         if nxt == s:
             break
         s = nxt
@@ -393,20 +481,21 @@ def edf_response_at(
 
 
 def edf_response_bound(
-    ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = False
-) -> tuple[int, int] | None:
+    ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = False,
+    effort: Effort | None = None,
+) -> tuple[int, int] | None:  # fmt: skip
     """``(R_i, worst offset a)`` for NP-EDF (or LP-EDF with chunks); None when U > 1 (or the
     busy period does not end); the least worst offset on ties.
 
     Offsets lie in ``[-J_i, L_b)``, ``L_b`` the synchronous busy period (docs/THEORY.md
     §busy-period): one that starts with a blocking chunk is a busy period of the same task set,
     so no longer."""
-    lb = busy_period(ts)
+    lb = busy_period(ts, effort=effort)
     if lb is None:
         return None
     best: tuple[int, int] | None = None
-    for a in edf_offsets(ts, i, lb):
-        r = edf_response_at(ts, i, a, eps, closed=closed)
+    for a in edf_offsets(ts, i, lb, effort):
+        r = edf_response_at(ts, i, a, eps, closed=closed, effort=effort)
         if best is None or r > best[0]:
             best = (r, a)
     assert best is not None  # -J_i is always an offset
@@ -423,7 +512,10 @@ class FpResponse:
     blocking: int = 0
 
 
-def fp_response(ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = False) -> FpResponse:
+def fp_response(
+    ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = False,
+    effort: Effort | None = None,
+) -> FpResponse:  # fmt: skip
     """Davis, Burns, Bril and Lukkien (2007), non-preemptive fixed priority (docs/THEORY.md §np-fp):
     ``R_i(q) = J_i + w_i(q) - max(0, q T_i - burst_i) + C_i`` over the ``Q_i`` jobs of the
     level-i busy period (Davis's ``J + w - q T + C`` when ``burst = 0``).
@@ -437,7 +529,8 @@ def fp_response(ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = Fal
     blocking = max((max(x.c - eps, 0) for x in lp), default=0)
     open_end = blocking > 0 and eps == 0 and not closed
     hep = [*hp, me]
-    busy = busy_period(hep, blocking)
+    effort = _effort(effort)
+    busy = busy_period(hep, blocking, effort=effort)
     if busy is None:  # hep utilisation > 1, or = 1 with blocking: the busy period never ends
         return FpResponse(INF, INF, (), blocking)
     jobs = []
@@ -445,6 +538,7 @@ def fp_response(ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = Fal
         base = blocking + q * me.c
         w = base + sum(x.c for x in hp)
         while True:
+            effort.charge()
             nxt = base + sum(x.count(w, open_end) * x.c for x in hp)
             if nxt == w:
                 break
@@ -457,14 +551,14 @@ def fp_response(ts: Sequence[ATask], i: int, eps: int = 0, *, closed: bool = Fal
 # ------------------------------------------------------------------------ limited preemption
 
 
-def max_chunk_bounds(ts: Sequence[ATask]) -> list[int | float]:
+def max_chunk_bounds(ts: Sequence[ATask], effort: Effort | None = None) -> list[int | float]:
     """``Q_k = min{t - dbf(t) : t in S, t < D_k}`` (continuous, docs/THEORY.md §lp-edf); INF: none.
 
     Meaningful when the fully preemptive test passes (U <= 1 and dbf(t) <= t on S)."""
-    upto = testing_bound(ts)
+    upto = testing_bound(ts, effort)
     if upto is None:
         return [0] * len(ts)
-    pts = test_points(ts, upto)
+    pts = test_points(ts, upto, effort)
     slack = [t - dbf(ts, t) for t in pts]
     prefix: list[int] = []
     for s in slack:
@@ -490,6 +584,6 @@ def split_chunks(op_wcets: Sequence[int], limit: int | float) -> list[int] | Non
     return chunks
 
 
-def preemptive_edf_ok(ts: Sequence[ATask]) -> bool:
+def preemptive_edf_ok(ts: Sequence[ATask], effort: Effort | None = None) -> bool:
     """Preemptive EDF (the upper reference): the demand test with no blocking."""
-    return edf_demand_qpa(ts, q=[0] * len(ts)).ok
+    return edf_demand_qpa(ts, q=[0] * len(ts), effort=effort).ok

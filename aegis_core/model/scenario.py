@@ -90,6 +90,9 @@ class Scenario:
     overheads: Overheads | None = None
     """The host overheads the analysis charges (``overheads:`` or ``--overheads``; None:
     an ideal host)."""
+    analysis_points: int | None = None
+    """The admission analysis budget in points (``analysis_points:`` or ``--max-points``;
+    None: the default, docs/THEORY.md §budget)."""
 
     def task(self, name: str) -> Task:
         for t in self.tasks:
@@ -192,7 +195,9 @@ def _closest(word: str, options: frozenset[str]) -> str | None:
     return found[0] if found else None
 
 
-_TOP_KEYS = frozenset({"name", "policy", "duration_ms", "seed", "gpu", "tasks", "overheads"})
+_TOP_KEYS = frozenset(
+    {"name", "policy", "duration_ms", "seed", "gpu", "tasks", "overheads", "analysis_points"}
+)
 _TASK_KEYS = frozenset(
     {
         "name", "model", "batch", "period_ms", "deadline_ms", "wcet_ms", "profile", "arrival",
@@ -450,6 +455,7 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
             path=path,
             source_sha256=hashlib.sha256(source).hexdigest() if source else "",
             overheads=_overheads(f, base),
+            analysis_points=f.integer("analysis_points", minimum=1),
         )
     )
 
