@@ -579,7 +579,13 @@ def test_aegis_admit_table_shows_chunks(capsys: pytest.CaptureFixture[str]) -> N
 def test_aegis_admit_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["admit", str(ADMISSION_YAML), "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"policy", "schedulable", "tasks", "memory", "analysis_points"}  # memory: tasks have models
+    assert set(doc) == {
+        "policy",
+        "schedulable",
+        "tasks",
+        "memory",
+        "analysis_points",
+    }  # memory: tasks have models
     assert set(doc["memory"]) == {"sharing", "arena_bytes", "weights_bytes", "inputs_bytes"}
     assert (doc["policy"], doc["schedulable"]) == ("np-edf", False)
     design_keys = {

@@ -557,3 +557,32 @@ def test_host_meter_reads_the_cpu_accounting() -> None:
     assert a.others_share(a) == 0.0
     now = proc_stat_meter()  # Linux (CI): a reading; its values depend on the host, not checked
     assert now is None or (now.cpus >= 1 and now.busy_s >= 0 and now.own_s >= 0)
+
+
+def test_admit_table_says_where_each_c_came_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--profiles DIR`` with a profile for only some tasks: the "C from" column names the
+    profile file for those, ``wcet_ms`` / ``kernels_ms`` for the others; the trace records
+    it as provenance, so the run still verifies."""
+    path = write_yaml(tmp_path / "s.yaml", {"name": "m", "tasks": [
+        {"name": "a", "period_ms": 10, "wcet_ms": 1},
+        {"name": "b", "period_ms": 20, "wcet_ms": 2},
+        {"name": "c", "period_ms": 40, "kernels_ms": [1, 2]}]})  # fmt: skip
+    out = tmp_path / "profiles"
+    assert main(["profile", str(path), "--backend", "mock", "--out", str(out)]) == 0
+    (out / "a.json").unlink()
+    (out / "c.json").unlink()
+    capsys.readouterr()
+    assert main(["admit", str(path), "--profiles", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "C from" in lines[1]
+    col = lines[1].index("C from")
+    rows = {ln.split()[0]: ln[col:].split()[0] for ln in lines[2:5]}
+    assert rows == {"a": "wcet_ms", "b": str(out / "b.json"), "c": "kernels_ms"}
+    assert main(["admit", str(path), "--profiles", str(out), "--json"]) == 0
+    tasks = json.loads(capsys.readouterr().out)["tasks"]
+    assert [t.get("profile") for t in tasks] == [None, str(out / "b.json"), None]
+    run = tmp_path / "run"
+    assert main(["sim", str(path), "--profiles", str(out), "--out", str(run), "--quiet"]) == 0
+    assert main(["explain", str(run), "--verify"]) == 0

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.budget import TaskBudget, budgets, with_chunks
+from aegis_core.budget import TaskBudget, WcetFrom, budgets, with_chunks
 from aegis_core.model.errors import InputError
 from aegis_core.model.policy import Analysis, fp_priorities
 from aegis_core.model.scenario import Scenario, Task
@@ -58,6 +58,7 @@ class TaskVerdict:
     note: str | None = None  # how the budget's kernel chain was derived (e.g. scaled)
     charged_ns: int | None = None  # C': the WCET with host overheads charged (None: none)
     overheads_ns: Mapping[str, int] | None = None  # the overhead bounds charged, by figure
+    profile: str | None = None  # the profile file the WCET came from (wcet_from "profile")
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -78,13 +79,15 @@ class TaskVerdict:
             out["memory_bytes"] = self.memory_bytes
         if self.note is not None:
             out["note"] = self.note
+        if self.profile is not None:
+            out["profile"] = self.profile
         if self.overheads_ns is not None:
             out["charged_wcet_ns"] = self.charged_ns
             out["overheads_ns"] = dict(self.overheads_ns)
         return out
 
 
-PROVENANCE = ("wcet_from", "note")
+PROVENANCE = ("wcet_from", "note", "profile")
 """Verdict fields that say where a budget's inputs came from (a profile, scaled kernels): the
 trace records the budget itself, so re-running admission on it re-derives everything else."""
 
@@ -194,7 +197,7 @@ class _Context:
         chain = more.get("chunks_ns") or (None if self.scenario.policy.chunked else b.chunks_ns)
         v = TaskVerdict(t.name, admitted, b.wcet_ns, t.period_ns, t.deadline_ns,
                         more.pop("bound", None), reason, test, wcet_from=str(b.wcet_from),
-                        note=b.note, **more)  # fmt: skip
+                        note=b.note, profile=_profile_of(t, b), **more)  # fmt: skip
         if o is None:
             return v
         charged = None if chain is None else charged_wcet(b.wcet_ns, len(chain), o)
@@ -207,6 +210,10 @@ class _Context:
     @property
     def per_dispatch_ns(self) -> int:
         return 0 if self.overheads is None else self.overheads.per_dispatch_ns
+
+
+def _profile_of(task: Task, budget: TaskBudget) -> str | None:
+    return task.profile if budget.wcet_from is WcetFrom.PROFILE else None
 
 
 Evaluation = str | dict[int, TaskVerdict]

@@ -226,22 +226,24 @@ def format_admission(adm: Admission) -> str:
     n_ok = sum(v.admitted for v in adm.tasks)
     o = adm.overheads
     charged = o is not None
+    source = [v.profile or v.wcet_from for v in adm.tasks]
+    width = max(8, *map(len, source))
     lines = [
         f"admission · {adm.policy} · {n_ok} of {len(adm.tasks)} admitted",
         f"{'task':<16} {'verdict':<9} {'C ms':>8} "
         + ("   C' ms " if charged else "")
-        + f"{'T ms':>8} {'D ms':>8} {'bound ms':>9}  reason",
+        + f"{'C from':<{width}} {'T ms':>8} {'D ms':>8} {'bound ms':>9}  reason",
     ]
     if o is not None:
         lines.insert(1, f"host overheads ({o.label}): C' = C + {_ms(o.per_dispatch_ns)} ms per "
                         f"dispatched job or chunk (decision + launch + completion); release "
                         f"jitter + {_ms(o.release_lag_ns)} ms (release lag)")  # fmt: skip
-    for v in adm.tasks:
+    for v, src in zip(adm.tasks, source, strict=True):
         cc = f"{_ms(v.charged_ns):>8} " if charged else ""
         lines.append(
             f"{v.name:<16} {'admitted' if v.admitted else 'REJECTED':<9} {_ms(v.wcet_ns):>8} "
-            f"{cc}{_ms(v.period_ns):>8} {_ms(v.deadline_ns):>8} {_ms(v.response_bound_ns):>9}  "
-            f"{v.reason}"
+            f"{cc}{src:<{width}} {_ms(v.period_ns):>8} {_ms(v.deadline_ns):>8} "
+            f"{_ms(v.response_bound_ns):>9}  {v.reason}"
         )
         if v.chunks_ns and len(v.chunks_ns) > 1:
             chunks = ", ".join(_ms(c) for c in v.chunks_ns)
