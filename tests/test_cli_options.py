@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from aegis_core.model.scenario import Scenario, load_scenario
+from aegis_core.model.policy import get_policy
+from aegis_core.model.scenario import Scenario, load_scenario, replace_scenario
 from aegis_core.model.types import fmt_count
 from aegis_core.tools import cli
 from aegis_core.tools.cli import build_parser, format_table, main
+from aegis_core.tools.runner import run_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMISSION = ROOT / "scenarios" / "admission.yaml"
@@ -227,8 +229,6 @@ def test_compare_exec_time_is_part_of_the_run(
     main([*base, "--exec-time", "wcet"])
     assert "sim run, exec run" in capsys.readouterr().out
     sim = json.loads((tmp_path / "tiny_gpu/sim/summary.json").read_text())
-    from aegis_core.tools.runner import run_fingerprint
-
     want = run_fingerprint(load_scenario(TINY), 0, True, "wcet", "sample")
     assert sim["fingerprint"] == want
 
@@ -384,3 +384,17 @@ def test_exec_warns_before_the_run_and_no_probe_skips_it(
     fake.asked.clear()
     assert main([*argv, "--no-probe"]) == 0
     assert "probe" not in capsys.readouterr().err and fake.asked == []
+
+
+def test_compare_policies_honours_out_and_no_admission(tmp_path: Path) -> None:
+    value = ROOT / "scenarios" / "value.yaml"
+    argv = ["compare", str(value), "--backend", "mock", "--results", str(tmp_path / "r"),
+            "--policies", "np-edf,fifo", "--duration-ms", "100", "--quiet", "--no-admission",
+            "--out", str(tmp_path / "pol")]  # fmt: skip
+    assert main(argv) == 0  # no order to fail side by side
+    assert (tmp_path / "pol" / "policies.csv").is_file()
+    assert not (tmp_path / "r" / "value" / "compare").exists()
+    summary = tmp_path / "r" / "value" / "policies" / "fifo" / "sim" / "summary.json"
+    s = json.loads(summary.read_text())
+    want = replace_scenario(load_scenario(value), policy=get_policy("fifo"), duration_ns=100 * MS)
+    assert s["fingerprint"] == run_fingerprint(want, want.seed, False, "sample", "sample")
