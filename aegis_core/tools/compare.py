@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.scenario import Scenario
-from aegis_core.model.types import fmt_ms
+from aegis_core.model.types import fmt_count, fmt_ms
 
 GANTT_NS = 200_000_000
 COLUMNS = ("task", "admitted", "bound_ns", "sim_p99_ns", "sim_max_ns", "exec_p99_ns",
@@ -183,7 +183,7 @@ def _above(run: str, name: str, t: dict[str, Any]) -> str | None:
     if not n and not u:
         return None
     causes = ", ".join(f"{k} {what}" for what, k in (t.get("causes") or {}).items())
-    head = f"{run} above bound for {name}: {n} job{'s' * (n != 1)}"
+    head = f"{run} above bound for {name}: {fmt_count(n, 'job')}"
     if not u:
         return f"{head}, all attributed ({causes})"
     rest = f", {n - u} attributed ({causes})" if causes else ""
