@@ -49,7 +49,8 @@ def test_help_has_description_exit_codes_defaults_and_an_example(name: str) -> N
     parser = dict(commands())[name]
     text = parser.format_help()
     assert parser.description and len(parser.description.split("\n\n")) == 2, name
-    assert "exit status: 0 " in text and " 2 bad input" in text, text
+    flat = " ".join(text.split())  # wrapped lines joined
+    assert "exit status: 0 " in flat and " 2 bad input" in flat, text
     example = text.split("example:\n", 1)[1]
     assert example.startswith(f"  aegis {name} "), example
     for action in parser._actions:

@@ -487,7 +487,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 EXIT_RUN = "0 done (misses are results, not errors); 1 the engine or backend failed; 2 bad \
 input; 130 / 143 stopped by SIGINT / SIGTERM (results for what ran)"
-"""The exit codes of a command that runs a scenario (sim, exec, profile, calibrate)."""
+"""The exit codes of a command that runs a scenario (sim, exec)."""
+
+EXIT_MEASURE = "0 measured and written; 1 the engine or backend failed; 2 bad input; 130 / 143 \
+stopped by SIGINT / SIGTERM"
+"""The exit codes of a command that measures on a backend (profile, calibrate)."""
 
 
 def _command(
@@ -760,7 +764,7 @@ def _add_measuring_commands(sub: Any) -> None:
         "Runs each task's model on the backend (warm-up runs discarded, then one job per "
         "task period) until its pWCET estimate converges or --samples are in, and writes "
         "<out>/<task>.json: the samples, the pWCET and the checks behind it.",
-        EXIT_RUN,
+        EXIT_MEASURE,
         "aegis profile scenarios/tiny_gpu.yaml --backend numpy --out profiles/tiny",
     )  # fmt: skip
     _scenario_arg(prof)
@@ -804,7 +808,7 @@ def _add_measuring_commands(sub: Any) -> None:
         "Runs the executor twice (paced, then back to back) and bounds each host overhead "
         "(release lag, decision, launch, completion) by the WCET rule; charge them with "
         "--overheads FILE in admit, sim, exec, check and compare.",
-        EXIT_RUN, "aegis calibrate --backend mock --out host-mock.json",
+        EXIT_MEASURE, "aegis calibrate --backend mock --out host-mock.json",
     )  # fmt: skip
     cal.add_argument(
         "scenario",
