@@ -390,10 +390,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return _compare_policies(args)
     scenario = _scenario(args)
     warn_ideal_host(scenario)
-    overridden = args.policy is not None and scenario.policy != load_scenario(args.scenario).policy
+    # another policy than the scenario's: its runs in folders of their own (sim-<policy>, ...)
+    own = args.policy is None or args.policy == load_scenario(args.scenario).policy.name
     c = compare(scenario, backend=args.backend, results=Path(args.results), rerun=args.rerun,
                 progress=_progress(args), out=_path(args.out), settings=_compare_settings(args),
-                tag=f"-{scenario.policy}" if overridden else "")  # fmt: skip
+                tag="" if own else f"-{scenario.policy.name}")  # fmt: skip
     print(format_comparison(c))
     return 0 if c.ordered else 1
 
