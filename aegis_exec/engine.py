@@ -25,7 +25,7 @@ from aegis_core.model.errors import JobFault, ScenarioError
 from aegis_core.model.overheads import Overhead, Overheads
 from aegis_core.model.policy import stream_ranks
 from aegis_core.model.scenario import Scenario, Task
-from aegis_core.model.types import TimeNs
+from aegis_core.model.types import TimeNs, fmt_count
 from aegis_core.run.cursor import ReleaseCursor, Slots, instant
 from aegis_core.run.events import Assumption, Completion, EngineEvent, Fault
 from aegis_core.run.plan import RunPlan
@@ -113,8 +113,8 @@ def task_work(plan: RunPlan, backend: str) -> list[TaskWork]:
         if len(ranges) != n:
             raise ScenarioError(
                 scenario.path,
-                f"lp-edf splits a job into {n} chunks but model {task.model!r} has only "
-                f"{len(graph.ops) if graph is not None else 0} operators",
+                f"lp-edf splits a job into {fmt_count(n, 'chunk')} but model {task.model!r} "
+                f"has only {fmt_count(len(graph.ops) if graph is not None else 0, 'operator')}",
                 task=task.name,
                 field="kernels_ms",
             )

@@ -106,7 +106,7 @@ def test_sim_summaries_attribute_every_exceedance(tmp_path: Path) -> None:
     s = sim(ROOT / "scenarios/fifo.yaml", tmp_path)
     assert s["unattributed"] == 0 and s["misses"] == 25
     assert [(t["exceeded"], t["unattributed"], t["causes"]) for t in s["tasks"]] == [
-        (None, None, None), (None, None, None)
+        (None, None, None), (None, None, None), (None, None, None)
     ]  # fmt: skip
     s = sim(ROOT / "scenarios/admission.yaml", tmp_path / "adm")
     got = [(t["name"], t["exceeded"], t["unattributed"], t["assumptions"]) for t in s["tasks"]]

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.errors import InputError
+from aegis_core.model.types import fmt_count
 from aegis_core.model.types import fmt_mib as _mib
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _usage(t: Any, where: str) -> Usage:
 def format_plan(plan: SharedPlan) -> str:
     """The readable table of ``aegis memory``."""
     lines = [
-        f"memory plan · {plan.mode} sharing · {len(plan.models)} models",
+        f"memory plan · {plan.mode} sharing · {fmt_count(len(plan.models), 'model')}",
         f"{'model':<16} {'naive MiB':>10} {'planned MiB':>12} {'lower bound':>12} "
         f"{'base MiB':>9}  method",
     ]

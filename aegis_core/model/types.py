@@ -43,3 +43,13 @@ def fmt_ms(ns: int | float | None, unit: str = "") -> str:
 def fmt_mib(n: int | float, unit: str = "") -> str:
     """A byte count for tables: ``9.188`` (3 decimals, MiB); ``unit`` appended."""
     return f"{n / BYTES_PER_MIB:.3f}{unit}"
+
+
+def fmt_count(n: int, word: str, many: str | None = None) -> str:
+    """A count with its noun in the right number: ``1 miss``, ``0 misses``, ``2 jobs``
+    (``many``: an irregular plural; else ``es`` after s, x, ch, sh and ``s`` otherwise)."""
+    if n == 1:
+        return f"{n} {word}"
+    if many is None:
+        many = word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
+    return f"{n} {many}"

@@ -25,7 +25,7 @@ from aegis_core.model.errors import Interrupted
 from aegis_core.model.overheads import Figure, Overhead, Overheads, thin
 from aegis_core.model.policy import get_policy
 from aegis_core.model.scenario import Scenario, Task
-from aegis_core.model.types import ms_to_ns
+from aegis_core.model.types import fmt_count, ms_to_ns
 
 PHASES = (("paced", 0.5), ("back-to-back", 0.95))
 """The two loads of a calibration: the tasks' utilisation in each phase."""
@@ -124,7 +124,7 @@ def calibrate(
     figures = {w: figure(w, samples[w], exceedance) for w in Overhead}
 
     if progress is not None:
-        progress(f"calibrate: {sum(map(len, samples.values()))} samples in "
+        progress(f"calibrate: {fmt_count(sum(map(len, samples.values())), 'sample')} in "
                  f"{time.perf_counter() - t:.1f} s")  # fmt: skip
     return Overheads(
         figures, backend=engine.backend, device=engine.device,

@@ -47,6 +47,7 @@ from aegis_core.model.errors import InputError
 from aegis_core.model.policy import Patterns, fp_priorities
 from aegis_core.model.scenario import Arrival, Scenario, Task
 from aegis_core.model.status import JobStatus
+from aegis_core.model.types import fmt_count
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.events import Release
 from aegis_core.run.loop import run
@@ -335,7 +336,7 @@ def check(
         done += 1
         if bar is not None:
             above = sum(worst[t.name][0] > (bounds[t.name] or 0) for t in tasks)
-            bar.show(done, f"{label}, {above} tasks above their bound")
+            bar.show(done, f"{label}, {fmt_count(above, 'task')} above their bound")
 
     try:
         for p in patterns:

@@ -17,10 +17,12 @@ from aegis_core.model.errors import AegisError, InputError, Interrupted
 from aegis_core.model.overheads import load_overheads
 from aegis_core.model.policy import POLICIES, Analysis, get_policy
 from aegis_core.model.scenario import Scenario, load_scenario, replace_scenario, with_profiles
+from aegis_core.model.types import fmt_count as count
 from aegis_core.model.types import fmt_ms as _ms
 from aegis_core.model.types import ms_to_ns
 from aegis_core.record.sinks import FLUSH_MODES
 from aegis_core.run.plan import EXEC_TIME_MODES
+from aegis_core.tools.profiling import PACES
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -28,8 +30,8 @@ def format_table(summary: dict[str, Any]) -> str:
         f"{summary['scenario']} · {summary['engine']}"
         + (f"-{summary['backend']}" if summary.get("backend") else "")
         + f" · {summary['policy']} · seed {summary['seed']} · "
-        f"{summary['duration_ns'] / 1e6:g} ms · {summary['jobs']} jobs · "
-        f"{summary['misses']} misses"
+        f"{summary['duration_ns'] / 1e6:g} ms · {count(summary['jobs'], 'job')} · "
+        f"{count(summary['misses'], 'miss')}"
     )
     cols = f"{'task':<16} {'jobs':>6} {'done':>6} {'miss':>5} {'p50 ms':>9} {'p99 ms':>9} "
     cols += f"{'max ms':>9} {'bound ms':>9}"
@@ -114,7 +116,19 @@ def cmd_exec(args: argparse.Namespace) -> int:
         host=args.host_tuning,
     )
     warn_ideal_host(scenario, engine.backend)
+    if not args.no_probe and engine.backend is not None:
+        warn_probe(scenario, engine.backend)
     return _run(args, engine, scenario)
+
+
+def warn_probe(scenario: Scenario, backend: str) -> None:
+    """Before an executor run: one timed job of each model on ``backend``; a warning on stderr
+    for each task whose job took longer than its WCET (:mod:`aegis_core.tools.probe`)."""
+    from aegis_core.tools.probe import probe
+
+    for p in probe(scenario, backend):
+        if p.exceeds:
+            print(f"aegis: warning: {p.warning(scenario, backend)}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None) -> int:
@@ -156,14 +170,6 @@ def _progress(args: argparse.Namespace) -> Any:
     return terminal(args.quiet)
 
 
-def _quiet_option(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no progress on stderr (shown only on a terminal, not under CI)",
-    )
-
-
 def format_exec(summary: dict[str, Any]) -> str:
     ex = summary["exec"]
     gap, lag = ex["dispatch_gap_ns"], ex["release_lag_ns"]
@@ -186,7 +192,7 @@ def format_exec(summary: dict[str, Any]) -> str:
             f"activation arena: {plan['arena_bytes'] / 2**20:.2f} MiB ({plan['sharing']} "
             f"sharing) vs {plan['isolated_bytes'] / 2**20:.2f} MiB isolated, "
             f"reduction {plan['reduction']:.1%}"
-            + (f"; overlap check passed ({check} buffers)" if check else "")
+            + (f"; overlap check passed ({count(check, 'buffer')})" if check else "")
         )
     cvs = ", ".join(
         f"{t['name']} {t['exec_ns']['cv'] * 100:.1f} %" for t in summary["tasks"] if t["exec_ns"]
@@ -270,7 +276,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
-        print(f"check · {result.policy} · {result.runs} simulations (critical patterns + random)")
+        print(f"check · {result.policy} · {count(result.runs, 'simulation')} (critical patterns "
+              "+ random)")  # fmt: skip
         print(f"{'task':<16} {'bound ms':>10} {'worst sim ms':>13} {'bound/sim':>10}  worst run")
         for r in result.rows:
             ratio = f"{r.bound_ns / r.worst_sim_ns:.3f}" if r.worst_sim_ns else "-"
@@ -285,80 +292,6 @@ def cmd_check(args: argparse.Namespace) -> int:
             else "FAILED: a simulated response exceeds its bound (analysis or simulator bug)"
         )
     return 0 if result.ok else 1
-
-
-def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
-    sub.add_argument("scenario", help="scenario YAML file")
-    _quiet_option(sub)
-    sub.add_argument("--out", help=f"results directory (default {default_out})")
-    sub.add_argument("--seed", type=int, help="override the scenario's seed")
-    sub.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
-    sub.add_argument(
-        "--policy",
-        choices=list(POLICIES),
-        help="override the scenario's policy (e.g. unscheduled, for the no-scheduler baseline)",
-    )
-    sub.add_argument(
-        "--no-trace", action="store_true", help="do not write trace.jsonl (nor trace.json)"
-    )
-    sub.add_argument(
-        "--no-perfetto", action="store_true", help="do not write trace.json (the Perfetto view)"
-    )
-    sub.add_argument(
-        "--trace-flush",
-        choices=FLUSH_MODES,
-        default="batch",
-        help="when trace records reach the disk: after each record, each instant of the run, "
-        "or in blocks of 512 records (default: batch)",
-    )
-    sub.add_argument(
-        "--no-admission",
-        action="store_true",
-        help="run every task, also those admission rejects (baseline comparisons)",
-    )
-    _profiles_option(sub)
-    sub.add_argument(
-        "--exec-time",
-        choices=EXEC_TIME_MODES,
-        default="sample",
-        help="sim and the mock backend: jobs of profiled tasks run for a duration drawn from "
-        "the profile's samples (sample, the default) or for their WCET (wcet: the worst case)",
-    )
-
-
-def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:
-    # No list of names here: the executor's backend registry checks the name (an unknown
-    # one is an input error naming the choices, exit 2, before anything is written).
-    sub.add_argument("--backend", default="auto", metavar="NAME", help=help)
-
-
-def _host_option(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(  # the executor checks the mode (aegis_exec.host.MODES)
-        "--host-tuning",
-        default="auto",
-        metavar="MODE",
-        help="auto (default): the loop thread gets SCHED_FIFO (and, on 3+ CPUs, one CPU) where "
-        "permitted (silently not where not; the summary's exec.host says which); off",
-    )
-
-
-def _overheads_option(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--overheads",
-        metavar="FILE",
-        help="charge the host overheads in FILE (written by `aegis calibrate`) in the "
-        "analysis; sim replays them, exec checks them (replaces the scenario's overheads:)",
-    )
-
-
-def _profiles_option(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--profiles",
-        metavar="DIR",
-        help="use the WCET profiles in DIR (<task>.json, written by `aegis profile`) in place "
-        "of the tasks' wcet_ms",
-    )
-    _overheads_option(sub)
 
 
 def cmd_wcet(args: argparse.Namespace) -> int:
@@ -459,10 +392,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return _compare_policies(args)
     scenario = _scenario(args)
     warn_ideal_host(scenario)
-    c = compare(scenario, backend=args.backend, results=Path(args.results),
-                rerun=args.rerun, progress=_progress(args))  # fmt: skip
+    # another policy than the scenario's: its runs in folders of their own (sim-<policy>, ...)
+    own = args.policy is None or args.policy == load_scenario(args.scenario).policy.name
+    c = compare(scenario, backend=args.backend, results=Path(args.results), rerun=args.rerun,
+                progress=_progress(args), out=_path(args.out), settings=_compare_settings(args),
+                tag="" if own else f"-{scenario.policy.name}")  # fmt: skip
     print(format_comparison(c))
-    return 0
+    return 0 if c.ordered else 1
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _compare_settings(args: argparse.Namespace) -> Any:
+    from aegis_core.tools.compare import RunSettings
+
+    return RunSettings(admission=not args.no_admission, exec_time=args.exec_time)
 
 
 def _compare_policies(args: argparse.Namespace) -> int:
@@ -471,7 +417,8 @@ def _compare_policies(args: argparse.Namespace) -> int:
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
     pc = compare_policies(_scenario(args), names, backend=args.backend,
                           results=Path(args.results), rerun=args.rerun,
-                          progress=_progress(args))  # fmt: skip
+                          progress=_progress(args), out=_path(args.out),
+                          settings=_compare_settings(args))  # fmt: skip
     print(format_policies(pc))
     return 0
 
@@ -484,10 +431,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(explain_job(records, args.job))
     if args.verify or not args.job:
         v = verify(records)
-        held = (f"all {v.dispatches} dispatches and {v.admissions} admission verdicts "
-                "re-derive from the trace")  # fmt: skip
-        wrong = (f"{len(v.mismatches)} of {v.dispatches} dispatches and {v.admissions} "
-                 f"admissions; the first: {v.mismatches[0]}" if v.mismatches else "")  # fmt: skip
+        held = (f"all {count(v.dispatches, 'dispatch')} and "
+                f"{count(v.admissions, 'admission verdict')} re-derive from the trace")  # fmt: skip
+        wrong = (f"{len(v.mismatches)} of {count(v.dispatches, 'dispatch')} and "
+                 f"{count(v.admissions, 'admission')}; the first: {v.mismatches[0]}"
+                 if v.mismatches else "")  # fmt: skip
         if v.end is None:  # cut short: a hard kill, a truncated file
             cut = "its last line is cut mid-record and dropped; " if v.cut else ""
             print(f"incomplete trace: no end record ({cut}the run was cut short); what it "
@@ -528,23 +476,195 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="aegis", description="AegisRT: provable latency for DNN models sharing one GPU."
-    )
-    p.add_argument("--version", action="version", version=f"aegis {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written (wrapped by hand); each option's default appended
+    to its help, ``(default: …)``, unless the help says it already or there is none."""
 
-    sim = sub.add_parser("sim", help="simulate a scenario (SimPy engine) and write its results")
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        d = action.default
+        if "(default" in text or d is None or d is False or d is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+EXIT_RUN = "0 done (misses are results, not errors); 1 the engine or backend failed; 2 bad \
+input; 130 / 143 stopped by SIGINT / SIGTERM (results for what ran)"
+"""The exit codes of a command that runs a scenario (sim, exec)."""
+
+EXIT_MEASURE = "0 measured and written; 1 the engine or backend failed; 2 bad input; 130 / 143 \
+stopped by SIGINT / SIGTERM"
+"""The exit codes of a command that measures on a backend (profile, calibrate)."""
+
+
+def _command(
+    sub: Any, name: str, summary: str, about: str, exits: str, example: str
+) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` has a description (``summary`` and ``about``), its exit
+    codes (``exits``; a closed stdout is 141 for every command) and an ``example``."""
+    import textwrap
+
+    def wrap(text: str) -> str:
+        return textwrap.fill(text, 78)
+
+    epilog = wrap(f"exit status: {exits}; 141 standard output closed early.")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=wrap(summary[0].upper() + summary[1:] + ".") + "\n\n" + wrap(about),
+        epilog=f"{epilog}\n\nexample:\n  {example}",
+        formatter_class=HelpFormatter,
+    )
+    return p
+
+
+def _scenario_arg(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+
+
+def _quiet_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (shown only on a terminal, not under CI)",
+    )
+
+
+def _json_option(sub: argparse.ArgumentParser, what: str) -> None:
+    sub.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def _policy_option(sub: Any) -> None:
+    sub.add_argument(
+        "--policy",
+        choices=list(POLICIES),
+        metavar="POLICY",
+        help=f"override the scenario's policy: {', '.join(POLICIES)} (unscheduled: the "
+        "no-scheduler baseline)",
+    )
+
+
+def _seed_options(sub: argparse.ArgumentParser, horizon: str = "the scenario's horizon") -> None:
+    sub.add_argument("--seed", type=int, metavar="N", help="override the scenario's seed")
+    sub.add_argument("--duration-ms", type=float, metavar="MS", help=f"override {horizon}")
+
+
+def _admission_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--no-admission",
+        action="store_true",
+        help="run every task, also those admission rejects (baseline comparisons)",
+    )
+
+
+def _exec_time_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--exec-time",
+        choices=EXEC_TIME_MODES,
+        default="sample",
+        metavar="MODE",
+        help="sim and the mock backend: jobs of profiled tasks run for a duration drawn from "
+        "the profile's samples (sample) or for their WCET (wcet: the worst case)",
+    )
+
+
+def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
+    _scenario_arg(sub)
+    _quiet_option(sub)
+    sub.add_argument("--out", metavar="DIR", help=f"results directory (default: {default_out})")
+    _seed_options(sub)
+    _policy_option(sub)
+    sub.add_argument(
+        "--no-trace", action="store_true", help="do not write trace.jsonl (nor trace.json)"
+    )
+    sub.add_argument(
+        "--no-perfetto", action="store_true", help="do not write trace.json (the Perfetto view)"
+    )
+    sub.add_argument(
+        "--trace-flush",
+        choices=FLUSH_MODES,
+        default="batch",
+        metavar="MODE",
+        help="when trace records reach the disk: record (after each record), instant (after "
+        "each instant of the run) or batch (in blocks of 512 records)",
+    )
+    _admission_option(sub)
+    _profiles_option(sub)
+    _exec_time_option(sub)
+
+
+def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:
+    # No list of names here: the executor's backend registry checks the name (an unknown
+    # one is an input error naming the choices, exit 2, before anything is written).
+    sub.add_argument(
+        "--backend",
+        default="auto",
+        metavar="NAME",
+        help=f"{help}: cupy (CUDA GPU), numpy (CPU), mock (planned durations, no compute) or "
+        "auto (cupy when a GPU is usable, else numpy)",
+    )
+
+
+def _host_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(  # the executor checks the mode (aegis_exec.host.MODES)
+        "--host-tuning",
+        default="auto",
+        metavar="MODE",
+        help="auto: the loop thread gets SCHED_FIFO (and, on 3+ CPUs, one CPU) where "
+        "permitted (silently not where not; the summary's exec.host says which); off",
+    )
+
+
+def _overheads_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--overheads",
+        metavar="FILE",
+        help="charge the host overheads in FILE (written by `aegis calibrate`) in the "
+        "analysis; sim replays them, exec checks them (replaces the scenario's overheads:)",
+    )
+
+
+def _profiles_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--profiles",
+        metavar="DIR",
+        help="use the WCET profiles in DIR (<task>.json, written by `aegis profile`; DIR "
+        "relative to the working directory) in place of the tasks' wcet_ms",
+    )
+    _overheads_option(sub)
+
+
+def _exceedance_option(sub: argparse.ArgumentParser, what: str) -> None:
+    sub.add_argument("--exceedance", type=_probability, default=1e-3, metavar="P", help=what)
+
+
+def _add_run_commands(sub: Any) -> None:
+    sim = _command(
+        sub, "sim", "simulate a scenario (SimPy engine) and write its results",
+        "Admits the tasks (rejected ones do not run), simulates the run (every job for its "
+        "WCET, or a draw from its profile's samples), prints per task the jobs, misses and "
+        "response times against the bound, and writes summary.json, jobs.csv, trace.jsonl "
+        "and trace.json (Perfetto) to the results directory.",
+        EXIT_RUN, "aegis sim scenarios/three_models.yaml --seed 3 --duration-ms 500",
+    )  # fmt: skip
     _run_options(sim, "results/<scenario>/sim/")
     sim.set_defaults(func=cmd_sim)
 
-    ex = sub.add_parser("exec", help="execute a scenario's models on a backend, write results")
+    ex = _command(
+        sub, "exec", "execute a scenario's models on a backend and write its results",
+        "Admits like sim, then runs the admitted tasks' models for real on the backend, at "
+        "the same planned release times. Before the run, unless --no-probe, one job of each "
+        "model is timed on the backend (after one warm-up job) and a task whose job took "
+        "longer than its WCET is a warning on stderr: its WCET, and so its bound, cannot "
+        "hold on this device (the mock backend replays planned durations: no probe).",
+        EXIT_RUN, "aegis exec scenarios/three_models_cpu.yaml --backend numpy",
+    )  # fmt: skip
     _run_options(ex, "results/<scenario>/exec-<backend>/")
-    _backend_option(
-        ex,
-        "cupy (CUDA GPU), numpy (CPU), mock (synthetic durations); "
-        "auto: cupy when a GPU is usable, else numpy",
+    _backend_option(ex, "where to run the models")
+    ex.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="skip the probe (one timed job per model against its WCET) before the run",
     )
     ex.add_argument(
         "--no-cuda-graphs",
@@ -564,37 +684,108 @@ def build_parser() -> argparse.ArgumentParser:
     _host_option(ex)
     ex.set_defaults(func=cmd_exec)
 
-    adm = sub.add_parser("admit", help="admission analysis in list order (exit 1: rejections)")
-    adm.add_argument("scenario", help="scenario YAML file")
-    adm.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+
+def _add_analysis_commands(sub: Any) -> None:
+    adm = _command(
+        sub, "admit", "admission analysis of a scenario's tasks, in list order",
+        "Each task is admitted only if the analysis of the scenario's policy proves that it "
+        "and every task admitted before it meet their deadlines; the table gives each "
+        "verdict with its WCET, period, deadline, response bound and reason.",
+        "0 every task admitted; 1 some rejected; 2 bad input",
+        "aegis admit scenarios/admission.yaml --policy np-fp",
+    )  # fmt: skip
+    _scenario_arg(adm)
+    _json_option(adm, "the verdicts")
+    _policy_option(adm)
     _profiles_option(adm)
     adm.set_defaults(func=cmd_admit)
 
-    chk = sub.add_parser(
-        "check", help="simulate worst-case and random release patterns against the bounds"
-    )
-    chk.add_argument("scenario", help="scenario YAML file")
-    chk.add_argument("--json", action="store_true", help="print the result as JSON")
-    chk.add_argument("--runs", type=int, default=20, help="random sporadic runs (default 20)")
+    chk = _command(
+        sub, "check", "simulate worst-case and random release patterns against the bounds",
+        "Simulates the release patterns where the analysis puts the worst case, plus random "
+        "sporadic runs of the admitted tasks (seeded by --seed; each lasts the scenario's "
+        "duration, at most 20 longest periods or 4 busy periods), and compares every "
+        "response with its bound.",
+        "0 every simulated response within its bound; 1 one above it (an analysis or "
+        "simulator bug); 2 bad input (or a policy without analysis)",
+        "aegis check scenarios/admission.yaml --runs 50 --seed 1",
+    )  # fmt: skip
+    _scenario_arg(chk)
+    _json_option(chk, "the result")
+    chk.add_argument("--runs", type=int, default=20, metavar="N", help="random sporadic runs")
+    _seed_options(chk, "the scenario's duration_ms (it caps each random run)")
+    _policy_option(chk)
     _profiles_option(chk)
     _quiet_option(chk)
     chk.set_defaults(func=cmd_check)
 
-    prof = sub.add_parser("profile", help="measure each task's execution time, write WCET profiles")
-    prof.add_argument("scenario", help="scenario YAML file")
-    _backend_option(prof, "where to run the models (default auto: cupy on a GPU, else numpy)")
+    cmp_ = _command(
+        sub, "compare", "bound, simulation and execution of a scenario side by side",
+        "Runs sim and exec for the same scenario and seed (or reuses results with the same "
+        "run fingerprint), written without trace.json (run `aegis sim` / `aegis exec` for "
+        "the Perfetto view), and writes compare.csv, cdf.png and gantt.png; per admitted "
+        "task it checks bound >= sim max >= exec max. With --policies, the policies side by "
+        "side instead (policies.csv, policies.png).",
+        "0 the order held for every admitted task (--policies: done); 1 it did not (see the "
+        "NO rows); 2 bad input; 130 / 143 stopped by SIGINT / SIGTERM",
+        "aegis compare scenarios/three_models_cpu.yaml --backend numpy --out /tmp/cmp",
+    )  # fmt: skip
+    _scenario_arg(cmp_)
+    _backend_option(cmp_, "the executor's backend")
+    cmp_.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="results root for the runs: <root>/<scenario>/{sim,exec-<backend>}",
+    )
+    cmp_.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write the comparison (default: <root>/<scenario>/compare/)",
+    )
+    cmp_.add_argument("--rerun", action="store_true", help="run both even if results are current")
+    which = cmp_.add_mutually_exclusive_group()
+    which.add_argument(
+        "--policies",
+        metavar="P1,P2,...",
+        help="compare these policies side by side instead (e.g. np-edf,fifo,unscheduled,"
+        "stream-priority): misses and p99 per task, sim and exec; runs in "
+        "<root>/<scenario>/policies/<policy>/",
+    )
+    _policy_option(which)
+    _seed_options(cmp_)
+    _admission_option(cmp_)
+    _exec_time_option(cmp_)
+    _profiles_option(cmp_)
+    _quiet_option(cmp_)
+    cmp_.set_defaults(func=cmd_compare)
+
+
+def _add_measuring_commands(sub: Any) -> None:
+    prof = _command(
+        sub, "profile", "measure each task's execution time and write WCET profiles",
+        "Runs each task's model on the backend (warm-up runs discarded, then one job per "
+        "task period) until its pWCET estimate converges or --samples are in, and writes "
+        "<out>/<task>.json: the samples, the pWCET and the checks behind it.",
+        EXIT_MEASURE,
+        "aegis profile scenarios/tiny_gpu.yaml --backend numpy --out profiles/tiny",
+    )  # fmt: skip
+    _scenario_arg(prof)
+    _backend_option(prof, "where to run the models")
     prof.add_argument(
         "--samples",
         type=int,
         default=100,
+        metavar="N",
         help="at most this many timed runs per task; sampling stops earlier once "
-        "the estimate converges (default 100)",
+        "the estimate converges",
     )
     prof.add_argument(
         "--warmup",
         type=int,
         default=5,
-        help="untimed first runs per task, discarded and reported (default 5)",
+        metavar="N",
+        help="untimed first runs per task, discarded and reported",
     )
     prof.add_argument(
         "--contention",
@@ -602,74 +793,83 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure each task while every other task's model runs on its "
         "own stream; <task>.json is then the contention profile",
     )
-    prof.add_argument(
-        "--exceedance",
-        type=_probability,
-        default=1e-3,
-        help="per-run exceedance probability of the WCET (default 1e-3)",
-    )
+    _exceedance_option(prof, "per-run exceedance probability of the WCET")
     prof.add_argument(
         "--pace",
-        choices=("period", "none"),
+        choices=PACES,
         default="period",
-        help="period: one job per task period, as a run releases them (default: the idle gaps "
+        metavar="MODE",
+        help="period: one job per task period, as a run releases them (the idle gaps "
         "between jobs slow them down, as in the run); none: back to back (faster, optimistic)",
     )
-    prof.add_argument(
-        "--out", default="profiles", help="directory for <task>.json (default profiles)"
-    )
+    prof.add_argument("--out", default="profiles", metavar="DIR", help="directory for <task>.json")
     _quiet_option(prof)
     prof.set_defaults(func=cmd_profile)
 
-    cal = sub.add_parser(
-        "calibrate", help="measure the executor's host overheads here, write an overheads file"
-    )
+    cal = _command(
+        sub, "calibrate", "measure the executor's host overheads and write an overheads file",
+        "Runs the executor twice (paced, then back to back) and bounds each host overhead "
+        "(release lag, decision, launch, completion) by the WCET rule; charge them with "
+        "--overheads FILE in admit, sim, exec, check and compare.",
+        EXIT_MEASURE, "aegis calibrate --backend mock --out host-mock.json",
+    )  # fmt: skip
     cal.add_argument(
         "scenario",
         nargs="?",
+        metavar="SCENARIO",
         help="scenario YAML whose tasks to run (default: a builtin workload of three tasks)",
     )
-    _backend_option(cal, "the executor's backend (default auto: cupy on a GPU, else numpy)")
-    cal.add_argument("--out", default="overheads.json", help="file to write (default "
-                     "overheads.json)")  # fmt: skip
-    cal.add_argument("--duration-ms", type=float, default=4000,
-                     help="measured run time, over both phases (default 4000)")  # fmt: skip
-    cal.add_argument("--exceedance", type=_probability, default=1e-3,
-                     help="per-job exceedance of each bound (default 1e-3)")  # fmt: skip
+    _backend_option(cal, "the executor's backend")
+    cal.add_argument("--out", default="overheads.json", metavar="FILE", help="file to write")
+    cal.add_argument("--duration-ms", type=float, default=4000, metavar="MS",
+                     help="measured run time, over both phases")  # fmt: skip
+    _exceedance_option(cal, "per-job exceedance of each bound")
     _host_option(cal)
     cal.set_defaults(func=cmd_calibrate)
 
-    mem = sub.add_parser("memory", help="tensor lifetimes, activation arena plans, sharing")
-    mem.add_argument("input", help="scenario YAML, or a tensor-usage JSON file (docs/CONTRACTS.md)")
-    mem.add_argument("--json", action="store_true", help="print the plan as JSON")
+    wc = _command(
+        sub, "wcet", "pWCET estimate from a file of durations (ns, one per line)",
+        "The estimator of `aegis profile` on durations measured elsewhere: the WCET at "
+        "--exceedance with its method, its converged and supported flags and the checks.",
+        "0 estimated; 2 bad input",
+        "aegis wcet durations.txt --exceedance 1e-6",
+    )  # fmt: skip
+    wc.add_argument("samples", metavar="FILE", help="text file: one duration in ns per line")
+    _exceedance_option(wc, "per-run exceedance probability")
+    _json_option(wc, "the estimate")
+    wc.set_defaults(func=cmd_wcet)
+
+
+def _add_reading_commands(sub: Any) -> None:
+    mem = _command(
+        sub, "memory", "tensor lifetimes, activation arena plans and sharing",
+        "Plans each model's activations in one arena and, across models, the sharing the "
+        "scenario's policy allows; prints naive, planned and lower-bound sizes per model.",
+        "0 planned; 2 bad input",
+        "aegis memory scenarios/memory.yaml --png arena.png",
+    )  # fmt: skip
+    mem.add_argument(
+        "input",
+        metavar="FILE",
+        help="scenario YAML, or a tensor-usage JSON file (docs/CONTRACTS.md)",
+    )
+    _json_option(mem, "the plan")
     mem.add_argument("--png", metavar="FILE", help="also draw the arena layout (op x offset)")
     mem.set_defaults(func=cmd_memory)
 
-    cmp_ = sub.add_parser("compare", help="bound, simulation and execution side by side")
-    cmp_.add_argument("scenario", help="scenario YAML file")
-    _backend_option(cmp_, "the executor's backend (default auto: cupy on a GPU, else numpy)")
-    cmp_.add_argument(
-        "--results",
-        default="results",
-        help="results root (default results): <root>/<scenario>/{sim,exec-*,compare}",
+    exp = _command(
+        sub, "explain", "why each decision of a run was taken",
+        "Re-derives every dispatch and admission verdict from a run's trace (--verify, the "
+        "default without --job), or tells one job's story: release, admission, blocking, "
+        "dispatch, completion and, past its bound, the causes.",
+        "0 verified (or the job told); 1 a decision does not re-derive, or the trace is "
+        "incomplete; 2 bad input",
+        "aegis explain results/three_models/sim --job detector#3",
+    )  # fmt: skip
+    exp.add_argument(
+        "trace", metavar="TRACE", help="trace.jsonl, or a results directory holding one"
     )
-    cmp_.add_argument("--rerun", action="store_true", help="run both even if results are current")
-    cmp_.add_argument(
-        "--policies",
-        metavar="P1,P2,...",
-        help="compare these policies side by side instead (e.g. np-edf,fifo,unscheduled,"
-        "stream-priority): misses and p99 per task, sim and exec, to "
-        "<root>/<scenario>/compare/policies.{csv,png}",
-    )
-    cmp_.add_argument("--seed", type=int, help="override the scenario's seed")
-    cmp_.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
-    _profiles_option(cmp_)
-    _quiet_option(cmp_)
-    cmp_.set_defaults(func=cmd_compare)
-
-    exp = sub.add_parser("explain", help="why each decision was taken; --verify re-derives them")
-    exp.add_argument("trace", help="trace.jsonl, or a results directory holding one")
-    exp.add_argument("--job", help="tell this job's story (e.g. detector#3)")
+    exp.add_argument("--job", metavar="JOB", help="tell this job's story (e.g. detector#3)")
     exp.add_argument(
         "--verify",
         action="store_true",
@@ -677,16 +877,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.set_defaults(func=cmd_explain)
 
-    wc = sub.add_parser("wcet", help="pWCET from a file of durations (ns, one per line)")
-    wc.add_argument("samples", help="text file: one duration in ns per line")
-    wc.add_argument(
-        "--exceedance",
-        type=_probability,
-        default=1e-3,
-        help="per-run exceedance probability (default 1e-3)",
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aegis",
+        description="AegisRT: provable latency for DNN models sharing one GPU.",
+        epilog="exit status: 0 success; 1 the command's negative answer (see each\n"
+        "command's --help); 2 bad input.\n\nexample:\n  aegis sim scenarios/three_models.yaml",
+        formatter_class=HelpFormatter,
     )
-    wc.add_argument("--json", action="store_true", help="print the estimate as JSON")
-    wc.set_defaults(func=cmd_wcet)
+    p.add_argument("--version", action="version", version=f"aegis {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_commands(sub)
+    _add_analysis_commands(sub)
+    _add_measuring_commands(sub)
+    _add_reading_commands(sub)
     return p
 
 

@@ -2,9 +2,10 @@
 side by side.
 
 Runs (or reuses, when their ``summary.json`` carries the same run fingerprint) the
-``sim`` results and the ``exec`` results of one backend, then writes to
-``results/<scenario>/compare/``: ``compare.csv`` (one row per task), ``cdf.png`` (response-time
-CDFs, sim and exec) and ``gantt.png`` (the first 200 ms, sim above exec). The check it states:
+``sim`` results and the ``exec`` results of one backend (written without ``trace.json``, the
+Perfetto view), then writes to ``results/<scenario>/compare/`` (or ``--out DIR``):
+``compare.csv`` (one row per task), ``cdf.png`` (response-time CDFs, sim and exec) and
+``gantt.png`` (the first 200 ms, sim above exec). The check it states:
 for every admitted task, bound ≥ sim max ≥ exec max; per task, where it fails, the jobs above
 the bound and what each run's summary attributes them to (an unattributed one: an analysis
 bug).
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 
 from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.scenario import Scenario
-from aegis_core.model.types import fmt_ms
+from aegis_core.model.types import fmt_count, fmt_ms
 
 GANTT_NS = 200_000_000
 COLUMNS = ("task", "admitted", "bound_ns", "sim_p99_ns", "sim_max_ns", "exec_p99_ns",
@@ -40,9 +41,15 @@ class Comparison:
     """Per task, the order and the attribution of every exceedance (:func:`order_statement`)."""
 
     @property
+    def bounded(self) -> list[dict[str, Any]]:
+        """The rows of admitted tasks with an analytical bound (the order applies to them)."""
+        return [r for r in self.rows if r["admitted"] and r["bound_ns"] is not None]
+
+    @property
     def ordered(self) -> bool:
-        """bound ≥ sim max ≥ exec max held for every admitted task."""
-        return all(r["bound_ge_sim_ge_exec"] for r in self.rows if r["admitted"])
+        """bound ≥ sim max ≥ exec max held for every admitted task with a bound (``aegis
+        compare`` exits 1 when not)."""
+        return all(r["bound_ge_sim_ge_exec"] for r in self.bounded)
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -57,7 +64,22 @@ def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, An
         raise InputError(f"{path.parent}: cannot write: {exc.strerror or exc}") from exc
 
 
-def _current(out: Path, scenario: Scenario, seed: int, host_mode: str = "sample") -> bool:
+@dataclass(frozen=True)
+class RunSettings:
+    """How compare runs its sim and exec: admission (False: every task runs, as
+    ``--no-admission``) and the execution-time mode (``--exec-time``)."""
+
+    admission: bool = True
+    exec_time: str = "sample"
+
+
+DEFAULT_RUN = RunSettings()
+
+
+def _current(
+    out: Path, scenario: Scenario, seed: int, host_mode: str = "sample",
+    settings: RunSettings = DEFAULT_RUN,
+) -> bool:  # fmt: skip
     """Results in ``out`` are this very run: the same effective scenario (tasks, profiles,
     policy, horizon), seed, admission and execution-time mode, and AegisRT version."""
     from aegis_core.tools.runner import run_fingerprint
@@ -66,23 +88,25 @@ def _current(out: Path, scenario: Scenario, seed: int, host_mode: str = "sample"
         s = json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    want = run_fingerprint(scenario, seed, True, "sample", host_mode)
+    want = run_fingerprint(scenario, seed, settings.admission, settings.exec_time, host_mode)
     whole = not s.get("interrupted")  # a run stopped by a signal is never reused
     return (out / "jobs.csv").is_file() and s.get("fingerprint") == want and whole
 
 
 def _results(
     scenario: Scenario, engine: Any, out: Path, seed: int, host_mode: str = "sample",
-    progress: TextIO | None = None,
+    progress: TextIO | None = None, settings: RunSettings = DEFAULT_RUN,
 ) -> bool:  # fmt: skip
     """Run unless current results exist; True when reused. A run stopped by a signal stops
-    the comparison (:class:`~aegis_core.model.errors.Interrupted`)."""
+    the comparison (:class:`~aegis_core.model.errors.Interrupted`). The runs are written
+    without ``trace.json`` (the Perfetto view; ``aegis sim`` / ``exec`` write it)."""
     from aegis_core.tools.runner import run_scenario
 
-    if _current(out, scenario, seed, host_mode):
+    if _current(out, scenario, seed, host_mode, settings):
         return True
     r = run_scenario(scenario, engine, out_dir=out, perfetto=False, host_mode=host_mode,
-                     progress=progress)  # fmt: skip
+                     progress=progress, admission=settings.admission,
+                     exec_time=settings.exec_time)  # fmt: skip
     if r.summary.get("interrupted"):
         raise Interrupted(r.summary["interrupted"]["signal"])
     return False
@@ -96,25 +120,32 @@ exec is the order to expect; ``aegis sim`` replays them as measured (the predict
 
 def compare(
     scenario: Scenario, backend: str = "auto", results: Path = Path("results"),
-    rerun: bool = False, progress: TextIO | None = None,
+    rerun: bool = False, progress: TextIO | None = None, out: Path | None = None,
+    settings: RunSettings = DEFAULT_RUN, tag: str = "",
 ) -> Comparison:  # fmt: skip
+    """Run (or reuse) sim and exec under ``results/<scenario>/`` (folders ``sim<tag>`` and
+    ``exec-<backend><tag>``: a ``tag`` such as ``-unscheduled`` keeps an overridden policy's
+    runs apart from the scenario's own), then write the comparison to ``out`` (default
+    ``results/<scenario>/compare<tag>/``)."""
     from aegis_core.run.engine import load_engine
 
     engine = load_engine("exec", backend=backend, host="auto")
     base = results / scenario.name
-    sim_dir = base / "sim"
-    exec_dir = base / f"exec-{engine.backend}"
+    sim_dir = base / f"sim{tag}"
+    exec_dir = base / f"exec-{engine.backend}{tag}"
     if rerun:
         for d in (sim_dir, exec_dir):
             (d / "summary.json").unlink(missing_ok=True)
     reused = {
-        "sim": _results(scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress),
-        "exec": _results(scenario, engine, exec_dir, scenario.seed, progress=progress),
+        "sim": _results(scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress, settings),
+        "exec": _results(
+            scenario, engine, exec_dir, scenario.seed, progress=progress, settings=settings
+        ),
     }
     sim = json.loads((sim_dir / "summary.json").read_text())
     ex = json.loads((exec_dir / "summary.json").read_text())
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
-    out = base / "compare"
+    out = out if out is not None else base / f"compare{tag}"
     write_csv(out / "compare.csv", COLUMNS, rows)
     jobs = {"sim": _jobs(sim_dir), "exec": _jobs(exec_dir)}
     _cdf(jobs, out / "cdf.png", scenario)
@@ -152,7 +183,7 @@ def _above(run: str, name: str, t: dict[str, Any]) -> str | None:
     if not n and not u:
         return None
     causes = ", ".join(f"{k} {what}" for what, k in (t.get("causes") or {}).items())
-    head = f"{run} above bound for {name}: {n} job{'s' * (n != 1)}"
+    head = f"{run} above bound for {name}: {fmt_count(n, 'job')}"
     if not u:
         return f"{head}, all attributed ({causes})"
     rest = f", {n - u} attributed ({causes})" if causes else ""
@@ -256,11 +287,14 @@ def format_comparison(c: Comparison) -> str:
     lines += c.statements
     used = ", ".join(f"{k} {'reused' if v else 'run'}" for k, v in c.reused.items())
     lines.append("(ms) " + used + f"; {c.out_dir}/compare.csv, cdf.png, gantt.png")
-    lines.append(
-        "bound >= sim >= exec held for every admitted task"
-        if c.ordered
-        else "bound >= sim >= exec did NOT hold for every admitted task (see the NO rows)"
-    )
+    if not c.bounded:
+        lines.append("no admitted task has an analytical bound (nothing promised): no order")
+    else:
+        lines.append(
+            "bound >= sim >= exec held for every admitted task"
+            if c.ordered
+            else "bound >= sim >= exec did NOT hold for every admitted task (see the NO rows)"
+        )
     return "\n".join(lines)
 
 
@@ -294,12 +328,14 @@ class PolicyComparison:
 def compare_policies(
     scenario: Scenario, policies: list[str], backend: str = "auto",
     results: Path = Path("results"), rerun: bool = False, progress: TextIO | None = None,
+    out: Path | None = None, settings: RunSettings = DEFAULT_RUN,
 ) -> PolicyComparison:  # fmt: skip
     """Run ``scenario`` under each of ``policies`` (names) in sim and on ``backend`` (reusing
     current results, as :func:`compare` does), under ``results/<scenario>/policies/<policy>/``;
-    write ``compare/policies.csv`` and ``compare/policies.png`` (grouped bars of miss ratio
-    and p99 response per task per policy). A policy the backend refuses (``stream-priority``
-    without stream priorities) keeps its sim columns; the reason is in ``refused``."""
+    write ``policies.csv`` and ``policies.png`` to ``out`` (default ``compare/``; grouped bars
+    of miss ratio and p99 response per task per policy). A policy the backend refuses
+    (``stream-priority`` without stream priorities) keeps its sim columns; the reason is in
+    ``refused``."""
     from aegis_core.model.errors import ScenarioError
     from aegis_core.model.policy import get_policy
     from aegis_core.model.scenario import replace_scenario
@@ -320,7 +356,9 @@ def compare_policies(
         if rerun:
             for x in (sim_dir, exec_dir):
                 (x / "summary.json").unlink(missing_ok=True)
-        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed, progress=progress)}
+        reused[policy.name] = {
+            "sim": _results(s, "sim", sim_dir, s.seed, progress=progress, settings=settings)
+        }
         ex: dict[str, Any] | None = None
         try:
             reused[policy.name]["exec"] = _results(
@@ -329,6 +367,7 @@ def compare_policies(
                 exec_dir,
                 s.seed,
                 progress=progress,
+                settings=settings,
             )
             ex = json.loads((exec_dir / "summary.json").read_text())
         except ScenarioError as exc:
@@ -339,7 +378,7 @@ def compare_policies(
         etasks = ex["tasks"] if ex is not None else [None] * len(sim["tasks"])
         rows += [_policy_row(policy.name, st, et) for st, et in zip(sim["tasks"], etasks,
                                                                     strict=True)]  # fmt: skip
-    out = base / "compare"
+    out = out if out is not None else base / "compare"
     write_csv(out / "policies.csv", POLICY_COLUMNS, rows)
     names = tuple(p.name for p in chosen)
     pc = PolicyComparison(scenario.name, names, resolved, rows, out, reused, refused)

@@ -28,6 +28,7 @@ from aegis_core.analysis.pwcet import (
 from aegis_core.model.errors import EngineNotFound, InputError
 from aegis_core.model.profile import Profile
 from aegis_core.model.scenario import Scenario
+from aegis_core.model.types import fmt_count
 
 PROFILER_GROUP = "aegis.profilers"
 PACES = ("period", "none")
@@ -267,8 +268,9 @@ def profile_scenario(
                 last = mode == modes[-1]
                 path = out_dir / (f"{task.name}.json" if last else f"{task.name}.{mode}.json")
                 profile.save(path)
-                bar.done(label, f"{len(got.samples)} samples, WCET {profile.wcet_ns / 1e6:.3f} "
-                         f"ms ({profile.method}) -> {path}")  # fmt: skip
+                n = fmt_count(len(got.samples), "sample")
+                bar.done(label, f"{n}, WCET {profile.wcet_ns / 1e6:.3f} ms ({profile.method}) "
+                         f"-> {path}")  # fmt: skip
                 out.append(Measured(profile, path, own))
     return out
 

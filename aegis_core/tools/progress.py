@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Any, Protocol
 
-from aegis_core.model.types import TimeNs
+from aegis_core.model.types import TimeNs, fmt_count
 
 REFRESH_NS = 100_000_000
 """A bar is redrawn at most this often (ns of wall time)."""
@@ -95,7 +95,10 @@ def run_progress(
 
     def tick(now: TimeNs) -> None:
         if clock() >= bar.next_ns:  # cheap: most calls stop here
-            bar.show(now / 1e6, f"{counts.released} jobs, {counts.missed} misses")
+            bar.show(
+                now / 1e6,
+                f"{fmt_count(counts.released, 'job')}, {fmt_count(counts.missed, 'miss')}",
+            )
 
     return tick, bar
 
