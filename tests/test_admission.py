@@ -560,11 +560,27 @@ def test_aegis_admit_table(capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "admission · np-edf · 2 of 3 admitted"
     assert lines[1].split() == (
-        ["task", "verdict", "C", "ms", "T", "ms", "D", "ms", "bound", "ms", "reason"]
+        ["task", "verdict", "C", "ms", "C", "from", "T", "ms", "D", "ms", "bound", "ms", "reason"]
     )
-    assert lines[2].split()[:6] == ["A", "admitted", "8.000", "20.000", "20.000", "14.000"]
-    assert lines[3].split()[:6] == ["B", "admitted", "6.000", "30.000", "25.000", "14.000"]
-    assert lines[4].split()[:6] == ["C", "REJECTED", "15.000", "100.000", "100.000", "-"]
+    assert lines[2].split()[:7] == [
+        "A",
+        "admitted",
+        "8.000",
+        "wcet_ms",
+        "20.000",
+        "20.000",
+        "14.000",
+    ]
+    assert lines[3].split()[:7] == [
+        "B",
+        "admitted",
+        "6.000",
+        "wcet_ms",
+        "30.000",
+        "25.000",
+        "14.000",
+    ]
+    assert lines[4].split()[:7] == ["C", "REJECTED", "15.000", "wcet_ms", "100.000", "100.000", "-"]
     assert lines[4].endswith("= 23 ms > t at t = 20 ms")
     assert len(lines) == 5
 

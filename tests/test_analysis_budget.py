@@ -5,6 +5,7 @@ Nothing here reads a clock: the budget is a count, so each assertion holds on an
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -202,3 +203,20 @@ def test_admit_cli_reports_the_budget_verdict(
     assert main(["admit", str(f)]) == 1
     out = capsys.readouterr().out
     assert "not proved within 200 analysis points" in out
+
+
+def test_max_points_option_replaces_the_scenarios_budget(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    f = tmp_path / "hard.yaml"
+    f.write_text(yaml.safe_dump({"name": "hard", "tasks": prime_tasks(12, 0.95)}))
+    assert main(["admit", str(f), "--max-points", "150", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["analysis_points"]["budget"] == 150
+    assert any("not proved within 150 analysis points" in t["reason"] for t in doc["tasks"])
+    for bad in ("0", "-3"):
+        assert main(["admit", str(f), "--max-points", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"aegis: error: --max-points must be >= 1, got {bad}"]

@@ -13,7 +13,7 @@ from aegis_core.budget import TaskBudget, WcetFrom, budgets, with_chunks
 from aegis_core.model.errors import InputError
 from aegis_core.model.policy import Analysis, fp_priorities
 from aegis_core.model.scenario import Scenario, Task
-from aegis_core.model.types import fmt_mib
+from aegis_core.model.types import fmt_count, fmt_mib
 
 if TYPE_CHECKING:
     from aegis_core.memory.sharing import ScenarioMemory
@@ -415,8 +415,9 @@ def _fp_late(
 
 def _fp_reason(r: FpResponse, prio: int) -> str:
     return (
-        f"priority {prio}: R = {ms(r.bound)} <= D, the worst of the {len(r.jobs)} job(s) "
-        f"in the level-{prio} busy period ({ms(r.busy_period)}); blocking {ms(r.blocking)}"
+        f"priority {prio}: R = {ms(r.bound)} <= D, the worst of the "
+        f"{fmt_count(len(r.jobs), 'job')} in the level-{prio} busy period "
+        f"({ms(r.busy_period)}); blocking {ms(r.blocking)}"
     )
 
 

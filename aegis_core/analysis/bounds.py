@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from aegis_core.model.errors import AegisError
+from aegis_core.model.types import fmt_count
 
 INF = math.inf
 
@@ -56,7 +57,7 @@ class Exhausted(AegisError):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        super().__init__(f"not proved within {limit} analysis points")
+        super().__init__(f"not proved within {fmt_count(limit, 'analysis point')}")
 
 
 @dataclass(slots=True)
@@ -308,7 +309,7 @@ class DemandResult:
         if not self.exhaustive:
             return (
                 f"dbf(t) + B(t) <= t up to L = {ms(self.bound)}, proved by segmented QPA at "
-                f"{self.evaluated} points"
+                f"{fmt_count(self.evaluated, 'point')}"
             )
         tail = ""
         if self.binding is not None:
@@ -319,8 +320,8 @@ class DemandResult:
                 f"slack {ms(b.t - b.dbf - b.blocking)}"
             )
         return (
-            f"dbf(t) + B(t) <= t at all {self.evaluated} test points up to L = {ms(self.bound)}"
-            + tail
+            f"dbf(t) + B(t) <= t at {'all ' if self.evaluated > 1 else ''}"
+            f"{fmt_count(self.evaluated, 'test point')} up to L = {ms(self.bound)}" + tail
         )
 
 

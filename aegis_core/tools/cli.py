@@ -77,6 +77,10 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         changes["policy"] = get_policy(args.policy)
     if getattr(args, "overheads", None):
         changes["overheads"] = load_overheads(args.overheads)
+    if getattr(args, "max_points", None) is not None:
+        if args.max_points < 1:
+            raise InputError(f"--max-points must be >= 1, got {args.max_points}")
+        changes["analysis_points"] = args.max_points
     return replace_scenario(scenario, **changes) if changes else scenario
 
 
@@ -632,6 +636,13 @@ def _profiles_option(sub: argparse.ArgumentParser) -> None:
         "relative to the working directory) in place of the tasks' wcet_ms",
     )
     _overheads_option(sub)
+    sub.add_argument(
+        "--max-points",
+        type=int,
+        metavar="N",
+        help="admission's analysis budget in points (replaces the scenario's analysis_points; "
+        "default 500000): a task not proved within it is rejected, saying so",
+    )
 
 
 def _exceedance_option(sub: argparse.ArgumentParser, what: str) -> None:
