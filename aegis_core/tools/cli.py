@@ -455,10 +455,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.policies is not None:
         return _compare_policies(args)
+    from aegis_core.tools.plots import window_ns
+
+    gantt_ns = window_ns(args.gantt_ms, "--gantt-ms")  # before anything runs
     scenario = _scenario(args)
     warn_ideal_host(scenario)
     c = compare(scenario, backend=args.backend, results=Path(args.results),
-                rerun=args.rerun, progress=_progress(args))  # fmt: skip
+                rerun=args.rerun, progress=_progress(args), gantt_ns=gantt_ns)  # fmt: skip
     print(format_comparison(c))
     return 0
 
@@ -661,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp_.add_argument("--seed", type=int, help="override the scenario's seed")
     cmp_.add_argument("--duration-ms", type=float, help="override the scenario's horizon")
+    cmp_.add_argument("--gantt-ms", type=float, default=200.0, metavar="MS",
+                      help="gantt.png shows the first MS ms of the runs (default 200)")  # fmt: skip
     _profiles_option(cmp_)
     _quiet_option(cmp_)
     cmp_.set_defaults(func=cmd_compare)

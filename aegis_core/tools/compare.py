@@ -4,7 +4,8 @@ side by side.
 Runs (or reuses, when their ``summary.json`` carries the same run fingerprint) the
 ``sim`` results and the ``exec`` results of one backend, then writes to
 ``results/<scenario>/compare/``: ``compare.csv`` (one row per task), ``cdf.png`` (response-time
-CDFs, sim and exec) and ``gantt.png`` (the first 200 ms, sim above exec). The check it states:
+CDFs, sim and exec, with each task's bound) and ``gantt.png`` (the first 200 ms by default, sim
+above exec), drawn by :mod:`~aegis_core.tools.plots`. The check it states:
 for every admitted task, bound ≥ sim max ≥ exec max; per task, where it fails, the jobs above
 the bound and what each run's summary attributes them to (an unattributed one: an analysis
 bug).
@@ -22,8 +23,8 @@ from typing import Any, TextIO
 from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import fmt_ms
+from aegis_core.tools.plots import GANTT_NS
 
-GANTT_NS = 200_000_000
 COLUMNS = ("task", "admitted", "bound_ns", "sim_p99_ns", "sim_max_ns", "exec_p99_ns",
            "exec_max_ns", "exec_minus_sim_p99_ns", "sim_misses", "exec_misses", "exec_cv",
            "bound_ge_sim_ge_exec")  # fmt: skip
@@ -97,7 +98,10 @@ exec is the order to expect; ``aegis sim`` replays them as measured (the predict
 def compare(
     scenario: Scenario, backend: str = "auto", results: Path = Path("results"),
     rerun: bool = False, progress: TextIO | None = None,
+    gantt_ns: int = GANTT_NS,
 ) -> Comparison:  # fmt: skip
+    """Run (or reuse) ``scenario``'s sim and exec results, write ``compare.csv``, ``cdf.png``
+    and ``gantt.png`` (its first ``gantt_ns``)."""
     from aegis_core.run.engine import load_engine
 
     engine = load_engine("exec", backend=backend, host="auto")
@@ -116,9 +120,7 @@ def compare(
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     out = base / "compare"
     write_csv(out / "compare.csv", COLUMNS, rows)
-    jobs = {"sim": _jobs(sim_dir), "exec": _jobs(exec_dir)}
-    _cdf(jobs, out / "cdf.png", scenario)
-    _gantt(jobs, out / "gantt.png", scenario)
+    _plots({"sim": sim_dir, exec_dir.name: exec_dir}, out, gantt_ns)
     said = [order_statement(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     return Comparison(rows, sim_dir, exec_dir, out, reused, said)
 
@@ -181,60 +183,16 @@ def _row(s: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _jobs(d: Path) -> list[dict[str, str]]:
-    with open(d / "jobs.csv", newline="") as f:
-        return list(csv.DictReader(f))
+def _plots(runs: dict[str, Path], out: Path, gantt_ns: int) -> None:
+    """``cdf.png`` and ``gantt.png`` of the runs (:mod:`~aegis_core.tools.plots`)."""
+    from aegis_core.tools import plots
+    from aegis_core.tools.frames import read_jobs
 
-
-def _cdf(jobs: dict[str, list[dict[str, str]]], path: Path, scenario: Scenario) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = [t.name for t in scenario.tasks]
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        for label, rows in jobs.items():
-            x = np.sort([int(r["response_ns"]) / 1e6 for r in rows
-                         if r["task"] == name and r["response_ns"]])  # fmt: skip
-            if x.size:
-                ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=label)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("response time (ms)")
-        ax.set_ylabel("CDF")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _gantt(jobs: dict[str, list[dict[str, str]]], path: Path, scenario: Scenario) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [t.name for t in scenario.tasks]
-    colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
-    fig, ax = plt.subplots(figsize=(12, 2.6))
-    for lane, rows in enumerate(reversed(list(jobs.values()))):
-        for r in rows:
-            if not r["start_ns"] or not r["end_ns"] or int(r["start_ns"]) >= GANTT_NS:
-                continue
-            s, e = int(r["start_ns"]) / 1e6, int(r["end_ns"]) / 1e6
-            ax.broken_barh([(s, max(e - s, 0.01))], (lane + 0.1, 0.8), color=colour[r["task"]])
-    ax.set_yticks([0.5, 1.5], list(reversed(list(jobs))))
-    ax.set_xlim(0, GANTT_NS / 1e6)
-    ax.set_xlabel("time (ms); first 200 ms")
-    from matplotlib.patches import Rectangle
-
-    handles = [Rectangle((0, 0), 1, 1, color=colour[n]) for n in names]
-    ax.legend(handles, names, fontsize=8, loc="upper right", ncol=len(names))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.headless()
+    jobs = {k: read_jobs(d / "jobs.csv") for k, d in runs.items()}
+    summaries = {k: json.loads((d / "summary.json").read_text()) for k, d in runs.items()}
+    plots.save(plots.cdf(jobs, summaries), out / "cdf.png")
+    plots.save(plots.gantt(jobs, summaries, gantt_ns), out / "gantt.png")
 
 
 def format_comparison(c: Comparison) -> str:
