@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Admission", "Comparison", "InputError", "Run", "Scenario", "ScenarioError", "admit",
-    "compare", "execute", "load", "plot_cdf", "plot_demand", "plot_gantt", "read", "simulate",
-    "verdicts",
+    "compare", "execute", "load", "plot_cdf", "plot_demand", "plot_gantt", "plot_policies",
+    "read", "simulate", "verdicts",
 ]  # fmt: skip
 
 ScenarioLike = Scenario | str | Path | Mapping[str, Any]
@@ -209,3 +209,22 @@ def plot_demand(scenario: ScenarioLike, horizon_ms: float | None = None) -> Figu
             sets[f"admitted + {v.name}"] = [*admitted, x]
     horizon = None if horizon_ms is None else plots.window_ns(horizon_ms, "the horizon")
     return plots.demand({k: ts for k, ts in sets.items() if ts}, horizon)
+
+
+def plot_policies(
+    source: str | Path | Iterable[Mapping[str, Any]], title: str = ""
+) -> Figure:  # fmt: skip
+    """``aegis compare --policies``' ``policies.csv`` (a path, or its rows) as grouped bars of
+    miss ratio and p99 response per task and policy, sim and exec
+    (:func:`aegis_core.tools.plots.policies`)."""
+    from aegis_core.tools.compare import load_policy_rows
+
+    if not isinstance(source, str | Path):
+        return plots.policies(list(source), title)
+    try:
+        rows = load_policy_rows(Path(source))
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from exc
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{source}: not a policies.csv of aegis compare ({exc})") from exc
+    return plots.policies(rows, title)

@@ -200,3 +200,11 @@ def test_plot_demand_shows_the_admitted_set_and_each_rejected_task_added() -> No
 def test_the_api_is_one_import() -> None:
     for name in aegis.__all__:
         assert hasattr(aegis, name), name
+
+
+def test_plot_policies_reads_a_policies_csv_or_says_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(aegis.InputError, match=r"policies\.csv: cannot read"):
+        aegis.plot_policies(tmp_path / "policies.csv")
+    (tmp_path / "policies.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(aegis.InputError, match=r"not a policies\.csv"):
+        aegis.plot_policies(tmp_path / "policies.csv")

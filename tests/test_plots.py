@@ -110,8 +110,8 @@ def test_cdf_steps_reach_one_at_the_largest_response() -> None:
     fig = plots.cdf({"sim": sim}, {"sim": summary([task("a", 8, 10)])})
     (ax,) = fig.axes
     line = next(ln for ln in ax.get_lines() if ln.get_label() == "sim")
-    assert list(line.get_xdata()) == [2.0, 2.0, 2.0, 2.0, 7.0]
-    assert list(line.get_ydata()) == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert list(line.get_xdata()) == [2.0, 2.0, 2.0, 2.0, 2.0, 7.0]
+    assert list(line.get_ydata()) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 
 def test_cdf_without_bound_or_completed_job_says_so() -> None:
@@ -274,3 +274,41 @@ def test_compare_refuses_a_bad_gantt_window_before_it_runs(
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--gantt-ms must be" in err
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+# ------------------------------------------------------------------------------ policies
+
+
+def _policy_row(policy: str, task: str, sim: tuple[int, int, int], ex: Any = None) -> Any:
+    def side(k: str, v: Any) -> dict[str, Any]:
+        if v is None:
+            return {f"{k}_jobs": None, f"{k}_misses": None, f"{k}_miss_ratio": None,
+                    f"{k}_p99_ns": None}  # fmt: skip
+        jobs, misses, p99 = v
+        return {f"{k}_jobs": jobs, f"{k}_misses": misses, f"{k}_miss_ratio": misses / jobs,
+                f"{k}_p99_ns": p99 * MS}  # fmt: skip
+
+    return {"policy": policy, "task": task, "admitted": True, "deadline_ns": 20 * MS,
+            "bound_ns": 15 * MS, **side("sim", sim), **side("exec", ex)}  # fmt: skip
+
+
+def test_policies_bars_start_at_zero_and_say_when_nothing_missed_or_ran() -> None:
+    rows = [_policy_row("np-edf", "a", (10, 0, 5), (10, 0, 6)),
+            _policy_row("stream-priority", "a", (10, 0, 4))]  # fmt: skip
+    fig = plots.policies(rows, "demo")
+    sim_miss, exec_miss, sim_p99, _ = fig.axes
+    assert sim_miss.get_ylim()[0] == 0 and exec_miss.get_ylim()[0] == 0
+    assert any(t.get_text() == "no misses" for t in sim_miss.texts)
+    assert any(t.get_text() == "not run: stream-priority" for t in exec_miss.texts)
+    heights = sorted(p.get_height() for p in sim_p99.patches)
+    assert heights == [4.0, 5.0]
+    assert fig.get_suptitle() == "demo"
+
+
+def test_policies_miss_ratio_axis_fits_the_largest_ratio() -> None:
+    rows = [_policy_row("fifo", "a", (10, 3, 25), (10, 4, 26)),
+            _policy_row("np-edf", "a", (10, 0, 9), (10, 0, 9))]  # fmt: skip
+    fig = plots.policies(rows)
+    top = fig.axes[0].get_ylim()[1]
+    assert 0.4 < top <= 0.4 * 1.15 + 1e-9
+    assert not any(t.get_text() == "no misses" for t in fig.axes[0].texts)

@@ -301,7 +301,11 @@ def compare_policies(
     write_csv(out / "policies.csv", POLICY_COLUMNS, rows)
     names = tuple(p.name for p in chosen)
     pc = PolicyComparison(scenario.name, names, resolved, rows, out, reused, refused)
-    plot_policies(rows, out / "policies.png", f"{scenario.name}: sim and exec-{resolved}")
+    from aegis_core.tools import plots
+
+    plots.headless()
+    plots.save(plots.policies(rows, f"{scenario.name}: sim and exec-{resolved}"),
+               out / "policies.png")  # fmt: skip
     return pc
 
 
@@ -335,61 +339,6 @@ def load_policy_rows(path: Path) -> list[dict[str, Any]]:
             row["admitted"] = r["admitted"] == "True"
             out.append(row)
     return out
-
-
-def plot_policies(rows: list[dict[str, Any]], path: Path | None = None, title: str = "") -> Any:
-    """Grouped bars, per task one group, per policy one bar: miss ratio (top) and p99
-    response against the deadline (bottom), sim (left) and exec (right). Saved to ``path``
-    when given; returns the figure (the notebook shows it)."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    policies = list(dict.fromkeys(r["policy"] for r in rows))
-    cell = {(r["policy"], r["task"]): r for r in rows}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), squeeze=False, sharey="row")
-    width = 0.8 / max(len(policies), 1)
-    x = np.arange(len(tasks))
-    for col, side in enumerate(("sim", "exec")):
-        for row, (key, label, scale) in enumerate(
-            (
-                (f"{side}_miss_ratio", "miss ratio", 1.0),
-                (f"{side}_p99_ns", "p99 response (ms)", 1e-6),
-            )
-        ):
-            ax = axes[row][col]
-            for i, p in enumerate(policies):
-                vals = [cell[(p, t)][key] for t in tasks]
-                ys = [np.nan if v is None else v * scale for v in vals]
-                ax.bar(x + (i - (len(policies) - 1) / 2) * width, ys, width, label=p,
-                       color=f"C{i % 10}")  # fmt: skip
-            if row == 1:  # the deadline of each task, for the p99 bars to be read against
-                for j, t in enumerate(tasks):
-                    d = cell[(policies[0], t)]["deadline_ns"]
-                    if d is not None:
-                        ax.hlines(d * 1e-6, j - 0.45, j + 0.45, colors="k", linestyles="--",
-                                  linewidth=1)  # fmt: skip
-            ax.set_xticks(x, tasks)
-            ax.set_ylabel(label)
-            ax.set_title(f"{side}: {label}" + (" (dashed: deadline)" if row == 1 else ""),
-                         fontsize=9)  # fmt: skip
-        absent = [p for p in policies if all(cell[(p, t)][f"{side}_misses"] is None
-                                             for t in tasks)]  # fmt: skip
-        if absent:
-            axes[0][col].text(0.02, 0.95, "not run: " + ", ".join(absent), fontsize=8,
-                              transform=axes[0][col].transAxes, va="top")  # fmt: skip
-    axes[0][0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-    return fig
 
 
 def format_policies(pc: PolicyComparison) -> str:

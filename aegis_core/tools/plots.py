@@ -100,8 +100,9 @@ def _cdf_axis(ax: Axes, task: Summary, jobs: Mapping[str, pd.DataFrame]) -> None
     for i, (label, df) in enumerate(jobs.items()):
         r = df.loc[df["task"] == name, "response_ns"].dropna().to_numpy(dtype=np.int64)
         x = np.sort(r) / MS
-        if x.size:
-            ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=label,
+        if x.size:  # from 0 below the first response to 1 at the last
+            y = np.arange(0, x.size + 1) / x.size
+            ax.step(np.concatenate(([x[0]], x)), y, where="post", label=label,
                     color=f"C{i % 10}")  # fmt: skip
             seen += [float(x[0]), float(x[-1])]
     bound = task.get("bound_ns")
@@ -112,7 +113,7 @@ def _cdf_axis(ax: Axes, task: Summary, jobs: Mapping[str, pd.DataFrame]) -> None
     ax.axvline(task["deadline_ns"] / MS, color="0.5", linestyle=":", linewidth=1,
                label=f"deadline {task['deadline_ns'] / MS:g} ms")  # fmt: skip
     if needs_log(seen):
-        ax.set_xscale("log")
+        _log_x(ax)
     if len(seen) < 2 + (bound is not None):  # no run had a completed job of this task
         ax.text(0.5, 0.5, "no completed job", transform=ax.transAxes, ha="center")
     state = "" if task.get("admitted", True) else " (rejected)"
@@ -122,6 +123,16 @@ def _cdf_axis(ax: Axes, task: Summary, jobs: Mapping[str, pd.DataFrame]) -> None
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+
+
+def _log_x(ax: Axes) -> None:
+    """A log x axis labelled in plain ms at 1, 2, 5 of each decade."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 # ---------------------------------------------------------------------------------- Gantt
@@ -242,4 +253,58 @@ def demand(sets: Mapping[str, Sequence[ATask]], horizon: int | None = None) -> F
     ax.set_title("processor demand of jobs due by t, plus blocking B(t), against t", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+# ------------------------------------------------------------------------------ policies
+
+
+def policies(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
+    """``aegis compare --policies``' rows (:func:`~aegis_core.tools.compare.load_policy_rows`)
+    as grouped bars, per task one group, per policy one bar: miss ratio (top, from 0; "no
+    misses" when none) and p99 response against the deadline (bottom, dashed), sim (left)
+    and exec (right; a policy the backend did not run is named)."""
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    cell = {(r["policy"], r["task"]): r for r in rows}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), squeeze=False, sharey="row",
+                             layout="constrained")  # fmt: skip
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(tasks))
+    top = 0.0
+    for col, side in enumerate(("sim", "exec")):
+        for row, (key, label, scale) in enumerate(
+            ((f"{side}_miss_ratio", "miss ratio", 1.0), (f"{side}_p99_ns", "p99 response (ms)",
+                                                          1 / MS))
+        ):  # fmt: skip
+            ax = axes[row][col]
+            for i, p in enumerate(names):
+                ys = [np.nan if (v := cell[(p, t)][key]) is None else v * scale for t in tasks]
+                ax.bar(x + (i - (len(names) - 1) / 2) * width, ys, width, label=p,
+                       color=f"C{i % 10}")  # fmt: skip
+                if row == 0:
+                    top = max([top, *(y for y in ys if y == y)])
+            if row == 1:  # the deadline of each task, for the p99 bars to be read against
+                for j, t in enumerate(tasks):
+                    d = cell[(names[0], t)]["deadline_ns"]
+                    if d is not None:
+                        ax.hlines(d / MS, j - 0.45, j + 0.45, colors="k", linestyles="--",
+                                  linewidth=1)  # fmt: skip
+            ax.set_xticks(x, tasks)
+            ax.set_ylabel(label)
+            ax.set_title(f"{side}: {label}" + (" (dashed: deadline)" if row == 1 else ""),
+                         fontsize=9)  # fmt: skip
+        absent = [p for p in names if all(cell[(p, t)][f"{side}_misses"] is None for t in tasks)]
+        if absent:
+            axes[0][col].text(0.02, 0.95, "not run: " + ", ".join(absent), fontsize=8,
+                              transform=axes[0][col].transAxes, va="top")  # fmt: skip
+    axes[0][0].set_ylim(0, max(0.05, top * 1.15))  # a ratio: never below 0
+    if top == 0:
+        for ax in axes[0]:
+            ax.text(0.5, 0.5, "no misses", transform=ax.transAxes, ha="center")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
