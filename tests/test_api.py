@@ -208,3 +208,17 @@ def test_plot_policies_reads_a_policies_csv_or_says_what_is_wrong(tmp_path: Path
     (tmp_path / "policies.csv").write_text("x,y\n1,2\n")
     with pytest.raises(aegis.InputError, match=r"not a policies\.csv"):
         aegis.plot_policies(tmp_path / "policies.csv")
+
+
+def test_the_example_in_docs_api_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "docs" / "API.md").read_text(encoding="utf-8")
+    code = text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "admission.yaml").write_bytes(
+        (ROOT / "scenarios" / "admission.yaml").read_bytes()
+    )
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/API.md", "exec"), {})
+    for name in ("cdf.png", "gantt.png", "demand.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "results" / "admission" / "sim" / "jobs.csv").is_file()

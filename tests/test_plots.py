@@ -120,7 +120,7 @@ def test_cdf_without_bound_or_completed_job_says_so() -> None:
     fig = plots.cdf({"sim": sim}, {"sim": s})
     a, b = fig.axes
     assert _bound_lines(a) == [] and _bound_lines(b) == []
-    assert b.get_title() == "b (rejected)"
+    assert b.get_title() == "b (rejected)" and a.get_title() == "a (no bound)"
     assert any(t.get_text() == "no completed job" for t in b.texts)
     assert not any(t.get_text() == "no completed job" for t in a.texts)
 

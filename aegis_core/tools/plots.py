@@ -116,7 +116,7 @@ def _cdf_axis(ax: Axes, task: Summary, jobs: Mapping[str, pd.DataFrame]) -> None
         _log_x(ax)
     if len(seen) < 2 + (bound is not None):  # no run had a completed job of this task
         ax.text(0.5, 0.5, "no completed job", transform=ax.transAxes, ha="center")
-    state = "" if task.get("admitted", True) else " (rejected)"
+    state = " (rejected)" if not task.get("admitted", True) else " (no bound)" * (bound is None)
     ax.set_title(f"{name}{state}", fontsize=9)
     ax.set_xlabel("response time (ms)" + (", log scale" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel("fraction of jobs ≤ x")
