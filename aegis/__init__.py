@@ -163,14 +163,15 @@ def _runs(runs: Run | Iterable[Run] | Mapping[str, Run]) -> dict[str, Run]:
     """Runs keyed by label (a run alone, runs in order, or a mapping of labels)."""
     if isinstance(runs, Run):
         return {runs.label: runs}
-    if isinstance(runs, Mapping):
-        return dict(runs)
     out: dict[str, Run] = {}
-    for r in runs:
-        key, n = r.label, 2
-        while key in out:  # two runs of one engine: sim, sim (2)
-            key, n = f"{r.label} ({n})", n + 1
-        out[key] = r
+    if isinstance(runs, Mapping):
+        out = dict(runs)
+    else:
+        for r in runs:
+            key, n = r.label, 2
+            while key in out:  # two runs of one engine: sim, sim (2)
+                key, n = f"{r.label} ({n})", n + 1
+            out[key] = r
     if not out:
         raise InputError("no run to plot")
     return out

@@ -222,3 +222,10 @@ def test_the_example_in_docs_api_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     for name in ("cdf.png", "gantt.png", "demand.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "results" / "admission" / "sim" / "jobs.csv").is_file()
+
+
+@pytest.mark.parametrize("nothing", [[], {}, ()])
+def test_plotting_no_run_is_an_input_error(nothing: Any) -> None:
+    for plot in (aegis.plot_cdf, aegis.plot_gantt):
+        with pytest.raises(aegis.InputError, match="no run to plot"):
+            plot(nothing)

@@ -312,3 +312,15 @@ def test_policies_miss_ratio_axis_fits_the_largest_ratio() -> None:
     top = fig.axes[0].get_ylim()[1]
     assert 0.4 < top <= 0.4 * 1.15 + 1e-9
     assert not any(t.get_text() == "no misses" for t in fig.axes[0].texts)
+
+
+def test_gantt_of_runs_where_no_job_ran_spans_the_releases() -> None:
+    rejected = jobs(("a", 0, 0, 10, None, None, False), ("a", 1, 10, 20, None, None, False))
+    empty = read_jobs(io.StringIO(HEADER + "\n"))
+    s = summary([task("a", None, 10, admitted=False)])
+    fig = plots.gantt({"sim": rejected, "exec": empty}, {"sim": s, "exec": s}, 100 * MS)
+    (ax,) = fig.axes
+    assert ax.get_xlim() == (0.0, 10.0)  # the last release
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["exec: a (rejected)",
+                                                             "sim: a (rejected)"]  # fmt: skip
+    assert not [c for c in ax.collections if len(c.get_paths())]  # no bar

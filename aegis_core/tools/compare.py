@@ -120,7 +120,7 @@ def compare(
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     out = base / "compare"
     write_csv(out / "compare.csv", COLUMNS, rows)
-    _plots({"sim": sim_dir, exec_dir.name: exec_dir}, out, gantt_ns)
+    _plots({"sim": (sim_dir, sim), exec_dir.name: (exec_dir, ex)}, out, gantt_ns)
     said = [order_statement(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     return Comparison(rows, sim_dir, exec_dir, out, reused, said)
 
@@ -183,14 +183,15 @@ def _row(s: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _plots(runs: dict[str, Path], out: Path, gantt_ns: int) -> None:
-    """``cdf.png`` and ``gantt.png`` of the runs (:mod:`~aegis_core.tools.plots`)."""
+def _plots(runs: dict[str, tuple[Path, dict[str, Any]]], out: Path, gantt_ns: int) -> None:
+    """``cdf.png`` and ``gantt.png`` of the runs (label: folder, summary), drawn by
+    :mod:`~aegis_core.tools.plots`."""
     from aegis_core.tools import plots
     from aegis_core.tools.frames import read_jobs
 
     plots.headless()
-    jobs = {k: read_jobs(d / "jobs.csv") for k, d in runs.items()}
-    summaries = {k: json.loads((d / "summary.json").read_text()) for k, d in runs.items()}
+    jobs = {k: read_jobs(d / "jobs.csv") for k, (d, _) in runs.items()}
+    summaries = {k: s for k, (_, s) in runs.items()}
     plots.save(plots.cdf(jobs, summaries), out / "cdf.png")
     plots.save(plots.gantt(jobs, summaries, gantt_ns), out / "gantt.png")
 

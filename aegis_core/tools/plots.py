@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from aegis_core.analysis.bounds import ATask, demand_steps, testing_bound
 from aegis_core.model.errors import InputError
 
 if TYPE_CHECKING:
-    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -187,7 +187,7 @@ def _last_ns(frames: Any) -> int:
     for df in frames:
         for col in ("end_ns", "release_ns"):
             v = df[col].max()
-            if v is not None and v == v:  # not NA
+            if not pd.isna(v):  # a column of no value (no job ended) has no maximum
                 last = max(last, int(v))
     return last
 
