@@ -29,6 +29,7 @@ from aegis_core.analysis.admission import Admission, analysis_task
 from aegis_core.analysis.admission import admit as _admit
 from aegis_core.analysis.charging import charge
 from aegis_core.model.errors import InputError, ScenarioError
+from aegis_core.model.policy import Analysis
 from aegis_core.model.scenario import Scenario, load_scenario, parse_scenario
 from aegis_core.tools import frames, plots
 from aegis_core.tools.compare import Comparison
@@ -43,6 +44,8 @@ __all__ = [
 ]  # fmt: skip
 
 ScenarioLike = Scenario | str | Path | Mapping[str, Any]
+DEMAND_TESTED = frozenset({Analysis.NP_EDF, Analysis.LP_EDF})
+"""The analyses that admit by ``dbf(t) + B(t) <= t`` (:func:`plot_demand`)."""
 MS = plots.MS
 
 
@@ -200,6 +203,9 @@ def plot_demand(scenario: ScenarioLike, horizon_ms: float | None = None) -> Figu
     to them, with the budgets admission analysed, over one horizon
     (:func:`aegis_core.tools.plots.demand`)."""
     s = load(scenario)
+    if s.policy.analysis not in DEMAND_TESTED:
+        raise InputError(f"{s.path}: policy {s.policy}'s admission is not a demand test "
+                         f"({s.policy.analysis}): no dbf(t) + B(t) to plot")  # fmt: skip
     adm = _admit(s)
     view = [charge(analysis_task(t, b, chunks=b.chunks_ns), s.overheads)
             for t, b in zip(s.tasks, adm.budgets, strict=True)]  # fmt: skip

@@ -229,3 +229,9 @@ def test_plotting_no_run_is_an_input_error(nothing: Any) -> None:
     for plot in (aegis.plot_cdf, aegis.plot_gantt):
         with pytest.raises(aegis.InputError, match="no run to plot"):
             plot(nothing)
+
+
+@pytest.mark.parametrize("policy", ["np-fp", "fifo", "unscheduled"])
+def test_plot_demand_refuses_a_policy_not_admitted_by_a_demand_test(policy: str) -> None:
+    with pytest.raises(aegis.InputError, match=r"not a demand test .*no dbf\(t\) \+ B\(t\)"):
+        aegis.plot_demand({**DOC, "policy": policy})
