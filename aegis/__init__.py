@@ -90,6 +90,12 @@ class Run:
         return frames.tasks_frame(self.summary["tasks"])
 
     @property
+    def trace(self) -> Path | None:
+        """The run's ``trace.jsonl`` (None: kept in memory, or run without a trace)."""
+        t = None if self.path is None else self.path / "trace.jsonl"
+        return t if t is not None and t.is_file() else None
+
+    @property
     def label(self) -> str:
         """``sim``, ``exec-numpy``: the engine and its backend."""
         s = self.summary
@@ -127,7 +133,8 @@ def simulate(
     admission: bool = True, exec_time: str = "sample", trace: bool = True,
 ) -> Run:  # fmt: skip
     """``aegis sim``: the simulator's run, kept in memory (``out=None``) or written to the
-    results directory ``out`` and read back. ``admission=False`` runs rejected tasks too;
+    results directory ``out`` and read back (with its trace, :func:`plot_gantt` draws each
+    dispatch: an lp-edf job's chunks apart). ``admission=False`` runs rejected tasks too;
     ``exec_time``: ``sample`` (profiles' samples) or ``wcet``; ``trace``: write
     ``trace.jsonl``."""
     return _run(scenario, "sim", out, seed=seed, admission=admission, exec_time=exec_time,
@@ -191,11 +198,13 @@ def plot_gantt(
     runs: Run | Iterable[Run] | Mapping[str, Run], first_ms: float = plots.GANTT_NS / MS
 ) -> Figure:
     """The first ``first_ms`` of one or more runs, one lane per run and task, with releases,
-    deadlines and misses (:func:`aegis_core.tools.plots.gantt`)."""
+    deadlines and misses (:func:`aegis_core.tools.plots.gantt`); a run read from a folder
+    with a ``trace.jsonl`` shows each dispatch (its trace is read up to the window)."""
     window = plots.window_ns(first_ms)
     got = _runs(runs)
+    traced = {k: frames.read_runs(r.trace, window) for k, r in got.items() if r.trace}
     return plots.gantt({k: r.jobs for k, r in got.items()},
-                       {k: r.summary for k, r in got.items()}, window)  # fmt: skip
+                       {k: r.summary for k, r in got.items()}, window, traced)  # fmt: skip
 
 
 def plot_demand(scenario: ScenarioLike, horizon_ms: float | None = None) -> Figure:

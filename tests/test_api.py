@@ -235,3 +235,16 @@ def test_plotting_no_run_is_an_input_error(nothing: Any) -> None:
 def test_plot_demand_refuses_a_policy_not_admitted_by_a_demand_test(policy: str) -> None:
     with pytest.raises(aegis.InputError, match=r"not a demand test .*no dbf\(t\) \+ B\(t\)"):
         aegis.plot_demand({**DOC, "policy": policy})
+
+
+def test_a_run_read_with_its_trace_shows_each_dispatch(tmp_path: Path) -> None:
+    lp = ROOT / "scenarios" / "lp_edf.yaml"
+    traced = aegis.simulate(lp, out=tmp_path / "t")
+    untraced = aegis.simulate(lp, out=tmp_path / "u", trace=False)
+    memory = aegis.simulate(lp)
+    assert traced.trace == tmp_path / "t" / "trace.jsonl"
+    assert untraced.trace is None and memory.trace is None
+    xlabel = aegis.plot_gantt(traced, first_ms=40).axes[0].get_xlabel()
+    assert "each dispatch" in xlabel
+    mixed = aegis.plot_gantt({"t": traced, "m": memory}, first_ms=40).axes[0].get_xlabel()
+    assert "dispatches in t, whole jobs in the others" in mixed

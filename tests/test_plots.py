@@ -324,3 +324,74 @@ def test_gantt_of_runs_where_no_job_ran_spans_the_releases() -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == ["exec: a (rejected)",
                                                              "sim: a (rejected)"]  # fmt: skip
     assert not [c for c in ax.collections if len(c.get_paths())]  # no bar
+
+
+# ------------------------------------------------------------------ dispatches from a trace
+
+LP_EDF = Path(__file__).resolve().parent.parent / "scenarios" / "lp_edf.yaml"
+
+
+@pytest.fixture(scope="module")
+def lp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from aegis_core.model.scenario import load_scenario, replace_scenario
+    from aegis_core.tools.runner import run_scenario
+
+    out = tmp_path_factory.mktemp("lp") / "sim"
+    s = replace_scenario(load_scenario(LP_EDF), duration_ns=400 * MS)
+    run_scenario(s, "sim", out_dir=out, perfetto=False)
+    return out
+
+
+def test_read_runs_gives_each_chunk_of_an_lp_edf_job_within_the_window(lp_run: Path) -> None:
+    from aegis_core.tools.frames import RUN_COLUMNS, read_runs
+
+    runs = read_runs(lp_run / "trace.jsonl", 100 * MS)
+    assert tuple(runs.columns) == RUN_COLUMNS and (runs["start_ns"] <= 100 * MS).all()
+    planner = runs[runs["task"] == "planner"]
+    first = planner[planner["job"] == "planner#0"]
+    # chunks [5, 3] ms; safety's release at 10 ms runs between them
+    assert list(first["chunk"]) == [0, 1]
+    assert list(first["end_ns"] - first["start_ns"]) == [5 * MS, 3 * MS]
+    assert (runs["end_ns"] >= runs["start_ns"]).all()
+    jobs = read_jobs(lp_run / "jobs.csv")
+    ran = jobs[jobs["start_ns"] <= 100 * MS]
+    assert set(runs["job"]) == set(ran["job"])  # every job started in the window, no other
+
+
+def test_read_runs_streams_only_up_to_its_window(lp_run: Path, tmp_path: Path) -> None:
+    from aegis_core.model.errors import InputError
+    from aegis_core.tools.frames import read_runs
+
+    lines = (lp_run / "trace.jsonl").read_text().splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if '"t_ns":300000000' in ln)
+    bad = tmp_path / "trace.jsonl"
+    bad.write_text("".join(lines[:at]) + "not a record\n" + "".join(lines[at:]))
+    assert len(read_runs(bad, 100 * MS)) == len(read_runs(lp_run / "trace.jsonl", 100 * MS))
+    with pytest.raises(InputError, match=rf"trace\.jsonl:{at + 1}: not a JSON record"):
+        read_runs(bad, 350 * MS)  # the window reaches the bad line
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:at]) + lines[at][:25])  # a run that crashed mid-line
+    assert len(read_runs(cut, 10**12)) > 0
+    with pytest.raises(InputError, match=r"cannot read"):
+        read_runs(tmp_path / "none.jsonl", MS)
+
+
+def test_gantt_from_a_trace_draws_each_dispatch_in_its_jobs_shade(lp_run: Path) -> None:
+    import json
+
+    from aegis_core.tools.frames import read_runs
+
+    jobs_ = read_jobs(lp_run / "jobs.csv")
+    s = json.loads((lp_run / "summary.json").read_text())
+    runs = read_runs(lp_run / "trace.jsonl", 45 * MS)
+    fig = plots.gantt({"sim": jobs_}, {"sim": s}, 45 * MS, {"sim": runs})
+    (ax,) = fig.axes
+    lane = [c for c in ax.collections if len(c.get_paths())
+            and c.get_paths()[0].vertices[:, 1].min() < 1]  # fmt: skip  # y 0: planner
+    spans = [(p.vertices[:, 0].min(), p.vertices[:, 0].max()) for c in lane
+             for p in c.get_paths()]  # fmt: skip
+    assert sorted(spans) == [(5.0, 10.0), (12.0, 15.0), (42.0, 47.0)]  # the axes clip at 45
+    assert [c.get_alpha() for c in lane] == [1.0, 1.0, 0.5]  # job 0's chunks, then job 1
+    assert "each dispatch" in ax.get_xlabel()
+    plain = plots.gantt({"sim": jobs_}, {"sim": s}, 45 * MS).axes[0]
+    assert "each job from its start to its end" in plain.get_xlabel()

@@ -187,13 +187,15 @@ def _plots(runs: dict[str, tuple[Path, dict[str, Any]]], out: Path, gantt_ns: in
     """``cdf.png`` and ``gantt.png`` of the runs (label: folder, summary), drawn by
     :mod:`~aegis_core.tools.plots`."""
     from aegis_core.tools import plots
-    from aegis_core.tools.frames import read_jobs
+    from aegis_core.tools.frames import read_jobs, read_runs
 
     plots.headless()
     jobs = {k: read_jobs(d / "jobs.csv") for k, (d, _) in runs.items()}
     summaries = {k: s for k, (_, s) in runs.items()}
+    traced = {k: read_runs(d / "trace.jsonl", gantt_ns) for k, (d, _) in runs.items()
+              if (d / "trace.jsonl").is_file()}  # fmt: skip
     plots.save(plots.cdf(jobs, summaries), out / "cdf.png")
-    plots.save(plots.gantt(jobs, summaries, gantt_ns), out / "gantt.png")
+    plots.save(plots.gantt(jobs, summaries, gantt_ns, traced), out / "gantt.png")
 
 
 def format_comparison(c: Comparison) -> str:

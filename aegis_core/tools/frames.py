@@ -6,7 +6,9 @@ the notebooks.
 the dtypes of :data:`JOB_DTYPES` (times in integer ns; a time a job never reached, e.g. the
 start of a rejected job, is ``<NA>`` in a nullable ``Int64`` column). ``tasks``: the summary's
 ``tasks`` (one row per task, indexed by name), each statistic of ``response_ns`` and
-``exec_ns`` flattened to a column (``response_p99_ns``, ``exec_cv``, …).
+``exec_ns`` flattened to a column (``response_p99_ns``, ``exec_cv``, …). ``runs``: from a
+``trace.jsonl``, one row per dispatch on the device (a whole job, or one chunk of an lp-edf
+job) of :data:`RUN_COLUMNS`, read as a stream up to a time window.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import pandas as pd
 
 from aegis_core.model.errors import InputError
+from aegis_core.record.replay import Replay
+from aegis_core.record.schema import decode, is_end
 from aegis_core.run.scheduler import Job
 from aegis_core.tools.results import JOB_COLUMNS, jobs_csv
 
@@ -51,6 +55,46 @@ def read_jobs(source: Path | str | io.StringIO) -> pd.DataFrame:
     if tuple(df.columns) != JOB_COLUMNS:
         raise InputError(f"{name}: columns {list(df.columns)}, expected {list(JOB_COLUMNS)}")
     return df
+
+
+RUN_COLUMNS = ("job", "task", "chunk", "start_ns", "end_ns")
+
+
+def read_runs(trace: Path, until_ns: int) -> pd.DataFrame:
+    """The device runs (:class:`~aegis_core.record.replay.Run`: one per dispatch, a chunk of an
+    lp-edf job its own) that start by ``until_ns``, from ``trace.jsonl``: the file is read as a
+    stream, up to the first record after ``until_ns`` at which no run started by then is still
+    open (a last line cut mid-record, as a crashed run leaves, ends it); a line that is not a
+    record is an InputError naming file and line."""
+    rows: list[tuple[str, str, int, int, int | None]] = []
+    replay = Replay(retain=False, on_run=lambda r: rows.append(
+        (r.job, r.task, r.chunk, r.start_ns, r.end_ns)))  # fmt: skip
+    try:
+        with open(trace, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if _past(replay, line, until_ns, f"{trace}:{n}"):
+                    break
+    except OSError as exc:
+        raise InputError(f"{trace}: cannot read: {exc.strerror or exc}") from exc
+    df = pd.DataFrame([r for r in rows if r[3] <= until_ns], columns=list(RUN_COLUMNS))
+    return df.astype({"job": "string", "task": "string", "chunk": "int64", "start_ns": "int64",
+                      "end_ns": "Int64"})  # fmt: skip
+
+
+def _past(replay: Replay, line: str, until_ns: int, where: str) -> bool:
+    """Apply one trace line; True once the window is read (or the trace ends)."""
+    if not line.strip():
+        return False
+    try:
+        r = decode(line)
+    except InputError as exc:
+        if not line.endswith("\n"):  # the cut last line of a run that crashed
+            return True
+        raise InputError(f"{where}: {exc}") from exc
+    if is_end(r):
+        return True
+    replay.apply(r)  # type: ignore[arg-type]  # not an end record
+    return r.t_ns > until_ns and all(x.start_ns > until_ns for x in replay.running.values())
 
 
 def jobs_frame(jobs: Iterable[Job]) -> pd.DataFrame:

@@ -139,13 +139,16 @@ def _log_x(ax: Axes) -> None:
 
 
 def gantt(
-    jobs: Mapping[str, pd.DataFrame], summaries: Mapping[str, Summary], first_ns: int = GANTT_NS
-) -> Figure:
-    """One lane per run and task (runs top to bottom in the order given): each job's run as a
-    bar in its task's colour, consecutive jobs of a task in alternating shades with an edge;
-    releases (▲ under the lane), deadlines (▼ over it) and missed deadlines (red ✕). The x axis
-    is the first ``first_ns`` of the run, or the whole run when it is shorter; the legend
-    lies outside the axes."""
+    jobs: Mapping[str, pd.DataFrame], summaries: Mapping[str, Summary],
+    first_ns: int = GANTT_NS, runs: Mapping[str, pd.DataFrame] | None = None,
+) -> Figure:  # fmt: skip
+    """One lane per run and task (runs top to bottom in the order given): each job as a bar in
+    its task's colour, consecutive jobs of a task in alternating shades with an edge; releases
+    (▲ under the lane), deadlines (▼ over it) and missed deadlines (red ✕). A run with its
+    device runs in ``runs`` (:func:`~aegis_core.tools.frames.read_runs`) draws one bar per
+    dispatch (an lp-edf job's chunks apart), else one per job from its start to its end. The
+    x axis is the first ``first_ns`` of the run, or the whole run when it is shorter; the
+    legend lies outside the axes."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -157,16 +160,27 @@ def gantt(
     lanes = [(label, n) for label in jobs for n in names]
     fig, ax = plt.subplots(figsize=(12, 1.2 + 0.42 * len(lanes)), layout="constrained")
     colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    traced = runs or {}
     for y, (label, n) in enumerate(reversed(lanes)):
-        df = jobs[label]
-        _lane(ax, df[df["task"] == n], y, colour[n], span)
+        df, dispatched = jobs[label], traced.get(label)
+        mine = None if dispatched is None else dispatched[dispatched["task"] == n]
+        _lane(ax, df[df["task"] == n], mine, y, colour[n], span)
     rejected = {t["name"] for t in _tasks(summaries) if not t.get("admitted", True)}
     ax.set_yticks([y + 0.5 for y in range(len(lanes))],
                   [(f"{label}: " if len(jobs) > 1 else "") + n + " (rejected)" * (n in rejected)
                    for label, n in reversed(lanes)])  # fmt: skip
     ax.set_ylim(-0.1, len(lanes) + 0.1)
     ax.set_xlim(0, span / MS)
-    ax.set_xlabel(f"time (ms): the first {span / MS:g} ms of the run")
+    bars = (
+        "each dispatch (trace.jsonl)"
+        if set(traced) >= set(jobs)
+        else (
+            "each job from its start to its end"
+            if not traced
+            else f"dispatches in {', '.join(traced)}, whole jobs in the others (no trace)"
+        )
+    )
+    ax.set_xlabel(f"time (ms): the first {span / MS:g} ms of the run; bars: {bars}")
     ax.set_title(f"schedule: {title(summaries)}", fontsize=10)
     for y in range(1, len(jobs)):  # a rule between runs
         ax.axhline(y * len(names), color="k", linewidth=0.8)
@@ -192,13 +206,12 @@ def _last_ns(frames: Any) -> int:
     return last
 
 
-def _lane(ax: Axes, df: pd.DataFrame, y: int, colour: str, span: int) -> None:
-    """One task's jobs of one run in lane ``y`` up to ``span``."""
-    ran = df[df["start_ns"].notna() & df["end_ns"].notna() & (df["start_ns"] < span)]
-    start = ran["start_ns"].to_numpy(dtype=np.int64)
-    length = ran["end_ns"].to_numpy(dtype=np.int64) - start
-    for k, (s, w) in enumerate(zip(start, length, strict=True)):
-        ax.broken_barh([(s / MS, max(w / MS, span / MS / 2000))], (y + 0.2, 0.6),
+def _lane(
+    ax: Axes, df: pd.DataFrame, runs: pd.DataFrame | None, y: int, colour: str, span: int
+) -> None:
+    """One task's jobs of one run in lane ``y`` up to ``span``: bars, then the markers."""
+    for s, e, k in _bars(df, runs, span):
+        ax.broken_barh([(s / MS, max((e - s) / MS, span / MS / 2000))], (y + 0.2, 0.6),
                        facecolor=colour, alpha=1.0 if k % 2 == 0 else 0.5, edgecolor="k",
                        linewidth=0.5)  # fmt: skip
     rel = df.loc[df["release_ns"] <= span, "release_ns"].to_numpy(dtype=np.int64) / MS
@@ -208,6 +221,20 @@ def _lane(ax: Axes, df: pd.DataFrame, y: int, colour: str, span: int) -> None:
     ax.plot(d, np.full(d.size, y + 0.9), "v", color="0.4", markersize=4, linestyle="")
     m = due.loc[due["missed"], "deadline_ns"].to_numpy(dtype=np.int64) / MS
     ax.plot(m, np.full(m.size, y + 0.5), "x", color="red", markersize=8, mew=2, linestyle="")
+
+
+def _bars(df: pd.DataFrame, runs: pd.DataFrame | None, span: int) -> list[tuple[int, int, int]]:
+    """``(start, end, k)`` of each bar starting before ``span``: the jobs that ran (``k``: the
+    job's number among them, its shade), or with ``runs`` each dispatch of theirs (a job's
+    chunks share its ``k``)."""
+    ran = df[df["start_ns"].notna() & df["end_ns"].notna() & (df["start_ns"] < span)]
+    if runs is None:
+        ends = zip(ran["start_ns"], ran["end_ns"], strict=True)
+        return [(int(s), int(e), k) for k, (s, e) in enumerate(ends)]
+    order = {j: k for k, j in enumerate(df.loc[df["start_ns"].notna(), "job"])}
+    done = runs[runs["end_ns"].notna() & (runs["start_ns"] < span)]
+    cells = zip(done["job"], done["start_ns"], done["end_ns"], strict=True)
+    return [(int(s), int(e), order.get(j, 0)) for j, s, e in cells]
 
 
 # --------------------------------------------------------------------------------- demand
