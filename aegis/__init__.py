@@ -121,6 +121,9 @@ def read(path: str | Path) -> Run:
 def _run(scenario: ScenarioLike, engine: Any, out: str | Path | None, **options: Any) -> Run:
     from aegis_core.tools.runner import run_scenario
 
+    seed = options.get("seed")
+    if seed is not None and (type(seed) is not int or seed < 0):
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
     if out is None:
         r = run_scenario(load(scenario), engine, write=False, **options)
         return Run(r.summary, frames.jobs_frame(r.jobs))

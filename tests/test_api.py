@@ -248,3 +248,28 @@ def test_a_run_read_with_its_trace_shows_each_dispatch(tmp_path: Path) -> None:
     assert "each dispatch" in xlabel
     mixed = aegis.plot_gantt({"t": traced, "m": memory}, first_ms=40).axes[0].get_xlabel()
     assert "dispatches in t, whole jobs in the others" in mixed
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: aegis.simulate(DOC, seed=-1), r"seed must be an integer >= 0, got -1"),
+        (lambda: aegis.simulate(DOC, seed=1.5), r"seed must be an integer >= 0, got 1\.5"),
+        (lambda: aegis.execute(DOC, backend="mock", seed=True), r"seed must be .* got True"),
+        (lambda: aegis.simulate(DOC, exec_time="fast"), r"unknown execution-time mode 'fast'"),
+        (lambda: aegis.execute(DOC, backend="gpu9"), r"unknown backend 'gpu9'"),
+        (lambda: aegis.execute(DOC, backend="mock", host="max"), r"unknown host tuning 'max'"),
+        (lambda: aegis.plot_gantt(aegis.simulate(DOC), first_ms=0), r"must be a number of ms > 0"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_input_errors_that_say_which(call: Any, message: str) -> None:
+    with pytest.raises(aegis.InputError, match=message):
+        call()
+
+
+def test_a_seed_gives_the_run_it_names() -> None:
+    doc = {**DOC, "tasks": [{**DOC["tasks"][0], "arrival": "sporadic", "slack_ms": 5}]}
+    a, b = aegis.simulate(doc, seed=3), aegis.simulate(doc, seed=3)
+    c = aegis.simulate(doc, seed=4)
+    pd.testing.assert_frame_equal(a.jobs, b.jobs)
+    assert a.summary["seed"] == 3 and not a.jobs["release_ns"].equals(c.jobs["release_ns"])
