@@ -85,7 +85,7 @@ def test_the_exec_engine_is_found_through_its_entry_point() -> None:
 
 # ------------------------------------------------------------------------- the import graph
 
-PACKAGES = ("aegis_core", "aegis_sim", "aegis_exec")
+PACKAGES = ("aegis", "aegis_core", "aegis_sim", "aegis_exec")
 ENGINES = ("aegis_sim", "aegis_exec")
 
 
@@ -178,6 +178,14 @@ def test_the_import_graph_sees_the_imports() -> None:
 @pytest.mark.parametrize("package", ["aegis_core", "aegis_exec", "aegis_sim"])
 def test_no_import_cycles_inside_a_package(package: str) -> None:
     assert cycles(import_graph(), package) == []
+
+
+def test_the_api_reaches_the_engines_only_through_their_entry_points() -> None:
+    graph = import_graph()
+    assert "aegis_core.tools.runner" in graph["aegis"]  # the probe sees the API's imports
+    assert not {n for n in graph["aegis"] if n.split(".")[0] in ENGINES}
+    modules = loaded_after("import aegis")
+    assert "aegis_core.tools.plots" in modules and not modules & set(FORBIDDEN)
 
 
 def test_the_core_never_imports_an_engine_package() -> None:

@@ -269,6 +269,19 @@ class _Blocking:
         return self.best[bisect_right(self.deadlines, t)]
 
 
+def demand_steps(
+    ts: Sequence[ATask], upto: int, eps: int = 0, q: Sequence[int] | None = None
+) -> list[tuple[int, int, int]]:
+    """``(t, dbf(t), B(t))`` at every point of ``[d_min, upto]`` where ``dbf`` or ``B`` steps
+    (``d_min``: the first test point): ``dbf(t) + B(t)`` holds its value from each point to
+    the next, the step function the demand test compares with ``t`` (for plots)."""
+    block = _Blocking(ts, eps, q)
+    d_min = min(_first_point(x) for x in ts)
+    edges = {x.blocks_below for x in ts if d_min < x.blocks_below <= upto}
+    points = sorted({d_min, *test_points(ts, upto), *edges})
+    return [(t, dbf(ts, t), block(t)[0]) for t in points if t <= upto]
+
+
 @dataclass(frozen=True, slots=True)
 class Violation:
     t: int

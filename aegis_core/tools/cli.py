@@ -394,13 +394,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.policies is not None:
         return _compare_policies(args)
+    from aegis_core.tools.plots import window_ns
+
+    gantt_ns = window_ns(args.gantt_ms, "--gantt-ms")  # before anything runs
     scenario = _scenario(args)
     warn_ideal_host(scenario)
     # another policy than the scenario's: its runs in folders of their own (sim-<policy>, ...)
     own = args.policy is None or args.policy == load_scenario(args.scenario).policy.name
     c = compare(scenario, backend=args.backend, results=Path(args.results), rerun=args.rerun,
                 progress=_progress(args), out=_path(args.out), settings=_compare_settings(args),
-                tag="" if own else f"-{scenario.policy.name}")  # fmt: skip
+                tag="" if own else f"-{scenario.policy.name}", gantt_ns=gantt_ns)  # fmt: skip
     print(format_comparison(c))
     return 0 if c.ordered else 1
 
@@ -767,6 +770,8 @@ def _add_analysis_commands(sub: Any) -> None:
     _seed_options(cmp_)
     _admission_option(cmp_)
     _exec_time_option(cmp_)
+    cmp_.add_argument("--gantt-ms", type=float, default=200.0, metavar="MS",
+                      help="gantt.png shows the first MS ms of the runs")  # fmt: skip
     _profiles_option(cmp_)
     _quiet_option(cmp_)
     cmp_.set_defaults(func=cmd_compare)

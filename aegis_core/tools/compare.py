@@ -4,8 +4,9 @@ side by side.
 Runs (or reuses, when their ``summary.json`` carries the same run fingerprint) the
 ``sim`` results and the ``exec`` results of one backend (written without ``trace.json``, the
 Perfetto view), then writes to ``results/<scenario>/compare/`` (or ``--out DIR``):
-``compare.csv`` (one row per task), ``cdf.png`` (response-time CDFs, sim and exec) and
-``gantt.png`` (the first 200 ms, sim above exec). The check it states:
+``compare.csv`` (one row per task), ``cdf.png`` (response-time CDFs, sim and exec, with each
+task's bound) and ``gantt.png`` (the first 200 ms by default, sim above exec), drawn by
+:mod:`~aegis_core.tools.plots`. The check it states:
 for every admitted task, bound ≥ sim max ≥ exec max; per task, where it fails, the jobs above
 the bound and what each run's summary attributes them to (an unattributed one: an analysis
 bug).
@@ -23,8 +24,8 @@ from typing import Any, TextIO
 from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import fmt_count, fmt_ms
+from aegis_core.tools.plots import GANTT_NS
 
-GANTT_NS = 200_000_000
 COLUMNS = ("task", "admitted", "bound_ns", "sim_p99_ns", "sim_max_ns", "exec_p99_ns",
            "exec_max_ns", "exec_minus_sim_p99_ns", "sim_misses", "exec_misses", "exec_cv",
            "bound_ge_sim_ge_exec")  # fmt: skip
@@ -121,12 +122,13 @@ exec is the order to expect; ``aegis sim`` replays them as measured (the predict
 def compare(
     scenario: Scenario, backend: str = "auto", results: Path = Path("results"),
     rerun: bool = False, progress: TextIO | None = None, out: Path | None = None,
-    settings: RunSettings = DEFAULT_RUN, tag: str = "",
+    settings: RunSettings = DEFAULT_RUN, tag: str = "", gantt_ns: int = GANTT_NS,
 ) -> Comparison:  # fmt: skip
     """Run (or reuse) sim and exec under ``results/<scenario>/`` (folders ``sim<tag>`` and
     ``exec-<backend><tag>``: a ``tag`` such as ``-unscheduled`` keeps an overridden policy's
     runs apart from the scenario's own), then write the comparison to ``out`` (default
-    ``results/<scenario>/compare<tag>/``)."""
+    ``results/<scenario>/compare<tag>/``): ``compare.csv``, ``cdf.png`` and ``gantt.png`` (its
+    first ``gantt_ns``)."""
     from aegis_core.run.engine import load_engine
 
     engine = load_engine("exec", backend=backend, host="auto")
@@ -147,9 +149,7 @@ def compare(
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     out = out if out is not None else base / f"compare{tag}"
     write_csv(out / "compare.csv", COLUMNS, rows)
-    jobs = {"sim": _jobs(sim_dir), "exec": _jobs(exec_dir)}
-    _cdf(jobs, out / "cdf.png", scenario)
-    _gantt(jobs, out / "gantt.png", scenario)
+    _plots({"sim": (sim_dir, sim), exec_dir.name: (exec_dir, ex)}, out, gantt_ns)
     said = [order_statement(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     return Comparison(rows, sim_dir, exec_dir, out, reused, said)
 
@@ -212,60 +212,19 @@ def _row(s: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _jobs(d: Path) -> list[dict[str, str]]:
-    with open(d / "jobs.csv", newline="") as f:
-        return list(csv.DictReader(f))
+def _plots(runs: dict[str, tuple[Path, dict[str, Any]]], out: Path, gantt_ns: int) -> None:
+    """``cdf.png`` and ``gantt.png`` of the runs (label: folder, summary), drawn by
+    :mod:`~aegis_core.tools.plots`."""
+    from aegis_core.tools import plots
+    from aegis_core.tools.frames import read_jobs, read_runs
 
-
-def _cdf(jobs: dict[str, list[dict[str, str]]], path: Path, scenario: Scenario) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = [t.name for t in scenario.tasks]
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
-        for label, rows in jobs.items():
-            x = np.sort([int(r["response_ns"]) / 1e6 for r in rows
-                         if r["task"] == name and r["response_ns"]])  # fmt: skip
-            if x.size:
-                ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=label)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("response time (ms)")
-        ax.set_ylabel("CDF")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _gantt(jobs: dict[str, list[dict[str, str]]], path: Path, scenario: Scenario) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [t.name for t in scenario.tasks]
-    colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
-    fig, ax = plt.subplots(figsize=(12, 2.6))
-    for lane, rows in enumerate(reversed(list(jobs.values()))):
-        for r in rows:
-            if not r["start_ns"] or not r["end_ns"] or int(r["start_ns"]) >= GANTT_NS:
-                continue
-            s, e = int(r["start_ns"]) / 1e6, int(r["end_ns"]) / 1e6
-            ax.broken_barh([(s, max(e - s, 0.01))], (lane + 0.1, 0.8), color=colour[r["task"]])
-    ax.set_yticks([0.5, 1.5], list(reversed(list(jobs))))
-    ax.set_xlim(0, GANTT_NS / 1e6)
-    ax.set_xlabel("time (ms); first 200 ms")
-    from matplotlib.patches import Rectangle
-
-    handles = [Rectangle((0, 0), 1, 1, color=colour[n]) for n in names]
-    ax.legend(handles, names, fontsize=8, loc="upper right", ncol=len(names))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.headless()
+    jobs = {k: read_jobs(d / "jobs.csv") for k, (d, _) in runs.items()}
+    summaries = {k: s for k, (_, s) in runs.items()}
+    traced = {k: read_runs(d / "trace.jsonl", gantt_ns) for k, (d, _) in runs.items()
+              if (d / "trace.jsonl").is_file()}  # fmt: skip
+    plots.save(plots.cdf(jobs, summaries), out / "cdf.png")
+    plots.save(plots.gantt(jobs, summaries, gantt_ns, traced), out / "gantt.png")
 
 
 def format_comparison(c: Comparison) -> str:
@@ -382,7 +341,11 @@ def compare_policies(
     write_csv(out / "policies.csv", POLICY_COLUMNS, rows)
     names = tuple(p.name for p in chosen)
     pc = PolicyComparison(scenario.name, names, resolved, rows, out, reused, refused)
-    plot_policies(rows, out / "policies.png", f"{scenario.name}: sim and exec-{resolved}")
+    from aegis_core.tools import plots
+
+    plots.headless()
+    plots.save(plots.policies(rows, f"{scenario.name}: sim and exec-{resolved}"),
+               out / "policies.png")  # fmt: skip
     return pc
 
 
@@ -416,61 +379,6 @@ def load_policy_rows(path: Path) -> list[dict[str, Any]]:
             row["admitted"] = r["admitted"] == "True"
             out.append(row)
     return out
-
-
-def plot_policies(rows: list[dict[str, Any]], path: Path | None = None, title: str = "") -> Any:
-    """Grouped bars, per task one group, per policy one bar: miss ratio (top) and p99
-    response against the deadline (bottom), sim (left) and exec (right). Saved to ``path``
-    when given; returns the figure (the notebook shows it)."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    policies = list(dict.fromkeys(r["policy"] for r in rows))
-    cell = {(r["policy"], r["task"]): r for r in rows}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6.4), squeeze=False, sharey="row")
-    width = 0.8 / max(len(policies), 1)
-    x = np.arange(len(tasks))
-    for col, side in enumerate(("sim", "exec")):
-        for row, (key, label, scale) in enumerate(
-            (
-                (f"{side}_miss_ratio", "miss ratio", 1.0),
-                (f"{side}_p99_ns", "p99 response (ms)", 1e-6),
-            )
-        ):
-            ax = axes[row][col]
-            for i, p in enumerate(policies):
-                vals = [cell[(p, t)][key] for t in tasks]
-                ys = [np.nan if v is None else v * scale for v in vals]
-                ax.bar(x + (i - (len(policies) - 1) / 2) * width, ys, width, label=p,
-                       color=f"C{i % 10}")  # fmt: skip
-            if row == 1:  # the deadline of each task, for the p99 bars to be read against
-                for j, t in enumerate(tasks):
-                    d = cell[(policies[0], t)]["deadline_ns"]
-                    if d is not None:
-                        ax.hlines(d * 1e-6, j - 0.45, j + 0.45, colors="k", linestyles="--",
-                                  linewidth=1)  # fmt: skip
-            ax.set_xticks(x, tasks)
-            ax.set_ylabel(label)
-            ax.set_title(f"{side}: {label}" + (" (dashed: deadline)" if row == 1 else ""),
-                         fontsize=9)  # fmt: skip
-        absent = [p for p in policies if all(cell[(p, t)][f"{side}_misses"] is None
-                                             for t in tasks)]  # fmt: skip
-        if absent:
-            axes[0][col].text(0.02, 0.95, "not run: " + ", ".join(absent), fontsize=8,
-                              transform=axes[0][col].transAxes, va="top")  # fmt: skip
-    axes[0][0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-    return fig
 
 
 def format_policies(pc: PolicyComparison) -> str:
