@@ -73,6 +73,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         changes["duration_ns"] = ms_to_ns(args.duration_ms)
     if getattr(args, "policy", None) is not None:
         changes["policy"] = get_policy(args.policy)
+        args.own_policy = scenario.policy  # a run's default folder is then the override's
     if getattr(args, "overheads", None):
         changes["overheads"] = load_overheads(args.overheads)
     return replace_scenario(scenario, **changes) if changes else scenario
@@ -131,6 +132,7 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
         exec_time=args.exec_time,
         perfetto=not args.no_perfetto,
         progress=_progress(args),
+        own_policy=getattr(args, "own_policy", None),
     )
     stopped = result.summary.get("interrupted")
     if stopped is not None:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aegis_core.model.errors import InputError, Interrupted
+from aegis_core.model.files import write_text_atomic
+from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import fmt_ms
 
@@ -46,15 +48,15 @@ class Comparison:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    """``rows`` as a CSV with a header (its folder made); an OSError is an InputError."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(columns))
-            w.writeheader()
-            w.writerows(rows)
-    except OSError as exc:
-        raise InputError(f"{path.parent}: cannot write: {exc.strerror or exc}") from exc
+    """``rows`` as a CSV with a header (its folder made), written whole through a temporary
+    file (never through a symbolic link); an OSError is an InputError."""
+    import io
+
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(columns))
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, text.getvalue(), "table")
 
 
 def _current(out: Path, scenario: Scenario, seed: int, host_mode: str = "sample") -> bool:
@@ -73,13 +75,13 @@ def _current(out: Path, scenario: Scenario, seed: int, host_mode: str = "sample"
 
 def _results(
     scenario: Scenario, engine: Any, out: Path, seed: int, host_mode: str = "sample",
-    progress: TextIO | None = None,
+    progress: TextIO | None = None, rerun: bool = False,
 ) -> bool:  # fmt: skip
-    """Run unless current results exist; True when reused. A run stopped by a signal stops
-    the comparison (:class:`~aegis_core.model.errors.Interrupted`)."""
+    """Run unless current results exist (or ``rerun``); True when reused. A run stopped by a
+    signal stops the comparison (:class:`~aegis_core.model.errors.Interrupted`)."""
     from aegis_core.tools.runner import run_scenario
 
-    if _current(out, scenario, seed, host_mode):
+    if not rerun and _current(out, scenario, seed, host_mode):
         return True
     r = run_scenario(scenario, engine, out_dir=out, perfetto=False, host_mode=host_mode,
                      progress=progress)  # fmt: skip
@@ -96,20 +98,20 @@ exec is the order to expect; ``aegis sim`` replays them as measured (the predict
 
 def compare(
     scenario: Scenario, backend: str = "auto", results: Path = Path("results"),
-    rerun: bool = False, progress: TextIO | None = None,
+    rerun: bool = False, progress: TextIO | None = None, own_policy: Policy | None = None,
 ) -> Comparison:  # fmt: skip
+    """``own_policy``: the scenario's own policy when ``scenario``'s was overridden: the runs
+    then go to folders of their own (``sim-<policy>``: :func:`.runner.default_out_dir`)."""
     from aegis_core.run.engine import load_engine
+    from aegis_core.tools.runner import default_out_dir
 
     engine = load_engine("exec", backend=backend, host="auto")
     base = results / scenario.name
-    sim_dir = base / "sim"
-    exec_dir = base / f"exec-{engine.backend}"
-    if rerun:
-        for d in (sim_dir, exec_dir):
-            (d / "summary.json").unlink(missing_ok=True)
+    sim_dir = default_out_dir(scenario, load_engine("sim"), own_policy, results)
+    exec_dir = default_out_dir(scenario, engine, own_policy, results)
     reused = {
-        "sim": _results(scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress),
-        "exec": _results(scenario, engine, exec_dir, scenario.seed, progress=progress),
+        "sim": _results(scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress, rerun),
+        "exec": _results(scenario, engine, exec_dir, scenario.seed, progress=progress, rerun=rerun),
     }
     sim = json.loads((sim_dir / "summary.json").read_text())
     ex = json.loads((exec_dir / "summary.json").read_text())
@@ -317,10 +319,8 @@ def compare_policies(
         s = replace_scenario(scenario, policy=policy)
         d = base / "policies" / policy.name
         sim_dir, exec_dir = d / "sim", d / f"exec-{resolved}"
-        if rerun:
-            for x in (sim_dir, exec_dir):
-                (x / "summary.json").unlink(missing_ok=True)
-        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed, progress=progress)}
+        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed, progress=progress,
+                                               rerun=rerun)}  # fmt: skip
         ex: dict[str, Any] | None = None
         try:
             reused[policy.name]["exec"] = _results(
@@ -329,6 +329,7 @@ def compare_policies(
                 exec_dir,
                 s.seed,
                 progress=progress,
+                rerun=rerun,
             )
             ex = json.loads((exec_dir / "summary.json").read_text())
         except ScenarioError as exc:
