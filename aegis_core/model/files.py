@@ -68,10 +68,12 @@ def open_new(path: str | Path, encoding: str = "utf-8") -> TextIO:
     0644 less the umask. The caller renames it into place when it is whole."""
     fd = os.open(path, _NEW, 0o644)
     try:
-        return open(fd, "w", encoding=encoding, closefd=True)
+        f = open(fd, "w", encoding=encoding, closefd=True)  # noqa: SIM115 (the caller's)
     except BaseException:
         os.close(fd)
         raise
+    f.buffer.raw.name = str(path)  # type: ignore[attr-defined]  # (else its fd number)
+    return f
 
 
 class FieldReader:
