@@ -399,3 +399,45 @@ def test_policy_runs_get_their_own_folder_and_out_still_wins(
                                      else "fifo")  # fmt: skip
     default = json.loads((tmp_path / "results/fifo/sim/summary.json").read_text())
     assert default["policy"] == "fifo"  # never replaced by an override's run
+
+
+MS = 1_000_000
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_compare_never_replaces_a_users_summary(rerun: bool, tmp_path: Path) -> None:
+    from aegis_core.tools.compare import compare
+
+    s = replace_scenario(load_scenario(FIFO), duration_ns=200 * MS)
+    mine = tmp_path / "fifo" / "sim"
+    mine.mkdir(parents=True)
+    (mine / "summary.json").write_text('{"mine": true}\n')
+    with pytest.raises(InputError, match=r"holds summary\.json that AegisRT did not write"):
+        compare(s, backend="mock", results=tmp_path, rerun=rerun)
+    assert snapshot(mine) == {"summary.json": b'{"mine": true}\n'}
+
+
+def test_compare_under_an_overriding_policy_runs_in_its_own_folders(tmp_path: Path) -> None:
+    from aegis_core.tools.compare import compare
+
+    s = replace_scenario(load_scenario(FIFO), duration_ns=200 * MS)
+    other = replace_scenario(s, policy=get_policy("np-edf"))
+    c = compare(other, backend="mock", results=tmp_path, own_policy=s.policy)
+    assert (c.sim_dir, c.exec_dir) == (tmp_path / "fifo" / "sim-np-edf",
+                                       tmp_path / "fifo" / "exec-mock-np-edf")  # fmt: skip
+    assert json.loads((c.sim_dir / "summary.json").read_text())["policy"] == "np-edf"
+    assert not (tmp_path / "fifo" / "sim").exists()
+
+
+@pytest.mark.parametrize("name", [LOCK, MARKER])
+def test_a_link_at_the_lock_or_the_marker_is_refused_and_not_followed(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, victim = tmp_path / "run", tmp_path / "victim.txt"
+    victim.write_text('{"schema": "aegis-results/1"}\n')  # even a marker's text, elsewhere
+    out.mkdir()
+    (out / name).symlink_to(victim)
+    before = snapshot(out)
+    assert sim(out) == 2
+    assert str(out) in one_error(capsys)
+    assert victim.read_text() == '{"schema": "aegis-results/1"}\n' and snapshot(out) == before
