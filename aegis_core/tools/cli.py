@@ -460,7 +460,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
     warn_ideal_host(scenario)
     c = compare(scenario, backend=args.backend, results=Path(args.results),
-                rerun=args.rerun, progress=_progress(args))  # fmt: skip
+                rerun=args.rerun, progress=_progress(args),
+                own_policy=getattr(args, "own_policy", None))  # fmt: skip
     print(format_comparison(c))
     return 0
 
