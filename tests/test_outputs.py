@@ -441,3 +441,28 @@ def test_a_link_at_the_lock_or_the_marker_is_refused_and_not_followed(
     assert sim(out) == 2
     assert str(out) in one_error(capsys)
     assert victim.read_text() == '{"schema": "aegis-results/1"}\n' and snapshot(out) == before
+
+
+@pytest.mark.parametrize("flush", ["record", "instant"])
+def test_the_trace_streams_to_its_temporary_name_in_each_flush_mode(
+    flush: str, tmp_path: Path
+) -> None:
+    seen: list[list[str]] = []
+
+    class Reading(FakeEngine):
+        calls = 0
+
+        def advance(self, until: Any) -> Any:
+            self.calls += 1
+            if self.calls == 5:  # mid-run: what a crash now would leave
+                assert not (tmp_path / "trace.jsonl").exists()
+                seen.append((tmp_path / "trace.jsonl.tmp").read_text().splitlines(keepends=True))
+            return super().advance(until)
+
+    s = make_scenario([{"name": "a", "period_ms": 10, "wcet_ms": 2}], duration_ms=1000)
+    run_scenario(s, Reading(), out_dir=tmp_path, trace_flush=flush)
+    [mid] = seen
+    assert mid and all(line.endswith("\n") and json.loads(line) for line in mid)  # whole
+    final = (tmp_path / "trace.jsonl").read_text().splitlines(keepends=True)
+    assert final[: len(mid)] == mid and json.loads(final[-1])["kind"] == "end"
+    assert not (tmp_path / "trace.jsonl.tmp").exists()
