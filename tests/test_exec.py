@@ -242,7 +242,7 @@ def test_exec_on_numpy_writes_the_same_layout_as_sim(
     capsys.readouterr()
     files = sorted(p.name for p in ex.iterdir())
     assert files == sorted(p.name for p in sim.iterdir()) == [
-        "jobs.csv", "summary.json", "trace.json", "trace.jsonl",
+        ".aegis-results", "jobs.csv", "summary.json", "trace.json", "trace.jsonl",
     ]  # fmt: skip
 
     header, rows = read_jobs(ex)
@@ -587,6 +587,7 @@ def test_an_engine_that_cannot_start_leaves_nothing_and_no_stale_results(tmp_pat
     out = tmp_path / "out"
     assert main(["exec", "scenarios/tiny_gpu.yaml", "--backend", "mock", "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {
+        ".aegis-results",  # the marker: AegisRT's results (docs/CONTRACTS.md §results)
         "summary.json",
         "jobs.csv",
         "trace.json",

@@ -90,7 +90,8 @@ def test_a_signal_stops_the_run_with_results_for_what_ran(
     engine: str, sig: signal.Signals, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    done = _stopped(RUNS[engine](out), out / "trace.jsonl", sig, '"kind":"release"')
+    # the trace streams to trace.jsonl.tmp (renamed trace.jsonl when the run has ended)
+    done = _stopped(RUNS[engine](out), out / "trace.jsonl.tmp", sig, '"kind":"release"')
     name = signal.Signals(sig).name
     assert done.returncode == 128 + sig == exit_code(name)  # 130, 143
     assert "Traceback" not in done.stderr
@@ -129,7 +130,7 @@ def test_a_wait_for_the_next_release_is_cut_short(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = _aegis("exec", str(scenario), "--backend", "numpy", "--out", str(out),
                  "--trace-flush", "instant")  # fmt: skip
-    done = _stopped(cmd, out / "trace.jsonl", signal.SIGINT, '"kind":"complete"')
+    done = _stopped(cmd, out / "trace.jsonl.tmp", signal.SIGINT, '"kind":"complete"')
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["jobs"] == 1 and summary["interrupted"]["at_ns"] < 100_000 * MS
@@ -488,9 +489,10 @@ def test_cli_a_second_signal_stops_hard(
     # signal lands before the loop sees the first
     assert main(["sim", str(BENCH), "--out", str(out)]) == 130
     assert capsys.readouterr().err == "aegis: interrupted (SIGINT): stopped where it was\n"
-    assert _records(out / "trace.jsonl")[-1]["kind"] != "end"  # cut: no end record
-    assert not (out / "summary.json").exists()
-    assert main(["explain", str(out), "--verify"]) == 1
+    cut = out / "trace.jsonl.tmp"  # a hard stop leaves the records under the temporary name
+    assert _records(cut)[-1]["kind"] != "end"  # cut: no end record
+    assert {p.name for p in out.iterdir()} == {".aegis-results", "trace.jsonl.tmp"}
+    assert main(["explain", str(cut), "--verify"]) == 1
     assert capsys.readouterr().out.startswith("incomplete trace: no end record")
 
 

@@ -279,15 +279,22 @@ def test_a_trace_that_cannot_be_written_is_one_error_and_leaves_no_partial_csv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aegis_core.model.errors import InputError
-    from aegis_core.record.sinks import JsonlTrace
     from aegis_core.tools import runner
+    from aegis_core.tools.outdir import ResultsDir
 
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
-    real = JsonlTrace.open
-    monkeypatch.setattr(runner.JsonlTrace, "open",
-                        lambda path, flush="batch": real("/dev/full", flush=flush))  # fmt: skip
+    real = ResultsDir.create
+
+    def full(self: ResultsDir, name: str, encoding: str = "utf-8") -> Any:
+        f = real(self, name, encoding)
+        if name != "trace.jsonl":
+            return f
+        f.close()
+        return open("/dev/full", "w", encoding=encoding)  # trace.jsonl.tmp's writes: ENOSPC
+
+    monkeypatch.setattr(ResultsDir, "create", full)
     s = load_scenario(ROOT / "scenarios/three_models.yaml")
     with pytest.raises(InputError, match=r"^/dev/full: cannot write: "):
         runner.run_scenario(s, "sim", out_dir=tmp_path, perfetto=False)
-    assert not (tmp_path / "jobs.csv.tmp").exists() and not (tmp_path / "summary.json").exists()
+    assert list(tmp_path.iterdir()) == []  # no partial file, no marker, no lock

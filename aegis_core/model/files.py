@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 from aegis_core.model.errors import InputError
 
@@ -30,17 +32,29 @@ def read_json(path: str | Path, what: str = "file") -> Any:
 def write_json_atomic(path: str | Path, data: Any, what: str = "file", *, indent: int = 1) -> None:
     """Write ``data`` as indented JSON through a temporary file renamed over ``path``: never
     half a file; an OSError is an InputError naming the file."""
-    import os
+    text = json.dumps(data, indent=indent) + "\n"  # fails (if at all) before any file
+    write_text_atomic(path, text, what)
+
+
+def write_text_atomic(path: str | Path, text: str, what: str = "file") -> None:
+    """Write ``text`` through a fresh temporary file in ``path``'s folder (``mkstemp``:
+    created exclusively, never through a symbolic link) renamed over ``path``: a reader never
+    sees half a file, and a symbolic link at ``path`` is replaced, never written through. An
+    OSError is an InputError naming the file."""
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")), what)
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object], what: str = "file") -> None:
+    """:func:`write_text_atomic` for any writer of bytes (e.g. a figure's ``savefig``)."""
     import tempfile
 
     p = Path(path)
-    text = json.dumps(data, indent=indent) + "\n"  # fails (if at all) before any file
     tmp = None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         os.chmod(tmp, 0o644)
         os.replace(tmp, p)
         tmp = None
@@ -49,6 +63,23 @@ def write_json_atomic(path: str | Path, data: Any, what: str = "file", *, indent
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_new(path: str | Path, encoding: str = "utf-8") -> TextIO:
+    """A file created at ``path`` for writing text (``O_CREAT | O_EXCL | O_NOFOLLOW``): never
+    an existing file, never through a symbolic link (both raise ``FileExistsError``), mode
+    0644 less the umask. The caller renames it into place when it is whole."""
+    fd = os.open(path, _NEW, 0o644)
+    try:
+        f = open(fd, "w", encoding=encoding, closefd=True)  # noqa: SIM115 (the caller's)
+    except BaseException:
+        os.close(fd)
+        raise
+    f.buffer.raw.name = str(path)  # type: ignore[attr-defined]  # (else its fd number)
+    return f
 
 
 class FieldReader:

@@ -29,6 +29,16 @@ def write_text(stream: TextIO, text: str, *, flush: bool = False) -> None:
         raise InputError(f"{name}: cannot write: {exc.strerror or exc}") from exc
 
 
+def close_text(stream: TextIO) -> None:
+    """``stream.close()``; a failure (what was buffered cannot be written) is an InputError
+    naming the file."""
+    try:
+        stream.close()
+    except OSError as exc:
+        name = getattr(stream, "name", "the output")
+        raise InputError(f"{name}: cannot write: {exc.strerror or exc}") from exc
+
+
 class TraceSink(Protocol):
     """Where a run's records go."""
 
@@ -140,7 +150,7 @@ class JsonlTrace:
         self._closed = True
         self._drain()
         if self._owns:
-            self.stream.close()
+            close_text(self.stream)
 
 
 class MemoryTrace(JsonlTrace):

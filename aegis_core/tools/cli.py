@@ -75,6 +75,7 @@ def _scenario(args: argparse.Namespace) -> Scenario:
         changes["duration_ns"] = ms_to_ns(args.duration_ms)
     if getattr(args, "policy", None) is not None:
         changes["policy"] = get_policy(args.policy)
+        args.own_policy = scenario.policy  # a run's default folder is then the override's
     if getattr(args, "overheads", None):
         changes["overheads"] = load_overheads(args.overheads)
     if getattr(args, "max_points", None) is not None:
@@ -149,6 +150,7 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
         exec_time=args.exec_time,
         perfetto=not args.no_perfetto,
         progress=_progress(args),
+        own_policy=getattr(args, "own_policy", None),
     )
     stopped = result.summary.get("interrupted")
     if stopped is not None:
@@ -399,11 +401,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     gantt_ns = window_ns(args.gantt_ms, "--gantt-ms")  # before anything runs
     scenario = _scenario(args)
     warn_ideal_host(scenario)
-    # another policy than the scenario's: its runs in folders of their own (sim-<policy>, ...)
-    own = args.policy is None or args.policy == load_scenario(args.scenario).policy.name
     c = compare(scenario, backend=args.backend, results=Path(args.results), rerun=args.rerun,
                 progress=_progress(args), out=_path(args.out), settings=_compare_settings(args),
-                tag="" if own else f"-{scenario.policy.name}", gantt_ns=gantt_ns)  # fmt: skip
+                own_policy=getattr(args, "own_policy", None), gantt_ns=gantt_ns)  # fmt: skip
     print(format_comparison(c))
     return 0 if c.ordered else 1
 

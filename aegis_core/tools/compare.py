@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aegis_core.model.errors import InputError, Interrupted
+from aegis_core.model.files import write_text_atomic
+from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import fmt_count, fmt_ms
 from aegis_core.tools.plots import GANTT_NS
@@ -54,15 +56,15 @@ class Comparison:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    """``rows`` as a CSV with a header (its folder made); an OSError is an InputError."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(columns))
-            w.writeheader()
-            w.writerows(rows)
-    except OSError as exc:
-        raise InputError(f"{path.parent}: cannot write: {exc.strerror or exc}") from exc
+    """``rows`` as a CSV with a header (its folder made), written whole through a temporary
+    file (never through a symbolic link); an OSError is an InputError."""
+    import io
+
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(columns))
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, text.getvalue(), "table")
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,14 @@ def _current(
 
 def _results(
     scenario: Scenario, engine: Any, out: Path, seed: int, host_mode: str = "sample",
-    progress: TextIO | None = None, settings: RunSettings = DEFAULT_RUN,
+    progress: TextIO | None = None, settings: RunSettings = DEFAULT_RUN, rerun: bool = False,
 ) -> bool:  # fmt: skip
-    """Run unless current results exist; True when reused. A run stopped by a signal stops
-    the comparison (:class:`~aegis_core.model.errors.Interrupted`). The runs are written
-    without ``trace.json`` (the Perfetto view; ``aegis sim`` / ``exec`` write it)."""
+    """Run unless current results exist (or ``rerun``); True when reused. A run stopped by a
+    signal stops the comparison (:class:`~aegis_core.model.errors.Interrupted`). The runs are
+    written without ``trace.json`` (the Perfetto view; ``aegis sim`` / ``exec`` write it)."""
     from aegis_core.tools.runner import run_scenario
 
-    if _current(out, scenario, seed, host_mode, settings):
+    if not rerun and _current(out, scenario, seed, host_mode, settings):
         return True
     r = run_scenario(scenario, engine, out_dir=out, perfetto=False, host_mode=host_mode,
                      progress=progress, admission=settings.admission,
@@ -122,32 +124,39 @@ exec is the order to expect; ``aegis sim`` replays them as measured (the predict
 def compare(
     scenario: Scenario, backend: str = "auto", results: Path = Path("results"),
     rerun: bool = False, progress: TextIO | None = None, out: Path | None = None,
-    settings: RunSettings = DEFAULT_RUN, tag: str = "", gantt_ns: int = GANTT_NS,
+    settings: RunSettings = DEFAULT_RUN, own_policy: Policy | None = None,
+    gantt_ns: int = GANTT_NS,
 ) -> Comparison:  # fmt: skip
-    """Run (or reuse) sim and exec under ``results/<scenario>/`` (folders ``sim<tag>`` and
-    ``exec-<backend><tag>``: a ``tag`` such as ``-unscheduled`` keeps an overridden policy's
-    runs apart from the scenario's own), then write the comparison to ``out`` (default
-    ``results/<scenario>/compare<tag>/``): ``compare.csv``, ``cdf.png`` and ``gantt.png`` (its
-    first ``gantt_ns``)."""
+    """Run (or reuse) sim and exec under ``results/<scenario>/``, then write the comparison to
+    ``out`` (default ``results/<scenario>/compare/``): ``compare.csv``, ``cdf.png`` and
+    ``gantt.png`` (its first ``gantt_ns``). ``own_policy``: the scenario's own policy when
+    ``scenario``'s was overridden: the runs and the comparison then go to folders of their
+    own (``sim-<policy>``, ``compare-<policy>``: :func:`.runner.default_out_dir`)."""
     from aegis_core.run.engine import load_engine
+    from aegis_core.tools.runner import default_out_dir, policy_suffix
 
     engine = load_engine("exec", backend=backend, host="auto")
     base = results / scenario.name
-    sim_dir = base / f"sim{tag}"
-    exec_dir = base / f"exec-{engine.backend}{tag}"
-    if rerun:
-        for d in (sim_dir, exec_dir):
-            (d / "summary.json").unlink(missing_ok=True)
+    sim_dir = default_out_dir(scenario, load_engine("sim"), own_policy, results)
+    exec_dir = default_out_dir(scenario, engine, own_policy, results)
     reused = {
-        "sim": _results(scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress, settings),
+        "sim": _results(
+            scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress, settings, rerun
+        ),
         "exec": _results(
-            scenario, engine, exec_dir, scenario.seed, progress=progress, settings=settings
+            scenario,
+            engine,
+            exec_dir,
+            scenario.seed,
+            progress=progress,
+            settings=settings,
+            rerun=rerun,
         ),
     }
     sim = json.loads((sim_dir / "summary.json").read_text())
     ex = json.loads((exec_dir / "summary.json").read_text())
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
-    out = out if out is not None else base / f"compare{tag}"
+    out = out if out is not None else base / f"compare{policy_suffix(scenario, own_policy)}"
     write_csv(out / "compare.csv", COLUMNS, rows)
     _plots({"sim": (sim_dir, sim), exec_dir.name: (exec_dir, ex)}, out, gantt_ns)
     said = [order_statement(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
@@ -312,12 +321,8 @@ def compare_policies(
         s = replace_scenario(scenario, policy=policy)
         d = base / "policies" / policy.name
         sim_dir, exec_dir = d / "sim", d / f"exec-{resolved}"
-        if rerun:
-            for x in (sim_dir, exec_dir):
-                (x / "summary.json").unlink(missing_ok=True)
-        reused[policy.name] = {
-            "sim": _results(s, "sim", sim_dir, s.seed, progress=progress, settings=settings)
-        }
+        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed, progress=progress,
+                                               settings=settings, rerun=rerun)}  # fmt: skip
         ex: dict[str, Any] | None = None
         try:
             reused[policy.name]["exec"] = _results(
@@ -327,6 +332,7 @@ def compare_policies(
                 s.seed,
                 progress=progress,
                 settings=settings,
+                rerun=rerun,
             )
             ex = json.loads((exec_dir / "summary.json").read_text())
         except ScenarioError as exc:

@@ -35,6 +35,7 @@ from json.encoder import encode_basestring_ascii as _q
 from pathlib import Path
 from typing import Any, TextIO
 
+from aegis_core.model.errors import InputError
 from aegis_core.model.types import TimeNs
 from aegis_core.record.replay import Replay, Run
 from aegis_core.record.schema import (
@@ -54,7 +55,7 @@ from aegis_core.record.schema import (
     TraceRecord,
     decode_all,
 )
-from aegis_core.record.sinks import write_text
+from aegis_core.record.sinks import close_text, write_text
 
 DEVICE, TASKS, SCHED = 1, 2, 3
 _BUSY = 2**63  # a lane's end while a run holds it
@@ -206,7 +207,7 @@ class PerfettoTrace:
             self._out.append(_TAIL)
             self._drain()
         if self._owns:
-            self.stream.close()
+            close_text(self.stream)
 
     def state_size(self) -> int:
         """How many items the writer holds (its replay's and its own): O(tasks + jobs in
@@ -471,9 +472,26 @@ def export(
 def write(
     path: str | Path, records: Sequence[Mapping[str, Any]], memory: Mapping[str, int] | None = None
 ) -> None:
-    """Write ``trace.json`` (compact JSON) of a finished list of records."""
-    sink = PerfettoTrace.open(path, memory)
+    """Write ``trace.json`` (compact JSON) of a finished list of records, whole: through a
+    fresh temporary file beside it (never through a symbolic link), renamed over ``path``."""
+    import os
+    import tempfile
+
+    p = Path(path)
     try:
-        sink.write(decode_all(records))
-    finally:
-        sink.close()
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot write: {exc.strerror or exc}") from exc
+    try:
+        sink = PerfettoTrace(os.fdopen(fd, "w", encoding="ascii"), memory, owns=True)
+        try:
+            sink.write(decode_all(records))
+        finally:
+            sink.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputError(f"{p}: cannot write: {exc.strerror or exc}") from exc
+        raise

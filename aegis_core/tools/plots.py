@@ -50,11 +50,16 @@ def headless() -> None:
 
 
 def save(fig: Figure, path: Path) -> None:
-    """Write ``fig`` as a PNG at ``path`` and release it."""
+    """Write ``fig`` as a PNG at ``path`` (whole, through a temporary file: a symbolic link
+    at ``path`` is replaced, never written through) and release it."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from aegis_core.model.files import write_atomic
+
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), "plot")
+    finally:
+        plt.close(fig)
 
 
 def title(summaries: Mapping[str, Summary]) -> str:

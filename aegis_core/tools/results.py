@@ -10,14 +10,13 @@ mean.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from aegis_core.budget import budgets
-from aegis_core.model.files import write_json_atomic
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.status import JobStatus
 from aegis_core.record.attribution import Stretches, cause_counts
@@ -27,11 +26,15 @@ from aegis_core.run.scheduler import Job
 
 if TYPE_CHECKING:
     from aegis_core.analysis.admission import Admission
+    from aegis_core.tools.outdir import ResultsDir
 
 JOB_COLUMNS = (
     "job", "task", "release_ns", "deadline_ns", "start_ns", "end_ns", "response_ns", "exec_ns",
     "missed", "status", "release_lag_ns",
 )  # fmt: skip
+
+SUMMARY_SCHEMA = "aegis-summary/1"
+"""``summary.json``'s ``schema``: a summary AegisRT wrote (docs/CONTRACTS.md §summary)."""
 
 VOLATILE_KEYS = frozenset(
     {"decision_overhead_ns", "run", "versions", "scenario_path", "exec", "fingerprint"}
@@ -252,10 +255,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_summary(out_dir: Path, summary: Mapping[str, Any]) -> None:
-    """Write ``summary.json`` atomically: a reader never sees half of it (an OSError is an
-    InputError naming the file)."""
-    write_json_atomic(out_dir / "summary.json", summary, "summary", indent=2)
+def write_summary(out: ResultsDir, summary: Mapping[str, Any]) -> None:
+    """Write ``summary.json`` and commit the run's files (:meth:`.outdir.ResultsDir.commit`):
+    each is renamed whole, ``summary.json`` last; an OSError is an InputError naming the
+    file."""
+    out.commit(json.dumps(summary, indent=2) + "\n")
 
 
 def deterministic(summary: Mapping[str, Any]) -> dict[str, Any]:

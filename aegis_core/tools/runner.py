@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,15 +11,17 @@ from typing import TYPE_CHECKING, Any, TextIO
 from aegis_core.analysis.admission import admit
 from aegis_core.budget import any_samples
 from aegis_core.model.errors import InputError, Interrupted
+from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario
 from aegis_core.record.schema import EndRecord, Interruption, admission_records
-from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink
+from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink, close_text
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.samples import cost_stats as overhead_stats
 from aegis_core.run.scheduler import Job, Scheduler
-from aegis_core.tools.results import JobTally, versions, write_summary
+from aegis_core.tools.outdir import ResultsDir
+from aegis_core.tools.results import SUMMARY_SCHEMA, JobTally, versions, write_summary
 from aegis_core.tools.signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -84,59 +85,40 @@ def engine_label(engine: Engine) -> str:
     return engine.name if not engine.backend else f"{engine.name}-{engine.backend}"
 
 
-def default_out_dir(scenario: Scenario, engine: Engine) -> Path:
-    return Path("results") / scenario.name / engine_label(engine)
+def default_out_dir(
+    scenario: Scenario, engine: Engine, own: Policy | None = None, root: Path = Path("results")
+) -> Path:
+    """``results/<scenario>/<engine>[-<backend>]``; with ``own``, the policy the scenario itself
+    names, a run under another (``--policy P``) gets its own folder, ``…-<P>``
+    (``exec-numpy-unscheduled``, ``sim-fifo``): it never replaces the scenario's own run."""
+    return root / scenario.name / f"{engine_label(engine)}{policy_suffix(scenario, own)}"
 
 
-def _open_outputs(
-    out: Path, trace: bool, flush: str, memory: dict[str, int] | None = None
-) -> TraceSink:
-    """Create ``out`` (an InputError if it cannot be), drop a previous run's results there
-    (never mix two runs), and open the trace: ``trace.jsonl``, and with ``memory`` (the
-    activation bytes per task, ``{}`` for none) ``trace.json`` from the same records."""
+def policy_suffix(scenario: Scenario, own: Policy | None) -> str:
+    """``-<policy>`` when ``scenario`` runs another policy than ``own`` (its file's), else
+    ``""``: what keeps an overridden policy's folders apart from the scenario's own."""
+    return f"-{scenario.policy.name}" if own is not None and scenario.policy != own else ""
+
+
+def _command(scenario: Scenario, eng: Engine) -> str:
+    """What the results directory's marker and lock say is running there."""
+    backend = f" --backend {eng.backend}" if eng.backend else ""
+    return f"aegis {eng.name} {scenario.path}{backend}"
+
+
+def _open_trace(rd: ResultsDir, flush: str, memory: dict[str, int] | None) -> TraceSink:
+    """``trace.jsonl`` (as ``trace.jsonl.tmp``) and, with ``memory`` (the activation bytes per
+    task, ``{}`` for none), ``trace.json`` from the same records."""
+    jsonl = JsonlTrace(rd.create("trace.jsonl"), owns=True, flush=flush)
+    if memory is None:
+        return jsonl
+    from aegis_core.tools.perfetto import PerfettoTrace
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        for name in (
-            "summary.json",
-            "jobs.csv",
-            "trace.json",
-            *(() if trace else ("trace.jsonl",)),
-        ):
-            (out / name).unlink(missing_ok=True)
-        if not trace:
-            return NullTrace()
-        jsonl = JsonlTrace.open(out / "trace.jsonl", flush=flush)
-        if memory is None:
-            return jsonl
-        from aegis_core.tools.perfetto import PerfettoTrace
-
-        return TeeTrace(jsonl, PerfettoTrace.open(out / "trace.json", memory))
-    except OSError as exc:
-        raise InputError(
-            f"results directory {out}: {exc.strerror or exc} (choose another with --out)"
-        ) from exc
-
-
-def _discard(out: Path, created: bool) -> None:
-    """Remove what a run that never started wrote: its trace, and ``out`` if it made it."""
-    with contextlib.suppress(OSError):
-        (out / "trace.jsonl").unlink(missing_ok=True)
-        (out / "trace.json").unlink(missing_ok=True)
-        if created:
-            out.rmdir()
-
-
-_JOBS_TMP = "jobs.csv.tmp"
-
-
-def _open_jobs(out: Path | None) -> TextIO | None:
-    """``jobs.csv`` is written as the run goes, under a temporary name until it is whole."""
-    if out is None:
-        return None
-    try:
-        return open(out / _JOBS_TMP, "w", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"results directory {out}: {exc.strerror or exc}") from exc
+        return TeeTrace(jsonl, PerfettoTrace(rd.create("trace.json", "ascii"), memory, owns=True))
+    except BaseException:
+        jsonl.stream.close()
+        raise
 
 
 def run_scenario(
@@ -154,6 +136,7 @@ def run_scenario(
     host_mode: str = "sample",
     keep_jobs: bool | None = None,
     progress: TextIO | None = None,
+    own_policy: Policy | None = None,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -170,6 +153,10 @@ def run_scenario(
     written; a written run streams its jobs to ``jobs.csv`` and keeps none, so its memory
     does not grow with its length).
     ``progress``: where to draw the run's progress (:mod:`~aegis_core.tools.progress`).
+    ``own_policy``: the policy the scenario itself names, when ``scenario``'s was overridden
+    (``--policy``): the default folder is then the run policy's own (:func:`default_out_dir`).
+    The results directory is held and written as docs/CONTRACTS.md §results says
+    (:class:`~aegis_core.tools.outdir.ResultsDir`: marker, lock, temporary files renamed).
 
     SIGINT and SIGTERM during the run (main thread) stop it after the instant it is in: the
     results are written for what ran, the summary says ``interrupted: {at_ns, signal}`` and
@@ -186,69 +173,76 @@ def run_scenario(
         host_mode=host_mode,
     )
     eng.validate(plan)  # e.g. the executor's models: fail before anything is written
-    out = (out_dir or default_out_dir(scenario, eng)) if write else None
-    created = out is not None and not out.exists()
+    out = (out_dir or default_out_dir(scenario, eng, own_policy)) if write else None
+    rd = None if out is None else ResultsDir.claim(out, _command(scenario, eng))
     sink: TraceSink = NullTrace()
-    if out is not None:
-        memory = perfetto_memory(plan) if trace and perfetto else None
-        sink = _open_outputs(out, trace, trace_flush, memory)
-    csv = _open_jobs(out)
-    keep = not write if keep_jobs is None else keep_jobs
-    tally = JobTally(scenario, verdicts, csv=csv, keep=keep)
+    csv: TextIO | None = None
     scheduler = Scheduler.for_plan(plan, retain=False)
-    tick, bar = (None, None) if progress is None else _progress(progress, eng, plan, scheduler)
-    try:  # the handlers stay until summary.json is written: a signal after the loop stops
-        with stop_on_signals() as stop:  # the command once its results are whole
+    try:
+        if rd is not None:
+            if trace:
+                sink = _open_trace(rd, trace_flush, perfetto_memory(plan) if perfetto else None)
+            csv = rd.create("jobs.csv")
+        keep = not write if keep_jobs is None else keep_jobs
+        tally = JobTally(scenario, verdicts, csv=csv, keep=keep)
+        tick, bar = (None, None) if progress is None else _progress(progress, eng, plan,
+                                                                    scheduler)  # fmt: skip
+        with stop_on_signals() as stop:  # the handlers stay until summary.json is written: a
             sink.write(admission_records(verdicts, scenario, enforced=admission))
-            t0 = time.perf_counter()
-            try:
+            t0 = time.perf_counter()  # signal after the loop stops the command once the
+            try:  # results are whole
                 stats = run(plan, scheduler, eng, sink=sink, jobs=tally.add, stop=stop,
                             progress=tick)  # fmt: skip
             finally:
                 if bar is not None:
                     bar.close()
             wall = time.perf_counter() - t0
-            stopped = _close_outputs(out, sink, csv, tally, scheduler, stats)
+            stopped = _close_outputs(sink, csv, tally, scheduler, stats)
             summary = _summary(
                 scenario, plan, eng, verdicts, tally, tally.summaries(scenario), scheduler,
                 stats, wall, seed=seed, admission=admission, exec_time=exec_time,
                 host_mode=host_mode, stopped=stopped,
             )  # fmt: skip
-            if out is not None:
-                write_summary(out, summary)
+            if rd is not None:
+                write_summary(rd, summary)  # every file renamed whole, summary.json last
             late = stop() if stats.stopped is None else None
-    except BaseException:
-        with contextlib.suppress(Exception):  # the first error is the one that counts
-            sink.close()
-        if csv is not None:
-            with contextlib.suppress(OSError):
-                csv.close()
-                (out / _JOBS_TMP).unlink(missing_ok=True)  # type: ignore[operator]
-        if out is not None and not scheduler.released:  # failed before any release (e.g.
-            _discard(out, created)  # the engine could not start): leave nothing half-written
-        raise  # (after a release, trace.jsonl is kept: a valid prefix up to the failure)
+    except BaseException as exc:
+        _abandon(rd, sink, csv, kept=bool(scheduler.released) and not isinstance(exc, InputError))
+        raise
+    finally:
+        if rd is not None:
+            rd.release()
     if late is not None:  # a signal while the results were written: they are whole (the run
         raise Interrupted(late)  # ended first), and the command stops as the signal asked
     return RunResult(summary, tally.kept, out, stats)
 
 
+def _abandon(rd: ResultsDir | None, sink: TraceSink, csv: TextIO | None, kept: bool) -> None:
+    """After a failure: the outputs closed (the first error is the one that counts) and their
+    temporary files removed; with ``kept`` (a failure after the first release, not bad input
+    nor a write that failed) ``trace.jsonl.tmp`` stays, the records up to the failure."""
+    with contextlib.suppress(Exception):
+        sink.close()
+    if csv is not None:
+        with contextlib.suppress(OSError):
+            csv.close()
+    if rd is not None:
+        rd.abandon(("trace.jsonl",) if kept else ())
+
+
 def _close_outputs(
-    out: Path | None, sink: TraceSink, csv: TextIO | None, tally: JobTally,
-    scheduler: Scheduler, stats: LoopStats,
-) -> Interruption | None:  # fmt: skip
+    sink: TraceSink, csv: TextIO | None, tally: JobTally, scheduler: Scheduler, stats: LoopStats
+) -> Interruption | None:
     """After the loop: the jobs still pending (a stopped run's) to the tally, the end record,
-    the trace closed, ``jobs.csv`` renamed whole; what stopped the run (None: it ran out)."""
+    the trace and ``jobs.csv`` closed (a failure: an InputError naming the file); what stopped
+    the run (None: it ran out)."""
     stopped = None if stats.stopped is None else Interruption(stats.last_ns, stats.stopped)
     tally.add(scheduler.pending())  # a stopped run's jobs still ready or running, as they are
     sink.write([EndRecord(stats.last_ns, scheduler.announced, stopped)])
-    try:
-        sink.close()
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write the trace: {exc.strerror or exc}") from exc
+    sink.close()
     tally.flush()
     if csv is not None:
-        csv.close()
-        os.replace(out / _JOBS_TMP, out / "jobs.csv")  # type: ignore[operator]
+        close_text(csv)
     return stopped
 
 
@@ -261,6 +255,7 @@ def _summary(
     """``summary.json`` of a run (docs/CONTRACTS.md §results)."""
     run_seed = scenario.seed if seed is None else seed
     summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
         "scenario": scenario.name,
         "engine": eng.name,
         "backend": eng.backend,
