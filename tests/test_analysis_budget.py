@@ -73,7 +73,12 @@ def test_same_input_spends_the_same_points(policy: str) -> None:
     b = admit(make_scenario(tasks, policy=policy))
     assert a.effort is not None and b.effort is not None
     assert a.effort.spent == b.effort.spent > 0
-    assert a.as_dict()["analysis_points"] == {"budget": MAX_POINTS, "spent": a.effort.spent}
+    assert a.wording is not None
+    assert a.as_dict()["analysis_points"] == {
+        "budget": MAX_POINTS,
+        "spent": a.effort.spent,
+        "spent_on_reasons": a.wording.spent,
+    }
 
 
 @pytest.mark.parametrize("policy", ["np-edf", "np-fp"])
@@ -104,7 +109,7 @@ def test_exhausted_budget_rejects_with_the_reason_and_the_rest_too() -> None:
     for v, w in zip(verdicts[:first], free.tasks[:first], strict=True):
         assert v.admitted == w.admitted  # before it, the verdicts of an unbounded analysis
     assert tight.effort is not None
-    assert tight.effort.spent <= small + len(tasks)  # stopped at the budget (one sum past)
+    assert tight.effort.spent == small  # used up, never past it
 
 
 def test_the_default_budget_bounds_a_hard_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,7 +123,7 @@ def test_the_default_budget_bounds_a_hard_set(monkeypatch: pytest.MonkeyPatch) -
     adm = admit(make_scenario(prime_tasks(50, 0.995, seed=3)))
     assert adm.effort is not None
     assert adm.effort.limit == 20_000
-    assert adm.effort.spent <= 20_000 + 50
+    assert adm.effort.spent == 20_000
     assert len(adm.tasks) == 50
     assert any(BUDGET_WORDS in v.reason for v in adm.tasks)
     assert MAX_POINTS == 500_000  # the documented default (docs/THEORY.md §budget)
@@ -140,11 +145,12 @@ def test_a_long_testing_interval_is_refused_before_its_points_are_listed() -> No
 
 tasks_st = st.lists(
     st.builds(
-        lambda c, t, d, j: ATask("x", c, t, max(d, c)) if j == 0 else ATask("x", c, t, d, burst=j),
+        lambda c, t, d, b, j: ATask("x", c, t, max(d, c), burst=b, j=j),
         st.integers(1, 30),
         st.integers(30, 200),
         st.integers(30, 250),
         st.integers(0, 20),
+        st.integers(0, 15),
     ),
     min_size=1,
     max_size=5,
@@ -154,7 +160,7 @@ tasks_st = st.lists(
 @settings(max_examples=80, deadline=None)
 @given(tasks_st, st.integers(0, 2_000))
 def test_count_of_points_bounds_the_listed_points(ts: list[ATask], upto: int) -> None:
-    ts = [ATask(f"t{i}", x.c, x.t, x.d, burst=x.burst) for i, x in enumerate(ts)]
+    ts = [ATask(f"t{i}", x.c, x.t, x.d, burst=x.burst, j=x.j) for i, x in enumerate(ts)]
     pts = bounds.test_points(ts, upto)
     assert len(pts) <= count_test_points(ts, upto)
     assert all(0 < p <= upto for p in pts)
@@ -164,7 +170,7 @@ def test_count_of_points_bounds_the_listed_points(ts: list[ATask], upto: int) ->
 @given(tasks_st, st.integers(1, 400))
 def test_a_budget_either_gives_the_unbounded_answer_or_stops(ts: list[ATask], limit: int) -> None:
     """Under any budget the analysis answers exactly as without one, or raises Exhausted."""
-    ts = [ATask(f"t{i}", x.c, x.t, x.d, burst=x.burst) for i, x in enumerate(ts)]
+    ts = [ATask(f"t{i}", x.c, x.t, x.d, burst=x.burst, j=x.j) for i, x in enumerate(ts)]
     for f in (
         lambda e: edf_demand_qpa(ts, effort=e).ok,
         lambda e: edf_response_bound(ts, 0, effort=e),
@@ -220,3 +226,52 @@ def test_max_points_option_replaces_the_scenarios_budget(
         assert main(["admit", str(f), "--max-points", bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"aegis: error: --max-points must be >= 1, got {bad}"]
+
+
+@pytest.mark.parametrize("policy", ["np-edf", "np-fp", "lp-edf"])
+@pytest.mark.parametrize("seed", [5, 31])
+def test_a_larger_budget_never_admits_less(policy: str, seed: int) -> None:
+    """Before the budget runs out the verdicts are the unbounded ones; after it, every task is
+    rejected: so raising the budget only adds admitted tasks (the reasons' wording has a pool
+    of its own and cannot take points from a verdict)."""
+    tasks = prime_tasks(8, 0.93, seed=seed)
+    if policy == "lp-edf":
+        for t in tasks:
+            c = t["wcet_ms"]
+            t["kernels_ms"] = [round(c / 2, 3), round(c - round(c / 2, 3), 3)]
+    free = admit(make_scenario(tasks, policy=policy, analysis_points=10**9))
+    assert free.effort is not None
+    top = free.effort.spent
+    before: set[int] = set()
+    for points in sorted({1, 2, 5, 10, 17, 18, 19, 20, 50, top // 4, top // 2, top - 1, top}):
+        adm = admit(make_scenario(tasks, policy=policy, analysis_points=max(points, 1)))
+        now = {i for i, v in enumerate(adm.tasks) if v.admitted}
+        assert before <= now, (points, before, now)
+        before = now
+    assert before == {i for i, v in enumerate(free.tasks) if v.admitted}
+
+
+def test_lp_edf_refuted_sets_keep_their_reason_under_a_small_budget() -> None:
+    """A set that fails even fully preemptive is refuted by QPA; when the wording pool cannot
+    enumerate, the reason is QPA's, never "not proved"."""
+    tasks = [
+        {"name": "a", "period_ms": 10, "kernels_ms": [3, 3]},
+        {"name": "b", "period_ms": 11, "kernels_ms": [3, 3]},
+    ]
+    free = admit(make_scenario(tasks, policy="lp-edf", analysis_points=10**9))
+    assert free.effort is not None
+    assert free.tasks[1].reason.startswith("fails even fully preemptive")
+    adm = admit(make_scenario(tasks, policy="lp-edf", analysis_points=free.effort.spent))
+    assert adm.tasks[1].reason.startswith("fails even fully preemptive")
+
+
+def test_the_budget_is_part_of_a_runs_fingerprint() -> None:
+    """compare reuses a run only with the same fingerprint: a run under another budget (its
+    verdicts may differ) is never reused."""
+    from aegis_core.tools.runner import run_fingerprint
+
+    tasks = prime_tasks(4, 0.5)
+    base = run_fingerprint(make_scenario(tasks), 0, True, "sample")
+    same = run_fingerprint(make_scenario(tasks, analysis_points=MAX_POINTS), 0, True, "sample")
+    other = run_fingerprint(make_scenario(tasks, analysis_points=150), 0, True, "sample")
+    assert base == same != other

@@ -33,7 +33,6 @@ from aegis_core.analysis.bounds import (
     fp_response,
     max_chunk_bounds,
     ms,
-    preemptive_edf_ok,
     split_chunks,
 )
 from aegis_core.analysis.charging import charge, charged_wcet
@@ -104,7 +103,10 @@ class Admission:
     overheads: Overheads | None = None
     """The host overheads the analysis charged (None: an ideal host)."""
     effort: Effort | None = None
-    """The analysis budget and the points the analysis spent of it."""
+    """The analysis budget and the points the verdicts spent of it."""
+    wording: Effort | None = None
+    """The points the reasons' wording spent (a pool of its own, as large: the wording never
+    changes a verdict, docs/THEORY.md §budget)."""
 
     @property
     def schedulable(self) -> bool:
@@ -134,7 +136,9 @@ class Admission:
             out["overheads"] = {"source": o.label, "bounds_ns": o.bounds(),
                                 "per_dispatch_ns": o.per_dispatch_ns}  # fmt: skip
         if self.effort is not None:
-            out["analysis_points"] = {"budget": self.effort.limit, "spent": self.effort.spent}
+            words = None if self.wording is None else self.wording.spent
+            out["analysis_points"] = {"budget": self.effort.limit, "spent": self.effort.spent,
+                                      "spent_on_reasons": words}  # fmt: skip
         return out
 
 
@@ -162,8 +166,8 @@ def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) 
     scenario's policy proves that it and every task admitted before it meet their deadlines
     (and, when the scenario sets memory budgets, their planned memory fits)."""
     bs = tuple(task_budgets) if task_budgets is not None else budgets(scenario)
-    effort = Effort(analysis_budget(scenario))
-    ctx = _Context(scenario, scenario.tasks, bs, effort, scenario.overheads)
+    effort, wording = Effort(analysis_budget(scenario)), Effort(analysis_budget(scenario))
+    ctx = _Context(scenario, scenario.tasks, bs, effort, wording, scenario.overheads)
     test, evaluate = _ANALYSES[scenario.policy.analysis](ctx)
     memory = _memory(scenario, bs)
     verdicts = tuple(_incremental(ctx, test, evaluate, memory if _gated(scenario) else None))
@@ -173,7 +177,9 @@ def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) 
         admitted = [i for i, v in enumerate(verdicts) if v.admitted]
         chains = {i: len(final[i].chunks_ns) for i in admitted}
         report = memory.rechunked(chains).report(admitted)
-    return Admission(scenario.policy.name, verdicts, final, report, scenario.overheads, effort)
+    return Admission(
+        scenario.policy.name, verdicts, final, report, scenario.overheads, effort, wording
+    )
 
 
 def analysis_budget(scenario: Scenario) -> int:
@@ -190,6 +196,7 @@ class _Context:
     tasks: Sequence[Task]
     budgets: Sequence[TaskBudget]
     effort: Effort
+    wording: Effort
     overheads: Overheads | None = None
 
     def verdict(self, j: int, admitted: bool, reason: str, test: str, **more: Any) -> TaskVerdict:
@@ -334,7 +341,7 @@ def _np_edf(ctx: _Context) -> tuple[str, Evaluate]:
         ts = [ctx.analysis(j) for j in cand]
         e = ctx.effort
         qpa = edf_demand_qpa(ts, effort=e)
-        reason = _demand_reason(ts, qpa, e)
+        reason = _demand_reason(ts, qpa, ctx.wording)
         if not qpa.ok:
             return reason
         bounds = [edf_response_bound(ts, k, effort=e) for k in range(len(ts))]
@@ -343,21 +350,19 @@ def _np_edf(ctx: _Context) -> tuple[str, Evaluate]:
     return NP_EDF_TEST, evaluate
 
 
-def _demand_reason(ts: Sequence[ATask], qpa: DemandResult, effort: Effort) -> str:
+def _demand_reason(
+    ts: Sequence[ATask], qpa: DemandResult, wording: Effort, q: Sequence[int] | None = None
+) -> str:
     """The demand test's reason: by enumeration (the first violating point, or the binding
-    one) when it fits in half of what is left of the budget, else QPA's own."""
-    if qpa.bound is None:
+    one) while the wording pool lasts, else QPA's own. The pool is not the verdicts' budget:
+    how a reason is worded never changes a verdict."""
+    left = wording.left
+    if qpa.bound is None or (left is not None and count_test_points(ts, qpa.bound) > left):
         return qpa.reason
-    left = effort.left
-    part = Effort(None if left is None else left // 2)
     try:
-        if part.limit is not None and count_test_points(ts, qpa.bound) > part.limit:
-            return qpa.reason
-        return edf_demand_enumerate(ts, effort=part).reason
+        return edf_demand_enumerate(ts, q=q, effort=wording).reason
     except Exhausted:
         return qpa.reason
-    finally:
-        effort.spent += part.spent
 
 
 def _edf_verdicts(
@@ -425,9 +430,10 @@ def _lp_edf(ctx: _Context) -> tuple[str, Evaluate]:
     def evaluate(cand: list[int]) -> Evaluation:
         plain = [ctx.analysis(j) for j in cand]
         e = ctx.effort
-        if not preemptive_edf_ok(plain, e):
-            pre = edf_demand_enumerate(plain, q=[0] * len(plain), effort=e)
-            return "fails even fully preemptive: " + pre.reason
+        free = [0] * len(plain)  # no blocking: fully preemptive
+        pre = edf_demand_qpa(plain, q=free, effort=e)
+        if not pre.ok:
+            return "fails even fully preemptive: " + _demand_reason(plain, pre, ctx.wording, free)
         limits = max_chunk_bounds(plain, e)
         chunked: list[ATask] = []
         chains: list[tuple[int, ...]] = []

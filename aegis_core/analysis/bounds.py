@@ -62,15 +62,18 @@ class Exhausted(AegisError):
 
 @dataclass(slots=True)
 class Effort:
-    """A budget of analysis points, spent as the analysis goes (None: unlimited)."""
+    """A budget of analysis points, spent as the analysis goes (None: unlimited). A charge
+    past the limit is refused whole and uses the budget up (``spent == limit``): every later
+    charge is refused too."""
 
     limit: int | None = None
     spent: int = 0
 
     def charge(self, n: int = 1) -> None:
-        self.spent += n
-        if self.limit is not None and self.spent > self.limit:
+        if self.limit is not None and self.spent + n > self.limit:
+            self.spent = self.limit
             raise Exhausted(self.limit)
+        self.spent += n
 
     @property
     def left(self) -> int | None:

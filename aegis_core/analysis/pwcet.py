@@ -54,6 +54,7 @@ import numpy as np
 
 from aegis_core.model.errors import InputError
 from aegis_core.model.profile import EXCEEDANCES, MIN_SAMPLES, p_key
+from aegis_core.model.types import fmt_count
 
 MAX_XI = 0.5
 """Rule 3: a GPD whose shape is above this (infinite variance) is not extrapolated from."""
@@ -358,7 +359,7 @@ def runs_test(x: np.ndarray, alpha: float = 0.01) -> Check:
         return Check("runs", None, detail="too few samples")
     z = (runs - mean) / math.sqrt(var)
     pv = float(2 * norm.sf(abs(z)))
-    return Check("runs", pv >= alpha, z, pv, f"{runs} runs")
+    return Check("runs", pv >= alpha, z, pv, fmt_count(runs, "run"))
 
 
 def ks_halves(x: np.ndarray, alpha: float = 0.01) -> Check:

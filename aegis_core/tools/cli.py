@@ -9,10 +9,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aegis_core import __version__
 from aegis_core.analysis.admission import Admission
+from aegis_core.analysis.bounds import MAX_POINTS
 from aegis_core.model.errors import AegisError, InputError, Interrupted
 from aegis_core.model.overheads import load_overheads
 from aegis_core.model.policy import POLICIES, Analysis, get_policy
@@ -644,7 +645,7 @@ def _profiles_option(sub: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="admission's analysis budget in points (replaces the scenario's analysis_points; "
-        "default 500000): a task not proved within it is rejected, saying so",
+        f"default {MAX_POINTS}): a task not proved within it is rejected, saying so",
     )
 
 
@@ -721,7 +722,7 @@ def _add_analysis_commands(sub: Any) -> None:
         "duration, at most 20 longest periods or 4 busy periods), and compares every "
         "response with its bound.",
         "0 every simulated response within its bound; 1 one above it (an analysis or "
-        "simulator bug); 2 bad input (or a policy without analysis)",
+        "simulator bug); 2 bad input (or a policy without analysis); 130 stopped by SIGINT",
         "aegis check scenarios/admission.yaml --runs 50 --seed 1",
     )  # fmt: skip
     _scenario_arg(chk)
@@ -894,8 +895,20 @@ def _add_reading_commands(sub: Any) -> None:
     exp.set_defaults(func=cmd_explain)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a command-line error as one line (``aegis admit: error: argument
+    --max-points: invalid int value: 'abc' (see aegis admit --help)``, exit 2), control
+    characters escaped, like every other bad input; sub-commands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        from aegis_core.tools.outdir import printable
+
+        self.exit(2, f"{printable(self.prog)}: error: {printable(message)} "
+                     f"(see {printable(self.prog)} --help)\n")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="aegis",
         description="AegisRT: provable latency for DNN models sharing one GPU.",
         epilog="exit status: 0 success; 1 the command's negative answer (see each\n"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from aegis_core.analysis.admission import admit
+from aegis_core.analysis.admission import admit, analysis_budget
 from aegis_core.budget import any_samples
 from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.policy import Policy
@@ -62,6 +62,7 @@ def run_fingerprint(
         "duration_ns": scenario.duration_ns, "gpu": scenario.gpu_memory_bytes, "seed": seed,
         "tasks": tasks, "admission": admission, "exec_time": exec_time,
         "overheads": _overheads_digest(scenario, host_mode),
+        "analysis_points": analysis_budget(scenario),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
