@@ -466,3 +466,31 @@ def test_the_trace_streams_to_its_temporary_name_in_each_flush_mode(
     final = (tmp_path / "trace.jsonl").read_text().splitlines(keepends=True)
     assert final[: len(mid)] == mid and json.loads(final[-1])["kind"] == "end"
     assert not (tmp_path / "trace.jsonl.tmp").exists()
+
+
+def test_compare_out_refuses_a_folder_of_the_users_files(tmp_path: Path) -> None:
+    """``compare --out DIR`` holding the user's own compare.csv or cdf.png (no marker): exit 2
+    before anything runs, the files untouched; a link at an output name is refused too."""
+    from aegis_core.tools.cli import main
+
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "tiny_gpu.yaml"
+    for name in ("compare.csv", "cdf.png", "gantt.png"):
+        user = tmp_path / f"u-{name}"
+        user.mkdir()
+        (user / name).write_text("mine\n")
+        argv = ["compare", str(scenario), "--backend", "mock", "--out", str(user),
+                "--results", str(tmp_path / "r"), "--quiet"]  # fmt: skip
+        assert main(argv) == 2
+        assert (user / name).read_text() == "mine\n"
+        assert sorted(p.name for p in user.iterdir()) == [name]
+        assert not (tmp_path / "r").exists()  # refused before any run
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    (linked / ".aegis-results").write_text('{"schema": "aegis-results/1"}\n')
+    (linked / "gantt.png").symlink_to(victim)
+    argv = ["compare", str(scenario), "--backend", "mock", "--out", str(linked),
+            "--results", str(tmp_path / "r2"), "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert victim.read_text() == "keep\n"

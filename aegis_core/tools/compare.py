@@ -26,6 +26,7 @@ from aegis_core.model.files import write_text_atomic
 from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import fmt_count, fmt_ms
+from aegis_core.tools.outdir import mark
 from aegis_core.tools.plots import GANTT_NS
 
 COLUMNS = ("task", "admitted", "bound_ns", "sim_p99_ns", "sim_max_ns", "exec_p99_ns",
@@ -53,6 +54,10 @@ class Comparison:
         """bound ≥ sim max ≥ exec max held for every admitted task with a bound (``aegis
         compare`` exits 1 when not)."""
         return all(r["bound_ge_sim_ge_exec"] for r in self.bounded)
+
+
+OUTPUTS = ("compare.csv", "cdf.png", "gantt.png", "policies.csv", "policies.png")
+"""What compare writes in its folder (refused there when AegisRT did not write them)."""
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -139,6 +144,8 @@ def compare(
     base = results / scenario.name
     sim_dir = default_out_dir(scenario, load_engine("sim"), own_policy, results)
     exec_dir = default_out_dir(scenario, engine, own_policy, results)
+    out = out if out is not None else base / f"compare{policy_suffix(scenario, own_policy)}"
+    mark(out, OUTPUTS, f"aegis compare {scenario.path}")  # before anything runs
     reused = {
         "sim": _results(
             scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress, settings, rerun
@@ -156,7 +163,6 @@ def compare(
     sim = json.loads((sim_dir / "summary.json").read_text())
     ex = json.loads((exec_dir / "summary.json").read_text())
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
-    out = out if out is not None else base / f"compare{policy_suffix(scenario, own_policy)}"
     write_csv(out / "compare.csv", COLUMNS, rows)
     _plots({"sim": (sim_dir, sim), exec_dir.name: (exec_dir, ex)}, out, gantt_ns)
     said = [order_statement(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
@@ -314,6 +320,8 @@ def compare_policies(
         raise InputError(f"--policies: give distinct policy names, got {','.join(policies)!r}")
     resolved = str(load_engine("exec", backend=backend).backend)  # "auto" resolved
     base = results / scenario.name
+    out = out if out is not None else base / "compare"
+    mark(out, OUTPUTS, f"aegis compare {scenario.path} --policies")  # before anything runs
     rows: list[dict[str, Any]] = []
     reused: dict[str, dict[str, bool]] = {}
     refused: dict[str, str] = {}
@@ -343,7 +351,6 @@ def compare_policies(
         etasks = ex["tasks"] if ex is not None else [None] * len(sim["tasks"])
         rows += [_policy_row(policy.name, st, et) for st, et in zip(sim["tasks"], etasks,
                                                                     strict=True)]  # fmt: skip
-    out = out if out is not None else base / "compare"
     write_csv(out / "policies.csv", POLICY_COLUMNS, rows)
     names = tuple(p.name for p in chosen)
     pc = PolicyComparison(scenario.name, names, resolved, rows, out, reused, refused)

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -80,12 +81,7 @@ class ResultsDir:
         try:
             for name in GUARDED:  # the previous run's results: never mixed with this run's
                 (self.path / name).unlink(missing_ok=True)
-            (self.path / (MARKER + TMP)).unlink(missing_ok=True)
-            marker = open_new(self.path / (MARKER + TMP))
-            with marker:
-                json.dump({"schema": SCHEMA, "version": __version__, "command": command}, marker)
-                marker.write("\n")
-            os.replace(self.path / (MARKER + TMP), self.path / MARKER)
+            _write_marker(self.path, command)
         except OSError as exc:
             raise _refused(self.path, exc) from exc
 
@@ -143,6 +139,31 @@ class ResultsDir:
         if self._empty:
             with contextlib.suppress(OSError):
                 self.path.rmdir()  # only if empty: a file the user put there keeps it
+
+
+def mark(path: Path, names: Sequence[str], command: str) -> None:
+    """Make ``path`` a folder AegisRT may write ``names`` in (e.g. compare's outputs, each then
+    written whole through a temporary file): refused, touching nothing, when it holds one of
+    them that AegisRT did not write (no marker) or anything but a regular file at one; else
+    marked (a folder's own files beside them are left alone)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        ours = _marked(path)
+        for name in names:
+            _check(path, name, ours)
+        if not ours:
+            _write_marker(path, command)
+    except OSError as exc:
+        raise _refused(path, exc) from exc
+
+
+def _write_marker(path: Path, command: str) -> None:
+    (path / (MARKER + TMP)).unlink(missing_ok=True)
+    marker = open_new(path / (MARKER + TMP))
+    with marker:
+        json.dump({"schema": SCHEMA, "version": __version__, "command": command}, marker)
+        marker.write("\n")
+    os.replace(path / (MARKER + TMP), path / MARKER)
 
 
 def _refused(path: Path, exc: OSError) -> InputError:
