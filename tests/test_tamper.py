@@ -522,3 +522,88 @@ def test_a_random_field_set_to_a_random_value_never_gives_a_traceback(
             assert out == [] and len(err) == 1 and err[0].startswith("aegis: error: "), err
         elif not extra:
             assert 1 <= len(out) <= 2 and err == [], (out, err)
+
+
+def test_a_wcet_above_the_deadline_is_admissions_call(
+    traces: dict[str, Records], tmp_path: Path
+) -> None:
+    """C > D is a task a profile can measure (rejected by an analysed policy, admitted
+    without analysis under fifo): not malformed, but an admit record with it does not
+    re-derive."""
+    rs = copy.deepcopy(traces["np-edf"])
+    rs[0]["params"]["wcet_ns"] = rs[0]["params"]["deadline_ns"] + 1
+    code, out, err = _explain(_write(tmp_path / "t.jsonl", rs))
+    assert (code, err) == (1, [])
+    assert f"line 1, record 0 (admission of {rs[0]['task']}): admitted: recorded True, " \
+        "re-derived False" in out[0]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["a#0\nverified: all 3 dispatches", "\x1b[2J#0", "b\r#1"])
+def test_control_characters_in_a_tampered_record_stay_on_one_line(
+    traces: dict[str, Records], name: str, tmp_path: Path
+) -> None:
+    rs = copy.deepcopy(traces["fifo"])
+    i = _at(rs, "complete", n=1)
+    rs[i]["job"] = name
+    path = _write(tmp_path / "t.jsonl", rs)
+    code, out, err = _explain(path)
+    assert (code, err, len(out)) == (1, [], 1) and out[0].startswith("verify failed: ")
+    assert "\n" not in out[0] and "\x1b" not in out[0] and "\r" not in out[0]
+    code, out, err = _explain(path, "--job", name)
+    assert (code, out, len(err)) == (2, [], 1) and "\x1b" not in err[0] and "\r" not in err[0]
+
+
+def _overrun_run(action: str, engine: str) -> Records:
+    """a (2 ms every 10 ms, ``on_overrun: action``) and b; a#1 runs 18 ms: a miss, an
+    overrun and (skip-next) a skip, on the simulator or the executor's mock backend."""
+    from aegis_core.analysis.admission import admit
+    from aegis_core.budget import budgets
+    from aegis_core.model.scenario import parse_scenario
+    from aegis_core.record.schema import admission_records
+    from aegis_core.record.sinks import MemoryTrace
+    from aegis_core.run.loop import run
+    from aegis_core.run.plan import RunPlan, WcetModel
+    from aegis_core.run.scheduler import Dispatch, Scheduler
+    from aegis_exec.engine import ExecEngine
+    from aegis_exec.testing import VirtualClock
+    from aegis_sim.engine import SimPyEngine
+
+    s = parse_scenario({"name": "ctx", "duration_ms": 60, "tasks": [
+        {"name": "a", "period_ms": 10, "wcet_ms": 2, "on_overrun": action},
+        {"name": "b", "period_ms": 20, "wcet_ms": 2, "deadline_ms": 11}]})  # fmt: skip
+    base = WcetModel.of(budgets(s))
+
+    def exec_time(d: Dispatch) -> int:
+        return 18 * MS if d.job == "a#1" else base(d)
+
+    plan = RunPlan.build(s, exec_time=exec_time)
+    trace = MemoryTrace()
+    trace.write(admission_records(admit(s), s, enforced=True))
+    eng = SimPyEngine() if engine == "sim" else ExecEngine("mock", clock=VirtualClock())
+    run(plan, Scheduler.for_plan(plan), eng, sink=trace)
+    return trace.records()
+
+
+@pytest.mark.parametrize("engine", ["sim", "exec-mock"])
+@pytest.mark.parametrize("action", ["continue", "skip-next"])
+def test_an_overrun_run_verifies_and_its_overrun_record_is_checked(
+    action: str, engine: str
+) -> None:
+    rs = _overrun_run(action, engine)
+    kinds = [r["kind"] for r in rs]
+    assert "overrun" in kinds and "miss" in kinds and ("skip" in kinds) == (action != "continue")
+    v = explain.verify(rs)
+    assert v.ok, v.mismatches[:2]
+    i = kinds.index("overrun")
+    dropped = rs[:i] + rs[i + 1 :]  # the overrun record deleted: the completion says so
+    m = explain.verify(dropped).mismatches[0]
+    assert (m.rec, m.what) == (rs[i - 1]["rec"], "complete of a#1")
+    assert "ran 18.000 ms > its WCET 2.000 ms, and no overrun record follows" in m.message
+    told = copy.deepcopy(rs)
+    told[i]["exec_ns"] = 3 * MS  # what it ran, misstated
+    assert explain.verify(told).mismatches[0].what == "complete of a#1"
+    if action == "skip-next":
+        j = kinds.index("skip")
+        early = copy.deepcopy(rs)
+        early.insert(i - 1, early.pop(j))  # the skip before the overrun that caused it: a#2
+        assert not explain.verify(early).ok  # still waits, but nothing overran yet

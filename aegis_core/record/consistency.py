@@ -22,8 +22,10 @@ caught as well. :class:`Consistency` takes the run's records in order, each *bef
   ``deadline_ns`` the release's, ``missed`` exactly when a ``miss`` record came first, and
   never false past the deadline;
 * a miss comes once, at the job's deadline, before it ends, with the release's times and the
-  state the job is in; a skip drops a job not running; an overrun follows its completion at
-  the same instant, or belongs to a running chunk, and its ``exec_ns`` exceeds its budget;
+  state the job is in; an overrun follows its completion at the same instant, or belongs to a
+  running chunk, and its ``exec_ns`` exceeds its budget; under ``skip-next`` each overrun
+  owes its task one skip (of a waiting job, or of its next release: no release of the task
+  while one is owed), and every skip is owed;
 * nothing about a job follows its end but an overrun (and an ``assumption``: those are
   checked by ``explain``).
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from aegis_core.model.scenario import OnOverrun
 from aegis_core.model.types import TimeNs
 from aegis_core.record.replay import JobState, Replay
 from aegis_core.record.schema import (
@@ -118,6 +121,8 @@ class Consistency:
         self.chunks: dict[str, ChunkRecord] = {}
         """Per job between chunks, its last chunk record."""
         self.nxt: Any = None
+        self.owed: dict[str, int] = {}
+        """Per task, the skips its overruns under ``skip-next`` owe (one each)."""
 
     def problem(self, r: Record, rp: Replay, nxt: Any = None) -> str | None:
         """What is wrong with ``r``, taken in the state ``rp`` is in just before it (``nxt``:
@@ -155,6 +160,8 @@ class Consistency:
         why = self._order(r)
         if why is not None:
             return why
+        if self.owed.get(r.task):
+            return "released, but an overrun of its task (skip-next) owes a skip: this job's"
         if facts.deadline_ns is not None and r.deadline_ns != r.release_ns + facts.deadline_ns:
             return (f"absolute deadline {_ms(r.deadline_ns)}, but release {_ms(r.release_ns)} + "
                     f"the task's deadline {_ms(facts.deadline_ns)} is "
@@ -289,6 +296,9 @@ class Consistency:
         return None
 
     def _skip(self, r: SkipRecord, js: JobState | None, rp: Replay, latest: int) -> str | None:
+        if not self.owed.get(r.task):
+            return "no overrun of its task (skip-next) owes a skip"
+        self.owed[r.task] -= 1
         if js is None or js.release is None:
             return self._order(r)  # dropped at its release
         if r.job not in rp.ready:
@@ -301,6 +311,8 @@ class Consistency:
             return "neither right after its completion nor during a chunk"
         if r.exec_ns <= r.budget_ns:
             return f"exec_ns {_ms(r.exec_ns)} is within its budget {_ms(r.budget_ns)}"
+        if r.action == OnOverrun.SKIP_NEXT:
+            self.owed[r.task] = self.owed.get(r.task, 0) + 1
         return None
 
 

@@ -348,7 +348,10 @@ def _dispatch_problem(r: DispatchRecord, pol: Any, rp: Replay) -> str | None:
             bad = [f for f, a, b in zip(Entry._fields, e, released or (), strict=False) if a != b]
             return f"ready entry {e.job} differs from its release record in {', '.join(bad)}"
     keys = [key_of(e, key) for e in listed]
-    best = min(range(len(listed)), key=lambda i: _rank(listed[i], key))
+    try:
+        best = min(range(len(listed)), key=keys.__getitem__)
+    except TypeError:  # a priority missing (the release's check says so): ranked last
+        best = min(range(len(listed)), key=lambda i: _rank(listed[i], key))
     if best != 0:
         return (
             f"by {', '.join(key)} the winner is {listed[best].job} {list(keys[best])}, "
