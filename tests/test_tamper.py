@@ -244,7 +244,91 @@ def end_earlier(rs: Records) -> Edit:
     return rs, len(rs) - 1, "before a record at"
 
 
+def set_field(kind: str, n: int, why: str, **change: Any) -> Callable[[Records], Edit]:
+    """The n-th record of ``kind`` with fields changed (a callable: of the record)."""
+
+    def edit(rs: Records) -> Edit:
+        i = _at(rs, kind, n=n)
+        for k, v in change.items():
+            rs[i][k] = v(rs[i]) if callable(v) else v
+        return rs, i, why
+
+    return edit
+
+
+def move(kind: str, n: int, to: Callable[[Records, int], int], why: str | None,
+         copy_it: bool = False) -> Callable[[Records], Edit]:  # fmt: skip
+    """The n-th record of ``kind`` moved (or copied) to index ``to(rs, i)``."""
+
+    def edit(rs: Records) -> Edit:
+        i = _at(rs, kind, n=n)
+        r = copy.deepcopy(rs[i]) if copy_it else rs.pop(i)
+        j = to(rs, i)
+        rs.insert(j, r)
+        return rs, j, why
+
+    return edit
+
+
+def miss_and_flag_removed(rs: Records) -> Edit:
+    i = _at(rs, "miss")
+    j = _next_of(rs, rs[i]["job"], i, ("complete",))
+    rs[j]["missed"] = False
+    return rs[:i] + rs[i + 1 :], j - 1, "not missed, but it ended at"
+
+
+def fault_of_an_idle_job(rs: Records) -> Edit:
+    i = _at(rs, "complete", n=1)
+    rs.insert(i + 1, {**{k: rs[i][k] for k in ("t_ns", "seq", "job", "task")},
+                      "rec": rs[i]["rec"], "kind": "fault", "error": "boom"})  # fmt: skip
+    return rs, i + 1, "after the job ended"
+
+
+def miss_after_the_end(rs: Records) -> Edit:
+    """The miss moved after its job's completion: the completion's flag has no miss first."""
+    i = _at(rs, "miss")
+    r = rs.pop(i)
+    j = _next_of(rs, r["job"], i, ("complete",))
+    rs.insert(j + 1, r)
+    return rs, j, "missed, but no miss record came first"
+
+
+def k_back_in_time(rs: Records) -> Edit:
+    """safety#1 renamed safety#5 everywhere: the release of safety#2 comes after it."""
+    for r in rs:
+        for e in [r, *(r.get("rationale", {}).get("ready", []) if r["kind"] == "dispatch" else [])]:
+            if e.get("job") == "safety#1":
+                e["job"] = "safety#5"
+    return rs, _at(rs, "release", lambda r: r["job"] == "safety#2"), "after safety#5"
+
+
 TAMPERS: list[tuple[str, Callable[[Records], Edit], tuple[str, ...]]] = [
+    ("release stamped off its release_ns", set_field("release", 2, "stamped",
+     t_ns=lambda r: r["t_ns"] + 1), ("fifo",)),
+    ("a release of a task no admission names", set_field("release", 2, "no admission record",
+     task="ghost", job="ghost#0"), ("fifo",)),
+    ("a priority under np-edf", set_field("release", 2, "orders by none", priority=1),
+     ("np-edf",)),
+    ("no priority under np-fp", set_field("release", 2, "no priority", priority=None),
+     ("np-fp",)),
+    ("another priority under np-fp", set_field("release", 2, "the task's is",
+     priority=lambda r: r["priority"] + 7), ("np-fp",)),
+    ("a job id of another task", set_field("release", 2, "is not named <task>#<k>",
+     job=lambda r: "x" + r["job"]), ("fifo",)),
+    ("a release's seq back in time", set_field("release", 2, "after a release with seq",
+     seq=0), ("fifo",)),
+    ("a job's k back in time", k_back_in_time, ("lp-edf",)),
+    ("a miss twice", move("miss", 0, lambda rs, i: i + 1, "a second miss", copy_it=True),
+     ("fifo",)),
+    ("a miss at another instant", set_field("miss", 0, "the release says",
+     t_ns=lambda r: r["t_ns"] + 1), ("fifo",)),
+    ("a miss in the wrong state", set_field("miss", 0, "state 'running', the job is ready",
+     state="running"), ("fifo",)),
+    ("a miss after the end", miss_after_the_end, ("fifo",)),
+    ("a miss and its flag removed", miss_and_flag_removed, ("fifo",)),
+    ("a fault of a job that ended", fault_of_an_idle_job, ("lp-edf",)),
+    ("an admission record after the run began", move("admit", 0, lambda rs, i: 6,
+     "after the run began", copy_it=True), ("lp-edf",)),
     ("first dispatch deleted", del_dispatch(0), tuple(SCENARIOS)),
     ("a later dispatch deleted", del_dispatch(3), tuple(SCENARIOS)),
     ("every dispatch deleted", del_all_dispatches, tuple(SCENARIOS)),
@@ -291,6 +375,8 @@ def test_a_tampered_trace_fails_naming_the_record(
     assert (code, err, len(out)) == (1, [], 1), (out, err)
     r = rs[blamed]
     who = f"{r['kind']} of {r['job']}" if "job" in r else r["kind"]
+    if r["kind"] in ("admit", "reject"):
+        who = f"admission of {r['task']}"
     assert out[0].startswith(f"verify failed: {path}: line {blamed + 1}, record {r['rec']} "
                              f"({who}): "), out[0]  # fmt: skip
     if why is not None:

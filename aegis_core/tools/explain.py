@@ -5,8 +5,12 @@ recorded ready set under the recorded policy's rule (the winner must be the entr
 smallest key, listed first, released and unfinished at that instant), each admission verdict
 by re-running the admission analysis on the task parameters the ``admit`` / ``reject`` records
 carry (an ``assumption`` record is no decision: it must name a released job and a broken
-overhead bound). :func:`explain_job` tells one job's story in plain language, ending, for a
-job above its bound, with the overruns and broken assumptions in its busy window
+overhead bound); every other record is checked against the ones before it and the recorded
+task parameters (:mod:`~aegis_core.record.consistency`: times, deadlines, releases, chunks,
+completions and their flags). A malformed record (:func:`records_of`) is an InputError naming
+the file, line, record and field. :func:`explain_job` tells one job's story in plain
+language, ending, for a job above its bound, with the overruns and broken assumptions in its
+busy window
 (:mod:`~aegis_core.record.attribution`) or, with none, the analysis bug it is. Both read the
 run through one :class:`~aegis_core.record.replay.Replay`; records are dicts as parsed
 (:func:`load`) or typed (:mod:`~aegis_core.record.schema`).
