@@ -199,7 +199,16 @@ def test_cli_explain_attributes_an_exceedance(
                            "job": "b#0", "task": "b", "what": "completion",
                            "observed_ns": 1_200_000, "bound_ns": 200_000})  # fmt: skip
     assert explain() == "  completion of b#0 took 1.200 ms > bound 0.200 ms"
-    assert main(["explain", str(path), "--verify"]) == 0  # an assumption is no decision
+    # --verify: c#0's forged completion ran past its WCET with no overrun record; the run as
+    # it was, with the assumption record added, verifies (an assumption is no decision)
+    assert main(["explain", str(path), "--verify"]) == 1
+    assert "(complete of c#0): ran 4.000 ms > its WCET 1.000 ms" in capsys.readouterr().out
+    records = load(tmp_path)
+    records.insert(i + 1, {"rec": 999, "t_ns": 6 * MS, "kind": "assumption", "seq": 1,
+                           "job": "b#0", "task": "b", "what": "completion",
+                           "observed_ns": 1_200_000, "bound_ns": 200_000})  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["explain", str(path), "--verify"]) == 0
     capsys.readouterr()
     records[i + 1]["job"] = "b#5"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aegis_core.model.errors import InputError
+from aegis_core.model.policy import POLICIES
 from aegis_core.model.status import JobStatus
 from aegis_core.record.replay import Replay
 from aegis_core.record.schema import (
@@ -44,10 +45,19 @@ from aegis_core.run.scheduler import Scheduler
 from aegis_core.run.testing import run_in_memory
 
 MS = 1_000_000
-ints = st.integers(min_value=-(2**63), max_value=2**63)
+ints = st.integers(min_value=0, max_value=2**62)  # times, counts, indices: never negative
 texts = st.text()
 opt_ints = st.none() | ints
-entries = st.builds(Entry, texts, texts, ints, ints, ints, opt_ints)
+priorities = st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+entries = st.builds(Entry, texts, texts, ints, ints, ints, priorities)
+params = st.fixed_dictionaries(
+    {"wcet_ns": st.integers(1, 2**62), "period_ns": st.integers(2, 2**62),
+     "deadline_ns": st.integers(1, 2**62), "jitter_ns": st.just(1), "priority": priorities,
+     "kernels_ns": st.none() | st.lists(st.integers(1, 2**62), min_size=1),
+     "model": st.none() | st.text(min_size=1), "batch": st.integers(1, 64),
+     "input_shape": st.none() | st.lists(st.integers(1, 2**20), min_size=1),
+     "memory_budget_bytes": opt_ints, "on_overrun": st.sampled_from(["continue", "skip-next"])}
+)  # fmt: skip
 json_values = st.recursive(
     st.none() | st.booleans() | ints | texts, lambda v: st.lists(v) | st.dictionaries(texts, v)
 )
@@ -55,9 +65,14 @@ job = (ints, ints, texts, texts)  # t_ns, seq, job, task
 
 RECORDS: st.SearchStrategy[TraceRecord] = st.one_of(
     st.builds(EndRecord, ints, ints, st.none() | st.builds(Interruption, ints, texts)),
-    st.builds(ReleaseRecord, *job, ints, ints, opt_ints),
+    st.builds(ReleaseRecord, *job, ints, ints, priorities),
     st.builds(
-        DispatchRecord, *job, ints, texts, st.lists(texts).map(tuple), st.lists(entries).map(tuple)
+        DispatchRecord,
+        *job,
+        ints,
+        texts,
+        st.lists(st.sampled_from(Entry._fields)).map(tuple),
+        st.lists(entries).map(tuple),
     ),
     st.builds(ChunkRecord, *job, ints, ints, ints),
     st.builds(CompleteRecord, *job, ints, ints, ints, ints, st.booleans()),
@@ -70,10 +85,10 @@ RECORDS: st.SearchStrategy[TraceRecord] = st.one_of(
         ints,
         texts,
         st.booleans(),
-        texts,
+        st.sampled_from(sorted(POLICIES)),
         st.booleans(),
         st.dictionaries(texts, json_values),
-        st.none() | st.dictionaries(texts, json_values),
+        st.none() | params,
         opt_ints,
     ),
 )

@@ -592,12 +592,14 @@ def from_dict(d: Mapping[str, Any]) -> TraceRecord:
     kind = d.get("kind")
     read = _DECODE.get(kind) if isinstance(kind, str) else None
     if read is None:
-        raise InputError(f"record {d.get('rec')}: unknown kind {kind!r}")
+        raise InputError(f"record {_label(d.get('rec'))}: unknown kind {kind!r}")
     return read(_Fields(d, kind))  # type: ignore[arg-type]
 
 
 _STR_FIELDS = frozenset(("job", "task", "state", "action", "reason", "error", "what"))
-_Spec = tuple[type, Callable[[Mapping[str, Any]], tuple[Any, ...]], tuple[type, ...]]
+_Spec = tuple[
+    type, Callable[[Mapping[str, Any]], tuple[Any, ...]], tuple[type, ...], Callable[..., Any]
+]
 
 
 def _fast_specs() -> dict[str, _Spec]:
@@ -610,7 +612,9 @@ def _fast_specs() -> dict[str, _Spec]:
                       (Kind.FAULT, FaultRecord), (Kind.ASSUMPTION, AssumptionRecord)):  # fmt: skip
         names = tuple(f for f in cls._fields if f not in ("priority", "rec"))
         types = tuple(str if f in _STR_FIELDS else bool if f == "missed" else int for f in names)
-        out[str(kind)] = (cls, itemgetter(*names, "rec"), (*types, int))
+        types = (*types, int)  # rec last
+        ints = [i for i, t in enumerate(types) if t is int]
+        out[str(kind)] = (cls, itemgetter(*names, "rec"), types, itemgetter(*ints))
     return out
 
 
@@ -620,6 +624,12 @@ _DISPATCH_HEAD = itemgetter("t_ns", "seq", "job", "task", "rec", "rationale")
 _DISPATCH_TYPES = (int, int, str, str, int, dict)
 _ENTRY = itemgetter("job", "task", "deadline_ns", "release_ns", "seq")
 _ENTRY_TYPES = (str, str, int, int, int)
+_ENTRY_FIELDS = frozenset(Entry._fields)
+
+
+def _in_range(numbers: Sequence[int]) -> bool:
+    """Every number of a record is in ``[0, 2**63)`` (else the checking reader names it)."""
+    return min(numbers) >= 0 and max(numbers) < _INT64
 
 
 def _fast(d: dict[str, Any]) -> TraceRecord | None:
@@ -633,9 +643,9 @@ def _fast(d: dict[str, Any]) -> TraceRecord | None:
         spec = _FAST.get(kind)
         if spec is None:
             return None
-        cls, get, types = spec
+        cls, get, types, numbers = spec
         vals = get(d)
-        if tuple(map(type, vals)) != types:
+        if tuple(map(type, vals)) != types or not _in_range(numbers(vals)):
             return None
         if cls is ReleaseRecord:
             prio = d.get("priority")
@@ -654,16 +664,20 @@ def _fast_dispatch(d: dict[str, Any]) -> DispatchRecord | None:
     if tuple(map(type, head)) != _DISPATCH_TYPES or type(chunk) is not int:
         return None
     t, seq, job, task, rec, rat = head
+    if not _in_range((t, seq, rec, chunk)):
+        return None
     rule, key, listed = rat["rule"], rat["key"], rat["ready"]
     if type(rule) is not str or type(key) is not list or type(listed) is not list:
         return None
-    if set(map(type, key)) - {str}:
+    if set(map(type, key)) - {str} or not _ENTRY_FIELDS.issuperset(key):
         return None
     ready: list[ReadyLike] = []
     for e in listed:
         vals = _ENTRY(e)
         prio = e.get("priority")
         if tuple(map(type, vals)) != _ENTRY_TYPES or (prio is not None and type(prio) is not int):
+            return None
+        if not _in_range(vals[2:]):
             return None
         ready.append(_new(Entry, (*vals, prio)))
     return _new(DispatchRecord, (t, seq, job, task, chunk, rule, tuple(key), tuple(ready), rec))
@@ -682,28 +696,57 @@ def _upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
     return new
 
 
+_MISSING: Any = object()
+
+
+def _label(rec: Any) -> str:
+    """A record's number for a message (``repr`` of anything but an integer: one line)."""
+    return str(rec) if type(rec) is int else repr(rec)
+
+
+_INT64 = 1 << 63
+_ANY = -_INT64  # the least of a field that may be negative (a priority)
+
+
 class _Fields:
     """Reads the fields of one record, naming the record and field when one is wrong."""
 
-    def __init__(self, d: Mapping[str, Any], kind: str) -> None:
+    def __init__(
+        self, d: Mapping[str, Any], kind: str, rec: Any = _MISSING, prefix: str = ""
+    ) -> None:
         self.d = d
         self.kind = kind
+        self.rec = d.get("rec") if rec is _MISSING else rec
+        self.prefix = prefix
 
     def _bad(self, name: str, want: str, v: Any) -> InputError:
         got = "missing" if v is _MISSING else f"got {v!r}"
+        field = f"{self.prefix}{name}"
         return InputError(
-            f"record {self.d.get('rec')} ({self.kind}): field {name!r}: {want} expected, {got}"
+            f"record {_label(self.rec)} ({self.kind}): field {field!r}: {want} expected, {got}"
         )
 
-    def num(self, name: str, d: Mapping[str, Any] | None = None) -> int:
+    def time(self, name: str) -> int:
+        """A required time > 0, at most the scenario's limit (2**62 ns)."""
+        from aegis_core.model.types import MAX_TIME_NS
+
+        v = self.d.get(name, _MISSING)
+        if type(v) is not int or not 0 < v <= MAX_TIME_NS:
+            raise self._bad(name, "an integer > 0 and <= 2**62", v)
+        return v
+
+    def num(self, name: str, d: Mapping[str, Any] | None = None, least: int = 0) -> int:
+        """An integer in ``[least, 2**63)`` (times, counts and indices are never negative)."""
         v = (self.d if d is None else d).get(name, _MISSING)
         if type(v) is not int:
             raise self._bad(name, "an integer", v)
+        if not least <= v < _INT64:
+            raise self._bad(name, f"an integer >= {least} and < 2**63", v)
         return v
 
-    def opt(self, name: str, d: Mapping[str, Any] | None = None) -> int | None:
+    def opt(self, name: str, d: Mapping[str, Any] | None = None, least: int = 0) -> int | None:
         v = (self.d if d is None else d).get(name)
-        return None if v is None else self.num(name, d)
+        return None if v is None else self.num(name, d, least)
 
     def txt(self, name: str, d: Mapping[str, Any] | None = None) -> str:
         v = (self.d if d is None else d).get(name, _MISSING)
@@ -731,21 +774,25 @@ class _Fields:
 
     def job(self) -> tuple[int, int, int, str, str]:
         return (
-            self.num("rec"),
+            self.num("rec", least=-1),
             self.num("t_ns"),
-            self.num("seq"),
+            self.num("seq", least=-1),
             self.txt("job"),
             self.txt("task"),
         )
 
 
-_MISSING: Any = object()
-
-
 def _release(f: _Fields) -> ReleaseRecord:
     rec, t, seq, job, task = f.job()
     return ReleaseRecord(
-        t, seq, job, task, f.num("deadline_ns"), f.num("release_ns"), f.opt("priority"), rec
+        t,
+        seq,
+        job,
+        task,
+        f.num("deadline_ns"),
+        f.num("release_ns"),
+        f.opt("priority", least=_ANY),
+        rec,
     )
 
 
@@ -753,8 +800,8 @@ def _dispatch(f: _Fields) -> DispatchRecord:
     rec, t, seq, job, task = f.job()
     rat = f.obj("rationale")
     key = tuple(f.items("key", rat))
-    if not all(isinstance(k, str) for k in key):
-        raise f._bad("key", "a list of field names", list(key))
+    if not all(isinstance(k, str) and k in _ENTRY_FIELDS for k in key):
+        raise f._bad("key", f"a list of ready-entry fields ({', '.join(Entry._fields)})", list(key))
     ready = []
     for e in f.items("ready", rat):
         if not isinstance(e, Mapping):
@@ -766,7 +813,7 @@ def _dispatch(f: _Fields) -> DispatchRecord:
                 f.num("deadline_ns", e),
                 f.num("release_ns", e),
                 f.num("seq", e),
-                f.opt("priority", e),
+                f.opt("priority", e, _ANY),
             )
         )
     chunk = f.opt("chunk") or 0
@@ -826,18 +873,56 @@ def _assumption(f: _Fields) -> AssumptionRecord:
 
 
 def _admission(f: _Fields) -> AdmissionRecord:
-    params = f.obj("params") if f.d.get("params") is not None else None
+    from aegis_core.model.policy import POLICIES
+
+    policy = f.txt("policy")
+    if policy not in POLICIES:
+        raise f._bad("policy", f"one of {', '.join(POLICIES)}", policy)
     return AdmissionRecord(
         f.num("t_ns"),
         f.txt("task"),
         f.kind == "admit",
-        f.txt("policy"),
+        policy,
         f.flag("enforced"),
         f.obj("rationale"),
-        params,
+        _params(f) if f.d.get("params") is not None else None,
         f.opt("gpu_memory_bytes"),
-        f.num("rec"),
+        f.num("rec", least=-1),
     )
+
+
+def _params(f: _Fields) -> Mapping[str, Any]:
+    """An admission record's ``params``, checked as the scenario checks a task (ns): a task
+    no scenario can state is a malformed record. A WCET above the deadline is no such task
+    (a profile can measure one: admission rejects it, "never feasible")."""
+    from aegis_core.model.scenario import OnOverrun
+    from aegis_core.model.types import MAX_TIME_NS
+
+    p = f.obj("params")
+    unknown = sorted(map(str, set(p) - set(TASK_PARAMS)))
+    if unknown:
+        raise f._bad(f"params.{unknown[0]}", f"one of {', '.join(TASK_PARAMS)}", unknown[0])
+    sub = _Fields(p, f.kind, f.d.get("rec"), "params.")
+    period = sub.time("period_ns")
+    sub.time("deadline_ns")
+    sub.time("wcet_ns")
+    if sub.opt("jitter_ns") is not None and p["jitter_ns"] >= period:
+        raise sub._bad("jitter_ns", f"an integer below the period {period}", p["jitter_ns"])
+    sub.opt("priority", least=_ANY)
+    sub.opt("batch", least=1)
+    sub.opt("memory_budget_bytes")
+    for name, least in (("kernels_ns", 1), ("input_shape", 1)):
+        v = p.get(name)
+        ok = v is None or (isinstance(v, list) and v != [] and all(
+            type(x) is int and least <= x <= MAX_TIME_NS for x in v))  # fmt: skip
+        if not ok:
+            raise sub._bad(name, f"a list of integers >= {least}", v)
+    model = p.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise sub._bad("model", "a model name", model)
+    if p.get("on_overrun", "continue") not in set(OnOverrun):
+        raise sub._bad("on_overrun", " or ".join(map(repr, map(str, OnOverrun))), p["on_overrun"])
+    return p
 
 
 def _end(f: _Fields) -> EndRecord:
@@ -846,7 +931,7 @@ def _end(f: _Fields) -> EndRecord:
     if stop is not None:
         got = f.obj("interrupted")
         at = Interruption(f.num("at_ns", got), f.txt("signal", got))
-    return EndRecord(f.num("t_ns"), f.num("jobs"), at, f.num("rec"))
+    return EndRecord(f.num("t_ns"), f.num("jobs"), at, f.num("rec", least=-1))
 
 
 _DECODE: dict[str, Callable[[_Fields], TraceRecord]] = {

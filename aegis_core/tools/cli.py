@@ -432,32 +432,15 @@ def _compare_policies(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from aegis_core.tools.explain import explain_job, load, verify
+    from aegis_core.tools.explain import explain_job, load, report
 
     records = load(args.trace)
     if args.job:
         print(explain_job(records, args.job))
     if args.verify or not args.job:
-        v = verify(records)
-        held = (f"all {count(v.dispatches, 'dispatch')} and "
-                f"{count(v.admissions, 'admission verdict')} re-derive from the trace")  # fmt: skip
-        wrong = (f"{len(v.mismatches)} of {count(v.dispatches, 'dispatch')} and "
-                 f"{count(v.admissions, 'admission')}; the first: {v.mismatches[0]}"
-                 if v.mismatches else "")  # fmt: skip
-        if v.end is None:  # cut short: a hard kill, a truncated file
-            cut = "its last line is cut mid-record and dropped; " if v.cut else ""
-            print(f"incomplete trace: no end record ({cut}the run was cut short); what it "
-                  f"holds: {held if v.ok else 'NOT reproduced: ' + wrong}")  # fmt: skip
-            return 1
-        if not v.ok:
-            print(f"NOT reproduced: {wrong}")
-            return 1
-        print(f"verified: {held}")
-        stop = v.end.interrupted
-        if stop is not None:
-            print(f"interrupted at {_ms(stop.at_ns)} ms ({stop.signal}): the trace holds the "
-                  "run up to then")  # fmt: skip
-        return 0
+        code, text = report(records)
+        print(text)
+        return code
     return 0
 
 

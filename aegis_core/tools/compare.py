@@ -145,7 +145,8 @@ def compare(
     sim_dir = default_out_dir(scenario, load_engine("sim"), own_policy, results)
     exec_dir = default_out_dir(scenario, engine, own_policy, results)
     out = out if out is not None else base / f"compare{policy_suffix(scenario, own_policy)}"
-    mark(out, OUTPUTS, f"aegis compare {scenario.path}")  # before anything runs
+    command = f"aegis compare {scenario.path}"
+    mark(out, OUTPUTS, command, create=False)  # refused before anything runs
     reused = {
         "sim": _results(
             scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress, settings, rerun
@@ -163,6 +164,7 @@ def compare(
     sim = json.loads((sim_dir / "summary.json").read_text())
     ex = json.loads((exec_dir / "summary.json").read_text())
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
+    mark(out, OUTPUTS, command)
     write_csv(out / "compare.csv", COLUMNS, rows)
     _plots({"sim": (sim_dir, sim), exec_dir.name: (exec_dir, ex)}, out, gantt_ns)
     said = [order_statement(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
@@ -321,7 +323,8 @@ def compare_policies(
     resolved = str(load_engine("exec", backend=backend).backend)  # "auto" resolved
     base = results / scenario.name
     out = out if out is not None else base / "compare"
-    mark(out, OUTPUTS, f"aegis compare {scenario.path} --policies")  # before anything runs
+    command = f"aegis compare {scenario.path} --policies"
+    mark(out, OUTPUTS, command, create=False)  # refused before anything runs
     rows: list[dict[str, Any]] = []
     reused: dict[str, dict[str, bool]] = {}
     refused: dict[str, str] = {}
@@ -351,6 +354,7 @@ def compare_policies(
         etasks = ex["tasks"] if ex is not None else [None] * len(sim["tasks"])
         rows += [_policy_row(policy.name, st, et) for st, et in zip(sim["tasks"], etasks,
                                                                     strict=True)]  # fmt: skip
+    mark(out, OUTPUTS, command)
     write_csv(out / "policies.csv", POLICY_COLUMNS, rows)
     names = tuple(p.name for p in chosen)
     pc = PolicyComparison(scenario.name, names, resolved, rows, out, reused, refused)

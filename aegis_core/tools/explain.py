@@ -5,8 +5,12 @@ recorded ready set under the recorded policy's rule (the winner must be the entr
 smallest key, listed first, released and unfinished at that instant), each admission verdict
 by re-running the admission analysis on the task parameters the ``admit`` / ``reject`` records
 carry (an ``assumption`` record is no decision: it must name a released job and a broken
-overhead bound). :func:`explain_job` tells one job's story in plain language, ending, for a
-job above its bound, with the overruns and broken assumptions in its busy window
+overhead bound); every other record is checked against the ones before it and the recorded
+task parameters (:mod:`~aegis_core.record.consistency`: times, deadlines, releases, chunks,
+completions and their flags). A malformed record (:func:`records_of`) is an InputError naming
+the file, line, record and field. :func:`explain_job` tells one job's story in plain
+language, ending, for a job above its bound, with the overruns and broken assumptions in its
+busy window
 (:mod:`~aegis_core.record.attribution`) or, with none, the analysis bug it is. Both read the
 run through one :class:`~aegis_core.record.replay.Replay`; records are dicts as parsed
 (:func:`load`) or typed (:mod:`~aegis_core.record.schema`).
@@ -29,6 +33,7 @@ from typing import Any
 from aegis_core.model.errors import InputError
 from aegis_core.model.types import fmt_ms
 from aegis_core.record.attribution import Attribution, attribute_trace
+from aegis_core.record.consistency import Consistency, unfinished
 from aegis_core.record.replay import JobState, Replay
 from aegis_core.record.schema import (
     AdmissionRecord,
@@ -43,9 +48,7 @@ from aegis_core.record.schema import (
     Record,
     SkipRecord,
     TraceRecord,
-    decode_all,
     from_dict,
-    is_end,
     key_of,
     scenario_from_records,
 )
@@ -58,10 +61,23 @@ class Mismatch:
     """The record's number (``rec``); None: the trace as a whole."""
     what: str
     message: str
+    line: int | None = None
+    """The record's line in its file (None: not read from a file, or the trace as a whole)."""
+    pos: int = field(default=-1, compare=False, repr=False)
+    """The record's position in the records verified (-1: the trace as a whole)."""
 
     def __str__(self) -> str:
         where = f"record {self.rec}" if self.rec is not None else "trace"
-        return f"{where} ({self.what}): {self.message}"
+        if self.line is not None:
+            where = f"line {self.line}, {where}"
+        return printable(f"{where} ({self.what}): {self.message}")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (one line, nothing forged)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass
@@ -86,102 +102,215 @@ class Verification:
 
 class Trace(list[dict[str, Any]]):
     """The records of a trace file as parsed; ``cut``: its last line was cut mid-record
-    (dropped)."""
+    (dropped); ``path`` the file, ``lines`` each record's line number in it."""
 
     cut = False
+    path: str | None = None
+    lines: Sequence[int] = ()
+
+
+MAX_LINE = 1 << 24
+"""The longest trace line read (16 MiB: a dispatch listing some 100 000 ready jobs); a longer
+one is bad input, so memory stays bounded by the trace's records."""
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}  # fmt: skip
 
 
 def load(path: str | Path) -> Trace:
     """The records of a ``trace.jsonl`` (or of a results directory holding one); a last line
-    cut mid-record is dropped (``Trace.cut``)."""
-    import json
-
-    from aegis_core.model.files import read_text
-
-    p = Path(path)
-    if p.is_dir():
-        p = p / "trace.jsonl"
-    text = read_text(p, "trace file")
-    lines = text.splitlines()
+    cut mid-record is dropped (``Trace.cut``). A line that is not a JSON object (or longer
+    than :data:`MAX_LINE`, or not UTF-8) is an InputError naming the file and line."""
+    p = _trace_file(Path(path))
     out = Trace()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except ValueError as exc:
-            if n == len(lines) and not text.endswith("\n"):  # the write a kill cut short
-                out.cut = True
-                break
-            raise InputError(f"{p}: not a trace: line {n}: {exc}") from None
+    out.path, lines = str(p), []
+    with _open(p) as f:
+        n = 0
+        while raw := f.readline(MAX_LINE + 1):
+            n += 1
+            last = not raw.endswith(b"\n")  # only the file's last line lacks its newline
+            if len(raw) > MAX_LINE and last:
+                raise InputError(f"{p}: line {n}: longer than {MAX_LINE >> 20} MiB: not a trace")
+            try:
+                obj = _parse(raw)
+            except ValueError as exc:
+                if last:  # the write a kill cut short
+                    out.cut = True
+                    break
+                raise InputError(f"{p}: not a trace: line {n}: {exc}") from None
+            if obj is _BLANK:
+                continue
+            if type(obj) is not dict:
+                raise InputError(f"{p}: line {n}: a trace record is a JSON object, not "
+                                 f"{_JSON_TYPES.get(type(obj), type(obj).__name__)}")  # fmt: skip
+            out.append(obj)
+            lines.append(n)
+    out.lines = lines
     return out
 
 
-def _policy_of(records: Sequence[Record]) -> str:
+_BLANK: Any = object()
+
+
+def _parse(raw: bytes) -> Any:
+    """One line's JSON value (:data:`_BLANK` for a blank line); ValueError says what is wrong."""
+    import json
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                         f"{exc.start + 1})") from None  # fmt: skip
+    if not text.strip():
+        return _BLANK
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _trace_file(p: Path) -> Path:
+    """The trace file ``p`` names: itself, or a results directory's ``trace.jsonl``."""
+    if not p.is_dir():
+        return p
+    if (p / "trace.jsonl").exists() or not (p / "summary.json").exists():
+        return p / "trace.jsonl"
+    raise InputError(f"{p}: the run was made without a trace (--no-trace): nothing to explain; "
+                     "run it again without --no-trace")  # fmt: skip
+
+
+def _open(p: Path) -> Any:
+    """``p`` opened for reading, a regular file only (never blocks on a FIFO)."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such trace file") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{p}: not a regular file: not a trace")
+    return os.fdopen(fd, "rb")
+
+
+def records_of(records: Sequence[Mapping[str, Any] | TraceRecord]) -> list[TraceRecord]:
+    """Every record (the end record too) decoded, in order; a malformed one is an InputError
+    naming the file and line (of a :class:`Trace`) and the record and field."""
+    lines = getattr(records, "lines", ())
+    out: list[TraceRecord] = []
+    for i, r in enumerate(records):
+        try:
+            out.append(r if isinstance(r, tuple) else from_dict(r))
+        except InputError as exc:
+            raise InputError(f"{_where(records, lines, i)}{exc}") from None
+    return out
+
+
+def _where(records: Any, lines: Sequence[int], i: int) -> str:
+    path = getattr(records, "path", None)
+    return f"{path}: line {lines[i]}: " if path is not None and i < len(lines) else ""
+
+
+def _policy_of(records: Sequence[TraceRecord], where: str = "") -> str:
     for r in records:
         if isinstance(r, AdmissionRecord):
             return r.policy
-    raise InputError("the trace has no admission records: nothing names its policy")
+    empty = "an empty trace: no records" if not records else "the trace has no admission records"
+    raise InputError(f"{where}{empty}: nothing names its policy")
 
 
 def verify(records: Sequence[Mapping[str, Any] | TraceRecord]) -> Verification:
-    """Re-derive every dispatch and every admission, and check the end record against the
-    run (``Verification.end``: None for an incomplete trace); the mismatches in trace order."""
-    recs = decode_all(records)
+    """Re-derive every dispatch and every admission, check every record against the others
+    and the recorded task parameters (:mod:`~aegis_core.record.consistency`), and the end
+    record against the run (``Verification.end``: None for an incomplete trace); the
+    mismatches in trace order. A malformed record is an InputError."""
+    typed = records_of(records)
     out = Verification(cut=bool(getattr(records, "cut", False)))
-    policy = _policy_of(recs)
-    rp = _verify_dispatches(recs, policy, out)
-    _verify_admissions(rp.admissions, out)
-    _verify_end(records, rp, out)
-    out.mismatches.sort(key=lambda m: -1 if m.rec is None else m.rec)
+    path = getattr(records, "path", None)
+    policy = _policy_of(typed, f"{path}: " if path else "")
+    lines = getattr(records, "lines", ())
+    found = _Found(out, lines)
+    rp, check = _verify_run(typed, policy, found)
+    _verify_admissions(rp.admissions, found, [i for i, r in enumerate(typed)
+                                              if type(r) is AdmissionRecord])  # fmt: skip
+    _verify_end(typed, rp, check, found)
+    out.mismatches.sort(key=lambda m: m.pos)
     return out
 
 
-def _verify_end(
-    records: Sequence[Mapping[str, Any] | TraceRecord], rp: Replay, out: Verification
-) -> None:
+class _Found:
+    """Collects the mismatches, each at its record's position (and line, from a file)."""
+
+    def __init__(self, out: Verification, lines: Sequence[int]) -> None:
+        self.out, self.lines = out, lines
+
+    def __call__(self, pos: int, rec: int | None, what: str, message: str) -> None:
+        line = self.lines[pos] if 0 <= pos < len(self.lines) else None
+        self.out.mismatches.append(Mismatch(rec, what, message, line, pos))
+
+
+def _verify_end(typed: Sequence[TraceRecord], rp: Replay, check: Consistency,
+                found: _Found) -> None:  # fmt: skip
     """The end record is the last one, alone, and agrees with the run: the jobs it counts are
-    the releases, a stop is at its instant."""
-    at = [i for i, r in enumerate(records) if is_end(r)]
+    the releases, no record is later than its instant, a stop is at its instant, and a run
+    that was not stopped ended every job it released."""
+    at = [i for i, r in enumerate(typed) if type(r) is EndRecord]
     if not at:
         return
-    r = records[at[-1]]
-    end = r if isinstance(r, tuple) else from_dict(r)
+    end = typed[at[-1]]
     assert isinstance(end, EndRecord)
+    out, pos = found.out, at[-1]
     out.end = end
-    if at != [len(records) - 1]:
-        why = "is not the trace's last record, alone" if len(at) == 1 else "is not the only one"
-        out.mismatches.append(Mismatch(end.rec, "end", why))
+
+    def bad(why: str) -> None:
+        found(pos, end.rec, "end", why)
+
+    if at != [len(typed) - 1]:
+        bad("is not the trace's last record, alone" if len(at) == 1 else "is not the only one")
     released = sum(js.release is not None for js in rp.jobs.values())
     if end.jobs != released:
-        out.mismatches.append(Mismatch(end.rec, "end", f"counts {end.jobs} jobs, the trace "
-                                                       f"released {released}"))  # fmt: skip
+        bad(f"counts {end.jobs} jobs, the trace released {released}")
+    if end.t_ns < check.latest:
+        bad(f"the run's last instant {_ms(end.t_ns)} is before a record at {_ms(check.latest)}")
     i = end.interrupted
     if i is not None and i.at_ns != end.t_ns:
-        why = f"interrupted at {_ms(i.at_ns)}, not at its instant {_ms(end.t_ns)}"
-        out.mismatches.append(Mismatch(end.rec, "end", why))
+        bad(f"interrupted at {_ms(i.at_ns)}, not at its instant {_ms(end.t_ns)}")
+    left = unfinished(rp) if i is None else []
+    if left:
+        bad(f"the run was not stopped, yet {len(left)} released jobs never ended "
+            f"(no complete, fault or skip), the first {left[0]}")  # fmt: skip
 
 
-def _verify_dispatches(records: Sequence[Record], policy: str, out: Verification) -> Replay:
-    """Replay the run and check each dispatch against the state just before it (the ready set
-    its releases and chunk boundaries make, the running set), not only against what it
-    recorded."""
+def _verify_run(
+    typed: Sequence[TraceRecord], policy: str, found: _Found
+) -> tuple[Replay, Consistency]:
+    """Replay the run and check each record against the state just before it: each dispatch
+    against the ready set its releases and chunk boundaries make and the running set (not
+    only against what it recorded), every record against the others
+    (:class:`~aegis_core.record.consistency.Consistency`); one mismatch a record at most."""
     from aegis_core.model.policy import get_policy
 
     pol = get_policy(policy)
-    rp = Replay()
-    for r in records:
-        if isinstance(r, DispatchRecord):
-            out.dispatches += 1
-            why = _dispatch_problem(r, pol, rp)
-            if why:
-                out.mismatches.append(Mismatch(r.rec, f"dispatch of {r.job}", why))
+    rp, check = Replay(), Consistency()
+    for pos, r in enumerate(typed):
+        if type(r) is EndRecord:
+            continue
+        assert not isinstance(r, EndRecord)
+        why = check.problem(r, rp, typed[pos + 1] if pos + 1 < len(typed) else None)
+        if isinstance(r, DispatchRecord):  # the decision's own check says it best
+            found.out.dispatches += 1
+            why = _dispatch_problem(r, pol, rp) or why
         elif isinstance(r, AssumptionRecord):
-            why = _assumption_problem(r, rp)
-            if why:
-                out.mismatches.append(Mismatch(r.rec, f"assumption of {r.job}", why))
+            why = _assumption_problem(r, rp) or why
+        if why:
+            what = f"admission of {r.task}" if isinstance(r, AdmissionRecord) else \
+                f"{r.kind} of {r.job}"  # fmt: skip
+            found(pos, r.rec, what, why)
         rp.apply(r)
-    return rp
+    return rp, check
 
 
 def _assumption_problem(r: AssumptionRecord, rp: Replay) -> str | None:
@@ -223,7 +352,10 @@ def _dispatch_problem(r: DispatchRecord, pol: Any, rp: Replay) -> str | None:
             bad = [f for f, a, b in zip(Entry._fields, e, released or (), strict=False) if a != b]
             return f"ready entry {e.job} differs from its release record in {', '.join(bad)}"
     keys = [key_of(e, key) for e in listed]
-    best = min(range(len(listed)), key=lambda i: keys[i])
+    try:
+        best = min(range(len(listed)), key=keys.__getitem__)
+    except TypeError:  # a priority missing (the release's check says so): ranked last
+        best = min(range(len(listed)), key=lambda i: _rank(listed[i], key))
     if best != 0:
         return (
             f"by {', '.join(key)} the winner is {listed[best].job} {list(keys[best])}, "
@@ -234,29 +366,71 @@ def _dispatch_problem(r: DispatchRecord, pol: Any, rp: Replay) -> str | None:
     return None
 
 
-def _verify_admissions(adm: Sequence[AdmissionRecord], out: Verification) -> None:
+def _verify_admissions(adm: Sequence[AdmissionRecord], found: _Found, at: Sequence[int]) -> None:
+    """Each verdict re-derived from the recorded task parameters; one policy, one record a
+    task."""
     if not adm:
         return
     if any(r.params is None for r in adm):
-        out.mismatches.append(Mismatch(None, "admission", "admission records lack task params"))
+        found(-1, None, "admission", "admission records lack task params")
         return
+    names = [r.task for r in adm]
+    for i, r in enumerate(adm):
+        if r.policy != adm[0].policy or r.task in names[:i]:
+            why = (
+                f"policy {r.policy}, the first admission record's is {adm[0].policy}"
+                if r.policy != adm[0].policy
+                else "a second admission record of the task"
+            )
+            found(at[i], r.rec, f"admission of {r.task}", why)
+            return
     from aegis_core.analysis.admission import PROVENANCE, admit
 
     try:
         verdicts = admit(scenario_from_records(adm)).tasks
-    except (InputError, TypeError) as exc:  # unreadable params: a mismatch, not a crash
-        out.mismatches.append(Mismatch(adm[0].rec, "admission", str(exc)))
+    except (InputError, TypeError, ValueError) as exc:  # a mismatch, not a crash
+        found(at[0], adm[0].rec, "admission", str(exc))
         return
-    for r, v in zip(adm, verdicts, strict=True):
+    out = found.out
+    for i, (r, v) in enumerate(zip(adm, verdicts, strict=True)):
         out.admissions += 1
         skip = ("name", "admitted", *PROVENANCE)
         want = {"admitted": v.admitted, **{k: x for k, x in v.as_dict().items() if k not in skip}}
         got = {"admitted": r.admitted, **{k: x for k, x in r.rationale.items() if k not in skip}}
         if got != want:
-            diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+            gone = "(none)"
+            diff = sorted(k for k in set(got) | set(want)
+                          if k not in got or k not in want or got[k] != want[k])  # fmt: skip
             k = diff[0]
-            why = f"{k}: recorded {got.get(k)!r}, re-derived {want.get(k)!r}"
-            out.mismatches.append(Mismatch(r.rec, f"admission of {r.task}", why))
+            why = f"{k}: recorded {got.get(k, gone)!r}, re-derived {want.get(k, gone)!r}"
+            found(at[i], r.rec, f"admission of {r.task}", why)
+
+
+def report(records: Sequence[Mapping[str, Any] | TraceRecord]) -> tuple[int, str]:
+    """``aegis explain --verify``'s exit status and text (docs/CONTRACTS.md §cli): 0
+    ``verified: …`` (and where a stopped run stopped), 1 ``verify failed: …`` naming the first
+    wrong record, or ``incomplete trace: …``. A malformed record raises InputError (2)."""
+    v = verify(records)
+    held = (f"all {v.dispatches} dispatches and {v.admissions} admission verdicts re-derive "
+            "from the trace")  # fmt: skip
+    wrong = ""
+    if v.mismatches:
+        path = getattr(records, "path", None)
+        n = len(v.mismatches)
+        wrong = printable(f"verify failed: {f'{path}: ' if path else ''}{v.mismatches[0]} ({n} "
+                          f"problem{'s' if n > 1 else ''} in {v.dispatches} dispatches and "
+                          f"{v.admissions} admission verdicts)")  # fmt: skip
+    if v.end is None:  # cut short: a hard kill, a truncated file
+        cut = "its last line is cut mid-record and dropped; " if v.cut else ""
+        return 1, (f"incomplete trace: no end record ({cut}the run was cut short); what it "
+                   f"holds: {wrong or held}")  # fmt: skip
+    if wrong:
+        return 1, wrong
+    stop = v.end.interrupted
+    if stop is None:
+        return 0, f"verified: {held}"
+    return 0, (f"verified: {held}\ninterrupted at {_ms(stop.at_ns)} ({printable(stop.signal)}): "
+               "the trace holds the run up to then")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the story
@@ -266,15 +440,17 @@ def _ms(ns: int | None) -> str:
     return fmt_ms(ns, " ms")
 
 
-def explain_job(records: Sequence[Mapping[str, Any] | Record], job: str) -> str:
+def explain_job(records: Sequence[Mapping[str, Any] | TraceRecord], job: str) -> str:
     """One job's account: release, deadline, what blocked it, whom it beat or lost to (and
-    by which key), how it ended, and why its task was admitted."""
-    rp = Replay.of(records)
+    by which key), how it ended, and why its task was admitted; for a job of a task admission
+    rejected (and so never released), the rejection."""
+    typed = records_of(records)
+    run: list[Record] = [r for r in typed if not isinstance(r, EndRecord)]
+    rp = Replay.of(run)
     js = rp.jobs.get(job)
     rel = js.release if js is not None else None
     if js is None or rel is None:
-        known = sorted(j for j, s in rp.jobs.items() if s.release is not None)[:8]
-        raise InputError(f"no job {job!r} in the trace (jobs look like {', '.join(known)}, ...)")
+        return _not_released(rp, job)
     rel_dl = rel.deadline_ns - rel.release_ns
     lines = [f"{job} (task {js.task}): released at {_ms(rel.release_ns)}, absolute deadline "
              f"{_ms(rel.deadline_ns)} (relative {_ms(rel_dl)})"]  # fmt: skip
@@ -282,8 +458,47 @@ def explain_job(records: Sequence[Mapping[str, Any] | Record], job: str) -> str:
     lines += _blocking_story(js, _concurrent(rp.policy))
     lines += _competition_story(js)
     lines += _end_story(js)
-    lines += _attribution_story(next((a for a in attribute_trace(records) if a.job == job), None))
-    return "\n".join(lines)
+    lines += _attribution_story(next((a for a in attribute_trace(run) if a.job == job), None))
+    return "\n".join(printable(line) for line in lines)
+
+
+def _not_released(rp: Replay, job: str) -> str:
+    """The story of a job the trace never released: a job of a task admission rejected (its
+    jobs are recorded ``rejected`` in jobs.csv, none released); else an InputError with the
+    jobs it may have meant."""
+    task, _, k = job.rpartition("#")
+    adm = rp.admission(task)
+    if adm is not None and not adm.admitted and adm.enforced and k.isdigit():
+        return "\n".join(printable(line) for line in [
+            f"{job} (task {task}): never released: admission rejected its task, so none of its "
+            "jobs runs (jobs.csv lists them as rejected)", *_admission_story(adm)])  # fmt: skip
+    raise InputError(f"no job {printable(repr(job))} in the trace ({_suggest(rp, job)})")
+
+
+def _natural(job: str) -> tuple[str, int, str]:
+    """Sort key of job ids: by task, then by ``k`` as a number (``a#2`` before ``a#10``)."""
+    task, _, k = job.rpartition("#")
+    return (task, int(k), "") if k.isdigit() else (task, -1, k)
+
+
+def _suggest(rp: Replay, job: str) -> str:
+    """The released jobs ``job`` may have meant, in natural order: its task's jobs nearest to
+    its ``k``, or the first jobs of the tasks whose names are closest."""
+    import difflib
+
+    released = [j for j, js in rp.jobs.items() if js.release is not None]
+    if not released:
+        return "it releases no job"
+    task, _, k = job.rpartition("#")
+    mine = [j for j in released if rp.jobs[j].task == task]
+    if mine:
+        at = int(k) if k.isdigit() else 0
+        near = sorted(mine, key=lambda j: (abs(_natural(j)[1] - at), _natural(j)))[:5]
+    else:
+        tasks = difflib.get_close_matches(task or job, list(rp.tasks), n=3, cutoff=0.0)
+        near = [next(j for j in released if rp.jobs[j].task == t) for t in tasks
+                if any(rp.jobs[j].task == t for j in released)]  # fmt: skip
+    return "did you mean " + ", ".join(sorted(near or released[:5], key=_natural)) + "?"
 
 
 def _attribution_story(a: Attribution | None) -> list[str]:
@@ -306,7 +521,7 @@ def _admission_story(r: AdmissionRecord | None) -> list[str]:
     rat = r.rationale
     verdict = "admitted" if r.admitted else "REJECTED"
     bound = rat.get("response_bound_ns")
-    extra = f", response bound {_ms(bound)}" if bound is not None else ""
+    extra = f", response bound {_ms(bound)}" if type(bound) is int else ""
     return [f"admission: {verdict} under {r.policy} ({rat.get('test')}){extra}: "
             f"{rat.get('reason')}"]  # fmt: skip
 
@@ -332,6 +547,11 @@ def _concurrent(policy: str | None) -> bool:
         return False
 
 
+def _rank(e: Entry | Any, key: Sequence[str]) -> tuple[tuple[bool, Any], ...]:
+    """An entry's policy key, comparable whatever the trace holds (no priority: last)."""
+    return tuple((v is None, 0 if v is None else v) for v in key_of(e, key))
+
+
 def _competition_story(js: JobState) -> list[str]:
     """Every decision while it was ready, from its release to its end (all its chunks)."""
     out = []
@@ -343,8 +563,9 @@ def _competition_story(js: JobState) -> list[str]:
         me = ready[names.index(job)]
         mine = list(key_of(me, key))
         chunk = f" (chunk {r.chunk})" if r.chunk else ""
-        if r.job == job:
-            beat = [f"{e.job} {list(key_of(e, key))}" for e in ready[1:]]
+        if r.job == job:  # the rest of the ready set in key order (as the policy ranks it)
+            rest_set = sorted(ready[1:], key=lambda e: _rank(e, key))
+            beat = [f"{e.job} {list(key_of(e, key))}" for e in rest_set]
             rest = f", ahead of {', '.join(beat)}" if beat else ", alone in the ready set"
             out.append(f"dispatched{chunk} at {_ms(r.t_ns)} by {r.rule}: key {mine}{rest}")
         else:

@@ -141,17 +141,21 @@ class ResultsDir:
                 self.path.rmdir()  # only if empty: a file the user put there keeps it
 
 
-def mark(path: Path, names: Sequence[str], command: str) -> None:
+def mark(path: Path, names: Sequence[str], command: str, *, create: bool = True) -> None:
     """Make ``path`` a folder AegisRT may write ``names`` in (e.g. compare's outputs, each then
     written whole through a temporary file): refused, touching nothing, when it holds one of
     them that AegisRT did not write (no marker) or anything but a regular file at one; else
-    marked (a folder's own files beside them are left alone)."""
+    marked (a folder's own files beside them are left alone). ``create=False`` only checks
+    (before the work whose results go there; a missing folder is fine)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if not create and not os.path.lexists(path):
+            return
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
         ours = _marked(path)
         for name in names:
             _check(path, name, ours)
-        if not ours:
+        if create and not ours:
             _write_marker(path, command)
     except OSError as exc:
         raise _refused(path, exc) from exc
