@@ -275,3 +275,28 @@ def test_the_budget_is_part_of_a_runs_fingerprint() -> None:
     same = run_fingerprint(make_scenario(tasks, analysis_points=MAX_POINTS), 0, True, "sample")
     other = run_fingerprint(make_scenario(tasks, analysis_points=150), 0, True, "sample")
     assert base == same != other
+
+
+@pytest.mark.parametrize("how", ["option", "yaml"])
+def test_a_run_under_another_budget_verifies(
+    how: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trace records the budget: ``explain --verify`` re-derives the verdicts under it
+    (with the default budget it would admit tasks the run rejected)."""
+    import yaml
+
+    doc: dict[str, Any] = {"name": "hard", "duration_ms": 200, "tasks": prime_tasks(12, 0.95)}
+    extra: list[str] = ["--max-points", "150"]
+    if how == "yaml":
+        doc["analysis_points"], extra = 150, []
+    f = tmp_path / "hard.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "run"
+    assert main(["sim", str(f), "--out", str(out), "--quiet", "--no-perfetto", *extra]) == 0
+    trace = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines()]
+    adm = [r for r in trace if r["kind"] in ("admit", "reject")]
+    assert {r["analysis_points"] for r in adm} == {150}
+    assert any("not proved within 150" in r["rationale"]["reason"] for r in adm)
+    capsys.readouterr()
+    assert main(["explain", str(out), "--verify"]) == 0
+    assert capsys.readouterr().out.startswith("verified:")

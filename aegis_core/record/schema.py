@@ -30,7 +30,8 @@ assumption ``what`` (an overhead: ``release-lag``, ``decision``, ``launch``,
 
 ``admit`` / ``reject`` (one per task, first in the trace, ``t_ns`` 0) carry ``task``,
 ``policy``, ``enforced``, ``rationale`` (the verdict: bound, reason, test, …), ``params``
-(what admission read of the task, :data:`TASK_PARAMS`) and ``gpu_memory_bytes``.
+(what admission read of the task, :data:`TASK_PARAMS`) and ``gpu_memory_bytes``; and
+``analysis_points`` when the scenario set an analysis budget (docs/THEORY.md §budget).
 
 ``end`` (:class:`EndRecord`, the last line of every run's trace, complete or stopped by a
 signal) carries ``jobs`` (the jobs released: one ``release`` record each) and
@@ -284,6 +285,7 @@ class AdmissionRecord(NamedTuple):
     params: Mapping[str, Any] | None  # what admission read of the task (None: not recorded)
     gpu_memory_bytes: int | None
     rec: int = -1
+    analysis_points: int | None = None  # the scenario's analysis budget (None: the default)
 
     @property
     def kind(self) -> Kind:
@@ -346,7 +348,8 @@ def admission_records(
         rationale = v.as_dict()
         del rationale["name"], rationale["admitted"]
         out.append(AdmissionRecord(0, v.name, v.admitted, admission.policy, enforced, rationale,
-                                   task_params(task), scenario.gpu_memory_bytes))  # fmt: skip
+                                   task_params(task), scenario.gpu_memory_bytes,
+                                   analysis_points=scenario.analysis_points))  # fmt: skip
     return out
 
 
@@ -374,6 +377,7 @@ def scenario_from_records(adm: Sequence[AdmissionRecord]) -> Scenario:
     return Scenario(
         name="trace", tasks=tuple(tasks), policy=get_policy(adm[0].policy),
         gpu_memory_bytes=adm[0].gpu_memory_bytes, overheads=_recorded_overheads(adm[0]),
+        analysis_points=adm[0].analysis_points,
     )  # fmt: skip
 
 
@@ -517,6 +521,8 @@ class Encoder:
         if r.params is not None:
             body["params"] = dict(r.params)
         body["gpu_memory_bytes"] = r.gpu_memory_bytes
+        if r.analysis_points is not None:
+            body["analysis_points"] = r.analysis_points
         return json.dumps(body, separators=(",", ":")) + "\n"
 
     def _end(self, r: EndRecord, n: int) -> str:
@@ -888,6 +894,7 @@ def _admission(f: _Fields) -> AdmissionRecord:
         _params(f) if f.d.get("params") is not None else None,
         f.opt("gpu_memory_bytes"),
         f.num("rec", least=-1),
+        f.opt("analysis_points", least=1),
     )
 
 
