@@ -90,6 +90,7 @@ RECORDS: st.SearchStrategy[TraceRecord] = st.one_of(
         st.dictionaries(texts, json_values),
         st.none() | params,
         opt_ints,
+        analysis_points=st.none() | st.integers(1, 2**62),
     ),
 )
 
