@@ -76,7 +76,11 @@ _REPR.maxstring = _REPR.maxother = _REPR.maxlong = QUOTE_LIMIT
 def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
     """``repr(value)`` bounded: nested and long values are cut (never expanded in full, so
     a value sharing parts, as YAML aliases make, costs little), escaped, ``limit`` chars."""
-    return shorten(_REPR.repr(value), limit)
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int past str()'s digit limit
+        text = f"<{type(value).__name__} too large to show>"
+    return shorten(text, limit)
 
 
 class AegisError(Exception):
