@@ -556,6 +556,13 @@ class _StrictLoader(yaml.SafeLoader):
         self._sizes[id(node)] = self._count - before
         return node
 
+    def fetch_flow_collection_start(self, token: Any) -> None:
+        """A ``[`` or ``{``: refused past the depth cap here already, as the scanner looks
+        ahead over a whole flow collection (quadratic in its depth) before composing it."""
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise self._refuse(f"nested more than {MAX_YAML_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(token)
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
@@ -667,7 +674,7 @@ def check_times(scenario: Scenario) -> Scenario:
     (each time field of a file is checked as it is read). Else a ScenarioError naming the
     task and the field (of a sum, its largest term)."""
     if scenario.duration_ns > MAX_TIME_NS:
-        raise ScenarioError(scenario.path, f"{scenario.duration_ns} ns is past the limit of "
+        raise ScenarioError(scenario.path, f"{quote(scenario.duration_ns)} ns is past the limit of "
                             f"{MAX_TIME_TEXT}", field="duration_ms")  # fmt: skip
     for t in scenario.tasks:
         span = time_span(scenario, t)
@@ -677,7 +684,7 @@ def check_times(scenario: Scenario) -> Scenario:
             terms = " + ".join(k for k, _ in span)
             raise ScenarioError(
                 scenario.path,
-                f"{terms} reach {total} ns, past the limit of {MAX_TIME_TEXT}",
+                f"{terms} reach {quote(total)} ns, past the limit of {MAX_TIME_TEXT}",
                 task=t.name,
                 field=largest,
             )
