@@ -6,6 +6,7 @@ files only)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -362,9 +363,11 @@ def test_the_reader_maps_every_failure_to_a_file_error(tmp_path: Path) -> None:
         (TASKS + TASK + '    profile: "p\\n\\e[31m.json"\n', "p\\n\\x1b[31m.json"),
         ('name: "demo\\naegis: error: forged"\ntasks: [{name: a, period_ms: 1}]\n',
          "demo\\naegis: error: forged"),
+        (TASKS + '  - name: "a\\ud800"\n    period_ms: 10\n', "task 'a\\ud800'"),
+        (TASKS + TASK + '    profile: "\\ud800.json"\n', "\\ud800.json: not a valid file name"),
     ],
     ids=["newline-in-name", "escape-in-name", "bidi-in-name", "cr-in-name", "newline-in-key",
-         "controls-in-path", "forged-line"],
+         "controls-in-path", "forged-line", "surrogate-in-name", "surrogate-in-path"],
 )  # fmt: skip
 def test_control_characters_are_escaped(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, shown: str
@@ -397,3 +400,30 @@ def test_messages_are_made_safe_once_and_bounded() -> None:
     e = ScenarioError("s\n.yaml", "bad", task="t" * 500, field="f\x1b")
     assert str(e).startswith("s\\n.yaml: task 'ttt") and "field 'f\\x1b': bad" in str(e)
     assert len(str(e)) < 200
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("samples_ns", 1 << 70, "field 'samples_ns[3]': must be an integer > 0 and <= "),
+        ("wcet_ns", (1 << 62) + 1, "field 'wcet_ns': must be an integer > 0 and <= "),
+        ("pwcet_ns", {"1e-03": 10**30}, "field 'pwcet_ns.1e-03': must be an integer > 0"),
+    ],
+)
+def test_profile_times_past_the_limit_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, key: str, value: object, shown: str
+) -> None:
+    """A profile the scenario names feeds the run's times: they fit 2**62 ns as well."""
+    from aegis_core.run.testing import make_profile
+
+    data = make_profile([900_000 + 1000 * i for i in range(20)], task="a").as_dict()
+    if key == "samples_ns":
+        data[key][3] = value
+    elif isinstance(value, dict):
+        data[key] = {**data[key], **value}
+    else:
+        data[key] = value
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    path = scenario(tmp_path, TASKS + "  - name: a\n    period_ms: 10\n    profile: p.json\n")
+    line = refused(capsys, tmp_path, path, "admit", "sim")[0]
+    assert "task 'a': field 'profile': " in line and shown in line, line

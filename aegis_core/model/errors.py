@@ -37,7 +37,9 @@ QUOTE_LIMIT = 60
 PATH_LIMIT = 160
 """A path in a message shows at most this many characters (its head and tail)."""
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -48,8 +50,8 @@ def _escape(m: re.Match[str]) -> str:
 
 def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     """``message`` safe for a terminal: control characters (newlines, escapes, bidi
-    controls) written as ``\\n``, ``\\x1b``, ``\\u202e``; at most ``limit`` characters.
-    Idempotent: a safe message is returned as it is."""
+    controls) and lone surrogates written as ``\\n``, ``\\x1b``, ``\\u202e``; at most
+    ``limit`` characters. Idempotent: a safe message is returned as it is."""
     text = _CONTROL.sub(_escape, message)
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 

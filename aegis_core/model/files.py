@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aegis_core.model.errors import FileError, InputError, quote, shorten, show_path
+from aegis_core.model.types import MAX_TIME_NS
 
 MAX_YAML_BYTES = 1 << 20
 """The largest scenario YAML file read (1 MiB: a hand-written file is a few KiB; PyYAML
@@ -56,8 +57,8 @@ def user_file(path: str | Path, what: str = "file") -> Path:
         mode = os.stat(path).st_mode
     except OSError as exc:
         raise _os_error(path, what, exc) from None
-    except ValueError:  # a NUL byte in the name
-        raise FileError(path, "not a valid file name (a NUL character)") from None
+    except ValueError:  # a NUL, or a character the file system cannot encode
+        raise FileError(path, "not a valid file name") from None
     kind = _not_regular(mode)
     if kind is not None:
         raise _irregular(path, what, kind)
@@ -194,17 +195,19 @@ class FieldReader:
     def non_negative(self, key: str, most: int | None = None) -> int:
         return self.integer(key, 0, most)
 
-    def integers(self, key: str, least: int = 0, *, optional: bool = False) -> tuple[int, ...]:
-        """A list of integers ``>= least`` (durations in ns)."""
+    def integers(
+        self, key: str, least: int = 0, *, optional: bool = False, most: int = MAX_TIME_NS
+    ) -> tuple[int, ...]:
+        """A list of integers in ``[least, most]`` (durations in ns: at most 2**62)."""
         v = self.get(key, list, optional=optional) or []
         for i, item in enumerate(v):
-            if not _int(item) or item < least:
-                raise self.fail(f"{key}[{i}]", f"must be an integer {_least(least)} ns, "
-                                f"got {quote(item)}")  # fmt: skip
+            if not _int(item) or item < least or item > most:
+                raise self.fail(f"{key}[{i}]", f"must be an integer {_least(least)} and <= "
+                                f"{most} ns, got {quote(item)}")  # fmt: skip
         return tuple(v)
 
     def counts(self, key: str, *, optional: bool = False) -> tuple[int, ...]:
-        """A list of integers >= 0 (ns)."""
+        """A list of integers >= 0 and <= 2**62 (ns)."""
         return self.integers(key, 0, optional=optional)
 
 
