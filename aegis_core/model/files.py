@@ -119,8 +119,10 @@ def read_json(path: str | Path, what: str = "file", limit: int = MAX_JSON_BYTES)
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise FileError(path, f"invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:  # an integer of > 4300 digits; nesting
-        raise FileError(path, f"invalid JSON: {shorten(str(exc))}") from None
+    except RecursionError:
+        raise FileError(path, "invalid JSON: nested too deep") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise FileError(path, f"invalid JSON: {shorten(str(exc), 120)}") from None
 
 
 def write_json_atomic(path: str | Path, data: Any, what: str = "file", *, indent: int = 1) -> None:
