@@ -203,7 +203,7 @@ def test_a_list_or_mapping_as_a_key_is_refused(
         ("    arrival: sporadic\n    slack_ms: 1e300\n", "", "slack_ms", "past the limit"),
         ("    offset_ms: 9223372036854775807\n", "", "offset_ms", "past the limit"),
         ("    priority: 9223372036854775808\n", "", "priority", "must be <= 9223372036854775807"),
-        ("    priority: -9223372036854775809\n", "", "priority", "must be <= "),
+        ("    priority: -9223372036854775809\n", "", "priority", "must be >= -9223372036854775808"),
         ("    model: mlp\n    batch: 1000000\n", "", "batch", "must be <= 65536"),
         ("    model: mlp\n    input_shape: [1000000000000]\n", "", "input_shape", "at most 8"),
         ("    model: mlp\n    batch: 65536\n    input_shape: [65537]\n", "", "input_shape",
@@ -427,3 +427,21 @@ def test_profile_times_past_the_limit_are_refused(
     path = scenario(tmp_path, TASKS + "  - name: a\n    period_ms: 10\n    profile: p.json\n")
     line = refused(capsys, tmp_path, path, "admit", "sim")[0]
     assert "task 'a': field 'profile': " in line and shown in line, line
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("name: 2026-13-45\ntasks: [1]\n", "line 1, column 7: cannot read the value '2026-13-45'"),
+        ("name: a\ntasks: [{period_ms: !!float ten}]", "column 21: cannot read the value 'ten'"),
+        ("name: a\ntasks: [{period_ms: !!int 0x}]", "column 21: cannot read the value '0x'"),
+        ("name: !!python/name:os.system x\n", "could not determine a constructor for the tag"),
+        ("name: a\n---\nname: b\n", "expected a single document"),
+    ],
+    ids=["bad-date", "bad-float", "bad-int", "python-tag", "two-documents"],
+)
+def test_values_yaml_cannot_build_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, shown: str
+) -> None:
+    for line in refused(capsys, tmp_path, scenario(tmp_path, text), "admit"):
+        assert "invalid YAML at line" in line and shown in line, line

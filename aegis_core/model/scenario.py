@@ -176,9 +176,10 @@ class _Fields:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"must be an integer, got {quote(value)}")
-        if minimum is not None and value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {quote(value)}")
-        if value > maximum or value < -MAX_INT64 - 1:
+        least = -MAX_INT64 - 1 if minimum is None else minimum
+        if value < least:
+            raise self.fail(key, f"must be >= {least}, got {quote(value)}")
+        if value > maximum:
             raise self.fail(key, f"must be <= {maximum}, got {quote(value)}")
         return value
 
@@ -567,8 +568,8 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep)
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date 2026-13-45
-            raise self._refuse(f"cannot read the value {quote(node.value)}: {exc}",
-                               node.start_mark) from None  # fmt: skip
+            shown = quote(node.value) if isinstance(node, yaml.ScalarNode) else node.tag
+            raise self._refuse(f"cannot read the value {shown}: {exc}", node.start_mark) from None
 
     @staticmethod
     def _refuse(problem: str, mark: Any) -> yaml.MarkedYAMLError:
@@ -644,6 +645,9 @@ def load_scenario(path: str | Path) -> Scenario:
             problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
         else:
             problem = getattr(exc, "problem", None) or str(exc)
+            context = getattr(exc, "context", None)
+            if context and problem.startswith("but "):  # "expected ..., but found ..."
+                problem = f"{context}, {problem}"
         raise ScenarioError(p, f"invalid YAML{where}: {shorten(problem, 200)}") from None
     return parse_scenario(data, p, source=source)
 
