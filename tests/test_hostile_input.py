@@ -29,7 +29,12 @@ from aegis_core.model.files import (
     read_user_text,
     user_file,
 )
-from aegis_core.model.scenario import MAX_ALIAS_NODES, MAX_YAML_DEPTH, load_scenario
+from aegis_core.model.scenario import (
+    MAX_ALIAS_NODES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    load_scenario,
+)
 from aegis_core.tools.cli import main
 
 RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202e]")
@@ -128,6 +133,29 @@ def test_aliases_within_the_budget_load(tmp_path: Path) -> None:
     wide = TASKS + TASK + "    kernels_ms: [&k 0.25, *k, *k, *k]\n    wcet_ms: 1\n"
     with pytest.raises(ScenarioError, match="duplicate key 'wcet_ms'"):
         load_scenario(scenario(tmp_path, wide, "dup.yaml"))  # a key written twice still is one
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: demo\ntasks: [" + ",".join(["0"] * (MAX_YAML_NODES + 1)) + "]\n",
+        TASKS + TASK + "    kernels_ms:\n" + "    - 0.001\n" * MAX_YAML_NODES,
+        "name: demo\ntasks: [&b ["
+        + ",".join(["0"] * 1000)
+        + "]"
+        + ", *b" * 9
+        + ", 0" * 41_000
+        + "]\n",  # aliases add 9 009 values (within their budget), 51 011 in all
+    ],
+    ids=["flow", "block", "aliases-within-their-budget"],
+)
+def test_a_document_of_too_many_values_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str
+) -> None:
+    """Pure-Python YAML is slow: a file under the size cap may still hold too many values."""
+    assert len(text) <= MAX_YAML_BYTES
+    for line in refused(capsys, tmp_path, scenario(tmp_path, text), "admit"):
+        assert f"more than {MAX_YAML_NODES} values in the document" in line
 
 
 # ----------------------------------------------------------------------- 2. nesting depth

@@ -512,6 +512,11 @@ def _overheads(f: _Fields, base: Path) -> Overheads | None:
 MAX_YAML_DEPTH = 32
 """The deepest nesting of lists and mappings a scenario may have (it needs 4)."""
 
+MAX_YAML_NODES = 50_000
+"""The most values (scalars, lists, mappings) a scenario may hold, aliases counted at the full
+size of what they repeat: pure-Python PyYAML composes some 50 000 a second, and a file of a
+hundred tasks of 500 kernels each holds as many."""
+
 MAX_ALIAS_NODES = 10_000
 """The most values YAML aliases may add to a scenario, each alias counted at the full size
 of the value it repeats (so a "billion laughs" file is refused while it is read)."""
@@ -523,8 +528,9 @@ _MAX_INT_DIGITS = 40
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, stricter: a key written twice in one mapping is an error (the
     second would silently win, hiding a typo), and ``1e3`` reads as a float, as in YAML 1.2.
-    Bounded: nesting at most :data:`MAX_YAML_DEPTH` deep, aliases adding at most
-    :data:`MAX_ALIAS_NODES` values, keys single values, integers at most 40 digits."""
+    Bounded: nesting at most :data:`MAX_YAML_DEPTH` deep, at most :data:`MAX_YAML_NODES`
+    values of which aliases add at most :data:`MAX_ALIAS_NODES`, keys single values,
+    integers at most 40 digits."""
 
     def __init__(self, stream: bytes) -> None:
         super().__init__(stream)
@@ -540,10 +546,10 @@ class _StrictLoader(yaml.SafeLoader):
             size = self._sizes.get(id(node))
             if size is None:
                 raise self._refuse("an alias inside the value it names (a recursive value)", mark)
-            self._count += size
             self._aliased += size
             if self._aliased > MAX_ALIAS_NODES:
                 raise self._refuse(f"aliases repeat more than {MAX_ALIAS_NODES} values", mark)
+            self._counted(size, mark)
             return node
         if self._depth >= MAX_YAML_DEPTH:
             raise self._refuse(f"nested more than {MAX_YAML_DEPTH} levels deep", mark)
@@ -553,9 +559,14 @@ class _StrictLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        self._count += 1
+        self._counted(1, mark)
         self._sizes[id(node)] = self._count - before
         return node
+
+    def _counted(self, values: int, mark: Any) -> None:
+        self._count += values
+        if self._count > MAX_YAML_NODES:
+            raise self._refuse(f"more than {MAX_YAML_NODES} values in the document", mark)
 
     def fetch_flow_collection_start(self, token: Any) -> None:
         """A ``[`` or ``{``: refused past the depth cap here already, as the scanner looks
