@@ -1,4 +1,4 @@
-"""The bad-input promise over generated scenario documents (docs/CONTRACTS.md §bad input):
+"""The bad-input promise over generated scenario documents (docs/CONTRACTS.md §bad-input):
 whatever a scenario file holds, ``admit``, ``sim`` and ``memory`` exit 0, 1 or 2; on 2 they
 print exactly one line, ``aegis: error: ...``, with no raw control character and no traceback,
 and ``sim`` writes nothing into ``--out``.

@@ -1,4 +1,4 @@
-"""Hostile scenario input (docs/CONTRACTS.md §bad input): each class a review found breaking
+"""Hostile scenario input (docs/CONTRACTS.md §bad-input): each class a review found breaking
 the promise, several cases each. Every case exits 2 with one line ``aegis: error: ...`` naming
 the file (and the task and field where there is one), no raw control character, nothing
 written; the reads behind them are bounded (file size, alias and depth budgets, regular
