@@ -189,7 +189,7 @@ class FieldReader:
     def integer(self, key: str, least: int = 0, most: int | None = None) -> int:
         """An integer in ``[least, most]`` (``least`` 0 or 1: ``>= 0`` or ``> 0``)."""
         v: Any = self.data.get(key)
-        if not _int(v) or v < least or (most is not None and v > most):
+        if not is_int(v) or v < least or (most is not None and v > most):
             top = "" if most is None else f" and <= {most}"
             raise self.fail(key, f"must be an integer {_least(least)}{top}, got {quote(v)}")
         return int(v)
@@ -203,7 +203,7 @@ class FieldReader:
         """A list of integers in ``[least, most]`` (durations in ns: at most 2**62)."""
         v = self.get(key, list, optional=optional) or []
         for i, item in enumerate(v):
-            if not _int(item) or item < least or item > most:
+            if not is_int(item) or item < least or item > most:
                 raise self.fail(f"{key}[{i}]", f"must be an integer {_least(least)} and <= "
                                 f"{most} ns, got {quote(item)}")  # fmt: skip
         return tuple(v)
@@ -217,5 +217,6 @@ def _least(least: int) -> str:
     return "> 0" if least == 1 else f">= {least}"
 
 
-def _int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """``v`` is an integer, not a bool."""
     return isinstance(v, int) and not isinstance(v, bool)

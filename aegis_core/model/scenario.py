@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import yaml
 
 from aegis_core.model.errors import FileError, InputError, ScenarioError, quote, shorten, show_path
-from aegis_core.model.files import MAX_YAML_BYTES, read_user_bytes, user_file
+from aegis_core.model.files import MAX_YAML_BYTES, is_int, read_user_bytes, user_file
 from aegis_core.model.overheads import Overheads, load_overheads
 from aegis_core.model.policy import DEFAULT, POLICIES, Policy
 from aegis_core.model.profile import Profile, load_profile
@@ -245,10 +245,6 @@ def _memory_bytes(f: _Fields, key: str) -> int | None:
     return count
 
 
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _kernels(f: _Fields) -> tuple[int, ...] | None:
     value = f.data.get("kernels_ms")
     if value is None:
@@ -278,7 +274,7 @@ def _input_shape(f: _Fields, batch: int) -> tuple[int, ...] | None:
     ok = (
         isinstance(value, list)
         and 0 < len(value) <= _MAX_DIMS
-        and all(_int(v) and 0 < v <= MAX_INPUT_ELEMENTS for v in value)
+        and all(is_int(v) and 0 < v <= MAX_INPUT_ELEMENTS for v in value)
     )
     if not ok:
         raise f.fail("input_shape", f"must be a list of positive integers (at most "
