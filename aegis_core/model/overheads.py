@@ -27,6 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from aegis_core.model.errors import quote
 from aegis_core.model.files import FieldReader, read_json, write_json_atomic
 from aegis_core.model.types import TimeNs
 
@@ -154,7 +155,7 @@ class Overheads:
         r.schema(SCHEMA)
         exceedance = r.get("exceedance", float)
         if not 0 < exceedance < 1:
-            raise r.fail("exceedance", f"must lie in (0, 1), got {exceedance!r}")
+            raise r.fail("exceedance", f"must lie in (0, 1), got {quote(exceedance)}")
         raw = r.get("figures", dict)
         figures = {w: _figure(r.sub(f"figures.{w.value}", raw.get(w.value)), w) for w in Overhead}
         extra = sorted(set(raw) - {w.value for w in Overhead})

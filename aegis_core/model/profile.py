@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aegis_core.model.errors import quote
 from aegis_core.model.files import FieldReader, write_json_atomic
+from aegis_core.model.types import MAX_TIME_NS
 
 if TYPE_CHECKING:
     from aegis_core.analysis.pwcet import WcetEstimate
@@ -125,18 +127,19 @@ class Profile:
             raise r.fail("samples_ns", f"needs at least {MIN_SAMPLES} samples, has {len(samples)}")
         mode = r.get("mode", str)
         if mode not in MODES:
-            raise r.fail("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+            raise r.fail("mode", f"must be one of {', '.join(MODES)}, got {quote(mode)}")
         pwcet = r.get("pwcet_ns", dict)
         for p in EXCEEDANCES:
             v = pwcet.get(p_key(p))
-            if not _positive_int(v):
-                raise r.fail(f"pwcet_ns.{p_key(p)}", f"must be an integer > 0, got {v!r}")
+            if not _positive_int(v) or v > MAX_TIME_NS:
+                raise r.fail(f"pwcet_ns.{p_key(p)}", f"must be an integer > 0 and <= "
+                             f"{MAX_TIME_NS}, got {quote(v)}")  # fmt: skip
         shape = r.get("input_shape", list, optional=True)
         if shape is not None and not all(_positive_int(v) for v in shape):
-            raise r.fail("input_shape", f"must be a list of integers > 0, got {shape!r}")
+            raise r.fail("input_shape", f"must be a list of integers > 0, got {quote(shape)}")
         exceedance = r.get("exceedance", float)
         if not 0 < exceedance < 1:
-            raise r.fail("exceedance", f"must lie in (0, 1), got {exceedance!r}")
+            raise r.fail("exceedance", f"must lie in (0, 1), got {quote(exceedance)}")
         for key in ("co_runners", "warnings"):
             items = r.get(key, list, optional=True) or []
             if not all(isinstance(v, str) for v in items):
@@ -152,7 +155,7 @@ class Profile:
             co_runners=tuple(r.get("co_runners", list, optional=True) or ()),
             samples_ns=samples,
             warmup_ns=r.integers("warmup_ns", 1, optional=True),
-            wcet_ns=r.integer("wcet_ns", 1),
+            wcet_ns=r.integer("wcet_ns", 1, MAX_TIME_NS),
             method=r.get("method", str),
             exceedance=exceedance,
             converged=r.get("converged", bool),

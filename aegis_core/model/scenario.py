@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from aegis_core.model.errors import InputError, ScenarioError
+from aegis_core.model.errors import FileError, InputError, ScenarioError, quote, shorten, show_path
+from aegis_core.model.files import MAX_YAML_BYTES, is_int, read_user_bytes, user_file
 from aegis_core.model.overheads import Overheads, load_overheads
 from aegis_core.model.policy import DEFAULT, POLICIES, Policy
 from aegis_core.model.profile import Profile, load_profile
@@ -26,6 +28,23 @@ from aegis_core.model.types import BYTES_PER_MIB, MAX_TIME_NS, MAX_TIME_TEXT, Ti
 
 BYTES_PER_MB = BYTES_PER_MIB
 """``memory_mb`` counts MiB."""
+
+MAX_INT64 = (1 << 63) - 1
+"""The largest integer field (``seed``, ``priority``): records and NumPy keep them in int64."""
+
+MAX_BATCH = 1 << 16
+"""The largest ``batch`` of a builtin model."""
+
+MAX_INPUT_ELEMENTS = 1 << 32
+"""The most elements one job's input may hold (``batch`` times the ``input_shape``)."""
+
+_MAX_DIMS = 8
+
+MAX_MEMORY_MB = 1 << 40
+"""The largest ``memory_mb`` (1 EiB): its byte count fits int64."""
+
+MAX_NAME = 128
+"""The longest scenario or task name (names become file and folder names)."""
 
 BUILTIN_MODELS = frozenset({"resnet18", "mobilenet_v2", "bert_tiny", "mlp", "tiny_cnn"})
 """Names of the builtin model graphs (the zoo lands with the executor)."""
@@ -133,12 +152,12 @@ class _Fields:
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not math.isfinite(value)
+            or (isinstance(value, float) and not math.isfinite(value))
         ):
-            raise self.fail(key, f"must be a finite number, got {value!r}")
+            raise self.fail(key, f"must be a finite number, got {quote(value)}")
         if (strict and value <= minimum) or (not strict and value < minimum):
             op = ">" if strict else ">="
-            raise self.fail(key, f"must be {op} {minimum:g}, got {value!r}")
+            raise self.fail(key, f"must be {op} {minimum:g}, got {quote(value)}")
         return value
 
     def ms(self, key: str, *, strict: bool = True) -> TimeNs | None:
@@ -148,17 +167,23 @@ class _Fields:
             return None
         ns = ms_to_ns(value)
         if ns > MAX_TIME_NS:
-            raise self.fail(key, f"{value!r} ms is {ns} ns, past the limit of {MAX_TIME_TEXT}")
+            raise self.fail(key, f"{quote(value)} ms is past the limit of {MAX_TIME_TEXT}")
         return ns
 
-    def integer(self, key: str, *, minimum: int | None = None) -> int | None:
+    def integer(
+        self, key: str, *, minimum: int | None = None, maximum: int = MAX_INT64
+    ) -> int | None:
+        """An integer in ``[minimum, maximum]`` (default: int64's range); None when absent."""
         value = self.data.get(key)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise self.fail(key, f"must be >= {minimum}, got {value!r}")
+            raise self.fail(key, f"must be an integer, got {quote(value)}")
+        least = -MAX_INT64 - 1 if minimum is None else minimum
+        if value < least:
+            raise self.fail(key, f"must be >= {least}, got {quote(value)}")
+        if value > maximum:
+            raise self.fail(key, f"must be <= {maximum}, got {quote(value)}")
         return value
 
     def string(self, key: str) -> str | None:
@@ -166,7 +191,7 @@ class _Fields:
         if value is None:
             return None
         if not isinstance(value, str) or not value:
-            raise self.fail(key, f"must be a non-empty string, got {value!r}")
+            raise self.fail(key, f"must be a non-empty string, got {quote(value)}")
         return value
 
     def choice(self, key: str, enum: type[StrEnum], default: StrEnum) -> Any:
@@ -177,14 +202,14 @@ class _Fields:
             return enum(value)
         except ValueError:
             allowed = ", ".join(e.value for e in enum)
-            raise self.fail(key, f"must be one of {allowed}, got {value!r}") from None
+            raise self.fail(key, f"must be one of {allowed}, got {quote(value)}") from None
 
     def mapping(self, key: str) -> Mapping[str, Any] | None:
         value = self.data.get(key)
         if value is None:
             return None
         if not isinstance(value, Mapping):
-            raise self.fail(key, f"must be a mapping, got {value!r}")
+            raise self.fail(key, f"must be a mapping, got {quote(value)}")
         return value
 
 
@@ -215,7 +240,14 @@ def _memory_bytes(f: _Fields, key: str) -> int | None:
     sub = _Fields(f.path, section, f.task, prefix=f"{key}.")
     sub.check_keys(_MEMORY_KEYS)
     mb = sub.number("memory_mb")
-    return None if mb is None else round(mb * BYTES_PER_MB)
+    if mb is None:
+        return None
+    if mb > MAX_MEMORY_MB:
+        raise sub.fail("memory_mb", f"must be <= {MAX_MEMORY_MB} (1 EiB), got {quote(mb)}")
+    count = round(mb * BYTES_PER_MB)
+    if count < 1:
+        raise sub.fail("memory_mb", f"must be at least one byte, got {quote(mb)}")
+    return count
 
 
 def _kernels(f: _Fields) -> tuple[int, ...] | None:
@@ -223,7 +255,9 @@ def _kernels(f: _Fields) -> tuple[int, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value:
-        raise f.fail("kernels_ms", f"must be a non-empty list of kernel WCETs in ms, got {value!r}")
+        raise f.fail(
+            "kernels_ms", f"must be a non-empty list of kernel WCETs in ms, got {quote(value)}"
+        )
     out = []
     for k, v in enumerate(value):
         item = _Fields(f.path, {f"kernels_ms[{k}]": v}, f.task)
@@ -238,23 +272,28 @@ def _kernels(f: _Fields) -> tuple[int, ...] | None:
     return tuple(out)
 
 
-def _input_shape(f: _Fields) -> tuple[int, ...] | None:
+def _input_shape(f: _Fields, batch: int) -> tuple[int, ...] | None:
     value = f.data.get("input_shape")
     if value is None:
         return None
     ok = (
         isinstance(value, list)
-        and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        and 0 < len(value) <= _MAX_DIMS
+        and all(is_int(v) and 0 < v <= MAX_INPUT_ELEMENTS for v in value)
     )
     if not ok:
-        raise f.fail("input_shape", f"must be a non-empty list of positive integers, got {value!r}")
+        raise f.fail("input_shape", f"must be a list of positive integers (at most "
+                     f"{_MAX_DIMS}), got {quote(value)}")  # fmt: skip
+    elements = batch * math.prod(value)
+    if elements > MAX_INPUT_ELEMENTS:
+        raise f.fail("input_shape", f"batch x input_shape is {elements} elements, past the "
+                     f"limit of {MAX_INPUT_ELEMENTS} (2**32)")  # fmt: skip
     return tuple(value)
 
 
 def _checked_shape(f: _Fields, model: str | None, batch: int) -> tuple[int, ...] | None:
     """The task's input shape, checked against its builtin model (builds the graph once)."""
-    shape = _input_shape(f)
+    shape = _input_shape(f, batch)
     if shape is None:
         return None
     if model is None:
@@ -275,12 +314,15 @@ def _model(f: _Fields, base: Path) -> str | None:
     if model is None or model in BUILTIN_MODELS:
         return model
     candidate = Path(model) if Path(model).is_absolute() else base / model
-    if candidate.is_file():
-        return str(candidate)
+    try:
+        return str(user_file(candidate, "graph file"))
+    except FileError as exc:
+        if exc.reason != "no such graph file":
+            raise f.fail("model", str(exc)) from None
     raise f.fail(
         "model",
-        f"unknown model {model!r}: not a builtin ({', '.join(sorted(BUILTIN_MODELS))}) "
-        f"and no graph file at {candidate}",
+        f"unknown model {quote(model)}: not a builtin ({', '.join(sorted(BUILTIN_MODELS))}) "
+        f"and no graph file at {show_path(candidate)}",
     )
 
 
@@ -299,10 +341,12 @@ def _file(f: _Fields, key: str, base: Path, missing: str,
     if given is None:
         return None
     candidate = Path(given) if Path(given).is_absolute() else base / given
-    if not candidate.is_file():
-        raise f.fail(key, missing.format(candidate))
     try:
-        return load(candidate)
+        return load(user_file(candidate, f"{key} file"))
+    except FileError as exc:
+        if exc.reason.startswith("no such"):
+            raise f.fail(key, missing.format(show_path(candidate))) from None
+        raise f.fail(key, str(exc)) from None
     except InputError as exc:
         raise f.fail(key, str(exc)) from None
 
@@ -315,7 +359,8 @@ def _profile_matches(
         return
     if Path(model).name != Path(prof.model).name:
         raise f.fail(
-            "profile", f"the profile measured model {prof.model!r}, the task runs {model!r}"
+            "profile",
+            f"the profile measured model {quote(prof.model)}, the task runs {quote(model)}",
         )
     if prof.batch != batch:
         raise f.fail("profile", f"the profile measured batch {prof.batch}, the task runs {batch}")
@@ -359,22 +404,21 @@ def _policy(f: _Fields) -> Policy:
     if name is None:
         return DEFAULT
     if not isinstance(name, str) or name not in POLICIES:
-        raise f.fail("policy", f"must be one of {', '.join(POLICIES)}, got {name!r}")
+        raise f.fail("policy", f"must be one of {', '.join(POLICIES)}, got {quote(name)}")
     return POLICIES[name]
 
 
 def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     if not isinstance(raw, Mapping):
-        raise ScenarioError(path, f"must be a mapping, got {raw!r}", task=f"#{index}")
+        raise ScenarioError(path, f"must be a mapping, got {quote(raw)}", task=f"#{index}")
     label = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else None
     f = _Fields(path, raw, label or f"#{index}")
     f.check_keys(_TASK_KEYS, required=("name", "period_ms"))
     name = f.string("name")
     assert name is not None
-    if not _TASK_NAME_RE.fullmatch(name):
-        raise f.fail(
-            "name", f"must match [A-Za-z0-9_.-]+ (it names jobs '<task>#<k>'), got {name!r}"
-        )
+    if not _TASK_NAME_RE.fullmatch(name) or len(name) > MAX_NAME:
+        raise f.fail("name", f"must match [A-Za-z0-9_.-]+, at most {MAX_NAME} characters (it "
+                     f"names jobs '<task>#<k>'), got {quote(name)}")  # fmt: skip
     period = f.ms("period_ms")
     assert period is not None
     deadline = f.ms("deadline_ms")
@@ -392,7 +436,7 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
     jitter = f.ms("jitter_ms", strict=False) or 0
     if jitter >= period:
         raise f.fail("jitter_ms", f"must be below the period ({period} ns), got {jitter} ns")
-    batch = f.integer("batch", minimum=1)
+    batch = f.integer("batch", minimum=1, maximum=MAX_BATCH)
     model = _model(f, base)
     if batch is not None and model is not None and model not in BUILTIN_MODELS:
         raise f.fail("batch", "a graph file fixes its own batch: leave this out")
@@ -428,8 +472,9 @@ def parse_scenario(data: Any, path: str = "<memory>", *, source: bytes = b"") ->
     f.check_keys(_TOP_KEYS, required=("name", "tasks"))
     name = f.string("name")
     assert name is not None
-    if not _NAME_RE.fullmatch(name):
-        raise f.fail("name", f"must match [a-z0-9_-]+, got {name!r}")
+    if not _NAME_RE.fullmatch(name) or len(name) > MAX_NAME:
+        raise f.fail("name", f"must match [a-z0-9_-]+, at most {MAX_NAME} characters, got "
+                     f"{quote(name)}")  # fmt: skip
     raw_tasks = data["tasks"]
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise f.fail("tasks", "must be a non-empty list of tasks")
@@ -466,24 +511,118 @@ def _overheads(f: _Fields, base: Path) -> Overheads | None:
                  load_overheads)  # fmt: skip
 
 
+MAX_YAML_DEPTH = 32
+"""The deepest nesting of lists and mappings a scenario may have (it needs 4)."""
+
+MAX_YAML_NODES = 50_000
+"""The most values (scalars, lists, mappings) a scenario may hold, aliases counted at the full
+size of what they repeat: pure-Python PyYAML composes some 50 000 a second, and a file of a
+hundred tasks of 500 kernels each holds as many."""
+
+MAX_ALIAS_NODES = 10_000
+"""The most values YAML aliases may add to a scenario, each alias counted at the full size
+of the value it repeats (so a "billion laughs" file is refused while it is read)."""
+
+_MAX_INT_DIGITS = 40
+"""An integer literal longer than this is refused as it is read (no field takes one)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, stricter: a key written twice in one mapping is an error (the
-    second would silently win, hiding a typo), and ``1e3`` reads as a float, as in YAML 1.2."""
+    second would silently win, hiding a typo), and ``1e3`` reads as a float, as in YAML 1.2.
+    Bounded: nesting at most :data:`MAX_YAML_DEPTH` deep, at most :data:`MAX_YAML_NODES`
+    values of which aliases add at most :data:`MAX_ALIAS_NODES`, keys single values,
+    integers at most 40 digits."""
+
+    def __init__(self, stream: bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._count = 0  # values composed, each alias counted at its anchor's full size
+        self._aliased = 0  # of which aliases added
+        self._sizes: dict[int, int] = {}  # id(node) -> its size, aliases expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)  # an undefined alias fails here
+            size = self._sizes.get(id(node))
+            if size is None:
+                raise self._refuse("an alias inside the value it names (a recursive value)", mark)
+            self._aliased += size
+            if self._aliased > MAX_ALIAS_NODES:
+                raise self._refuse(f"aliases repeat more than {MAX_ALIAS_NODES} values", mark)
+            self._counted(size, mark)
+            return node
+        if self._depth >= MAX_YAML_DEPTH:
+            raise self._refuse(f"nested more than {MAX_YAML_DEPTH} levels deep", mark)
+        before = self._count
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._counted(1, mark)
+        self._sizes[id(node)] = self._count - before
+        return node
+
+    def _counted(self, values: int, mark: Any) -> None:
+        self._count += values
+        if self._count > MAX_YAML_NODES:
+            raise self._refuse(f"more than {MAX_YAML_NODES} values in the document", mark)
+
+    def fetch_flow_collection_start(self, token: Any) -> None:
+        """A ``[`` or ``{``: refused past the depth cap here already, as the scanner looks
+        ahead over a whole flow collection (quadratic in its depth) before composing it."""
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise self._refuse(f"nested more than {MAX_YAML_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(token)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date 2026-13-45
+            shown = quote(node.value) if isinstance(node, yaml.ScalarNode) else node.tag
+            raise self._refuse(f"cannot read the value {shown}: {exc}", node.start_mark) from None
+
+    @staticmethod
+    def _refuse(problem: str, mark: Any) -> yaml.MarkedYAMLError:
+        return yaml.composer.ComposerError(None, None, problem, mark)
 
 
 def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
+    """The mapping; a key written twice in it is an error (keys merged in with ``<<: *x``
+    are not its own: its own override them)."""
     seen = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        if not isinstance(key_node, yaml.ScalarNode):
+            kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a single value, not a {kind}", key_node.start_mark
+            )
         key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
+                None, None, f"duplicate key {quote(key)}", key_node.start_mark
             )
         seen.add(key)
+    loader.flatten_mapping(node)
     return loader.construct_mapping(node)
 
 
+def _bounded_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    if len(node.value) > _MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"an integer of {len(node.value)} characters: too large for any field",
+            node.start_mark,
+        )
+    return int(loader.construct_yaml_int(node))
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
 _StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -506,11 +645,9 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     p = str(path)
     try:
-        source = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ScenarioError(p, "no such file") from None
-    except OSError as exc:
-        raise ScenarioError(p, f"cannot read: {exc.strerror}") from None
+        source = read_user_bytes(p, "file", MAX_YAML_BYTES)
+    except FileError as exc:
+        raise ScenarioError(p, exc.reason) from None
     try:
         data = yaml.load(source, Loader=_StrictLoader)  # a SafeLoader subclass: no objects
     except yaml.YAMLError as exc:
@@ -521,7 +658,10 @@ def load_scenario(path: str | Path) -> Scenario:
             problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
         else:
             problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(p, f"invalid YAML{where}: {' '.join(problem.split())}") from None
+            context = getattr(exc, "context", None)
+            if context and problem.startswith("but "):  # "expected ..., but found ..."
+                problem = f"{context}, {problem}"
+        raise ScenarioError(p, f"invalid YAML{where}: {shorten(problem, 200)}") from None
     return parse_scenario(data, p, source=source)
 
 
@@ -551,7 +691,7 @@ def check_times(scenario: Scenario) -> Scenario:
     (each time field of a file is checked as it is read). Else a ScenarioError naming the
     task and the field (of a sum, its largest term)."""
     if scenario.duration_ns > MAX_TIME_NS:
-        raise ScenarioError(scenario.path, f"{scenario.duration_ns} ns is past the limit of "
+        raise ScenarioError(scenario.path, f"{quote(scenario.duration_ns)} ns is past the limit of "
                             f"{MAX_TIME_TEXT}", field="duration_ms")  # fmt: skip
     for t in scenario.tasks:
         span = time_span(scenario, t)
@@ -561,7 +701,7 @@ def check_times(scenario: Scenario) -> Scenario:
             terms = " + ".join(k for k, _ in span)
             raise ScenarioError(
                 scenario.path,
-                f"{terms} reach {total} ns, past the limit of {MAX_TIME_TEXT}",
+                f"{terms} reach {quote(total)} ns, past the limit of {MAX_TIME_TEXT}",
                 task=t.name,
                 field=largest,
             )
@@ -575,12 +715,14 @@ def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:
     import dataclasses
 
     folder = Path(directory)
-    if not folder.is_dir():
-        raise InputError(f"--profiles {folder}: no such directory (aegis profile writes one)")
+    if not os.path.isdir(folder):  # False, not an OSError, for a name too long
+        raise InputError(
+            f"--profiles {show_path(folder)}: no such directory (aegis profile writes one)"
+        )
     tasks, found = [], 0
     for t in scenario.tasks:
         path = folder / f"{t.name}.json"
-        if not path.is_file():
+        if not os.path.isfile(path):
             tasks.append(t)
             continue
         found += 1
@@ -591,5 +733,7 @@ def with_profiles(scenario: Scenario, directory: str | Path) -> Scenario:
         tasks.append(dataclasses.replace(t, wcet_ns=None, profile=str(path), measured=prof))
     if not found:
         names = ", ".join(f"{t.name}.json" for t in scenario.tasks)
-        raise InputError(f"--profiles {folder}: no profile for any task (looked for {names})")
+        raise InputError(
+            f"--profiles {show_path(folder)}: no profile for any task (looked for {names})"
+        )
     return dataclasses.replace(scenario, tasks=tuple(tasks))

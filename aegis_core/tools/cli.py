@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from aegis_core import __version__
 from aegis_core.analysis.admission import Admission
 from aegis_core.analysis.bounds import MAX_POINTS
-from aegis_core.model.errors import AegisError, InputError, Interrupted
+from aegis_core.model.errors import AegisError, InputError, Interrupted, one_line
 from aegis_core.model.overheads import load_overheads
 from aegis_core.model.policy import POLICIES, Analysis, get_policy
 from aegis_core.model.scenario import Scenario, load_scenario, replace_scenario, with_profiles
@@ -884,10 +884,8 @@ class Parser(argparse.ArgumentParser):
     characters escaped, like every other bad input; sub-commands inherit it."""
 
     def error(self, message: str) -> NoReturn:
-        from aegis_core.tools.outdir import printable
-
-        self.exit(2, f"{printable(self.prog)}: error: {printable(message)} "
-                     f"(see {printable(self.prog)} --help)\n")  # fmt: skip
+        self.exit(2, f"{one_line(self.prog)}: error: {one_line(message)} "
+                     f"(see {one_line(self.prog)} --help)\n")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aegis_core.model.errors import InputError
+from aegis_core.model.errors import InputError, one_line
 from aegis_core.model.types import fmt_ms
 from aegis_core.record.attribution import Attribution, attribute_trace
 from aegis_core.record.consistency import Consistency, unfinished
@@ -70,14 +70,7 @@ class Mismatch:
         where = f"record {self.rec}" if self.rec is not None else "trace"
         if self.line is not None:
             where = f"line {self.line}, {where}"
-        return printable(f"{where} ({self.what}): {self.message}")
-
-
-def printable(text: str) -> str:
-    """``text`` with its control characters escaped (one line, nothing forged)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+        return one_line(f"{where} ({self.what}): {self.message}")
 
 
 @dataclass
@@ -417,7 +410,7 @@ def report(records: Sequence[Mapping[str, Any] | TraceRecord]) -> tuple[int, str
     if v.mismatches:
         path = getattr(records, "path", None)
         n = len(v.mismatches)
-        wrong = printable(f"verify failed: {f'{path}: ' if path else ''}{v.mismatches[0]} ({n} "
+        wrong = one_line(f"verify failed: {f'{path}: ' if path else ''}{v.mismatches[0]} ({n} "
                           f"problem{'s' if n > 1 else ''} in {v.dispatches} dispatches and "
                           f"{v.admissions} admission verdicts)")  # fmt: skip
     if v.end is None:  # cut short: a hard kill, a truncated file
@@ -429,7 +422,7 @@ def report(records: Sequence[Mapping[str, Any] | TraceRecord]) -> tuple[int, str
     stop = v.end.interrupted
     if stop is None:
         return 0, f"verified: {held}"
-    return 0, (f"verified: {held}\ninterrupted at {_ms(stop.at_ns)} ({printable(stop.signal)}): "
+    return 0, (f"verified: {held}\ninterrupted at {_ms(stop.at_ns)} ({one_line(stop.signal)}): "
                "the trace holds the run up to then")  # fmt: skip
 
 
@@ -459,7 +452,7 @@ def explain_job(records: Sequence[Mapping[str, Any] | TraceRecord], job: str) ->
     lines += _competition_story(js)
     lines += _end_story(js)
     lines += _attribution_story(next((a for a in attribute_trace(run) if a.job == job), None))
-    return "\n".join(printable(line) for line in lines)
+    return "\n".join(one_line(line) for line in lines)
 
 
 def _not_released(rp: Replay, job: str) -> str:
@@ -469,10 +462,10 @@ def _not_released(rp: Replay, job: str) -> str:
     task, _, k = job.rpartition("#")
     adm = rp.admission(task)
     if adm is not None and not adm.admitted and adm.enforced and k.isdigit():
-        return "\n".join(printable(line) for line in [
+        return "\n".join(one_line(line) for line in [
             f"{job} (task {task}): never released: admission rejected its task, so none of its "
             "jobs runs (jobs.csv lists them as rejected)", *_admission_story(adm)])  # fmt: skip
-    raise InputError(f"no job {printable(repr(job))} in the trace ({_suggest(rp, job)})")
+    raise InputError(f"no job {one_line(repr(job))} in the trace ({_suggest(rp, job)})")
 
 
 def _natural(job: str) -> tuple[str, int, str]:

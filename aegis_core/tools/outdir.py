@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from aegis_core import __version__
-from aegis_core.model.errors import InputError
+from aegis_core.model.errors import InputError, one_line
 from aegis_core.model.files import open_new
 
 MARKER = ".aegis-results"
@@ -194,7 +194,7 @@ def _lock(path: Path, command: str) -> int:
             raise
         if _same_file(fd, lock):
             os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} ({printable(command)})\n".encode())
+            os.write(fd, f"pid {os.getpid()} ({one_line(command)})\n".encode())
             return fd
         os.close(fd)  # its holder removed it while we opened it: lock the one there now
     raise InputError(f"{lock}: cannot lock: it keeps being replaced")
@@ -211,7 +211,7 @@ def _holder(fd: int) -> str:
         text = os.pread(fd, _READ_MAX, 0).decode("utf-8", "replace").split("\n", 1)[0]
     except OSError:
         text = ""
-    return printable(text) if text.startswith("pid ") else "another run"
+    return one_line(text) if text.startswith("pid ") else "another run"
 
 
 def _marked(path: Path) -> bool:
@@ -256,9 +256,3 @@ def _check(path: Path, name: str, ours: bool) -> None:
                 "a directory" if stat.S_ISDIR(mode) else "not a regular file")  # fmt: skip
         raise InputError(f"{path / name} is {kind}: AegisRT writes its results only as "
                          "regular files; choose another --out or remove it")  # fmt: skip
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped (``\\n``, ``\\x1b``): one line, nothing the
-    terminal acts on."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
