@@ -57,8 +57,16 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load(path: str) -> Scenario:
+    """The scenario file with every task's model resolved (graph.zoo.check_models): each
+    command reads its scenario through this, so all accept and refuse the same models."""
+    from aegis_core.graph.zoo import check_models
+
+    return check_models(load_scenario(path))
+
+
 def _scenario(args: argparse.Namespace) -> Scenario:
-    scenario = load_scenario(args.scenario)
+    scenario = _load(args.scenario)
     if getattr(args, "profiles", None):
         scenario = with_profiles(scenario, args.profiles)
     changes: dict[str, Any] = {}
@@ -406,7 +414,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
         usages, interleave = usages_from_json(data, path)
         plan = plan_models(usages, "concurrent" if interleave else "serial", alignment=1)
     else:
-        memory = _scenario_memory(load_scenario(path))
+        memory = _scenario_memory(_load(path))
         usages = list(memory.usages.values())
         if not usages:
             raise InputError(f"{path}: no task has a model: nothing to plan")
@@ -439,7 +447,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if not (math.isfinite(args.duration_ms) and args.duration_ms >= 100):
         raise InputError(f"--duration-ms must be a number >= 100, got {args.duration_ms}")
-    scenario = load_scenario(args.scenario) if args.scenario else None
+    scenario = _load(args.scenario) if args.scenario else None
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     o = calibrate(scenario, args.backend, duration_ms=args.duration_ms,
                   exceedance=args.exceedance, progress=progress, host=args.host_tuning)  # fmt: skip
@@ -506,7 +514,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from aegis_core.tools.profiling import format_profiles, profile_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = _load(args.scenario)
     measured = profile_scenario(
         scenario,
         backend=args.backend,
