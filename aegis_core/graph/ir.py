@@ -495,7 +495,7 @@ def read_bounded(path: str | Path, limit: int, what: str = "file") -> bytes:
                     raise InputError(f"{path}: not a regular file (a {what} must be one)")
                 data = fh.read(limit + 1) or b""
     except FileNotFoundError:
-        raise InputError(f"{path}: no such {what}") from None
+        raise InputError(f"{path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     if len(data) > limit:

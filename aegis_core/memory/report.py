@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from aegis_core.memory.planner import ModelUsage, SharedPlan, Usage
 from aegis_core.model.errors import InputError
 from aegis_core.model.types import fmt_mib as _mib
 
-if TYPE_CHECKING:
-    pass
-from aegis_core.memory.planner import ModelUsage, SharedPlan, Usage
+USAGE_FILE_LIMIT = 32 << 20
+"""32 MiB: the largest tensor-usage file read."""
+MAX_USAGE_TENSORS = 100_000
+"""The most tensors a tensor-usage file may list (all models together)."""
+MAX_USAGE_VALUE = 1 << 62
+"""Largest ``size``, ``first`` or ``last`` (int64 with headroom)."""
+
+
+def read_usages(path: str) -> tuple[list[ModelUsage], bool]:
+    """The tensor-usage file at ``path`` (``-``: standard input), read bounded
+    (:data:`USAGE_FILE_LIMIT`, a regular file) and checked (:func:`usages_from_json`)."""
+    from aegis_core.graph.ir import parse_json, read_bounded
+
+    what = "tensor-usage file"
+    return usages_from_json(
+        parse_json(read_bounded(path, USAGE_FILE_LIMIT, what), path, what), path
+    )
 
 
 def usages_from_json(data: Any, path: str) -> tuple[list[ModelUsage], bool]:
@@ -20,11 +35,22 @@ def usages_from_json(data: Any, path: str) -> tuple[list[ModelUsage], bool]:
     interleave = data.get("interleave", False)
     if not isinstance(interleave, bool):
         raise InputError(f"{path}: field 'interleave' must be true or false")
-    out = []
+    count = sum(len(m["tensors"]) for m in data["models"]
+                if isinstance(m, Mapping) and isinstance(m.get("tensors"), list))  # fmt: skip
+    if count > MAX_USAGE_TENSORS:
+        raise InputError(
+            f"{path}: {count} tensors, more than the {MAX_USAGE_TENSORS} a file may list"
+        )
+    out: list[ModelUsage] = []
+    seen: dict[str, int] = {}
     for i, m in enumerate(data["models"]):
         where = f"{path}: models[{i}]"
         if not isinstance(m, Mapping) or not isinstance(m.get("name"), str):
             raise InputError(f"{where}: needs a 'name' (string) and 'tensors'")
+        if m["name"] in seen:
+            raise InputError(f"{where}: field 'name': model {m['name']!r} is also "
+                             f"models[{seen[m['name']]}]: model names must be unique")  # fmt: skip
+        seen[m["name"]] = i
         if not isinstance(m.get("tensors"), list):
             raise InputError(f"{where} ({m['name']}): field 'tensors' must be a list")
         out.append(ModelUsage(m["name"], tuple(_usage(t, f"{where}.tensors[{k}]")
@@ -40,8 +66,10 @@ def _usage(t: Any, where: str) -> Usage:
         raise InputError(f"{where}: must be an object with name, size, first, last")
     for key in ("size", "first", "last"):
         v = t.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise InputError(f"{where}: field '{key}' must be an integer >= 0, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_USAGE_VALUE:
+            raise InputError(
+                f"{where}: field '{key}' must be an integer in [0, 2**62], got {v!r:.40}"
+            )
     if not isinstance(t.get("name"), str):
         raise InputError(f"{where}: field 'name' must be a string")
     if t["first"] > t["last"]:

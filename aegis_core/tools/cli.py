@@ -403,15 +403,12 @@ def format_wcet(est: Any) -> str:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    from aegis_core.memory.report import format_plan, plot_plan, usages_from_json
+    from aegis_core.memory.report import format_plan, plot_plan, read_usages
     from aegis_core.memory.sharing import plan_models
 
     path = args.input
     if Path(path).suffix == ".json":
-        from aegis_core.model.files import read_json
-
-        data = read_json(path)
-        usages, interleave = usages_from_json(data, path)
+        usages, interleave = read_usages(path)
         plan = plan_models(usages, "concurrent" if interleave else "serial", alignment=1)
     else:
         memory = _scenario_memory(_load(path))
