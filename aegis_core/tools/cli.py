@@ -368,9 +368,12 @@ def _profiles_option(sub: argparse.ArgumentParser) -> None:
 
 
 def cmd_wcet(args: argparse.Namespace) -> int:
-    from aegis_core.analysis.pwcet import estimate, read_samples
+    from aegis_core.analysis.pwcet import estimate, read_samples, unit_warning
 
-    est = estimate(read_samples(args.samples), args.exceedance)
+    samples = read_samples(args.samples)
+    if (unit := unit_warning(samples)) is not None:
+        print(f"aegis: warning: {args.samples}: {unit}", file=sys.stderr)
+    est = estimate(samples, args.exceedance)
     if args.json:
         print(json.dumps(est.as_dict(), indent=2))
         return 0
@@ -681,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_explain)
 
     wc = sub.add_parser("wcet", help="pWCET from a file of durations (ns, one per line)")
-    wc.add_argument("samples", help="text file: one duration in ns per line")
+    wc.add_argument("samples", help="text file: one duration in ns per line (-: standard input)")
     wc.add_argument(
         "--exceedance",
         type=_probability,
