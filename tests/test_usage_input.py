@@ -221,3 +221,25 @@ def test_the_planner_work_is_bounded_by_counts(monkeypatch: pytest.MonkeyPatch) 
     small = tuple(Usage(f"s{i}", 10 * (i % 5 + 1), i, i + 1) for i in range(40))
     monkeypatch.undo()
     assert planner._tries(small, planner._pass_work(small)) == 100  # 4000 // 40
+
+
+def test_memory_png_for_small_and_large_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--png`` draws every model (one panel each, wide enough for its title) for a builtin
+    of 5 tensors, the example file and a four-model scenario; a model far smaller than the
+    shared arena is zoomed to its own plan (docs/TUTORIAL.md §3d)."""
+    import matplotlib.image
+
+    yaml = tmp_path / "four.yaml"
+    yaml.write_text("name: b\ntasks:\n" + "".join(
+        f"  - {{name: {m}, period_ms: 10, model: {m}}}\n"
+        for m in ("mlp", "tiny_cnn", "bert_tiny", "mobilenet_v2")))  # fmt: skip
+    for source, panels in ((EXAMPLE, 2), (yaml, 4)):
+        png = tmp_path / f"{Path(source).stem}.png"
+        assert main(["memory", str(source), "--png", str(png)]) == 0
+        image = matplotlib.image.imread(png)
+        assert image.shape[1] >= 500 * panels and image.shape[0] >= 500
+    capsys.readouterr()
+    assert report._short("ws:3:cols") == "cols@3" and report._short("fc1.out") == "fc1"
+    assert report._size(8192) == "8 KiB" and report._size(100) == "100 B"

@@ -103,35 +103,101 @@ def format_plan(plan: SharedPlan) -> str:
     return "\n".join(lines)
 
 
+_UNITS = ((1 << 20, "MiB"), (1 << 10, "KiB"), (1, "B"))
+_LABEL_MIN = 0.07
+"""A tensor's name is written inside its rectangle only when the rectangle is at least this
+fraction of the offset axis high and as wide as the name (:data:`_CHAR_PX` a character):
+labels never spill onto their neighbours."""
+_CHAR_PX = 6.5
+"""Width of a 7-point label character at :data:`_DPI`, in pixels (a little over)."""
+_DPI = 110
+
+
+def _unit(nbytes: int) -> tuple[int, str]:
+    """The largest unit in which ``nbytes`` is at least 1 (the plot's offset axis)."""
+    return next((u for u in _UNITS if nbytes >= u[0]), _UNITS[-1])
+
+
+ZOOM_BELOW = 0.25
+"""A model whose own plan tops out below this fraction of the shared arena is drawn zoomed to
+its own top (it would be a sliver at the bottom), the shared top said in words."""
+
+
+def _size(nbytes: int) -> str:
+    scale, unit = _unit(nbytes)
+    return f"{nbytes / scale:.3g} {unit}" if scale > 1 else f"{nbytes} B"
+
+
+def _short(name: str) -> str:
+    """A tensor's label: kernel scratch ``ws:<op>:<kind>`` as ``<kind>@<op>``."""
+    if name.startswith("ws:"):
+        _, op, kind = name.split(":", 2)
+        return f"{kind}@{op}"
+    return name.removesuffix(".out")
+
+
 def plot_plan(plan: SharedPlan, usages: Sequence[ModelUsage], path: str) -> None:
-    """The arena layout as a PNG: per model, each tensor a rectangle (op index × offset)."""
+    """The arena layout as a PNG: per model, each tensor a rectangle (ops it lives at × the
+    bytes it occupies), coloured apart, named where there is room; the shared arena's top
+    and the model's own arena marked (the legend defines both); one offset unit for all."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
 
     by = {u.name: u for u in usages}
-    fig, axes = plt.subplots(1, len(plan.models), figsize=(4 * max(len(plan.models), 1), 4),
-                             squeeze=False)  # fmt: skip
-    for ax, p in zip(axes[0], plan.models, strict=True):
+    count = max(len(plan.models), 1)
+    fig, axes = plt.subplots(1, count, figsize=(max(6.0, 4.6 * count), 4.8), squeeze=False)
+    colors = [plt.get_cmap("tab20")(k) for k in range(20)]
+    panel_px = fig.get_size_inches()[0] * _DPI / count * 0.75  # one axes' width, about
+    for ax, p in zip(axes[0], plan.models, strict=False):
         base = plan.bases[p.name]
-        n = max((t.last for t in by[p.name].tensors), default=0) + 1
-        for t in by[p.name].tensors:
-            y = (base + p.offsets[t.name]) / (1 << 20)
-            ax.add_patch(Rectangle((t.first, y), t.last - t.first + 1, t.size / (1 << 20),
-                                   alpha=0.6, edgecolor="k", linewidth=0.3))  # fmt: skip
+        own = max(base + p.size, 1)
+        zoom = own < ZOOM_BELOW * plan.shared_bytes  # else it would be a sliver at the bottom
+        scale, unit = _unit(own if zoom else max(plan.shared_bytes, 1))
+        top = (own if zoom else max(plan.shared_bytes, 1)) / scale
+        tensors = sorted(by[p.name].tensors, key=lambda t: (t.first, p.offsets[t.name]))
+        n = max((t.last for t in tensors), default=0) + 1
+        for k, t in enumerate(tensors):
+            y, h = (base + p.offsets[t.name]) / scale, t.size / scale
+            ax.add_patch(Rectangle((t.first, y), t.last - t.first + 1, h, alpha=0.85,
+                                   facecolor=colors[k % len(colors)], edgecolor="k",
+                                   linewidth=0.4))  # fmt: skip
+            wide = (t.last - t.first + 1) / n * panel_px >= _CHAR_PX * len(_short(t.name))
+            if wide and h / top >= _LABEL_MIN:
+                ax.text(t.first + (t.last - t.first + 1) / 2, y + h / 2, _short(t.name),
+                        ha="center", va="center", fontsize=7, clip_on=True)  # fmt: skip
+        if zoom:
+            ax.text(0.98, 0.97, f"zoomed: the shared arena's top, {_size(plan.shared_bytes)}, "
+                    "is above", transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                    color="r")  # fmt: skip
+        else:
+            ax.axhline(plan.shared_bytes / scale, color="r", linewidth=1.0, linestyle="--")
+        ax.axhline(own / scale, color="0.3", linewidth=0.9, linestyle=":")
         ax.set_xlim(0, n)
-        ax.set_ylim(0, plan.shared_bytes / (1 << 20) or 1)
-        ax.axhline(plan.shared_bytes / (1 << 20), color="r", linewidth=0.8)
-        ax.set_title(f"{p.name} ({p.method})", fontsize=9)
-        ax.set_xlabel("op index")
-        ax.set_ylabel("offset (MiB)")
-    fig.suptitle(f"{plan.mode} sharing: {_mib(plan.shared_bytes)} MiB shared vs "
-                 f"{_mib(plan.isolated_bytes)} MiB isolated")  # fmt: skip
-    fig.tight_layout()
+        ax.set_ylim(0, top * 1.08)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{p.name}: {len(tensors)} tensors, planned {_size(p.size)}\n"
+                     f"(lower bound {_size(p.lower_bound)}; {p.method})", fontsize=9)  # fmt: skip
+        ax.set_xlabel("op index (a tensor lives from its first op to its last)")
+        ax.set_ylabel(f"arena offset ({unit})")
+    fig.suptitle(
+        f"memory plan, {plan.mode} sharing: shared arena {_size(plan.shared_bytes)} vs "
+        f"{_size(plan.isolated_bytes)} isolated\n(lower bound {_size(plan.lower_bound_bytes)};"
+        " activations and kernel scratch; weights and inputs apart)",
+        fontsize=10,
+    )
+    fig.legend(
+        [Line2D([], [], color="r", linestyle="--"), Line2D([], [], color="0.3", linestyle=":")],
+        ["top of the shared arena", "top of this model's own plan"],
+        loc="lower center", ncol=2, fontsize=8, frameon=False,
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     try:
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=_DPI)
     except OSError as exc:
         raise InputError(f"{path}: cannot write the plot: {exc.strerror or exc}") from exc
     finally:
