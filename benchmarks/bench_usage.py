@@ -5,7 +5,8 @@ Two shapes of file, generated deterministically: ``chain`` (a network's activati
 is made by op i and read up to 4 ops later, one in 10 by a skip connection up to 40 ops
 later) and ``dense`` (every tensor live at once, the planner's worst case), plus ``far``
 (the chain with op indices spread up to 10**12: what the plan costs must not depend on them).
-Each case runs in its own process, cut at ``--limit`` seconds (shown as ``> limit``).
+Each case runs in its own process, cut at ``--limit`` seconds (shown as ``> limit``); one
+that fails (a MemoryError under ``ulimit -v``) shows its error.
 
 Usage: ``python benchmarks/bench_usage.py [--sizes 1000,5000,20000] [--limit 300]``; set
 PYTHONPATH to the tree to measure (e.g. another checkout, for a before/after table).
@@ -65,6 +66,8 @@ def measure(path: Path, limit: float) -> dict[str, Any] | None:
         )
     except subprocess.TimeoutExpired:
         return None
+    except subprocess.CalledProcessError as exc:  # e.g. a MemoryError under `ulimit -v`
+        return {"error": (exc.stderr.strip().splitlines() or ["?"])[-1]}
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -85,6 +88,9 @@ def main() -> int:
                 r = measure(path, args.limit)
                 if r is None:
                     print(f"| {n} | {shape} | > {args.limit:.0f} | | | |", flush=True)
+                    continue
+                if "error" in r:
+                    print(f"| {n} | {shape} | failed: {r['error'][:60]} | | | |", flush=True)
                     continue
                 mib = 1 << 20
                 print(f"| {n} | {shape} | {r['s']:.2f} | {r['planned'] / mib:.1f} | "
