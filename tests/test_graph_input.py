@@ -205,3 +205,19 @@ def test_a_bad_graph_file_through_the_cli_is_one_line(
     for command in (["exec", "--backend", "numpy"], ["admit"], ["memory"]):
         err = _refused(capsys, [*command[:1], str(path), *command[1:]])
         assert "huge.json" in err and "tensor 'conv1.out'" in err and "field 'shape'" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["profile", "--backend", "mock", "--out", "{out}"], ["compare", "--results", "{out}"],
+     ["calibrate", "--backend", "mock", "--out", "{out}/o.json"]],
+    ids=lambda c: c[0],
+)  # fmt: skip
+def test_the_other_commands_refuse_it_too(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    path = _scenario(tmp_path, str(_not_graphs(tmp_path)["yaml"]))
+    err = _refused(capsys, [command[0], *(a.format(out=out) for a in command[1:]), str(path)])
+    assert "task 'a'" in err and "field 'model'" in err and "other.yaml" in err
+    assert not out.exists()
