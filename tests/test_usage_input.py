@@ -243,3 +243,17 @@ def test_memory_png_for_small_and_large_models(
     capsys.readouterr()
     assert report._short("ws:3:cols") == "cols@3" and report._short("fc1.out") == "fc1"
     assert report._size(8192) == "8 KiB" and report._size(100) == "100 B"
+
+
+def test_memory_png_draws_names_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``$`` (matplotlib's math mode: an unbalanced one failed the plot) or a control
+    character in a name is drawn as text."""
+    tensors = [{"name": n, "size": 4096, "first": i, "last": i + 1}
+               for i, n in enumerate(["a$b", "$x^{", "ws:bad", "new\\nline\x1b"])]  # fmt: skip
+    path = _file(tmp_path, {"models": [{"name": "m$1", "tensors": tensors}]})
+    png = tmp_path / "p.png"
+    assert main(["memory", str(path), "--png", str(png)]) == 0, capsys.readouterr().err
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert report._plain("a$b\n") == "a\\$b\\n"

@@ -52,12 +52,12 @@ def usages_from_json(data: Any, path: str) -> tuple[list[ModelUsage], bool]:
                              f"models[{seen[m['name']]}]: model names must be unique")  # fmt: skip
         seen[m["name"]] = i
         if not isinstance(m.get("tensors"), list):
-            raise InputError(f"{where} ({m['name']}): field 'tensors' must be a list")
+            raise InputError(f"{where} ({m['name']!r}): field 'tensors' must be a list")
         out.append(ModelUsage(m["name"], tuple(_usage(t, f"{where}.tensors[{k}]")
                                                 for k, t in enumerate(m["tensors"]))))  # fmt: skip
         names = [t.name for t in out[-1].tensors]
         if len(set(names)) != len(names):
-            raise InputError(f"{where} ({m['name']}): tensor names must be unique")
+            raise InputError(f"{where} ({m['name']!r}): tensor names must be unique")
     return out, interleave
 
 
@@ -130,10 +130,16 @@ def _size(nbytes: int) -> str:
 
 def _short(name: str) -> str:
     """A tensor's label: kernel scratch ``ws:<op>:<kind>`` as ``<kind>@<op>``."""
-    if name.startswith("ws:"):
+    if name.startswith("ws:") and name.count(":") >= 2:
         _, op, kind = name.split(":", 2)
-        return f"{kind}@{op}"
-    return name.removesuffix(".out")
+        return _plain(f"{kind}@{op}")
+    return _plain(name.removesuffix(".out"))
+
+
+def _plain(text: str) -> str:
+    """A name drawn as it is: ``$`` would start matplotlib's math mode (an unbalanced one
+    fails the plot), control characters escaped."""
+    return text.encode("unicode_escape").decode("ascii").replace("$", r"\$")
 
 
 def plot_plan(plan: SharedPlan, usages: Sequence[ModelUsage], path: str) -> None:
@@ -180,7 +186,7 @@ def plot_plan(plan: SharedPlan, usages: Sequence[ModelUsage], path: str) -> None
         ax.set_xlim(0, n)
         ax.set_ylim(0, top * 1.08)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(f"{p.name}: {len(tensors)} tensors, planned {_size(p.size)}\n"
+        ax.set_title(f"{_plain(p.name)}: {len(tensors)} tensors, planned {_size(p.size)}\n"
                      f"(lower bound {_size(p.lower_bound)}; {p.method})", fontsize=9)  # fmt: skip
         ax.set_xlabel("op index (a tensor lives from its first op to its last)")
         ax.set_ylabel(f"arena offset ({unit})")
