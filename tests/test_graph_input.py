@@ -221,3 +221,24 @@ def test_the_other_commands_refuse_it_too(
     err = _refused(capsys, [command[0], *(a.format(out=out) for a in command[1:]), str(path)])
     assert "task 'a'" in err and "field 'model'" in err and "other.yaml" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("view", "axes", "match"),
+    [
+        ([-2, -64, 128], [0, 1, 2], "attribute view must be a list"),
+        ([2.0, 64, 128], [0, 1, 2], "attribute view must be a list"),
+        ([16, 128], [True, 0], "attribute axes must be a list"),
+        ([1] * 9, list(range(9)), "attribute view must be a list of 1 to 8"),
+    ],
+)
+def test_a_permute_view_is_checked_like_a_shape(
+    view: list[Any], axes: list[Any], match: str, tmp_path: Path
+) -> None:
+    doc = build_model("bert_tiny", input_shape=(16, 128)).to_dict()
+    op = next(o for o in doc["ops"] if o["fn"] == "permute")
+    op["attrs"] = {"view": view, "axes": axes}
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=rf"g\.json: not a valid graph file: .*{match}"):
+        load_graph(path)

@@ -544,6 +544,21 @@ def _check_attrs(op: Op) -> None:
                     f"op {op.name!r}: attribute {key} must be an integer >= {_INT_ATTRS[key]}, "
                     f"got {value!r}"
                 )
+        elif key in ("view", "axes"):
+            low = 1 if key == "view" else 0
+            ok = (
+                isinstance(value, tuple)
+                and 1 <= len(value) <= MAX_DIMS
+                and all(
+                    isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_GRAPH_BYTES
+                    for v in value
+                )
+            )
+            if not ok:
+                raise _ShapeError(
+                    f"op {op.name!r}: attribute {key} must be a list of 1 to {MAX_DIMS} "
+                    f"integers >= {low}, got {value!r:.60}"
+                )
         elif key in _REAL_ATTRS and value is not None:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not ok or not math.isfinite(value) or (key == "eps" and value <= 0):
