@@ -242,3 +242,23 @@ def test_a_permute_view_is_checked_like_a_shape(
     path.write_text(json.dumps(doc))
     with pytest.raises(InputError, match=rf"g\.json: not a valid graph file: .*{match}"):
         load_graph(path)
+
+
+def test_a_graph_file_with_too_many_ops_or_tensors_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aegis_core.graph.ir as ir
+
+    doc = _graph_doc()
+    ops, tensors = len(doc["ops"]), len(doc["tensors"])
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setattr(ir, "MAX_OPS", ops - 1)
+    with pytest.raises(InputError, match=rf"field 'ops': {ops} entries, more than {ops - 1}"):
+        load_graph(path)
+    monkeypatch.setattr(ir, "MAX_OPS", ops)
+    monkeypatch.setattr(ir, "MAX_TENSORS", tensors - 1)
+    with pytest.raises(InputError, match=rf"field 'tensors': {tensors} entries, more than"):
+        load_graph(path)
+    monkeypatch.undo()
+    assert load_graph(path) == build_model("tiny_cnn")

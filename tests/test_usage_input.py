@@ -257,3 +257,25 @@ def test_memory_png_draws_names_as_they_are(
     assert main(["memory", str(path), "--png", str(png)]) == 0, capsys.readouterr().err
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert report._plain("a$b\n") == "a\\$b\\n"
+
+
+def test_the_nested_peaks_match_their_per_boundary_definitions() -> None:
+    """``max_b H(b)`` and ``max_b L(b)`` (docs/THEORY.md §sharing) by bisection, against the
+    per-boundary functions, with and without explicit boundaries."""
+    rng = random.Random(2)
+    for _ in range(300):
+        ts = []
+        for i in range(rng.randint(1, 40)):
+            a = rng.randint(0, 30)
+            ts.append(Usage(f"t{i}", rng.randint(0, 500), a, a + rng.randint(0, 8)))
+        n = max(t.last for t in ts) + 1
+        cuts = tuple(sorted(rng.sample(range(1, n + 3), min(3, n + 2))))
+        u = ModelUsage("m", tuple(ts), boundaries=None if rng.random() < 0.3 else cuts)
+        p = planner.plan_model(u)
+        bounds = planner._boundaries(u)
+        assert planner.peak_high_water(u, p) == max(
+            (planner.high_water(u, p, b) for b in bounds), default=0
+        )
+        assert planner.peak_live_across(u) == max(
+            (planner.live_across(u, b) for b in bounds), default=0
+        )

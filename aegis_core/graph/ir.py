@@ -344,6 +344,9 @@ class Graph:
         """
         if d.get("format", _GRAPH_FORMAT) != _GRAPH_FORMAT:
             raise ValueError(f"unsupported graph format {d.get('format')!r}")
+        for key, most in (("tensors", MAX_TENSORS), ("ops", MAX_OPS)):
+            if len(_list(d, key)) > most:
+                raise ValueError(f"field '{key}': {len(d[key])} entries, more than {most}")
         tensors: dict[str, Tensor] = {}
         for i, t in enumerate(_list(d, "tensors")):
             tensor = _tensor_from_dict(_object(t, f"tensors[{i}]"), f"tensors[{i}]")
@@ -371,6 +374,11 @@ MAX_DIMS = 8
 MAX_GRAPH_BYTES = 1 << 36
 """64 GiB: the most a graph file's tensors may take together (as the executor keeps them, at 4
 bytes an element; per tensor and in total), checked before anything is built or allocated."""
+MAX_OPS = 4096
+"""Most operators a graph file may hold (resnet18 has 70, mobilenet_v2 100): what depends on
+the op count (chunking, the nested-sharing bounds) stays quick."""
+MAX_TENSORS = 4 * MAX_OPS
+"""Most tensors a graph file may hold (each op's output and a few weights)."""
 MAX_COUNT = 1 << 62
 """Largest ``flops`` / ``bytes`` an operator may declare (int64 with headroom)."""
 

@@ -461,12 +461,8 @@ def boundary_first(usage: ModelUsage, alignment: int = 1) -> dict[str, int]:
     the bottom), then the rest by size: a low high-water mark at the boundaries, for nested
     sharing (docs/THEORY.md §sharing: tensors that live across the allowed boundaries
     go to low offsets)."""
-    bounds = _boundaries(usage)
-
-    def crossing(t: Usage) -> bool:
-        return any(t.first < b <= t.last for b in bounds)
-
-    order = sorted(usage.tensors, key=lambda t: (not crossing(t), -t.size, t.first, t.name))
+    crossing = _crossing(usage)
+    order = sorted(usage.tensors, key=lambda t: (not crossing[t.name], -t.size, t.first, t.name))
     return best_fit(order, alignment)
 
 
@@ -495,7 +491,7 @@ def plan_model(usage: ModelUsage, alignment: int = 1, *, preemptible: bool = Fal
 
     def keep(name: str) -> int:
         plan = ModelPlan(usage.name, sizes[name], name, plans[name], 0, 0)
-        return max((high_water(usage, plan, b) for b in _boundaries(usage)), default=0)
+        return peak_high_water(usage, plan)
 
     order = list(planners)
     if preemptible:
@@ -523,6 +519,47 @@ def high_water(usage: ModelUsage, plan: ModelPlan, boundary: int) -> int:
 
 def live_across(usage: ModelUsage, boundary: int) -> int:
     return sum(t.size for t in usage.tensors if t.first < boundary <= t.last)
+
+
+def _crossed(usage: ModelUsage) -> tuple[list[int], list[tuple[int, int]]]:
+    """The boundaries, sorted, and per tensor the index range ``[lo, hi)`` of those it stays
+    live across (``first < b <= last``): O(n log b), by bisection."""
+    import bisect
+
+    bounds = sorted(_boundaries(usage))
+    spans = [(bisect.bisect_right(bounds, t.first), bisect.bisect_right(bounds, t.last))
+             for t in usage.tensors]  # fmt: skip
+    return bounds, spans
+
+
+def _crossing(usage: ModelUsage) -> dict[str, bool]:
+    """Does each tensor stay live across some boundary?"""
+    _, spans = _crossed(usage)
+    return {t.name: lo < hi for t, (lo, hi) in zip(usage.tensors, spans, strict=True)}
+
+
+def peak_high_water(usage: ModelUsage, plan: ModelPlan) -> int:
+    """``max_b H(b)`` (:func:`high_water`) in O(n log b): the top of the tensors that cross
+    any boundary."""
+    crossing = _crossing(usage)
+    return max((plan.offsets[t.name] + t.size for t in usage.tensors if crossing[t.name]),
+               default=0)  # fmt: skip
+
+
+def peak_live_across(usage: ModelUsage) -> int:
+    """``max_b`` :func:`live_across` in O(n log b + b): a difference array over the
+    boundaries."""
+    bounds, spans = _crossed(usage)
+    diff = [0] * (len(bounds) + 1)
+    for t, (lo, hi) in zip(usage.tensors, spans, strict=True):
+        if lo < hi:
+            diff[lo] += t.size
+            diff[hi] -= t.size
+    best = run = 0
+    for d in diff[: len(bounds)]:
+        run += d
+        best = max(best, run)
+    return best
 
 
 def _boundaries(usage: ModelUsage) -> list[int]:
