@@ -279,3 +279,14 @@ def test_the_nested_peaks_match_their_per_boundary_definitions() -> None:
         assert planner.peak_live_across(u) == max(
             (planner.live_across(u, b) for b in bounds), default=0
         )
+
+
+def test_the_table_escapes_control_characters_in_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = {"name": "t", "size": 8, "first": 0, "last": 0}
+    path = _file(tmp_path, {"models": [{"name": "evil\n\x1b[2Jmodel", "tensors": [t]}]})
+    assert main(["memory", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "evil\\n\\x1b[2Jmodel" in out
+    assert len(out.splitlines()) == 5  # two heads, the model, two totals

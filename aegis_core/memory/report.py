@@ -89,8 +89,8 @@ def format_plan(plan: SharedPlan) -> str:
     ]
     for p in plan.models:
         lines.append(
-            f"{p.name:<16} {_mib(p.naive):>10} {_mib(p.size):>12} {_mib(p.lower_bound):>12} "
-            f"{_mib(plan.bases[p.name]):>9}  {p.method}"
+            f"{_printable(p.name):<16} {_mib(p.naive):>10} {_mib(p.size):>12} "
+            f"{_mib(p.lower_bound):>12} {_mib(plan.bases[p.name]):>9}  {p.method}"
         )
     gap = plan.shared_bytes / plan.lower_bound_bytes - 1 if plan.lower_bound_bytes else 0.0
     lines += [
@@ -139,7 +139,13 @@ def _short(name: str) -> str:
 def _plain(text: str) -> str:
     """A name drawn as it is: ``$`` would start matplotlib's math mode (an unbalanced one
     fails the plot), control characters escaped."""
-    return text.encode("unicode_escape").decode("ascii").replace("$", r"\$")
+    return _printable(text).replace("$", r"\$")
+
+
+def _printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``): a name from
+    a file never reaches the terminal raw."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def plot_plan(plan: SharedPlan, usages: Sequence[ModelUsage], path: str) -> None:
