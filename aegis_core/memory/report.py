@@ -111,6 +111,9 @@ labels never spill onto their neighbours."""
 _CHAR_PX = 6.5
 """Width of a 7-point label character at :data:`_DPI`, in pixels (a little over)."""
 _DPI = 110
+_EDGED = 500
+"""Up to this many tensors in a panel each rectangle gets an outline (more: the outlines
+alone would paint it black)."""
 
 
 def _unit(nbytes: int) -> tuple[int, str]:
@@ -156,6 +159,7 @@ def plot_plan(plan: SharedPlan, usages: Sequence[ModelUsage], path: str) -> None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import MaxNLocator
@@ -173,15 +177,18 @@ def plot_plan(plan: SharedPlan, usages: Sequence[ModelUsage], path: str) -> None
         top = (own if zoom else max(plan.shared_bytes, 1)) / scale
         tensors = sorted(by[p.name].tensors, key=lambda t: (t.first, p.offsets[t.name]))
         n = max((t.last for t in tensors), default=0) + 1
-        for k, t in enumerate(tensors):
+        boxes = []
+        for t in tensors:
             y, h = (base + p.offsets[t.name]) / scale, t.size / scale
-            ax.add_patch(Rectangle((t.first, y), t.last - t.first + 1, h, alpha=0.85,
-                                   facecolor=colors[k % len(colors)], edgecolor="k",
-                                   linewidth=0.4))  # fmt: skip
+            boxes.append(Rectangle((t.first, y), t.last - t.first + 1, h))
             wide = (t.last - t.first + 1) / n * panel_px >= _CHAR_PX * len(_short(t.name))
             if wide and h / top >= _LABEL_MIN:
                 ax.text(t.first + (t.last - t.first + 1) / 2, y + h / 2, _short(t.name),
                         ha="center", va="center", fontsize=7, clip_on=True)  # fmt: skip
+        edge = 0.4 if len(boxes) <= _EDGED else 0.0
+        ax.add_collection(PatchCollection(
+            boxes, facecolors=[colors[k % len(colors)] for k in range(len(boxes))],
+            edgecolors="k", linewidths=edge, alpha=0.85))  # fmt: skip
         if zoom:
             ax.text(0.98, 0.97, f"zoomed: the shared arena's top, {_size(plan.shared_bytes)}, "
                     "is above", transform=ax.transAxes, ha="right", va="top", fontsize=7,
