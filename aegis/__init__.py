@@ -52,12 +52,15 @@ MS = plots.MS
 def load(source: ScenarioLike) -> Scenario:
     """A scenario from a YAML file (a path) or from a dict of the file's fields (relative
     paths in it resolve against the working directory); a :class:`Scenario` is returned as
-    it is. Bad input: :class:`ScenarioError` naming the field."""
+    it is. Bad input: :class:`ScenarioError` naming the field (a ``model:`` that is neither
+    builtin nor a valid graph file included, as every command checks it)."""
+    from aegis_core.graph.zoo import check_models
+
     if isinstance(source, Scenario):
         return source
     if isinstance(source, str | Path):
-        return load_scenario(source)
-    return parse_scenario(source)  # a mapping (anything else: the error that says so)
+        return check_models(load_scenario(source))
+    return check_models(parse_scenario(source))  # a mapping (else: the error that says so)
 
 
 def admit(scenario: ScenarioLike) -> Admission:

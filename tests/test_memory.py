@@ -243,7 +243,7 @@ def test_cli_memory_bad_usage_files_exit_2(
 
 def test_cli_memory_other_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["memory", str(tmp_path / "none.json")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "none.json: no such tensor-usage file" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{")
     assert main(["memory", str(tmp_path / "bad.json")]) == 2
     assert "invalid JSON" in capsys.readouterr().err

@@ -418,7 +418,7 @@ def test_cli_wcet_missing_and_short_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["wcet", str(tmp_path / "nope.txt")]) == 2
-    assert "nope.txt: no such file" in capsys.readouterr().err
+    assert "nope.txt: no such durations file" in capsys.readouterr().err
     assert main(["wcet", str(_samples_file(tmp_path, [1e6] * 5))]) == 2
     assert "at least 10 samples, got 5" in capsys.readouterr().err
 

@@ -684,28 +684,64 @@ def _warnings(n: int, p: float, s: Settings, checks: Sequence[Check]) -> list[st
     return out
 
 
-def read_samples(path: str) -> np.ndarray:
-    """A file of durations in ns, one per line (blank lines and ``#`` comments skipped); an
-    InputError names the file and line of anything else."""
-    from aegis_core.model.files import read_text
+SAMPLES_FILE_LIMIT = 64 << 20
+"""64 MiB: the largest durations file ``aegis wcet`` reads (some 6 million lines)."""
 
-    text = read_text(path)
+
+def read_samples(path: str) -> np.ndarray:
+    """A file of durations in ns, one per line (blank lines and ``#`` comments skipped;
+    ``-``: standard input), read bounded (:data:`SAMPLES_FILE_LIMIT`, a regular file); an
+    InputError names the file and line of anything else: not a number, not finite, not > 0,
+    or past :data:`~aegis_core.model.types.MAX_TIME_NS`."""
+    from aegis_core.graph.ir import read_bounded
+    from aegis_core.model.types import MAX_TIME_NS, MAX_TIME_TEXT
+
+    try:
+        text = read_bounded(path, SAMPLES_FILE_LIMIT, "durations file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text: not a durations file") from None
     values: list[float] = []
     for i, line in enumerate(text.splitlines(), 1):
         item = line.split("#", 1)[0].strip()
         if not item:
             continue
+        shown = item if len(item) <= 40 else f"{item[:20]}...({len(item)} characters)"
         try:
-            v = float(item)
+            v: float = _number(item)
         except ValueError:
-            raise InputError(f"{path}: line {i}: not a number: {item!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise InputError(f"{path}: line {i}: a duration must be a finite number > 0 ns")
+            raise InputError(f"{path}: line {i}: not a number: {shown!r}") from None
+        if v != v or item.lstrip("+-").lower().startswith("inf") or v <= 0:  # nan, inf
+            raise InputError(f"{path}: line {i}: a duration must be a finite number > 0 ns, "
+                             f"got {shown!r}")  # fmt: skip
+        if v > MAX_TIME_NS:
+            raise InputError(f"{path}: line {i}: {shown} ns is past the limit of "
+                             f"{MAX_TIME_TEXT}")  # fmt: skip
         values.append(v)
     try:
         return as_samples(values)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+
+
+def _number(item: str) -> float:
+    """An integer literal exactly (a limit is compared in whole ns), anything else a float."""
+    try:
+        return int(item)
+    except ValueError:
+        return float(item)
+
+
+def unit_warning(x: np.ndarray) -> str | None:
+    """Why the durations look like another unit than ns (a file of milliseconds), or None:
+    every value below 1000 (1 µs, shorter than one kernel launch), or values with
+    fractions (a timer's ns are whole)."""
+    if float(x.max()) < 1000:
+        return (f"every value is below 1000 (max {float(x.max()):g}): they look like "
+                "milliseconds or microseconds; the file is read as ns")  # fmt: skip
+    if bool(np.any(x != np.floor(x))):
+        return ("values have fractions: they look like milliseconds or microseconds; the file "
+                "is read as ns")  # fmt: skip
+    return None
 
 
 class Convergence:

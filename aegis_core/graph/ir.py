@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,62 +337,198 @@ class Graph:
     def from_dict(cls, d: Mapping[str, Any]) -> Graph:
         """Inverse of :meth:`to_dict`. ``flops``/``bytes`` of an op may be left out (computed).
 
-        Raises ``ValueError``, ``KeyError`` or ``TypeError`` on a malformed dict.
+        Every field is type- and range-checked before anything is built (integers are
+        integers, not bools or floats; shapes have at most :data:`MAX_DIMS` sizes, each
+        tensor at most :data:`MAX_GRAPH_BYTES`); raises ``ValueError`` naming the tensor or
+        operator and the field, or ``KeyError`` for a missing one.
         """
         if d.get("format", _GRAPH_FORMAT) != _GRAPH_FORMAT:
             raise ValueError(f"unsupported graph format {d.get('format')!r}")
-        tensors = {
-            t["name"]: Tensor(
-                str(t["name"]), _shape(t["shape"]), str(t["role"]), t.get("dtype", "float32")
-            )
-            for t in d["tensors"]
-        }
-        ops = tuple(_op_from_dict(o, tensors) for o in d["ops"])
+        for key, most in (("tensors", MAX_TENSORS), ("ops", MAX_OPS)):
+            if len(_list(d, key)) > most:
+                raise ValueError(f"field '{key}': {len(d[key])} entries, more than {most}")
+        tensors: dict[str, Tensor] = {}
+        for i, t in enumerate(_list(d, "tensors")):
+            tensor = _tensor_from_dict(_object(t, f"tensors[{i}]"), f"tensors[{i}]")
+            if tensor.name in tensors:
+                raise ValueError(f"tensors[{i}]: duplicate tensor name {tensor.name!r}")
+            tensors[tensor.name] = tensor
+        _check_total(tensors.values())
+        ops = tuple(
+            _op_from_dict(_object(o, f"ops[{i}]"), tensors, f"ops[{i}]")
+            for i, o in enumerate(_list(d, "ops"))
+        )
         return cls(
-            name=str(d["name"]),
-            batch=int(d["batch"]),
-            input_shape=_shape(d["input_shape"]),
+            name=_text(d, "name", "graph"),
+            batch=_integer(d, "batch", "graph", 1),
+            input_shape=_shape(d["input_shape"], "graph: field 'input_shape'"),
             tensors=tensors,
             ops=ops,
-            input=str(d["input"]),
-            output=str(d["output"]),
+            input=_text(d, "input", "graph"),
+            output=_text(d, "output", "graph"),
         )
 
 
-def _shape(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
-    ):
-        raise ValueError(f"bad shape {value!r}: a list of positive integers")
+MAX_DIMS = 8
+"""Most sizes a tensor shape may have (the kernels use at most 4)."""
+MAX_GRAPH_BYTES = 1 << 36
+"""64 GiB: the most a graph file's tensors may take together (as the executor keeps them, at 4
+bytes an element; per tensor and in total), checked before anything is built or allocated."""
+MAX_OPS = 4096
+"""Most operators a graph file may hold (resnet18 has 70, mobilenet_v2 100): what depends on
+the op count (chunking, the nested-sharing bounds) stays quick."""
+MAX_TENSORS = 4 * MAX_OPS
+"""Most tensors a graph file may hold (each op's output and a few weights)."""
+MAX_COUNT = 1 << 62
+"""Largest ``flops`` / ``bytes`` an operator may declare (int64 with headroom)."""
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(d: Mapping[str, Any], key: str) -> list[Any]:
+    value = d[key]
+    if not isinstance(value, list):
+        raise ValueError(f"field '{key}' must be a list, got {type(value).__name__}")
+    return value
+
+
+def _text(d: Mapping[str, Any], key: str, where: str) -> str:
+    value = d[key]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: field '{key}' must be a non-empty string, got {value!r:.40}")
+    return value
+
+
+def _integer(d: Mapping[str, Any], key: str, where: str, minimum: int) -> int:
+    value = d[key]
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or not minimum <= value <= MAX_COUNT:
+        raise ValueError(
+            f"{where}: field '{key}' must be an integer in [{minimum}, 2**62], got {value!r:.40}"
+        )
+    return int(value)
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= MAX_DIMS:
+        raise ValueError(f"{where}: must be a list of 1 to {MAX_DIMS} positive integers")
+    for v in value:
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_GRAPH_BYTES:
+            raise ValueError(f"{where}: sizes must be positive integers, got {v!r:.40}")
     return tuple(value)
 
 
-def _op_from_dict(o: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> Op:
-    attrs = tuple((str(k), _freeze(v)) for k, v in dict(o.get("attrs", {})).items())
-    inputs = tuple(str(i) for i in o["inputs"])
-    fn = str(o["fn"])
-    out = tensors[o["output"]]
+def _exec_bytes(shape: Sequence[int]) -> int:
+    """Bytes the executor allocates for a tensor of ``shape`` (float32, whatever the dtype)."""
+    return _prod(shape) * 4
+
+
+def _tensor_from_dict(t: Mapping[str, Any], where: str) -> Tensor:
+    name = _text(t, "name", where)
+    where = f"tensor {name!r}"
+    shape = _shape(t["shape"], f"{where}: field 'shape'")
+    if _exec_bytes(shape) > MAX_GRAPH_BYTES:
+        raise ValueError(
+            f"{where}: field 'shape': {_prod(shape)} elements ({_exec_bytes(shape)} bytes) "
+            f"exceed the cap of {MAX_GRAPH_BYTES} bytes"
+        )
+    role = _text(t, "role", where)
+    dtype = t.get("dtype", "float32")
+    if role not in ROLES:
+        raise ValueError(f"{where}: field 'role' must be one of {', '.join(sorted(ROLES))}")
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"{where}: field 'dtype' must be one of {', '.join(DTYPE_BYTES)}")
+    return Tensor(name, shape, role, dtype)
+
+
+def _check_total(tensors: Iterable[Tensor]) -> None:
+    total = sum(_exec_bytes(t.shape) for t in tensors)
+    if total > MAX_GRAPH_BYTES:
+        raise ValueError(
+            f"field 'tensors': {total} bytes in all exceed the cap of {MAX_GRAPH_BYTES} bytes"
+        )
+
+
+def _op_from_dict(o: Mapping[str, Any], tensors: Mapping[str, Tensor], where: str) -> Op:
+    name = _text(o, "name", where)
+    where = f"op {name!r}"
+    attrs_in = o.get("attrs", {})
+    if not isinstance(attrs_in, Mapping):
+        raise ValueError(f"{where}: field 'attrs' must be an object")
+    attrs = tuple((str(k), _freeze(v)) for k, v in attrs_in.items())
+    raw_inputs = o["inputs"]
+    if not isinstance(raw_inputs, list) or not all(isinstance(i, str) for i in raw_inputs):
+        raise ValueError(f"{where}: field 'inputs' must be a list of tensor names")
+    inputs = tuple(raw_inputs)
+    fn, kind, output = _text(o, "fn", where), _text(o, "kind", where), _text(o, "output", where)
+    for key, ref in [*(("inputs", i) for i in inputs), ("output", output)]:
+        if ref not in tensors:
+            raise ValueError(f"{where}: field '{key}': no tensor named {ref!r:.60}")
+    out = tensors[output]
     ins = [tensors[i] for i in inputs]
-    flops = o.get("flops")
+    flops = _integer(o, "flops", where, 0) if o.get("flops") is not None else None
     if flops is None:
-        flops = _flops(fn, dict(attrs), [t.shape for t in ins], out.size)
-    nbytes = o.get("bytes")
+        try:
+            flops = _flops(fn, dict(attrs), [t.shape for t in ins], out.size)
+        except (IndexError, KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: cannot cost {fn!r} on these inputs ({exc})") from exc
+    nbytes = _integer(o, "bytes", where, 0) if o.get("bytes") is not None else None
     if nbytes is None:
         nbytes = sum(t.nbytes for t in ins) + out.nbytes
-    return Op(
-        str(o["name"]), str(o["kind"]), fn, inputs, str(o["output"]), attrs, int(flops), int(nbytes)
-    )
+    return Op(name, kind, fn, inputs, output, attrs, flops, nbytes)
+
+
+GRAPH_FILE_LIMIT = 16 << 20
+"""16 MiB: the largest graph file read (resnet18's is about 60 KB)."""
+
+
+def read_bounded(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path`` (``-``: standard input), at most ``limit`` of
+    them (:func:`aegis_core.model.files.read_user_bytes`: a missing, unreadable, non-regular
+    or larger file is an InputError naming it)."""
+    import sys
+
+    from aegis_core.model.files import read_user_bytes
+
+    if str(path) != "-":
+        return read_user_bytes(path, what, limit)
+    data: bytes = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(f"-: larger than {limit} bytes: not a {what}")
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(data: bytes, path: str | Path, what: str) -> Any:
+    """Strict JSON (no NaN / Infinity); an InputError names the file and the line."""
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a valid {what}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{path}: not a valid {what}: invalid JSON at line {exc.lineno}: {exc.msg}"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: not a valid {what}: {exc}") from None
 
 
 def load_graph(path: str | Path) -> Graph:
-    """Read a graph written as JSON from :meth:`Graph.to_dict`; bad files raise InputError."""
+    """Read a graph written as JSON from :meth:`Graph.to_dict`; bad files raise InputError.
+    The file is read bounded (:data:`GRAPH_FILE_LIMIT`) and must be a regular file."""
+    doc = parse_json(read_bounded(path, GRAPH_FILE_LIMIT, "graph file"), path, "graph file")
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
         if not isinstance(doc, dict):
             raise ValueError("the top level is not a JSON object")
         return Graph.from_dict(doc)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
         what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise InputError(f"{path}: not a valid graph file: {what}") from exc
 
@@ -406,6 +542,21 @@ def _check_attrs(op: Op) -> None:
                 raise _ShapeError(
                     f"op {op.name!r}: attribute {key} must be an integer >= {_INT_ATTRS[key]}, "
                     f"got {value!r}"
+                )
+        elif key in ("view", "axes"):
+            low = 1 if key == "view" else 0
+            ok = (
+                isinstance(value, tuple)
+                and 1 <= len(value) <= MAX_DIMS
+                and all(
+                    isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_GRAPH_BYTES
+                    for v in value
+                )
+            )
+            if not ok:
+                raise _ShapeError(
+                    f"op {op.name!r}: attribute {key} must be a list of 1 to {MAX_DIMS} "
+                    f"integers >= {low}, got {value!r:.60}"
                 )
         elif key in _REAL_ATTRS and value is not None:
             ok = isinstance(value, int | float) and not isinstance(value, bool)

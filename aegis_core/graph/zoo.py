@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.errors import InputError, ScenarioError
@@ -14,15 +13,18 @@ if TYPE_CHECKING:
     from aegis_core.model.scenario import Scenario, Task
 from aegis_core.graph.ir import (
     FNS,
+    MAX_GRAPH_BYTES,
     Graph,
     Op,
     Tensor,
+    _exec_bytes,
     _flops,
     _freeze,
     _infer,
     _ShapeError,
     load_graph,
 )
+from aegis_core.graph.scratch import scratch_shapes
 
 
 class _Builder:
@@ -237,14 +239,38 @@ def build_model(name: str, batch: int = 1, input_shape: Sequence[int] | None = N
         raise InputError(f"model {name!r}: input shape {shape} does not fit: {exc}") from exc
 
 
+def resolve_model(model: str, batch: int = 1, input_shape: Sequence[int] | None = None) -> Graph:
+    """The one way every command turns a task's ``model`` into a graph: a builtin name is
+    built, anything else is read as a graph file (parsed and validated: any other file is
+    refused). Either way, what the executor would allocate for it (tensors and kernel
+    scratch, 4 bytes an element) is checked against :data:`MAX_GRAPH_BYTES` before anything
+    is. InputError otherwise."""
+    graph = build_model(model, batch, input_shape) if model in MODELS else load_graph(model)
+    total = sum(_exec_bytes(t.shape) for t in graph.tensors.values()) + sum(
+        _exec_bytes(shape) for op in graph.ops for shape in scratch_shapes(op, graph).values()
+    )
+    if total > MAX_GRAPH_BYTES:
+        raise InputError(
+            f"model {model!r}: its tensors and kernel scratch take {total} bytes, over the cap "
+            f"of {MAX_GRAPH_BYTES} bytes"
+        )
+    return graph
+
+
 def task_graph(scenario: Scenario, task: Task) -> Graph | None:
     """The task's model graph (None: no model); a ScenarioError names the task and field."""
     if task.model is None:
         return None
     try:
-        if Path(task.model).suffix == ".json":
-            return load_graph(task.model)
-        return build_model(task.model, task.batch, task.input_shape)
+        return resolve_model(task.model, task.batch, task.input_shape)
     except InputError as exc:
         field = "input_shape" if task.input_shape is not None else "model"
         raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc
+
+
+def check_models(scenario: Scenario) -> Scenario:
+    """``scenario`` once every task's model resolves (:func:`resolve_model`): every command
+    calls this before any work or output, so all of them accept and refuse the same models."""
+    for task in scenario.tasks:
+        task_graph(scenario, task)
+    return scenario

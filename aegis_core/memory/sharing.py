@@ -22,8 +22,8 @@ from aegis_core.memory.planner import (
     SharedPlan,
     _boundaries,
     align,
-    high_water,
-    live_across,
+    peak_high_water,
+    peak_live_across,
     plan_model,
     usage_of,
 )
@@ -80,10 +80,8 @@ def _nested(
         raise InputError("interleaved sharing needs every model's relative deadline")
     dl = [u.deadline_ns or 0 for u in usages]
     n = len(usages)
-    keep = [max((high_water(usages[i], plans[i], b) for b in _boundaries(usages[i])), default=0)
-            for i in range(n)]  # fmt: skip
-    live = [max((live_across(usages[i], b) for b in _boundaries(usages[i])), default=0)
-            for i in range(n)]  # fmt: skip
+    keep = [peak_high_water(usages[i], plans[i]) for i in range(n)]
+    live = [peak_live_across(usages[i]) for i in range(n)]
     order = sorted(range(n), key=lambda i: (-dl[i], i))
     base: dict[int, int] = {}
     for pos, j in enumerate(order):

@@ -60,8 +60,16 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load(path: str) -> Scenario:
+    """The scenario file with every task's model resolved (graph.zoo.check_models): each
+    command reads its scenario through this, so all accept and refuse the same models."""
+    from aegis_core.graph.zoo import check_models
+
+    return check_models(load_scenario(path))
+
+
 def _scenario(args: argparse.Namespace) -> Scenario:
-    scenario = load_scenario(args.scenario)
+    scenario = _load(args.scenario)
     if getattr(args, "profiles", None):
         scenario = with_profiles(scenario, args.profiles)
     changes: dict[str, Any] = {}
@@ -302,9 +310,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_wcet(args: argparse.Namespace) -> int:
-    from aegis_core.analysis.pwcet import estimate, read_samples
+    from aegis_core.analysis.pwcet import estimate, read_samples, unit_warning
 
-    est = estimate(read_samples(args.samples), args.exceedance)
+    samples = read_samples(args.samples)
+    if (unit := unit_warning(samples)) is not None:
+        print(f"aegis: warning: {args.samples}: {unit}", file=sys.stderr)
+    est = estimate(samples, args.exceedance)
     if args.json:
         print(json.dumps(est.as_dict(), indent=2))
         return 0
@@ -337,18 +348,15 @@ def format_wcet(est: Any) -> str:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    from aegis_core.memory.report import format_plan, plot_plan, usages_from_json
+    from aegis_core.memory.report import format_plan, plot_plan, read_usages
     from aegis_core.memory.sharing import plan_models
 
     path = args.input
     if Path(path).suffix == ".json":
-        from aegis_core.model.files import read_json
-
-        data = read_json(path)
-        usages, interleave = usages_from_json(data, path)
+        usages, interleave = read_usages(path)
         plan = plan_models(usages, "concurrent" if interleave else "serial", alignment=1)
     else:
-        memory = _scenario_memory(load_scenario(path))
+        memory = _scenario_memory(_load(path))
         usages = list(memory.usages.values())
         if not usages:
             raise InputError(f"{path}: no task has a model: nothing to plan")
@@ -381,7 +389,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if not (math.isfinite(args.duration_ms) and args.duration_ms >= 100):
         raise InputError(f"--duration-ms must be a number >= 100, got {args.duration_ms}")
-    scenario = load_scenario(args.scenario) if args.scenario else None
+    scenario = _load(args.scenario) if args.scenario else None
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     o = calibrate(scenario, args.backend, duration_ms=args.duration_ms,
                   exceedance=args.exceedance, progress=progress, host=args.host_tuning)  # fmt: skip
@@ -447,7 +455,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from aegis_core.tools.profiling import format_profiles, profile_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = _load(args.scenario)
     measured = profile_scenario(
         scenario,
         backend=args.backend,
@@ -834,7 +842,9 @@ def _add_measuring_commands(sub: Any) -> None:
         "0 estimated; 2 bad input",
         "aegis wcet durations.txt --exceedance 1e-6",
     )  # fmt: skip
-    wc.add_argument("samples", metavar="FILE", help="text file: one duration in ns per line")
+    wc.add_argument(
+        "samples", metavar="FILE", help="text file: one duration in ns per line (-: standard input)"
+    )
     _exceedance_option(wc, "per-run exceedance probability")
     _json_option(wc, "the estimate")
     wc.set_defaults(func=cmd_wcet)
