@@ -178,6 +178,9 @@ def test_a_profile_above_the_deadline_is_rejected_the_same_either_way(
     ):
         assert main([*argv, "--json"]) == 1
         outs.append(json.loads(capsys.readouterr().out)["tasks"][0])
+    # the same verdict; only the provenance says which file the profile was read from
+    assert outs[0].pop("profile") == str(tmp_path / "a.json")
+    assert outs[1].pop("profile") == str(tmp_path / "dir" / "a.json")
     assert outs[0] == outs[1]
     assert not outs[0]["admitted"] and outs[0]["wcet_from"] == "profile"
     assert outs[0]["reason"].endswith("exceeds the relative deadline 3 ms: never feasible")
