@@ -635,7 +635,7 @@ def test_aegis_admit_exit_0_when_all_admitted(capsys: pytest.CaptureFixture[str]
         ("name: x\ntasks:\n  - {name: a, period_ms: 10, wcet_ms: 11}\n", "wcet_ms"),
         ("name: x\ntasks:\n  - {name: a, period_ms: 10, wcet_ms: 1, colour: red}\n", "colour"),
         ("name: x\ntasks:\n  - {name: a, period_ms: 10, model: resnet18}\n", "wcet_ms"),
-        (None, "no such file"),
+        (None, "no such scenario file"),
     ],
 )
 def test_aegis_admit_exit_2_on_bad_input(

@@ -442,7 +442,7 @@ def test_aegis_check_exit_1_when_a_bound_is_wrong(
     [
         (["scenarios/fifo.yaml"], "no analysis for policy fifo"),
         (["scenarios/admission.yaml", "--runs", "-1"], "--runs must be >= 0"),
-        (["scenarios/missing.yaml"], "no such file"),
+        (["scenarios/missing.yaml"], "no such scenario file"),
     ],
 )
 def test_aegis_check_exit_2(

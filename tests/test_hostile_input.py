@@ -318,7 +318,7 @@ def test_the_scenario_file_itself_is_read_safely(
         "fifo": "cannot read a FIFO",
         "socket": "cannot read a socket",
         "long": "file name too long",
-        "missing": "no such file",
+        "missing": "no such scenario file",
         "big": f"larger than {MAX_YAML_BYTES >> 20} MiB",
     }
     if line is not None:
@@ -413,7 +413,8 @@ def test_control_characters_in_the_file_name_are_escaped(
     for line in refused(capsys, tmp_path, path):
         assert "x\\n\\x1b[1m.yaml: task 'a': field 'period_ms': is required" in line
     missing = tmp_path / "gone\r\n.yaml"
-    assert "gone\\r\\n.yaml: no such file" in refused(capsys, tmp_path, missing, "admit")[0]
+    line = refused(capsys, tmp_path, missing, "admit")[0]
+    assert "gone\\r\\n.yaml: no such scenario file" in line
 
 
 def test_messages_are_made_safe_once_and_bounded() -> None:

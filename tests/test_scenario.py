@@ -509,7 +509,7 @@ def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = tmp_path / "out"
     assert run_sim(path, out) == 2
     assert_one_line_error(
-        capsys.readouterr().err, path, task=None, field=None, fragment="no such file"
+        capsys.readouterr().err, path, task=None, field=None, fragment="no such scenario file"
     )
     assert not out.exists()
 

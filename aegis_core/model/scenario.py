@@ -645,7 +645,7 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     p = str(path)
     try:
-        source = read_user_bytes(p, "file", MAX_YAML_BYTES)
+        source = read_user_bytes(p, "scenario file", MAX_YAML_BYTES)
     except FileError as exc:
         raise ScenarioError(p, exc.reason) from None
     try:
