@@ -16,7 +16,6 @@ Bad input raises :class:`InputError` (a :class:`ScenarioError` names file, task 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,6 +28,7 @@ from aegis_core.analysis.admission import Admission, analysis_task
 from aegis_core.analysis.admission import admit as _admit
 from aegis_core.analysis.charging import charge
 from aegis_core.model.errors import InputError, ScenarioError
+from aegis_core.model.files import read_json
 from aegis_core.model.policy import Analysis
 from aegis_core.model.scenario import Scenario, load_scenario, parse_scenario
 from aegis_core.tools import frames, plots
@@ -110,12 +110,7 @@ def read(path: str | Path) -> Run:
     the file that is missing or not what AegisRT writes."""
     d = Path(path)
     where = d / "summary.json"
-    try:
-        summary = json.loads(where.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise InputError(f"{where}: not JSON ({exc})") from exc
+    summary = read_json(where, "summary")  # a regular file, bounded; else an InputError
     if not isinstance(summary, dict) or not isinstance(summary.get("tasks"), list):
         raise InputError(f"{where}: not a summary of AegisRT (no 'tasks' list)")
     return Run(summary, frames.read_jobs(d / "jobs.csv"), d)

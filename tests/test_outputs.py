@@ -494,3 +494,38 @@ def test_compare_out_refuses_a_folder_of_the_users_files(tmp_path: Path) -> None
             "--results", str(tmp_path / "r2"), "--quiet"]  # fmt: skip
     assert main(argv) == 2
     assert victim.read_text() == "keep\n"
+
+
+@pytest.mark.parametrize("name", [".aegis-lock", ".aegis-results.tmp"])
+def test_a_users_file_at_the_lock_or_marker_names_is_kept(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file of the user's named like the lock or the marker's temporary file, in a folder
+    AegisRT never marked: refused, the file kept byte for byte."""
+    from aegis_core.tools.cli import main
+
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "tiny_gpu.yaml"
+    out = tmp_path / "u"
+    out.mkdir()
+    (out / name).write_text("my notes\n")
+    assert main(["sim", str(scenario), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and name in err[0]
+    assert "AegisRT did not write" in err[0] or "was not written by AegisRT" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == [name]
+    assert (out / name).read_text() == "my notes\n"
+
+
+def test_compare_never_reads_a_planted_fifo_as_a_run(tmp_path: Path) -> None:
+    """A FIFO at a run folder's summary.json: compare does not block on it (reuse needs the
+    marker and a regular file) and refuses the folder, exit 2."""
+    from aegis_core.tools.cli import main
+
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "tiny_gpu.yaml"
+    sim = tmp_path / "r" / "tiny_gpu" / "sim"
+    sim.mkdir(parents=True)
+    os.mkfifo(sim / "summary.json")
+    argv = ["compare", str(scenario), "--backend", "mock", "--results", str(tmp_path / "r"),
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert sorted(p.name for p in sim.iterdir()) == ["summary.json"]

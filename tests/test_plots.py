@@ -11,6 +11,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import os
+
 import matplotlib.pyplot as plt
 import pytest
 
@@ -372,8 +374,11 @@ def test_read_runs_streams_only_up_to_its_window(lp_run: Path, tmp_path: Path) -
     cut = tmp_path / "cut.jsonl"
     cut.write_text("".join(lines[:at]) + lines[at][:25])  # a run that crashed mid-line
     assert len(read_runs(cut, 10**12)) > 0
-    with pytest.raises(InputError, match=r"cannot read"):
+    with pytest.raises(InputError, match=r"none\.jsonl: no such trace file"):
         read_runs(tmp_path / "none.jsonl", MS)
+    os.mkfifo(tmp_path / "fifo.jsonl")  # never blocks: a regular file only
+    with pytest.raises(InputError, match=r"cannot read a FIFO as a trace file"):
+        read_runs(tmp_path / "fifo.jsonl", MS)
 
 
 def test_gantt_from_a_trace_draws_each_dispatch_in_its_jobs_shade(lp_run: Path) -> None:

@@ -73,22 +73,32 @@ def read_user_bytes(
     before it is opened, and again on the open descriptor, opened non-blocking so that a
     FIFO swapped in never blocks), at most ``limit`` bytes (None: the file's size). Every
     failure is a FileError naming the file. Use it for every file a user gives."""
-    user_file(path, what)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _os_error(path, what, exc) from None
-    try:
-        with os.fdopen(fd, "rb") as f:
-            kind = _not_regular(os.fstat(f.fileno()).st_mode)
-            if kind is not None:
-                raise _irregular(path, what, kind)
+        with open_user_file(path, what) as f:
             data = f.read(-1 if limit is None else limit + 1)
     except OSError as exc:
         raise _os_error(path, what, exc) from None
     if limit is not None and len(data) > limit:
         raise FileError(path, f"larger than {_size(limit)}, the most a {what} may hold")
     return data
+
+
+def open_user_file(path: str | Path, what: str = "file") -> BinaryIO:
+    """The user's file ``path`` opened for reading bytes, a regular file only: checked before
+    it is opened and again on the open descriptor (opened non-blocking, so that a FIFO swapped
+    in never blocks); a FileError naming the file otherwise. The caller bounds what it reads
+    (:func:`read_user_bytes`, or ``readline(limit)``)."""
+    user_file(path, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _os_error(path, what, exc) from None
+    f = os.fdopen(fd, "rb")
+    kind = _not_regular(os.fstat(fd).st_mode)
+    if kind is not None:
+        f.close()
+        raise _irregular(path, what, kind)
+    return f
 
 
 def read_user_text(path: str | Path, what: str = "file", limit: int | None = MAX_JSON_BYTES) -> str:

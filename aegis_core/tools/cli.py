@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from aegis_core import __version__
 from aegis_core.analysis.admission import Admission
 from aegis_core.analysis.bounds import MAX_POINTS
-from aegis_core.model.errors import AegisError, InputError, Interrupted, one_line
+from aegis_core.model.errors import AegisError, InputError, Interrupted, one_line, show_path
 from aegis_core.model.overheads import load_overheads
 from aegis_core.model.policy import POLICIES, Analysis, get_policy
 from aegis_core.model.scenario import Scenario, load_scenario, replace_scenario, with_profiles
@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
     rejected = result.summary["admission"]["rejected"]
     if rejected and not args.no_admission:
         print(f"not run (rejected by admission): {', '.join(rejected)}; see `aegis admit`")
-    print(f"results: {result.out_dir}/")
+    print(f"results: {show_path(result.out_dir)}/")
     return 0
 
 

@@ -15,14 +15,13 @@ bug).
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from aegis_core.model.errors import InputError, Interrupted
-from aegis_core.model.files import write_text_atomic
+from aegis_core.model.files import read_json, write_text_atomic
 from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario
 from aegis_core.model.types import fmt_count, fmt_ms
@@ -90,11 +89,14 @@ def _current(
 ) -> bool:  # fmt: skip
     """Results in ``out`` are this very run: the same effective scenario (tasks, profiles,
     policy, horizon), seed, admission and execution-time mode, and AegisRT version."""
+    from aegis_core.tools.outdir import owned
     from aegis_core.tools.runner import run_fingerprint
 
-    try:
-        s = json.loads((out / "summary.json").read_text())
-    except (OSError, ValueError):
+    try:  # only a run AegisRT wrote there (the marker), read bounded
+        s = _summary(out) if owned(out) else None
+    except InputError:
+        s = None  # not reusable: the run's own claim of the folder says why, or replaces it
+    if not isinstance(s, dict):
         return False
     want = run_fingerprint(scenario, seed, settings.admission, settings.exec_time, host_mode)
     whole = not s.get("interrupted")  # a run stopped by a signal is never reused
@@ -118,6 +120,11 @@ def _results(
     if r.summary.get("interrupted"):
         raise Interrupted(r.summary["interrupted"]["signal"])
     return False
+
+
+def _summary(run_dir: Path) -> Any:
+    """A run's ``summary.json`` (read bounded, a regular file only)."""
+    return read_json(run_dir / "summary.json", "summary")
 
 
 SIM_HOST = "bound"
@@ -161,8 +168,8 @@ def compare(
             rerun=rerun,
         ),
     }
-    sim = json.loads((sim_dir / "summary.json").read_text())
-    ex = json.loads((exec_dir / "summary.json").read_text())
+    sim = _summary(sim_dir)
+    ex = _summary(exec_dir)
     rows = [_row(s, e) for s, e in zip(sim["tasks"], ex["tasks"], strict=True)]
     mark(out, OUTPUTS, command)
     write_csv(out / "compare.csv", COLUMNS, rows)
@@ -345,12 +352,12 @@ def compare_policies(
                 settings=settings,
                 rerun=rerun,
             )
-            ex = json.loads((exec_dir / "summary.json").read_text())
+            ex = _summary(exec_dir)
         except ScenarioError as exc:
             if exc.field != "policy":  # a refusal of the policy only; any other error stands
                 raise
             refused[policy.name] = exc.reason
-        sim = json.loads((sim_dir / "summary.json").read_text())
+        sim = _summary(sim_dir)
         etasks = ex["tasks"] if ex is not None else [None] * len(sim["tasks"])
         rows += [_policy_row(policy.name, st, et) for st, et in zip(sim["tasks"], etasks,
                                                                     strict=True)]  # fmt: skip

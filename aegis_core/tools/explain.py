@@ -174,19 +174,9 @@ def _trace_file(p: Path) -> Path:
 
 def _open(p: Path) -> Any:
     """``p`` opened for reading, a regular file only (never blocks on a FIFO)."""
-    import os
-    import stat
+    from aegis_core.model.files import open_user_file
 
-    try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such trace file") from None
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(f"{p}: not a regular file: not a trace")
-    return os.fdopen(fd, "rb")
+    return open_user_file(p, "trace file")
 
 
 def records_of(records: Sequence[Mapping[str, Any] | TraceRecord]) -> list[TraceRecord]:

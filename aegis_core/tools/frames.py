@@ -69,9 +69,17 @@ def read_runs(trace: Path, until_ns: int) -> pd.DataFrame:
     rows: list[tuple[str, str, int, int, int | None]] = []
     replay = Replay(retain=False, on_run=lambda r: rows.append(
         (r.job, r.task, r.chunk, r.start_ns, r.end_ns)))  # fmt: skip
+    from aegis_core.model.files import open_user_file
+    from aegis_core.tools.explain import MAX_LINE
+
     try:
-        with open(trace, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
+        with open_user_file(trace, "trace file") as f:  # a regular file; lines bounded
+            n = 0
+            while raw := f.readline(MAX_LINE + 1):
+                n += 1
+                if len(raw) > MAX_LINE:
+                    raise InputError(f"{trace}:{n}: longer than {MAX_LINE >> 20} MiB: not a trace")
+                line = raw.decode("utf-8", "replace")
                 if _past(replay, line, until_ns, f"{trace}:{n}"):
                     break
     except OSError as exc:

@@ -76,7 +76,7 @@ class ResultsDir:
 
     def _take_over(self, command: str) -> None:
         ours = _marked(self.path)
-        for name in GUARDED:
+        for name in (*GUARDED, MARKER + TMP):
             _check(self.path, name, ours)
         try:
             for name in GUARDED:  # the previous run's results: never mixed with this run's
@@ -153,7 +153,7 @@ def mark(path: Path, names: Sequence[str], command: str, *, create: bool = True)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         ours = _marked(path)
-        for name in names:
+        for name in (*names, MARKER + TMP):
             _check(path, name, ours)
         if create and not ours:
             _write_marker(path, command)
@@ -193,11 +193,21 @@ def _lock(path: Path, command: str) -> int:
             os.close(fd)
             raise
         if _same_file(fd, lock):
+            if not _ours(fd):
+                os.close(fd)
+                raise InputError(f"{lock} was not written by AegisRT; choose another --out or "
+                                 "remove it")  # fmt: skip
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} ({one_line(command)})\n".encode())
             return fd
         os.close(fd)  # its holder removed it while we opened it: lock the one there now
     raise InputError(f"{lock}: cannot lock: it keeps being replaced")
+
+
+def _ours(fd: int) -> bool:
+    """A lock file AegisRT wrote (``pid N (…)``), or one just created (empty)."""
+    head = os.pread(fd, 4, 0)
+    return head in (b"", b"pid ")
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -212,6 +222,12 @@ def _holder(fd: int) -> str:
     except OSError:
         text = ""
     return one_line(text) if text.startswith("pid ") else "another run"
+
+
+def owned(path: Path) -> bool:
+    """``path`` is a folder AegisRT marked as its own (False: no marker; a foreign marker is
+    an InputError)."""
+    return _marked(path)
 
 
 def _marked(path: Path) -> bool:
