@@ -198,6 +198,8 @@ def test_cli_explain_attributes_an_exceedance(
     records.insert(i + 1, {"rec": 999, "t_ns": 6 * MS, "kind": "assumption", "seq": 1,
                            "job": "b#0", "task": "b", "what": "completion",
                            "observed_ns": 1_200_000, "bound_ns": 200_000})  # fmt: skip
+    for k, r in enumerate(records):  # numbered as a run numbers them
+        r["rec"] = k
     assert explain() == "  completion of b#0 took 1.200 ms > bound 0.200 ms"
     # --verify: c#0's forged completion ran past its WCET with no overrun record; the run as
     # it was, with the assumption record added, verifies (an assumption is no decision)
@@ -208,11 +210,16 @@ def test_cli_explain_attributes_an_exceedance(
                            "job": "b#0", "task": "b", "what": "completion",
                            "observed_ns": 1_200_000, "bound_ns": 200_000})  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["explain", str(path), "--verify"]) == 1  # an inserted record shows
+    assert f"numbered 999, but it is record {i + 1} of the trace" in capsys.readouterr().out
+    for k, r in enumerate(records):
+        r["rec"] = k
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert main(["explain", str(path), "--verify"]) == 0
     capsys.readouterr()
     records[i + 1]["job"] = "b#5"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert main(["explain", str(path), "--verify"]) == 1
-    assert "record 999 (assumption of b#5): names a job that was not released" in (
+    assert f"record {i + 1} (assumption of b#5): names a job that was not released" in (
         capsys.readouterr().out
     )

@@ -369,8 +369,8 @@ def test_check_reaches_the_charged_bounds(policy: str) -> None:
 def test_a_chunk_past_its_chunk_wcet_is_an_overrun_record() -> None:
     """lp-edf: a chunk that runs past its own chunk WCET breaks the blocking the analysis
     charged even when the job keeps its WCET: an overrun record (action ``chunk``)."""
+    from aegis_core.record.schema import CHUNK_OVERRUN
     from aegis_core.record.sinks import MemoryTrace
-    from aegis_core.run.scheduler import CHUNK_OVERRUN
     from aegis_core.run.testing import FakeEngine
 
     sc = make_scenario(

@@ -693,3 +693,44 @@ def test_an_overrun_run_verifies_and_its_overrun_record_is_checked(
         early = copy.deepcopy(rs)
         early.insert(i - 1, early.pop(j))  # the skip before the overrun that caused it: a#2
         assert not explain.verify(early).ok  # still waits, but nothing overran yet
+
+
+@pytest.mark.parametrize("action", ["continue", "skip-next"])
+def test_an_overrun_record_names_its_tasks_budget_and_action_once(action: str) -> None:
+    """A whole job's overrun record: one per job, its budget the task's WCET, its action the
+    task's on_overrun; each edit is a verify failure on the overrun record."""
+    rs = _overrun_run(action, "sim")
+    for r in rs:  # records without numbers: the edits below shift none
+        r["rec"] = -1
+    i = [r["kind"] for r in rs].index("overrun")
+    other = "skip-next" if action == "continue" else "continue"
+    cases = {
+        "a second overrun record of a#1": [*rs[: i + 1], copy.deepcopy(rs[i]), *rs[i + 1 :]],
+        "budget_ns 0.001 ms, the task's WCET is 2.000 ms": _with(rs, i, budget_ns=1000),
+        f"action {other!r}, the task's on_overrun is {action!r}": _with(rs, i, action=other),
+    }
+    for why, edited in cases.items():
+        m = explain.verify(edited).mismatches
+        assert m and m[0].what == "overrun of a#1" and why in m[0].message, (why, m[:1])
+
+
+def _with(rs: Records, i: int, **change: Any) -> Records:
+    out = copy.deepcopy(rs)
+    out[i].update(change)
+    return out
+
+
+def test_records_are_numbered_in_trace_order(traces: dict[str, Records], tmp_path: Path) -> None:
+    """``rec`` is a record's number in the trace: renumbered, duplicated or swapped numbers
+    fail --verify (exit 1) at the first record out of place."""
+    rs = traces["np-edf"]
+    for n, edit in enumerate([
+        lambda x: x[5].update(rec=999),
+        lambda x: x[5].update(rec=4),
+        lambda x: (x[6].update(rec=7), x[7].update(rec=6)),
+    ]):  # fmt: skip
+        edited = copy.deepcopy(rs)
+        edit(edited)
+        code, out, _ = _explain(_write(tmp_path / f"n{n}.jsonl", edited), "--verify")
+        assert code == 1 and "but it is record" in out[0], out
+    assert _explain(_write(tmp_path / "ok.jsonl", rs), "--verify")[0] == 0

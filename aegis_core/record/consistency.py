@@ -42,6 +42,7 @@ from aegis_core.model.scenario import OnOverrun
 from aegis_core.model.types import TimeNs
 from aegis_core.record.replay import JobState, Replay
 from aegis_core.record.schema import (
+    CHUNK_OVERRUN,
     AdmissionRecord,
     ChunkRecord,
     CompleteRecord,
@@ -69,6 +70,8 @@ class TaskFacts(NamedTuple):
     """The policy orders by priority: every release carries one (and only then)."""
     wcet_ns: TimeNs | None
     """A job's time budget: one that runs longer has an ``overrun`` record."""
+    on_overrun: str | None = None
+    """What an overrun of a whole job does (its ``overrun`` record's ``action``)."""
 
 
 _UNKNOWN = TaskFacts(None, False, None, None, False, None)
@@ -98,7 +101,8 @@ def task_facts(adm: Sequence[AdmissionRecord]) -> dict[str, TaskFacts]:
         chunks = r.rationale.get("chunks_ns")
         n = len(chunks) if r.admitted and isinstance(chunks, list) and chunks else None
         out[r.task] = TaskFacts(p.get("deadline_ns"), r.enforced and not r.admitted, n, rank,
-                                prioritised, p.get("wcet_ns"))  # fmt: skip
+                                prioritised, p.get("wcet_ns"),
+                                p.get("on_overrun", OnOverrun.CONTINUE))  # fmt: skip
     return out
 
 
@@ -123,6 +127,8 @@ class Consistency:
         self.nxt: Any = None
         self.owed: dict[str, int] = {}
         """Per task, the skips its overruns under ``skip-next`` owe (one each)."""
+        self.overran: set[str] = set()
+        """The jobs with a whole-job overrun record so far."""
 
     def problem(self, r: Record, rp: Replay, nxt: Any = None) -> str | None:
         """What is wrong with ``r``, taken in the state ``rp`` is in just before it (``nxt``:
@@ -311,8 +317,22 @@ class Consistency:
             return "neither right after its completion nor during a chunk"
         if r.exec_ns <= r.budget_ns:
             return f"exec_ns {_ms(r.exec_ns)} is within its budget {_ms(r.budget_ns)}"
+        if r.action != CHUNK_OVERRUN and (why := self._whole_overrun(r)) is not None:
+            return why
         if r.action == OnOverrun.SKIP_NEXT:
             self.owed[r.task] = self.owed.get(r.task, 0) + 1
+        return None
+
+    def _whole_overrun(self, r: OverrunRecord) -> str | None:
+        """A whole job's overrun: once a job, against the task's WCET, with its action."""
+        facts = self._facts(r.task)
+        if r.job in self.overran:
+            return f"a second overrun record of {r.job}"
+        self.overran.add(r.job)
+        if facts.wcet_ns is not None and r.budget_ns != facts.wcet_ns:
+            return f"budget_ns {_ms(r.budget_ns)}, the task's WCET is {_ms(facts.wcet_ns)}"
+        if facts.on_overrun is not None and r.action != facts.on_overrun:
+            return f"action {r.action!r}, the task's on_overrun is {facts.on_overrun!r}"
         return None
 
 

@@ -215,6 +215,11 @@ class MissRecord(NamedTuple):
         return Kind.MISS
 
 
+CHUNK_OVERRUN = "chunk"
+"""The ``action`` of the overrun record of an lp-edf chunk past its chunk WCET (a whole
+job's overrun records the task's ``on_overrun``)."""
+
+
 class OverrunRecord(NamedTuple):
     t_ns: TimeNs
     seq: int

@@ -21,6 +21,7 @@ from aegis_core.model.scenario import Task
 from aegis_core.model.status import JobStatus
 from aegis_core.model.types import TimeNs
 from aegis_core.record.schema import (
+    CHUNK_OVERRUN,
     AssumptionRecord,
     ChunkRecord,
     CompleteRecord,
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
     from aegis_core.run.plan import RunPlan
 
 _new = tuple.__new__  # a record from all its fields (rec = -1), without a Python frame
-
-CHUNK_OVERRUN = "chunk"
-"""The ``action`` of the overrun record of an lp-edf chunk past its chunk WCET."""
 
 
 class Job:

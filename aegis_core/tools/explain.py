@@ -36,6 +36,7 @@ from aegis_core.record.attribution import Attribution, attribute_trace
 from aegis_core.record.consistency import Consistency, unfinished
 from aegis_core.record.replay import JobState, Replay
 from aegis_core.record.schema import (
+    CHUNK_OVERRUN,
     AdmissionRecord,
     AssumptionRecord,
     CompleteRecord,
@@ -52,7 +53,6 @@ from aegis_core.record.schema import (
     key_of,
     scenario_from_records,
 )
-from aegis_core.run.scheduler import CHUNK_OVERRUN
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,22 @@ def verify(records: Sequence[Mapping[str, Any] | TraceRecord]) -> Verification:
     _verify_admissions(rp.admissions, found, [i for i, r in enumerate(typed)
                                               if type(r) is AdmissionRecord])  # fmt: skip
     _verify_end(typed, rp, check, found)
+    if not out.mismatches:  # else the edit that shifted the numbers is named by what it broke
+        _verify_numbers(typed, found)
     out.mismatches.sort(key=lambda m: m.pos)
     return out
+
+
+def _verify_numbers(typed: Sequence[TraceRecord], found: _Found) -> None:
+    """A record's ``rec`` is its number in the trace (0, 1, 2, …; -1 in an old trace): a
+    record added, removed, moved or renumbered shows here (docs/CONTRACTS.md §trace)."""
+    for pos, r in enumerate(typed):
+        if r.rec >= 0 and r.rec != pos:
+            what = "end" if type(r) is EndRecord else (
+                f"admission of {r.task}" if isinstance(r, AdmissionRecord) else
+                f"{r.kind} of {getattr(r, 'job', '?')}")  # fmt: skip
+            found(pos, r.rec, what, f"numbered {r.rec}, but it is record {pos} of the trace")
+            return
 
 
 class _Found:
