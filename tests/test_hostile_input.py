@@ -465,7 +465,7 @@ def test_profile_times_past_the_limit_are_refused(
     [
         ("name: 2026-13-45\ntasks: [1]\n", "line 1, column 7: cannot read the value '2026-13-45'"),
         ("name: a\ntasks: [{period_ms: !!float ten}]", "column 21: cannot read the value 'ten'"),
-        ("name: a\ntasks: [{period_ms: !!int 0x}]", "column 21: cannot read the value '0x'"),
+        ("name: a\ntasks: [{period_ms: !!int 0x}]", "column 21: write integers in decimal, got '0x'"),
         ("name: !!python/name:os.system x\n", "could not determine a constructor for the tag"),
         ("name: a\n---\nname: b\n", "expected a single document"),
     ],
@@ -476,3 +476,18 @@ def test_values_yaml_cannot_build_are_refused(
 ) -> None:
     for line in refused(capsys, tmp_path, scenario(tmp_path, text), "admit"):
         assert "invalid YAML at line" in line and shown in line, line
+
+
+@pytest.mark.parametrize("literal", ["1:30", "010", "0x10", "1_0", "0b11", "-1:00"])
+def test_integers_are_decimal_only(
+    literal: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML 1.1 reads ``1:30`` as 90, ``010`` as 8, ``0x10`` as 16: a scenario refuses them
+    (a period silently 90 ms is worse than an error)."""
+    from aegis_core.tools.cli import main
+
+    f = tmp_path / "s.yaml"
+    f.write_text(f"name: s\ntasks:\n  - name: a\n    period_ms: {literal}\n    wcet_ms: 1\n")
+    assert main(["admit", str(f)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "write integers in decimal" in err[0] and literal in err[0]

@@ -619,7 +619,16 @@ def _bounded_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
             f"an integer of {len(node.value)} characters: too large for any field",
             node.start_mark,
         )
+    if not _DECIMAL.fullmatch(node.value):  # YAML 1.1 reads 1:30 as 90, 010 as 8, 0x10 as 16
+        raise yaml.constructor.ConstructorError(
+            None, None, f"write integers in decimal, got {quote(node.value)}", node.start_mark
+        )
     return int(loader.construct_yaml_int(node))
+
+
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+"""The integers a scenario may write: decimal, no leading zero, no ``_`` (YAML 1.1 would read
+sexagesimal, octal, hex and binary literals silently)."""
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
