@@ -465,7 +465,10 @@ def test_profile_times_past_the_limit_are_refused(
     [
         ("name: 2026-13-45\ntasks: [1]\n", "line 1, column 7: cannot read the value '2026-13-45'"),
         ("name: a\ntasks: [{period_ms: !!float ten}]", "column 21: cannot read the value 'ten'"),
-        ("name: a\ntasks: [{period_ms: !!int 0x}]", "column 21: write integers in decimal, got '0x'"),
+        (
+            "name: a\ntasks: [{period_ms: !!int 0x}]",
+            "column 21: write integers in decimal, got '0x'",
+        ),
         ("name: !!python/name:os.system x\n", "could not determine a constructor for the tag"),
         ("name: a\n---\nname: b\n", "expected a single document"),
     ],

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.model.errors import InputError
+from aegis_core.model.errors import InputError, quote, shorten
 from aegis_core.model.profile import EXCEEDANCES, MIN_SAMPLES, p_key
 from aegis_core.model.types import fmt_count
 
@@ -705,16 +705,16 @@ def read_samples(path: str) -> np.ndarray:
         item = line.split("#", 1)[0].strip()
         if not item:
             continue
-        shown = item if len(item) <= 40 else f"{item[:20]}...({len(item)} characters)"
+        shown = quote(item)
         try:
             v: float = _number(item)
         except ValueError:
-            raise InputError(f"{path}: line {i}: not a number: {shown!r}") from None
+            raise InputError(f"{path}: line {i}: not a number: {shown}") from None
         if v != v or item.lstrip("+-").lower().startswith("inf") or v <= 0:  # nan, inf
             raise InputError(f"{path}: line {i}: a duration must be a finite number > 0 ns, "
-                             f"got {shown!r}")  # fmt: skip
+                             f"got {shown}")  # fmt: skip
         if v > MAX_TIME_NS:
-            raise InputError(f"{path}: line {i}: {shown} ns is past the limit of "
+            raise InputError(f"{path}: line {i}: {shorten(item)} ns is past the limit of "
                              f"{MAX_TIME_TEXT}")  # fmt: skip
         values.append(v)
     try:
@@ -724,7 +724,10 @@ def read_samples(path: str) -> np.ndarray:
 
 
 def _number(item: str) -> float:
-    """An integer literal exactly (a limit is compared in whole ns), anything else a float."""
+    """An integer literal exactly (a limit is compared in whole ns), anything else a float
+    (written plainly: Python's ``1_000`` is no number of a durations file)."""
+    if "_" in item:
+        raise ValueError(item)
     try:
         return int(item)
     except ValueError:
