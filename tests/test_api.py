@@ -273,3 +273,17 @@ def test_a_seed_gives_the_run_it_names() -> None:
     c = aegis.simulate(doc, seed=4)
     pd.testing.assert_frame_equal(a.jobs, b.jobs)
     assert a.summary["seed"] == 3 and not a.jobs["release_ns"].equals(c.jobs["release_ns"])
+
+
+def test_reading_a_results_folder_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    """A FIFO at summary.json or jobs.csv is refused (regular files only), never waited on."""
+    import os
+
+    for name in ("summary.json", "jobs.csv"):
+        d = tmp_path / name.split(".")[0]
+        d.mkdir()
+        if name == "jobs.csv":
+            (d / "summary.json").write_text('{"tasks": []}')
+        os.mkfifo(d / name)
+        with pytest.raises(aegis.InputError, match=rf"{name.replace('.', '[.]')}: .*FIFO"):
+            aegis.read(d)

@@ -25,7 +25,7 @@ anywhere else is an input error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,29 +117,44 @@ def load(path: str | Path) -> Trace:
     p = _trace_file(Path(path))
     out = Trace()
     out.path, lines = str(p), []
+    for n, raw in trace_lines(p):
+        last = not raw.endswith(b"\n")  # only the file's last line lacks its newline
+        try:
+            obj = _parse(raw)
+        except ValueError as exc:
+            if last:  # the write a kill cut short
+                out.cut = True
+                break
+            raise InputError(f"{p}: not a trace: line {n}: {exc}") from None
+        if obj is _BLANK:
+            continue
+        if type(obj) is not dict:
+            raise InputError(f"{p}: line {n}: a trace record is a JSON object, not "
+                             f"{_JSON_TYPES.get(type(obj), type(obj).__name__)}")  # fmt: skip
+        out.append(obj)
+        lines.append(n)
+    out.lines = lines
+    return out
+
+
+def _open(p: Path) -> Any:
+    """``p`` opened for reading, a regular file only (never blocks on a FIFO)."""
+    from aegis_core.model.files import open_user_file
+
+    return open_user_file(p, "trace file")
+
+
+def trace_lines(p: Path) -> Iterator[tuple[int, bytes]]:
+    """The trace file ``p``'s lines, numbered from 1, read as a stream (a regular file only,
+    never blocking on a FIFO); a line longer than :data:`MAX_LINE` is an InputError naming
+    the file and line, so memory stays bounded by the longest record."""
     with _open(p) as f:
         n = 0
         while raw := f.readline(MAX_LINE + 1):
             n += 1
-            last = not raw.endswith(b"\n")  # only the file's last line lacks its newline
-            if len(raw) > MAX_LINE and last:
+            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
                 raise InputError(f"{p}: line {n}: longer than {MAX_LINE >> 20} MiB: not a trace")
-            try:
-                obj = _parse(raw)
-            except ValueError as exc:
-                if last:  # the write a kill cut short
-                    out.cut = True
-                    break
-                raise InputError(f"{p}: not a trace: line {n}: {exc}") from None
-            if obj is _BLANK:
-                continue
-            if type(obj) is not dict:
-                raise InputError(f"{p}: line {n}: a trace record is a JSON object, not "
-                                 f"{_JSON_TYPES.get(type(obj), type(obj).__name__)}")  # fmt: skip
-            out.append(obj)
-            lines.append(n)
-    out.lines = lines
-    return out
+            yield n, raw
 
 
 _BLANK: Any = object()
@@ -170,13 +185,6 @@ def _trace_file(p: Path) -> Path:
         return p / "trace.jsonl"
     raise InputError(f"{p}: the run was made without a trace (--no-trace): nothing to explain; "
                      "run it again without --no-trace")  # fmt: skip
-
-
-def _open(p: Path) -> Any:
-    """``p`` opened for reading, a regular file only (never blocks on a FIFO)."""
-    from aegis_core.model.files import open_user_file
-
-    return open_user_file(p, "trace file")
 
 
 def records_of(records: Sequence[Mapping[str, Any] | TraceRecord]) -> list[TraceRecord]:

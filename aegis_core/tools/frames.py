@@ -13,6 +13,7 @@ job) of :data:`RUN_COLUMNS`, read as a stream up to a time window.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from aegis_core.model.errors import InputError
+from aegis_core.model.errors import FileError, InputError
+from aegis_core.model.files import open_user_file
 from aegis_core.record.replay import Replay
 from aegis_core.record.schema import decode, is_end
 from aegis_core.run.scheduler import Job
@@ -45,8 +47,13 @@ def read_jobs(source: Path | str | io.StringIO) -> pd.DataFrame:
     file."""
     name = str(source) if not isinstance(source, io.StringIO) else "jobs.csv"
     try:
-        df = pd.read_csv(source, dtype=JOB_DTYPES, true_values=["true"],
-                         false_values=["false"], keep_default_na=False, na_values=[""])  # fmt: skip
+        with contextlib.ExitStack() as stack:  # a path: a regular file only (never a FIFO)
+            f = source if isinstance(source, io.StringIO) else stack.enter_context(
+                open_user_file(source, "jobs file"))  # fmt: skip
+            df = pd.read_csv(f, dtype=JOB_DTYPES, true_values=["true"], false_values=["false"],
+                             keep_default_na=False, na_values=[""])  # fmt: skip
+    except FileError as exc:
+        raise InputError(f"{name}: cannot read: {exc.reason}") from exc
     except OSError as exc:
         raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from exc
     except (ValueError, TypeError) as exc:
@@ -69,19 +76,12 @@ def read_runs(trace: Path, until_ns: int) -> pd.DataFrame:
     rows: list[tuple[str, str, int, int, int | None]] = []
     replay = Replay(retain=False, on_run=lambda r: rows.append(
         (r.job, r.task, r.chunk, r.start_ns, r.end_ns)))  # fmt: skip
-    from aegis_core.model.files import open_user_file
-    from aegis_core.tools.explain import MAX_LINE
+    from aegis_core.tools.explain import trace_lines
 
     try:
-        with open_user_file(trace, "trace file") as f:  # a regular file; lines bounded
-            n = 0
-            while raw := f.readline(MAX_LINE + 1):
-                n += 1
-                if len(raw) > MAX_LINE:
-                    raise InputError(f"{trace}:{n}: longer than {MAX_LINE >> 20} MiB: not a trace")
-                line = raw.decode("utf-8", "replace")
-                if _past(replay, line, until_ns, f"{trace}:{n}"):
-                    break
+        for n, raw in trace_lines(trace):  # a regular file, lines bounded
+            if _past(replay, raw.decode("utf-8", "replace"), until_ns, f"{trace}:{n}"):
+                break
     except OSError as exc:
         raise InputError(f"{trace}: cannot read: {exc.strerror or exc}") from exc
     df = pd.DataFrame([r for r in rows if r[3] <= until_ns], columns=list(RUN_COLUMNS))
