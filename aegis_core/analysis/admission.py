@@ -166,7 +166,8 @@ def admit(scenario: Scenario, task_budgets: Sequence[TaskBudget] | None = None) 
     scenario's policy proves that it and every task admitted before it meet their deadlines
     (and, when the scenario sets memory budgets, their planned memory fits)."""
     bs = tuple(task_budgets) if task_budgets is not None else budgets(scenario)
-    effort, wording = Effort(analysis_budget(scenario)), Effort(analysis_budget(scenario))
+    points = analysis_budget(scenario)
+    effort, wording = Effort(points), Effort(points)
     ctx = _Context(scenario, scenario.tasks, bs, effort, wording, scenario.overheads)
     test, evaluate = _ANALYSES[scenario.policy.analysis](ctx)
     memory = _memory(scenario, bs)

@@ -15,6 +15,7 @@ bug).
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ def _current(
 
 
 def _results(
-    scenario: Scenario, engine: Any, out: Path, seed: int, host_mode: str = "sample",
+    scenario: Scenario, engine: Any, out: Path, host_mode: str = "sample", *,
     progress: TextIO | None = None, settings: RunSettings = DEFAULT_RUN, rerun: bool = False,
 ) -> bool:  # fmt: skip
     """Run unless current results exist (or ``rerun``); True when reused. A run stopped by a
@@ -112,7 +113,7 @@ def _results(
     written without ``trace.json`` (the Perfetto view; ``aegis sim`` / ``exec`` write it)."""
     from aegis_core.tools.runner import run_scenario
 
-    if not rerun and _current(out, scenario, seed, host_mode, settings):
+    if not rerun and _current(out, scenario, scenario.seed, host_mode, settings):
         return True
     r = run_scenario(scenario, engine, out_dir=out, perfetto=False, host_mode=host_mode,
                      progress=progress, admission=settings.admission,
@@ -154,19 +155,10 @@ def compare(
     out = out if out is not None else base / f"compare{policy_suffix(scenario, own_policy)}"
     command = f"aegis compare {scenario.path}"
     mark(out, OUTPUTS, command, create=False)  # refused before anything runs
+    run = functools.partial(_results, progress=progress, settings=settings, rerun=rerun)
     reused = {
-        "sim": _results(
-            scenario, "sim", sim_dir, scenario.seed, SIM_HOST, progress, settings, rerun
-        ),
-        "exec": _results(
-            scenario,
-            engine,
-            exec_dir,
-            scenario.seed,
-            progress=progress,
-            settings=settings,
-            rerun=rerun,
-        ),
+        "sim": run(scenario, "sim", sim_dir, SIM_HOST),
+        "exec": run(scenario, engine, exec_dir),
     }
     sim = _summary(sim_dir)
     ex = _summary(exec_dir)
@@ -335,23 +327,16 @@ def compare_policies(
     rows: list[dict[str, Any]] = []
     reused: dict[str, dict[str, bool]] = {}
     refused: dict[str, str] = {}
+    run = functools.partial(_results, progress=progress, settings=settings, rerun=rerun)
     for policy in chosen:
         s = replace_scenario(scenario, policy=policy)
         d = base / "policies" / policy.name
         sim_dir, exec_dir = d / "sim", d / f"exec-{resolved}"
-        reused[policy.name] = {"sim": _results(s, "sim", sim_dir, s.seed, progress=progress,
-                                               settings=settings, rerun=rerun)}  # fmt: skip
+        reused[policy.name] = {"sim": run(s, "sim", sim_dir)}
         ex: dict[str, Any] | None = None
         try:
-            reused[policy.name]["exec"] = _results(
-                s,
-                load_engine("exec", backend=resolved, host="auto"),
-                exec_dir,
-                s.seed,
-                progress=progress,
-                settings=settings,
-                rerun=rerun,
-            )
+            engine = load_engine("exec", backend=resolved, host="auto")
+            reused[policy.name]["exec"] = run(s, engine, exec_dir)
             ex = _summary(exec_dir)
         except ScenarioError as exc:
             if exc.field != "policy":  # a refusal of the policy only; any other error stands

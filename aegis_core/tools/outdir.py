@@ -75,7 +75,7 @@ class ResultsDir:
         return held
 
     def _take_over(self, command: str) -> None:
-        ours = _marked(self.path)
+        ours = owned(self.path)
         for name in (*GUARDED, MARKER + TMP):
             _check(self.path, name, ours)
         try:
@@ -152,7 +152,7 @@ def mark(path: Path, names: Sequence[str], command: str, *, create: bool = True)
             return
         if create:
             path.mkdir(parents=True, exist_ok=True)
-        ours = _marked(path)
+        ours = owned(path)
         for name in (*names, MARKER + TMP):
             _check(path, name, ours)
         if create and not ours:
@@ -225,14 +225,8 @@ def _holder(fd: int) -> str:
 
 
 def owned(path: Path) -> bool:
-    """``path`` is a folder AegisRT marked as its own (False: no marker; a foreign marker is
-    an InputError)."""
-    return _marked(path)
-
-
-def _marked(path: Path) -> bool:
-    """``path`` holds AegisRT's marker (a regular file of schema ``aegis-results/N``); absent:
-    False; anything else there: an InputError."""
+    """``path`` is a folder AegisRT marked as its own: it holds the marker (a regular file of
+    schema ``aegis-results/N``); absent: False; anything else there: an InputError."""
     marker = path / MARKER
     try:
         fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
