@@ -264,6 +264,69 @@ def test_attention_style_matmul_of_two_activations(tmp_path: Path) -> None:
     _against_ort(path, imported, seed=3)
 
 
+def test_a_batchnorm_is_not_folded_into_a_conv_read_elsewhere_through_a_view(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(7)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Identity", ["c"], ["i"]),
+        helper.make_node("BatchNormalization", ["i", "g", "be", "m", "v"], ["n"]),
+        helper.make_node("Add", ["c", "n"], ["y"]),
+    ]
+    var = numpy_helper.from_array(rng.uniform(0.5, 2.0, 4).astype(np.float32), "v")
+    inits = [_init(rng, "w", 4, 4, 1, 1)] + [_init(rng, n, 4) for n in ("g", "be", "m")] + [var]
+    path = _save(tmp_path, nodes, inits, [1, 4, 3, 3])
+    imported = import_onnx(path)
+    assert [op.fn for op in imported.graph.ops] == ["conv2d", "conv2d", "add"]
+    _against_ort(path, imported)
+
+
+def test_shape_with_start_end_flatten_with_a_negative_axis_and_tanh_gelu(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], start=0, end=2),
+        helper.make_node("Concat", ["s", "k"], ["t"], axis=0),
+        helper.make_node("Reshape", ["x", "t"], ["r"]),
+        helper.make_node("Gelu", ["r"], ["ge"], approximate="tanh"),
+        helper.make_node("Softmax", ["ge"], ["sm"]),
+        helper.make_node("Reshape", ["sm", "back"], ["b"]),
+        helper.make_node("Flatten", ["b"], ["y"], axis=-1),
+    ]
+    inits = [_ints("k", [36]), _ints("back", [0, 4, 6, 6])]
+    path = _save(tmp_path, nodes, inits, ["N", 4, 6, 6], ["a", 6], opset=20)
+    imported = import_onnx(path, batch=2)
+    g = imported.graph
+    assert [op.fn for op in g.ops] == ["permute", "gelu", "softmax", "permute"]
+    assert g.tensors[g.ops[1].output].shape == (2, 4, 36)
+    assert g.tensors[g.output].shape == (48, 6)
+    _against_ort(path, imported, seed=4)
+
+
+def test_softmax_before_opset_13_defaults_to_axis_1(tmp_path: Path) -> None:
+    node = helper.make_node("Softmax", ["x"], ["y"], name="s")
+    path = _save(tmp_path, [node], [], [1, 4, 6, 6], opset=11)
+    with pytest.raises(InputError, match=r"node 's' \(Softmax\): only the last axis.*axis=1"):
+        import_onnx(path)
+    path = _save(tmp_path, [node], [], [3, 5], opset=11)
+    _against_ort(path, import_onnx(path, batch=3))
+
+
+def test_gelu_needs_the_tanh_approximation(tmp_path: Path) -> None:
+    for attrs in ({}, {"approximate": "none"}):
+        node = helper.make_node("Gelu", ["x"], ["y"], name="ge", **attrs)
+        path = _save(tmp_path, [node], [], [1, 4, 6, 6], opset=20)
+        with pytest.raises(InputError, match=r"node 'ge' \(Gelu\): only approximate='tanh'"):
+            import_onnx(path)
+
+
+def test_folding_is_bounded(tmp_path: Path) -> None:
+    big = helper.make_node("ConstantOfShape", ["shape"], ["big"], name="huge")
+    nodes = [big, helper.make_node("Relu", ["x"], ["y"])]
+    path = _save(tmp_path, nodes, [_ints("shape", [1 << 14, 1 << 14, 1 << 10])], [1, 4])
+    with pytest.raises(InputError, match=r"node 'huge' \(ConstantOfShape\): folding 'big'"):
+        import_onnx(path)
+
+
 # --- bad input: exit 2, one line naming the file, the node and the op -------------------------
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.graph.ir import Graph, _infer, _ShapeError
+from aegis_core.graph.ir import MAX_GRAPH_BYTES, Graph, _infer, _ShapeError
 from aegis_core.model.errors import InputError, quote, show_path
 from aegis_core.model.files import read_user_bytes
 
@@ -43,6 +43,13 @@ __all__ = ["ONNX_FILE_LIMIT", "ImportedModel", "import_onnx"]
 
 ONNX_FILE_LIMIT = 2 << 30
 """2 GiB: protobuf's own limit for one message; external data files are not read (yet)."""
+
+FOLD_LIMIT = 1 << 28
+"""256 MiB: the most one constant folded at import time may take (checked against ONNX shape
+inference before it is computed, where inference knows the size)."""
+
+_GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad", "Upsample"})
+"""Ops whose output can be much larger than their inputs: folded only when its size is known."""
 
 _PIP_HINT = "pip install 'aegisrt[onnx]'"
 _FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -173,6 +180,9 @@ class _Builder:
     producer: dict[str, int] = field(default_factory=dict)
     views: dict[tuple[str, tuple[int, ...]], str] = field(default_factory=dict)
     uses: Counter[str] = field(default_factory=Counter)
+    origin: dict[str, str] = field(default_factory=dict)
+    inferred: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    opset: int = 1
     label: str = ""
 
     def __post_init__(self) -> None:
@@ -187,6 +197,15 @@ class _Builder:
         for node in g.node:
             self.uses.update(i for i in node.input if i)
         self.uses.update(o.name for o in g.output)
+        for vi in [*g.value_info, *g.output]:
+            dims = vi.type.tensor_type.shape.dim
+            self.inferred[vi.name] = tuple(
+                int(d.dim_value) if d.HasField("dim_value") else None for d in dims
+            )
+        self.opset = max(
+            (o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")),
+            default=1,
+        )
 
     # --- the walk --------------------------------------------------------------------------
 
@@ -209,7 +228,7 @@ class _Builder:
             raise _NodeError(f"unsupported operator domain {quote(node.domain)}")
         ins = [i for i in node.input if i]
         if node.op_type in ("Shape", "Size") and ins and ins[0] in self.vals:
-            self._fold(node, {ins[0]: np.zeros(self.vals[ins[0]].shape, np.float32)})
+            self.consts[node.output[0]] = _shape_of(node, self.vals[ins[0]].shape)
         elif all(i in self.consts for i in ins):
             self._fold(node, {i: self.consts[i] for i in ins})
         else:
@@ -221,6 +240,13 @@ class _Builder:
     def _fold(self, node: Any, feeds: dict[str, np.ndarray]) -> None:
         from onnx.reference import ReferenceEvaluator
 
+        for oname in node.output:
+            shape = self.inferred.get(oname)
+            if shape is None or None in shape:
+                if node.op_type in _GROWING:
+                    raise _NodeError(f"cannot bound the size of {quote(oname)} before folding")
+            elif 8 * math.prod(int(d or 0) for d in shape) > FOLD_LIMIT:
+                raise _NodeError(f"folding {quote(oname)} {list(shape)} exceeds {FOLD_LIMIT} bytes")
         try:
             outs = ReferenceEvaluator(node).run(None, feeds)
         except Exception as exc:  # the reference's own error for a bad constant node
@@ -228,6 +254,8 @@ class _Builder:
         for oname, value in zip(node.output, outs, strict=False):
             if oname:
                 self.consts[oname] = np.asarray(value)
+                if self.consts[oname].nbytes > FOLD_LIMIT:
+                    raise _NodeError(f"folding {quote(oname)} exceeds {FOLD_LIMIT} bytes")
 
     # --- helpers for mappers ---------------------------------------------------------------
 
@@ -259,6 +287,8 @@ class _Builder:
         return self.views[key]
 
     def weight(self, hint: str, value: np.ndarray) -> str:
+        if 4 * value.size > MAX_GRAPH_BYTES:
+            raise _NodeError(f"weight {list(value.shape)} exceeds {MAX_GRAPH_BYTES} bytes")
         name = self._fresh(hint)
         array = np.ascontiguousarray(value, dtype=np.float32)
         if array.ndim == 0:
@@ -286,7 +316,9 @@ class _Builder:
         return out
 
     def put(self, onnx_name: str, ir: str, shape: tuple[int, ...] | None = None) -> None:
+        """``onnx_name`` is held by the IR tensor ``ir`` (seen with ``shape``: a view)."""
         self.vals[onnx_name] = _Val(ir, self.tensors[ir][0] if shape is None else shape)
+        self.origin.setdefault(ir, onnx_name)
 
     def _fresh(self, hint: str) -> str:
         name, k = hint, 1
@@ -346,6 +378,14 @@ class _Builder:
                     f"{show_path(self.path)}: tensor {quote(vi.name)}: imported with shape "
                     f"{list(val.shape)}, ONNX infers {list(inferred)}"
                 )
+
+
+def _shape_of(node: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``Shape`` (with ``start`` / ``end``) or ``Size`` of an activation of ``shape``."""
+    if node.op_type == "Size":
+        return np.array(math.prod(shape), dtype=np.int64)
+    attrs = _only(node, {"start": _any, "end": _any})
+    return np.array(shape[attrs.get("start", 0) : attrs.get("end", len(shape))], dtype=np.int64)
 
 
 def _kind(fn: str) -> str:
@@ -430,6 +470,14 @@ def _unary(fn: str) -> Callable[[_Builder, Any], None]:
     return mapper
 
 
+def _gelu(b: _Builder, node: Any) -> None:
+    """Only the tanh approximation, which is the IR's ``gelu`` (the exact erf form is not)."""
+    if _show(_only(node, {"approximate": _any}).get("approximate", b"none")) != "tanh":
+        raise _NodeError("only approximate='tanh' is supported")
+    x = b.act(node.input[0])
+    b.put(node.output[0], b.emit("gelu", [b.ir(x)], {}, node.output[0]))
+
+
 def _clip(b: _Builder, node: Any) -> None:
     attrs = _only(node, {"min": _any, "max": _any})
     lo = b.const(node, 1, "min")
@@ -477,7 +525,8 @@ def _batchnorm(b: _Builder, node: Any) -> None:
     scale = gamma / np.sqrt(var.astype(np.float64) + attrs.get("epsilon", 1e-5))
     shift = beta - mean * scale
     op = b.ops[b.producer[x.ir]] if x.ir in b.producer else None
-    if op is not None and op["fn"] == "conv2d" and b.uses[node.input[0]] == 1:
+    alone = b.origin.get(x.ir) == node.input[0] and b.uses[node.input[0]] == 1
+    if op is not None and op["fn"] == "conv2d" and alone:
         w, bias = b.params[op["inputs"][1]], b.params[op["inputs"][2]]
         b.params[op["inputs"][1]] = (w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
         b.params[op["inputs"][2]] = (bias * scale + shift).astype(np.float32)
@@ -560,7 +609,7 @@ def _last_axis(x: _Val, axis: int) -> None:
 def _softmax(b: _Builder, node: Any) -> None:
     attrs = _only(node, {"axis": _any})
     x = b.act(node.input[0])
-    _last_axis(x, attrs.get("axis", -1))
+    _last_axis(x, attrs.get("axis", -1 if b.opset >= 13 else 1))  # before 13: 2-D coerced
     b.put(node.output[0], b.emit("softmax", [b.ir(x)], {}, node.output[0]))
 
 
@@ -643,11 +692,8 @@ def _reshape(b: _Builder, node: Any) -> None:
 def _flatten(b: _Builder, node: Any) -> None:
     attrs = _only(node, {"axis": _any})
     x = b.act(node.input[0])
-    axis = (
-        attrs.get("axis", 1) % (len(x.shape) + 1)
-        if attrs.get("axis", 1) < 0
-        else attrs.get("axis", 1)
-    )
+    axis = int(attrs.get("axis", 1))
+    axis = axis + len(x.shape) if axis < 0 else axis
     _view(b, node, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
 
 
@@ -699,6 +745,7 @@ def _identity(b: _Builder, node: Any) -> None:
 _MAPPERS: dict[str, Callable[[_Builder, Any], None]] = {
     "Relu": _unary("relu"),
     "Clip": _clip,
+    "Gelu": _gelu,
     "Conv": _conv,
     "BatchNormalization": _batchnorm,
     "Gemm": _gemm,
