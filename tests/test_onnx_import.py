@@ -311,6 +311,14 @@ def test_softmax_before_opset_13_defaults_to_axis_1(tmp_path: Path) -> None:
     _against_ort(path, import_onnx(path, batch=3))
 
 
+def test_a_layernorm_scale_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
+    scale = numpy_helper.from_array(np.ones((2, 6), np.float32), "g")
+    node = helper.make_node("LayerNormalization", ["x", "g"], ["y"], name="ln")
+    path = _save(tmp_path, [node], [scale], [1, 4, 6, 6])
+    with pytest.raises(InputError, match=r"node 'ln' \(LayerNormalization\): unsupported form"):
+        import_onnx(path)
+
+
 def test_gelu_needs_the_tanh_approximation(tmp_path: Path) -> None:
     for attrs in ({}, {"approximate": "none"}):
         node = helper.make_node("Gelu", ["x"], ["y"], name="ge", **attrs)
@@ -429,7 +437,7 @@ def test_bad_files_and_input_shapes_are_input_errors(tmp_path: Path) -> None:
         import_onnx(path, input_shape=(5, 2, 4))
     with pytest.raises(InputError, match=r"give input_shape with 3 sizes"):
         import_onnx(path, input_shape=(3, 2))
-    for bad in [(3, 0, 4), (3, True, 4), (3, "2", 4), (3, 2.0, 4)]:
+    for bad in [(3, 0, 4), (3, True, 4), (3, "2", 4), (3, 2.0, 4), (3, 1 << 64, 4)]:
         with pytest.raises(InputError, match=r"give input_shape with 3 sizes"):
             import_onnx(path, input_shape=bad)  # type: ignore[arg-type]
     ok = import_onnx(path, input_shape=(3, 2, 4), batch=5)

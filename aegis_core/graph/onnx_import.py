@@ -138,7 +138,11 @@ def _fix_input(
     dims = ttype.shape.dim
     static = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     given = [batch, *input_shape] if input_shape is not None else [batch, *static[1:]]
-    want = [w for w in given if isinstance(w, int) and not isinstance(w, bool) and w >= 1]
+    want = [
+        w
+        for w in given
+        if isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_GRAPH_BYTES
+    ]
     if len(want) != len(given) or len(want) != len(static):
         raise InputError(
             f"{where}: input {quote(vi.name)} has shape {_dims(dims)}: give input_shape with "
@@ -221,6 +225,11 @@ class _Builder:
             raise InputError(
                 f"{show_path(self.path)}: node {quote(self.label)} ({node.op_type}): "
                 f"shapes the graph IR cannot take: {exc}"
+            ) from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as exc:
+            raise InputError(  # e.g. a constant NumPy cannot broadcast: still one line
+                f"{show_path(self.path)}: node {quote(self.label)} ({node.op_type}): "
+                f"unsupported form: {type(exc).__name__}: {exc}"
             ) from None
 
     def _node(self, node: Any) -> None:
