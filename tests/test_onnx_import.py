@@ -169,18 +169,11 @@ def test_an_mlp_with_gemm_imports_and_matches_onnxruntime(tmp_path: Path) -> Non
     path = _mlp(tmp_path)
     imported = import_onnx(path, batch=3)
     g = imported.graph
-    assert [op.fn for op in g.ops] == [
-        "linear",
-        "relu",
-        "linear",
-        "relu6",
-        "linear",
-        "add",
-        "softmax",
-    ]
+    fns = ["linear", "relu", "linear", "relu6", "linear", "softmax"]  # Sub: into the bias
+    assert [op.fn for op in g.ops] == fns
     assert g.tensors[g.output].shape == (3, 10)
     assert g.ops[0].flops == 2 * 3 * 32 * 20 and g.ops[4].flops == 2 * 3 * 10 * 16
-    assert g.ops[6].flops == 5 * 3 * 10
+    assert g.ops[5].flops == 5 * 3 * 10
     assert imported.params[g.ops[0].inputs[1]].shape == (20, 32)  # transB: stored [Kd, Nd]
     _against_ort(path, imported, seed=1)
 
@@ -242,6 +235,35 @@ def test_a_dynamic_block_with_a_shape_subgraph_folds_and_matches_onnxruntime(
     assert other.graph.tensors[other.graph.ops[2].output].shape == (1, 36)
     with pytest.raises(InputError, match=r"ONNX shape inference failed: .*Gemm"):
         import_onnx(path, batch=1, input_shape=(2, 9, 9))  # flattens to 64, not 36
+
+
+def test_a_constant_add_folds_into_the_bias_only_where_valid(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("Add", ["bias", "m"], ["a"]),  # m read twice: no fold
+        helper.make_node("Add", ["a", "m"], ["s"]),
+        helper.make_node("MatMul", ["s", "w2"], ["m2"]),
+        helper.make_node("Add", ["m2", "row"], ["y"]),  # [3, 1]: not a bias, broadcast
+    ]
+    inits = [_init(rng, "w", 8, 6), _init(rng, "bias", 6), _init(rng, "w2", 6, 6)]
+    inits.append(_init(rng, "row", 3, 1))
+    path = _save(tmp_path, nodes, inits, ["B", 3, 8])
+    imported = import_onnx(path, batch=2)
+    assert [op.fn for op in imported.graph.ops] == ["linear", "add", "add", "linear", "add"]
+    _against_ort(path, imported, seed=5)
+    rng = np.random.default_rng(9)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Add", ["c", "per_channel"], ["a"]),
+        helper.make_node("Sub", ["a", "scalar"], ["y"]),  # a is an Add's output: no fold
+    ]
+    inits = [_init(rng, "w", 4, 2, 3, 3), _init(rng, "per_channel", 4, 1, 1)]
+    inits.append(numpy_helper.from_array(np.array(0.25, np.float32), "scalar"))
+    path = _save(tmp_path, nodes, inits, [1, 2, 5, 5])
+    imported = import_onnx(path)
+    assert [op.fn for op in imported.graph.ops] == ["conv2d", "add"]
+    _against_ort(path, imported, seed=6)
 
 
 def test_attention_style_matmul_of_two_activations(tmp_path: Path) -> None:

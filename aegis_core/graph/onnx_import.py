@@ -525,6 +525,30 @@ def _conv(b: _Builder, node: Any) -> None:
     b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], conv, node.output[0]))
 
 
+def _sole_producer(b: _Builder, name: str, x: _Val) -> dict[str, Any] | None:
+    """The IR op that computed the activation ``name`` (``x``) when nothing but the node at
+    hand reads it and it is not a view: its weights may then be changed in place."""
+    if x.ir not in b.producer or b.origin.get(x.ir) != name or b.uses[name] != 1:
+        return None
+    return b.ops[b.producer[x.ir]] if b.tensors[x.ir][0] == x.shape else None
+
+
+def _into_bias(b: _Builder, node: Any, x: _Val, c: np.ndarray) -> bool:
+    """Add the constant ``c`` to the bias of the ``linear`` / ``conv2d`` computing ``x``
+    (MatMul + Add, as exporters write a Linear layer), where valid; True when done."""
+    op = _sole_producer(b, node.input[0] if node.input[0] in b.vals else node.input[1], x)
+    axis = {"linear": len(x.shape) - 1, "conv2d": 1}.get(op["fn"]) if op is not None else None
+    if op is None or axis is None or c.ndim > len(x.shape):
+        return False
+    full = c.reshape((1,) * (len(x.shape) - c.ndim) + c.shape)
+    if any(d != 1 for i, d in enumerate(full.shape) if i != axis):
+        return False
+    bias = op["inputs"][2]
+    b.params[bias] = (b.params[bias] + full.reshape(-1)).astype(np.float32)
+    b.put(node.output[0], x.ir, x.shape)
+    return True
+
+
 def _batchnorm(b: _Builder, node: Any) -> None:
     attrs = _only(node, {"epsilon": _any, "momentum": _any, "training_mode": _zero})
     _unused(b, node, 1)
@@ -533,9 +557,8 @@ def _batchnorm(b: _Builder, node: Any) -> None:
     assert gamma is not None and beta is not None and mean is not None and var is not None
     scale = gamma / np.sqrt(var.astype(np.float64) + attrs.get("epsilon", 1e-5))
     shift = beta - mean * scale
-    op = b.ops[b.producer[x.ir]] if x.ir in b.producer else None
-    alone = b.origin.get(x.ir) == node.input[0] and b.uses[node.input[0]] == 1
-    if op is not None and op["fn"] == "conv2d" and alone:
+    op = _sole_producer(b, node.input[0], x)
+    if op is not None and op["fn"] == "conv2d":
         w, bias = b.params[op["inputs"][1]], b.params[op["inputs"][2]]
         b.params[op["inputs"][1]] = (w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
         b.params[op["inputs"][2]] = (bias * scale + shift).astype(np.float32)
@@ -606,6 +629,8 @@ def _binary(b: _Builder, node: Any) -> None:
     if np.broadcast_shapes(x.shape, c.shape) != x.shape:
         raise _NodeError(f"constant of shape {list(c.shape)} broadcasts {list(x.shape)} up")
     fn, c = {"Add": ("add", c), "Sub": ("add", -c), "Mul": ("mul", c), "Div": ("mul", 1 / c)}[op]
+    if fn == "add" and _into_bias(b, node, x, c):
+        return
     wn = b.weight(f"{node.output[0]}:c", np.broadcast_to(c, x.shape))
     b.put(node.output[0], b.emit(fn, [b.ir(x), wn], {}, node.output[0]))
 
