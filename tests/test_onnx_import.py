@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from aegis_core.graph.onnx_import import ImportedModel, import_onnx  # noqa: E402
 from aegis_core.model.errors import InputError  # noqa: E402
-from aegis_exec.kernels import reference  # noqa: E402
+from aegis_exec.kernels import CompiledGraph, reference  # noqa: E402
 
 RTOL, ATOL = 1e-3, 1e-4
 OPSET = 17
@@ -63,6 +63,12 @@ def _against_ort(path: Path, imported: ImportedModel, seed: int = 0) -> None:
     got = reference(g, imported.params, x)
     assert got.size == want.size
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=RTOL, atol=ATOL)
+    compiled = CompiledGraph(g, np)  # the float32 kernels too, with the real weights put in
+    for name, value in imported.params.items():
+        compiled.tensors[name][...] = value
+    compiled.inputs[...] = x
+    compiled.run()
+    np.testing.assert_allclose(compiled.output.reshape(want.shape), want, rtol=RTOL, atol=ATOL)
 
 
 def _conv_bn_relu_pool(tmp_path: Path) -> Path:
