@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -371,7 +372,7 @@ class _Builder:
             graph = Graph.from_dict(doc)
         except (ValueError, KeyError) as exc:
             raise InputError(f"{where}: the imported graph is not valid: {exc}") from None
-        return ImportedModel(graph, dict(self.params), self.input, out_name)
+        return ImportedModel(graph, MappingProxyType(dict(self.params)), self.input, out_name)
 
     def _check_inferred(self) -> None:
         """Every activation's shape agrees with ONNX shape inference (where it is static)."""
