@@ -3,6 +3,7 @@ IR's float64 reference with the imported weights and compared with onnxruntime (
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -360,6 +361,20 @@ def test_folding_is_bounded(tmp_path: Path) -> None:
     nodes = [big, helper.make_node("Relu", ["x"], ["y"])]
     path = _save(tmp_path, nodes, [_ints("shape", [1 << 14, 1 << 14, 1 << 10])], [1, 4])
     with pytest.raises(InputError, match=r"node 'huge' \(ConstantOfShape\): folding 'big'"):
+        import_onnx(path)
+
+
+def test_the_operator_count_is_capped_while_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aegis_core.graph.onnx_import as importer
+
+    chain = ["x", "a", "b", "c", "y"]
+    nodes = [helper.make_node("Relu", [i], [o], name=o) for i, o in itertools.pairwise(chain)]
+    path = _save(tmp_path, nodes, [], [1, 4])
+    assert len(import_onnx(path).graph.ops) == 4
+    monkeypatch.setattr(importer, "MAX_OPS", 3)
+    with pytest.raises(InputError, match=r"node 'y' \(Relu\): the model needs more than 3"):
         import_onnx(path)
 
 

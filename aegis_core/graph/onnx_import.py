@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.graph.ir import MAX_GRAPH_BYTES, Graph, _infer, _ShapeError
+from aegis_core.graph.ir import FNS, MAX_GRAPH_BYTES, MAX_OPS, Graph, _infer, _ShapeError
 from aegis_core.model.errors import InputError, quote, show_path
 from aegis_core.model.files import read_user_bytes
 
@@ -186,6 +186,7 @@ class _Builder:
     views: dict[tuple[str, tuple[int, ...]], str] = field(default_factory=dict)
     uses: Counter[str] = field(default_factory=Counter)
     origin: dict[str, str] = field(default_factory=dict)
+    op_names: set[str] = field(default_factory=set)
     inferred: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
     opset: int = 1
     label: str = ""
@@ -309,6 +310,8 @@ class _Builder:
 
     def emit(self, fn: str, inputs: list[str], attrs: dict[str, Any], hint: str) -> str:
         """Append the IR op ``fn`` and its output tensor; return that tensor's name."""
+        if len(self.ops) >= MAX_OPS:
+            raise _NodeError(f"the model needs more than {MAX_OPS} operators")
         shape = _infer(fn, attrs, [self.tensors[i][0] for i in inputs])
         out = self._fresh(hint)
         self.tensors[out] = (shape, "activation")
@@ -316,7 +319,7 @@ class _Builder:
         self.ops.append(
             {
                 "name": self._fresh_op(hint),
-                "kind": _kind(fn),
+                "kind": FNS[fn],
                 "fn": fn,
                 "inputs": inputs,
                 "output": out,
@@ -338,11 +341,11 @@ class _Builder:
         return name
 
     def _fresh_op(self, hint: str) -> str:
-        taken = {o["name"] for o in self.ops}
         name, k = hint, 1
-        while name in taken:
+        while name in self.op_names:
             k += 1
             name = f"{hint}:{k}"
+        self.op_names.add(name)
         return name
 
     # --- the end ---------------------------------------------------------------------------
@@ -376,16 +379,11 @@ class _Builder:
 
     def _check_inferred(self) -> None:
         """Every activation's shape agrees with ONNX shape inference (where it is static)."""
-        g = self.model.graph
-        for vi in [*g.value_info, *g.output]:
-            val = self.vals.get(vi.name)
-            dims = vi.type.tensor_type.shape.dim
-            if val is None or not all(d.HasField("dim_value") for d in dims):
-                continue
-            inferred = tuple(int(d.dim_value) for d in dims)
-            if inferred != val.shape:
+        for name, inferred in self.inferred.items():
+            val = self.vals.get(name)
+            if val is not None and None not in inferred and inferred != val.shape:
                 raise InputError(
-                    f"{show_path(self.path)}: tensor {quote(vi.name)}: imported with shape "
+                    f"{show_path(self.path)}: tensor {quote(name)}: imported with shape "
                     f"{list(val.shape)}, ONNX infers {list(inferred)}"
                 )
 
@@ -396,12 +394,6 @@ def _shape_of(node: Any, shape: tuple[int, ...]) -> np.ndarray:
         return np.array(math.prod(shape), dtype=np.int64)
     attrs = _only(node, {"start": _any, "end": _any})
     return np.array(shape[attrs.get("start", 0) : attrs.get("end", len(shape))], dtype=np.int64)
-
-
-def _kind(fn: str) -> str:
-    from aegis_core.graph.ir import FNS
-
-    return FNS[fn]
 
 
 # --- attributes ----------------------------------------------------------------------------
