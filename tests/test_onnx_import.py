@@ -118,6 +118,28 @@ def test_conv_bn_relu_pool_imports_with_bn_folded_and_matches_onnxruntime(
     _against_ort(path, imported)
 
 
+@pytest.mark.parametrize("build", [_conv_bn_relu_pool, "dynamic"])
+def test_imported_models_run_in_a_planned_arena(tmp_path: Path, build: Any) -> None:
+    from aegis_core.memory.planner import plan_model, usage_of
+    from aegis_exec import arena
+
+    path = _dynamic_block(tmp_path) if build == "dynamic" else build(tmp_path)
+    imported = import_onnx(path, batch=2, input_shape=(2, 7, 7) if build == "dynamic" else None)
+    g = imported.graph
+    plan = plan_model(usage_of(g, executor=True))
+    assert plan.lower_bound <= plan.size < plan.naive  # activations share memory
+    buf = arena.arena_buffer(np, plan.size)
+    placed = CompiledGraph(g, np, placement=arena.Placement(buf, plan.offsets, np.float32))
+    for name, value in imported.params.items():
+        placed.tensors[name][...] = value
+    x = np.random.default_rng(7).standard_normal(g.tensors[g.input].shape).astype(np.float32)
+    placed.inputs[...] = x
+    placed.run()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (want,) = session.run(None, {imported.onnx_input: x})
+    np.testing.assert_allclose(placed.output.reshape(want.shape), want, rtol=RTOL, atol=ATOL)
+
+
 def test_a_batchnorm_not_after_a_conv_is_a_depthwise_1x1_conv(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     nodes = [
