@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FORBIDDEN = ("simpy", "cupy", "aegis_sim", "aegis_exec")
+FORBIDDEN = ("simpy", "cupy", "aegis_sim", "aegis_exec", "onnx", "onnxruntime")
 
 
 def loaded_after(code: str) -> set[str]:
@@ -28,6 +28,12 @@ def test_importing_the_core_loads_no_engine() -> None:
         "aegis_core.run.scheduler, aegis_core.tools.results"
     )
     assert "aegis_core.run.scheduler" in modules  # the probe really imported the core
+    assert not modules & set(FORBIDDEN)
+
+
+def test_the_onnx_importer_loads_onnx_only_when_it_imports_a_model() -> None:
+    modules = loaded_after("import aegis_core.graph.onnx_import")
+    assert "aegis_core.graph.onnx_import" in modules
     assert not modules & set(FORBIDDEN)
 
 

@@ -1,0 +1,796 @@
+"""Import an ONNX model into the graph IR (:mod:`aegis_core.graph.ir`) with its real weights.
+
+:func:`import_onnx` reads the file with the ``onnx`` package (imported here, lazily: the core
+never needs it otherwise), fixes every dynamic input dimension from ``batch`` and
+``input_shape``, runs ONNX shape inference, and walks the nodes in their (topological) order:
+
+* a node whose inputs are all constants (initializers, ``Constant`` nodes, or already folded),
+  and ``Shape`` / ``Size`` of an activation (its shape is fixed), is evaluated now with
+  ``onnx.reference`` and becomes a constant: the shape sub-graphs exporters write
+  (``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``) fold away;
+* ``BatchNormalization`` right after a ``Conv`` whose output nothing else reads is folded into
+  the convolution's weight and bias; any other 4-D BatchNormalization is a depthwise 1x1 conv;
+* ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` and ``Dropout`` are views:
+  they cost nothing until an operator needs the tensor in that shape, when one ``permute``
+  (a contiguous copy) is emitted;
+* every other node maps onto IR operators (``Gemm`` / ``MatMul`` with a constant right side
+  are ``linear``, a constant operand of ``Add`` / ``Mul`` / ``Sub`` / ``Div`` is broadcast to a
+  weight of the activation's shape).
+
+The weights are returned beside the graph (:class:`ImportedModel.params`, float32 NumPy arrays
+keyed by weight tensor name): the IR stays weights-free, as for builtins, whose weights
+:func:`aegis_exec.kernels.init_params` makes up. An operator, attribute value or shape the IR
+cannot express is an :class:`InputError` naming the file, the node and its op, never a wrong
+answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from aegis_core.graph.ir import FNS, MAX_GRAPH_BYTES, MAX_OPS, Graph, _infer, _ShapeError
+from aegis_core.model.errors import InputError, quote, show_path
+from aegis_core.model.files import read_user_bytes
+
+__all__ = ["ONNX_FILE_LIMIT", "ImportedModel", "import_onnx"]
+
+ONNX_FILE_LIMIT = 2 << 30
+"""2 GiB: protobuf's own limit for one message; external data files are not read (yet)."""
+
+FOLD_LIMIT = 1 << 28
+"""256 MiB: the most one constant folded at import time may take (checked against ONNX shape
+inference before it is computed, where inference knows the size)."""
+
+_GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad", "Upsample"})
+"""Ops whose output can be much larger than their inputs: folded only when its size is known."""
+
+_PIP_HINT = "pip install 'aegisrt[onnx]'"
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+class _NodeError(ValueError):
+    """What is wrong with one node (the caller adds the file, the node and its op)."""
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """An imported ONNX model: the IR graph and its weights (float32, by tensor name)."""
+
+    graph: Graph
+    params: Mapping[str, np.ndarray]
+    onnx_input: str
+    onnx_output: str
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise InputError(f"reading ONNX models needs the onnx package: {_PIP_HINT}") from None
+    return onnx
+
+
+def import_onnx(
+    path: str | Path,
+    *,
+    input_shape: Sequence[int] | None = None,
+    batch: int = 1,
+    name: str | None = None,
+) -> ImportedModel:
+    """The ONNX model at ``path`` as an IR graph with its weights.
+
+    ``input_shape`` is the input's shape without the batch dimension (it fixes every dynamic
+    dimension; None: all but the first must be static); ``batch`` fixes the first one.
+    """
+    onnx = _onnx()
+    model = _load(onnx, path)
+    fixed = _fix_input(model, path, input_shape, batch)
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors
+        raise InputError(f"{show_path(path)}: ONNX shape inference failed: {exc}") from None
+    builder = _Builder(path, model, fixed)
+    for index, node in enumerate(model.graph.node):
+        builder.node(index, node)
+    return builder.finish(name or Path(str(path)).stem, batch, tuple(fixed[1:]))
+
+
+def _load(onnx: Any, path: str | Path) -> Any:
+    data = read_user_bytes(path, "ONNX model", ONNX_FILE_LIMIT)
+    where = show_path(path)
+    try:
+        model = onnx.load_model_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as exc:  # DecodeError, ValidationError: the file is not a valid model
+        raise InputError(f"{where}: not a valid ONNX model: {exc}") from None
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            raise InputError(
+                f"{where}: initializer {quote(init.name)} keeps its data in an external "
+                "file, which is not supported yet"
+            )
+    return model
+
+
+def _fix_input(
+    model: Any, path: str | Path, input_shape: Sequence[int] | None, batch: int
+) -> tuple[int, ...]:
+    """Set the one graph input's dimensions to ``(batch, *input_shape)``; return them."""
+    where = show_path(path)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise InputError(
+            f"{where}: a model needs exactly one input and one output, this one has "
+            f"{len(inputs)} and {len(model.graph.output)}"
+        )
+    vi = inputs[0]
+    ttype = vi.type.tensor_type
+    if ttype.elem_type != _FLOAT:
+        raise InputError(f"{where}: input {quote(vi.name)} must be float32")
+    dims = ttype.shape.dim
+    static = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    given = [batch, *input_shape] if input_shape is not None else [batch, *static[1:]]
+    want = [
+        w
+        for w in given
+        if isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_GRAPH_BYTES
+    ]
+    if len(want) != len(given) or len(want) != len(static):
+        raise InputError(
+            f"{where}: input {quote(vi.name)} has shape {_dims(dims)}: give input_shape with "
+            f"{len(static) - 1} sizes fixing every dimension after the batch"
+        )
+    for i, (have, w) in enumerate(zip(static, want, strict=True)):
+        if have is not None and have != w:
+            what = "batch" if i == 0 else f"input_shape[{i - 1}]"
+            raise InputError(
+                f"{where}: input {quote(vi.name)} has static dimension {i} = {have}, "
+                f"but {what} is {w}"
+            )
+        dims[i].dim_value = w  # clears dim_param (a oneof)
+    return tuple(want)
+
+
+def _dims(dims: Any) -> str:
+    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else "?" for d in dims) + "]"
+
+
+@dataclass(frozen=True)
+class _Val:
+    """An activation: the IR tensor holding it and the (logical) shape ONNX gives it."""
+
+    ir: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class _Builder:
+    path: str | Path
+    model: Any
+    fixed: tuple[int, ...]
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    vals: dict[str, _Val] = field(default_factory=dict)
+    tensors: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    producer: dict[str, int] = field(default_factory=dict)
+    views: dict[tuple[str, tuple[int, ...]], str] = field(default_factory=dict)
+    uses: Counter[str] = field(default_factory=Counter)
+    origin: dict[str, str] = field(default_factory=dict)
+    op_names: set[str] = field(default_factory=set)
+    inferred: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    opset: int = 1
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        from onnx import numpy_helper
+
+        g = self.model.graph
+        for init in g.initializer:
+            self.consts[init.name] = numpy_helper.to_array(init)
+        self.input = next(i.name for i in g.input if i.name not in self.consts)
+        self.tensors[self.input] = (self.fixed, "input")
+        self.vals[self.input] = _Val(self.input, self.fixed)
+        for node in g.node:
+            self.uses.update(i for i in node.input if i)
+        self.uses.update(o.name for o in g.output)
+        for vi in [*g.value_info, *g.output]:
+            dims = vi.type.tensor_type.shape.dim
+            self.inferred[vi.name] = tuple(
+                int(d.dim_value) if d.HasField("dim_value") else None for d in dims
+            )
+        self.opset = max(
+            (o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")),
+            default=1,
+        )
+
+    # --- the walk --------------------------------------------------------------------------
+
+    def node(self, index: int, node: Any) -> None:
+        self.label = node.name or f"#{index}"
+        try:
+            self._node(node)
+        except _NodeError as exc:
+            raise InputError(
+                f"{show_path(self.path)}: node {quote(self.label)} ({node.op_type}): {exc}"
+            ) from None
+        except _ShapeError as exc:
+            raise InputError(
+                f"{show_path(self.path)}: node {quote(self.label)} ({node.op_type}): "
+                f"shapes the graph IR cannot take: {exc}"
+            ) from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as exc:
+            raise InputError(  # e.g. a constant NumPy cannot broadcast: still one line
+                f"{show_path(self.path)}: node {quote(self.label)} ({node.op_type}): "
+                f"unsupported form: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _node(self, node: Any) -> None:
+        if node.domain not in ("", "ai.onnx"):
+            raise _NodeError(f"unsupported operator domain {quote(node.domain)}")
+        ins = [i for i in node.input if i]
+        if node.op_type in ("Shape", "Size") and ins and ins[0] in self.vals:
+            self.consts[node.output[0]] = _shape_of(node, self.vals[ins[0]].shape)
+        elif all(i in self.consts for i in ins):
+            self._fold(node, {i: self.consts[i] for i in ins})
+        else:
+            mapper = _MAPPERS.get(node.op_type)
+            if mapper is None:
+                raise _NodeError("unsupported operator")
+            mapper(self, node)
+
+    def _fold(self, node: Any, feeds: dict[str, np.ndarray]) -> None:
+        from onnx.reference import ReferenceEvaluator
+
+        for oname in node.output:
+            shape = self.inferred.get(oname)
+            if shape is None or None in shape:
+                if node.op_type in _GROWING:
+                    raise _NodeError(f"cannot bound the size of {quote(oname)} before folding")
+            elif 8 * math.prod(int(d or 0) for d in shape) > FOLD_LIMIT:
+                raise _NodeError(f"folding {quote(oname)} {list(shape)} exceeds {FOLD_LIMIT} bytes")
+        try:
+            outs = ReferenceEvaluator(node).run(None, feeds)
+        except Exception as exc:  # the reference's own error for a bad constant node
+            raise _NodeError(f"cannot evaluate on constants: {exc}") from None
+        for oname, value in zip(node.output, outs, strict=False):
+            if oname:
+                self.consts[oname] = np.asarray(value)
+                if self.consts[oname].nbytes > FOLD_LIMIT:
+                    raise _NodeError(f"folding {quote(oname)} exceeds {FOLD_LIMIT} bytes")
+
+    # --- helpers for mappers ---------------------------------------------------------------
+
+    def act(self, name: str) -> _Val:
+        """The activation ``name`` (a constant or unknown tensor here is unsupported)."""
+        if name not in self.vals:
+            raise _NodeError(f"input {quote(name)} must be an activation here, not a constant")
+        return self.vals[name]
+
+    def const(self, node: Any, i: int, what: str) -> np.ndarray | None:
+        """Input ``i`` as a constant (None when absent); an activation there is unsupported."""
+        if len(node.input) <= i or not node.input[i]:
+            return None
+        name = node.input[i]
+        if name not in self.consts:
+            raise _NodeError(f"{what} ({quote(name)}) must be a constant")
+        return self.consts[name]
+
+    def ir(self, val: _Val) -> str:
+        """An IR tensor holding ``val`` in its own shape (a ``permute`` copy when a view)."""
+        if self.tensors[val.ir][0] == val.shape:
+            return val.ir
+        key = (val.ir, val.shape)
+        if key not in self.views:
+            axes = tuple(range(len(val.shape)))
+            self.views[key] = self.emit(
+                "permute", [val.ir], {"view": val.shape, "axes": axes}, f"{val.ir}:view"
+            )
+        return self.views[key]
+
+    def weight(self, hint: str, value: np.ndarray) -> str:
+        if 4 * value.size > MAX_GRAPH_BYTES:
+            raise _NodeError(f"weight {list(value.shape)} exceeds {MAX_GRAPH_BYTES} bytes")
+        name = self._fresh(hint)
+        array = np.ascontiguousarray(value, dtype=np.float32)
+        if array.ndim == 0:
+            array = array.reshape(1)
+        self.tensors[name] = (tuple(int(d) for d in array.shape), "weight")
+        self.params[name] = array
+        return name
+
+    def emit(self, fn: str, inputs: list[str], attrs: dict[str, Any], hint: str) -> str:
+        """Append the IR op ``fn`` and its output tensor; return that tensor's name."""
+        if len(self.ops) >= MAX_OPS:
+            raise _NodeError(f"the model needs more than {MAX_OPS} operators")
+        shape = _infer(fn, attrs, [self.tensors[i][0] for i in inputs])
+        out = self._fresh(hint)
+        self.tensors[out] = (shape, "activation")
+        self.producer[out] = len(self.ops)
+        self.ops.append(
+            {
+                "name": self._fresh_op(hint),
+                "kind": FNS[fn],
+                "fn": fn,
+                "inputs": inputs,
+                "output": out,
+                "attrs": {k: list(v) if isinstance(v, tuple) else v for k, v in attrs.items()},
+            }
+        )
+        return out
+
+    def put(self, onnx_name: str, ir: str, shape: tuple[int, ...] | None = None) -> None:
+        """``onnx_name`` is held by the IR tensor ``ir`` (seen with ``shape``: a view)."""
+        self.vals[onnx_name] = _Val(ir, self.tensors[ir][0] if shape is None else shape)
+        self.origin.setdefault(ir, onnx_name)
+
+    def _fresh(self, hint: str) -> str:
+        name, k = hint, 1
+        while name in self.tensors:
+            k += 1
+            name = f"{hint}:{k}"
+        return name
+
+    def _fresh_op(self, hint: str) -> str:
+        name, k = hint, 1
+        while name in self.op_names:
+            k += 1
+            name = f"{hint}:{k}"
+        self.op_names.add(name)
+        return name
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def finish(self, name: str, batch: int, input_shape: tuple[int, ...]) -> ImportedModel:
+        where = show_path(self.path)
+        out_name = self.model.graph.output[0].name
+        if out_name not in self.vals or not self.ops:
+            raise InputError(f"{where}: output {quote(out_name)} is not computed from the input")
+        self.label = out_name
+        output = self.ir(self.vals[out_name])
+        if output == self.input:
+            raise InputError(f"{where}: output {quote(out_name)} is the input itself")
+        self._check_inferred()
+        doc = {
+            "name": name,
+            "batch": batch,
+            "input_shape": list(input_shape),
+            "input": self.input,
+            "output": output,
+            "tensors": [
+                {"name": n, "shape": list(s), "role": r} for n, (s, r) in self.tensors.items()
+            ],
+            "ops": self.ops,
+        }
+        try:
+            graph = Graph.from_dict(doc)
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"{where}: the imported graph is not valid: {exc}") from None
+        return ImportedModel(graph, MappingProxyType(dict(self.params)), self.input, out_name)
+
+    def _check_inferred(self) -> None:
+        """Every activation's shape agrees with ONNX shape inference (where it is static)."""
+        for name, inferred in self.inferred.items():
+            val = self.vals.get(name)
+            if val is not None and None not in inferred and inferred != val.shape:
+                raise InputError(
+                    f"{show_path(self.path)}: tensor {quote(name)}: imported with shape "
+                    f"{list(val.shape)}, ONNX infers {list(inferred)}"
+                )
+
+
+def _shape_of(node: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``Shape`` (with ``start`` / ``end``) or ``Size`` of an activation of ``shape``."""
+    if node.op_type == "Size":
+        return np.array(math.prod(shape), dtype=np.int64)
+    attrs = _only(node, {"start": _any, "end": _any})
+    return np.array(shape[attrs.get("start", 0) : attrs.get("end", len(shape))], dtype=np.int64)
+
+
+# --- attributes ----------------------------------------------------------------------------
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _only(node: Any, allowed: Mapping[str, Callable[[Any], bool]]) -> dict[str, Any]:
+    """The node's attributes; one not in ``allowed``, or a value its check refuses, is an
+    unsupported attribute."""
+    attrs = _attrs(node)
+    for key, value in attrs.items():
+        check = allowed.get(key)
+        if check is None:
+            raise _NodeError(f"unsupported attribute {key}")
+        if not check(value):
+            raise _NodeError(f"unsupported attribute value {key}={quote(_show(value))}")
+    return attrs
+
+
+def _show(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _any(_: Any) -> bool:
+    return True
+
+
+def _ones(v: Any) -> bool:
+    return all(x == 1 for x in v)
+
+
+def _same(v: Any) -> bool:
+    return len(set(v)) <= 1
+
+
+def _notset(v: Any) -> bool:
+    return _show(v) in ("NOTSET", "VALID")
+
+
+def _zero(v: Any) -> bool:
+    return bool(v == 0)
+
+
+def _unused(b: _Builder, node: Any, first: int) -> None:
+    for extra in node.output[first:]:
+        if extra and b.uses[extra]:
+            raise _NodeError(f"output {quote(extra)} is used, which is not supported")
+
+
+def _window(attrs: Mapping[str, Any]) -> tuple[int, int]:
+    """``(stride, pad)`` of a 2-D window, one value for both axes and both sides."""
+    strides = list(attrs.get("strides", [1, 1]))
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(strides) != 2 or len(pads) != 4 or not _same(strides) or not _same(pads):
+        raise _NodeError(
+            f"strides {strides} and pads {pads}: only 2-D windows with one stride and one "
+            "symmetric pad are supported"
+        )
+    return int(strides[0]), int(pads[0])
+
+
+# --- mappers: node -> IR ops ----------------------------------------------------------------
+
+
+def _unary(fn: str) -> Callable[[_Builder, Any], None]:
+    def mapper(b: _Builder, node: Any) -> None:
+        _only(node, {})
+        x = b.act(node.input[0])
+        b.put(node.output[0], b.emit(fn, [b.ir(x)], {}, node.output[0]))
+
+    return mapper
+
+
+def _gelu(b: _Builder, node: Any) -> None:
+    """Only the tanh approximation, which is the IR's ``gelu`` (the exact erf form is not)."""
+    if _show(_only(node, {"approximate": _any}).get("approximate", b"none")) != "tanh":
+        raise _NodeError("only approximate='tanh' is supported")
+    x = b.act(node.input[0])
+    b.put(node.output[0], b.emit("gelu", [b.ir(x)], {}, node.output[0]))
+
+
+def _clip(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"min": _any, "max": _any})
+    lo = b.const(node, 1, "min")
+    hi = b.const(node, 2, "max")
+    low = float(lo) if lo is not None else attrs.get("min", -math.inf)
+    high = float(hi) if hi is not None else attrs.get("max", math.inf)
+    fn = {(0.0, 6.0): "relu6", (0.0, math.inf): "relu"}.get((low, high))
+    if fn is None:
+        raise _NodeError(f"only Clip(0, 6) and Clip(0, inf) are supported, got ({low}, {high})")
+    x = b.act(node.input[0])
+    b.put(node.output[0], b.emit(fn, [b.ir(x)], {}, node.output[0]))
+
+
+def _conv(b: _Builder, node: Any) -> None:
+    attrs = _only(
+        node,
+        {
+            "auto_pad": _notset,
+            "dilations": _ones,
+            "group": _any,
+            "kernel_shape": _any,
+            "pads": _any,
+            "strides": _any,
+        },
+    )
+    x = b.act(node.input[0])
+    w = b.const(node, 1, "the weight")
+    assert w is not None  # the checker requires the input
+    if w.ndim != 4:
+        raise _NodeError(f"only 2-D convolutions are supported, weight shape {list(w.shape)}")
+    bias = b.const(node, 2, "the bias")
+    bias = np.zeros(w.shape[0], np.float32) if bias is None else bias
+    stride, pad = _window(attrs)
+    conv = {"stride": stride, "pad": pad, "groups": int(attrs.get("group", 1))}
+    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
+    b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], conv, node.output[0]))
+
+
+def _sole_producer(b: _Builder, name: str, x: _Val) -> dict[str, Any] | None:
+    """The IR op that computed the activation ``name`` (``x``) when nothing but the node at
+    hand reads it and it is not a view: its weights may then be changed in place."""
+    if x.ir not in b.producer or b.origin.get(x.ir) != name or b.uses[name] != 1:
+        return None
+    return b.ops[b.producer[x.ir]] if b.tensors[x.ir][0] == x.shape else None
+
+
+def _into_bias(b: _Builder, node: Any, x: _Val, c: np.ndarray) -> bool:
+    """Add the constant ``c`` to the bias of the ``linear`` / ``conv2d`` computing ``x``
+    (MatMul + Add, as exporters write a Linear layer), where valid; True when done."""
+    op = _sole_producer(b, node.input[0] if node.input[0] in b.vals else node.input[1], x)
+    axis = {"linear": len(x.shape) - 1, "conv2d": 1}.get(op["fn"]) if op is not None else None
+    if op is None or axis is None or c.ndim > len(x.shape):
+        return False
+    full = c.reshape((1,) * (len(x.shape) - c.ndim) + c.shape)
+    if any(d != 1 for i, d in enumerate(full.shape) if i != axis):
+        return False
+    bias = op["inputs"][2]
+    b.params[bias] = (b.params[bias] + full.reshape(-1)).astype(np.float32)
+    b.put(node.output[0], x.ir, x.shape)
+    return True
+
+
+def _batchnorm(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"epsilon": _any, "momentum": _any, "training_mode": _zero})
+    _unused(b, node, 1)
+    x = b.act(node.input[0])
+    gamma, beta, mean, var = (b.const(node, i, w) for i, w in enumerate(_BN_INPUTS, 1))
+    assert gamma is not None and beta is not None and mean is not None and var is not None
+    scale = gamma / np.sqrt(var.astype(np.float64) + attrs.get("epsilon", 1e-5))
+    shift = beta - mean * scale
+    op = _sole_producer(b, node.input[0], x)
+    if op is not None and op["fn"] == "conv2d":
+        w, bias = b.params[op["inputs"][1]], b.params[op["inputs"][2]]
+        b.params[op["inputs"][1]] = (w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+        b.params[op["inputs"][2]] = (bias * scale + shift).astype(np.float32)
+        b.put(node.output[0], x.ir, x.shape)
+        return
+    if len(x.shape) != 4:
+        raise _NodeError(f"BatchNormalization of a {len(x.shape)}-D input is not supported")
+    c = x.shape[1]
+    wn = b.weight(f"{node.output[0]}:w", scale.reshape(c, 1, 1, 1))
+    bn = b.weight(f"{node.output[0]}:b", shift)
+    attrs1 = {"stride": 1, "pad": 0, "groups": c}
+    b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], attrs1, node.output[0]))
+
+
+_BN_INPUTS = ("scale", "B", "input_mean", "input_var")
+
+
+def _gemm(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"alpha": _any, "beta": _any, "transA": _zero, "transB": _any})
+    x = b.act(node.input[0])
+    w = b.const(node, 1, "B")
+    assert w is not None
+    w = (w.T if attrs.get("transB", 0) else w) * attrs.get("alpha", 1.0)
+    c = b.const(node, 2, "C")
+    bias = np.zeros(w.shape[1]) if c is None else c * attrs.get("beta", 1.0)
+    if bias.size not in (1, w.shape[1]) or bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1):
+        raise _NodeError(f"C of shape {list(bias.shape)} is not a row bias")
+    _linear(b, node, x, w, np.broadcast_to(bias.reshape(-1), (w.shape[1],)))
+
+
+def _linear(b: _Builder, node: Any, x: _Val, w: np.ndarray, bias: np.ndarray) -> None:
+    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
+    b.put(node.output[0], b.emit("linear", [b.ir(x), wn, bn], {}, node.output[0]))
+
+
+def _matmul(b: _Builder, node: Any) -> None:
+    _only(node, {})
+    x = b.act(node.input[0])
+    if node.input[1] in b.consts:
+        w = b.consts[node.input[1]]
+        if w.ndim != 2 or len(x.shape) < 2:
+            raise _NodeError(f"MatMul of {list(x.shape)} by a constant {list(w.shape)}")
+        _linear(b, node, x, w, np.zeros(w.shape[1]))
+        return
+    y = b.act(node.input[1])
+    b.put(node.output[0], b.emit("matmul", [b.ir(x), b.ir(y)], {}, node.output[0]))
+
+
+def _binary(b: _Builder, node: Any) -> None:
+    _only(node, {})
+    op = node.op_type
+    a_name, c_name = node.input[0], node.input[1]
+    if a_name in b.vals and c_name in b.vals:
+        x, y = b.vals[a_name], b.vals[c_name]
+        if op not in ("Add", "Mul") or x.shape != y.shape:
+            raise _NodeError(
+                f"{op} of two activations of shapes {list(x.shape)} and {list(y.shape)}: "
+                "only Add and Mul of equal shapes are supported"
+            )
+        fn = "add" if op == "Add" else "mul"
+        b.put(node.output[0], b.emit(fn, [b.ir(x), b.ir(y)], {}, node.output[0]))
+        return
+    if a_name not in b.vals:
+        if op in ("Sub", "Div"):
+            raise _NodeError(f"{op} of a constant by an activation is not supported")
+        a_name, c_name = c_name, a_name
+    x, c = b.act(a_name), b.consts[c_name].astype(np.float64)
+    if np.broadcast_shapes(x.shape, c.shape) != x.shape:
+        raise _NodeError(f"constant of shape {list(c.shape)} broadcasts {list(x.shape)} up")
+    fn, c = {"Add": ("add", c), "Sub": ("add", -c), "Mul": ("mul", c), "Div": ("mul", 1 / c)}[op]
+    if fn == "add" and _into_bias(b, node, x, c):
+        return
+    wn = b.weight(f"{node.output[0]}:c", np.broadcast_to(c, x.shape))
+    b.put(node.output[0], b.emit(fn, [b.ir(x), wn], {}, node.output[0]))
+
+
+def _last_axis(x: _Val, axis: int) -> None:
+    if axis not in (-1, len(x.shape) - 1):
+        raise _NodeError(f"only the last axis is supported, got axis={axis}")
+
+
+def _softmax(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"axis": _any})
+    x = b.act(node.input[0])
+    _last_axis(x, attrs.get("axis", -1 if b.opset >= 13 else 1))  # before 13: 2-D coerced
+    b.put(node.output[0], b.emit("softmax", [b.ir(x)], {}, node.output[0]))
+
+
+def _layernorm(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"axis": _any, "epsilon": _any, "stash_type": _any})
+    _unused(b, node, 1)
+    x = b.act(node.input[0])
+    _last_axis(x, attrs.get("axis", -1))
+    gamma = b.const(node, 1, "scale")
+    assert gamma is not None
+    beta = b.const(node, 2, "B")
+    n = x.shape[-1]
+    gn = b.weight(f"{node.output[0]}:gamma", np.broadcast_to(gamma, (n,)))
+    bn = b.weight(
+        f"{node.output[0]}:beta", np.zeros(n) if beta is None else np.broadcast_to(beta, (n,))
+    )
+    eps = {"eps": float(attrs.get("epsilon", 1e-5))}
+    b.put(node.output[0], b.emit("layernorm", [b.ir(x), gn, bn], eps, node.output[0]))
+
+
+def _maxpool(b: _Builder, node: Any) -> None:
+    attrs = _only(
+        node,
+        {
+            "auto_pad": _notset,
+            "ceil_mode": _zero,
+            "dilations": _ones,
+            "kernel_shape": _same,
+            "pads": _any,
+            "storage_order": _zero,
+            "strides": _any,
+        },
+    )
+    _unused(b, node, 1)
+    x = b.act(node.input[0])
+    k = list(attrs["kernel_shape"])
+    if len(k) != 2:
+        raise _NodeError(f"only 2-D pooling is supported, kernel_shape {k}")
+    stride, pad = _window(attrs)
+    pool = {"k": int(k[0]), "stride": stride, "pad": pad}
+    b.put(node.output[0], b.emit("maxpool", [b.ir(x)], pool, node.output[0]))
+
+
+def _global_avgpool(b: _Builder, node: Any) -> None:
+    _only(node, {})
+    x = b.act(node.input[0])
+    out = b.emit("avgpool_global", [b.ir(x)], {}, node.output[0])
+    b.put(node.output[0], out, (*x.shape[:2], 1, 1))
+
+
+def _transpose(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"perm": _any})
+    x = b.act(node.input[0])
+    perm = tuple(attrs.get("perm", range(len(x.shape) - 1, -1, -1)))
+    view = {"view": x.shape, "axes": perm}
+    b.put(node.output[0], b.emit("permute", [x.ir], view, node.output[0]))
+
+
+def _view(b: _Builder, node: Any, shape: Sequence[int]) -> None:
+    x = b.act(node.input[0])
+    shape = tuple(int(d) for d in shape)
+    if math.prod(shape) != math.prod(x.shape) or any(d < 1 for d in shape):
+        raise _NodeError(f"cannot view {list(x.shape)} as {list(shape)}")
+    b.put(node.output[0], x.ir, shape)
+
+
+def _reshape(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"allowzero": _zero})
+    del attrs
+    x = b.act(node.input[0])
+    target = b.const(node, 1, "the shape")
+    assert target is not None
+    dims = [x.shape[i] if d == 0 else int(d) for i, d in enumerate(target.tolist())]
+    if dims.count(-1) == 1:
+        known = math.prod(d for d in dims if d != -1)
+        dims[dims.index(-1)] = math.prod(x.shape) // known if known else 0
+    _view(b, node, dims)
+
+
+def _flatten(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"axis": _any})
+    x = b.act(node.input[0])
+    axis = int(attrs.get("axis", 1))
+    axis = axis + len(x.shape) if axis < 0 else axis
+    _view(b, node, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
+
+
+def _axes(b: _Builder, node: Any) -> list[int] | None:
+    attrs = _only(node, {"axes": _any})
+    if "axes" in attrs:
+        return list(attrs["axes"])
+    given = b.const(node, 1, "axes")
+    return None if given is None else [int(a) for a in given.tolist()]
+
+
+def _squeeze(b: _Builder, node: Any) -> None:
+    x = b.act(node.input[0])
+    axes = _axes(b, node)
+    rank = len(x.shape)
+    drop = (
+        {a % rank for a in axes}
+        if axes is not None
+        else {i for i, d in enumerate(x.shape) if d == 1}
+    )
+    if any(x.shape[a] != 1 for a in drop):
+        raise _NodeError(f"cannot squeeze axes {sorted(drop)} of {list(x.shape)}")
+    _view(b, node, [d for i, d in enumerate(x.shape) if i not in drop])
+
+
+def _unsqueeze(b: _Builder, node: Any) -> None:
+    x = b.act(node.input[0])
+    axes = _axes(b, node)
+    if axes is None:
+        raise _NodeError("axes are missing")
+    rank = len(x.shape) + len(axes)
+    shape = list(x.shape)
+    for a in sorted(a % rank for a in axes):
+        shape.insert(a, 1)
+    _view(b, node, shape)
+
+
+def _identity(b: _Builder, node: Any) -> None:
+    _only(node, {"ratio": _any, "seed": _any})
+    if node.op_type == "Dropout":
+        _unused(b, node, 1)
+        training = b.const(node, 2, "training_mode")
+        if training is not None and bool(training):
+            raise _NodeError("training_mode=1 is not supported (inference only)")
+    x = b.act(node.input[0])
+    _view(b, node, x.shape)
+
+
+_MAPPERS: dict[str, Callable[[_Builder, Any], None]] = {
+    "Relu": _unary("relu"),
+    "Clip": _clip,
+    "Gelu": _gelu,
+    "Conv": _conv,
+    "BatchNormalization": _batchnorm,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "Add": _binary,
+    "Sub": _binary,
+    "Mul": _binary,
+    "Div": _binary,
+    "Softmax": _softmax,
+    "LayerNormalization": _layernorm,
+    "MaxPool": _maxpool,
+    "GlobalAveragePool": _global_avgpool,
+    "Transpose": _transpose,
+    "Reshape": _reshape,
+    "Flatten": _flatten,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
+    "Identity": _identity,
+    "Dropout": _identity,
+}
+"""ONNX operators (default domain) and how each maps onto IR operators."""
