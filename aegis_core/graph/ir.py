@@ -38,7 +38,7 @@ from typing import Any
 
 from aegis_core.model.errors import InputError
 
-__all__ = ["FNS", "Graph", "Op", "Tensor", "load_graph"]
+__all__ = ["FNS", "Graph", "Op", "Tensor", "WeightsRef", "load_graph"]
 
 ROLES = frozenset({"input", "weight", "activation"})
 DTYPE_BYTES = {"float32": 4, "float16": 2, "float64": 8}
@@ -201,9 +201,32 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class WeightsRef:
+    """Where a graph's real weights are kept (None on a graph: builtin models and plain graph
+    files get seeded random weights, :func:`aegis_exec.kernels.init_params`).
+
+    ``kind`` ``"onnx"``: ``path`` is the ONNX model the graph was imported from (re-imported
+    with the graph's batch and input shape to get them); ``"npz"``: a NumPy ``.npz`` file
+    (no pickles) with one array per weight tensor, as ``aegis import -o`` writes it beside
+    the graph file. ``sha256`` is the file's digest when the graph was made: a file changed
+    since is refused, never read as if it still matched.
+    """
+
+    kind: str
+    path: str
+    sha256: str
+
+    @property
+    def onnx_path(self) -> str | None:
+        """The ONNX model file, when the weights are read from one."""
+        return self.path if self.kind == "onnx" else None
+
+
 @dataclass(frozen=True)
 class Graph:
-    """A model as a straight-line operator list over named tensors (validated on creation)."""
+    """A model as a straight-line operator list over named tensors (validated on creation).
+    ``weights``: where its real weights are, if it has any (:class:`WeightsRef`)."""
 
     name: str
     batch: int
@@ -212,6 +235,7 @@ class Graph:
     ops: tuple[Op, ...]
     input: str
     output: str
+    weights: WeightsRef | None = None
 
     def __post_init__(self) -> None:
         try:
