@@ -15,61 +15,10 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx_util import ATOL, RTOL, against_ort, init, ints, save  # noqa: E402
 
-from aegis_core.graph.onnx_import import ImportedModel, import_onnx  # noqa: E402
+from aegis_core.graph.onnx_import import import_onnx  # noqa: E402
 from aegis_core.model.errors import InputError  # noqa: E402
-from aegis_exec.kernels import CompiledGraph, reference  # noqa: E402
-
-RTOL, ATOL = 1e-3, 1e-4
-OPSET = 17
-
-
-def _init(rng: np.random.Generator, name: str, *shape: int, scale: float = 0.3) -> Any:
-    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
-
-
-def _ints(name: str, values: list[int]) -> Any:
-    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
-
-
-def _save(
-    tmp_path: Path,
-    nodes: list[Any],
-    inits: list[Any],
-    in_shape: list[Any],
-    out_shape: list[Any] | None = None,
-    opset: int = OPSET,
-) -> Path:
-    if out_shape is None:  # the output's rank is the input's; its sizes left to inference
-        out_shape = [f"o{i}" for i in range(len(in_shape))]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    path = tmp_path / "net.onnx"
-    path.write_bytes(model.SerializeToString())
-    return path
-
-
-def _against_ort(path: Path, imported: ImportedModel, seed: int = 0) -> None:
-    g = imported.graph
-    x = np.random.default_rng(seed).standard_normal(g.tensors[g.input].shape).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (want,) = session.run(None, {imported.onnx_input: x})
-    got = reference(g, imported.params, x)
-    assert got.size == want.size
-    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=RTOL, atol=ATOL)
-    compiled = CompiledGraph(g, np)  # the float32 kernels too, with the real weights put in
-    for name, value in imported.params.items():
-        compiled.tensors[name][...] = value
-    compiled.inputs[...] = x
-    compiled.run()
-    np.testing.assert_allclose(compiled.output.reshape(want.shape), want, rtol=RTOL, atol=ATOL)
 
 
 def _conv_bn_relu_pool(tmp_path: Path) -> Path:
@@ -89,15 +38,15 @@ def _conv_bn_relu_pool(tmp_path: Path) -> Path:
     ]
     var = numpy_helper.from_array(rng.uniform(0.5, 2.0, c).astype(np.float32), "v")
     inits = [
-        _init(rng, "w", c, 3, 3, 3),
-        _init(rng, "b", c),
-        _init(rng, "g", c, scale=1.0),
-        _init(rng, "be", c),
-        _init(rng, "m", c),
+        init(rng, "w", c, 3, 3, 3),
+        init(rng, "b", c),
+        init(rng, "g", c, scale=1.0),
+        init(rng, "be", c),
+        init(rng, "m", c),
         var,
-        _init(rng, "dw", c, 1, 3, 3),
+        init(rng, "dw", c, 1, 3, 3),
     ]
-    return _save(tmp_path, nodes, inits, ["N", 3, 16, 16], ["N", 8])
+    return save(tmp_path, nodes, inits, ["N", 3, 16, 16], ["N", 8])
 
 
 def test_conv_bn_relu_pool_imports_with_bn_folded_and_matches_onnxruntime(
@@ -115,7 +64,7 @@ def test_conv_bn_relu_pool_imports_with_bn_folded_and_matches_onnxruntime(
     assert g.ops[0].flops == conv0 and g.ops[3].flops == dw
     assert g.ops[3].attr("groups") == 8 and g.ops[2].attr("stride") == 2
     assert set(imported.params) == {n for n, t in g.tensors.items() if t.role == "weight"}
-    _against_ort(path, imported)
+    against_ort(path, imported)
 
 
 @pytest.mark.parametrize("build", [_conv_bn_relu_pool, "dynamic"])
@@ -147,12 +96,12 @@ def test_a_batchnorm_not_after_a_conv_is_a_depthwise_1x1_conv(tmp_path: Path) ->
         helper.make_node("BatchNormalization", ["r", "g", "be", "m", "v"], ["y"]),
     ]
     var = numpy_helper.from_array(rng.uniform(0.5, 2.0, 4).astype(np.float32), "v")
-    inits = [_init(rng, n, 4, scale=1.0) for n in ("g", "be", "m")] + [var]
-    path = _save(tmp_path, nodes, inits, [1, 4, 5, 5])
+    inits = [init(rng, n, 4, scale=1.0) for n in ("g", "be", "m")] + [var]
+    path = save(tmp_path, nodes, inits, [1, 4, 5, 5])
     imported = import_onnx(path)
     conv = imported.graph.ops[1]
     assert conv.fn == "conv2d" and conv.attr("groups") == 4
-    _against_ort(path, imported)
+    against_ort(path, imported)
 
 
 def test_a_conv_whose_output_is_read_twice_keeps_its_batchnorm(tmp_path: Path) -> None:
@@ -163,11 +112,11 @@ def test_a_conv_whose_output_is_read_twice_keeps_its_batchnorm(tmp_path: Path) -
         helper.make_node("Add", ["c", "n"], ["y"]),
     ]
     var = numpy_helper.from_array(rng.uniform(0.5, 2.0, 4).astype(np.float32), "v")
-    inits = [_init(rng, "w", 4, 4, 1, 1)] + [_init(rng, n, 4) for n in ("g", "be", "m")] + [var]
-    path = _save(tmp_path, nodes, inits, [1, 4, 3, 3])
+    inits = [init(rng, "w", 4, 4, 1, 1)] + [init(rng, n, 4) for n in ("g", "be", "m")] + [var]
+    path = save(tmp_path, nodes, inits, [1, 4, 3, 3])
     imported = import_onnx(path)
     assert [op.fn for op in imported.graph.ops] == ["conv2d", "conv2d", "add"]
-    _against_ort(path, imported)
+    against_ort(path, imported)
 
 
 def _mlp(tmp_path: Path) -> Path:
@@ -182,16 +131,16 @@ def _mlp(tmp_path: Path) -> Path:
         helper.make_node("Softmax", ["s"], ["y"], axis=-1),
     ]
     inits = [
-        _init(rng, "w1", 32, 20),
-        _init(rng, "b1", 32),
-        _init(rng, "w2", 32, 16),
-        _init(rng, "b2", 1, 16),
+        init(rng, "w1", 32, 20),
+        init(rng, "b1", 32),
+        init(rng, "w2", 32, 16),
+        init(rng, "b2", 1, 16),
         numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
         numpy_helper.from_array(np.array(6.0, np.float32), "hi"),
-        _init(rng, "w3", 16, 10),
-        _init(rng, "k", 10),
+        init(rng, "w3", 16, 10),
+        init(rng, "k", 10),
     ]
-    return _save(tmp_path, nodes, inits, ["batch", 20], ["batch", 10])
+    return save(tmp_path, nodes, inits, ["batch", 20], ["batch", 10])
 
 
 def test_an_mlp_with_gemm_imports_and_matches_onnxruntime(tmp_path: Path) -> None:
@@ -204,7 +153,7 @@ def test_an_mlp_with_gemm_imports_and_matches_onnxruntime(tmp_path: Path) -> Non
     assert g.ops[0].flops == 2 * 3 * 32 * 20 and g.ops[4].flops == 2 * 3 * 10 * 16
     assert g.ops[5].flops == 5 * 3 * 10
     assert imported.params[g.ops[0].inputs[1]].shape == (20, 32)  # transB: stored [Kd, Nd]
-    _against_ort(path, imported, seed=1)
+    against_ort(path, imported, seed=1)
 
 
 def _dynamic_block(tmp_path: Path) -> Path:
@@ -227,18 +176,18 @@ def _dynamic_block(tmp_path: Path) -> Path:
         helper.make_node("Mul", ["t", "half"], ["y"]),
     ]
     inits = [
-        _init(rng, "w", 4, 2, 3, 3),
+        init(rng, "w", 4, 2, 3, 3),
         numpy_helper.from_array(np.array(0, np.int64), "i0"),
-        _ints("ax0", [0]),
-        _ints("minus1", [-1]),
-        _init(rng, "w2", 4 * 3 * 3, 12),
-        _init(rng, "b2", 12),
-        _init(rng, "gam", 12, scale=1.0),
-        _init(rng, "bet", 12),
-        _ints("s3", [0, 3, 4]),
+        ints("ax0", [0]),
+        ints("minus1", [-1]),
+        init(rng, "w2", 4 * 3 * 3, 12),
+        init(rng, "b2", 12),
+        init(rng, "gam", 12, scale=1.0),
+        init(rng, "bet", 12),
+        ints("s3", [0, 3, 4]),
         numpy_helper.from_array(np.array([0.5], np.float32), "half"),
     ]
-    return _save(tmp_path, nodes, inits, ["N", 2, "H", "W"], ["N", 4, 3])
+    return save(tmp_path, nodes, inits, ["N", 2, "H", "W"], ["N", 4, 3])
 
 
 def test_a_dynamic_block_with_a_shape_subgraph_folds_and_matches_onnxruntime(
@@ -259,7 +208,7 @@ def test_a_dynamic_block_with_a_shape_subgraph_folds_and_matches_onnxruntime(
     assert g.tensors[g.ops[2].output].shape == (2, 36)
     assert g.tensors[g.output].shape == (2, 4, 3)
     assert g.ops[3].flops == 2 * 2 * 12 * 36 and g.ops[4].flops == 8 * 2 * 12
-    _against_ort(path, imported, seed=2)
+    against_ort(path, imported, seed=2)
     other = import_onnx(path, batch=1, input_shape=(2, 8, 8))  # (8 - 3) // 2 + 1 = 3 too
     assert other.graph.tensors[other.graph.ops[2].output].shape == (1, 36)
     with pytest.raises(InputError, match=r"ONNX shape inference failed: .*Gemm"):
@@ -275,24 +224,24 @@ def test_a_constant_add_folds_into_the_bias_only_where_valid(tmp_path: Path) -> 
         helper.make_node("MatMul", ["s", "w2"], ["m2"]),
         helper.make_node("Add", ["m2", "row"], ["y"]),  # [3, 1]: not a bias, broadcast
     ]
-    inits = [_init(rng, "w", 8, 6), _init(rng, "bias", 6), _init(rng, "w2", 6, 6)]
-    inits.append(_init(rng, "row", 3, 1))
-    path = _save(tmp_path, nodes, inits, ["B", 3, 8])
+    inits = [init(rng, "w", 8, 6), init(rng, "bias", 6), init(rng, "w2", 6, 6)]
+    inits.append(init(rng, "row", 3, 1))
+    path = save(tmp_path, nodes, inits, ["B", 3, 8])
     imported = import_onnx(path, batch=2)
     assert [op.fn for op in imported.graph.ops] == ["linear", "add", "add", "linear", "add"]
-    _against_ort(path, imported, seed=5)
+    against_ort(path, imported, seed=5)
     rng = np.random.default_rng(9)
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["c"]),
         helper.make_node("Add", ["c", "per_channel"], ["a"]),
         helper.make_node("Sub", ["a", "scalar"], ["y"]),  # a is an Add's output: no fold
     ]
-    inits = [_init(rng, "w", 4, 2, 3, 3), _init(rng, "per_channel", 4, 1, 1)]
+    inits = [init(rng, "w", 4, 2, 3, 3), init(rng, "per_channel", 4, 1, 1)]
     inits.append(numpy_helper.from_array(np.array(0.25, np.float32), "scalar"))
-    path = _save(tmp_path, nodes, inits, [1, 2, 5, 5])
+    path = save(tmp_path, nodes, inits, [1, 2, 5, 5])
     imported = import_onnx(path)
     assert [op.fn for op in imported.graph.ops] == ["conv2d", "add"]
-    _against_ort(path, imported, seed=6)
+    against_ort(path, imported, seed=6)
 
 
 def test_attention_style_matmul_of_two_activations(tmp_path: Path) -> None:
@@ -308,11 +257,11 @@ def test_attention_style_matmul_of_two_activations(tmp_path: Path) -> None:
         helper.make_node("Add", ["o", "x"], ["y"]),
     ]
     d = numpy_helper.from_array(np.array(np.sqrt(8.0), np.float32), "d")
-    inits = [_init(rng, "wq", 8, 8), _init(rng, "wk", 8, 8), d]
-    path = _save(tmp_path, nodes, inits, ["B", 5, 8])
+    inits = [init(rng, "wq", 8, 8), init(rng, "wk", 8, 8), d]
+    path = save(tmp_path, nodes, inits, ["B", 5, 8])
     imported = import_onnx(path, batch=2)
     assert [op.fn for op in imported.graph.ops].count("matmul") == 2
-    _against_ort(path, imported, seed=3)
+    against_ort(path, imported, seed=3)
 
 
 def test_a_batchnorm_is_not_folded_into_a_conv_read_elsewhere_through_a_view(
@@ -326,11 +275,11 @@ def test_a_batchnorm_is_not_folded_into_a_conv_read_elsewhere_through_a_view(
         helper.make_node("Add", ["c", "n"], ["y"]),
     ]
     var = numpy_helper.from_array(rng.uniform(0.5, 2.0, 4).astype(np.float32), "v")
-    inits = [_init(rng, "w", 4, 4, 1, 1)] + [_init(rng, n, 4) for n in ("g", "be", "m")] + [var]
-    path = _save(tmp_path, nodes, inits, [1, 4, 3, 3])
+    inits = [init(rng, "w", 4, 4, 1, 1)] + [init(rng, n, 4) for n in ("g", "be", "m")] + [var]
+    path = save(tmp_path, nodes, inits, [1, 4, 3, 3])
     imported = import_onnx(path)
     assert [op.fn for op in imported.graph.ops] == ["conv2d", "conv2d", "add"]
-    _against_ort(path, imported)
+    against_ort(path, imported)
 
 
 def test_shape_with_start_end_flatten_with_a_negative_axis_and_tanh_gelu(tmp_path: Path) -> None:
@@ -343,29 +292,29 @@ def test_shape_with_start_end_flatten_with_a_negative_axis_and_tanh_gelu(tmp_pat
         helper.make_node("Reshape", ["sm", "back"], ["b"]),
         helper.make_node("Flatten", ["b"], ["y"], axis=-1),
     ]
-    inits = [_ints("k", [36]), _ints("back", [0, 4, 6, 6])]
-    path = _save(tmp_path, nodes, inits, ["N", 4, 6, 6], ["a", 6], opset=20)
+    inits = [ints("k", [36]), ints("back", [0, 4, 6, 6])]
+    path = save(tmp_path, nodes, inits, ["N", 4, 6, 6], ["a", 6], opset=20)
     imported = import_onnx(path, batch=2)
     g = imported.graph
     assert [op.fn for op in g.ops] == ["permute", "gelu", "softmax", "permute"]
     assert g.tensors[g.ops[1].output].shape == (2, 4, 36)
     assert g.tensors[g.output].shape == (48, 6)
-    _against_ort(path, imported, seed=4)
+    against_ort(path, imported, seed=4)
 
 
 def test_softmax_before_opset_13_defaults_to_axis_1(tmp_path: Path) -> None:
     node = helper.make_node("Softmax", ["x"], ["y"], name="s")
-    path = _save(tmp_path, [node], [], [1, 4, 6, 6], opset=11)
+    path = save(tmp_path, [node], [], [1, 4, 6, 6], opset=11)
     with pytest.raises(InputError, match=r"node 's' \(Softmax\): only the last axis.*axis=1"):
         import_onnx(path)
-    path = _save(tmp_path, [node], [], [3, 5], opset=11)
-    _against_ort(path, import_onnx(path, batch=3))
+    path = save(tmp_path, [node], [], [3, 5], opset=11)
+    against_ort(path, import_onnx(path, batch=3))
 
 
 def test_a_layernorm_scale_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
     scale = numpy_helper.from_array(np.ones((2, 6), np.float32), "g")
     node = helper.make_node("LayerNormalization", ["x", "g"], ["y"], name="ln")
-    path = _save(tmp_path, [node], [scale], [1, 4, 6, 6])
+    path = save(tmp_path, [node], [scale], [1, 4, 6, 6])
     with pytest.raises(InputError, match=r"node 'ln' \(LayerNormalization\): unsupported form"):
         import_onnx(path)
 
@@ -373,7 +322,7 @@ def test_a_layernorm_scale_that_does_not_fit_is_one_line(tmp_path: Path) -> None
 def test_gelu_needs_the_tanh_approximation(tmp_path: Path) -> None:
     for attrs in ({}, {"approximate": "none"}):
         node = helper.make_node("Gelu", ["x"], ["y"], name="ge", **attrs)
-        path = _save(tmp_path, [node], [], [1, 4, 6, 6], opset=20)
+        path = save(tmp_path, [node], [], [1, 4, 6, 6], opset=20)
         with pytest.raises(InputError, match=r"node 'ge' \(Gelu\): only approximate='tanh'"):
             import_onnx(path)
 
@@ -381,7 +330,7 @@ def test_gelu_needs_the_tanh_approximation(tmp_path: Path) -> None:
 def test_folding_is_bounded(tmp_path: Path) -> None:
     big = helper.make_node("ConstantOfShape", ["shape"], ["big"], name="huge")
     nodes = [big, helper.make_node("Relu", ["x"], ["y"])]
-    path = _save(tmp_path, nodes, [_ints("shape", [1 << 14, 1 << 14, 1 << 10])], [1, 4])
+    path = save(tmp_path, nodes, [ints("shape", [1 << 14, 1 << 14, 1 << 10])], [1, 4])
     with pytest.raises(InputError, match=r"node 'huge' \(ConstantOfShape\): folding 'big'"):
         import_onnx(path)
 
@@ -393,7 +342,7 @@ def test_the_operator_count_is_capped_while_importing(
 
     chain = ["x", "a", "b", "c", "y"]
     nodes = [helper.make_node("Relu", [i], [o], name=o) for i, o in itertools.pairwise(chain)]
-    path = _save(tmp_path, nodes, [], [1, 4])
+    path = save(tmp_path, nodes, [], [1, 4])
     assert len(import_onnx(path).graph.ops) == 4
     monkeypatch.setattr(importer, "MAX_OPS", 3)
     with pytest.raises(InputError, match=r"node 'y' \(Relu\): the model needs more than 3"):
@@ -404,7 +353,7 @@ def test_the_operator_count_is_capped_while_importing(
 
 
 def _one_node(tmp_path: Path, node: Any, inits: list[Any] | None = None, rank: int = 4) -> Path:
-    return _save(tmp_path, [node], inits or [], [1, 4, 6, 6], ["a", "b", "c", "d"][:rank])
+    return save(tmp_path, [node], inits or [], [1, 4, 6, 6], ["a", "b", "c", "d"][:rank])
 
 
 @pytest.mark.parametrize(
@@ -454,7 +403,7 @@ def test_unsupported_gemm_forms(tmp_path: Path) -> None:
         (helper.make_node("Gemm", ["x", "w", "c"], ["y"]), [w, full], "C of shape [3, 4]"),
     ]
     for node, inits, match in cases:
-        path = _save(tmp_path, [node], inits, [3, 4], ["a", "b"])
+        path = save(tmp_path, [node], inits, [3, 4], ["a", "b"])
         expected = re.escape("node '#0' (Gemm): ") + ".*" + re.escape(match)
         with pytest.raises(InputError, match=expected):
             import_onnx(path, batch=3)
@@ -495,7 +444,7 @@ def test_bad_files_and_input_shapes_are_input_errors(tmp_path: Path) -> None:
         import_onnx(junk)
     with pytest.raises(InputError, match=r"missing\.onnx"):
         import_onnx(tmp_path / "missing.onnx")
-    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], [], ["N", 3, "H", 4])
+    path = save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], [], ["N", 3, "H", 4])
     with pytest.raises(InputError, match=r"has shape \[\?, 3, \?, 4\]: give input_shape with 3"):
         import_onnx(path)
     with pytest.raises(InputError, match=r"static dimension 1 = 3, but input_shape\[0\] is 5"):
