@@ -19,6 +19,7 @@ from onnx_util import ATOL, RTOL, against_ort, init, ints, save  # noqa: E402
 
 from aegis_core.graph.onnx_import import import_onnx  # noqa: E402
 from aegis_core.model.errors import InputError  # noqa: E402
+from aegis_exec.kernels import CompiledGraph  # noqa: E402
 
 
 def _conv_bn_relu_pool(tmp_path: Path) -> Path:
