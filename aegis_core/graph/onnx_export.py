@@ -1,0 +1,233 @@
+"""Export a graph of the IR (:mod:`aegis_core.graph.ir`) and its weights as an ONNX model.
+
+:func:`to_onnx` writes one ONNX node (or a few) per IR operator, the weights as initializers,
+the graph's input and output under their IR names with their IR shapes (opset
+:data:`OPSET`). It is how the onnxruntime backend runs a model that has no ONNX file of its
+own (a builtin, a graph file): with the same seeded weights as the numpy backend
+(:func:`aegis_exec.kernels.init_params`), its outputs are comparable.
+
+The mapping is the table :data:`EXPORTERS` (IR ``fn`` -> a function emitting its nodes); an
+IR operator without an entry is refused, before anything is built, by :func:`unexportable`
+(one line naming the model, the operator and its fn). The ``onnx`` package is imported
+lazily, by :func:`to_onnx` only: the core never needs it otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from aegis_core.graph.ir import Graph, Op
+from aegis_core.model.errors import InputError, quote
+
+__all__ = ["EXPORTERS", "OPSET", "to_onnx", "unexportable"]
+
+OPSET = 17
+"""The ONNX opset written (17: LayerNormalization is an operator of its own)."""
+
+IR_VERSION = 8
+"""The ONNX IR version written (every onnxruntime since 1.10 reads it)."""
+
+EXPORT_LIMIT = (2 << 30) - (1 << 24)
+"""The most weight bytes a model exported in one piece may hold (protobuf's 2 GiB, less a
+margin for the graph itself)."""
+
+_PIP_HINT = "pip install 'aegisrt[onnx]'"
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class _Emit:
+    """The nodes and initializers of the model being written (``onnx.helper`` in ``h``)."""
+
+    def __init__(self, onnx: Any, graph: Graph) -> None:
+        self.h = onnx.helper
+        self.numpy_helper = onnx.numpy_helper
+        self.graph = graph
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self._n = 0
+
+    def fresh(self, hint: str) -> str:
+        """A tensor name no IR tensor has."""
+        while True:
+            self._n += 1
+            name = f"{hint}/aegis{self._n}"
+            if name not in self.graph.tensors:
+                return name
+
+    def node(self, op_type: str, inputs: Sequence[str], out: str | None = None,
+             **attrs: Any) -> str:  # fmt: skip
+        """Append one node; returns its output (``out``, or a fresh name)."""
+        name = out if out is not None else self.fresh(op_type)
+        self.nodes.append(self.h.make_node(op_type, list(inputs), [name], name=name, **attrs))
+        return name
+
+    def const(self, value: Any, dtype: Any = np.float32) -> str:
+        """An initializer holding ``value`` (float32 by default; int64 for shapes)."""
+        name = self.fresh("const")
+        self.inits.append(self.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.tensors[name].shape
+
+    def reshape(self, x: str, shape: Sequence[int], out: str | None = None) -> str:
+        return self.node("Reshape", [x, self.const(list(shape), np.int64)], out)
+
+
+def _pair(v: Any) -> list[int]:
+    """An ``int`` or ``[h, w]`` attribute as ``[h, w]``."""
+    return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
+
+
+def _pads(v: Any) -> list[int]:
+    """An ``int`` or ``[top, left, bottom, right]`` padding as ONNX ``pads`` (which list
+    the begins of H and W, then their ends: the same order)."""
+    return [int(v)] * 4 if isinstance(v, int) else [int(a) for a in v]
+
+
+def _conv2d(e: _Emit, op: Op) -> None:
+    w = e.shape(op.inputs[1])
+    e.node("Conv", op.inputs, op.output, kernel_shape=list(w[2:]),
+           strides=_pair(op.attr("stride", 1)), pads=_pads(op.attr("pad", 0)),
+           dilations=_pair(op.attr("dilation", 1)), group=int(op.attr("groups", 1)))  # fmt: skip
+
+
+def _linear(e: _Emit, op: Op) -> None:
+    a, w, b = op.inputs
+    e.node("Add", [e.node("MatMul", [a, w]), b], op.output)
+
+
+def _matmul(e: _Emit, op: Op) -> None:
+    scale = op.attr("scale")
+    if scale is None:
+        e.node("MatMul", op.inputs, op.output)
+    else:
+        e.node("Mul", [e.node("MatMul", op.inputs), e.const(scale)], op.output)
+
+
+def _unary(op_type: str) -> Callable[[_Emit, Op], None]:
+    def emit(e: _Emit, op: Op) -> None:
+        e.node(op_type, op.inputs, op.output)
+
+    return emit
+
+
+def _relu6(e: _Emit, op: Op) -> None:
+    e.node("Clip", [op.inputs[0], e.const(0.0), e.const(6.0)], op.output)
+
+
+def _gelu(e: _Emit, op: Op) -> None:
+    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` (``approximate`` ``"tanh"``, the
+    default) or ``0.5 x (1 + erf(x / sqrt 2))`` (``"none"``), written out in opset-17 nodes."""
+    x = op.inputs[0]
+    if op.attr("approximate", "tanh") == "none":
+        inner = e.node("Erf", [e.node("Mul", [x, e.const(1.0 / math.sqrt(2.0))])])
+    else:
+        cube = e.node("Mul", [e.node("Mul", [x, x]), x])
+        poly = e.node("Add", [x, e.node("Mul", [cube, e.const(0.044715)])])
+        inner = e.node("Tanh", [e.node("Mul", [poly, e.const(_GELU_C)])])
+    half = e.node("Mul", [x, e.const(0.5)])
+    e.node("Mul", [half, e.node("Add", [inner, e.const(1.0)])], op.output)
+
+
+def _softmax(e: _Emit, op: Op) -> None:
+    axis = op.attr("axis", len(e.shape(op.inputs[0])) - 1)
+    e.node("Softmax", op.inputs, op.output, axis=int(axis))
+
+
+def _layernorm(e: _Emit, op: Op) -> None:
+    e.node("LayerNormalization", op.inputs, op.output, axis=-1,
+           epsilon=float(op.attr("eps", 1e-5)))  # fmt: skip
+
+
+def _maxpool(e: _Emit, op: Op) -> None:
+    e.node("MaxPool", op.inputs, op.output, kernel_shape=_pair(op.attr("k")),
+           strides=_pair(op.attr("stride", 1)), pads=_pads(op.attr("pad", 0)),
+           dilations=_pair(op.attr("dilation", 1)))  # fmt: skip
+
+
+def _avgpool_global(e: _Emit, op: Op) -> None:
+    e.node("Flatten", [e.node("GlobalAveragePool", op.inputs)], op.output, axis=1)
+
+
+def _permute(e: _Emit, op: Op) -> None:
+    view = e.reshape(op.inputs[0], op.attr("view"))
+    moved = e.node("Transpose", [view], perm=list(op.attr("axes")))
+    e.reshape(moved, e.shape(op.output), op.output)
+
+
+EXPORTERS: dict[str, Callable[[_Emit, Op], None]] = {
+    "conv2d": _conv2d,
+    "linear": _linear,
+    "matmul": _matmul,
+    "relu": _unary("Relu"),
+    "relu6": _relu6,
+    "gelu": _gelu,
+    "add": _unary("Add"),
+    "mul": _unary("Mul"),
+    "softmax": _softmax,
+    "layernorm": _layernorm,
+    "maxpool": _maxpool,
+    "avgpool_global": _avgpool_global,
+    "permute": _permute,
+}
+"""IR ``fn`` -> the function that appends its ONNX nodes (writing the op's output tensor under
+its IR name and shape). ``_unary(op_type)`` serves every fn that is one ONNX node with the
+same inputs (Add, Mul, Relu, ...)."""
+
+
+def unexportable(graph: Graph) -> str | None:
+    """Why ``graph`` cannot be exported (one line naming the model, the operator and its fn),
+    or None; needs no ``onnx``."""
+    for op in graph.ops:
+        if op.fn not in EXPORTERS:
+            return (f"model {quote(graph.name)}: operator {quote(op.name)} ({op.fn}) has no "
+                    "ONNX export yet")  # fmt: skip
+    if graph.weights_bytes > EXPORT_LIMIT:
+        return (f"model {quote(graph.name)}: {graph.weights_bytes} bytes of weights, more "
+                f"than one ONNX model holds ({EXPORT_LIMIT})")  # fmt: skip
+    return None
+
+
+def to_onnx(graph: Graph, params: Mapping[str, np.ndarray]) -> bytes:
+    """``graph`` with the weights ``params`` (float32 arrays by weight tensor name, e.g.
+    :func:`aegis_exec.kernels.init_params`) as a serialized ONNX model. InputError when an
+    operator has no export (see :func:`unexportable`), a weight is missing, or ``onnx`` is
+    not installed."""
+    problem = unexportable(graph)
+    if problem is not None:
+        raise InputError(problem)
+    try:
+        import onnx
+    except ImportError:
+        raise InputError(f"exporting a model to ONNX needs the onnx package: {_PIP_HINT}") from None
+    e = _Emit(onnx, graph)
+    for name, t in graph.tensors.items():
+        if t.role != "weight":
+            continue
+        if name not in params:
+            raise InputError(f"model {quote(graph.name)}: no value for weight {quote(name)}")
+        value = np.ascontiguousarray(params[name], dtype=np.float32).reshape(t.shape)
+        e.inits.append(onnx.numpy_helper.from_array(value, name))
+    for op in graph.ops:
+        EXPORTERS[op.fn](e, op)
+    float_ = onnx.TensorProto.FLOAT
+    inp, out = graph.tensors[graph.input], graph.tensors[graph.output]
+    model = e.h.make_model(
+        e.h.make_graph(
+            e.nodes,
+            graph.name,
+            [e.h.make_tensor_value_info(inp.name, float_, list(inp.shape))],
+            [e.h.make_tensor_value_info(out.name, float_, list(out.shape))],
+            e.inits,
+        ),
+        opset_imports=[e.h.make_opsetid("", OPSET)],
+        producer_name="aegisrt",
+    )
+    model.ir_version = IR_VERSION
+    data: bytes = model.SerializeToString()
+    return data
