@@ -78,6 +78,19 @@ def load_task_graph(scenario: Scenario, task: Task) -> Graph | None:
     return task_graph(scenario, task)
 
 
+def check_runnable(scenario: Scenario, task: Task, graph: Graph | None, backend: str) -> None:
+    """ScenarioError naming the task's model when ``backend`` cannot run ``graph`` (its
+    module's ``refuses``: e.g. an operator onnxruntime's export lacks)."""
+    problem = None if graph is None else spec(backend).refuses(graph)
+    if problem is not None:
+        raise ScenarioError(
+            scenario.path,
+            f"the {backend} backend cannot run model {task.model!r}: {problem}",
+            task=task.name,
+            field="model",
+        )
+
+
 def task_work(plan: RunPlan, backend: str) -> list[TaskWork]:
     """Each task's graph and chunk ranges for ``backend`` (a registered name), validated;
     ScenarioError names task and field."""
@@ -107,9 +120,19 @@ def task_work(plan: RunPlan, backend: str) -> list[TaskWork]:
                 field="model",
             )
         n = len(durations)
+        if n > 1 and not caps.op_chunks:
+            raise ScenarioError(
+                scenario.path,
+                f"policy {plan.policy} runs each job as {n} chunks of its operators and the "
+                f"{backend} backend runs a whole model per launch (use another policy, or "
+                "--backend numpy)",
+                task=task.name,
+                field="policy",
+            )
         ranges = tuple(graph.chunks(n)) if graph is not None else tuple(range(1) for _ in range(n))
         if i in plan.rejected:
             graph = None  # validated, never run: not loaded, warmed up or given memory
+        check_runnable(scenario, task, graph, backend)
         if len(ranges) != n:
             raise ScenarioError(
                 scenario.path,

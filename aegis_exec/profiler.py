@@ -27,7 +27,7 @@ _FAR = 10**18
 
 
 def _work(scenario: Scenario, backend: str) -> list[TaskWork]:
-    from .engine import load_task_graph
+    from .engine import check_runnable, load_task_graph
 
     needs_model = spec(backend).caps.executes_models
     out = []
@@ -52,6 +52,7 @@ def _work(scenario: Scenario, backend: str) -> list[TaskWork]:
                     task=task.name,
                     field="wcet_ms",
                 ) from None
+        check_runnable(scenario, task, graph, backend)
         ranges = (range(len(graph.ops)),) if graph is not None else (range(1),)
         out.append(TaskWork(i, task.name, graph, ranges, (wcet,)))
     return out

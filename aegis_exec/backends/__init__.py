@@ -4,6 +4,8 @@
   module that imports ``cupy``, and only when the backend is built);
 * ``numpy``: real kernels on the CPU, one worker thread per stream
   (:mod:`aegis_exec.backends.numpy`);
+* ``onnxruntime``: each task's model as an ONNX Runtime session, one worker thread per stream
+  (:mod:`aegis_exec.backends.onnxruntime`, the only module that imports ``onnxruntime``);
 * ``mock``: no computation, each launch takes its planned duration
   (:mod:`aegis_exec.backends.mock`).
 
@@ -44,6 +46,10 @@ class Capabilities:
     0 = the highest) and lets the device order the jobs in flight by it: a policy with
     ``stream_priorities`` (``stream-priority``) runs only on such a backend; elsewhere the
     executor refuses it with a one-line error (never silently as plain ``unscheduled``)."""
+    op_chunks: bool = True
+    """Runs a job as chunks of its model's operators (lp-edf's preemption points); without
+    it a job whose budget has more than one chunk is refused with a one-line error (never
+    run as a whole model per chunk)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,12 @@ class BackendSpec:
         """Every backend module has ``usable()``: can it run here?"""
         ok: bool = self._module().usable()
         return ok
+
+    def refuses(self, graph: Any) -> str | None:
+        """Why this backend cannot run ``graph`` (an :class:`aegis_core.graph.Graph`), checked
+        before the run; None: it can. A backend module may define ``refuses(graph)``."""
+        check = getattr(self._module(), "refuses", None)
+        return None if check is None else check(graph)
 
     def _module(self) -> Any:
         return import_module(f"{__name__}.{self.module}")
@@ -84,6 +96,13 @@ REGISTRY: dict[str, BackendSpec] = {
             "numpy", "numpy", "NumpyBackend",
             Capabilities(executes_models=True, cuda_graphs=False, memory_plan=True,
                          replays_exec_time=False),
+        ),
+        BackendSpec(
+            "onnxruntime", "onnxruntime", "OnnxRuntimeBackend",
+            Capabilities(executes_models=True, cuda_graphs=False, memory_plan=False,
+                         replays_exec_time=False, op_chunks=False),
+            "the onnxruntime backend needs the onnxruntime package, and it is not installed "
+            "(install the extra: pip install 'aegisrt[onnx]'; or use --backend numpy)",
         ),
         BackendSpec(
             "mock", "mock", "MockBackend",
