@@ -599,8 +599,9 @@ def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:
         "--backend",
         default="auto",
         metavar="NAME",
-        help=f"{help}: cupy (CUDA GPU), numpy (CPU), mock (planned durations, no compute) or "
-        "auto (cupy when a GPU is usable, else numpy)",
+        help=f"{help}: cupy (CUDA GPU), numpy (CPU), onnxruntime (ONNX Runtime, the onnx "
+        "extra), mock (planned durations, no compute) or auto (cupy when a GPU is usable, "
+        "else numpy)",
     )
 
 
