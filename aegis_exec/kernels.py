@@ -3,8 +3,10 @@
 Every kernel writes into preallocated buffers (``out=``, :func:`xp.copyto`, in-place ufuncs)
 and allocates no array, so that :meth:`CompiledGraph.run` can be captured into a CUDA graph
 with CuPy. Views are free: reshapes of contiguous buffers, transposes, slices and
-``xp.lib.stride_tricks.as_strided``. Matrix products are called only with C-contiguous
-operands of equal batch shape (CuPy copies, or builds pointer arrays, otherwise).
+``xp.lib.stride_tricks.as_strided``. Matrix products are called with C-contiguous operands;
+``matmul``'s batch dims may broadcast (on the CUDA-graph path :mod:`.backends.sgemm` takes
+them as zero strides; plain CuPy may copy). Reductions see their input as ``[pre, L, post]``
+and reduce the middle axis (:func:`_rows`, :func:`_around`).
 
 This module never imports CuPy: the caller hands in the module. :func:`reference` is an
 independent float64 NumPy implementation of the same semantics, for tests.

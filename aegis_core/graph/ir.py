@@ -10,20 +10,43 @@ Operator kinds and functions (the exact semantics live in :mod:`aegis_exec.kerne
 * ``conv2d``/``conv2d``: inputs ``(x[N,C,H,W], w[K,C//groups,R,S], b[K])``, attrs ``stride``,
   ``pad`` (symmetric), ``groups``; BatchNorm is folded into the bias, as in inference.
 * ``gemm``/``linear``: ``(a[...,Kd], w[Kd,Nd], b[Nd]) -> [...,Nd]``; ``gemm``/``matmul``:
-  ``(a[...,M,Kd], b[...,Kd,Nd]) -> [...,M,Nd]`` (same batch dims) with optional ``scale``.
-* ``elementwise``: ``relu``, ``relu6``, ``gelu`` (tanh approximation), ``add``, ``mul``,
-  ``softmax`` and ``layernorm`` (last axis, ``eps``), ``maxpool`` (``k``, ``stride``, ``pad``;
-  padding is -inf), ``avgpool_global`` (``[N,C,H,W] -> [N,C]``) and ``permute`` (``view``:
-  the shape the input is first reshaped to, ``axes``: the permutation; the contiguous result
-  is seen with the output tensor's shape).
+  ``(a[...,M,Kd], b[...,Kd,Nd]) -> [...,M,Nd]``, batch dims broadcast (NumPy rules; at most
+  3 batch dims where the two differ), either operand a weight, optional ``scale``.
+* ``elementwise``: ``relu``, ``relu6``, ``layernorm`` (last axis, ``eps``), ``maxpool``
+  (``k``, ``stride``, ``pad``; padding is -inf), ``avgpool_global`` (``[N,C,H,W] -> [N,C]``)
+  and ``permute`` (``view``: the shape the input is first reshaped to, ``axes``: the
+  permutation; the contiguous result is seen with the output tensor's shape), and:
+
+  - ``add``, ``sub``, ``mul``, ``div``, ``pow``: two inputs, either a weight or an
+    activation, NumPy broadcasting; the output has the broadcast shape.
+  - unary, output shaped like the input: ``sigmoid``, ``hardsigmoid`` (``max(0, min(1,
+    alpha x + beta))``, attrs ``alpha``, ``beta``; defaults 0.2, 0.5), ``hardswish`` (``x *
+    hardsigmoid(x, 1/6, 1/2)``), ``tanh``, ``erf``, ``sqrt``, ``exp``, ``clip`` (``min(max(x,
+    min), max)``; attrs ``min``, ``max``: a number or None for no bound), ``gelu`` (attr
+    ``approximate``: ``"tanh"``, the default, ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
+    x^3)))``, or ``"none"``, ``0.5 x (1 + erf(x / sqrt 2))``).
+  - ``softmax`` over attr ``axis`` (non-negative; default the last axis).
+  - ``reduce_mean``: attrs ``axes`` (sorted, distinct, non-negative) and ``keepdims`` 0|1
+    (default 1; a mean down to a scalar is not a tensor the IR has).
+  - ``concat``: 2 to :data:`MAX_CONCAT` inputs (weights or activations) along attr ``axis``.
+  - ``slice``: attrs ``begin``, ``step`` (non-zero, may be negative), ``size``, one entry per
+    axis: the output holds ``x[begin + step*i]`` for ``i < size`` on each axis, every index
+    inside the axis (ONNX's negative and clamped bounds are normalised by the importer).
+  - ``gather``: attrs ``axis``, ``indices`` (non-negative, at most :data:`MAX_INDICES`) and
+    ``scalar`` (1: one index, and the axis is dropped; 0: the axis has ``len(indices)``).
+  - ``expand``: attr ``shape``, the output's shape, to which the input broadcasts.
 
 FLOPs of the elementwise functions, per output element unless said otherwise (a documented
-convention, close to what the kernels do): ``relu``, ``relu6``, ``add``, ``mul`` and
-``permute`` 1 (a permute does no arithmetic; the nominal 1 keeps every operator's cost
-positive); ``softmax`` 5 (max, subtract, exp, sum, divide); ``gelu`` 8 (the cube, two
-multiply-adds, tanh, add, two multiplies); ``layernorm`` 8 (mean, subtract, square, mean,
-rsqrt, scale, gamma, beta); ``maxpool`` ``k*k`` (one compare per tap); ``avgpool_global`` 1
-per *input* element.
+convention, close to what the kernels do): ``relu``, ``relu6``, ``add``, ``sub``, ``mul``,
+``div``, ``pow``, ``tanh``, ``sqrt``, ``exp`` 1 (the transcendental ones counted as one
+operation); ``permute``, ``concat``, ``slice``, ``gather`` and ``expand`` 1 (copies do no
+arithmetic; the nominal 1 keeps every operator's cost positive); ``clip`` 2; ``sigmoid`` 4
+(scale, tanh, scale, shift); ``hardsigmoid`` 4; ``hardswish`` 5; ``erf`` 16 (the rational
+approximation the kernels use); ``softmax`` 5 (max, subtract, exp, sum, divide); ``gelu`` 8
+(the cube, two multiply-adds, tanh, add, two multiplies), 20 with ``approximate="none"``
+(erf, add, two multiplies); ``layernorm`` 8 (mean, subtract, square, mean, rsqrt, scale,
+gamma, beta); ``maxpool`` ``k*k`` (one compare per tap); ``avgpool_global`` and
+``reduce_mean`` 1 per *input* element.
 """
 
 from __future__ import annotations

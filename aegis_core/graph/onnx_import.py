@@ -13,9 +13,12 @@ never needs it otherwise), fixes every dynamic input dimension from ``batch`` an
 * ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` and ``Dropout`` are views:
   they cost nothing until an operator needs the tensor in that shape, when one ``permute``
   (a contiguous copy) is emitted;
-* every other node maps onto IR operators (``Gemm`` / ``MatMul`` with a constant right side
-  are ``linear``, a constant operand of ``Add`` / ``Mul`` / ``Sub`` / ``Div`` is broadcast to a
-  weight of the activation's shape).
+* every other node maps onto IR operators (``Gemm`` / ``MatMul`` with a 2-D constant right
+  side are ``linear``, any other ``MatMul`` a broadcasting ``matmul``; ``Add`` / ``Sub`` /
+  ``Mul`` / ``Div`` / ``Pow`` broadcast, a constant operand kept at its own size as a weight,
+  except a constant added right after a ``linear`` / ``conv2d``, which goes into its bias;
+  ``Slice`` / ``Gather`` with constant bounds / indices and ``Concat`` copy; ``Cast`` to
+  float32 and ``Expand`` to the same shape are views).
 
 The weights are returned beside the graph (:class:`ImportedModel.params`, float32 NumPy arrays
 keyed by weight tensor name): the IR stays weights-free, as for builtins, whose weights
