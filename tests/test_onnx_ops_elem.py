@@ -641,3 +641,102 @@ def test_matmul_of_a_vector_is_refused(tmp_path: Path) -> None:
         r"node 'mv' \(MatMul\): MatMul of \[2, 3, 4\] and \[4\]: 1-D operands",
         2,
     )
+
+
+# --- a few ops together, the way exporters write them ------------------------------------------
+
+
+def test_an_encoder_block_with_a_class_token_decomposed_norms_and_erf_gelu(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(11)
+    b, n, d, h = 2, 5, 8, 2
+
+    def layernorm(x: str, p: str) -> list[Any]:
+        return [
+            node("ReduceMean", [x], [f"{p}mu"], axes=[-1]),
+            node("Sub", [x, f"{p}mu"], [f"{p}d"]),
+            node("Pow", [f"{p}d", "two"], [f"{p}sq"]),
+            node("ReduceMean", [f"{p}sq"], [f"{p}var"], axes=[-1]),
+            node("Add", [f"{p}var", "eps"], [f"{p}ve"]),
+            node("Sqrt", [f"{p}ve"], [f"{p}sd"]),
+            node("Div", [f"{p}d", f"{p}sd"], [f"{p}n"]),
+            node("Mul", [f"{p}n", f"{p}g"], [f"{p}ng"]),
+            node("Add", [f"{p}ng", f"{p}b"], [f"{p}out"]),
+        ]
+
+    heads = [b, n + 1, h, d // h]
+    nodes = [
+        node("Expand", ["cls", "cls_shape"], ["cls_b"]),  # folded: a [B, 1, D] constant
+        node("Concat", ["cls_b", "x"], ["t"], axis=1),  # [B, N+1, D]
+        *layernorm("t", "ln1"),
+        *[node("MatMul", ["ln1out", f"w{k}"], [f"{k}0"]) for k in "qkv"],
+        *[node("Add", [f"{k}0", f"b{k}"], [f"{k}1"]) for k in "qkv"],
+        *[node("Reshape", [f"{k}1", "heads"], [f"{k}2"]) for k in "qkv"],
+        node("Transpose", ["q2"], ["q"], perm=[0, 2, 1, 3]),
+        node("Transpose", ["k2"], ["kt"], perm=[0, 2, 3, 1]),
+        node("Transpose", ["v2"], ["v"], perm=[0, 2, 1, 3]),
+        node("MatMul", ["q", "kt"], ["s"]),
+        node("Div", ["s", "scale"], ["ss"]),
+        node("Softmax", ["ss"], ["a"], axis=-1),
+        node("MatMul", ["a", "v"], ["o"]),
+        node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]),
+        node("Reshape", ["ot", "merged"], ["om"]),
+        node("MatMul", ["om", "wo"], ["proj"]),
+        node("Add", ["proj", "t"], ["r"]),
+        *layernorm("r", "ln2"),
+        node("Div", ["ln2out", "sqrt2"], ["gd"]),  # exact Gelu, as torch exports it
+        node("Erf", ["gd"], ["ge"]),
+        node("Add", ["ge", "one"], ["g1"]),
+        node("Mul", ["ln2out", "g1"], ["g2"]),
+        node("Mul", ["g2", "half"], ["g"]),
+        node("Gather", ["g", "zero"], ["y"], axis=1),  # the class token: [B, D]
+    ]
+    inits = [
+        init(rng, "cls", 1, 1, d),
+        ints("cls_shape", [b, 1, d]),
+        ints("heads", heads),
+        ints("merged", [b, n + 1, d]),
+        _const("two", 2.0),
+        _const("eps", 1e-5),
+        _const("scale", math.sqrt(d // h)),
+        _const("sqrt2", math.sqrt(2.0)),
+        _const("one", 1.0),
+        _const("half", 0.5),
+        _const("zero", 0, np.int64),
+        init(rng, "wo", d, d),
+        *[
+            init(rng, f"{p}{k}", d, scale=1.0 if k == "g" else 0.1)
+            for p in ("ln1", "ln2")
+            for k in "gb"
+        ],
+        *[init(rng, f"w{k}", d, d) for k in "qkv"],
+        *[init(rng, f"b{k}", d) for k in "qkv"],
+    ]
+    imported = _check(tmp_path, nodes, inits, [b, n, d], 2)
+    fns = [op.fn for op in imported.graph.ops]
+    assert fns[0] == "concat" and fns.count("linear") == 4 and "erf" in fns
+    assert fns.count("reduce_mean") == 4 and fns.count("matmul") == 2 and fns[-1] == "gather"
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+def test_a_squeeze_excite_block_with_hardsigmoid_and_hardswish(tmp_path: Path, opset: int) -> None:
+    rng = np.random.default_rng(12)
+    c = 8
+    nodes = [
+        node("GlobalAveragePool", ["x"], ["p"]),
+        node("Conv", ["p", "w1", "b1"], ["r0"]),
+        node("Relu", ["r0"], ["r"]),
+        node("Conv", ["r", "w2", "b2"], ["s0"]),
+        node("HardSigmoid", ["s0"], ["s"], alpha=1.0 / 6.0),
+        node("Mul", ["x", "s"], ["m"]),  # [N,C,H,W] * [N,C,1,1]: two activations
+        node("Mul", ["m", "k"], ["mk"]),
+        node("Sigmoid", ["mk"], ["sg"]),
+        node("Mul", ["mk", "sg"], ["y"]),  # SiLU
+    ]
+    inits = [init(rng, "w1", 4, c, 1, 1), init(rng, "b1", 4), init(rng, "w2", c, 4, 1, 1)]
+    inits += [init(rng, "b2", c), _const("k", 3.0)]
+    imported = _check(tmp_path, nodes, inits, [2, c, 5, 5], opset=opset)
+    muls = [op for op in imported.graph.ops if op.fn == "mul"]
+    shapes = [imported.graph.tensors[i].shape for i in muls[0].inputs]
+    assert shapes == [(2, c, 5, 5), (2, c, 1, 1)]
