@@ -355,9 +355,60 @@ def test_a_decomposed_layernorm_as_exporters_write_it(tmp_path: Path, opset: int
         node("Add", ["ng", "b"], ["y"]),
     ]
     inits = [_const("two", 2.0), _const("eps", 1e-5), init(rng, "g", 16), init(rng, "b", 16)]
-    fns = ["reduce_mean", "sub", "mul", "reduce_mean", "add", "sqrt", "div", "mul", "add"]
-    imported = _check(tmp_path, nodes, [*inits, *extra], [2, 5, 16], opset=opset, fns=fns)
-    assert imported.graph.weights_bytes == 4 * (1 + 16 + 16)
+    imported = _check(tmp_path, nodes, [*inits, *extra], [2, 5, 16], opset=opset, fns=["layernorm"])
+    assert imported.graph.weights_bytes == 4 * (16 + 16)
+    assert imported.graph.ops[0].attr("eps") == pytest.approx(1e-5)
+
+
+_UNFUSED = ["reduce_mean", "sub", "mul", "reduce_mean", "add", "sqrt", "div", "mul", "add"]
+
+
+def _decomposed(
+    square: str = "Pow",
+    axes: int = -1,
+    extra: list[Any] | None = None,
+    gshape: tuple[int, ...] = (16,),
+) -> tuple[list[Any], list[Any]]:
+    rng = np.random.default_rng(8)
+    sq = node("Pow", ["d", "two"], ["sq"]) if square == "Pow" else node("Mul", ["d", "d"], ["sq"])
+    nodes = [
+        node("ReduceMean", ["x"], ["mu"], axes=[axes]),
+        node("Sub", ["x", "mu"], ["d"]),
+        sq,
+        node("ReduceMean", ["sq"], ["var"], axes=[axes]),
+        node("Add", ["eps", "var"], ["ve"]),
+        node("Sqrt", ["ve"], ["sd"]),
+        node("Div", ["d", "sd"], ["n"]),
+        node("Mul", ["g", "n"], ["ng"]),
+        node("Add", ["ng", "b"], ["ln" if extra else "y"]),
+        *(extra or []),
+    ]
+    inits = [_const("two", 2.0), _const("eps", 1e-3), init(rng, "g", *gshape), init(rng, "b", 16)]
+    return nodes, inits
+
+
+@pytest.mark.parametrize(
+    ("case", "fused"),
+    [
+        ({"square": "Mul"}, True),
+        ({"gshape": (1, 1, 16)}, True),
+        ({"gshape": (1,)}, True),
+        ({"extra": [node("Identity", ["ln"], ["y"])]}, True),
+        ({"axes": 1}, False),  # not the last axis
+        ({"gshape": (5, 16)}, False),  # gamma varies along another axis
+        ({"extra": [node("Add", ["ln", "d"], ["y"])]}, False),  # d is read outside
+        ({"extra": [node("Add", ["ln", "sd"], ["y"])]}, False),  # sd is read outside
+        ({"extra": [node("Identity", ["n"], ["n2"]), node("Add", ["ln", "n2"], ["y"])]}, False),
+    ],
+)
+def test_a_decomposed_layernorm_is_fused_only_where_nothing_else_reads_its_parts(
+    tmp_path: Path, case: dict[str, Any], fused: bool
+) -> None:
+    nodes, inits = _decomposed(**case)
+    imported = _check(tmp_path, nodes, inits, [2, 5, 16])
+    fns = [op.fn for op in imported.graph.ops]
+    assert ("layernorm" in fns) == fused
+    assert fused or fns[:9] == _UNFUSED
 
 
 # --- MatMul ------------------------------------------------------------------------------------
@@ -716,7 +767,8 @@ def test_an_encoder_block_with_a_class_token_decomposed_norms_and_erf_gelu(
     imported = _check(tmp_path, nodes, inits, [b, n, d], 2)
     fns = [op.fn for op in imported.graph.ops]
     assert fns[0] == "concat" and fns.count("linear") == 4 and "erf" in fns
-    assert fns.count("reduce_mean") == 4 and fns.count("matmul") == 2 and fns[-1] == "gather"
+    assert fns.count("layernorm") == 2 and "reduce_mean" not in fns  # both norms fused
+    assert fns.count("matmul") == 2 and fns[-1] == "gather"
 
 
 @pytest.mark.parametrize("opset", OPSETS)

@@ -814,11 +814,15 @@ def _ints(value: Any, low: int | None, most: int, nonzero: bool = False) -> bool
     )
 
 
+def _real(v: Any) -> bool:
+    return _is_int(v) or (isinstance(v, float) and math.isfinite(v))
+
+
 _ELEM_ATTRS: dict[str, Callable[[Any], bool]] = {
-    "alpha": lambda v: _is_int(v) or (isinstance(v, float) and math.isfinite(v)),
-    "beta": lambda v: _is_int(v) or (isinstance(v, float) and math.isfinite(v)),
-    "min": lambda v: v is None or _is_int(v) or (isinstance(v, float) and math.isfinite(v)),
-    "max": lambda v: v is None or _is_int(v) or (isinstance(v, float) and math.isfinite(v)),
+    "alpha": _real,
+    "beta": _real,
+    "min": lambda v: v is None or _real(v),
+    "max": lambda v: v is None or _real(v),
     "approximate": lambda v: v in ("tanh", "none"),
     "axis": lambda v: _is_int(v) and 0 <= v < MAX_DIMS,
     "keepdims": lambda v: _is_int(v) and v in (0, 1),

@@ -733,6 +733,82 @@ def _binary(b: _Builder, node: Any) -> None:
     ):
         return
     _emit_as(b, node, fn, [_operand(b, node, 0), _operand(b, node, 1)], {})
+    if fn == "add":
+        _fuse_layernorm(b, node.output[0])
+
+
+_LN_FNS = ["reduce_mean", "sub", "mul", "reduce_mean", "add", "sqrt", "div", "mul", "add"]
+"""A LayerNorm over the last axis as exporters decompose it, in IR ops: ``mu = mean(x)``,
+``d = x - mu``, ``d * d`` (Pow 2), its mean, ``+ eps``, ``sqrt``, ``d / sd``, ``* gamma``,
+``+ beta``."""
+
+
+def _weight_beside(b: _Builder, op: dict[str, Any], act: str) -> tuple[str, np.ndarray] | None:
+    """The weight operand (name, value) of the binary IR op ``op`` whose other one is
+    ``act``; None when there is none."""
+    ins = op["inputs"]
+    if len(ins) != 2 or act not in ins:
+        return None
+    w = ins[1] if ins[0] == act else ins[0]
+    return (w, b.params[w]) if w in b.params else None
+
+
+def _fuse_layernorm(b: _Builder, name: str) -> None:
+    """Replace the last nine IR ops by one ``layernorm`` when they are :data:`_LN_FNS` over
+    one input, gamma and beta fit the last axis, eps is one positive number, and nothing
+    but the pattern's own nodes reads its intermediate tensors (checked against the ONNX
+    graph: every use of their ONNX names is a use inside the pattern)."""
+    ops = b.ops[-9:]
+    if [o["fn"] for o in ops] != _LN_FNS:
+        return
+    t = [o["output"] for o in ops]
+    x = ops[0]["inputs"][0]
+    shape = b.tensors[x][0]
+    red = {"axes": [len(shape) - 1], "keepdims": 1}
+    wiring = [[x], [x, t[0]], [t[1], t[1]], [t[2]], None, [t[4]], [t[1], t[5]]]
+    if any(w is not None and o["inputs"] != w for o, w in zip(ops, wiring, strict=False)):
+        return
+    if ops[0]["attrs"] != red or ops[3]["attrs"] != red:
+        return
+    eps, gamma, beta = (_weight_beside(b, ops[i], t[i - 1]) for i in (4, 7, 8))
+    d = shape[-1]
+    if eps is None or gamma is None or beta is None or eps[1].size != 1 or eps[1].item() <= 0:
+        return
+    if not all(_fits_last(w.shape, shape) for _, w in (gamma, beta)):
+        return
+    if any(b.tensors[t[i]][0] != shape for i in (1, 2, 6, 7, 8)) or not _private(b, t):
+        return
+    for o in ops:
+        del b.tensors[o["output"]], b.producer[o["output"]]
+        b.op_names.discard(o["name"])
+    for n in [n for n, v in b.vals.items() if v.ir in t]:
+        del b.vals[n]
+    for w, _ in (eps, gamma, beta):
+        del b.tensors[w], b.params[w]
+    del b.ops[-9:]
+    gn = b.weight(f"{name}:gamma", np.broadcast_to(gamma[1].reshape(-1), (d,)))
+    bn = b.weight(f"{name}:beta", np.broadcast_to(beta[1].reshape(-1), (d,)))
+    out = b.emit("layernorm", [x, gn, bn], {"eps": float(eps[1].item())}, name)
+    b.put(name, out)
+
+
+def _fits_last(w: tuple[int, ...], x: tuple[int, ...]) -> bool:
+    """A weight of shape ``w`` broadcasts along ``x``'s last axis only."""
+    return len(w) <= len(x) and math.prod(w[:-1]) == 1 and w[-1] in (1, x[-1])
+
+
+def _private(b: _Builder, t: list[str]) -> bool:
+    """The pattern's intermediate tensors ``t[:-1]`` are each one ONNX value (no view of
+    them) that only the pattern's own nodes read."""
+    if any(i not in b.origin for i in t):
+        return False
+    names = [b.origin[i] for i in t]
+    alias = Counter(v.ir for v in b.vals.values())
+    producers = {o: n for n in b.model.graph.node for o in n.output if o in names}
+    if any(alias[i] != 1 for i in t[:-1]) or len(producers) != len(t):
+        return False
+    reads = Counter(i for n in producers.values() for i in n.input)
+    return all(b.uses[n] == reads[n] for n in names[:-1])
 
 
 def _pow_by(b: _Builder, node: Any, x: _Val, k: np.ndarray) -> bool:
@@ -784,8 +860,7 @@ def _clip(b: _Builder, node: Any) -> None:
     if fn is not None:
         _emit_as(b, node, fn, [x], {})
         return
-    bounds = {"min": low if math.isfinite(low) else None, "max": high}
-    bounds["max"] = high if math.isfinite(high) else None
+    bounds = {k: v if math.isfinite(v) else None for k, v in (("min", low), ("max", high))}
     _emit_as(b, node, "clip", [x], bounds)
 
 
