@@ -18,7 +18,9 @@ never needs it otherwise), fixes every dynamic input dimension from ``batch`` an
   ``Mul`` / ``Div`` / ``Pow`` broadcast, a constant operand kept at its own size as a weight,
   except a constant added right after a ``linear`` / ``conv2d``, which goes into its bias;
   ``Slice`` / ``Gather`` with constant bounds / indices and ``Concat`` copy; ``Cast`` to
-  float32 and ``Expand`` to the same shape are views).
+  float32 and ``Expand`` to the same shape are views); a LayerNorm decomposed into
+  ``ReduceMean -> Sub -> Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul -> Add`` becomes one
+  ``layernorm`` where nothing else reads its parts.
 
 The weights are returned beside the graph (:class:`ImportedModel.params`, float32 NumPy arrays
 keyed by weight tensor name): the IR stays weights-free, as for builtins, whose weights
