@@ -3,8 +3,10 @@
 Every kernel writes into preallocated buffers (``out=``, :func:`xp.copyto`, in-place ufuncs)
 and allocates no array, so that :meth:`CompiledGraph.run` can be captured into a CUDA graph
 with CuPy. Views are free: reshapes of contiguous buffers, transposes, slices and
-``xp.lib.stride_tricks.as_strided``. Matrix products are called only with C-contiguous
-operands of equal batch shape (CuPy copies, or builds pointer arrays, otherwise).
+``xp.lib.stride_tricks.as_strided``. Matrix products are called with C-contiguous operands;
+``matmul``'s batch dims may broadcast (on the CUDA-graph path :mod:`.backends.sgemm` takes
+them as zero strides; plain CuPy may copy). Reductions see their input as ``[pre, L, post]``
+and reduce the middle axis (:func:`_rows`, :func:`_around`).
 
 This module never imports CuPy: the caller hands in the module. :func:`reference` is an
 independent float64 NumPy implementation of the same semantics, for tests.
@@ -30,8 +32,17 @@ __all__ = [
     "CompiledGraph",
     "add",
     "avgpool_global",
+    "clip",
+    "concat",
     "conv2d",
+    "div",
+    "erf",
+    "exp",
+    "expand",
+    "gather",
     "gelu",
+    "hardsigmoid",
+    "hardswish",
     "init_params",
     "layernorm",
     "linear",
@@ -39,10 +50,17 @@ __all__ = [
     "maxpool",
     "mul",
     "permute",
+    "pow_",
+    "reduce_mean",
     "reference",
     "relu",
     "relu6",
+    "sigmoid",
+    "slice_",
     "softmax",
+    "sqrt",
+    "sub",
+    "tanh",
     "workspace",
 ]
 
@@ -127,7 +145,7 @@ def linear(xp: ModuleType, a: Array, w: Array, b: Array, out: Array) -> None:
 
 
 def matmul(xp: ModuleType, a: Array, b: Array, out: Array, scale: float | None = None) -> None:
-    """``out = (a @ b) * scale`` over equal batch dims."""
+    """``out = (a @ b) * scale``, batch dims broadcast (NumPy rules)."""
     xp.matmul(a, b, out=out)
     if scale is not None:
         xp.multiply(out, scale, out=out)
@@ -142,8 +160,17 @@ def relu6(xp: ModuleType, x: Array, out: Array) -> None:
     xp.minimum(out, 6.0, out=out)
 
 
-def gelu(xp: ModuleType, x: Array, out: Array) -> None:
-    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, in place in ``out``."""
+def gelu(
+    xp: ModuleType, x: Array, out: Array, *, approximate: str = "tanh", tmp: Array | None = None
+) -> None:
+    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, in place in ``out``;
+    ``approximate="none"``: ``0.5 x (1 + erf(x / sqrt(2)))`` (``tmp``: a scratch like ``x``)."""
+    if approximate == "none":
+        _erf_into(xp, x, out, tmp, _SQRT_HALF)
+        xp.add(out, 1.0, out=out)
+        xp.multiply(out, x, out=out)
+        xp.multiply(out, 0.5, out=out)
+        return
     xp.multiply(x, x, out=out)
     xp.multiply(out, 0.044715, out=out)
     xp.add(out, 1.0, out=out)
@@ -155,14 +182,6 @@ def gelu(xp: ModuleType, x: Array, out: Array) -> None:
     xp.multiply(out, 0.5, out=out)
 
 
-def add(xp: ModuleType, a: Array, b: Array, out: Array) -> None:
-    xp.add(a, b, out=out)
-
-
-def mul(xp: ModuleType, a: Array, b: Array, out: Array) -> None:
-    xp.multiply(a, b, out=out)
-
-
 def _rows(x: Array) -> Array:
     """``x[..., L]`` seen as ``[..., L, 1]``: reducing its axis -2 is a last-axis reduction
     that CuPy does not send to CUB's segmented reduce, which allocates (arrays and temporary
@@ -170,13 +189,17 @@ def _rows(x: Array) -> Array:
     return x.reshape(*x.shape, 1)
 
 
-def softmax(xp: ModuleType, x: Array, out: Array, *, red: Array) -> None:
-    """Softmax over the last axis; ``red`` is a ``[..., 1]`` scratch buffer."""
-    xp.max(_rows(x), axis=-2, out=red)
-    xp.subtract(x, red, out=out)
-    xp.exp(out, out=out)
-    xp.sum(_rows(out), axis=-2, out=red)
-    xp.divide(out, red, out=out)
+def softmax(xp: ModuleType, x: Array, out: Array, *, red: Array, axis: int | None = None) -> None:
+    """Softmax over ``axis`` (None: the last); ``red`` is ``x``'s shape with 1 on the axis.
+    ``x`` is seen as ``[pre, L, post]`` and reduced over its middle axis (the last axis:
+    ``post = 1``, :func:`_rows`)."""
+    x3, red3 = _around(x, axis), _around(red, axis)
+    out3, red2 = _around(out, axis), red3.reshape(red3.shape[0], red3.shape[2])
+    xp.max(x3, axis=1, out=red2)
+    xp.subtract(x3, red3, out=out3)
+    xp.exp(out3, out=out3)
+    xp.sum(out3, axis=1, out=red2)
+    xp.divide(out3, red3, out=out3)
 
 
 def layernorm(
@@ -245,6 +268,179 @@ def permute(
     xp.copyto(out.reshape(shape), x.reshape(view).transpose(axes))
 
 
+# --- elem ops: broadcasting binaries, unaries, reductions, shape ops -----------------------
+
+_SQRT_HALF = math.sqrt(0.5)
+_ERF_P = 0.3275911
+_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+"""Abramowitz & Stegun 7.1.26: ``erf(x) = 1 - t (a1 + t (a2 + ...)) exp(-x^2)``,
+``t = 1 / (1 + p |x|)``, odd in ``x``; absolute error below 1.5e-7."""
+
+
+def add(xp: ModuleType, a: Array, b: Array, out: Array) -> None:
+    xp.add(a, b, out=out)
+
+
+def sub(xp: ModuleType, a: Array, b: Array, out: Array) -> None:
+    xp.subtract(a, b, out=out)
+
+
+def mul(xp: ModuleType, a: Array, b: Array, out: Array) -> None:
+    xp.multiply(a, b, out=out)
+
+
+def div(xp: ModuleType, a: Array, b: Array, out: Array) -> None:
+    xp.divide(a, b, out=out)
+
+
+def pow_(xp: ModuleType, a: Array, b: Array, out: Array) -> None:
+    xp.power(a, b, out=out)
+
+
+def sigmoid(xp: ModuleType, x: Array, out: Array) -> None:
+    """``1 / (1 + exp(-x))`` as ``0.5 tanh(x / 2) + 0.5`` (no overflow)."""
+    xp.multiply(x, 0.5, out=out)
+    xp.tanh(out, out=out)
+    xp.multiply(out, 0.5, out=out)
+    xp.add(out, 0.5, out=out)
+
+
+def hardsigmoid(xp: ModuleType, x: Array, out: Array, *, alpha: float, beta: float) -> None:
+    """``max(0, min(1, alpha x + beta))``."""
+    xp.multiply(x, alpha, out=out)
+    xp.add(out, beta, out=out)
+    xp.maximum(out, 0.0, out=out)
+    xp.minimum(out, 1.0, out=out)
+
+
+def hardswish(xp: ModuleType, x: Array, out: Array) -> None:
+    """``x * hardsigmoid(x, 1/6, 1/2)``."""
+    hardsigmoid(xp, x, out, alpha=1.0 / 6.0, beta=0.5)
+    xp.multiply(out, x, out=out)
+
+
+def tanh(xp: ModuleType, x: Array, out: Array) -> None:
+    xp.tanh(x, out=out)
+
+
+def sqrt(xp: ModuleType, x: Array, out: Array) -> None:
+    xp.sqrt(x, out=out)
+
+
+def exp(xp: ModuleType, x: Array, out: Array) -> None:
+    xp.exp(x, out=out)
+
+
+def _erf_into(xp: ModuleType, x: Array, out: Array, tmp: Array, scale: float) -> None:
+    """``out = erf(scale * x)`` (:data:`_ERF_A`), with ``tmp`` a scratch of ``x``'s shape."""
+    xp.absolute(x, out=tmp)
+    xp.multiply(tmp, _ERF_P * scale, out=tmp)
+    xp.add(tmp, 1.0, out=tmp)
+    xp.reciprocal(tmp, out=tmp)  # t
+    xp.multiply(tmp, _ERF_A[4], out=out)
+    for a in _ERF_A[3::-1]:
+        xp.add(out, a, out=out)
+        xp.multiply(out, tmp, out=out)
+    xp.multiply(x, x, out=tmp)
+    xp.multiply(tmp, -scale * scale, out=tmp)
+    xp.exp(tmp, out=tmp)
+    xp.multiply(out, tmp, out=out)
+    xp.subtract(1.0, out, out=out)
+    xp.copysign(out, x, out=out)
+
+
+def erf(xp: ModuleType, x: Array, out: Array, *, tmp: Array) -> None:
+    """The error function (:data:`_ERF_A`); ``tmp`` is a scratch buffer of ``x``'s shape."""
+    _erf_into(xp, x, out, tmp, 1.0)
+
+
+def clip(xp: ModuleType, x: Array, out: Array, *, min: float | None, max: float | None) -> None:
+    """``min(max(x, min), max)``; a bound of None is no bound."""
+    if min is None and max is None:
+        xp.copyto(out, x)
+        return
+    if min is not None:
+        xp.maximum(x, min, out=out)
+    if max is not None:
+        xp.minimum(out if min is not None else x, max, out=out)
+
+
+def _around(x: Array, axis: int | None) -> Array:
+    """``x`` seen as ``[prod(before axis), x.shape[axis], prod(after axis)]``."""
+    axis = x.ndim - 1 if axis is None else axis
+    return x.reshape(math.prod(x.shape[:axis]), x.shape[axis], -1)
+
+
+def reduce_mean(
+    xp: ModuleType, x: Array, out: Array, *, axes: tuple[int, ...], keepdims: int
+) -> None:
+    """Mean over ``axes`` (sorted). Adjacent axes: ``x`` seen as ``[pre, reduced, post]``
+    and its middle axis reduced (the last axes: ``post = 1``, the :func:`_rows` form)."""
+    del keepdims  # the output's own shape says it; the buffer is the same
+    first, last = axes[0], axes[-1]
+    if last - first + 1 == len(axes):
+        pre, post = math.prod(x.shape[:first]), math.prod(x.shape[last + 1 :])
+        xp.mean(x.reshape(pre, -1, post), axis=1, out=out.reshape(pre, post))
+        return
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    xp.mean(x, axis=axes, keepdims=True, out=out.reshape(kept))
+
+
+def concat(xp: ModuleType, *arrays: Array, axis: int) -> None:
+    """``out`` (the last argument) = the inputs joined along ``axis``."""
+    out, start = arrays[-1], 0
+    for a in arrays[:-1]:
+        n = a.shape[axis]
+        xp.copyto(out[(slice(None),) * axis + (slice(start, start + n),)], a)
+        start += n
+
+
+def _slices(
+    begin: tuple[int, ...], step: tuple[int, ...], size: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """Python slices taking ``begin + step * i`` for ``i < size`` on each axis."""
+    return tuple(
+        slice(b, (b + s * n) if b + s * n >= 0 else None, s)
+        for b, s, n in zip(begin, step, size, strict=True)
+    )
+
+
+def slice_(
+    xp: ModuleType,
+    x: Array,
+    out: Array,
+    *,
+    begin: tuple[int, ...],
+    step: tuple[int, ...],
+    size: tuple[int, ...],
+) -> None:
+    """``out`` = the strided part of ``x`` (``begin + step * i`` on each axis)."""
+    xp.copyto(out, x[_slices(begin, step, size)])
+
+
+def gather(
+    xp: ModuleType, x: Array, out: Array, *, axis: int, indices: tuple[int, ...], scalar: int
+) -> None:
+    """``out`` = ``x`` at ``indices`` along ``axis`` (``scalar``: one index, the axis
+    dropped). Evenly spaced indices are one strided copy, others one copy each."""
+    del scalar  # the output's own shape says it
+    out = out.reshape(*x.shape[:axis], len(indices), *x.shape[axis + 1 :])
+    lead = (slice(None),) * axis
+    n, first = len(indices), indices[0]
+    step = indices[1] - first if n > 1 else 1
+    if step != 0 and all(i == first + step * k for k, i in enumerate(indices)):
+        xp.copyto(out, x[(*lead, *_slices((first,), (step,), (n,)))])
+        return
+    for k, i in enumerate(indices):
+        xp.copyto(out[(*lead, slice(k, k + 1))], x[(*lead, slice(i, i + 1))])
+
+
+def expand(xp: ModuleType, x: Array, out: Array, *, shape: tuple[int, ...]) -> None:
+    """``out`` = ``x`` broadcast to ``shape`` (the output's shape)."""
+    del shape
+    xp.copyto(out, x)
+
+
 # --- workspaces and binding ---------------------------------------------------------------
 
 
@@ -255,13 +451,31 @@ _KERNELS: dict[str, Callable[..., None]] = {
     "relu": relu,
     "relu6": relu6,
     "gelu": gelu,
-    "add": add,
-    "mul": mul,
     "softmax": softmax,
     "layernorm": layernorm,
     "maxpool": maxpool,
     "avgpool_global": avgpool_global,
     "permute": permute,
+    # --- elem ops ---
+    "add": add,
+    "sub": sub,
+    "mul": mul,
+    "div": div,
+    "pow": pow_,
+    "sigmoid": sigmoid,
+    "hardsigmoid": hardsigmoid,
+    "hardswish": hardswish,
+    "tanh": tanh,
+    "erf": erf,
+    "sqrt": sqrt,
+    "exp": exp,
+    "clip": clip,
+    "reduce_mean": reduce_mean,
+    "concat": concat,
+    "slice": slice_,
+    "gather": gather,
+    "expand": expand,
+    # --- end elem ops ---
 }
 _ATTRS: dict[str, dict[str, Any]] = {
     "conv2d": {"stride": 1, "pad": 0, "groups": 1},
@@ -269,6 +483,17 @@ _ATTRS: dict[str, dict[str, Any]] = {
     "layernorm": {"eps": 1e-5},
     "maxpool": {"k": 1, "stride": 1, "pad": 0},
     "permute": {"view": (), "axes": ()},
+    # --- elem ops ---
+    "gelu": {"approximate": "tanh"},
+    "softmax": {"axis": None},
+    "hardsigmoid": {"alpha": 0.2, "beta": 0.5},
+    "clip": {"min": None, "max": None},
+    "reduce_mean": {"axes": (), "keepdims": 1},
+    "concat": {"axis": 0},
+    "slice": {"begin": (), "step": (), "size": ()},
+    "gather": {"axis": 0, "indices": (), "scalar": 0},
+    "expand": {"shape": ()},
+    # --- end elem ops ---
 }
 """Keyword attributes each kernel takes, with their defaults."""
 
@@ -425,26 +650,16 @@ def _ref_maxpool(x: Any, op: Op) -> Any:
 def _ref_op(op: Op, ins: list[Any], out_shape: tuple[int, ...]) -> Any:
     x = ins[0]
     fn = op.fn
+    if fn in _ELEM_REF:
+        return _ELEM_REF[fn](op, ins, out_shape)
     if fn == "conv2d":
         return _ref_conv(x, ins[1], ins[2], op)
     if fn == "linear":
         return x @ ins[1] + ins[2]
-    if fn == "matmul":
-        scale = op.attr("scale")
-        return (x @ ins[1]) * (1.0 if scale is None else scale)
     if fn == "relu":
         return np.where(x > 0, x, 0.0)
     if fn == "relu6":
         return np.clip(x, 0.0, 6.0)
-    if fn == "gelu":
-        return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x**3)))
-    if fn == "add":
-        return x + ins[1]
-    if fn == "mul":
-        return x * ins[1]
-    if fn == "softmax":
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
     if fn == "layernorm":
         mu = x.mean(axis=-1, keepdims=True)
         var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
@@ -456,6 +671,85 @@ def _ref_op(op: Op, ins: list[Any], out_shape: tuple[int, ...]) -> Any:
     if fn == "permute":
         return x.reshape(op.attr("view")).transpose(op.attr("axes")).reshape(out_shape)
     raise ValueError(f"unknown operator function {fn!r}")
+
+
+# --- elem ops' reference ---
+
+
+def _np_erf(x: Any) -> Any:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _ref_gelu(op: Op, ins: list[Any], _: tuple[int, ...]) -> Any:
+    x = ins[0]
+    if op.attr("approximate", "tanh") == "none":
+        return 0.5 * x * (1.0 + _np_erf(x / math.sqrt(2.0)))
+    return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x**3)))
+
+
+def _ref_softmax(op: Op, ins: list[Any], _: tuple[int, ...]) -> Any:
+    axis = op.attr("axis", ins[0].ndim - 1)
+    e = np.exp(ins[0] - ins[0].max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _ref_matmul(op: Op, ins: list[Any], _: tuple[int, ...]) -> Any:
+    scale = op.attr("scale")
+    return np.matmul(ins[0], ins[1]) * (1.0 if scale is None else scale)
+
+
+def _ref_clip(op: Op, ins: list[Any], _: tuple[int, ...]) -> Any:
+    lo, hi = op.attr("min"), op.attr("max")
+    x = ins[0] if lo is None else np.maximum(ins[0], lo)
+    return x if hi is None else np.minimum(x, hi)
+
+
+def _ref_slice(op: Op, ins: list[Any], _: tuple[int, ...]) -> Any:
+    index = [
+        b + s * np.arange(n)
+        for b, s, n in zip(op.attr("begin"), op.attr("step"), op.attr("size"), strict=True)
+    ]
+    return ins[0][np.ix_(*index)]
+
+
+def _ref_gather(op: Op, ins: list[Any], _: tuple[int, ...]) -> Any:
+    indices = list(op.attr("indices"))
+    taken = np.take(ins[0], indices[0] if op.attr("scalar", 0) else indices, axis=op.attr("axis"))
+    return taken
+
+
+def _ref_hardsigmoid(x: Any, alpha: float, beta: float) -> Any:
+    return np.clip(alpha * x + beta, 0.0, 1.0)
+
+
+_ELEM_REF: dict[str, Callable[[Op, list[Any], tuple[int, ...]], Any]] = {
+    "add": lambda op, ins, _: ins[0] + ins[1],
+    "sub": lambda op, ins, _: ins[0] - ins[1],
+    "mul": lambda op, ins, _: ins[0] * ins[1],
+    "div": lambda op, ins, _: ins[0] / ins[1],
+    "pow": lambda op, ins, _: np.power(ins[0], ins[1]),
+    "gelu": _ref_gelu,
+    "sigmoid": lambda op, ins, _: 1.0 / (1.0 + np.exp(-ins[0])),
+    "hardsigmoid": lambda op, ins, _: _ref_hardsigmoid(
+        ins[0], op.attr("alpha", 0.2), op.attr("beta", 0.5)
+    ),
+    "hardswish": lambda op, ins, _: ins[0] * _ref_hardsigmoid(ins[0], 1.0 / 6.0, 0.5),
+    "tanh": lambda op, ins, _: np.tanh(ins[0]),
+    "erf": lambda op, ins, _: _np_erf(ins[0]),
+    "sqrt": lambda op, ins, _: np.sqrt(ins[0]),
+    "exp": lambda op, ins, _: np.exp(ins[0]),
+    "clip": _ref_clip,
+    "matmul": _ref_matmul,
+    "softmax": _ref_softmax,
+    "reduce_mean": lambda op, ins, _: np.mean(
+        ins[0], axis=tuple(op.attr("axes")), keepdims=bool(op.attr("keepdims", 1))
+    ),
+    "concat": lambda op, ins, _: np.concatenate(ins, axis=op.attr("axis")),
+    "slice": _ref_slice,
+    "gather": _ref_gather,
+    "expand": lambda op, ins, out_shape: np.broadcast_to(ins[0], out_shape),
+}
+"""The elem ops' float64 reference (``_ref_op`` asks here first)."""
 
 
 def reference(graph: Graph, params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:

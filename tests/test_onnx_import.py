@@ -241,7 +241,7 @@ def test_a_constant_add_folds_into_the_bias_only_where_valid(tmp_path: Path) -> 
     inits.append(numpy_helper.from_array(np.array(0.25, np.float32), "scalar"))
     path = save(tmp_path, nodes, inits, [1, 2, 5, 5])
     imported = import_onnx(path)
-    assert [op.fn for op in imported.graph.ops] == ["conv2d", "add"]
+    assert [op.fn for op in imported.graph.ops] == ["conv2d", "sub"]
     against_ort(path, imported, seed=6)
 
 
@@ -320,14 +320,6 @@ def test_a_layernorm_scale_that_does_not_fit_is_one_line(tmp_path: Path) -> None
         import_onnx(path)
 
 
-def test_gelu_needs_the_tanh_approximation(tmp_path: Path) -> None:
-    for attrs in ({}, {"approximate": "none"}):
-        node = helper.make_node("Gelu", ["x"], ["y"], name="ge", **attrs)
-        path = save(tmp_path, [node], [], [1, 4, 6, 6], opset=20)
-        with pytest.raises(InputError, match=r"node 'ge' \(Gelu\): only approximate='tanh'"):
-            import_onnx(path)
-
-
 def test_folding_is_bounded(tmp_path: Path) -> None:
     big = helper.make_node("ConstantOfShape", ["shape"], ["big"], name="huge")
     nodes = [big, helper.make_node("Relu", ["x"], ["y"])]
@@ -361,14 +353,10 @@ def _one_node(tmp_path: Path, node: Any, inits: list[Any] | None = None, rank: i
     ("node", "match"),
     [
         (
-            helper.make_node("Tanh", ["x"], ["y"], name="t0"),
-            r"node 't0' \(Tanh\): unsupported operator",
+            helper.make_node("Sin", ["x"], ["y"], name="t0"),
+            r"node 't0' \(Sin\): unsupported operator",
         ),
-        (helper.make_node("Erf", ["x"], ["y"]), r"node '#0' \(Erf\): unsupported operator"),
-        (
-            helper.make_node("Softmax", ["x"], ["y"], axis=1, name="sm"),
-            r"node 'sm' \(Softmax\): only the last axis",
-        ),
+        (helper.make_node("Cos", ["x"], ["y"]), r"node '#0' \(Cos\): unsupported operator"),
         (
             helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1, name="mp"),
             r"node 'mp' \(MaxPool\): unsupported attribute value ceil_mode=1",
@@ -425,13 +413,11 @@ def test_unsupported_conv_attributes(tmp_path: Path) -> None:
 
 
 def test_unsupported_broadcasts_and_clip_ranges(tmp_path: Path) -> None:
-    row = numpy_helper.from_array(np.ones((1, 4, 6, 1), np.float32), "c")
-    big = numpy_helper.from_array(np.ones((2, 4, 6, 6), np.float32), "c")
-    lo = numpy_helper.from_array(np.array(-1.0, np.float32), "c")
+    row = numpy_helper.from_array(np.ones((1, 4, 5, 1), np.float32), "c")
+    lo = numpy_helper.from_array(np.array([-1.0, 2.0], np.float32), "c")
     cases = [
-        (helper.make_node("Div", ["c", "x"], ["y"]), [row], r"\(Div\): Div of a constant"),
-        (helper.make_node("Add", ["x", "c"], ["y"]), [big], r"\(Add\): constant of shape"),
-        (helper.make_node("Clip", ["x", "c"], ["y"]), [lo], r"\(Clip\): only Clip\(0, 6\)"),
+        (helper.make_node("Div", ["c", "x"], ["y"]), [row], r"shape inference failed: .*Div"),
+        (helper.make_node("Clip", ["x", "c"], ["y"]), [lo], r"\(Clip\): min must be one number"),
     ]
     for node, inits, match in cases:
         with pytest.raises(InputError, match=match):
@@ -475,8 +461,8 @@ def test_a_missing_onnx_package_says_how_to_install_it(monkeypatch: pytest.Monke
 
 
 def test_a_node_name_with_control_characters_stays_one_line(tmp_path: Path) -> None:
-    path = _one_node(tmp_path, helper.make_node("Tanh", ["x"], ["y"], name="t\n1"))
+    path = _one_node(tmp_path, helper.make_node("Sin", ["x"], ["y"], name="t\n1"))
     with pytest.raises(InputError) as info:
         import_onnx(path)
     assert "\n" not in str(info.value)
-    assert "node 't\\n1' (Tanh): unsupported operator" in str(info.value)
+    assert "node 't\\n1' (Sin): unsupported operator" in str(info.value)

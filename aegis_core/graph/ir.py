@@ -10,20 +10,43 @@ Operator kinds and functions (the exact semantics live in :mod:`aegis_exec.kerne
 * ``conv2d``/``conv2d``: inputs ``(x[N,C,H,W], w[K,C//groups,R,S], b[K])``, attrs ``stride``,
   ``pad`` (symmetric), ``groups``; BatchNorm is folded into the bias, as in inference.
 * ``gemm``/``linear``: ``(a[...,Kd], w[Kd,Nd], b[Nd]) -> [...,Nd]``; ``gemm``/``matmul``:
-  ``(a[...,M,Kd], b[...,Kd,Nd]) -> [...,M,Nd]`` (same batch dims) with optional ``scale``.
-* ``elementwise``: ``relu``, ``relu6``, ``gelu`` (tanh approximation), ``add``, ``mul``,
-  ``softmax`` and ``layernorm`` (last axis, ``eps``), ``maxpool`` (``k``, ``stride``, ``pad``;
-  padding is -inf), ``avgpool_global`` (``[N,C,H,W] -> [N,C]``) and ``permute`` (``view``:
-  the shape the input is first reshaped to, ``axes``: the permutation; the contiguous result
-  is seen with the output tensor's shape).
+  ``(a[...,M,Kd], b[...,Kd,Nd]) -> [...,M,Nd]``, batch dims broadcast (NumPy rules; at most
+  3 batch dims where the two differ), either operand a weight, optional ``scale``.
+* ``elementwise``: ``relu``, ``relu6``, ``layernorm`` (last axis, ``eps``), ``maxpool``
+  (``k``, ``stride``, ``pad``; padding is -inf), ``avgpool_global`` (``[N,C,H,W] -> [N,C]``)
+  and ``permute`` (``view``: the shape the input is first reshaped to, ``axes``: the
+  permutation; the contiguous result is seen with the output tensor's shape), and:
+
+  - ``add``, ``sub``, ``mul``, ``div``, ``pow``: two inputs, either a weight or an
+    activation, NumPy broadcasting; the output has the broadcast shape.
+  - unary, output shaped like the input: ``sigmoid``, ``hardsigmoid`` (``max(0, min(1,
+    alpha x + beta))``, attrs ``alpha``, ``beta``; defaults 0.2, 0.5), ``hardswish`` (``x *
+    hardsigmoid(x, 1/6, 1/2)``), ``tanh``, ``erf``, ``sqrt``, ``exp``, ``clip`` (``min(max(x,
+    min), max)``; attrs ``min``, ``max``: a number or None for no bound), ``gelu`` (attr
+    ``approximate``: ``"tanh"``, the default, ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
+    x^3)))``, or ``"none"``, ``0.5 x (1 + erf(x / sqrt 2))``).
+  - ``softmax`` over attr ``axis`` (non-negative; default the last axis).
+  - ``reduce_mean``: attrs ``axes`` (sorted, distinct, non-negative) and ``keepdims`` 0|1
+    (default 1; a mean down to a scalar is not a tensor the IR has).
+  - ``concat``: 2 to :data:`MAX_CONCAT` inputs (weights or activations) along attr ``axis``.
+  - ``slice``: attrs ``begin``, ``step`` (non-zero, may be negative), ``size``, one entry per
+    axis: the output holds ``x[begin + step*i]`` for ``i < size`` on each axis, every index
+    inside the axis (ONNX's negative and clamped bounds are normalised by the importer).
+  - ``gather``: attrs ``axis``, ``indices`` (non-negative, at most :data:`MAX_INDICES`) and
+    ``scalar`` (1: one index, and the axis is dropped; 0: the axis has ``len(indices)``).
+  - ``expand``: attr ``shape``, the output's shape, to which the input broadcasts.
 
 FLOPs of the elementwise functions, per output element unless said otherwise (a documented
-convention, close to what the kernels do): ``relu``, ``relu6``, ``add``, ``mul`` and
-``permute`` 1 (a permute does no arithmetic; the nominal 1 keeps every operator's cost
-positive); ``softmax`` 5 (max, subtract, exp, sum, divide); ``gelu`` 8 (the cube, two
-multiply-adds, tanh, add, two multiplies); ``layernorm`` 8 (mean, subtract, square, mean,
-rsqrt, scale, gamma, beta); ``maxpool`` ``k*k`` (one compare per tap); ``avgpool_global`` 1
-per *input* element.
+convention, close to what the kernels do): ``relu``, ``relu6``, ``add``, ``sub``, ``mul``,
+``div``, ``pow``, ``tanh``, ``sqrt``, ``exp`` 1 (the transcendental ones counted as one
+operation); ``permute``, ``concat``, ``slice``, ``gather`` and ``expand`` 1 (copies do no
+arithmetic; the nominal 1 keeps every operator's cost positive); ``clip`` 2; ``sigmoid`` 4
+(scale, tanh, scale, shift); ``hardsigmoid`` 4; ``hardswish`` 5; ``erf`` 16 (the rational
+approximation the kernels use); ``softmax`` 5 (max, subtract, exp, sum, divide); ``gelu`` 8
+(the cube, two multiply-adds, tanh, add, two multiplies), 20 with ``approximate="none"``
+(erf, add, two multiplies); ``layernorm`` 8 (mean, subtract, square, mean, rsqrt, scale,
+gamma, beta); ``maxpool`` ``k*k`` (one compare per tap); ``avgpool_global`` and
+``reduce_mean`` 1 per *input* element.
 """
 
 from __future__ import annotations
@@ -31,7 +54,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,10 +80,39 @@ FNS: dict[str, str] = {
     "maxpool": "elementwise",
     "avgpool_global": "elementwise",
     "permute": "elementwise",
+    # --- elem ops ---
+    "sub": "elementwise",
+    "div": "elementwise",
+    "pow": "elementwise",
+    "sigmoid": "elementwise",
+    "hardsigmoid": "elementwise",
+    "hardswish": "elementwise",
+    "tanh": "elementwise",
+    "erf": "elementwise",
+    "sqrt": "elementwise",
+    "exp": "elementwise",
+    "clip": "elementwise",
+    "reduce_mean": "elementwise",
+    "concat": "elementwise",
+    "slice": "elementwise",
+    "gather": "elementwise",
+    "expand": "elementwise",
+    # --- end elem ops ---
 }
 """Every operator function and the kind it belongs to."""
 
-_FLOPS_PER_ELEMENT = {"softmax": 5, "gelu": 8, "layernorm": 8}
+_FLOPS_PER_ELEMENT = {
+    "softmax": 5,
+    "gelu": 8,
+    "layernorm": 8,
+    # --- elem ops ---
+    "sigmoid": 4,
+    "hardsigmoid": 4,
+    "hardswish": 5,
+    "erf": 16,
+    "clip": 2,
+    # --- end elem ops ---
+}
 _GRAPH_FORMAT = "aegis-graph/1"
 
 
@@ -124,7 +176,9 @@ def _conv_out(h: int, k: int, stride: int, pad: int) -> int:
 def _infer(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     """The output shape of ``fn`` on inputs of shapes ``ins`` (``permute``: its view's
     permuted shape); raises _ShapeError when they do not fit."""
-    want = {"conv2d": 3, "linear": 3, "matmul": 2, "add": 2, "mul": 2, "layernorm": 3}
+    if fn in _ELEM_SHAPES:
+        return _ELEM_SHAPES[fn](attrs, ins)
+    want = {"conv2d": 3, "linear": 3, "layernorm": 3}
     if len(ins) != want.get(fn, 1):
         raise _ShapeError(f"{fn} takes {want.get(fn, 1)} inputs, got {len(ins)}")
     x = ins[0]
@@ -135,13 +189,6 @@ def _infer(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) ->
         if len(x) < 1 or len(w) != 2 or x[-1] != w[0] or b != (w[1],):
             raise _ShapeError(f"linear {x} x {w} + {b} do not fit")
         return (*x[:-1], w[1])
-    if fn == "matmul":
-        b = ins[1]
-        if len(x) < 2 or len(b) != len(x) or x[:-2] != b[:-2] or x[-1] != b[-2]:
-            raise _ShapeError(f"matmul {x} x {b} do not fit")
-        return (*x[:-1], b[-1])
-    if fn in ("add", "mul") and ins[1] != x:
-        raise _ShapeError(f"{fn} of shapes {x} and {ins[1]}")
     if fn == "layernorm" and (len(x) < 1 or ins[1] != (x[-1],) or ins[2] != (x[-1],)):
         raise _ShapeError(f"layernorm of {x} with gamma {ins[1]} and beta {ins[2]}")
     if fn in ("maxpool", "avgpool_global") and len(x) != 4:
@@ -185,6 +232,10 @@ def _flops(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]], ou
         return out * int(attrs["k"]) ** 2
     if fn == "avgpool_global":
         return _prod(ins[0])
+    if fn == "reduce_mean":
+        return _prod(ins[0])
+    if fn == "gelu" and attrs.get("approximate", "tanh") == "none":
+        return out * _GELU_ERF_FLOPS
     return out * _FLOPS_PER_ELEMENT.get(fn, 1)
 
 
@@ -560,7 +611,9 @@ def load_graph(path: str | Path) -> Graph:
 def _check_attrs(op: Op) -> None:
     """Attribute types and ranges (a graph file may hold anything)."""
     for key, value in op.attrs:
-        if key in _INT_ATTRS:
+        if key in _ELEM_ATTRS:
+            _check_elem_attr(op, key, value)
+        elif key in _INT_ATTRS:
             ok = isinstance(value, int) and not isinstance(value, bool)
             if not ok or value < _INT_ATTRS[key]:
                 raise _ShapeError(
@@ -593,3 +646,196 @@ _INT_ATTRS = {"stride": 1, "pad": 0, "groups": 1, "k": 1}
 
 
 _REAL_ATTRS = ("eps", "scale")
+
+
+# --- elem ops: broadcasting binaries, unaries, reductions, shape ops ----------------------
+
+_GELU_ERF_FLOPS = 20
+"""FLOPs per element of ``gelu`` with ``approximate="none"`` (the erf approximation, 16, and
+the scale, add and two multiplies)."""
+MAX_CONCAT = 64
+"""Most inputs one ``concat`` takes."""
+MAX_INDICES = 1 << 16
+"""Most indices one ``gather`` takes (they are kept in the graph file)."""
+MAX_BATCH_DIMS = 3
+"""Most batch dimensions of a ``matmul`` whose operands' batch dims differ (broadcast): what
+the capturable GEMM (:mod:`aegis_exec.backends.sgemm`) takes."""
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy's broadcast shape of ``a`` and ``b`` (aligned on the right)."""
+    n = max(len(a), len(b))
+    pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    if any(x != y and 1 not in (x, y) for x, y in zip(pa, pb, strict=True)):
+        raise _ShapeError(f"shapes {a} and {b} do not broadcast")
+    return tuple(max(x, y) for x, y in zip(pa, pb, strict=True))
+
+
+def _count(fn: str, ins: Sequence[tuple[int, ...]], low: int, high: int) -> None:
+    if not low <= len(ins) <= high:
+        want = low if low == high else f"{low} to {high}"
+        raise _ShapeError(f"{fn} takes {want} inputs, got {len(ins)}")
+
+
+def _axis(attrs: Mapping[str, Any], rank: int, what: str) -> int:
+    axis = attrs.get("axis", rank - 1)
+    if not 0 <= axis < rank:
+        raise _ShapeError(f"{what} axis {axis} out of range for rank {rank}")
+    return int(axis)
+
+
+def _shape_binary(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("a binary operator", ins, 2, 2)
+    return _broadcast(ins[0], ins[1])
+
+
+def _shape_unary(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("a unary operator", ins, 1, 1)
+    if attrs.get("approximate", "tanh") not in ("tanh", "none"):
+        raise _ShapeError(
+            f"gelu approximate must be 'tanh' or 'none', got {attrs['approximate']!r}"
+        )
+    return ins[0]
+
+
+def _shape_matmul(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("matmul", ins, 2, 2)
+    a, b = ins
+    if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
+        raise _ShapeError(f"matmul {a} x {b} do not fit")
+    batch = _broadcast(a[:-2], b[:-2])
+    if a[:-2] != b[:-2] and len(batch) > MAX_BATCH_DIMS:
+        raise _ShapeError(f"matmul {a} x {b}: more than {MAX_BATCH_DIMS} broadcast batch dims")
+    return (*batch, a[-2], b[-1])
+
+
+def _shape_softmax(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("softmax", ins, 1, 1)
+    _axis(attrs, len(ins[0]), "softmax")
+    return ins[0]
+
+
+def _shape_reduce(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("reduce_mean", ins, 1, 1)
+    x, axes, keep = ins[0], tuple(attrs["axes"]), attrs.get("keepdims", 1)
+    if not axes or list(axes) != sorted(set(axes)) or axes[-1] >= len(x) or keep not in (0, 1):
+        raise _ShapeError(f"reduce_mean of {x} over axes {axes} keepdims {keep}")
+    if keep:
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    out = tuple(d for i, d in enumerate(x) if i not in axes)
+    if not out:
+        raise _ShapeError(f"reduce_mean of {x} over every axis without keepdims is a scalar")
+    return out
+
+
+def _shape_concat(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("concat", ins, 2, MAX_CONCAT)
+    x = ins[0]
+    axis = _axis(attrs, len(x), "concat")
+    for y in ins[1:]:
+        if len(y) != len(x) or y[:axis] != x[:axis] or y[axis + 1 :] != x[axis + 1 :]:
+            raise _ShapeError(f"concat of {x} and {y} along axis {axis}")
+    return (*x[:axis], sum(y[axis] for y in ins), *x[axis + 1 :])
+
+
+def _shape_slice(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """``begin`` / ``step`` / ``size`` per axis: element ``begin + step * i`` for ``i`` in
+    ``range(size)``, each inside the axis (``step`` may be negative, never 0)."""
+    _count("slice", ins, 1, 1)
+    x = ins[0]
+    begin, step, size = (tuple(attrs[k]) for k in ("begin", "step", "size"))
+    if not len(begin) == len(step) == len(size) == len(x):
+        raise _ShapeError(f"slice of {x}: begin/step/size need {len(x)} entries each")
+    for d, b0, st, n in zip(x, begin, step, size, strict=True):
+        if st == 0 or n < 1 or not 0 <= b0 < d or not 0 <= b0 + st * (n - 1) < d:
+            raise _ShapeError(f"slice of {x}: begin {begin} step {step} size {size}")
+    return tuple(int(n) for n in size)
+
+
+def _shape_gather(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("gather", ins, 1, 1)
+    x, indices, scalar = ins[0], tuple(attrs["indices"]), attrs.get("scalar", 0)
+    axis = _axis(attrs, len(x), "gather")
+    if not 1 <= len(indices) <= MAX_INDICES or any(not 0 <= i < x[axis] for i in indices):
+        raise _ShapeError(f"gather of {x} axis {axis}: indices must be in [0, {x[axis]})")
+    if scalar not in (0, 1) or (scalar and (len(indices) != 1 or len(x) < 2)):
+        raise _ShapeError(f"gather of {x}: scalar={scalar} needs one index and rank >= 2")
+    return (*x[:axis], *(() if scalar else (len(indices),)), *x[axis + 1 :])
+
+
+def _shape_expand(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    _count("expand", ins, 1, 1)
+    shape = tuple(attrs["shape"])
+    if _broadcast(ins[0], shape) != shape:
+        raise _ShapeError(f"expand of {ins[0]} to {shape}")
+    return shape
+
+
+_ELEM_SHAPES: dict[
+    str, Callable[[Mapping[str, Any], Sequence[tuple[int, ...]]], tuple[int, ...]]
+] = {
+    "add": _shape_binary,
+    "sub": _shape_binary,
+    "mul": _shape_binary,
+    "div": _shape_binary,
+    "pow": _shape_binary,
+    "gelu": _shape_unary,
+    "sigmoid": _shape_unary,
+    "hardsigmoid": _shape_unary,
+    "hardswish": _shape_unary,
+    "tanh": _shape_unary,
+    "erf": _shape_unary,
+    "sqrt": _shape_unary,
+    "exp": _shape_unary,
+    "clip": _shape_unary,
+    "matmul": _shape_matmul,
+    "softmax": _shape_softmax,
+    "reduce_mean": _shape_reduce,
+    "concat": _shape_concat,
+    "slice": _shape_slice,
+    "gather": _shape_gather,
+    "expand": _shape_expand,
+}
+"""Shape rules of the elem ops (``_infer`` asks here first)."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _ints(value: Any, low: int | None, most: int, nonzero: bool = False) -> bool:
+    return (
+        isinstance(value, tuple)
+        and 1 <= len(value) <= most
+        and all(
+            _is_int(v) and abs(v) <= MAX_GRAPH_BYTES and (low is None or v >= low) for v in value
+        )
+        and not (nonzero and 0 in value)
+    )
+
+
+def _real(v: Any) -> bool:
+    return _is_int(v) or (isinstance(v, float) and math.isfinite(v))
+
+
+_ELEM_ATTRS: dict[str, Callable[[Any], bool]] = {
+    "alpha": _real,
+    "beta": _real,
+    "min": lambda v: v is None or _real(v),
+    "max": lambda v: v is None or _real(v),
+    "approximate": lambda v: v in ("tanh", "none"),
+    "axis": lambda v: _is_int(v) and 0 <= v < MAX_DIMS,
+    "keepdims": lambda v: _is_int(v) and v in (0, 1),
+    "scalar": lambda v: _is_int(v) and v in (0, 1),
+    "begin": lambda v: _ints(v, 0, MAX_DIMS),
+    "step": lambda v: _ints(v, None, MAX_DIMS, nonzero=True),
+    "size": lambda v: _ints(v, 1, MAX_DIMS),
+    "indices": lambda v: _ints(v, 0, MAX_INDICES),
+    "shape": lambda v: _ints(v, 1, MAX_DIMS),
+}
+"""The elem ops' attributes and what each may hold (a graph file may hold anything)."""
+
+
+def _check_elem_attr(op: Op, key: str, value: Any) -> None:
+    if not _ELEM_ATTRS[key](value):
+        raise _ShapeError(f"op {op.name!r}: attribute {key} has an invalid value {value!r:.60}")

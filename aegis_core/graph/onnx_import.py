@@ -13,9 +13,14 @@ never needs it otherwise), fixes every dynamic input dimension from ``batch`` an
 * ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` and ``Dropout`` are views:
   they cost nothing until an operator needs the tensor in that shape, when one ``permute``
   (a contiguous copy) is emitted;
-* every other node maps onto IR operators (``Gemm`` / ``MatMul`` with a constant right side
-  are ``linear``, a constant operand of ``Add`` / ``Mul`` / ``Sub`` / ``Div`` is broadcast to a
-  weight of the activation's shape).
+* every other node maps onto IR operators (``Gemm`` / ``MatMul`` with a 2-D constant right
+  side are ``linear``, any other ``MatMul`` a broadcasting ``matmul``; ``Add`` / ``Sub`` /
+  ``Mul`` / ``Div`` / ``Pow`` broadcast, a constant operand kept at its own size as a weight,
+  except a constant added right after a ``linear`` / ``conv2d``, which goes into its bias;
+  ``Slice`` / ``Gather`` with constant bounds / indices and ``Concat`` copy; ``Cast`` to
+  float32 and ``Expand`` to the same shape are views); a LayerNorm decomposed into
+  ``ReduceMean -> Sub -> Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul -> Add`` becomes one
+  ``layernorm`` where nothing else reads its parts.
 
 The weights are returned beside the graph (:class:`ImportedModel.params`, float32 NumPy arrays
 keyed by weight tensor name): the IR stays weights-free, as for builtins, whose weights
@@ -472,27 +477,6 @@ def _unary(fn: str) -> Callable[[_Builder, Any], None]:
     return mapper
 
 
-def _gelu(b: _Builder, node: Any) -> None:
-    """Only the tanh approximation, which is the IR's ``gelu`` (the exact erf form is not)."""
-    if _show(_only(node, {"approximate": _any}).get("approximate", b"none")) != "tanh":
-        raise _NodeError("only approximate='tanh' is supported")
-    x = b.act(node.input[0])
-    b.put(node.output[0], b.emit("gelu", [b.ir(x)], {}, node.output[0]))
-
-
-def _clip(b: _Builder, node: Any) -> None:
-    attrs = _only(node, {"min": _any, "max": _any})
-    lo = b.const(node, 1, "min")
-    hi = b.const(node, 2, "max")
-    low = float(lo) if lo is not None else attrs.get("min", -math.inf)
-    high = float(hi) if hi is not None else attrs.get("max", math.inf)
-    fn = {(0.0, 6.0): "relu6", (0.0, math.inf): "relu"}.get((low, high))
-    if fn is None:
-        raise _NodeError(f"only Clip(0, 6) and Clip(0, inf) are supported, got ({low}, {high})")
-    x = b.act(node.input[0])
-    b.put(node.output[0], b.emit(fn, [b.ir(x)], {}, node.output[0]))
-
-
 def _conv(b: _Builder, node: Any) -> None:
     attrs = _only(
         node,
@@ -585,76 +569,6 @@ def _gemm(b: _Builder, node: Any) -> None:
 def _linear(b: _Builder, node: Any, x: _Val, w: np.ndarray, bias: np.ndarray) -> None:
     wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
     b.put(node.output[0], b.emit("linear", [b.ir(x), wn, bn], {}, node.output[0]))
-
-
-def _matmul(b: _Builder, node: Any) -> None:
-    _only(node, {})
-    x = b.act(node.input[0])
-    if node.input[1] in b.consts:
-        w = b.consts[node.input[1]]
-        if w.ndim != 2 or len(x.shape) < 2:
-            raise _NodeError(f"MatMul of {list(x.shape)} by a constant {list(w.shape)}")
-        _linear(b, node, x, w, np.zeros(w.shape[1]))
-        return
-    y = b.act(node.input[1])
-    b.put(node.output[0], b.emit("matmul", [b.ir(x), b.ir(y)], {}, node.output[0]))
-
-
-def _binary(b: _Builder, node: Any) -> None:
-    _only(node, {})
-    op = node.op_type
-    a_name, c_name = node.input[0], node.input[1]
-    if a_name in b.vals and c_name in b.vals:
-        x, y = b.vals[a_name], b.vals[c_name]
-        if op not in ("Add", "Mul") or x.shape != y.shape:
-            raise _NodeError(
-                f"{op} of two activations of shapes {list(x.shape)} and {list(y.shape)}: "
-                "only Add and Mul of equal shapes are supported"
-            )
-        fn = "add" if op == "Add" else "mul"
-        b.put(node.output[0], b.emit(fn, [b.ir(x), b.ir(y)], {}, node.output[0]))
-        return
-    if a_name not in b.vals:
-        if op in ("Sub", "Div"):
-            raise _NodeError(f"{op} of a constant by an activation is not supported")
-        a_name, c_name = c_name, a_name
-    x, c = b.act(a_name), b.consts[c_name].astype(np.float64)
-    if np.broadcast_shapes(x.shape, c.shape) != x.shape:
-        raise _NodeError(f"constant of shape {list(c.shape)} broadcasts {list(x.shape)} up")
-    fn, c = {"Add": ("add", c), "Sub": ("add", -c), "Mul": ("mul", c), "Div": ("mul", 1 / c)}[op]
-    if fn == "add" and _into_bias(b, node, x, c):
-        return
-    wn = b.weight(f"{node.output[0]}:c", np.broadcast_to(c, x.shape))
-    b.put(node.output[0], b.emit(fn, [b.ir(x), wn], {}, node.output[0]))
-
-
-def _last_axis(x: _Val, axis: int) -> None:
-    if axis not in (-1, len(x.shape) - 1):
-        raise _NodeError(f"only the last axis is supported, got axis={axis}")
-
-
-def _softmax(b: _Builder, node: Any) -> None:
-    attrs = _only(node, {"axis": _any})
-    x = b.act(node.input[0])
-    _last_axis(x, attrs.get("axis", -1 if b.opset >= 13 else 1))  # before 13: 2-D coerced
-    b.put(node.output[0], b.emit("softmax", [b.ir(x)], {}, node.output[0]))
-
-
-def _layernorm(b: _Builder, node: Any) -> None:
-    attrs = _only(node, {"axis": _any, "epsilon": _any, "stash_type": _any})
-    _unused(b, node, 1)
-    x = b.act(node.input[0])
-    _last_axis(x, attrs.get("axis", -1))
-    gamma = b.const(node, 1, "scale")
-    assert gamma is not None
-    beta = b.const(node, 2, "B")
-    n = x.shape[-1]
-    gn = b.weight(f"{node.output[0]}:gamma", np.broadcast_to(gamma, (n,)))
-    bn = b.weight(
-        f"{node.output[0]}:beta", np.zeros(n) if beta is None else np.broadcast_to(beta, (n,))
-    )
-    eps = {"eps": float(attrs.get("epsilon", 1e-5))}
-    b.put(node.output[0], b.emit("layernorm", [b.ir(x), gn, bn], eps, node.output[0]))
 
 
 def _maxpool(b: _Builder, node: Any) -> None:
@@ -769,20 +683,387 @@ def _identity(b: _Builder, node: Any) -> None:
     _view(b, node, x.shape)
 
 
+# --- elem ops: broadcasting binaries, unaries, reductions, shape ops -------------------------
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and math.isfinite(v)
+
+
+def _axis_of(axis: int, rank: int) -> int:
+    """ONNX's ``axis`` (negative: from the end) as an index into ``rank`` axes."""
+    a = int(axis) + rank if axis < 0 else int(axis)
+    if not 0 <= a < rank:
+        raise _NodeError(f"axis {axis} is out of range for rank {rank}")
+    return a
+
+
+def _operand(b: _Builder, node: Any, i: int) -> str:
+    """Input ``i`` as an IR tensor: the activation in its own shape, or the constant as a
+    weight of its own size (0-d: ``[1]``), which the operator broadcasts."""
+    name = node.input[i]
+    if name in b.vals:
+        return b.ir(b.vals[name])
+    return b.weight(f"{node.output[0]}:c", b.consts[name])
+
+
+def _emit_as(b: _Builder, node: Any, fn: str, inputs: list[str], attrs: dict[str, Any]) -> None:
+    b.put(node.output[0], b.emit(fn, inputs, attrs, node.output[0]))
+
+
+_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow"}
+
+
+def _binary(b: _Builder, node: Any) -> None:
+    """Add / Sub / Mul / Div / Pow with NumPy broadcasting; either side an activation or a
+    constant (kept at its own size). A constant added to (or subtracted from) the output of a
+    ``linear`` / ``conv2d`` goes into its bias where valid; ``x ** c`` with a scalar ``c`` of
+    2, 0.5 or 1 is ``mul(x, x)``, ``sqrt(x)`` or nothing."""
+    _only(node, {})
+    fn = _BINARY[node.op_type]
+    a, c = node.input[0], node.input[1]
+    if a in b.vals and c in b.consts:
+        x, k = b.vals[a], b.consts[c].astype(np.float64)
+        if fn == "pow" and _pow_by(b, node, x, k):
+            return
+        if fn in ("add", "sub") and _into_bias(b, node, x, k if fn == "add" else -k):
+            return
+    elif (
+        a in b.consts
+        and fn == "add"
+        and _into_bias(b, node, b.act(c), b.consts[a].astype(np.float64))
+    ):
+        return
+    _emit_as(b, node, fn, [_operand(b, node, 0), _operand(b, node, 1)], {})
+    if fn == "add":
+        _fuse_layernorm(b, node.output[0])
+
+
+_LN_FNS = ["reduce_mean", "sub", "mul", "reduce_mean", "add", "sqrt", "div", "mul", "add"]
+"""A LayerNorm over the last axis as exporters decompose it, in IR ops: ``mu = mean(x)``,
+``d = x - mu``, ``d * d`` (Pow 2), its mean, ``+ eps``, ``sqrt``, ``d / sd``, ``* gamma``,
+``+ beta``."""
+
+
+def _weight_beside(b: _Builder, op: dict[str, Any], act: str) -> tuple[str, np.ndarray] | None:
+    """The weight operand (name, value) of the binary IR op ``op`` whose other one is
+    ``act``; None when there is none."""
+    ins = op["inputs"]
+    if len(ins) != 2 or act not in ins:
+        return None
+    w = ins[1] if ins[0] == act else ins[0]
+    return (w, b.params[w]) if w in b.params else None
+
+
+def _fuse_layernorm(b: _Builder, name: str) -> None:
+    """Replace the last nine IR ops by one ``layernorm`` when they are :data:`_LN_FNS` over
+    one input, gamma and beta fit the last axis, eps is one positive number, and nothing
+    but the pattern's own nodes reads its intermediate tensors (checked against the ONNX
+    graph: every use of their ONNX names is a use inside the pattern)."""
+    ops = b.ops[-9:]
+    if [o["fn"] for o in ops] != _LN_FNS:
+        return
+    t = [o["output"] for o in ops]
+    x = ops[0]["inputs"][0]
+    shape = b.tensors[x][0]
+    red = {"axes": [len(shape) - 1], "keepdims": 1}
+    wiring = [[x], [x, t[0]], [t[1], t[1]], [t[2]], None, [t[4]], [t[1], t[5]]]
+    if any(w is not None and o["inputs"] != w for o, w in zip(ops, wiring, strict=False)):
+        return
+    if ops[0]["attrs"] != red or ops[3]["attrs"] != red:
+        return
+    eps, gamma, beta = (_weight_beside(b, ops[i], t[i - 1]) for i in (4, 7, 8))
+    d = shape[-1]
+    if eps is None or gamma is None or beta is None or eps[1].size != 1 or eps[1].item() <= 0:
+        return
+    if not all(_fits_last(w.shape, shape) for _, w in (gamma, beta)):
+        return
+    if any(b.tensors[t[i]][0] != shape for i in (1, 2, 6, 7, 8)) or not _private(b, t):
+        return
+    for o in ops:
+        del b.tensors[o["output"]], b.producer[o["output"]]
+        b.op_names.discard(o["name"])
+    for n in [n for n, v in b.vals.items() if v.ir in t]:
+        del b.vals[n]
+    for w, _ in (eps, gamma, beta):
+        del b.tensors[w], b.params[w]
+    del b.ops[-9:]
+    gn = b.weight(f"{name}:gamma", np.broadcast_to(gamma[1].reshape(-1), (d,)))
+    bn = b.weight(f"{name}:beta", np.broadcast_to(beta[1].reshape(-1), (d,)))
+    out = b.emit("layernorm", [x, gn, bn], {"eps": float(eps[1].item())}, name)
+    b.put(name, out)
+
+
+def _fits_last(w: tuple[int, ...], x: tuple[int, ...]) -> bool:
+    """A weight of shape ``w`` broadcasts along ``x``'s last axis only."""
+    return len(w) <= len(x) and math.prod(w[:-1]) == 1 and w[-1] in (1, x[-1])
+
+
+def _private(b: _Builder, t: list[str]) -> bool:
+    """The pattern's intermediate tensors ``t[:-1]`` are each one ONNX value (no view of
+    them) that only the pattern's own nodes read."""
+    if any(i not in b.origin for i in t):
+        return False
+    names = [b.origin[i] for i in t]
+    alias = Counter(v.ir for v in b.vals.values())
+    producers = {o: n for n in b.model.graph.node for o in n.output if o in names}
+    if any(alias[i] != 1 for i in t[:-1]) or len(producers) != len(t):
+        return False
+    reads = Counter(i for n in producers.values() for i in n.input)
+    return all(b.uses[n] == reads[n] for n in names[:-1])
+
+
+def _pow_by(b: _Builder, node: Any, x: _Val, k: np.ndarray) -> bool:
+    if k.size != 1 or np.broadcast_shapes(x.shape, k.shape) != x.shape:
+        return False
+    e = float(k.reshape(-1)[0])
+    if e == 1.0:
+        _view(b, node, x.shape)
+    elif e in (2.0, 0.5):
+        xi = b.ir(x)
+        _emit_as(b, node, "mul" if e == 2.0 else "sqrt", [xi, xi] if e == 2.0 else [xi], {})
+    return e in (1.0, 2.0, 0.5)
+
+
+def _neg(b: _Builder, node: Any) -> None:
+    _only(node, {})
+    minus = b.weight(f"{node.output[0]}:c", np.array([-1.0]))
+    _emit_as(b, node, "mul", [b.ir(b.act(node.input[0])), minus], {})
+
+
+def _reciprocal(b: _Builder, node: Any) -> None:
+    _only(node, {})
+    one = b.weight(f"{node.output[0]}:c", np.array([1.0]))
+    _emit_as(b, node, "div", [one, b.ir(b.act(node.input[0]))], {})
+
+
+def _hardsigmoid(b: _Builder, node: Any) -> None:
+    attrs = _only(node, {"alpha": _finite, "beta": _finite})
+    ab = {"alpha": float(attrs.get("alpha", 0.2)), "beta": float(attrs.get("beta", 0.5))}
+    _emit_as(b, node, "hardsigmoid", [b.ir(b.act(node.input[0]))], ab)
+
+
+def _bound(b: _Builder, node: Any, i: int, attrs: Mapping[str, Any], key: str) -> float:
+    given = b.const(node, i, key)
+    if given is None:
+        return float(attrs.get(key, -math.inf if key == "min" else math.inf))
+    if given.size != 1 or math.isnan(float(given.reshape(-1)[0])):
+        raise _NodeError(f"{key} must be one number, got {given.tolist()!r:.60}")
+    return float(given.reshape(-1)[0])
+
+
+def _clip(b: _Builder, node: Any) -> None:
+    """Clip(0, 6) is ``relu6``, Clip(0, inf) ``relu``, any other ``clip`` (an infinite bound
+    is none)."""
+    attrs = _only(node, {"min": _any, "max": _any})
+    low, high = _bound(b, node, 1, attrs, "min"), _bound(b, node, 2, attrs, "max")
+    x = b.ir(b.act(node.input[0]))
+    fn = {(0.0, 6.0): "relu6", (0.0, math.inf): "relu"}.get((low, high))
+    if fn is not None:
+        _emit_as(b, node, fn, [x], {})
+        return
+    bounds = {k: v if math.isfinite(v) else None for k, v in (("min", low), ("max", high))}
+    _emit_as(b, node, "clip", [x], bounds)
+
+
+def _gelu(b: _Builder, node: Any) -> None:
+    """Gelu: ``approximate='tanh'`` is the IR's default ``gelu``, ``'none'`` (ONNX's default)
+    the erf form."""
+    form = _show(_only(node, {"approximate": _any}).get("approximate", b"none"))
+    if form not in ("tanh", "none"):
+        raise _NodeError(f"unsupported attribute value approximate={quote(form)}")
+    attrs = {"approximate": "none"} if form == "none" else {}
+    _emit_as(b, node, "gelu", [b.ir(b.act(node.input[0]))], attrs)
+
+
+def _matmul(b: _Builder, node: Any) -> None:
+    """By a 2-D constant: ``linear`` (zero bias); otherwise ``matmul`` with broadcast batch
+    dims, either side a constant (a batched weight). 1-D operands are not supported."""
+    _only(node, {})
+    a, c = node.input[0], node.input[1]
+    if a in b.vals and c in b.consts and b.consts[c].ndim == 2:
+        w = b.consts[c]
+        _linear(b, node, b.vals[a], w, np.zeros(w.shape[1]))
+        return
+    shapes = [b.vals[n].shape if n in b.vals else b.consts[n].shape for n in (a, c)]
+    if min(len(s) for s in shapes) < 2:
+        raise _NodeError(f"MatMul of {list(shapes[0])} and {list(shapes[1])}: 1-D operands")
+    _emit_as(b, node, "matmul", [_operand(b, node, 0), _operand(b, node, 1)], {})
+
+
+def _softmax(b: _Builder, node: Any) -> None:
+    """Softmax on any axis. Before opset 13 ONNX coerces the input to 2-D at ``axis``
+    (default 1) and normalises over everything after it: mapped only where that is one axis
+    (all the others after ``axis`` have size 1)."""
+    attrs = _only(node, {"axis": _any})
+    x = b.act(node.input[0])
+    rank = len(x.shape)
+    axis = _axis_of(attrs.get("axis", -1 if b.opset >= 13 else 1), rank)
+    if b.opset < 13:
+        inner = [i for i in range(axis, rank) if x.shape[i] != 1] or [rank - 1]
+        if len(inner) > 1:
+            raise _NodeError(
+                f"only the last axis (or one axis with size-1 axes after it) is supported "
+                f"before opset 13, which normalises {list(x.shape)} over every axis from "
+                f"axis={attrs.get('axis', 1)} on"
+            )
+        axis = inner[0]
+    _emit_as(b, node, "softmax", [b.ir(x)], {} if axis == rank - 1 else {"axis": axis})
+
+
+def _layernorm(b: _Builder, node: Any) -> None:
+    """Over the axes from ``axis`` to the end: ``layernorm`` of the input seen as
+    ``[..., prod(x.shape[axis:])]`` (a copy when ``axis`` is not the last)."""
+    attrs = _only(node, {"axis": _any, "epsilon": _any, "stash_type": _any})
+    _unused(b, node, 1)
+    x = b.act(node.input[0])
+    axis = _axis_of(attrs.get("axis", -1), len(x.shape))
+    inner = x.shape[axis:]
+    n = math.prod(inner)
+    gamma = b.const(node, 1, "scale")
+    assert gamma is not None
+    beta = b.const(node, 2, "B")
+    beta = np.zeros(inner) if beta is None else beta
+    gn = b.weight(f"{node.output[0]}:gamma", np.broadcast_to(gamma, inner).reshape(n))
+    bn = b.weight(f"{node.output[0]}:beta", np.broadcast_to(beta, inner).reshape(n))
+    flat = _Val(x.ir, (*x.shape[:axis], n))
+    eps = {"eps": float(attrs.get("epsilon", 1e-5))}
+    out = b.emit("layernorm", [b.ir(flat), gn, bn], eps, node.output[0])
+    b.put(node.output[0], out, x.shape)
+
+
+def _reduce_mean(b: _Builder, node: Any) -> None:
+    """Axes from the attribute (opset < 18) or the second input (18); none: every axis, or
+    nothing with ``noop_with_empty_axes``. A mean over every axis without keepdims (a scalar)
+    is not supported."""
+    attrs = _only(node, {"axes": _any, "keepdims": _any, "noop_with_empty_axes": _any})
+    x = b.act(node.input[0])
+    rank = len(x.shape)
+    given = b.const(node, 1, "axes")
+    axes = list(attrs.get("axes", [] if given is None else given.reshape(-1).tolist()))
+    if not axes and attrs.get("noop_with_empty_axes", 0):
+        _view(b, node, x.shape)
+        return
+    norm = sorted({_axis_of(a, rank) for a in axes} if axes else range(rank))
+    if len(norm) != len(axes or norm):
+        raise _NodeError(f"axes {axes} repeat an axis")
+    keep = int(attrs.get("keepdims", 1))
+    if keep not in (0, 1):
+        raise _NodeError(f"unsupported attribute value keepdims={keep}")
+    _emit_as(b, node, "reduce_mean", [b.ir(x)], {"axes": tuple(norm), "keepdims": keep})
+
+
+def _concat(b: _Builder, node: Any) -> None:
+    """Activations and constants (weights) joined; empty constants dropped."""
+    attrs = _only(node, {"axis": _any})
+    picks = [i for i, n in enumerate(node.input) if n and (n in b.vals or b.consts[n].size)]
+    first = node.input[picks[0]]
+    rank = len(b.vals[first].shape if first in b.vals else b.consts[first].shape)
+    axis = _axis_of(attrs["axis"], rank)
+    if len(picks) == 1:
+        _view(b, node, b.act(first).shape)
+        return
+    _emit_as(b, node, "concat", [_operand(b, node, i) for i in picks], {"axis": axis})
+
+
+def _slice_inputs(b: _Builder, node: Any) -> list[list[int] | None]:
+    """``[starts, ends, axes, steps]`` from the attributes (opset < 10) or the inputs."""
+    attrs = _only(node, {"starts": _any, "ends": _any, "axes": _any})
+    if "starts" in attrs:
+        axes = attrs.get("axes")
+        return [list(attrs["starts"]), list(attrs["ends"]), axes and list(axes), None]
+    got = [b.const(node, i, what) for i, what in enumerate(_SLICE_INPUTS, 1)]
+    return [None if v is None else [int(d) for d in v.reshape(-1).tolist()] for v in got]
+
+
+_SLICE_INPUTS = ("starts", "ends", "axes", "steps")
+
+
+def _slice_axis(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
+    """ONNX's clamping of one axis: ``(begin, size)`` (size 0: empty)."""
+    if step == 0:
+        raise _NodeError("a step of 0")
+    start, end = (v + dim if v < 0 else v for v in (start, end))
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+        return start, max(0, -(-(end - start) // step))
+    start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return start, max(0, -(-(start - end) // -step))
+
+
+def _slice(b: _Builder, node: Any) -> None:
+    x = b.act(node.input[0])
+    starts, ends, axes, steps = _slice_inputs(b, node)
+    assert starts is not None and ends is not None
+    rank = len(x.shape)
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise _NodeError("starts, ends, axes and steps differ in length")
+    begin, step, size = [0] * rank, [1] * rank, list(x.shape)
+    seen: set[int] = set()
+    for s0, e0, a0, st in zip(starts, ends, axes, steps, strict=True):
+        a = _axis_of(a0, rank)
+        if a in seen:
+            raise _NodeError(f"axis {a0} is sliced twice")
+        seen.add(a)
+        begin[a], size[a] = _slice_axis(s0, e0, st, x.shape[a])
+        step[a] = st
+        if size[a] == 0:
+            raise _NodeError(f"the slice of axis {a0} is empty, which is not supported")
+    if size == list(x.shape) and all(s == 1 for s in step):
+        _view(b, node, x.shape)
+        return
+    attrs = {"begin": tuple(begin), "step": tuple(step), "size": tuple(size)}
+    _emit_as(b, node, "slice", [b.ir(x)], attrs)
+
+
+def _gather(b: _Builder, node: Any) -> None:
+    """Constant indices (any rank; negative from the end) on an activation: ``gather`` of
+    the flattened indices, seen with ONNX's output shape."""
+    attrs = _only(node, {"axis": _any})
+    if node.input[0] not in b.vals:
+        raise _NodeError("Gather of a constant by computed indices is not supported")
+    x = b.vals[node.input[0]]
+    idx = b.const(node, 1, "indices")
+    assert idx is not None
+    axis = _axis_of(attrs.get("axis", 0), len(x.shape))
+    dim = x.shape[axis]
+    flat = [int(i) + dim if i < 0 else int(i) for i in idx.reshape(-1).tolist()]
+    if not flat or any(not 0 <= i < dim for i in flat):
+        raise _NodeError(f"indices {idx.tolist()!r:.60} out of range for a dimension of {dim}")
+    scalar = int(idx.ndim == 0)
+    attrs1 = {"axis": axis, "indices": tuple(flat), "scalar": scalar}
+    out = b.emit("gather", [b.ir(x)], attrs1, node.output[0])
+    b.put(node.output[0], out, (*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :]))
+
+
+def _cast(b: _Builder, node: Any) -> None:
+    """Cast of a (float32) activation to float32: nothing; any other target is refused."""
+    _only(node, {"to": lambda v: v == _FLOAT, "saturate": _any})
+    _view(b, node, b.act(node.input[0]).shape)
+
+
+def _expand(b: _Builder, node: Any) -> None:
+    x = b.act(node.input[0])
+    _only(node, {})
+    shape = b.const(node, 1, "the shape")
+    assert shape is not None
+    out = tuple(int(d) for d in np.broadcast_shapes(x.shape, tuple(shape.reshape(-1).tolist())))
+    if out == x.shape:
+        _view(b, node, x.shape)
+        return
+    _emit_as(b, node, "expand", [b.ir(x)], {"shape": out})
+
+
+# --- end elem ops ------------------------------------------------------------------------------
+
+
 _MAPPERS: dict[str, Callable[[_Builder, Any], None]] = {
     "Relu": _unary("relu"),
-    "Clip": _clip,
-    "Gelu": _gelu,
     "Conv": _conv,
     "BatchNormalization": _batchnorm,
     "Gemm": _gemm,
-    "MatMul": _matmul,
-    "Add": _binary,
-    "Sub": _binary,
-    "Mul": _binary,
-    "Div": _binary,
-    "Softmax": _softmax,
-    "LayerNormalization": _layernorm,
     "MaxPool": _maxpool,
     "GlobalAveragePool": _global_avgpool,
     "Transpose": _transpose,
@@ -792,5 +1073,32 @@ _MAPPERS: dict[str, Callable[[_Builder, Any], None]] = {
     "Unsqueeze": _unsqueeze,
     "Identity": _identity,
     "Dropout": _identity,
+    # --- elem ops ---
+    "Add": _binary,
+    "Sub": _binary,
+    "Mul": _binary,
+    "Div": _binary,
+    "Pow": _binary,
+    "Neg": _neg,
+    "Reciprocal": _reciprocal,
+    "Sigmoid": _unary("sigmoid"),
+    "HardSigmoid": _hardsigmoid,
+    "HardSwish": _unary("hardswish"),
+    "Tanh": _unary("tanh"),
+    "Erf": _unary("erf"),
+    "Sqrt": _unary("sqrt"),
+    "Exp": _unary("exp"),
+    "Clip": _clip,
+    "Gelu": _gelu,
+    "MatMul": _matmul,
+    "Softmax": _softmax,
+    "LayerNormalization": _layernorm,
+    "ReduceMean": _reduce_mean,
+    "Concat": _concat,
+    "Slice": _slice,
+    "Gather": _gather,
+    "Cast": _cast,
+    "Expand": _expand,
+    # --- end elem ops ---
 }
 """ONNX operators (default domain) and how each maps onto IR operators."""

@@ -18,7 +18,9 @@ def _padded_shape(shape: tuple[int, ...], pad: int) -> tuple[int, ...]:
 def scratch_shapes(op: Op, graph: Graph) -> dict[str, tuple[int, ...]]:
     """Scratch buffers ``op`` needs, by keyword of its kernel: conv ``padded`` (when
     ``pad > 0``) and ``cols`` ``[N, groups, C//groups*R*S, P*Q]`` (not for pointwise convs);
-    maxpool ``padded``; softmax ``red``; layernorm ``mean``/``std`` (``[..., 1]``)."""
+    maxpool ``padded``; softmax ``red`` (``x``'s shape with 1 on its axis); ``erf`` and
+    ``gelu`` with ``approximate="none"`` ``tmp`` (``x``'s shape); layernorm ``mean``/``std``
+    (``[..., 1]``)."""
     x = graph.tensors[op.inputs[0]].shape
     pad = op.attr("pad", 0)
     ws: dict[str, tuple[int, ...]] = {}
@@ -29,8 +31,19 @@ def scratch_shapes(op: Op, graph: Graph) -> dict[str, tuple[int, ...]]:
         w = graph.tensors[op.inputs[1]].shape
         groups = op.attr("groups", 1)
         ws["cols"] = (n, groups, w[1] * w[2] * w[3], p * q)
-    if op.fn == "softmax":
-        ws["red"] = (*x[:-1], 1)
+    ws.update(_elem_scratch(op, x))
     if op.fn == "layernorm":
         ws["mean"] = ws["std"] = (*x[:-1], 1)
     return ws
+
+
+# --- elem ops -------------------------------------------------------------------------------
+
+
+def _elem_scratch(op: Op, x: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    if op.fn == "softmax":
+        axis = op.attr("axis", len(x) - 1)
+        return {"red": (*x[:axis], 1, *x[axis + 1 :])}
+    if op.fn == "erf" or (op.fn == "gelu" and op.attr("approximate", "tanh") == "none"):
+        return {"tmp": x}
+    return {}
