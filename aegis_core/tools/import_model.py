@@ -46,6 +46,8 @@ class Summary:
 
     source: str
     graph: Graph
+    onnx_names: tuple[str, str]
+    """The ONNX input and output names (the IR may name its output tensor otherwise)."""
     onnx_ops: Counter[str]
     ir_ops: Counter[str]
     parameters: int
@@ -71,6 +73,7 @@ def summarize(path: str | Path, model: ImportedModel) -> Summary:
     return Summary(
         source=str(path),
         graph=g,
+        onnx_names=(model.onnx_input, model.onnx_output),
         onnx_ops=Counter(n.op_type for n in proto.graph.node),
         ir_ops=Counter(op.fn for op in g.ops),
         parameters=sum(t.size for t in g.tensors.values() if t.role == "weight"),
@@ -93,7 +96,8 @@ def format_summary(s: Summary) -> str:
     inp, out = g.tensors[g.input], g.tensors[g.output]
     return "\n".join([
         f"{show_path(s.source)} -> graph {quote(g.name)}: batch {g.batch}, input "
-        f"{quote(inp.name)} {list(inp.shape)}, output {quote(out.name)} {list(out.shape)}",
+        f"{quote(s.onnx_names[0])} {list(inp.shape)}, output {quote(s.onnx_names[1])} "
+        f"{list(out.shape)}",
         f"ONNX ops ({sum(s.onnx_ops.values())}): {_ops(s.onnx_ops)}",
         f"IR ops ({len(g.ops)}): {_ops(s.ir_ops)}",
         f"parameters: {s.parameters:,} ({_kib(4 * s.parameters)} float32)",
