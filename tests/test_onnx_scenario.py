@@ -350,3 +350,87 @@ def test_a_graph_file_keeps_its_own_shape_and_batch(
             load_scenario(path)
         err = _refused(capsys, ["admit", str(path)])
         assert f"task 'net': field '{field}'" in err
+
+
+def test_the_cupy_backend_runs_the_real_weights(
+    scenario: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CuPy backend's logic (the NumPy stand-in of tests/fake_cupy.py), CUDA-graph
+    path: the model's output for the backend's seeded input is onnxruntime's."""
+    import sys
+
+    import fake_cupy
+
+    from aegis_core.run.plan import RunPlan
+    from aegis_exec.backends import cupy as cb
+    from aegis_exec.engine import task_work
+    from aegis_exec.kernels import init_params
+    from aegis_exec.testing import VirtualClock
+
+    clock = VirtualClock()
+    cp, _ = fake_cupy.make(clock)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    s = load_scenario(scenario)
+    work = task_work(RunPlan.build(s), "cupy")
+    backend = cb.CupyBackend(clock=clock)
+    try:
+        backend.prepare(work, None)
+        (compiled,) = backend.graphs().values()
+        x = init_params(compiled.graph, 0)[1]  # the input the backend put in (task 0's seed)
+        compiled.run()
+        got = np.array(compiled.output, copy=True)
+    finally:
+        backend.close()
+    want = _ort(scenario.parent / "models" / "net.onnx", x)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ([], "field 'weights' must be an object with kind, path and sha256"),
+        ({"kind": "pt", "path": "w", "sha256": "0" * 64}, "field 'weights.kind' must be one of"),
+        ({"kind": "npz", "path": "", "sha256": "0" * 64}, "field 'weights.path' must be a file"),
+        ({"kind": "npz", "path": "w", "sha256": "0" * 64, "x": 1}, "must be an object with"),
+    ],
+)
+def test_a_bad_weights_entry_names_the_graph_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], entry: Any, message: str
+) -> None:
+    graph, _, _ = _exported(tmp_path, capsys)
+    doc = json.loads(graph.read_text())
+    doc["weights"] = entry
+    graph.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"net\.json: not a valid graph file: ") as info:
+        weights.load_graph_file(graph)
+    assert message in str(info.value)
+
+
+def test_a_tensor_twice_in_the_npz_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph, npz, path = _exported(tmp_path, capsys)
+    arrays = _arrays(npz)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        for k in (*arrays, "c1:w"):
+            with z.open(f"{k}.npy", "w") as f:
+                np.lib.format.write_array(f, arrays[k])
+    npz.write_bytes(buf.getvalue())
+    doc = json.loads(graph.read_text())
+    doc["weights"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    graph.write_text(json.dumps(doc))
+    err = _refused(capsys, ["admit", str(path)])
+    assert "tensor 'c1:w' appears twice" in err
+
+
+def test_an_onnx_weights_entry_reimports_the_model(tmp_path: Path) -> None:
+    model = _cnn(tmp_path / "m")
+    g = resolve_model(str(model), 1, (3, 8, 8))
+    doc = {**g.to_dict(), "weights": weights.weights_entry(g.weights, tmp_path / "g.json")}  # type: ignore[arg-type]
+    assert doc["weights"]["path"] == "m/net.onnx"
+    (tmp_path / "g.json").write_text(json.dumps(doc))
+    back = weights.load_graph_file(tmp_path / "g.json")
+    assert back.weights == g.weights
+    params = weights.load_weights(back)
+    assert params is not None and params.keys() == weights.load_weights(g).keys()  # type: ignore[union-attr]
