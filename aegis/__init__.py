@@ -37,10 +37,12 @@ from aegis_core.tools.compare import Comparison
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from aegis_core.graph.ir import Graph
+
 __all__ = [
     "Admission", "Comparison", "InputError", "Run", "Scenario", "ScenarioError", "admit",
-    "compare", "execute", "load", "plot_cdf", "plot_demand", "plot_gantt", "plot_policies",
-    "read", "simulate", "verdicts",
+    "compare", "execute", "import_model", "load", "plot_cdf", "plot_demand", "plot_gantt",
+    "plot_policies", "read", "simulate", "verdicts",
 ]  # fmt: skip
 
 ScenarioLike = Scenario | str | Path | Mapping[str, Any]
@@ -61,6 +63,21 @@ def load(source: ScenarioLike) -> Scenario:
     if isinstance(source, str | Path):
         return check_models(load_scenario(source))
     return check_models(parse_scenario(source))  # a mapping (else: the error that says so)
+
+
+def import_model(
+    path: str | Path, input_shape: Iterable[int] | None = None, batch: int = 1
+) -> Graph:
+    """The ONNX model at ``path`` as a graph (``aegis import``; ``model: x.onnx`` in a
+    scenario): ``input_shape`` the per-sample shape fixing every dynamic dimension (None: the
+    model's static one), ``batch`` the first dimension. Its ``weights`` name the file (the
+    executor runs it with them). Bad input (an unsupported operator or attribute included):
+    :class:`InputError` naming the file and the node; the ``onnx`` package is needed
+    (``pip install 'aegisrt[onnx]'``)."""
+    from aegis_core.graph.weights import imported
+
+    shape = None if input_shape is None else tuple(input_shape)
+    return imported(path, batch, shape).graph
 
 
 def admit(scenario: ScenarioLike) -> Admission:

@@ -24,6 +24,7 @@ import numpy as np
 
 from aegis_core.graph.ir import Graph, Op
 from aegis_core.graph.scratch import scratch_shapes as workspace
+from aegis_core.graph.weights import load_weights
 from aegis_core.memory.planner import ws_key
 
 from .arena import Placement, address
@@ -542,7 +543,8 @@ class CompiledGraph:
     ``xp.empty``). With a ``placement`` (:mod:`aegis_exec.arena`), activations and scratch
     buffers are views at their planned offsets in a shared arena instead; ``nbytes`` counts
     what was allocated apart, ``addresses`` each buffer's first byte. Weights and the input
-    get :func:`init_params` values. :meth:`run` allocates nothing.
+    get :func:`init_params` values (the weights are the graph's real ones where it has them,
+    :func:`aegis_core.graph.weights.load_weights`). :meth:`run` allocates nothing.
     """
 
     def __init__(
@@ -576,7 +578,8 @@ class CompiledGraph:
             for i, op in enumerate(graph.ops)
         ]
         params, x = init_params(graph, seed)
-        for name, value in params.items():
+        real = load_weights(graph)  # an imported model's own weights; else random ones
+        for name, value in (params if real is None else real).items():
             _upload(self.tensors[name], value)
         _upload(self.tensors[graph.input], x)
         self._calls = [

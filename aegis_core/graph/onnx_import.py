@@ -31,6 +31,8 @@ answer.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -41,11 +43,19 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.graph.ir import FNS, MAX_GRAPH_BYTES, MAX_OPS, Graph, _infer, _ShapeError
+from aegis_core.graph.ir import (
+    FNS,
+    MAX_GRAPH_BYTES,
+    MAX_OPS,
+    Graph,
+    WeightsRef,
+    _infer,
+    _ShapeError,
+)
 from aegis_core.model.errors import InputError, quote, show_path
 from aegis_core.model.files import read_user_bytes
 
-__all__ = ["ONNX_FILE_LIMIT", "ImportedModel", "import_onnx"]
+__all__ = ["ONNX_FILE_LIMIT", "ImportedModel", "InputShapeError", "import_onnx"]
 
 ONNX_FILE_LIMIT = 2 << 30
 """2 GiB: protobuf's own limit for one message; external data files are not read (yet)."""
@@ -59,6 +69,11 @@ _GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "P
 
 _PIP_HINT = "pip install 'aegisrt[onnx]'"
 _FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+class InputShapeError(InputError):
+    """The given batch / input shape does not fit the model's input (a scenario names the
+    ``input_shape`` field for it; every other import error is the ``model``'s)."""
 
 
 class _NodeError(ValueError):
@@ -94,10 +109,17 @@ def import_onnx(
 
     ``input_shape`` is the input's shape without the batch dimension (it fixes every dynamic
     dimension; None: all but the first must be static); ``batch`` fixes the first one.
+    The graph's ``weights`` names the file and the sha256 of the bytes read
+    (:class:`~aegis_core.graph.ir.WeightsRef` ``"onnx"``). A shape that does not fit the
+    model's input is an :class:`InputShapeError`.
     """
     onnx = _onnx()
-    model = _load(onnx, path)
-    fixed = _fix_input(model, path, input_shape, batch)
+    data = read_user_bytes(path, "ONNX model", ONNX_FILE_LIMIT)
+    model = _load(onnx, path, data)
+    try:
+        fixed = _fix_input(model, path, input_shape, batch)
+    except InputError as exc:
+        raise InputShapeError(str(exc)) from None
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors
@@ -105,11 +127,12 @@ def import_onnx(
     builder = _Builder(path, model, fixed)
     for index, node in enumerate(model.graph.node):
         builder.node(index, node)
-    return builder.finish(name or Path(str(path)).stem, batch, tuple(fixed[1:]))
+    imported = builder.finish(name or Path(str(path)).stem, batch, tuple(fixed[1:]))
+    ref = WeightsRef("onnx", str(Path(path).absolute()), hashlib.sha256(data).hexdigest())
+    return dataclasses.replace(imported, graph=dataclasses.replace(imported.graph, weights=ref))
 
 
-def _load(onnx: Any, path: str | Path) -> Any:
-    data = read_user_bytes(path, "ONNX model", ONNX_FILE_LIMIT)
+def _load(onnx: Any, path: str | Path, data: bytes) -> Any:
     where = show_path(path)
     try:
         model = onnx.load_model_from_string(data)

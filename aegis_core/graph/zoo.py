@@ -22,9 +22,10 @@ from aegis_core.graph.ir import (
     _freeze,
     _infer,
     _ShapeError,
-    load_graph,
 )
+from aegis_core.graph.onnx_import import InputShapeError
 from aegis_core.graph.scratch import scratch_shapes
+from aegis_core.graph.weights import imported, is_onnx, load_graph_file, load_weights
 
 
 class _Builder:
@@ -241,11 +242,18 @@ def build_model(name: str, batch: int = 1, input_shape: Sequence[int] | None = N
 
 def resolve_model(model: str, batch: int = 1, input_shape: Sequence[int] | None = None) -> Graph:
     """The one way every command turns a task's ``model`` into a graph: a builtin name is
-    built, anything else is read as a graph file (parsed and validated: any other file is
-    refused). Either way, what the executor would allocate for it (tensors and kernel
-    scratch, 4 bytes an element) is checked against :data:`MAX_GRAPH_BYTES` before anything
-    is. InputError otherwise."""
-    graph = build_model(model, batch, input_shape) if model in MODELS else load_graph(model)
+    built, a ``*.onnx`` file imported for ``batch`` and ``input_shape`` (once per process:
+    :func:`~aegis_core.graph.weights.imported`), anything else is read as a graph file
+    (parsed and validated, its ``weights`` file too: any other file is refused). Either way,
+    what the executor would allocate for it (tensors and kernel scratch, 4 bytes an element)
+    is checked against :data:`MAX_GRAPH_BYTES` before anything is. InputError otherwise."""
+    if model in MODELS:
+        graph = build_model(model, batch, input_shape)
+    elif is_onnx(model):
+        graph = imported(model, batch, input_shape).graph
+    else:
+        graph = load_graph_file(model)
+        load_weights(graph)  # a bad weights file is refused before any work
     total = sum(_exec_bytes(t.shape) for t in graph.tensors.values()) + sum(
         _exec_bytes(shape) for op in graph.ops for shape in scratch_shapes(op, graph).values()
     )
@@ -264,7 +272,8 @@ def task_graph(scenario: Scenario, task: Task) -> Graph | None:
     try:
         return resolve_model(task.model, task.batch, task.input_shape)
     except InputError as exc:
-        field = "input_shape" if task.input_shape is not None else "model"
+        builtin_shape = task.model in MODELS and task.input_shape is not None
+        field = "input_shape" if builtin_shape or isinstance(exc, InputShapeError) else "model"
         raise ScenarioError(scenario.path, str(exc), task=task.name, field=field) from exc
 
 

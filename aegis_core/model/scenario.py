@@ -78,7 +78,8 @@ class Task:
     model: str | None = None
     batch: int = 1
     input_shape: tuple[int, ...] | None = None
-    """Per-sample input shape of the model (default: the model's own, e.g. 3x224x224)."""
+    """Per-sample input shape of the model (default: the model's own, e.g. 3x224x224; an
+    ONNX model's dynamic dimensions need it)."""
     profile: str | None = None
     arrival: Arrival = Arrival.PERIODIC
     slack_ns: TimeNs = 0
@@ -298,9 +299,13 @@ def _checked_shape(f: _Fields, model: str | None, batch: int) -> tuple[int, ...]
         return None
     if model is None:
         raise f.fail("input_shape", "needs a model (the shape of which model's input?)")
+    from aegis_core.graph.weights import is_onnx
+    from aegis_core.graph.zoo import build_model
+
+    if is_onnx(model):
+        return shape  # checked against the model when it is imported (graph.zoo.check_models)
     if model not in BUILTIN_MODELS:
         raise f.fail("input_shape", "a graph file fixes its own input shape: leave this out")
-    from aegis_core.graph.zoo import build_model
 
     try:
         build_model(model, batch, shape)
@@ -310,19 +315,24 @@ def _checked_shape(f: _Fields, model: str | None, batch: int) -> tuple[int, ...]
 
 
 def _model(f: _Fields, base: Path) -> str | None:
+    """A builtin name, or the path of a graph file or ONNX model (``*.onnx``), relative to
+    the scenario's folder."""
     model = f.string("model")
     if model is None or model in BUILTIN_MODELS:
         return model
+    from aegis_core.graph.weights import is_onnx
+
+    what = "ONNX model" if is_onnx(model) else "graph file"
     candidate = Path(model) if Path(model).is_absolute() else base / model
     try:
-        return str(user_file(candidate, "graph file"))
+        return str(user_file(candidate, what))
     except FileError as exc:
-        if exc.reason != "no such graph file":
+        if exc.reason != f"no such {what}":
             raise f.fail("model", str(exc)) from None
     raise f.fail(
         "model",
         f"unknown model {quote(model)}: not a builtin ({', '.join(sorted(BUILTIN_MODELS))}) "
-        f"and no graph file at {show_path(candidate)}",
+        f"and no {what} at {show_path(candidate)}",
     )
 
 
@@ -409,6 +419,8 @@ def _policy(f: _Fields) -> Policy:
 
 
 def _task(path: str, index: int, raw: Any, base: Path) -> Task:
+    from aegis_core.graph.weights import is_onnx
+
     if not isinstance(raw, Mapping):
         raise ScenarioError(path, f"must be a mapping, got {quote(raw)}", task=f"#{index}")
     label = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else None
@@ -438,7 +450,8 @@ def _task(path: str, index: int, raw: Any, base: Path) -> Task:
         raise f.fail("jitter_ms", f"must be below the period ({period} ns), got {jitter} ns")
     batch = f.integer("batch", minimum=1, maximum=MAX_BATCH)
     model = _model(f, base)
-    if batch is not None and model is not None and model not in BUILTIN_MODELS:
+    fixed = model is not None and model not in BUILTIN_MODELS and not is_onnx(model)
+    if batch is not None and fixed:
         raise f.fail("batch", "a graph file fixes its own batch: leave this out")
     shape = _checked_shape(f, model, 1 if batch is None else batch)
     if prof is not None:

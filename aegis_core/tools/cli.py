@@ -475,6 +475,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from aegis_core.tools.import_model import Options, run
+
+    return run(Options(args.model, args.input_shape, args.batch, args.out, args.verify, args.name))
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and epilogs as written (wrapped by hand); each option's default appended
     to its help, ``(default: …)``, unless the help says it already or there is none."""
@@ -849,6 +855,47 @@ def _add_measuring_commands(sub: Any) -> None:
     _exceedance_option(wc, "per-run exceedance probability")
     _json_option(wc, "the estimate")
     wc.set_defaults(func=cmd_wcet)
+
+    imp = _command(
+        sub, "import", "import an ONNX model: its summary, a graph file, a check against "
+        "onnxruntime",
+        "Imports the model for --input-shape (every dynamic dimension fixed; the first size "
+        "is the batch) and prints its ops (ONNX in, AegisRT out), parameters, compute and "
+        "activation memory (planned as `aegis memory` plans it). -o writes the graph file and "
+        "its weights (<graph>.weights.npz beside it). --verify runs one seeded random input "
+        "through AegisRT's NumPy kernels and through onnxruntime (CPU) and compares the "
+        "outputs (fp32: |ours - ort| <= 1e-4 + 1e-3 |ort|). Needs the onnx extra.",
+        "0 imported (and verified); 1 an output differs beyond the tolerance (no graph "
+        "written); 2 bad input (an unsupported operator or attribute included, naming the "
+        "node)",
+        "aegis import net.onnx --input-shape 1x3x224x224 -o net.json --verify",
+    )  # fmt: skip
+    imp.add_argument("model", metavar="FILE", help="the ONNX model file (.onnx)")
+    imp.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="the input's shape, batch first, as NxCxHxW (default: the model's static one)",
+    )
+    imp.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="batch size (overrides the first size of --input-shape; default: it, or 1)",
+    )
+    imp.add_argument(
+        "-o",
+        "--out",
+        metavar="FILE",
+        help="write the graph file (x.json) and its weights, x.weights.npz, beside it (an "
+        "existing file is replaced only if it is a graph file and the weights it names)",
+    )
+    imp.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare the outputs with onnxruntime's (exit 1 above the tolerance)",
+    )
+    imp.add_argument("--name", metavar="NAME", help="the graph's name (default: the file's stem)")
+    imp.set_defaults(func=cmd_import)
 
 
 def _add_reading_commands(sub: Any) -> None:
