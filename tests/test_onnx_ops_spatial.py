@@ -239,6 +239,22 @@ def test_upsample_matches_onnxruntime(tmp_path: Path, mode: str) -> None:
     node = helper.make_node("Upsample", ["x", "s"], ["y"], mode=mode)
     g = _check(tmp_path, [node], [_floats("s", [1.0, 1.0, 2.0, 3.0])], [1, 2, 4, 5], opset=9)
     assert g.tensors[g.output].shape == (1, 2, 8, 15)
+    node = helper.make_node("Upsample", ["x"], ["y"], mode=mode, scales=[1.0, 1.0, 3.0, 2.0])
+    g = _check(tmp_path, [node], [], [1, 2, 4, 5], opset=7)  # opset 7: scales an attribute
+    assert g.tensors[g.output].shape == (1, 2, 12, 10)
+
+
+def test_the_interpolation_matrices_on_hand_computed_values(tmp_path: Path) -> None:
+    node = _resize_node("linear", None, "align_corners", ["", "", "z"])
+    imported = import_onnx(save(tmp_path, [node], [_ints("z", [1, 1, 3, 2])], [1, 1, 2, 4]))
+    ah, aw = (imported.params[n] for n in imported.graph.ops[0].inputs[1:])
+    assert ah.tolist() == [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]  # corners kept, middle halved
+    assert aw.tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    node = _resize_node("nearest", "floor", "asymmetric", ["", "s"])
+    imported = import_onnx(save(tmp_path, [node], [_floats("s", [1, 1, 2, 0.5])], [1, 1, 2, 4]))
+    ah, aw = (imported.params[n] for n in imported.graph.ops[0].inputs[1:])
+    assert ah.tolist() == [[1, 0], [1, 0], [0, 1], [0, 1]]  # each row repeated
+    assert aw.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]  # every other column
 
 
 # --- a small network of every new function: onnxruntime, StrictXp, no allocation ------------
@@ -337,6 +353,12 @@ def test_scratch_shapes_of_the_spatial_ops(tmp_path: Path) -> None:
     # resize 13x6 by 1.5 x 2: 19x12
     assert ws["resize"] == {"awt": (6, 12), "tmp": (2, 8, 13, 12)}
     assert ws["maxpool_global"] == {}
+
+    node = helper.make_node(
+        "AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1] * 4, count_include_pad=1
+    )
+    g = import_onnx(save(tmp_path, [node], [], [1, 2, 5, 5])).graph
+    assert scratch_shapes(g.ops[0], g) == {"padded": (1, 2, 7, 7)}  # one divisor: 9
 
 
 # --- refusals: one line naming the file, the node and the op --------------------------------
@@ -505,3 +527,38 @@ def test_flops_of_the_spatial_ops(tmp_path: Path) -> None:
     assert by_fn["avgpool"].flops == (2 * 8 * 13 * 6) * 6
     assert by_fn["resize"].flops == 2 * (2 * 8 * 13) * 12 * 6 + 2 * (2 * 8 * 19 * 12) * 13
     assert by_fn["maxpool_global"].flops == 2 * 8 * 19 * 12
+
+
+# --- BatchNormalization not after a Conv, on [N, C] and [N, C, L] ----------------------------
+
+
+def _bn_inits(rng: np.random.Generator, c: int) -> list[Any]:
+    var = numpy_helper.from_array((rng.random(c) + 0.5).astype(np.float32), "v")
+    return [init(rng, "g", c), init(rng, "be", c), init(rng, "m", c), var]
+
+
+@pytest.mark.parametrize("shape", [[3, 6], [2, 6, 7], [2, 6, 3, 4]], ids=str)
+def test_standalone_batchnorm_of_2d_3d_and_4d_inputs(tmp_path: Path, shape: list[int]) -> None:
+    rng = np.random.default_rng(11)
+    node = helper.make_node("BatchNormalization", ["x", "g", "be", "m", "v"], ["y"])
+    g = _check(tmp_path, [node], _bn_inits(rng, 6), shape)
+    conv = next(op for op in g.ops if op.fn == "conv2d")
+    assert conv.attr("groups") == 6 and g.tensors[conv.inputs[1]].shape == (6, 1, 1, 1)
+
+
+def test_batchnorm_after_gemm_is_a_depthwise_conv(tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "c"], ["h"]),
+        helper.make_node("BatchNormalization", ["h", "g", "be", "m", "v"], ["y"]),
+    ]
+    inits = [init(rng, "w", 5, 6), init(rng, "c", 6), *_bn_inits(rng, 6)]
+    g = _check(tmp_path, nodes, inits, [4, 5])
+    assert [op.fn for op in g.ops] == ["linear", "permute", "conv2d", "permute"]
+
+
+def test_batchnorm_of_a_5d_input_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(13)
+    node = helper.make_node("BatchNormalization", ["x", "g", "be", "m", "v"], ["y"], name="bn")
+    path = save(tmp_path, [node], _bn_inits(rng, 2), [1, 2, 3, 3, 3])
+    _refused(path, r"node 'bn' \(BatchNormalization\): BatchNormalization of a 5-D input")

@@ -7,23 +7,47 @@ cost a model without running it, and :mod:`aegis_exec.kernels` can run it on Num
 
 Operator kinds and functions (the exact semantics live in :mod:`aegis_exec.kernels`):
 
-* ``conv2d``/``conv2d``: inputs ``(x[N,C,H,W], w[K,C//groups,R,S], b[K])``, attrs ``stride``,
-  ``pad`` (symmetric), ``groups``; BatchNorm is folded into the bias, as in inference.
+* ``conv2d``/``conv2d``: inputs ``(x[N,C,H,W], w[K,C//groups,R,S], b[K])``, window attrs
+  (below) and ``groups``; BatchNorm is folded into the bias, as in inference.
+  ``conv2d``/``conv_transpose2d``: ``(x[N,C,H,W], w[C,K//groups,R,S], b[K])``, window attrs,
+  ``output_padding``, ``groups`` (ONNX ConvTranspose: the gradient of a conv2d).
 * ``gemm``/``linear``: ``(a[...,Kd], w[Kd,Nd], b[Nd]) -> [...,Nd]``; ``gemm``/``matmul``:
   ``(a[...,M,Kd], b[...,Kd,Nd]) -> [...,M,Nd]`` (same batch dims) with optional ``scale``.
 * ``elementwise``: ``relu``, ``relu6``, ``gelu`` (tanh approximation), ``add``, ``mul``,
-  ``softmax`` and ``layernorm`` (last axis, ``eps``), ``maxpool`` (``k``, ``stride``, ``pad``;
-  padding is -inf), ``avgpool_global`` (``[N,C,H,W] -> [N,C]``) and ``permute`` (``view``:
-  the shape the input is first reshaped to, ``axes``: the permutation; the contiguous result
-  is seen with the output tensor's shape).
+  ``softmax`` and ``layernorm`` (last axis, ``eps``), the pools (below) and ``permute``
+  (``view``: the shape the input is first reshaped to, ``axes``: the permutation; the
+  contiguous result is seen with the output tensor's shape).
+
+Spatial functions (one helper, :func:`window`, decides their geometry for the shape rules,
+:mod:`aegis_core.graph.scratch` and the kernels alike). Window attrs: ``stride`` and
+``dilation`` an int or ``[h, w]`` (default 1), ``pad`` an int or ``[top, left, bottom,
+right]`` (default 0); the window spans ``dilation * (k - 1) + 1`` per axis and the output is
+``(size + pads - span) // stride + 1``. A graph file with the old int ``stride`` / ``pad``
+means the same as before.
+
+* ``conv_transpose2d``: output ``stride * (size - 1) + output_padding + span - pads``
+  (``output_padding [oh, ow]`` below ``stride`` or ``dilation``); every input pixel adds
+  ``w`` times itself at ``stride`` spacing into the output, then the pads are cropped.
+* ``maxpool`` (``x[N,C,H,W]``): ``k`` an int or ``[kh, kw]``, window attrs, ``ceil_mode``
+  0|1 (1: the output size rounds up, but a last window starting in the bottom/right padding
+  is dropped, as onnxruntime and PyTorch do; the rows it adds are padding too); padding is
+  -inf; each pad below the window span. ``avgpool``: the same, padding 0, divided by the
+  number of counted elements in the window: the input's (``count_include_pad`` 0) or the
+  input's and the declared pads' (1; never ceil mode's extra rows).
+* ``avgpool_global`` / ``maxpool_global``: ``[N,C,H,W] -> [N,C]``, mean / max over H and W.
+* ``gemm``/``resize``: ``(x[N,C,H,W], ah[Ho,H], aw[Wo,W]) -> [N,C,Ho,Wo]``, ``out[n, c] =
+  ah @ x[n, c] @ aw^T``: the interpolation matrices are weights (the ONNX importer builds them
+  from Resize's mode and coordinate mapping), the kernel is two GEMMs.
 
 FLOPs of the elementwise functions, per output element unless said otherwise (a documented
 convention, close to what the kernels do): ``relu``, ``relu6``, ``add``, ``mul`` and
 ``permute`` 1 (a permute does no arithmetic; the nominal 1 keeps every operator's cost
 positive); ``softmax`` 5 (max, subtract, exp, sum, divide); ``gelu`` 8 (the cube, two
 multiply-adds, tanh, add, two multiplies); ``layernorm`` 8 (mean, subtract, square, mean,
-rsqrt, scale, gamma, beta); ``maxpool`` ``k*k`` (one compare per tap); ``avgpool_global`` 1
-per *input* element.
+rsqrt, scale, gamma, beta); ``maxpool`` and ``avgpool`` ``kh*kw`` (one compare or add per
+tap); ``avgpool_global`` and ``maxpool_global`` 1 per *input* element. ``conv2d`` ``2 *
+out * C//groups * R * S``; ``conv_transpose2d`` ``2 * (N*C*H*W) * K//groups * R * S`` (per
+input element); ``resize`` ``2 * N*C*H*Wo*W + 2 * N*C*Ho*Wo*H`` (its two GEMMs).
 """
 
 from __future__ import annotations

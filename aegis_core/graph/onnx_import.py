@@ -9,13 +9,19 @@ never needs it otherwise), fixes every dynamic input dimension from ``batch`` an
   ``onnx.reference`` and becomes a constant: the shape sub-graphs exporters write
   (``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``) fold away;
 * ``BatchNormalization`` right after a ``Conv`` whose output nothing else reads is folded into
-  the convolution's weight and bias; any other 4-D BatchNormalization is a depthwise 1x1 conv;
+  the convolution's weight and bias; any other is a depthwise 1x1 conv (a ``[N, C]`` or
+  ``[N, C, L]`` input seen as ``[N, C, 1, 1]`` / ``[N, C, L, 1]``);
 * ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` and ``Dropout`` are views:
   they cost nothing until an operator needs the tensor in that shape, when one ``permute``
   (a contiguous copy) is emitted;
 * every other node maps onto IR operators (``Gemm`` / ``MatMul`` with a constant right side
   are ``linear``, a constant operand of ``Add`` / ``Mul`` / ``Sub`` / ``Div`` is broadcast to a
   weight of the activation's shape).
+* the spatial ops take any 2-D geometry: ``Conv`` / ``ConvTranspose`` / ``MaxPool`` /
+  ``AveragePool`` with per-axis strides, asymmetric pads, dilations, ``auto_pad`` (made
+  explicit pads here), ``ceil_mode``, ``output_padding`` / ``output_shape``; ``Resize`` /
+  ``Upsample`` (nearest, linear; from constant scales or sizes) become a ``resize`` whose
+  interpolation matrices are weights built here (:func:`_interpolation`).
 
 The weights are returned beside the graph (:class:`ImportedModel.params`, float32 NumPy arrays
 keyed by weight tensor name): the IR stays weights-free, as for builtins, whose weights
@@ -508,13 +514,15 @@ def _batchnorm(b: _Builder, node: Any) -> None:
         b.params[op["inputs"][2]] = (bias * scale + shift).astype(np.float32)
         b.put(node.output[0], x.ir, x.shape)
         return
-    if len(x.shape) != 4:
+    if len(x.shape) not in (2, 3, 4):
         raise _NodeError(f"BatchNormalization of a {len(x.shape)}-D input is not supported")
     c = x.shape[1]
     wn = b.weight(f"{node.output[0]}:w", scale.reshape(c, 1, 1, 1))
     bn = b.weight(f"{node.output[0]}:b", shift)
     attrs1 = {"stride": 1, "pad": 0, "groups": c}
-    b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], attrs1, node.output[0]))
+    image = _Val(x.ir, (*x.shape, *(1,) * (4 - len(x.shape))))  # [N,C] / [N,C,L] seen 4-D
+    out = b.emit("conv2d", [b.ir(image), wn, bn], attrs1, node.output[0])
+    b.put(node.output[0], out, x.shape)
 
 
 _BN_INPUTS = ("scale", "B", "input_mean", "input_var")
