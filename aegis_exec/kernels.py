@@ -371,16 +371,27 @@ def maxpool_global(xp: ModuleType, x: Array, out: Array) -> None:
 
 
 def resize(
-    xp: ModuleType, x: Array, ah: Array, aw: Array, out: Array, *, awt: Array, tmp: Array
+    xp: ModuleType,
+    x: Array,
+    ah: Array,
+    aw: Array,
+    out: Array,
+    *,
+    awt: Array,
+    ahb: Array,
+    tmp: Array,
 ) -> None:
     """``out[n, c] = ah @ x[n, c] @ aw^T``: two GEMMs, first along W (all rows at once into
-    ``tmp``, by ``awt``, the transposed ``aw`` copied C-contiguous), then along H (``ah``
-    times every ``[H, Wo]`` plane, a batch-broadcast product)."""
+    ``tmp``, by ``awt``: ``aw`` transposed, copied C-contiguous), then along H per sample
+    (``ahb``: ``ah`` copied once per channel, so that the product has equal batch shapes and
+    CuPy builds no pointer arrays)."""
     n, c, h, w = x.shape
-    ho, wo = out.shape[2], out.shape[3]
+    wo = out.shape[3]
     xp.copyto(awt, aw.T)
+    xp.copyto(ahb, ah)
     xp.matmul(x.reshape(n * c * h, w), awt, out=tmp.reshape(n * c * h, wo))
-    xp.matmul(ah, tmp.reshape(n * c, h, wo), out=out.reshape(n * c, ho, wo))
+    for i in range(n):
+        xp.matmul(ahb, tmp[i], out=out[i])
 
 
 # --- end spatial ops ------------------------------------------------------------------------

@@ -329,7 +329,7 @@ def test_a_second_run_of_the_spatial_kernels_allocates_no_array(tmp_path: Path) 
         tracemalloc.stop()
         np.setbufsize(old)
     # every activation but the [8, 8] output, and every scratch buffer but the weight-sized
-    # ones (wt, awt, mask, count), is at least 8x6x12x6 floats: 13.5 KiB
+    # ones (wt, awt, ahb, mask, count), is at least 8x6x12x6 floats: 13.5 KiB
     assert peak - before < 8 * 1024
     assert after - before < 1024
 
@@ -356,7 +356,7 @@ def test_scratch_shapes_of_the_spatial_ops(tmp_path: Path) -> None:
         "count": (1, 1, 13, 6),
     }
     # resize 13x6 by 1.5 x 2: 19x12
-    assert ws["resize"] == {"awt": (6, 12), "tmp": (2, 8, 13, 12)}
+    assert ws["resize"] == {"awt": (6, 12), "ahb": (8, 19, 13), "tmp": (2, 8, 13, 12)}
     assert ws["maxpool_global"] == {}
 
     node = helper.make_node(

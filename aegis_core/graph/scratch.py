@@ -83,11 +83,11 @@ def _uneven(win: Window, x: tuple[int, ...], include_pad: int) -> bool:
 
 
 def _resize(op: Op, graph: Graph) -> Shapes:
-    """``awt`` ``[W, Wo]`` (the column matrix transposed) and ``tmp`` ``[N, C, H, Wo]`` (the
-    input resized along W)."""
+    """``awt`` ``[W, Wo]`` (the column matrix transposed), ``ahb`` ``[C, Ho, H]`` (the row
+    matrix once per channel) and ``tmp`` ``[N, C, H, Wo]`` (the input resized along W)."""
     x = graph.tensors[op.inputs[0]].shape
-    wo = graph.tensors[op.inputs[2]].shape[0]
-    return {"awt": (x[3], wo), "tmp": (*x[:3], wo)}
+    ho, wo = graph.tensors[op.inputs[1]].shape[0], graph.tensors[op.inputs[2]].shape[0]
+    return {"awt": (x[3], wo), "ahb": (x[1], ho, x[2]), "tmp": (*x[:3], wo)}
 
 
 _SPATIAL: dict[str, Callable[[Op, Graph], Shapes]] = {
