@@ -567,3 +567,48 @@ def test_batchnorm_of_a_5d_input_is_refused(tmp_path: Path) -> None:
     node = helper.make_node("BatchNormalization", ["x", "g", "be", "m", "v"], ["y"], name="bn")
     path = save(tmp_path, [node], _bn_inits(rng, 2), [1, 2, 3, 3, 3])
     _refused(path, r"node 'bn' \(BatchNormalization\): BatchNormalization of a 5-D input")
+
+
+# --- the same on a GPU with CuPy (skipped without one) ---------------------------------------
+
+
+@pytest.mark.gpu
+def test_cupy_runs_the_spatial_network_without_allocating(tmp_path: Path) -> None:
+    from test_kernels import _cupy, rel_err
+
+    cp = _cupy()
+    g = import_onnx(_network(tmp_path), batch=2).graph
+    pool = cp.get_default_memory_pool()
+    mallocs: list[int] = []
+
+    def counting(size: int) -> Any:
+        mallocs.append(size)
+        return pool.malloc(size)
+
+    cg = K.CompiledGraph(g, cp, seed=7)
+    cg.run()
+    cp.cuda.Device().synchronize()
+    cp.cuda.set_allocator(counting)
+    try:
+        cg.run()
+        cp.cuda.Device().synchronize()
+    finally:
+        cp.cuda.set_allocator(pool.malloc)
+    assert mallocs == []
+    params, x = K.init_params(g, seed=7)
+    assert rel_err(cp.asnumpy(cg.output), K.reference(g, params, x)) < 1e-4
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:  # the pools (no GEMM) replay from a CUDA graph
+        for i, op in enumerate(g.ops):
+            if op.kind != "elementwise":
+                continue
+            expected = cp.asnumpy(cg.tensors[op.output])
+            stream.begin_capture()
+            try:
+                cg.run(range(i, i + 1))
+            finally:
+                graph = stream.end_capture()
+            cg.tensors[op.output][...] = cp.nan
+            graph.launch()
+            stream.synchronize()
+            assert np.array_equal(cp.asnumpy(cg.tensors[op.output]), expected), op.name
