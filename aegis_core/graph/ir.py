@@ -752,8 +752,8 @@ def _infer_resize(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> t
     return (x[0], x[1], ah[0], aw[0])
 
 
-_SPATIAL_INFER: dict[str, Callable[[Mapping[str, Any], Sequence[tuple[int, ...]]], tuple[int, ...]]]
-_SPATIAL_INFER = {
+_Shapes = Sequence[tuple[int, ...]]
+_SPATIAL_INFER: dict[str, Callable[[Mapping[str, Any], _Shapes], tuple[int, ...]]] = {
     "conv2d": _infer_conv,
     "conv_transpose2d": _infer_conv_transpose,
     "maxpool": _infer_pool,
@@ -770,7 +770,7 @@ def _taps(attrs: Mapping[str, Any]) -> int:
     return kh * kw
 
 
-_SPATIAL_FLOPS: dict[str, Callable[[Mapping[str, Any], Sequence[tuple[int, ...]], int], int]] = {
+_SPATIAL_FLOPS: dict[str, Callable[[Mapping[str, Any], _Shapes, int], int]] = {
     "conv2d": lambda a, ins, out: 2 * out * _prod(ins[1][1:]),
     "conv_transpose2d": lambda a, ins, out: 2 * _prod(ins[0]) * _prod(ins[1][1:]),
     "maxpool": lambda a, ins, out: out * _taps(a),
