@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.graph.ir import Graph, Op
+from aegis_core.graph.ir import Graph, Op, Window, window
 from aegis_core.graph.scratch import scratch_shapes as workspace
 from aegis_core.graph.weights import load_weights
 from aegis_core.memory.planner import ws_key
@@ -32,10 +32,12 @@ from .arena import Placement, address
 __all__ = [
     "CompiledGraph",
     "add",
+    "avgpool",
     "avgpool_global",
     "clip",
     "concat",
     "conv2d",
+    "conv_transpose2d",
     "div",
     "erf",
     "exp",
@@ -49,6 +51,7 @@ __all__ = [
     "linear",
     "matmul",
     "maxpool",
+    "maxpool_global",
     "mul",
     "permute",
     "pow_",
@@ -56,6 +59,7 @@ __all__ = [
     "reference",
     "relu",
     "relu6",
+    "resize",
     "sigmoid",
     "slice_",
     "softmax",
@@ -72,69 +76,6 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 # --- kernels ------------------------------------------------------------------------------
-
-
-def _pad_into(xp: ModuleType, x: Array, padded: Array, pad: int, value: float) -> None:
-    """``padded`` = ``x`` surrounded by ``pad`` rows/columns of ``value`` (NCHW)."""
-    hp, wp = padded.shape[2], padded.shape[3]
-    padded[:, :, :pad, :].fill(value)
-    padded[:, :, hp - pad :, :].fill(value)
-    padded[:, :, pad : hp - pad, :pad].fill(value)
-    padded[:, :, pad : hp - pad, wp - pad :].fill(value)
-    xp.copyto(padded[:, :, pad : hp - pad, pad : wp - pad], x)
-
-
-def _im2col(xp: ModuleType, src: Array, cols: Array, rs: tuple[int, int], stride: int) -> None:
-    """``cols[n, g, (c, r, s), (p, q)] = src[n, g*Cg + c, p*stride + r, q*stride + s]``."""
-    n, groups, _, _ = cols.shape
-    c, r, s = src.shape[1] // groups, rs[0], rs[1]
-    sn, sc, sh, sw = src.strides
-    p = (src.shape[2] - r) // stride + 1
-    q = (src.shape[3] - s) // stride + 1
-    view = xp.lib.stride_tricks.as_strided(
-        src,
-        shape=(n, groups, c, r, s, p, q),
-        strides=(sn, c * sc, sc, sh, sw, stride * sh, stride * sw),
-    )
-    xp.copyto(cols.reshape(n, groups, c, r, s, p, q), view)
-
-
-def conv2d(
-    xp: ModuleType,
-    x: Array,
-    w: Array,
-    b: Array,
-    out: Array,
-    *,
-    stride: int,
-    pad: int,
-    groups: int,
-    padded: Array | None = None,
-    cols: Array | None = None,
-) -> None:
-    """``out = conv(x, w) + b`` by im2col + GEMM. ``padded`` is needed when ``pad > 0``;
-    ``cols`` may be None for a pointwise conv (1x1, stride 1, no pad), which multiplies ``x``
-    directly."""
-    n, c, h, wd = x.shape
-    k, r, s = w.shape[0], w.shape[2], w.shape[3]
-    kg, pq = k // groups, out.shape[2] * out.shape[3]
-    src = x
-    if pad:
-        _pad_into(xp, x, padded, pad, 0.0)
-        src = padded
-    if cols is None:
-        cols = src.reshape(n, groups, c // groups, h * wd)
-    else:
-        _im2col(xp, src, cols, (r, s), stride)
-    wg = w.reshape(groups, kg, -1)
-    out4 = out.reshape(n, groups, kg, pq)
-    for i in range(n):
-        if groups == 1:
-            xp.matmul(wg[0], cols[i, 0], out=out4[i, 0])
-        else:
-            xp.matmul(wg, cols[i], out=out4[i])
-    out3 = out.reshape(n, k, pq)
-    xp.add(out3, b.reshape(k, 1), out=out3)
 
 
 def linear(xp: ModuleType, a: Array, w: Array, b: Array, out: Array) -> None:
@@ -228,31 +169,217 @@ def layernorm(
     xp.add(out, beta, out=out)
 
 
+def permute(
+    xp: ModuleType, x: Array, out: Array, *, view: tuple[int, ...], axes: tuple[int, ...]
+) -> None:
+    """``out = x.reshape(view).transpose(axes)``, contiguous, seen with ``out``'s shape."""
+    shape = tuple(view[a] for a in axes)
+    xp.copyto(out.reshape(shape), x.reshape(view).transpose(axes))
+
+
+# --- spatial ops: convolutions, pools, resize -----------------------------------------------
+
+
+def _pad_into(xp: ModuleType, x: Array, padded: Array, top: int, left: int, value: float) -> None:
+    """``padded`` = ``x`` placed at ``(top, left)``, every other element ``value`` (NCHW)."""
+    h, w = x.shape[2], x.shape[3]
+    padded[:, :, :top, :].fill(value)
+    padded[:, :, top + h :, :].fill(value)
+    padded[:, :, top : top + h, :left].fill(value)
+    padded[:, :, top : top + h, left + w :].fill(value)
+    xp.copyto(padded[:, :, top : top + h, left : left + w], x)
+
+
+def _source(
+    xp: ModuleType, x: Array, win: Window, padded: Array | None, value: float = 0.0
+) -> Array:
+    """The input as the windows see it: ``padded`` filled (pads ``value``), else ``x``."""
+    if padded is None:
+        return x
+    _pad_into(xp, x, padded, win.pad[0], win.pad[1], value)
+    return padded
+
+
+def _tap(src: Array, win: Window, r: int, s: int, pq: tuple[int, int]) -> Array:
+    """The ``[N, C, P, Q]`` view of ``src`` that window tap ``(r, s)`` reads."""
+    (sh, sw), (dh, dw), (p, q) = win.stride, win.dilation, pq
+    h0, w0 = r * dh, s * dw
+    return src[:, :, h0 : h0 + sh * (p - 1) + 1 : sh, w0 : w0 + sw * (q - 1) + 1 : sw]
+
+
+def _im2col(xp: ModuleType, src: Array, cols: Array, win: Window, pq: tuple[int, int]) -> None:
+    """``cols[n, g, (c, r, s), (p, q)] = src[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]``."""
+    n, groups, _, _ = cols.shape
+    c, (r, s), (p, q) = src.shape[1] // groups, win.k, pq
+    sn, sc, sh, sw = src.strides
+    view = xp.lib.stride_tricks.as_strided(
+        src,
+        shape=(n, groups, c, r, s, p, q),
+        strides=(
+            sn,
+            c * sc,
+            sc,
+            win.dilation[0] * sh,
+            win.dilation[1] * sw,
+            win.stride[0] * sh,
+            win.stride[1] * sw,
+        ),
+    )
+    xp.copyto(cols.reshape(n, groups, c, r, s, p, q), view)
+
+
+def conv2d(
+    xp: ModuleType,
+    x: Array,
+    w: Array,
+    b: Array,
+    out: Array,
+    *,
+    stride: Any,
+    pad: Any,
+    groups: int,
+    dilation: Any = 1,
+    padded: Array | None = None,
+    cols: Array | None = None,
+) -> None:
+    """``out = conv(x, w) + b`` by im2col + GEMM, geometry from :func:`ir.window`.
+    ``padded`` is needed when padded; ``cols`` may be None for a pointwise conv (1x1,
+    stride 1, no pad), which multiplies ``x`` directly."""
+    n, c, h, wd = x.shape
+    k, r, s = w.shape[0], w.shape[2], w.shape[3]
+    win = window({"stride": stride, "pad": pad, "dilation": dilation}, (r, s))
+    kg, pq = k // groups, out.shape[2] * out.shape[3]
+    src = _source(xp, x, win, padded)
+    if cols is None:
+        cols = src.reshape(n, groups, c // groups, h * wd)
+    else:
+        _im2col(xp, src, cols, win, (out.shape[2], out.shape[3]))
+    wg = w.reshape(groups, kg, -1)
+    out4 = out.reshape(n, groups, kg, pq)
+    for i in range(n):
+        if groups == 1:
+            xp.matmul(wg[0], cols[i, 0], out=out4[i, 0])
+        else:
+            xp.matmul(wg, cols[i], out=out4[i])
+    out3 = out.reshape(n, k, pq)
+    xp.add(out3, b.reshape(k, 1), out=out3)
+
+
+def conv_transpose2d(
+    xp: ModuleType,
+    x: Array,
+    w: Array,
+    b: Array,
+    out: Array,
+    *,
+    stride: Any,
+    pad: Any,
+    dilation: Any,
+    output_padding: Any,
+    groups: int,
+    wt: Array,
+    cols: Array,
+    full: Array | None = None,
+) -> None:
+    """``out`` = the transposed convolution of ``x`` by ``w[C, K//groups, R, S]``, plus ``b``:
+    per group one GEMM ``cols = w_g^T @ x_g`` (every input pixel's contribution to every
+    tap), then col2im: tap ``(r, s)`` of ``cols`` is added at stride into the uncropped
+    output (``full``, or ``out`` itself when nothing is cropped), finally cropped by the
+    pads. ``wt`` holds the weight transposed per group (copied here: a GEMM operand must be
+    C-contiguous)."""
+    n, c, h, wd = x.shape
+    kg, r, s = w.shape[1], w.shape[2], w.shape[3]
+    k, cg = kg * groups, c // groups
+    win = window(
+        {"stride": stride, "pad": pad, "dilation": dilation, "output_padding": output_padding},
+        (r, s),
+    )
+    xp.copyto(wt, w.reshape(groups, cg, kg * r * s).transpose(0, 2, 1))
+    x3 = x.reshape(n, groups, cg, h * wd)
+    for i in range(n):
+        if groups == 1:
+            xp.matmul(wt[0], x3[i, 0], out=cols[i, 0])
+        else:
+            xp.matmul(wt, x3[i], out=cols[i])
+    dst = out if full is None else full
+    dst.fill(0.0)
+    taps = cols.reshape(n, k, r, s, h, wd)
+    for ri in range(r):
+        for si in range(s):
+            view = _tap(dst, win, ri, si, (h, wd))
+            xp.add(view, taps[:, :, ri, si], out=view)
+    if full is not None:
+        top, left = win.pad[0], win.pad[1]
+        xp.copyto(out, full[:, :, top : top + out.shape[2], left : left + out.shape[3]])
+    xp.add(out, b.reshape(1, k, 1, 1), out=out)
+
+
+def _pool_taps(
+    xp: ModuleType, src: Array, out: Array, win: Window, reduce: Callable[..., Any]
+) -> None:
+    """``out`` = ``reduce`` (``xp.maximum`` or ``xp.add``) over the window taps of ``src``."""
+    pq = (out.shape[2], out.shape[3])
+    for r in range(win.k[0]):
+        for s in range(win.k[1]):
+            tap = _tap(src, win, r, s, pq)
+            if r == 0 and s == 0:
+                xp.copyto(out, tap)
+            else:
+                reduce(out, tap, out=out)
+
+
 def maxpool(
     xp: ModuleType,
     x: Array,
     out: Array,
     *,
-    k: int,
-    stride: int,
-    pad: int,
+    k: Any,
+    stride: Any,
+    pad: Any,
+    dilation: Any = 1,
+    ceil_mode: int = 0,
     padded: Array | None = None,
 ) -> None:
-    """Max over ``k x k`` windows (padding is -inf): one ``maximum`` per tap."""
-    src = x
-    if pad:
-        _pad_into(xp, x, padded, pad, -math.inf)
-        src = padded
-    p, q = out.shape[2], out.shape[3]
-    for r in range(k):
-        for s in range(k):
-            tap = src[
-                :, :, r : r + stride * (p - 1) + 1 : stride, s : s + stride * (q - 1) + 1 : stride
-            ]
-            if r == 0 and s == 0:
-                xp.copyto(out, tap)
-            else:
-                xp.maximum(out, tap, out=out)
+    """Max over the windows (padding, ceil mode's included, is -inf): one ``maximum`` per
+    tap."""
+    win = window({"k": k, "stride": stride, "pad": pad, "dilation": dilation})
+    _pool_taps(xp, _source(xp, x, win, padded, -math.inf), out, win, xp.maximum)
+
+
+def avgpool(
+    xp: ModuleType,
+    x: Array,
+    out: Array,
+    *,
+    k: Any,
+    stride: Any,
+    pad: Any,
+    dilation: Any,
+    ceil_mode: int,
+    count_include_pad: int,
+    padded: Array | None = None,
+    mask: Array | None = None,
+    count: Array | None = None,
+) -> None:
+    """Mean over the windows: the sum of the taps (padding is 0) divided by the number of
+    counted elements — ``kh*kw`` when every window counts as many (no ``mask``), else the
+    taps of ``mask`` (1 on the input, and on the declared pads with ``count_include_pad``;
+    never on ceil mode's extra rows) summed into ``count``."""
+    win = window({"k": k, "stride": stride, "pad": pad, "dilation": dilation})
+    _pool_taps(xp, _source(xp, x, win, padded), out, win, xp.add)
+    if mask is None or count is None:
+        xp.multiply(out, 1.0 / (win.k[0] * win.k[1]), out=out)
+        return
+    h, w = x.shape[2], x.shape[3]
+    top, left, bottom, right = win.pad
+    mask.fill(0.0)
+    if count_include_pad:
+        mask[:, :, : top + h + bottom, : left + w + right].fill(1.0)
+    else:
+        mask[:, :, top : top + h, left : left + w].fill(1.0)
+    _pool_taps(xp, mask, count, win, xp.add)
+    xp.maximum(count, 1.0, out=count)
+    xp.divide(out, count, out=out)
 
 
 def avgpool_global(xp: ModuleType, x: Array, out: Array) -> None:
@@ -261,12 +388,37 @@ def avgpool_global(xp: ModuleType, x: Array, out: Array) -> None:
     xp.mean(x.reshape(n, c, -1, 1), axis=-2, out=out.reshape(n, c, 1))
 
 
-def permute(
-    xp: ModuleType, x: Array, out: Array, *, view: tuple[int, ...], axes: tuple[int, ...]
+def maxpool_global(xp: ModuleType, x: Array, out: Array) -> None:
+    """``[N, C, H, W] -> [N, C]`` max over the spatial axes."""
+    n, c = x.shape[0], x.shape[1]
+    xp.max(x.reshape(n, c, -1, 1), axis=-2, out=out.reshape(n, c, 1))
+
+
+def resize(
+    xp: ModuleType,
+    x: Array,
+    ah: Array,
+    aw: Array,
+    out: Array,
+    *,
+    awt: Array,
+    ahb: Array,
+    tmp: Array,
 ) -> None:
-    """``out = x.reshape(view).transpose(axes)``, contiguous, seen with ``out``'s shape."""
-    shape = tuple(view[a] for a in axes)
-    xp.copyto(out.reshape(shape), x.reshape(view).transpose(axes))
+    """``out[n, c] = ah @ x[n, c] @ aw^T``: two GEMMs, first along W (all rows at once into
+    ``tmp``, by ``awt``: ``aw`` transposed, copied C-contiguous), then along H per sample
+    (``ahb``: ``ah`` copied once per channel, so that the product has equal batch shapes and
+    CuPy builds no pointer arrays)."""
+    n, c, h, w = x.shape
+    wo = out.shape[3]
+    xp.copyto(awt, aw.T)
+    xp.copyto(ahb, ah)
+    xp.matmul(x.reshape(n * c * h, w), awt, out=tmp.reshape(n * c * h, wo))
+    for i in range(n):
+        xp.matmul(ahb, tmp[i], out=out[i])
+
+
+# --- end spatial ops ------------------------------------------------------------------------
 
 
 # --- elem ops: broadcasting binaries, unaries, reductions, shape ops -----------------------
@@ -477,12 +629,18 @@ _KERNELS: dict[str, Callable[..., None]] = {
     "gather": gather,
     "expand": expand,
     # --- end elem ops ---
+    # --- spatial ops ---
+    "conv_transpose2d": conv_transpose2d,
+    "avgpool": avgpool,
+    "maxpool_global": maxpool_global,
+    "resize": resize,
+    # --- end spatial ops ---
 }
 _ATTRS: dict[str, dict[str, Any]] = {
-    "conv2d": {"stride": 1, "pad": 0, "groups": 1},
+    "conv2d": {"stride": 1, "pad": 0, "groups": 1, "dilation": 1},
     "matmul": {"scale": None},
     "layernorm": {"eps": 1e-5},
-    "maxpool": {"k": 1, "stride": 1, "pad": 0},
+    "maxpool": {"k": 1, "stride": 1, "pad": 0, "dilation": 1, "ceil_mode": 0},
     "permute": {"view": (), "axes": ()},
     # --- elem ops ---
     "gelu": {"approximate": "tanh"},
@@ -495,6 +653,23 @@ _ATTRS: dict[str, dict[str, Any]] = {
     "gather": {"axis": 0, "indices": (), "scalar": 0},
     "expand": {"shape": ()},
     # --- end elem ops ---
+    # --- spatial ops ---
+    "conv_transpose2d": {
+        "stride": 1,
+        "pad": 0,
+        "dilation": 1,
+        "output_padding": 0,
+        "groups": 1,
+    },
+    "avgpool": {
+        "k": 1,
+        "stride": 1,
+        "pad": 0,
+        "dilation": 1,
+        "ceil_mode": 0,
+        "count_include_pad": 0,
+    },
+    # --- end spatial ops ---
 }
 """Keyword attributes each kernel takes, with their defaults."""
 
@@ -619,44 +794,13 @@ def _empty(xp: ModuleType, shape: tuple[int, ...]) -> Array:
 # --- float64 reference --------------------------------------------------------------------
 
 
-def _ref_conv(x: Any, w: Any, b: Any, op: Op) -> Any:
-    stride, pad, g = op.attr("stride", 1), op.attr("pad", 0), op.attr("groups", 1)
-    n, c = x.shape[:2]
-    k, cg, r_, s_ = w.shape
-    xp_ = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    p = (xp_.shape[2] - r_) // stride + 1
-    q = (xp_.shape[3] - s_) // stride + 1
-    wg = w.reshape(g, k // g, cg, r_, s_)
-    out = np.zeros((n, g, k // g, p, q))
-    for r in range(r_):
-        for s in range(s_):
-            tap = xp_[
-                :, :, r : r + stride * (p - 1) + 1 : stride, s : s + stride * (q - 1) + 1 : stride
-            ]
-            out += np.einsum("ngcpq,gkc->ngkpq", tap.reshape(n, g, c // g, p, q), wg[:, :, :, r, s])
-    return out.reshape(n, k, p, q) + b.reshape(1, k, 1, 1)
-
-
-def _ref_maxpool(x: Any, op: Op) -> Any:
-    k, stride, pad = op.attr("k"), op.attr("stride"), op.attr("pad")
-    xp_ = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
-    p = (xp_.shape[2] - k) // stride + 1
-    q = (xp_.shape[3] - k) // stride + 1
-    taps = [
-        xp_[:, :, r : r + stride * (p - 1) + 1 : stride, s : s + stride * (q - 1) + 1 : stride]
-        for r in range(k)
-        for s in range(k)
-    ]
-    return np.max(np.stack(taps), axis=0)
-
-
 def _ref_op(op: Op, ins: list[Any], out_shape: tuple[int, ...]) -> Any:
     x = ins[0]
     fn = op.fn
     if fn in _ELEM_REF:
         return _ELEM_REF[fn](op, ins, out_shape)
-    if fn == "conv2d":
-        return _ref_conv(x, ins[1], ins[2], op)
+    if fn in _REF_SPATIAL:
+        return _REF_SPATIAL[fn](op, ins, out_shape)
     if fn == "linear":
         return x @ ins[1] + ins[2]
     if fn == "relu":
@@ -667,10 +811,6 @@ def _ref_op(op: Op, ins: list[Any], out_shape: tuple[int, ...]) -> Any:
         mu = x.mean(axis=-1, keepdims=True)
         var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
         return (x - mu) / np.sqrt(var + op.attr("eps", 1e-5)) * ins[1] + ins[2]
-    if fn == "maxpool":
-        return _ref_maxpool(x, op)
-    if fn == "avgpool_global":
-        return x.mean(axis=(2, 3))
     if fn == "permute":
         return x.reshape(op.attr("view")).transpose(op.attr("axes")).reshape(out_shape)
     raise ValueError(f"unknown operator function {fn!r}")
@@ -764,3 +904,92 @@ def reference(graph: Graph, params: Mapping[str, np.ndarray], x: np.ndarray) -> 
         shape = graph.tensors[op.output].shape
         values[op.output] = _ref_op(op, [values[i] for i in op.inputs], shape)
     return np.asarray(values[graph.output])
+
+
+# --- spatial ops: float64 references -------------------------------------------------------
+
+
+def _ref_window(op: Op, ins: list[Any]) -> Window:
+    w = ins[1].shape if op.fn.startswith("conv") else None
+    return window(dict(op.attrs), None if w is None else (w[2], w[3]))
+
+
+def _ref_conv(x: Any, w: Any, b: Any, op: Op) -> Any:
+    """Direct convolution: one einsum per tap over the zero-padded input."""
+    win, g = _ref_window(op, [x, w]), op.attr("groups", 1)
+    top, left, bottom, right = win.pad
+    n, c = x.shape[:2]
+    k, cg, r_, s_ = w.shape
+    xp_ = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    p, q = win.out(x.shape[2], x.shape[3])
+    wg = w.reshape(g, k // g, cg, r_, s_)
+    out = np.zeros((n, g, k // g, p, q))
+    for r in range(r_):
+        for s in range(s_):
+            tap = _tap(xp_, win, r, s, (p, q))
+            out += np.einsum("ngcpq,gkc->ngkpq", tap.reshape(n, g, c // g, p, q), wg[:, :, :, r, s])
+    return out.reshape(n, k, p, q) + b.reshape(1, k, 1, 1)
+
+
+def _ref_conv_transpose(op: Op, ins: list[Any], out_shape: tuple[int, ...]) -> Any:
+    """The transposed convolution as a plain convolution (stride 1, same dilation) of the
+    input with ``stride - 1`` zeros inserted between its elements, padded by ``extent - 1 -
+    pad`` (``+ output_padding`` at the bottom/right), by the flipped, channel-swapped kernel."""
+    x, w, b = ins
+    win, g = _ref_window(op, ins), op.attr("groups", 1)
+    n, c, h, wd = x.shape
+    _, kg, r, s = w.shape
+    (sh, sw), (eh, ew), (oh, ow) = win.stride, win.extent, win.output_padding
+    up = np.zeros((n, c, sh * (h - 1) + 1, sw * (wd - 1) + 1))
+    up[:, :, ::sh, ::sw] = x
+    top, left, bottom, right = win.pad
+    want = (eh - 1 - top, ew - 1 - left, eh - 1 - bottom + oh, ew - 1 - right + ow)
+    grow = [max(v, 0) for v in want]
+    up = np.pad(up, ((0, 0), (0, 0), (grow[0], grow[2]), (grow[1], grow[3])))
+    cut = [g_ - v for g_, v in zip(grow, want, strict=True)]
+    up = up[:, :, cut[0] : up.shape[2] - cut[2], cut[1] : up.shape[3] - cut[3]]
+    flipped = w.reshape(g, c // g, kg, r, s).transpose(0, 2, 1, 3, 4).reshape(g * kg, c // g, r, s)
+    flipped = flipped[:, :, ::-1, ::-1]
+    conv = Op("ref", "conv2d", "conv2d", (), "", (("groups", g), ("dilation", win.dilation)))
+    return _ref_conv(up, flipped, b, conv)
+
+
+def _ref_pool(op: Op, ins: list[Any], out_shape: tuple[int, ...]) -> Any:
+    """Pools by index arithmetic: every tap's input row/column, whether it is inside the
+    input, and (average) the counted elements per window."""
+    x, win = ins[0], window(dict(op.attrs))
+    h, w = x.shape[2], x.shape[3]
+    p, q = win.out(h, w)
+    top, left, bottom, right = win.pad
+    ih = np.arange(p)[:, None] * win.stride[0] - top + np.arange(win.k[0]) * win.dilation[0]
+    iw = np.arange(q)[:, None] * win.stride[1] - left + np.arange(win.k[1]) * win.dilation[1]
+    inside = ((ih >= 0) & (ih < h))[:, :, None, None] & ((iw >= 0) & (iw < w))[None, None]
+    taps = x[:, :, np.clip(ih, 0, h - 1)][:, :, :, :, np.clip(iw, 0, w - 1)]  # N,C,P,kh,Q,kw
+    taps = taps.transpose(0, 1, 2, 4, 3, 5)  # N,C,P,Q,kh,kw
+    inside = inside.transpose(0, 2, 1, 3)
+    if op.fn == "maxpool":
+        return np.where(inside, taps, -np.inf).max(axis=(4, 5))
+    total = np.where(inside, taps, 0.0).sum(axis=(4, 5))
+    if op.attr("count_include_pad", 0):
+        declared = ((ih >= -top) & (ih < h + bottom))[:, :, None, None] & (
+            (iw >= -left) & (iw < w + right)
+        )[None, None]
+        return total / declared.transpose(0, 2, 1, 3).sum(axis=(2, 3))
+    return total / np.maximum(inside.sum(axis=(2, 3)), 1)
+
+
+def _ref_maxpool(x: Any, op: Op) -> Any:
+    return _ref_pool(op, [x], ())
+
+
+_REF_SPATIAL: dict[str, Callable[[Op, list[Any], tuple[int, ...]], Any]] = {
+    "conv2d": lambda op, ins, out: _ref_conv(ins[0], ins[1], ins[2], op),
+    "conv_transpose2d": _ref_conv_transpose,
+    "maxpool": _ref_pool,
+    "avgpool": _ref_pool,
+    "avgpool_global": lambda op, ins, out: ins[0].mean(axis=(2, 3)),
+    "maxpool_global": lambda op, ins, out: ins[0].max(axis=(2, 3)),
+    "resize": lambda op, ins, out: np.einsum("oh,nchw,pw->ncop", ins[1], ins[0], ins[2]),
+}
+
+# --- end spatial ops ------------------------------------------------------------------------

@@ -358,16 +358,18 @@ def _one_node(tmp_path: Path, node: Any, inits: list[Any] | None = None, rank: i
         ),
         (helper.make_node("Cos", ["x"], ["y"]), r"node '#0' \(Cos\): unsupported operator"),
         (
-            helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=1, name="mp"),
-            r"node 'mp' \(MaxPool\): unsupported attribute value ceil_mode=1",
+            helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], ceil_mode=2, name="mp"),
+            r"node 'mp' \(MaxPool\): unsupported attribute value ceil_mode=2",
         ),
         (
-            helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 3], name="mp"),
-            r"node 'mp' \(MaxPool\): unsupported attribute value kernel_shape",
+            helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[3] * 4, name="mp"),
+            r"node 'mp' \(MaxPool\): shapes the graph IR cannot take: pool pads",
         ),
         (
-            helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 0, 1, 0]),
-            r"node '#0' \(MaxPool\): strides \[1, 1\] and pads \[1, 0, 1, 0\]",
+            helper.make_node(
+                "MaxPool", ["x"], ["y"], kernel_shape=[3, 3], auto_pad="SAME_UPPER", pads=[1] * 4
+            ),
+            r"node '#0' \(MaxPool\): auto_pad SAME_UPPER with explicit pads \[1, 1, 1, 1\]",
         ),
         (
             helper.make_node("Flatten", ["x"], ["y"], axis=1, name="f", foo=3),
@@ -401,9 +403,9 @@ def test_unsupported_gemm_forms(tmp_path: Path) -> None:
 def test_unsupported_conv_attributes(tmp_path: Path) -> None:
     w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "w")
     cases = [
-        ({"dilations": [2, 2]}, "unsupported attribute value dilations=[2, 2]"),
-        ({"auto_pad": "SAME_UPPER"}, "unsupported attribute value auto_pad='SAME_UPPER'"),
-        ({"strides": [1, 2]}, "strides [1, 2]"),
+        ({"auto_pad": "FOO"}, "unsupported attribute value auto_pad='FOO'"),
+        ({"kernel_shape": [2, 2]}, "kernel_shape [2, 2] does not match the weight [4, 4, 3, 3]"),
+        ({"auto_pad": "SAME_LOWER", "pads": [1] * 4}, "auto_pad SAME_LOWER with explicit pads"),
     ]
     for attrs, match in cases:
         node = helper.make_node("Conv", ["x", "w"], ["y"], name="cv", **attrs)

@@ -7,13 +7,14 @@ cost a model without running it, and :mod:`aegis_exec.kernels` can run it on Num
 
 Operator kinds and functions (the exact semantics live in :mod:`aegis_exec.kernels`):
 
-* ``conv2d``/``conv2d``: inputs ``(x[N,C,H,W], w[K,C//groups,R,S], b[K])``, attrs ``stride``,
-  ``pad`` (symmetric), ``groups``; BatchNorm is folded into the bias, as in inference.
+* ``conv2d``/``conv2d``: inputs ``(x[N,C,H,W], w[K,C//groups,R,S], b[K])``, window attrs
+  (below) and ``groups``; BatchNorm is folded into the bias, as in inference.
+  ``conv2d``/``conv_transpose2d``: ``(x[N,C,H,W], w[C,K//groups,R,S], b[K])``, window attrs,
+  ``output_padding``, ``groups`` (ONNX ConvTranspose: the gradient of a conv2d).
 * ``gemm``/``linear``: ``(a[...,Kd], w[Kd,Nd], b[Nd]) -> [...,Nd]``; ``gemm``/``matmul``:
   ``(a[...,M,Kd], b[...,Kd,Nd]) -> [...,M,Nd]``, batch dims broadcast (NumPy rules; at most
   3 batch dims where the two differ), either operand a weight, optional ``scale``.
-* ``elementwise``: ``relu``, ``relu6``, ``layernorm`` (last axis, ``eps``), ``maxpool``
-  (``k``, ``stride``, ``pad``; padding is -inf), ``avgpool_global`` (``[N,C,H,W] -> [N,C]``)
+* ``elementwise``: ``relu``, ``relu6``, ``layernorm`` (last axis, ``eps``), the pools (below)
   and ``permute`` (``view``: the shape the input is first reshaped to, ``axes``: the
   permutation; the contiguous result is seen with the output tensor's shape), and:
 
@@ -36,6 +37,27 @@ Operator kinds and functions (the exact semantics live in :mod:`aegis_exec.kerne
     ``scalar`` (1: one index, and the axis is dropped; 0: the axis has ``len(indices)``).
   - ``expand``: attr ``shape``, the output's shape, to which the input broadcasts.
 
+Spatial functions (one helper, :func:`window`, decides their geometry for the shape rules,
+:mod:`aegis_core.graph.scratch` and the kernels alike). Window attrs: ``stride`` and
+``dilation`` an int or ``[h, w]`` (default 1), ``pad`` an int or ``[top, left, bottom,
+right]`` (default 0); the window spans ``dilation * (k - 1) + 1`` per axis and the output is
+``(size + pads - span) // stride + 1``. A graph file with the old int ``stride`` / ``pad``
+means the same as before.
+
+* ``conv_transpose2d``: output ``stride * (size - 1) + output_padding + span - pads``
+  (``output_padding [oh, ow]`` below ``stride`` or ``dilation``); every input pixel adds
+  ``w`` times itself at ``stride`` spacing into the output, then the pads are cropped.
+* ``maxpool`` (``x[N,C,H,W]``): ``k`` an int or ``[kh, kw]``, window attrs, ``ceil_mode``
+  0|1 (1: the output size rounds up, but a last window starting in the bottom/right padding
+  is dropped, as onnxruntime and PyTorch do; the rows it adds are padding too); padding is
+  -inf; each pad below the window span. ``avgpool``: the same, padding 0, divided by the
+  number of counted elements in the window: the input's (``count_include_pad`` 0) or the
+  input's and the declared pads' (1; never ceil mode's extra rows).
+* ``avgpool_global`` / ``maxpool_global``: ``[N,C,H,W] -> [N,C]``, mean / max over H and W.
+* ``gemm``/``resize``: ``(x[N,C,H,W], ah[Ho,H], aw[Wo,W]) -> [N,C,Ho,Wo]``, ``out[n, c] =
+  ah @ x[n, c] @ aw^T``: the interpolation matrices are weights (the ONNX importer builds them
+  from Resize's mode and coordinate mapping), the kernel is two GEMMs.
+
 FLOPs of the elementwise functions, per output element unless said otherwise (a documented
 convention, close to what the kernels do): ``relu``, ``relu6``, ``add``, ``sub``, ``mul``,
 ``div``, ``pow``, ``tanh``, ``sqrt``, ``exp`` 1 (the transcendental ones counted as one
@@ -45,8 +67,11 @@ arithmetic; the nominal 1 keeps every operator's cost positive); ``clip`` 2; ``s
 approximation the kernels use); ``softmax`` 5 (max, subtract, exp, sum, divide); ``gelu`` 8
 (the cube, two multiply-adds, tanh, add, two multiplies), 20 with ``approximate="none"``
 (erf, add, two multiplies); ``layernorm`` 8 (mean, subtract, square, mean, rsqrt, scale,
-gamma, beta); ``maxpool`` ``k*k`` (one compare per tap); ``avgpool_global`` and
-``reduce_mean`` 1 per *input* element.
+gamma, beta); ``maxpool`` and ``avgpool`` ``kh*kw`` (one compare or add per tap);
+``avgpool_global``, ``maxpool_global`` and ``reduce_mean`` 1 per *input* element.
+``conv2d`` ``2 * out * C//groups * R * S``; ``conv_transpose2d`` ``2 * (N*C*H*W) *
+K//groups * R * S`` (per input element); ``resize`` ``2 * N*C*H*Wo*W + 2 * N*C*Ho*Wo*H``
+(its two GEMMs).
 """
 
 from __future__ import annotations
@@ -61,7 +86,7 @@ from typing import Any
 
 from aegis_core.model.errors import InputError
 
-__all__ = ["FNS", "Graph", "Op", "Tensor", "WeightsRef", "load_graph"]
+__all__ = ["FNS", "Graph", "Op", "Tensor", "WeightsRef", "Window", "load_graph", "window"]
 
 ROLES = frozenset({"input", "weight", "activation"})
 DTYPE_BYTES = {"float32": 4, "float16": 2, "float64": 8}
@@ -98,6 +123,12 @@ FNS: dict[str, str] = {
     "gather": "elementwise",
     "expand": "elementwise",
     # --- end elem ops ---
+    # --- spatial ops ---
+    "conv_transpose2d": "conv2d",
+    "avgpool": "elementwise",
+    "maxpool_global": "elementwise",
+    "resize": "gemm",
+    # --- end spatial ops ---
 }
 """Every operator function and the kind it belongs to."""
 
@@ -166,24 +197,18 @@ class Op:
 # --- shape inference and cost: shared by the builder and by Graph validation -------------
 
 
-def _conv_out(h: int, k: int, stride: int, pad: int) -> int:
-    out = (h + 2 * pad - k) // stride + 1
-    if stride < 1 or pad < 0 or out < 1:
-        raise _ShapeError(f"window {k} stride {stride} pad {pad} does not fit extent {h}")
-    return out
-
-
 def _infer(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     """The output shape of ``fn`` on inputs of shapes ``ins`` (``permute``: its view's
     permuted shape); raises _ShapeError when they do not fit."""
     if fn in _ELEM_SHAPES:
         return _ELEM_SHAPES[fn](attrs, ins)
     want = {"conv2d": 3, "linear": 3, "layernorm": 3}
+    want.update(_SPATIAL_ARITY)
     if len(ins) != want.get(fn, 1):
         raise _ShapeError(f"{fn} takes {want.get(fn, 1)} inputs, got {len(ins)}")
     x = ins[0]
-    if fn == "conv2d":
-        return _infer_conv(attrs, x, ins[1], ins[2])
+    if fn in _SPATIAL_INFER:
+        return _SPATIAL_INFER[fn](attrs, ins)
     if fn == "linear":
         w, b = ins[1], ins[2]
         if len(x) < 1 or len(w) != 2 or x[-1] != w[0] or b != (w[1],):
@@ -191,15 +216,6 @@ def _infer(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) ->
         return (*x[:-1], w[1])
     if fn == "layernorm" and (len(x) < 1 or ins[1] != (x[-1],) or ins[2] != (x[-1],)):
         raise _ShapeError(f"layernorm of {x} with gamma {ins[1]} and beta {ins[2]}")
-    if fn in ("maxpool", "avgpool_global") and len(x) != 4:
-        raise _ShapeError(f"{fn} needs an [N,C,H,W] input, got {x}")
-    if fn == "maxpool":
-        k, s, p = attrs["k"], attrs["stride"], attrs["pad"]
-        if p > k // 2:
-            raise _ShapeError(f"maxpool pad {p} exceeds half the window {k}")
-        return (x[0], x[1], _conv_out(x[2], k, s, p), _conv_out(x[3], k, s, p))
-    if fn == "avgpool_global":
-        return x[:2]
     if fn == "permute":
         view, axes = tuple(attrs["view"]), tuple(attrs["axes"])
         if _prod(view) != _prod(x) or sorted(axes) != list(range(len(view))):
@@ -210,28 +226,12 @@ def _infer(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) ->
     return x
 
 
-def _infer_conv(
-    attrs: Mapping[str, Any], x: tuple[int, ...], w: tuple[int, ...], b: tuple[int, ...]
-) -> tuple[int, ...]:
-    g, s, p = attrs.get("groups", 1), attrs.get("stride", 1), attrs.get("pad", 0)
-    if len(x) != 4 or len(w) != 4 or g < 1 or x[1] % g or w[0] % g or w[1] != x[1] // g:
-        raise _ShapeError(f"conv2d of {x} with weight {w} and groups {g}")
-    if b != (w[0],):
-        raise _ShapeError(f"conv2d bias {b} for {w[0]} output channels")
-    return (x[0], w[0], _conv_out(x[2], w[2], s, p), _conv_out(x[3], w[3], s, p))
-
-
 def _flops(fn: str, attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]], out: int) -> int:
     """FLOPs of ``fn`` given its input shapes and output size (multiply-add = 2)."""
-    if fn == "conv2d":
-        w = ins[1]
-        return 2 * out * w[1] * w[2] * w[3]
+    if fn in _SPATIAL_FLOPS:
+        return _SPATIAL_FLOPS[fn](attrs, ins, out)
     if fn in ("linear", "matmul"):
         return 2 * out * ins[0][-1]
-    if fn == "maxpool":
-        return out * int(attrs["k"]) ** 2
-    if fn == "avgpool_global":
-        return _prod(ins[0])
     if fn == "reduce_mean":
         return _prod(ins[0])
     if fn == "gelu" and attrs.get("approximate", "tanh") == "none":
@@ -613,6 +613,8 @@ def _check_attrs(op: Op) -> None:
     for key, value in op.attrs:
         if key in _ELEM_ATTRS:
             _check_elem_attr(op, key, value)
+        elif key in _SPATIAL_ATTRS:
+            _check_window_attr(op.name, key, value)
         elif key in _INT_ATTRS:
             ok = isinstance(value, int) and not isinstance(value, bool)
             if not ok or value < _INT_ATTRS[key]:
@@ -641,7 +643,7 @@ def _check_attrs(op: Op) -> None:
                 raise _ShapeError(f"op {op.name!r}: attribute {key} must be a finite number")
 
 
-_INT_ATTRS = {"stride": 1, "pad": 0, "groups": 1, "k": 1}
+_INT_ATTRS = {"groups": 1}
 """Integer attributes and their smallest allowed value."""
 
 
@@ -839,3 +841,225 @@ _ELEM_ATTRS: dict[str, Callable[[Any], bool]] = {
 def _check_elem_attr(op: Op, key: str, value: Any) -> None:
     if not _ELEM_ATTRS[key](value):
         raise _ShapeError(f"op {op.name!r}: attribute {key} has an invalid value {value!r:.60}")
+
+
+# --- spatial ops: window geometry, shape rules, FLOPs and attribute checks ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The geometry of a 2-D sliding window (convolutions and pools), normalised: ``k`` the
+    taps ``(R, S)``, ``stride`` and ``dilation`` per axis ``(h, w)``, ``pad`` ``(top, left,
+    bottom, right)``; ``ceil_mode`` (pools): the output size rounds up, the last window
+    still starting inside the input or its top/left padding, padded further at the
+    bottom/right as needed; ``output_padding`` (transposed convs): extra rows/columns at the
+    bottom/right of the output. Built by :func:`window`, used alike by the shape rules, the
+    scratch sizes and the kernels."""
+
+    k: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ceil_mode: bool = False
+    output_padding: tuple[int, int] = (0, 0)
+
+    @property
+    def extent(self) -> tuple[int, int]:
+        """The span of one window per axis: ``dilation * (k - 1) + 1``."""
+        return (
+            self.dilation[0] * (self.k[0] - 1) + 1,
+            self.dilation[1] * (self.k[1] - 1) + 1,
+        )
+
+    @property
+    def pointwise(self) -> bool:
+        """A 1x1 window, stride 1, no padding: the input itself is the im2col matrix."""
+        return self.k == (1, 1) and self.stride == (1, 1) and not any(self.pad)
+
+    def _axis(self, i: int, size: int) -> tuple[int, int]:
+        """``(output size, padded extent)`` along axis ``i`` (0: H, 1: W) of ``size``."""
+        lo, hi, s, ext = self.pad[i], self.pad[i + 2], self.stride[i], self.extent[i]
+        span = size + lo + hi - ext
+        if span < 0:
+            raise _ShapeError(
+                f"window {self.k} dilation {self.dilation} pads {self.pad} do not fit extent {size}"
+            )
+        out = span // s + 1
+        if self.ceil_mode:
+            out = -(-span // s) + 1
+            if (out - 1) * s >= size + lo:  # the last window would start in the padding
+                out -= 1
+        return out, max(size + lo + hi, (out - 1) * s + ext)
+
+    def out(self, h: int, w: int) -> tuple[int, int]:
+        """The output's spatial size on an ``h x w`` input."""
+        return self._axis(0, h)[0], self._axis(1, w)[0]
+
+    def padded(self, h: int, w: int) -> tuple[int, int]:
+        """The padded input's size (ceil mode's extra bottom/right rows included)."""
+        return self._axis(0, h)[1], self._axis(1, w)[1]
+
+    def transposed(self, h: int, w: int) -> tuple[int, int]:
+        """The output size of the transposed convolution on an ``h x w`` input:
+        ``stride * (size - 1) + output_padding + extent - pad_begin - pad_end``."""
+        sizes = []
+        for i, size in enumerate((h, w)):
+            s, d, op = self.stride[i], self.dilation[i], self.output_padding[i]
+            if op >= max(s, d):
+                raise _ShapeError(f"output_padding {op} must be below stride {s} or dilation {d}")
+            full = s * (size - 1) + op + self.extent[i]
+            sizes.append(full - self.pad[i] - self.pad[i + 2])
+        if min(sizes) < 1:
+            raise _ShapeError(f"pads {self.pad} leave no output of a {h}x{w} input")
+        return sizes[0], sizes[1]
+
+    def full(self, h: int, w: int) -> tuple[int, int]:
+        """The transposed convolution's uncropped output: ``stride * (size - 1) + extent +
+        output_padding`` per axis (what the strided adds write into, before the pads are
+        cropped)."""
+        return (
+            self.stride[0] * (h - 1) + self.extent[0] + self.output_padding[0],
+            self.stride[1] * (w - 1) + self.extent[1] + self.output_padding[1],
+        )
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    h, w = value
+    return int(h), int(w)
+
+
+def _pads(value: Any) -> tuple[int, int, int, int]:
+    if isinstance(value, int):
+        return value, value, value, value
+    top, left, bottom, right = value
+    return int(top), int(left), int(bottom), int(right)
+
+
+def window(attrs: Mapping[str, Any], k: tuple[int, int] | None = None) -> Window:
+    """The :class:`Window` of a conv / pool op from its attributes (``stride``, ``dilation``:
+    an int or ``[h, w]``; ``pad``: an int or ``[top, left, bottom, right]``; defaults 1 / 1
+    / 0). ``k``: a convolution's taps (from its weight); pools give theirs in ``attrs["k"]``."""
+    return Window(
+        k=_pair(attrs["k"]) if k is None else k,
+        stride=_pair(attrs.get("stride", 1)),
+        dilation=_pair(attrs.get("dilation", 1)),
+        pad=_pads(attrs.get("pad", 0)),
+        ceil_mode=bool(attrs.get("ceil_mode", 0)),
+        output_padding=_pair(attrs.get("output_padding", 0)),
+    )
+
+
+def _image(fn: str, x: tuple[int, ...]) -> tuple[int, ...]:
+    if len(x) != 4:
+        raise _ShapeError(f"{fn} needs an [N,C,H,W] input, got {x}")
+    return x
+
+
+def _infer_conv(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    x, w, b = ins
+    g = attrs.get("groups", 1)
+    if len(x) != 4 or len(w) != 4 or g < 1 or x[1] % g or w[0] % g or w[1] != x[1] // g:
+        raise _ShapeError(f"conv2d of {x} with weight {w} and groups {g}")
+    if b != (w[0],):
+        raise _ShapeError(f"conv2d bias {b} for {w[0]} output channels")
+    return (x[0], w[0], *window(attrs, (w[2], w[3])).out(x[2], x[3]))
+
+
+def _infer_conv_transpose(
+    attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]
+) -> tuple[int, ...]:
+    x, w, b = ins
+    g = attrs.get("groups", 1)
+    if len(x) != 4 or len(w) != 4 or g < 1 or x[1] % g or w[0] != x[1]:
+        raise _ShapeError(f"conv_transpose2d of {x} with weight {w} and groups {g}")
+    if b != (w[1] * g,):
+        raise _ShapeError(f"conv_transpose2d bias {b} for {w[1] * g} output channels")
+    return (x[0], w[1] * g, *window(attrs, (w[2], w[3])).transposed(x[2], x[3]))
+
+
+def _infer_pool(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    x = _image("pool", ins[0])
+    win = window(attrs)
+    ext = win.extent
+    if any(p >= ext[i % 2] for i, p in enumerate(win.pad)):
+        raise _ShapeError(f"pool pads {win.pad} must be smaller than the window {ext}")
+    return (x[0], x[1], *win.out(x[2], x[3]))
+
+
+def _infer_global(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    return _image("global pool", ins[0])[:2]
+
+
+def _infer_resize(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    x, ah, aw = _image("resize", ins[0]), ins[1], ins[2]
+    if len(ah) != 2 or len(aw) != 2 or ah[1] != x[2] or aw[1] != x[3]:
+        raise _ShapeError(f"resize of {x} with matrices {ah} and {aw}")
+    return (x[0], x[1], ah[0], aw[0])
+
+
+_Shapes = Sequence[tuple[int, ...]]
+_SPATIAL_INFER: dict[str, Callable[[Mapping[str, Any], _Shapes], tuple[int, ...]]] = {
+    "conv2d": _infer_conv,
+    "conv_transpose2d": _infer_conv_transpose,
+    "maxpool": _infer_pool,
+    "avgpool": _infer_pool,
+    "avgpool_global": _infer_global,
+    "maxpool_global": _infer_global,
+    "resize": _infer_resize,
+}
+_SPATIAL_ARITY = {"conv_transpose2d": 3, "resize": 3}
+
+
+def _taps(attrs: Mapping[str, Any]) -> int:
+    kh, kw = _pair(attrs["k"])
+    return kh * kw
+
+
+_SPATIAL_FLOPS: dict[str, Callable[[Mapping[str, Any], _Shapes, int], int]] = {
+    "conv2d": lambda a, ins, out: 2 * out * _prod(ins[1][1:]),
+    "conv_transpose2d": lambda a, ins, out: 2 * _prod(ins[0]) * _prod(ins[1][1:]),
+    "maxpool": lambda a, ins, out: out * _taps(a),
+    "avgpool": lambda a, ins, out: out * _taps(a),
+    "avgpool_global": lambda a, ins, out: _prod(ins[0]),
+    "maxpool_global": lambda a, ins, out: _prod(ins[0]),
+    "resize": lambda a, ins, out: (
+        2 * _prod(ins[0][:3]) * ins[2][0] * ins[2][1] + 2 * out * ins[1][1]
+    ),
+}
+
+
+_WINDOW_ATTRS = {
+    "k": (1, 2),
+    "stride": (1, 2),
+    "dilation": (1, 2),
+    "pad": (0, 4),
+    "output_padding": (0, 2),
+}
+"""Window attributes: their smallest value and how many a list of them holds."""
+_FLAG_ATTRS = ("ceil_mode", "count_include_pad")
+_SPATIAL_ATTRS = frozenset({*_WINDOW_ATTRS, *_FLAG_ATTRS})
+
+
+def _check_window_attr(name: str, key: str, value: Any) -> None:
+    """A window attribute: an integer >= its least value or a list of 2 (``pad``: 4) of
+    them; a flag: 0 or 1."""
+    if key in _FLAG_ATTRS:
+        if not _is_int(value) or value not in (0, 1):
+            raise _ShapeError(f"op {name!r}: attribute {key} must be 0 or 1, got {value!r:.60}")
+        return
+    low, n = _WINDOW_ATTRS[key]
+    ok = (_is_int(value) and value >= low) or (
+        isinstance(value, tuple)
+        and len(value) == n
+        and all(_is_int(v) and low <= v <= MAX_GRAPH_BYTES for v in value)
+    )
+    if not ok or (_is_int(value) and value > MAX_GRAPH_BYTES):
+        raise _ShapeError(
+            f"op {name!r}: attribute {key} must be an integer >= {low} or a list of {n} such "
+            f"integers, got {value!r:.60}"
+        )
+
+
+# --- end spatial ops ----------------------------------------------------------------------

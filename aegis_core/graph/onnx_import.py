@@ -9,7 +9,8 @@ never needs it otherwise), fixes every dynamic input dimension from ``batch`` an
   ``onnx.reference`` and becomes a constant: the shape sub-graphs exporters write
   (``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``) fold away;
 * ``BatchNormalization`` right after a ``Conv`` whose output nothing else reads is folded into
-  the convolution's weight and bias; any other 4-D BatchNormalization is a depthwise 1x1 conv;
+  the convolution's weight and bias; any other is a depthwise 1x1 conv (a ``[N, C]`` or
+  ``[N, C, L]`` input seen as ``[N, C, 1, 1]`` / ``[N, C, L, 1]``);
 * ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze``, ``Identity`` and ``Dropout`` are views:
   they cost nothing until an operator needs the tensor in that shape, when one ``permute``
   (a contiguous copy) is emitted;
@@ -21,6 +22,11 @@ never needs it otherwise), fixes every dynamic input dimension from ``batch`` an
   float32 and ``Expand`` to the same shape are views); a LayerNorm decomposed into
   ``ReduceMean -> Sub -> Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul -> Add`` becomes one
   ``layernorm`` where nothing else reads its parts.
+* the spatial ops take any 2-D geometry: ``Conv`` / ``ConvTranspose`` / ``MaxPool`` /
+  ``AveragePool`` with per-axis strides, asymmetric pads, dilations, ``auto_pad`` (made
+  explicit pads here), ``ceil_mode``, ``output_padding`` / ``output_shape``; ``Resize`` /
+  ``Upsample`` (nearest, linear; from constant scales or sizes) become a ``resize`` whose
+  interpolation matrices are weights built here (:func:`_interpolation`).
 
 The weights are returned beside the graph (:class:`ImportedModel.params`, float32 NumPy arrays
 keyed by weight tensor name): the IR stays weights-free, as for builtins, whose weights
@@ -454,18 +460,6 @@ def _any(_: Any) -> bool:
     return True
 
 
-def _ones(v: Any) -> bool:
-    return all(x == 1 for x in v)
-
-
-def _same(v: Any) -> bool:
-    return len(set(v)) <= 1
-
-
-def _notset(v: Any) -> bool:
-    return _show(v) in ("NOTSET", "VALID")
-
-
 def _zero(v: Any) -> bool:
     return bool(v == 0)
 
@@ -474,18 +468,6 @@ def _unused(b: _Builder, node: Any, first: int) -> None:
     for extra in node.output[first:]:
         if extra and b.uses[extra]:
             raise _NodeError(f"output {quote(extra)} is used, which is not supported")
-
-
-def _window(attrs: Mapping[str, Any]) -> tuple[int, int]:
-    """``(stride, pad)`` of a 2-D window, one value for both axes and both sides."""
-    strides = list(attrs.get("strides", [1, 1]))
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    if len(strides) != 2 or len(pads) != 4 or not _same(strides) or not _same(pads):
-        raise _NodeError(
-            f"strides {strides} and pads {pads}: only 2-D windows with one stride and one "
-            "symmetric pad are supported"
-        )
-    return int(strides[0]), int(pads[0])
 
 
 # --- mappers: node -> IR ops ----------------------------------------------------------------
@@ -498,31 +480,6 @@ def _unary(fn: str) -> Callable[[_Builder, Any], None]:
         b.put(node.output[0], b.emit(fn, [b.ir(x)], {}, node.output[0]))
 
     return mapper
-
-
-def _conv(b: _Builder, node: Any) -> None:
-    attrs = _only(
-        node,
-        {
-            "auto_pad": _notset,
-            "dilations": _ones,
-            "group": _any,
-            "kernel_shape": _any,
-            "pads": _any,
-            "strides": _any,
-        },
-    )
-    x = b.act(node.input[0])
-    w = b.const(node, 1, "the weight")
-    assert w is not None  # the checker requires the input
-    if w.ndim != 4:
-        raise _NodeError(f"only 2-D convolutions are supported, weight shape {list(w.shape)}")
-    bias = b.const(node, 2, "the bias")
-    bias = np.zeros(w.shape[0], np.float32) if bias is None else bias
-    stride, pad = _window(attrs)
-    conv = {"stride": stride, "pad": pad, "groups": int(attrs.get("group", 1))}
-    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
-    b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], conv, node.output[0]))
 
 
 def _sole_producer(b: _Builder, name: str, x: _Val) -> dict[str, Any] | None:
@@ -564,13 +521,15 @@ def _batchnorm(b: _Builder, node: Any) -> None:
         b.params[op["inputs"][2]] = (bias * scale + shift).astype(np.float32)
         b.put(node.output[0], x.ir, x.shape)
         return
-    if len(x.shape) != 4:
+    if len(x.shape) not in (2, 3, 4):
         raise _NodeError(f"BatchNormalization of a {len(x.shape)}-D input is not supported")
     c = x.shape[1]
     wn = b.weight(f"{node.output[0]}:w", scale.reshape(c, 1, 1, 1))
     bn = b.weight(f"{node.output[0]}:b", shift)
     attrs1 = {"stride": 1, "pad": 0, "groups": c}
-    b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], attrs1, node.output[0]))
+    image = _Val(x.ir, (*x.shape, *(1,) * (4 - len(x.shape))))  # [N,C] / [N,C,L] seen 4-D
+    out = b.emit("conv2d", [b.ir(image), wn, bn], attrs1, node.output[0])
+    b.put(node.output[0], out, x.shape)
 
 
 _BN_INPUTS = ("scale", "B", "input_mean", "input_var")
@@ -592,36 +551,6 @@ def _gemm(b: _Builder, node: Any) -> None:
 def _linear(b: _Builder, node: Any, x: _Val, w: np.ndarray, bias: np.ndarray) -> None:
     wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
     b.put(node.output[0], b.emit("linear", [b.ir(x), wn, bn], {}, node.output[0]))
-
-
-def _maxpool(b: _Builder, node: Any) -> None:
-    attrs = _only(
-        node,
-        {
-            "auto_pad": _notset,
-            "ceil_mode": _zero,
-            "dilations": _ones,
-            "kernel_shape": _same,
-            "pads": _any,
-            "storage_order": _zero,
-            "strides": _any,
-        },
-    )
-    _unused(b, node, 1)
-    x = b.act(node.input[0])
-    k = list(attrs["kernel_shape"])
-    if len(k) != 2:
-        raise _NodeError(f"only 2-D pooling is supported, kernel_shape {k}")
-    stride, pad = _window(attrs)
-    pool = {"k": int(k[0]), "stride": stride, "pad": pad}
-    b.put(node.output[0], b.emit("maxpool", [b.ir(x)], pool, node.output[0]))
-
-
-def _global_avgpool(b: _Builder, node: Any) -> None:
-    _only(node, {})
-    x = b.act(node.input[0])
-    out = b.emit("avgpool_global", [b.ir(x)], {}, node.output[0])
-    b.put(node.output[0], out, (*x.shape[:2], 1, 1))
 
 
 def _transpose(b: _Builder, node: Any) -> None:
@@ -1082,13 +1011,380 @@ def _expand(b: _Builder, node: Any) -> None:
 # --- end elem ops ------------------------------------------------------------------------------
 
 
+# --- spatial ops: Conv, ConvTranspose, pools, Resize / Upsample ----------------------------
+
+
+_PADDING = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+def _auto_pad(v: Any) -> bool:
+    return _show(v) in _PADDING
+
+
+def _flag(v: Any) -> bool:
+    return v in (0, 1)
+
+
+def _geometry(attrs: Mapping[str, Any], k: Sequence[int], size: Sequence[int]) -> dict[str, Any]:
+    """The IR window attributes (``stride``, ``dilation``, ``pad`` as ``[top, left, bottom,
+    right]``) of a 2-D Conv / pool node on an input of spatial ``size``; ``auto_pad`` SAME_*
+    becomes explicit pads (output ``ceil(size / stride)``; the odd pad at the end for
+    SAME_UPPER, at the start for SAME_LOWER)."""
+    strides = [int(v) for v in attrs.get("strides", [1, 1])]
+    dilations = [int(v) for v in attrs.get("dilations", [1, 1])]
+    pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
+    if len(k) != 2 or len(size) != 2 or len(strides) != 2 or len(dilations) != 2:
+        raise _NodeError(f"only 2-D windows are supported, kernel {list(k)}")
+    if len(pads) != 4 or min(pads) < 0 or min(strides) < 1 or min(dilations) < 1:
+        raise _NodeError(f"strides {strides}, dilations {dilations}, pads {pads} are not valid")
+    mode = _show(attrs.get("auto_pad", "NOTSET"))
+    if mode != "NOTSET" and any(pads):
+        raise _NodeError(f"auto_pad {mode} with explicit pads {pads}")
+    if mode.startswith("SAME"):
+        for i in range(2):
+            ext = dilations[i] * (k[i] - 1) + 1
+            total = max((-(-size[i] // strides[i]) - 1) * strides[i] + ext - size[i], 0)
+            small = total // 2
+            pads[i], pads[i + 2] = (
+                (small, total - small)
+                if mode == "SAME_UPPER"
+                else (
+                    total - small,
+                    small,
+                )
+            )
+    return {"stride": strides, "dilation": dilations, "pad": pads}
+
+
+def _compact(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Window attributes in the IR's short form where it says the same: one int for equal
+    values, defaults (dilation 1, output_padding 0, ceil_mode 0) left out."""
+    short: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, list) and len(set(value)) == 1:
+            value = value[0]
+        if (key, value) not in (("dilation", 1), ("output_padding", 0), ("ceil_mode", 0)):
+            short[key] = value
+    return short
+
+
+def _conv(b: _Builder, node: Any) -> None:
+    attrs = _only(
+        node,
+        {
+            "auto_pad": _auto_pad,
+            "dilations": _any,
+            "group": _any,
+            "kernel_shape": _any,
+            "pads": _any,
+            "strides": _any,
+        },
+    )
+    x = b.act(node.input[0])
+    w = b.const(node, 1, "the weight")
+    assert w is not None  # the checker requires the input
+    if w.ndim != 4 or len(x.shape) != 4:
+        raise _NodeError(f"only 2-D convolutions are supported, weight shape {list(w.shape)}")
+    _kernel_matches(attrs, w)
+    bias = b.const(node, 2, "the bias")
+    bias = np.zeros(w.shape[0], np.float32) if bias is None else bias
+    conv = _geometry(attrs, w.shape[2:], x.shape[2:])
+    conv["groups"] = int(attrs.get("group", 1))
+    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
+    b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], _compact(conv), node.output[0]))
+
+
+def _kernel_matches(attrs: Mapping[str, Any], w: np.ndarray) -> None:
+    k = list(attrs.get("kernel_shape", w.shape[2:]))
+    if k != list(w.shape[2:]):
+        raise _NodeError(f"kernel_shape {k} does not match the weight {list(w.shape)}")
+
+
+def _conv_transpose(b: _Builder, node: Any) -> None:
+    attrs = _only(
+        node,
+        {
+            "auto_pad": _auto_pad,
+            "dilations": _any,
+            "group": _any,
+            "kernel_shape": _any,
+            "output_padding": _any,
+            "output_shape": _any,
+            "pads": _any,
+            "strides": _any,
+        },
+    )
+    x = b.act(node.input[0])
+    w = b.const(node, 1, "the weight")
+    assert w is not None
+    if w.ndim != 4 or len(x.shape) != 4:
+        raise _NodeError(f"only 2-D convolutions are supported, weight shape {list(w.shape)}")
+    _kernel_matches(attrs, w)
+    groups = int(attrs.get("group", 1))
+    bias = b.const(node, 2, "the bias")
+    bias = np.zeros(w.shape[1] * groups, np.float32) if bias is None else bias
+    conv = {**_transposed_geometry(attrs, w.shape[2:], x.shape[2:]), "groups": groups}
+    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
+    b.put(
+        node.output[0],
+        b.emit("conv_transpose2d", [b.ir(x), wn, bn], _compact(conv), node.output[0]),
+    )
+
+
+def _transposed_geometry(
+    attrs: Mapping[str, Any], k: Sequence[int], size: Sequence[int]
+) -> dict[str, Any]:
+    """ConvTranspose's IR attributes. ``output_shape`` (or ``auto_pad`` SAME_*: ``size *
+    stride``) fixes the output size: the total padding is the rest of ``stride * (size - 1)
+    + output_padding + extent``, its odd half at the end for SAME_UPPER and at the start
+    otherwise, as onnxruntime pads."""
+    mode = _show(attrs.get("auto_pad", "NOTSET"))
+    base = {**attrs, "auto_pad": "NOTSET" if mode.startswith("SAME") else mode}
+    geo = _geometry({key: v for key, v in base.items() if key != "output_shape"}, k, size)
+    geo["output_padding"] = [int(v) for v in attrs.get("output_padding", [0, 0])]
+    if len(geo["output_padding"]) != 2 or min(geo["output_padding"]) < 0:
+        raise _NodeError(f"output_padding {geo['output_padding']} is not valid")
+    shape = attrs.get("output_shape")
+    if shape is None and mode.startswith("SAME"):
+        shape = [size[i] * geo["stride"][i] for i in range(2)]
+    if shape is not None:
+        shape = [int(v) for v in shape][-2:]
+        if any(geo["pad"]) or len(shape) != 2:
+            raise _NodeError(f"output_shape {shape} with explicit pads {geo['pad']}")
+        for i in range(2):
+            s, d, op = geo["stride"][i], geo["dilation"][i], geo["output_padding"][i]
+            total = s * (size[i] - 1) + op + d * (k[i] - 1) + 1 - shape[i]
+            if total < 0:
+                raise _NodeError(f"output_shape {shape} is larger than the convolution gives")
+            big = total - total // 2
+            first, last = (total // 2, big) if mode == "SAME_UPPER" else (big, total // 2)
+            geo["pad"][i], geo["pad"][i + 2] = first, last
+    return geo
+
+
+def _pool_attrs(b: _Builder, node: Any, extra: Mapping[str, Callable[[Any], bool]]) -> Any:
+    """The checked attributes of a MaxPool / AveragePool node, its input, and the IR
+    window attributes (``k`` and ``ceil_mode`` included)."""
+    attrs = _only(
+        node,
+        {
+            "auto_pad": _auto_pad,
+            "ceil_mode": _flag,
+            "dilations": _any,
+            "kernel_shape": _any,
+            "pads": _any,
+            "strides": _any,
+            **extra,
+        },
+    )
+    x = b.act(node.input[0])
+    k = [int(v) for v in attrs["kernel_shape"]]
+    if len(x.shape) != 4 or len(k) != 2:
+        raise _NodeError(f"only 2-D pooling is supported, kernel_shape {k}")
+    pool = _geometry(attrs, k, x.shape[2:])
+    pool.update(k=k, ceil_mode=int(attrs.get("ceil_mode", 0)))
+    return attrs, x, pool
+
+
+def _maxpool(b: _Builder, node: Any) -> None:
+    _, x, pool = _pool_attrs(b, node, {"storage_order": _any})
+    _unused(b, node, 1)  # Indices (the only output storage_order changes)
+    _pool_emit(b, node, "maxpool", x, pool)
+
+
+def _avgpool(b: _Builder, node: Any) -> None:
+    attrs, x, pool = _pool_attrs(b, node, {"count_include_pad": _flag})
+    pool["count_include_pad"] = int(attrs.get("count_include_pad", 0))
+    _pool_emit(b, node, "avgpool", x, pool)
+
+
+def _pool_emit(b: _Builder, node: Any, fn: str, x: _Val, pool: dict[str, Any]) -> None:
+    """Emit the pool; with ceil_mode, refuse the case where onnxruntime drops a last window
+    that would start in the end padding but ONNX shape inference (1.23) keeps it."""
+    out = b.emit(fn, [b.ir(x)], _compact(pool), node.output[0])
+    inferred, shape = b.inferred.get(node.output[0]), b.tensors[out][0]
+    if pool["ceil_mode"] and inferred and None not in inferred and inferred != shape:
+        raise _NodeError(
+            f"ceil_mode=1 with a last window starting in the padding: onnxruntime gives "
+            f"{list(shape)}, ONNX shape inference {list(inferred)}; not supported"
+        )
+    b.put(node.output[0], out)
+
+
+def _global_pool(fn: str) -> Callable[[_Builder, Any], None]:
+    """GlobalAveragePool / GlobalMaxPool: the IR's ``[N, C]`` result, seen as ``[N, C, 1, 1]``."""
+
+    def mapper(b: _Builder, node: Any) -> None:
+        _only(node, {})
+        x = b.act(node.input[0])
+        out = b.emit(fn, [b.ir(x)], {}, node.output[0])
+        b.put(node.output[0], out, (*x.shape[:2], 1, 1))
+
+    return mapper
+
+
+_COORDS = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
+_NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _resize(b: _Builder, node: Any) -> None:
+    """Resize (opset 10, 11, 13, 18, 19): nearest or (bi)linear over H and W of an NCHW
+    input, from constant scales or sizes, as two interpolation matrices (weights)."""
+    attrs = _only(
+        node,
+        {
+            "mode": lambda v: _show(v) in ("nearest", "linear"),
+            "coordinate_transformation_mode": lambda v: _show(v) in _COORDS,
+            "nearest_mode": lambda v: _show(v) in _NEAREST,
+            "exclude_outside": _zero,
+            "cubic_coeff_a": _any,
+            "extrapolation_value": _any,
+            "antialias": _zero,
+            "keep_aspect_ratio_policy": lambda v: _show(v) == "stretch",
+            "axes": _any,
+        },
+    )
+    x = b.act(node.input[0])
+    if b.opset < 11:  # Resize-10: (X, scales), asymmetric coordinates
+        scales, sizes = b.const(node, 1, "scales"), None
+        coord, nearest = "asymmetric", "simple"
+    else:
+        b.const(node, 1, "roi")  # only tf_crop_and_resize reads it: a constant, unused
+        scales, sizes = b.const(node, 2, "scales"), b.const(node, 3, "sizes")
+        coord = _show(attrs.get("coordinate_transformation_mode", "half_pixel"))
+        nearest = _show(attrs.get("nearest_mode", "round_prefer_floor"))
+    axes = attrs.get("axes")
+    _resize_emit(b, node, x, _show(attrs.get("mode", "nearest")), coord, nearest,
+                 _per_axis(x, scales, sizes, axes))  # fmt: skip
+
+
+def _upsample(b: _Builder, node: Any) -> None:
+    """Upsample (opset 7 attribute ``scales``, opset 9 input): asymmetric coordinates."""
+    attrs = _only(node, {"mode": lambda v: _show(v) in ("nearest", "linear"), "scales": _any})
+    x = b.act(node.input[0])
+    given = attrs.get("scales")
+    scales = np.asarray(given, np.float32) if given is not None else b.const(node, 1, "scales")
+    mode = _show(attrs.get("mode", "nearest"))
+    _resize_emit(b, node, x, mode, "asymmetric", "simple", _per_axis(x, scales, None, None))
+
+
+def _per_axis(
+    x: _Val, scales: np.ndarray | None, sizes: np.ndarray | None, axes: Sequence[int] | None
+) -> list[tuple[int, float]]:
+    """``(output size, scale)`` for H and W; N and C must keep their size."""
+    rank = len(x.shape)
+    if rank != 4:
+        raise _NodeError(f"only 4-D NCHW inputs can be resized, got {list(x.shape)}")
+    scales = None if scales is None or scales.size == 0 else scales
+    sizes = None if sizes is None or sizes.size == 0 else sizes
+    if (scales is None) == (sizes is None):
+        raise _NodeError("exactly one of scales and sizes must be given")
+    picked = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
+    given = (scales if scales is not None else sizes).reshape(-1).tolist()  # type: ignore[union-attr]
+    if len(given) != len(picked) or len(set(picked)) != len(picked):
+        raise _NodeError(f"{len(given)} scales/sizes for axes {picked}")
+    full: list[tuple[int, float]] = []
+    for axis, size in enumerate(x.shape):
+        value = given[picked.index(axis)] if axis in picked else None
+        if value is None:
+            out, scale = size, 1.0
+        elif scales is not None:
+            scale = float(np.float32(value))
+            out = math.floor(size * scale)
+        else:
+            out, scale = int(value), float(np.float32(value) / np.float32(size))
+        if out < 1 or scale <= 0:
+            raise _NodeError(f"resizing axis {axis} of size {size} to {out}")
+        full.append((out, scale))
+    if full[0][0] != x.shape[0] or full[1][0] != x.shape[1]:
+        raise _NodeError("only the spatial axes H and W may be resized (N and C keep their size)")
+    return full[2:]
+
+
+def _resize_emit(
+    b: _Builder,
+    node: Any,
+    x: _Val,
+    mode: str,
+    coord: str,
+    nearest: str,
+    axes: list[tuple[int, float]],
+) -> None:
+    mats = [
+        _interpolation(size, out, scale, mode, coord, nearest)
+        for size, (out, scale) in zip(x.shape[2:], axes, strict=True)
+    ]
+    ah, aw = b.weight(f"{node.output[0]}:ah", mats[0]), b.weight(f"{node.output[0]}:aw", mats[1])
+    b.put(node.output[0], b.emit("resize", [b.ir(x), ah, aw], {}, node.output[0]))
+
+
+def _interpolation(
+    size: int, out: int, scale: float, mode: str, coord: str, nearest: str
+) -> np.ndarray:
+    """The ``[out, size]`` matrix resizing one axis (each row: the weights its output element
+    takes from the input elements). ``coord`` maps an output index to an input coordinate
+    (ONNX's coordinate_transformation_mode); nearest picks one element by ``nearest`` (ONNX's
+    nearest_mode; ``simple``, Resize-10 / Upsample: floor, ceil when downsampling); linear
+    splits between the two neighbours of the coordinate clamped to ``[0, size - 1]``. The
+    coordinates are computed in float32, in onnxruntime's order of operations, so that ties
+    (an exact .5, an exact integer) fall the same way."""
+    if out * size > FOLD_LIMIT // 4:
+        raise _NodeError(f"an interpolation matrix of {out}x{size} exceeds {FOLD_LIMIT} bytes")
+    f32, i = np.float32, np.arange(out, dtype=np.float32)
+    if coord == "align_corners":
+        src = i * f32(size - 1) / f32(out - 1) if out > 1 else np.zeros(out, f32)
+    elif coord == "asymmetric":
+        src = i / f32(scale)
+    elif coord == "pytorch_half_pixel" and out == 1:
+        src = np.zeros(out, f32)
+    else:  # half_pixel, pytorch_half_pixel
+        src = (i + f32(0.5)) / f32(scale) - f32(0.5)
+    mat = np.zeros((out, size))
+    rows = np.arange(out)
+    if mode == "nearest":
+        idx = _round(src, "ceil" if nearest == "simple" and scale < 1 else nearest)
+        mat[rows, np.clip(idx, 0, size - 1)] = 1.0
+        return mat
+    src = np.clip(src, f32(0.0), f32(size - 1))
+    low = np.floor(src).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    frac = src - low
+    np.add.at(mat, (rows, low), 1.0 - frac)
+    np.add.at(mat, (rows, high), frac)
+    return mat
+
+
+def _round(src: np.ndarray, nearest: str) -> np.ndarray:
+    """Input coordinates to indices by ONNX's nearest_mode."""
+    if nearest == "ceil":
+        rounded = np.ceil(src)
+    elif nearest in ("floor", "simple"):
+        rounded = np.floor(src)
+    else:
+        tie = src - np.floor(src) == 0.5
+        rounded = np.floor(src + np.float32(0.5))
+        if nearest == "round_prefer_floor":
+            rounded = np.where(tie, np.floor(src), rounded)
+    return np.asarray(rounded, dtype=np.int64)
+
+
+# --- end spatial ops ----------------------------------------------------------------------
+
+
 _MAPPERS: dict[str, Callable[[_Builder, Any], None]] = {
     "Relu": _unary("relu"),
-    "Conv": _conv,
+    "Conv": _conv,  # spatial
     "BatchNormalization": _batchnorm,
     "Gemm": _gemm,
+    # --- spatial ops ---
     "MaxPool": _maxpool,
-    "GlobalAveragePool": _global_avgpool,
+    "AveragePool": _avgpool,
+    "GlobalAveragePool": _global_pool("avgpool_global"),
+    "GlobalMaxPool": _global_pool("maxpool_global"),
+    "ConvTranspose": _conv_transpose,
+    "Resize": _resize,
+    "Upsample": _upsample,
+    # --- end spatial ops ---
     "Transpose": _transpose,
     "Reshape": _reshape,
     "Flatten": _flatten,
