@@ -205,3 +205,43 @@ def test_the_demo_scenario_loads_and_is_admitted() -> None:
         GEN.MODELS[Path(t.model or "").stem][1] for t in scenario.tasks
     ]
     assert aegis.admit(scenario).schedulable
+
+
+def _bench() -> ModuleType:
+    path = ROOT / "benchmarks" / "bench_onnx.py"
+    spec = importlib.util.spec_from_file_location("aegis_bench_onnx", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(out: str) -> dict[str, str]:
+    return {line.split(" | ")[0][2:]: line for line in out.splitlines()[2:]}
+
+
+def test_bench_onnx_quick_runs_every_network_against_onnxruntime(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _bench().main(["--quick"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert sorted(rows) == NAMES
+    assert all(" ok | " in row and "not run" not in row for row in rows.values())
+
+
+def test_bench_onnx_cupy_path_on_the_fake_cupy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gpu_validate.sh's step (eager and one CUDA graph per model, each checked against
+    onnxruntime) on the NumPy stand-in for CuPy: the device code path runs in CI."""
+    import fake_cupy
+
+    from aegis_exec.testing import VirtualClock
+
+    cp, state = fake_cupy.make(VirtualClock())
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    assert _bench().main(["--backend", "cupy", "--quick"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert sorted(rows) == NAMES
+    assert all(row.count(" ok") == 2 for row in rows.values())
+    assert state.calls["graph_launch"] >= len(NAMES) * 3  # the replays were timed
