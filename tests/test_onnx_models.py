@@ -133,6 +133,23 @@ def test_each_network_imports_and_matches_onnxruntime(
     against_ort(path, imported)  # float64 reference and float32 CompiledGraph
 
 
+OTHER_SHAPES = {  # the dynamic dimensions fixed otherwise: H != W, another sequence length
+    "conv_decoder": (3, 16, 24),
+    "mobilenetv3_block": (3, 20, 12),
+    "resnet_blocks": (3, 24, 40),
+    "transformer_encoder": (8, 32),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_network_imports_at_another_input_shape(tmp_path: Path, name: str) -> None:
+    path = _write(tmp_path, name)
+    imported = import_onnx(path, input_shape=OTHER_SHAPES[name])
+    g = imported.graph
+    assert g.tensors[g.input].shape == (1, *OTHER_SHAPES[name])
+    against_ort(path, imported, seed=5)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_each_network_runs_in_a_planned_arena_smaller_than_naive(tmp_path: Path, name: str) -> None:
     from aegis_core.memory.planner import plan_model, usage_of
@@ -245,3 +262,17 @@ def test_bench_onnx_cupy_path_on_the_fake_cupy(
     assert sorted(rows) == NAMES
     assert all(row.count(" ok") == 2 for row in rows.values())
     assert state.calls["graph_launch"] >= len(NAMES) * 3  # the replays were timed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_aegis_import_verifies_each_committed_network(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`aegis import MODEL --input-shape 1x... --verify` (docs/TUTORIAL.md §3f): exit 0."""
+    from aegis_core.tools.cli import main
+
+    shape = "x".join(map(str, (1, *GEN.MODELS[name][1])))
+    assert (
+        main(["import", str(COMMITTED / f"{name}.onnx"), "--input-shape", shape, "--verify"]) == 0
+    )
+    assert name in capsys.readouterr().out
