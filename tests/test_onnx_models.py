@@ -76,9 +76,7 @@ def test_the_generator_covers_the_four_networks() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_network_is_valid_onnx_that_onnxruntime_runs_well_scaled(
-    tmp_path: Path, name: str
-) -> None:
+def test_each_network_is_valid_onnx_that_onnxruntime_runs_well_scaled(name: str) -> None:
     """The ONNX side alone: checker (full), the same bytes every build, a dynamic batch as
     exporters write it, finite outputs of order 1 at batch 1 and 3."""
     build, shape = GEN.MODELS[name]
