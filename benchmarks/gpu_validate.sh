@@ -13,6 +13,8 @@
 # 10. aegis compare on cupy (sim vs GPU per task) and explain --verify on the GPU trace,
 # 11. host overheads: aegis calibrate on cupy, the demo admitted, executed and compared with
 # the GPU profiles and the overheads charged (bound / observed, unattributed exceedances).
+# 12. ONNX models: cupy eager vs CUDA graph, outputs vs onnxruntime CPU, numpy vs onnxruntime
+# CPU on this host (benchmarks/bench_onnx.py), scenarios/onnx_demo.yaml executed on cupy.
 # Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
 # Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
 # come as a wheel in .whl/ (PYTHONPATH /tmp/site).
@@ -114,4 +116,22 @@ step exec_value_charged 90 "${AEGIS[@]}" exec scenarios/value.yaml --backend cup
   --out "$OUT/exec-value-charged"
 step report_value_charged 30 $PY benchmarks/bench_overheads.py --report "$OUT/exec-value-charged"
 # --- end of the value block -----------------------------------------------------------------
+
+# --- issue 16: imported ONNX models (benchmarks/onnx_models.py) ------------------------------
+# each model on cupy eager and as one CUDA graph replay, device times, every output checked
+# against onnxruntime CPU on this machine (rtol 1e-3, atol 1e-4; exit 1 on a mismatch or a model
+# that does not import); then the numpy-vs-onnxruntime CPU table on this host. Needs onnx and
+# onnxruntime importable: offline, carry their wheels (and protobuf, flatbuffers, ml_dtypes,
+# sympy, mpmath, packaging if the device's python lacks them) in .whl/.
+if $PY -c "import onnx, onnxruntime" >/dev/null 2>&1; then
+  step onnx_cupy 180 $PY benchmarks/bench_onnx.py --backend cupy
+  cp "$OUT/onnx_cupy.log" "$OUT/onnx_cupy.md" 2>/dev/null
+  step onnx_numpy 180 $PY benchmarks/bench_onnx.py --backend numpy
+  cp "$OUT/onnx_numpy.log" "$OUT/onnx_numpy.md" 2>/dev/null
+  step exec_onnx_demo 90 "${AEGIS[@]}" exec scenarios/onnx_demo.yaml --backend cupy \
+    --out "$OUT/exec-onnx-demo"
+else
+  echo "onnx steps skipped: onnx/onnxruntime not importable (carry their wheels in .whl/)" \
+    | tee -a "$OUT/steps.txt"
+fi
 echo "done; outputs in $OUT"
