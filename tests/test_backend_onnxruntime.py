@@ -354,11 +354,28 @@ def errors(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("aegis: error:")]
 
 
+def probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The backend of every exec probe from now on (each still runs)."""
+    import aegis_core.tools.probe as probe_module
+
+    calls: list[str] = []
+    real = probe_module.probe
+
+    def counted(scenario: Any, backend: str, *args: Any) -> Any:
+        calls.append(backend)
+        return real(scenario, backend, *args)
+
+    monkeypatch.setattr(probe_module, "probe", counted)
+    return calls
+
+
 def test_exec_writes_the_numpy_layout_and_every_job_has_an_outcome(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, out = write_scenario(tmp_path, TASKS), tmp_path / "ex"
+    probed = probes(monkeypatch)
     assert main(["exec", path, "--backend", "onnxruntime", "--out", str(out)]) == 0
+    assert probed == ["onnxruntime"]  # a run the engine accepts is probed, once
     assert f"results: {out}/" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
         ".aegis-results", "jobs.csv", "summary.json", "trace.json", "trace.jsonl",
@@ -393,8 +410,8 @@ def test_without_onnxruntime_the_backend_is_exit_2_with_the_pip_hint(
     assert backends.resolve("auto") != "onnxruntime"  # never picked by auto
 
 
-def test_a_chunked_policy_is_refused_before_anything_is_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_chunked_policy_is_refused_before_anything_is_written_or_probed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # lp_edf.yaml's planner keeps two chunks after admission merges its kernels
     src = yaml.safe_load((ROOT / "scenarios" / "lp_edf.yaml").read_text(encoding="utf-8"))
@@ -402,12 +419,13 @@ def test_a_chunked_policy_is_refused_before_anything_is_written(
     path = tmp_path / "lp.yaml"
     path.write_text(yaml.safe_dump(src), encoding="utf-8")
     out = tmp_path / "ex"
-    args = ["exec", str(path), "--no-probe", "--out", str(out), "--backend"]
+    probed = probes(monkeypatch)
+    args = ["exec", str(path), "--out", str(out), "--backend"]
     assert main([*args, "onnxruntime"]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "task 'planner'" in line and "field 'policy'" in line
     assert "policy lp-edf runs each job as 2 chunks" in line and "whole model per launch" in line
-    assert not out.exists()
+    assert not out.exists() and probed == []  # refused before any model is loaded or timed
     scenario = parse_scenario(src)
     from aegis_core.analysis.admission import admit
 
@@ -417,15 +435,16 @@ def test_a_chunked_policy_is_refused_before_anything_is_written(
     assert backends.spec("numpy").caps.op_chunks and backends.spec("cupy").caps.op_chunks
 
 
-def test_an_unexportable_model_is_refused_naming_task_and_operator(
+def test_an_unexportable_model_is_refused_naming_task_and_operator_unprobed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delitem(EXPORTERS, "linear")
+    probed = probes(monkeypatch)
     path, out = write_scenario(tmp_path, TASKS), tmp_path / "ex"
-    assert main(["exec", path, "--no-probe", "--backend", "onnxruntime", "--out", str(out)]) == 2
+    assert main(["exec", path, "--backend", "onnxruntime", "--out", str(out)]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "task 'cnn'" in line and "field 'model'" in line and "(linear)" in line
-    assert not out.exists()
+    assert not out.exists() and probed == []
     # numpy has its own kernels: the export table is not its business
     scenario = parse_scenario({"name": "s", "tasks": TASKS})
     assert len(task_work(RunPlan.build(scenario), "numpy")) == 2

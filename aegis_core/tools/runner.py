@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -160,6 +161,7 @@ def run_scenario(
     keep_jobs: bool | None = None,
     progress: TextIO | None = None,
     own_policy: Policy | None = None,
+    before_run: Callable[[], None] | None = None,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -178,6 +180,9 @@ def run_scenario(
     ``progress``: where to draw the run's progress (:mod:`~aegis_core.tools.progress`).
     ``own_policy``: the policy the scenario itself names, when ``scenario``'s was overridden
     (``--policy``): the default folder is then the run policy's own (:func:`default_out_dir`).
+    ``before_run``: called once the engine has accepted the plan (``Engine.validate``: the
+    one place that decides what it can run), before anything is written (``aegis exec``'s
+    probe: a run the engine refuses is never probed).
     The results directory is held and written as docs/CONTRACTS.md §results says
     (:class:`~aegis_core.tools.outdir.ResultsDir`: marker, lock, temporary files renamed).
 
@@ -196,6 +201,8 @@ def run_scenario(
         host_mode=host_mode,
     )
     eng.validate(plan)  # e.g. the executor's models: fail before anything is written
+    if before_run is not None:
+        before_run()
     out = (out_dir or default_out_dir(scenario, eng, own_policy)) if write else None
     rd = None if out is None else ResultsDir.claim(out, _command(scenario, eng))
     sink: TraceSink = NullTrace()
