@@ -60,6 +60,7 @@ __all__ = [
     "relu",
     "relu6",
     "resize",
+    "seeded_input",
     "sigmoid",
     "slice_",
     "softmax",
@@ -699,8 +700,32 @@ def init_params(graph: Graph, seed: int = 0) -> tuple[dict[str, np.ndarray], np.
         gain = gains.get(name)
         v = 1.0 + 0.1 * v if gain == -1.0 else v * (0.1 if gain is None else gain)
         params[name] = v.astype(np.float32)
-    x = rng.standard_normal(graph.tensors[graph.input].shape).astype(np.float32)
-    return params, x
+    return params, _draw_input(rng, graph)
+
+
+SKIP_CHUNK = 1 << 16
+"""How many normals :func:`seeded_input` draws at a time while skipping the weights' draws."""
+
+
+def seeded_input(graph: Graph, seed: int = 0) -> np.ndarray:
+    """The very input :func:`init_params` draws for ``seed``, without making the weights (a
+    graph with real ones needs only the input): the same generator draws the weights'
+    normals in the same order, :data:`SKIP_CHUNK` at a time into one reused buffer (NumPy's
+    ``standard_normal`` fills element by element, so how the draws are split changes no
+    value), then the input."""
+    rng = np.random.default_rng(seed)
+    skip = np.empty(SKIP_CHUNK)
+    for t in graph.tensors.values():
+        if t.role != "weight":
+            continue
+        for start in range(0, t.size, SKIP_CHUNK):
+            rng.standard_normal(out=skip[: min(SKIP_CHUNK, t.size - start)])
+    return _draw_input(rng, graph)
+
+
+def _draw_input(rng: np.random.Generator, graph: Graph) -> np.ndarray:
+    """The input's draw, after every weight's: N(0, 1), float32."""
+    return rng.standard_normal(graph.tensors[graph.input].shape).astype(np.float32)
 
 
 def _bind(
@@ -719,7 +744,8 @@ class CompiledGraph:
     buffers are views at their planned offsets in a shared arena instead; ``nbytes`` counts
     what was allocated apart, ``addresses`` each buffer's first byte. Weights and the input
     get :func:`init_params` values (the weights are the graph's real ones where it has them,
-    :func:`aegis_core.graph.weights.load_weights`). :meth:`run` allocates nothing.
+    :func:`aegis_core.graph.weights.load_weights`, and the input then
+    :func:`seeded_input`'s, the same array). :meth:`run` allocates nothing.
     """
 
     def __init__(
@@ -752,9 +778,9 @@ class CompiledGraph:
             {k: take(s, ws_key(i, k)) for k, s in workspace(op, graph).items()}
             for i, op in enumerate(graph.ops)
         ]
-        params, x = init_params(graph, seed)
         real = load_weights(graph)  # an imported model's own weights; else random ones
-        for name, value in (params if real is None else real).items():
+        params, x = init_params(graph, seed) if real is None else (real, seeded_input(graph, seed))
+        for name, value in params.items():
             _upload(self.tensors[name], value)
         _upload(self.tensors[graph.input], x)
         self._calls = [

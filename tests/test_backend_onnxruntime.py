@@ -28,19 +28,20 @@ from onnx_util import init, save  # noqa: E402
 from aegis_core.graph.ir import Graph, WeightsRef  # noqa: E402
 from aegis_core.graph.onnx_export import EXPORTERS  # noqa: E402
 from aegis_core.graph.onnx_import import import_onnx  # noqa: E402
+from aegis_core.graph.weights import load_graph_file, load_weights  # noqa: E402
 from aegis_core.graph.zoo import build_model  # noqa: E402
-from aegis_core.model.errors import BackendError, ScenarioError  # noqa: E402
+from aegis_core.model.errors import BackendError, InputError, ScenarioError  # noqa: E402
 from aegis_core.model.scenario import parse_scenario  # noqa: E402
 from aegis_core.model.status import JobStatus  # noqa: E402
 from aegis_core.run.plan import RunPlan  # noqa: E402
 from aegis_core.run.testing import run_in_memory  # noqa: E402
 from aegis_core.tools.cli import main  # noqa: E402
-from aegis_exec import backends  # noqa: E402
+from aegis_exec import backends, kernels  # noqa: E402
 from aegis_exec.backends.base import TaskWork  # noqa: E402
 from aegis_exec.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from aegis_exec.backends.workers import WARMUP_RUNS, WorkerStream  # noqa: E402
 from aegis_exec.engine import ExecEngine, task_work  # noqa: E402
-from aegis_exec.kernels import CompiledGraph, init_params, reference  # noqa: E402
+from aegis_exec.kernels import CompiledGraph, init_params, reference, seeded_input  # noqa: E402
 from aegis_exec.testing import VirtualClock  # noqa: E402
 
 RTOL, ATOL = 1e-3, 1e-4
@@ -129,20 +130,157 @@ def test_a_task_without_model_gets_no_session_and_cannot_launch() -> None:
         backend.close()
 
 
-def test_a_model_ort_cannot_load_is_one_line_naming_the_task(tmp_path: Path) -> None:
+def test_a_model_ort_cannot_load_is_one_line_naming_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, graph = conv_model(tmp_path)
-    bad = tmp_path / "bad.onnx"
-    bad.write_bytes(b"not a model\n" * 10)
-    graph = dataclasses.replace(graph, weights=WeightsRef("onnx", str(bad), "0" * 64))
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH\nnode 3: bad")
+
+    monkeypatch.setattr(ort, "InferenceSession", refuse)
+    for g in (graph, build_model("tiny_cnn")):  # its own file, or an exported one
+        backend = OnnxRuntimeBackend(clock=VirtualClock())
+        try:
+            with pytest.raises(BackendError) as err:
+                backend.prepare(works(g))
+        finally:
+            backend.close()
+        message = str(err.value)
+        assert "\n" not in message and "for task 't0'" in message
+        assert "onnxruntime failed" in message and "INVALID_GRAPH" in message
+        assert WorkerStream.live == 0
+
+
+def test_an_onnx_file_changed_since_its_import_is_refused_not_loaded(tmp_path: Path) -> None:
+    path, graph = conv_model(tmp_path)
+    path.write_bytes(path.read_bytes() + b"\x00")  # a different file under the same name
     backend = OnnxRuntimeBackend(clock=VirtualClock())
     try:
-        with pytest.raises(BackendError) as err:
+        changed = rf"^{path}: the ONNX model changed since graph 'net' was made"
+        with pytest.raises(InputError, match=changed):
             backend.prepare(works(graph))
     finally:
         backend.close()
-    message = str(err.value)
-    assert "\n" not in message and "for task 't0'" in message and "onnxruntime failed" in message
     assert WorkerStream.live == 0
+
+
+def sessions_made(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The model argument of every InferenceSession built from now on."""
+    made: list[Any] = []
+    real = ort.InferenceSession
+
+    def session(model: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    return made
+
+
+def test_a_relative_onnx_path_reaches_the_session_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, graph = conv_model(tmp_path)
+    assert graph.weights is not None and Path(graph.weights.path).is_absolute()
+    monkeypatch.chdir(tmp_path)
+    relative = dataclasses.replace(graph.weights, path=path.name)  # e.g. built by hand
+    made = sessions_made(monkeypatch)
+    backend = OnnxRuntimeBackend(clock=VirtualClock())
+    try:
+        backend.prepare(works(dataclasses.replace(graph, weights=relative)))
+        assert made == [str(path)] and Path(made[0]).is_absolute()
+    finally:
+        backend.close()
+
+
+def test_weights_refs_are_absolute_however_their_files_were_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = conv_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    ref = import_onnx(Path(path.name), batch=2).graph.weights
+    assert ref is not None and ref.path == str(path)
+    assert main(["import", path.name, "--input-shape", "2x3x12x12", "-o", "g.json"]) == 0
+    capsys.readouterr()
+    assert json.loads(Path("g.json").read_text())["weights"]["path"] == "g.weights.npz"
+    ref = load_graph_file("g.json").weights
+    assert ref is not None and ref.kind == "npz" and ref.path == str(tmp_path / "g.weights.npz")
+
+
+def npz_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Graph]:
+    """``aegis import -o graph.json`` of the conv model: a graph file with npz weights."""
+    path, _ = conv_model(tmp_path)
+    out = tmp_path / "graph.json"
+    assert main(["import", str(path), "--input-shape", "2x3x12x12", "-o", str(out)]) == 0
+    capsys.readouterr()
+    graph = load_graph_file(out)
+    assert graph.weights is not None and graph.weights.kind == "npz"
+    return out, graph
+
+
+def test_a_graph_file_with_npz_weights_runs_with_the_numpy_backends_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, graph = npz_graph(tmp_path, capsys)
+    assert backends.spec("onnxruntime").refuses(graph) is None
+    made = sessions_made(monkeypatch)
+    backend = OnnxRuntimeBackend(clock=VirtualClock())
+    try:
+        backend.prepare(works(build_model("mlp", 1, (16,)), graph))
+        assert len(made) == 2 and all(isinstance(m, bytes) for m in made)  # both exported
+        run_jobs(backend, [1])
+        got = backend.sessions()[1].output()
+    finally:
+        backend.close()
+    compiled = CompiledGraph(graph, np, seed=1)  # the numpy backend: real weights, seed 1
+    compiled.run()
+    np.testing.assert_allclose(got, compiled.output, rtol=RTOL, atol=ATOL)
+    real = load_weights(graph)
+    assert real is not None
+    want = reference(graph, real, seeded_input(graph, 1))
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    random = reference(graph, init_params(graph, 1)[0], seeded_input(graph, 1))
+    assert not np.allclose(want, random, rtol=RTOL, atol=ATOL)  # the real weights count
+
+
+def test_real_weights_draw_only_the_seeded_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, npz = npz_graph(tmp_path, capsys)
+    (tmp_path / "o").mkdir()
+    _, onnx_file = conv_model(tmp_path / "o")
+    drawn: list[str] = []
+    real = kernels.init_params
+
+    def counted(graph: Graph, seed: int = 0) -> Any:
+        drawn.append(graph.name)
+        return real(graph, seed)
+
+    monkeypatch.setattr(kernels, "init_params", counted)
+    backend = OnnxRuntimeBackend(clock=VirtualClock())
+    try:
+        backend.prepare(works(npz, onnx_file, build_model("tiny_cnn")))
+    finally:
+        backend.close()
+    CompiledGraph(npz, np)
+    CompiledGraph(onnx_file, np)
+    assert drawn == ["tiny_cnn"]  # random weights only where the graph has none
+    CompiledGraph(build_model("mlp", 1, (8,)), np)
+    assert drawn == ["tiny_cnn", "mlp"]
+
+
+def test_exec_runs_a_graph_file_with_npz_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph_file, _ = npz_graph(tmp_path, capsys)
+    task = {"name": "g", "model": str(graph_file), "period_ms": 10, "deadline_ms": 500,
+            "wcet_ms": 5}  # fmt: skip
+    path, out = write_scenario(tmp_path, [task]), tmp_path / "ex"
+    assert main(["exec", path, "--no-probe", "--backend", "onnxruntime", "--out", str(out)]) == 0
+    capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["jobs"] == 5 and summary["exec"]["faulted_tasks"] == {}
 
 
 def test_a_chunked_work_is_refused_by_the_backend_itself() -> None:
@@ -216,11 +354,28 @@ def errors(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("aegis: error:")]
 
 
+def probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The backend of every exec probe from now on (each still runs)."""
+    import aegis_core.tools.probe as probe_module
+
+    calls: list[str] = []
+    real = probe_module.probe
+
+    def counted(scenario: Any, backend: str, *args: Any) -> Any:
+        calls.append(backend)
+        return real(scenario, backend, *args)
+
+    monkeypatch.setattr(probe_module, "probe", counted)
+    return calls
+
+
 def test_exec_writes_the_numpy_layout_and_every_job_has_an_outcome(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, out = write_scenario(tmp_path, TASKS), tmp_path / "ex"
+    probed = probes(monkeypatch)
     assert main(["exec", path, "--backend", "onnxruntime", "--out", str(out)]) == 0
+    assert probed == ["onnxruntime"]  # a run the engine accepts is probed, once
     assert f"results: {out}/" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
         ".aegis-results", "jobs.csv", "summary.json", "trace.json", "trace.jsonl",
@@ -255,8 +410,8 @@ def test_without_onnxruntime_the_backend_is_exit_2_with_the_pip_hint(
     assert backends.resolve("auto") != "onnxruntime"  # never picked by auto
 
 
-def test_a_chunked_policy_is_refused_before_anything_is_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_chunked_policy_is_refused_before_anything_is_written_or_probed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # lp_edf.yaml's planner keeps two chunks after admission merges its kernels
     src = yaml.safe_load((ROOT / "scenarios" / "lp_edf.yaml").read_text(encoding="utf-8"))
@@ -264,12 +419,13 @@ def test_a_chunked_policy_is_refused_before_anything_is_written(
     path = tmp_path / "lp.yaml"
     path.write_text(yaml.safe_dump(src), encoding="utf-8")
     out = tmp_path / "ex"
-    args = ["exec", str(path), "--no-probe", "--out", str(out), "--backend"]
+    probed = probes(monkeypatch)
+    args = ["exec", str(path), "--out", str(out), "--backend"]
     assert main([*args, "onnxruntime"]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "task 'planner'" in line and "field 'policy'" in line
     assert "policy lp-edf runs each job as 2 chunks" in line and "whole model per launch" in line
-    assert not out.exists()
+    assert not out.exists() and probed == []  # refused before any model is loaded or timed
     scenario = parse_scenario(src)
     from aegis_core.analysis.admission import admit
 
@@ -279,15 +435,16 @@ def test_a_chunked_policy_is_refused_before_anything_is_written(
     assert backends.spec("numpy").caps.op_chunks and backends.spec("cupy").caps.op_chunks
 
 
-def test_an_unexportable_model_is_refused_naming_task_and_operator(
+def test_an_unexportable_model_is_refused_naming_task_and_operator_unprobed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delitem(EXPORTERS, "linear")
+    probed = probes(monkeypatch)
     path, out = write_scenario(tmp_path, TASKS), tmp_path / "ex"
-    assert main(["exec", path, "--no-probe", "--backend", "onnxruntime", "--out", str(out)]) == 2
+    assert main(["exec", path, "--backend", "onnxruntime", "--out", str(out)]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "task 'cnn'" in line and "field 'model'" in line and "(linear)" in line
-    assert not out.exists()
+    assert not out.exists() and probed == []
     # numpy has its own kernels: the export table is not its business
     scenario = parse_scenario({"name": "s", "tasks": TASKS})
     assert len(task_work(RunPlan.build(scenario), "numpy")) == 2

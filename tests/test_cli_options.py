@@ -364,13 +364,13 @@ def test_exec_warns_before_the_run_and_no_probe_skips_it(
     fake = FakeProfiler({0: [1, 6 * MS], 1: [1, 2 * MS]})
     backends = _install(monkeypatch, fake)
     order: list[str] = []
-    real = runner.run_scenario
+    real = runner.run  # the loop: the probe comes once the engine accepted the run, before it
 
     def run(*a: Any, **kw: Any) -> Any:
         order.append("run" if fake.asked else "run before the probe")
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "run_scenario", run)
+    monkeypatch.setattr(runner, "run", run)
     argv = ["exec", str(TINY), "--backend", "mock", "--out", str(tmp_path), "--quiet",
             "--duration-ms", "30"]  # fmt: skip
     assert main(argv) == 0

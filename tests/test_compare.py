@@ -180,3 +180,67 @@ def test_cli_compare_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert out.splitlines()[0].startswith("task") and "misses sim/exec-mock" in out
     assert (tmp_path / "value" / "compare" / "policies.csv").is_file()
     assert (tmp_path / "value" / "policies" / "fifo" / "exec-mock" / "summary.json").is_file()
+
+
+def _onnx_mlp(folder: Path, seed: int) -> Path:
+    """A two-layer MLP as an exporter writes it (dynamic batch), its weights drawn by ``seed``."""
+    import numpy as np
+    from onnx import helper
+    from onnx_util import init, save
+
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)]  # fmt: skip
+    inits = [init(rng, "w1", 8, 16), init(rng, "b1", 8), init(rng, "w2", 4, 8), init(rng, "b2", 4)]
+    return save(folder, nodes, inits, ["N", 16], ["N", 4])
+
+
+def _model_scenario(folder: Path, model: str, input_shape: bool) -> Path:
+    task = f"model: {model}, " + ("input_shape: [16], " if input_shape else "")
+    path = folder / "m.yaml"
+    path.write_text(f"name: m\nduration_ms: 30\ntasks:\n  - {{name: a, {task}period_ms: 10, "
+                    "deadline_ms: 100, wcet_ms: 5}\n", encoding="utf-8")  # fmt: skip
+    return path
+
+
+def test_a_model_file_edited_in_place_changes_the_fingerprint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from aegis_core.model.errors import ScenarioError
+    from aegis_core.tools.runner import run_fingerprint
+
+    onnx_file = _onnx_mlp(tmp_path, 0)
+    scenario = load_scenario(_model_scenario(tmp_path, "net.onnx", True))
+    first = run_fingerprint(scenario, 0, True, "sample")
+    assert run_fingerprint(scenario, 0, True, "sample") == first
+    c = compare(scenario, backend="numpy", results=tmp_path / "r")
+    assert c.reused == {"sim": False, "exec": False}
+    assert compare(scenario, backend="numpy", results=tmp_path / "r").reused["exec"] is True
+    _onnx_mlp(tmp_path, 1)  # the same file, other weights: never the run that was
+    assert run_fingerprint(scenario, 0, True, "sample") != first
+    assert compare(scenario, backend="numpy", results=tmp_path / "r").reused == {
+        "sim": False, "exec": False}  # fmt: skip
+    # a graph file and its npz (aegis import -o): the weights' digest is in the fingerprint
+    graph_file = tmp_path / "g.json"
+    argv = ["import", str(onnx_file), "--input-shape", "2x16", "-o", str(graph_file)]
+    assert main(argv) == 0
+    graph_scenario = load_scenario(_model_scenario(tmp_path, "g.json", False))
+    before = run_fingerprint(graph_scenario, 0, True, "sample")
+    _onnx_mlp(tmp_path, 2)
+    assert main(argv) == 0  # new weights, the graph file names their new digest
+    capsys.readouterr()
+    after = run_fingerprint(graph_scenario, 0, True, "sample")
+    assert after != before
+    npz = tmp_path / "g.weights.npz"
+    data = bytearray(npz.read_bytes())
+    data[-100] ^= 1
+    npz.write_bytes(bytes(data))  # edited behind the graph file's back
+    with pytest.raises(ScenarioError, match="weights file changed since graph"):
+        run_fingerprint(graph_scenario, 0, True, "sample")  # refused, never taken as current
+    from aegis_core.tools.runner import _model_digest
+
+    builtin = load_scenario(ROOT / "scenarios" / "three_models_cpu.yaml")
+    assert [_model_digest(builtin, t) for t in builtin.tasks] == [None] * 3  # names say it all

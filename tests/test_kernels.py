@@ -232,6 +232,20 @@ def test_weights_and_input_are_seeded_random_never_zero() -> None:
     assert float(np.std(a.tensors["fc.w"])) == pytest.approx(math.sqrt(1 / 64), rel=0.2)
 
 
+@pytest.mark.parametrize(("name", "shape"), GRAPHS, ids=[g for g, _ in GRAPHS])
+def test_seeded_input_is_init_params_input_without_the_weights(
+    name: str, shape: tuple[int, ...] | None
+) -> None:
+    graph = build_model(name, 2, shape)
+    inputs = [K.seeded_input(graph, seed) for seed in (0, 1, 7)]
+    for seed, x in zip((0, 1, 7), inputs, strict=True):
+        want = K.init_params(graph, seed)[1]
+        assert x.dtype == want.dtype == np.float32 and np.array_equal(x, want)
+    assert not np.array_equal(inputs[0], inputs[1])
+    if name == "resnet18":  # weights larger than one skipped chunk, split across several
+        assert max(t.size for t in graph.tensors.values() if t.role == "weight") > 4 * K.SKIP_CHUNK
+
+
 def test_run_twice_gives_identical_output() -> None:
     cg = compiled("bert_tiny", (16, 128))
     cg.run()

@@ -3,8 +3,9 @@
 :func:`to_onnx` writes one ONNX node (or a few) per IR operator, the weights as initializers,
 the graph's input and output under their IR names with their IR shapes (opset
 :data:`OPSET`). It is how the onnxruntime backend runs a model that has no ONNX file of its
-own (a builtin, a graph file): with the same seeded weights as the numpy backend
-(:func:`aegis_exec.kernels.init_params`), its outputs are comparable.
+own (a builtin, a graph file): with the weights the numpy backend uses (a graph file's real
+ones, :func:`aegis_core.graph.weights.load_weights`, else the seeded random ones of
+:func:`aegis_exec.kernels.init_params`), its outputs are comparable.
 
 The mapping is the table :data:`EXPORTERS` (IR ``fn`` -> a function emitting its nodes); an
 IR operator without an entry is refused, before anything is built, by :func:`unexportable`
@@ -109,7 +110,7 @@ def _matmul(e: _Emit, op: Op) -> None:
         e.node("Mul", [e.node("MatMul", op.inputs), e.const(scale)], op.output)
 
 
-def _unary(op_type: str) -> Callable[[_Emit, Op], None]:
+def _direct(op_type: str) -> Callable[[_Emit, Op], None]:
     def emit(e: _Emit, op: Op) -> None:
         e.node(op_type, op.inputs, op.output)
 
@@ -160,24 +161,97 @@ def _permute(e: _Emit, op: Op) -> None:
     e.reshape(moved, e.shape(op.output), op.output)
 
 
+# --- elem ops ---
+
+_INT64_MIN = int(np.iinfo(np.int64).min)
+"""ONNX Slice's "to the beginning" end for a negative step (any negative end would wrap)."""
+
+
+def _hardsigmoid(e: _Emit, op: Op) -> None:
+    e.node("HardSigmoid", op.inputs, op.output, alpha=float(op.attr("alpha", 0.2)),
+           beta=float(op.attr("beta", 0.5)))  # fmt: skip
+
+
+def _clip(e: _Emit, op: Op) -> None:
+    """``Clip(x, min, max)``; a bound that is None is an omitted optional input (``""``)."""
+    bounds = [op.attr(k) for k in ("min", "max")]
+    e.node("Clip", [op.inputs[0], *("" if b is None else e.const(float(b)) for b in bounds)],
+           op.output)  # fmt: skip
+
+
+def _reduce_mean(e: _Emit, op: Op) -> None:
+    e.node("ReduceMean", op.inputs, op.output, axes=[int(a) for a in op.attr("axes")],
+           keepdims=int(op.attr("keepdims", 1)))  # fmt: skip
+
+
+def _concat(e: _Emit, op: Op) -> None:
+    e.node("Concat", op.inputs, op.output, axis=int(op.attr("axis", len(e.shape(op.output)) - 1)))
+
+
+def _slice(e: _Emit, op: Op) -> None:
+    """The IR's ``begin`` / ``step`` / ``size`` as ONNX ``starts`` / ``ends`` / ``steps``: the
+    end is one step past the last element, :data:`_INT64_MIN` where that is before index 0."""
+    begin, step, size = (op.attr(k) for k in ("begin", "step", "size"))
+    past = [b + s * n for b, s, n in zip(begin, step, size, strict=True)]
+    ends = [end if end >= 0 else _INT64_MIN for end in past]
+    starts, axes = e.const(list(begin), np.int64), e.const(list(range(len(begin))), np.int64)
+    e.node("Slice", [op.inputs[0], starts, e.const(ends, np.int64), axes,
+                     e.const(list(step), np.int64)], op.output)  # fmt: skip
+
+
+def _gather(e: _Emit, op: Op) -> None:
+    """Constant indices: a 0-d index (``scalar`` 1) drops the axis, a 1-d list keeps it."""
+    indices = list(op.attr("indices"))
+    value = indices[0] if op.attr("scalar", 0) else indices
+    rank = len(e.shape(op.inputs[0]))
+    e.node("Gather", [op.inputs[0], e.const(value, np.int64)], op.output,
+           axis=int(op.attr("axis", rank - 1)))  # fmt: skip
+
+
+def _expand(e: _Emit, op: Op) -> None:
+    e.node("Expand", [op.inputs[0], e.const(list(op.attr("shape")), np.int64)], op.output)
+
+
+# --- end elem ops ---
+
+
 EXPORTERS: dict[str, Callable[[_Emit, Op], None]] = {
     "conv2d": _conv2d,
     "linear": _linear,
     "matmul": _matmul,
-    "relu": _unary("Relu"),
+    "relu": _direct("Relu"),
     "relu6": _relu6,
     "gelu": _gelu,
-    "add": _unary("Add"),
-    "mul": _unary("Mul"),
+    "add": _direct("Add"),
+    "mul": _direct("Mul"),
     "softmax": _softmax,
     "layernorm": _layernorm,
     "maxpool": _maxpool,
     "avgpool_global": _avgpool_global,
     "permute": _permute,
+    # --- elem ops ---
+    "sub": _direct("Sub"),
+    "div": _direct("Div"),
+    "pow": _direct("Pow"),
+    "sigmoid": _direct("Sigmoid"),
+    "hardsigmoid": _hardsigmoid,
+    "hardswish": _direct("HardSwish"),
+    "tanh": _direct("Tanh"),
+    "erf": _direct("Erf"),
+    "sqrt": _direct("Sqrt"),
+    "exp": _direct("Exp"),
+    "clip": _clip,
+    "reduce_mean": _reduce_mean,
+    "concat": _concat,
+    "slice": _slice,
+    "gather": _gather,
+    "expand": _expand,
+    # --- end elem ops ---
 }
 """IR ``fn`` -> the function that appends its ONNX nodes (writing the op's output tensor under
-its IR name and shape). ``_unary(op_type)`` serves every fn that is one ONNX node with the
-same inputs (Add, Mul, Relu, ...)."""
+its IR name and shape). ``_direct(op_type)`` serves every fn that is one ONNX node with the
+same inputs (Add, Mul, Relu, ...; the binaries broadcast as ONNX's do, NumPy's rules). A new
+IR fn is one entry here (and its test in tests/test_onnx_export.py)."""
 
 
 def unexportable(graph: Graph) -> str | None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -130,9 +131,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
         host=args.host_tuning,
     )
     warn_ideal_host(scenario, engine.backend)
+    probe = None  # once the engine has accepted the run: a refused run is never probed
     if not args.no_probe and engine.backend is not None:
-        warn_probe(scenario, engine.backend)
-    return _run(args, engine, scenario)
+        probe = functools.partial(warn_probe, scenario, engine.backend)
+    return _run(args, engine, scenario, before_run=probe)
 
 
 def warn_probe(scenario: Scenario, backend: str) -> None:
@@ -145,7 +147,12 @@ def warn_probe(scenario: Scenario, backend: str) -> None:
             print(f"aegis: warning: {p.warning(scenario, backend)}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None) -> int:
+def _run(
+    args: argparse.Namespace,
+    engine: Any,
+    scenario: Scenario | None = None,
+    before_run: Callable[[], None] | None = None,
+) -> int:
     from aegis_core.tools.runner import run_scenario
 
     scenario = scenario or _scenario(args)
@@ -160,6 +167,7 @@ def _run(args: argparse.Namespace, engine: Any, scenario: Scenario | None = None
         perfetto=not args.no_perfetto,
         progress=_progress(args),
         own_policy=getattr(args, "own_policy", None),
+        before_run=before_run,
     )
     stopped = result.summary.get("interrupted")
     if stopped is not None:

@@ -1,6 +1,10 @@
 """``aegis exec``'s probe: before the run, one job of each task's model on the chosen backend,
 its time against the task's WCET, so that WCETs that cannot hold on this device are said
-before the run (not after seconds of misses).
+before the run (not after seconds of misses). ``aegis exec`` probes once the engine has
+accepted the run (:func:`~aegis_core.tools.runner.run_scenario`'s ``before_run``, after
+``Engine.validate``), before anything is written: a run the backend refuses (chunked lp-edf
+work where it runs whole models, a model it cannot export) is refused without loading or
+timing any model.
 
 Per task with a model and a WCET: one untimed warm-up job (first-launch costs: allocation,
 graph capture, caches), then one timed job, through the engine package's profiler (the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -12,7 +13,7 @@ from aegis_core.analysis.admission import admit, analysis_budget
 from aegis_core.budget import any_samples
 from aegis_core.model.errors import InputError, Interrupted
 from aegis_core.model.policy import Policy
-from aegis_core.model.scenario import Scenario
+from aegis_core.model.scenario import Scenario, Task
 from aegis_core.record.schema import EndRecord, Interruption, admission_records
 from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink, close_text
 from aegis_core.run.engine import Engine, load_engine
@@ -40,8 +41,9 @@ def run_fingerprint(
     scenario: Scenario, seed: int, admission: bool, exec_time: str, host_mode: str = "sample"
 ) -> str:
     """What makes two runs the same run: the effective scenario (every task field, profile
-    samples included; not file paths), seed, admission setting, execution-time mode and
-    AegisRT's version. ``aegis compare`` reuses results only when this matches."""
+    samples included; not file paths), each model file's content (:func:`_model_digest`),
+    seed, admission setting, execution-time mode and AegisRT's version. ``aegis compare``
+    reuses results only when this matches."""
     import dataclasses
     import hashlib
     import json
@@ -56,6 +58,7 @@ def run_fingerprint(
         samples = t.measured.samples_ns if t.measured is not None else None
         d["profile_wcet_ns"] = t.measured.wcet_ns if t.measured is not None else None
         d["profile_samples"] = hashlib.sha256(repr(samples).encode()).hexdigest()
+        d["model_digest"] = _model_digest(scenario, t)
         tasks.append(d)
     body = {
         "version": __version__, "name": scenario.name, "policy": str(scenario.policy),
@@ -65,6 +68,26 @@ def run_fingerprint(
         "analysis_points": analysis_budget(scenario),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _model_digest(scenario: Scenario, task: Task) -> dict[str, str | None] | None:
+    """A task's model file as this run reads it (None: no model, or a builtin, which its name,
+    batch, shape and AegisRT's version fix): the digest of its graph (a graph file's
+    operators) and ``graph.weights.sha256`` (an ONNX file's or an npz file's, checked against
+    the file when the graph is resolved), so a file edited in place is never reused as if it
+    were the one that ran."""
+    import hashlib
+    import json
+
+    from aegis_core.graph.zoo import MODELS, task_graph
+
+    if task.model is None or task.model in MODELS:
+        return None
+    graph = task_graph(scenario, task)
+    assert graph is not None
+    text = json.dumps(graph.to_dict(), sort_keys=True).encode()
+    weights = graph.weights.sha256 if graph.weights is not None else None
+    return {"graph": hashlib.sha256(text).hexdigest(), "weights": weights}
 
 
 def _overheads_digest(scenario: Scenario, host_mode: str) -> str | None:
@@ -138,6 +161,7 @@ def run_scenario(
     keep_jobs: bool | None = None,
     progress: TextIO | None = None,
     own_policy: Policy | None = None,
+    before_run: Callable[[], None] | None = None,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -156,6 +180,9 @@ def run_scenario(
     ``progress``: where to draw the run's progress (:mod:`~aegis_core.tools.progress`).
     ``own_policy``: the policy the scenario itself names, when ``scenario``'s was overridden
     (``--policy``): the default folder is then the run policy's own (:func:`default_out_dir`).
+    ``before_run``: called once the engine has accepted the plan (``Engine.validate``: the
+    one place that decides what it can run), before anything is written (``aegis exec``'s
+    probe: a run the engine refuses is never probed).
     The results directory is held and written as docs/CONTRACTS.md §results says
     (:class:`~aegis_core.tools.outdir.ResultsDir`: marker, lock, temporary files renamed).
 
@@ -174,6 +201,8 @@ def run_scenario(
         host_mode=host_mode,
     )
     eng.validate(plan)  # e.g. the executor's models: fail before anything is written
+    if before_run is not None:
+        before_run()
     out = (out_dir or default_out_dir(scenario, eng, own_policy)) if write else None
     rd = None if out is None else ResultsDir.claim(out, _command(scenario, eng))
     sink: TraceSink = NullTrace()

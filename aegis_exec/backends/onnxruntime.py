@@ -8,10 +8,13 @@ run on the task's :class:`~aegis_exec.backends.workers.WorkerStream` (the stream
 the numpy backend uses: one thread per stream, host timestamps as its events).
 
 * The model: the task graph's ONNX file (``graph.weights.onnx_path``, an imported model, with
-  its real weights), or else the graph exported by :func:`aegis_core.graph.onnx_export.to_onnx`
-  with the seeded weights the numpy backend uses (:func:`aegis_exec.kernels.init_params`, seed
-  = the task's index), so both backends compute the same outputs. The input is that seed's
-  input too.
+  its real weights; given to ORT as an absolute path), or else the graph exported by
+  :func:`aegis_core.graph.onnx_export.to_onnx` with the weights the numpy backend uses: a
+  graph file's real ones (:func:`aegis_core.graph.weights.load_weights`, e.g. the npz ``aegis
+  import -o`` writes), else the seeded random ones (:func:`aegis_exec.kernels.init_params`,
+  seed = the task's index), so both backends compute the same outputs. The input is that
+  seed's input too (:func:`aegis_exec.kernels.seeded_input`). Real weights are checked
+  against the digest the graph was made from, as the numpy backend checks them.
 * Input and outputs are bound once (IO binding, preallocated on the session's device): a run
   allocates no input or output. ORT keeps its own memory (no planned arena), runs a whole
   model per launch (no lp-edf chunks) and has no CUDA graphs here: see the capabilities in
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aegis_core.model.errors import AegisError, BackendError, JobFault, one_line
@@ -55,11 +59,9 @@ def usable() -> bool:
 
 def refuses(graph: Graph) -> str | None:
     """Why this backend cannot run ``graph`` (checked before the run), or None: a graph with
-    no ONNX file of its own must be exportable, with ``onnx`` installed."""
-    weights = graph.weights
-    if weights is not None:
-        if weights.onnx_path is None:
-            return f"its weights are in a {weights.kind} file: give the .onnx model instead"
+    no ONNX file of its own (a builtin, a graph file, with random or npz weights) must be
+    exportable, with ``onnx`` installed."""
+    if _onnx_file(graph) is not None:
         return None
     from aegis_core.graph.onnx_export import unexportable
 
@@ -89,15 +91,26 @@ def ort_errors(where: str) -> Iterator[None]:
         ) from exc
 
 
-def _model(graph: Graph, seed: int) -> tuple[Any, Any]:
-    """The model ORT loads (a path or serialized bytes) and the task's input (host float32)."""
-    from aegis_core.graph.onnx_export import to_onnx
-
-    from ..kernels import init_params
-
-    params, x = init_params(graph, seed)  # the numpy backend's input (and, builtins, weights)
+def _onnx_file(graph: Graph) -> str | None:
+    """The ONNX file ORT loads for ``graph`` (absolute), if it has one of its own."""
     path = graph.weights.onnx_path if graph.weights is not None else None
-    return (path if path is not None else to_onnx(graph, params)), x
+    return None if path is None else str(Path(path).absolute())
+
+
+def _model(graph: Graph, seed: int) -> tuple[Any, Any]:
+    """The model ORT loads (an absolute path or serialized bytes) and the task's input (host
+    float32): the numpy backend's weights and input for the same seed."""
+    from aegis_core.graph.onnx_export import to_onnx
+    from aegis_core.graph.weights import load_weights
+
+    from ..kernels import init_params, seeded_input
+
+    real = load_weights(graph)  # None: random weights; else checked against its digest
+    path = _onnx_file(graph)
+    if real is None:
+        params, x = init_params(graph, seed)
+        return to_onnx(graph, params), x
+    return (path if path is not None else to_onnx(graph, real)), seeded_input(graph, seed)
 
 
 class _Session:
