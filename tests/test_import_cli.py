@@ -16,7 +16,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import helper  # noqa: E402
+from onnx import helper, numpy_helper  # noqa: E402
 from onnx_util import init, save  # noqa: E402
 
 import aegis  # noqa: E402
@@ -77,12 +77,43 @@ def test_the_summary_counts_ops_parameters_compute_and_memory(
     g = aegis.import_model(path, input_shape=(3, 8, 8), batch=2)
     params = 4 * 3 * 9 + 4 + 4 * 4 * 9 + 4
     assert sum(t.size for t in g.tensors.values() if t.role == "weight") == params
-    assert f"parameters: {params:,} (" in out
+    assert f"parameters: {params:,} in the ONNX initializers; weights as run: {params:,} (" in out
     assert f"compute: {g.flops / 1e9:.4g} GFLOPs, {g.flops / 2e9:.4g} GMACs per batch of 2" in out
     plan = plan_model(usage_of(g, executor=True), ALIGN)  # what `aegis memory` plans
     assert plan.size < plan.naive
     assert f"planned {plan.size / 1024:,.1f} KiB, naive {plan.naive / 1024:,.1f} KiB" in out
     assert not list(tmp_path.glob("*.json"))  # nothing written without -o
+
+
+def test_parameters_are_the_onnx_initializers_and_weights_what_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A BatchNorm folded into its conv: 4 x 8 parameters fewer run; an upsampling Resize:
+    interpolation matrices run that the ONNX file never held."""
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("BatchNormalization", ["c", "g", "be", "m", "v"], ["n"]),
+        helper.make_node("Resize", ["n", "", "s"], ["y"], mode="nearest"),
+    ]
+    var = numpy_helper.from_array(rng.uniform(0.5, 2, 8).astype(np.float32), "v")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")
+    inits = [init(rng, "w", 8, 3, 1, 1), *(init(rng, n, 8) for n in ["g", "be", "m"]), var]
+    path = save(tmp_path, [*nodes], [*inits, scales], [1, 3, 4, 4])
+    assert main(["import", str(path)]) == 0
+    out = capsys.readouterr().out
+    onnx_params = 8 * 3 + 4 * 8 + 4  # the conv weight, BN's four vectors, the scales
+    run = 8 * 3 + 8 + 2 * (8 * 4)  # the folded weight and bias, two 8x4 matrices
+    assert f"parameters: {onnx_params:,} in the ONNX initializers; weights as run: {run:,} (" in out
+
+
+def test_an_input_shape_that_is_not_plain_digits_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _cnn(tmp_path)
+    for bad in ("1x3x\u00b2x8", "1x3x" + "9" * 5000 + "x8", "1x3x8x8x", "0x3x8x8", "1x-3x8x8"):
+        err = _refused(capsys, ["import", str(path), "--input-shape", bad])
+        assert "--input-shape must be sizes joined by x" in err, bad
 
 
 def test_verify_compares_with_onnxruntime_within_the_tolerance(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,10 @@ class Summary:
     onnx_ops: Counter[str]
     ir_ops: Counter[str]
     parameters: int
+    """Elements of the ONNX model's floating-point initializers (its trained parameters)."""
+    weights: int
+    """Elements of the graph's weight tensors as AegisRT runs it: BatchNorm folded,
+    Resize's interpolation matrices and broadcast constants included."""
     planned_bytes: int
     naive_bytes: int
     lower_bound_bytes: int
@@ -76,7 +81,10 @@ def summarize(path: str | Path, model: ImportedModel) -> Summary:
         onnx_names=(model.onnx_input, model.onnx_output),
         onnx_ops=Counter(n.op_type for n in proto.graph.node),
         ir_ops=Counter(op.fn for op in g.ops),
-        parameters=sum(t.size for t in g.tensors.values() if t.role == "weight"),
+        parameters=sum(
+            math.prod(i.dims) for i in proto.graph.initializer if i.data_type in _FLOATS
+        ),
+        weights=sum(t.size for t in g.tensors.values() if t.role == "weight"),
         planned_bytes=plan.size,
         naive_bytes=plan.naive,
         lower_bound_bytes=plan.lower_bound,
@@ -100,7 +108,9 @@ def format_summary(s: Summary) -> str:
         f"{list(out.shape)}",
         f"ONNX ops ({sum(s.onnx_ops.values())}): {_ops(s.onnx_ops)}",
         f"IR ops ({len(g.ops)}): {_ops(s.ir_ops)}",
-        f"parameters: {s.parameters:,} ({_kib(4 * s.parameters)} float32)",
+        f"parameters: {s.parameters:,} in the ONNX initializers; weights as run: "
+        f"{s.weights:,} ({_kib(4 * s.weights)} float32; BatchNorm folded, interpolation "
+        "matrices and constants included)",
         f"compute: {s.gflops:.4g} GFLOPs, {s.gflops / 2:.4g} GMACs per batch of {g.batch}",
         f"activations (the `aegis memory` plan, kernel scratch included): planned "
         f"{_kib(s.planned_bytes)}, naive {_kib(s.naive_bytes)}, lower bound "
@@ -267,10 +277,17 @@ class Options:
     name: str | None
 
 
+_MAX_DIGITS = 12
+"""Most digits of one ``--input-shape`` size (the importer caps sizes far below 10**12)."""
+_FLOATS = frozenset({1, 10, 11, 16})
+"""ONNX TensorProto data types FLOAT, FLOAT16, DOUBLE and BFLOAT16."""
+
+
 def parse_shape(text: str) -> tuple[int, tuple[int, ...]]:
     """``--input-shape 1x3x224x224``: the batch (the first size) and the per-sample shape."""
     parts = text.lower().split("x")
-    if not all(p.isdigit() and int(p) >= 1 for p in parts) or len(parts) < 2:
+    ok = all(p.isascii() and p.isdigit() and len(p) <= _MAX_DIGITS for p in parts)
+    if not ok or len(parts) < 2 or not all(int(p) >= 1 for p in parts):
         raise InputError(
             f"--input-shape must be sizes joined by x, the batch first (e.g. 1x3x224x224), "
             f"got {quote(text)}"
