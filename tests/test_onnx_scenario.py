@@ -203,10 +203,23 @@ def _exported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path,
     return graph, tmp_path / "net.weights.npz", _scenario(tmp_path, "net.json")
 
 
-def _rewrite_npz(graph: Path, npz: Path, arrays: dict[str, Any], pickle: bool = False) -> None:
-    """Replace the npz and record its new digest in the graph file (a consistent pair)."""
+def _rewrite_npz(
+    graph: Path,
+    npz: Path,
+    arrays: dict[str, Any],
+    pickle: bool = False,
+    raw: dict[str, tuple[dict[str, Any], bytes]] | None = None,
+) -> None:
+    """Replace the npz and record its new digest in the graph file (a consistent pair);
+    ``raw``: members written as this ``.npy`` header and these data bytes instead."""
     buf = io.BytesIO()
-    np.savez(buf, allow_pickle=pickle, **arrays)
+    np.savez(buf, allow_pickle=pickle, **{k: v for k, v in arrays.items() if k not in (raw or {})})
+    if raw:
+        with zipfile.ZipFile(buf, "a") as z:
+            for name, (header, data) in raw.items():
+                head = io.BytesIO()
+                np.lib.format.write_array_header_1_0(head, header)
+                z.writestr(f"{name}.npy", head.getvalue() + data)
     npz.write_bytes(buf.getvalue())
     doc = json.loads(graph.read_text())
     doc["weights"]["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
@@ -224,7 +237,10 @@ def _arrays(npz: Path) -> dict[str, np.ndarray]:
         ("changed", "the weights file changed since graph 'net' was made from it"),
         ("missing", "no such weights file"),
         ("corrupt", "not a valid .npz weights file"),
-        ("pickled", "tensor 'c1:w': not a readable array: Object arrays cannot be loaded"),
+        ("pickled", "tensor 'c1:w' is object, must be float32"),
+        ("huge", "tensor 'c1:w' has shape [1000000000000], the graph's is [6, 3, 3, 3]"),
+        ("fortran", "tensor 'c1:w' is stored in Fortran order"),
+        ("short", "tensor 'c1:w' holds 16 bytes of data, a [6, 3, 3, 3] float32 array takes 648"),
         ("shape", "tensor 'c1:w' has shape [6, 3, 3], the graph's is [6, 3, 3, 3]"),
         ("float64", "tensor 'c1:w' is float64, must be float32"),
         ("extra", "tensor 'stray' is not a weight of the graph"),
@@ -250,6 +266,11 @@ def test_bad_weights_files_are_refused_naming_file_task_and_tensor(
         graph.write_text(json.dumps(doc))
     elif spoil == "pickled":
         _rewrite_npz(graph, npz, {**arrays, "c1:w": np.array([{"a": 1}], dtype=object)}, True)
+    elif spoil in ("huge", "fortran", "short"):  # a header that lies, read before any array
+        header = {"descr": "<f4", "fortran_order": spoil == "fortran", "shape": (6, 3, 3, 3)}
+        if spoil == "huge":
+            header["shape"] = (10**12,)
+        _rewrite_npz(graph, npz, arrays, raw={"c1:w": (header, b"\0" * 16)})
     elif spoil == "shape":
         _rewrite_npz(graph, npz, {**arrays, "c1:w": arrays["c1:w"][..., 0]})
     elif spoil == "float64":

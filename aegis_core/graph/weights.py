@@ -37,7 +37,7 @@ from aegis_core.graph.ir import (
     parse_json,
     read_bounded,
 )
-from aegis_core.model.errors import InputError, quote, show_path
+from aegis_core.model.errors import InputError, one_line, quote, show_path
 from aegis_core.model.files import open_user_file, read_user_bytes
 
 if TYPE_CHECKING:
@@ -191,7 +191,8 @@ def _read_npz(ref: WeightsRef, graph: Graph) -> Weights:
 def _member(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, shape: tuple[int, ...], where: str
 ) -> np.ndarray:
-    """One ``.npy`` member, its unpacked size checked before it is read (no zip bomb)."""
+    """One ``.npy`` member: its unpacked size checked before it is opened (no zip bomb), its
+    header (shape, dtype, order) before any array is made (a header may claim any shape)."""
     if info.file_size > _exec_bytes(shape) + NPY_HEADER:
         raise InputError(
             f"{where}: {info.file_size} bytes unpacked, more than a {list(shape)} float32 "
@@ -199,12 +200,33 @@ def _member(
         )
     try:
         with archive.open(info) as f:
-            array = np.lib.format.read_array(f, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
-        raise InputError(f"{where}: not a readable array: {exc}") from None
-    if not isinstance(array, np.ndarray):  # pragma: no cover - read_array returns arrays
-        raise InputError(f"{where}: not an array")
-    return array
+            _check_header(f, shape, where)
+            nbytes = _exec_bytes(shape)
+            data = f.read(nbytes + 1)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{where}: not a readable array: {one_line(str(exc))}") from None
+    if len(data) != nbytes:
+        raise InputError(f"{where} holds {len(data)} bytes of data, a {list(shape)} float32 "
+                         f"array takes {nbytes}")  # fmt: skip
+    return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32, copy=False)
+
+
+_HEADERS = {(1, 0): "read_array_header_1_0", (2, 0): "read_array_header_2_0"}
+
+
+def _check_header(f: Any, shape: tuple[int, ...], where: str) -> None:
+    """The member's ``.npy`` header says a C-ordered little-endian float32 array of
+    ``shape`` (version 1.0 or 2.0; nothing else is read, nothing is unpickled)."""
+    version = np.lib.format.read_magic(f)
+    if version not in _HEADERS:
+        raise InputError(f"{where}: .npy format version {version} (1.0 or 2.0 are read)")
+    got, fortran, dtype = getattr(np.lib.format, _HEADERS[version])(f)
+    if dtype != np.dtype("<f4"):
+        raise InputError(f"{where} is {dtype}, must be float32")
+    if tuple(got) != shape:
+        raise InputError(f"{where} has shape {list(got)}, the graph's is {list(shape)}")
+    if fortran:
+        raise InputError(f"{where} is stored in Fortran order; write it C-ordered")
 
 
 # ---------------------------------------------------------------------- graph files
