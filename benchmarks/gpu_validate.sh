@@ -17,7 +17,8 @@
 # CPU on this host (benchmarks/bench_onnx.py), scenarios/onnx_demo.yaml executed on cupy.
 # Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
 # Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
-# come as a wheel in .whl/ (PYTHONPATH /tmp/site).
+# come as a wheel in .whl/ (PYTHONPATH /tmp/site): benchmarks/device_wheels.sh fetches simpy, onnx
+# and onnxruntime for python 3.12 there (carry .whl).
 set -u
 OUT=${1:?usage: benchmarks/gpu_validate.sh OUTDIR}
 mkdir -p "$OUT"
