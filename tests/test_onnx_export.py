@@ -1,13 +1,17 @@
 """The IR -> ONNX export (aegis_core.graph.onnx_export): every builtin model, every "elem" fn
 (tests/test_ops_elem.py's graph of all 31 of its operators, each operator's output on its own,
-and the whole graph) and a few more geometries, exported with seeded weights and run in
-onnxruntime, give kernels.reference's output (rtol 1e-3, atol 1e-4); an operator without an
-export, a missing weight or a missing onnx package is one line."""
+and the whole graph) and a few more geometries, every spatial fn over many geometries (per-axis
+strides, asymmetric pads, dilations, groups, ceil mode, count_include_pad, resize matrices up
+and down, Resize models imported from ONNX) and tests/test_onnx_ops_spatial.py's network
+imported then exported, with seeded (or the imported) weights and run in onnxruntime, give
+kernels.reference's output (rtol 1e-3, atol 1e-4); an operator without an export, a missing
+weight or a missing onnx package is one line."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,18 +20,19 @@ import pytest
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from onnx_util import save  # noqa: E402
+from test_onnx_ops_spatial import COORDS, MODES, _network, _resize_node  # noqa: E402
 from test_ops_elem import ALL_OPS, WEIGHTS, _doc  # noqa: E402
 
 from aegis_core.graph import onnx_export  # noqa: E402
-from aegis_core.graph.ir import FNS, Graph  # noqa: E402
+from aegis_core.graph.ir import FNS, Graph, _infer  # noqa: E402
 from aegis_core.graph.onnx_export import EXPORTERS, to_onnx, unexportable  # noqa: E402
+from aegis_core.graph.onnx_import import import_onnx  # noqa: E402
 from aegis_core.graph.zoo import MODELS, build_model  # noqa: E402
 from aegis_core.model.errors import InputError  # noqa: E402
 from aegis_exec.kernels import init_params, reference  # noqa: E402
 
 RTOL, ATOL = 1e-3, 1e-4
-SPATIAL = {"conv_transpose2d", "avgpool", "resize"}
-"""The spatial fns of issue 16 whose export is still to come (refused until it does)."""
 SMALL = {"resnet18": (3, 32, 32), "mobilenet_v2": (3, 32, 40), "bert_tiny": (16, 128)}
 """Input shapes that keep the float64 reference quick (None: the model's default)."""
 
@@ -55,17 +60,21 @@ def test_each_builtin_model_exported_gives_the_reference_output(name: str, batch
 def test_the_table_covers_the_ir_and_the_tests_cover_the_table() -> None:
     builtins = {op.fn for name in MODELS for op in build_model(name, 1, SMALL.get(name)).ops}
     elem = {fn for fn, _, _ in ALL_OPS + MORE_OPS}
-    assert set(EXPORTERS) <= set(FNS)
-    assert set(FNS) - set(EXPORTERS) <= SPATIAL
+    spatial = {fn for fn, _, _, _ in SPATIAL_OPS}
+    assert set(EXPORTERS) == set(FNS)
     assert builtins <= set(EXPORTERS)
-    assert set(EXPORTERS) - builtins - elem == set()
+    assert set(EXPORTERS) - builtins - elem - spatial == set()
     assert len(elem - builtins) >= 16  # every new elem fn: ALL_OPS uses each one
+    assert spatial >= {"conv2d", "conv_transpose2d", "maxpool", "avgpool", "maxpool_global",
+                       "avgpool_global", "resize"}  # fmt: skip
 
 
-def check(graph: Graph, seed: int = 0) -> np.ndarray:
-    """``graph`` exported with its seeded weights, run in onnxruntime, against the float64
-    reference; returns the reference output."""
-    params, x = init_params(graph, seed)
+def check(graph: Graph, seed: int = 0, params: dict[str, np.ndarray] | None = None
+          ) -> np.ndarray:  # fmt: skip
+    """``graph`` exported with its seeded weights (or ``params``), run in onnxruntime, against
+    the float64 reference; returns the reference output."""
+    seeded, x = init_params(graph, seed)
+    params = seeded if params is None else params
     want = reference(graph, params, x)
     y = run_ort(to_onnx(graph, params), graph, x)
     assert y.shape == want.shape == graph.tensors[graph.output].shape
@@ -225,14 +234,180 @@ def test_without_onnx_the_export_names_the_extra(monkeypatch: pytest.MonkeyPatch
         to_onnx(graph, init_params(graph)[0])
 
 
-def test_strided_padded_geometry_is_written_as_onnx_lists() -> None:
-    assert onnx_export._pair(2) == [2, 2] and onnx_export._pair((1, 3)) == [1, 3]
-    assert onnx_export._pads(1) == [1, 1, 1, 1] and onnx_export._pads((0, 1, 2, 3)) == [0, 1, 2, 3]
-
-
 def test_the_export_is_deterministic_and_leaves_the_graph_alone() -> None:
     graph = build_model("bert_tiny", 1, (8, 128))
     params = init_params(graph, seed=1)[0]
     before = dataclasses.replace(graph)
     assert to_onnx(graph, params) == to_onnx(graph, params)
     assert graph == before
+
+
+# --- spatial ops ---------------------------------------------------------------------------
+
+SX = (2, 4, 11, 10)
+"""The spatial graphs' input: [N, C, H, W]."""
+SPATIAL_OPS: list[tuple[str, dict[str, tuple[int, ...]], dict[str, Any], str]] = [
+    # (fn, weights (in input order after x), attrs, the ONNX op writing the output)
+    ("conv2d", {"w": (6, 4, 3, 3), "b": (6,)}, {"stride": [1, 2], "pad": [0, 1, 2, 3]}, "Conv"),
+    ("conv2d", {"w": (6, 2, 3, 3), "b": (6,)}, {"dilation": 2, "pad": 2, "groups": 2}, "Conv"),
+    (
+        "conv2d",
+        {"w": (4, 1, 3, 2), "b": (4,)},
+        {"stride": [2, 1], "dilation": [1, 2], "pad": [1, 0, 0, 1], "groups": 4},
+        "Conv",
+    ),
+    ("conv2d", {"w": (5, 4, 1, 1), "b": (5,)}, {}, "Conv"),
+    (
+        "conv_transpose2d",
+        {"w": (4, 3, 3, 3), "b": (3,)},
+        {"stride": 2, "pad": 1, "output_padding": 1},
+        "ConvTranspose",
+    ),
+    (
+        "conv_transpose2d",
+        {"w": (4, 3, 3, 2), "b": (3,)},
+        {"stride": [1, 2], "pad": [0, 1, 2, 0]},
+        "ConvTranspose",
+    ),
+    (
+        "conv_transpose2d",
+        {"w": (4, 2, 3, 3), "b": (4,)},
+        {"stride": [2, 1], "dilation": 2, "pad": 1, "groups": 2, "output_padding": [1, 0]},
+        "ConvTranspose",
+    ),
+    (
+        "conv_transpose2d",
+        {"w": (4, 1, 3, 3), "b": (4,)},
+        {"stride": [3, 2], "output_padding": [2, 1], "groups": 4},
+        "ConvTranspose",
+    ),
+    ("maxpool", {}, {"k": 3, "stride": 2, "pad": 1}, "MaxPool"),
+    ("maxpool", {}, {"k": [2, 3], "stride": [1, 2], "pad": [0, 1, 1, 1]}, "MaxPool"),
+    ("maxpool", {}, {"k": 3, "stride": 2, "ceil_mode": 1}, "MaxPool"),
+    (
+        "maxpool",
+        {},
+        {"k": [3, 2], "stride": [3, 2], "pad": [1, 0, 0, 0], "ceil_mode": 1},
+        "MaxPool",
+    ),
+    ("maxpool", {}, {"k": 2, "stride": 2, "dilation": [1, 2], "ceil_mode": 1}, "MaxPool"),
+    ("maxpool", {}, {"k": 3, "dilation": 2, "pad": [1, 2, 1, 0]}, "MaxPool"),
+    *[
+        ("avgpool", {}, {**attrs, "count_include_pad": include}, "AveragePool")
+        for include in (0, 1)
+        for attrs in [
+            {"k": 3, "stride": 2, "pad": 1},
+            {"k": [2, 3], "stride": [1, 2], "pad": [0, 1, 1, 1]},
+            {"k": 3, "stride": 2, "ceil_mode": 1},
+            {"k": 3, "stride": 2, "pad": 1, "ceil_mode": 1},
+            {"k": [3, 2], "stride": [3, 2], "pad": [1, 0, 0, 0], "ceil_mode": 1},
+            {"k": 3, "dilation": 2, "pad": 1},
+            {"k": 2, "stride": 2, "dilation": [1, 2], "ceil_mode": 1},
+        ]
+    ],
+    ("avgpool", {}, {"k": 2}, "AveragePool"),  # the IR's default: count_include_pad 0
+    ("maxpool_global", {}, {}, "Flatten"),
+    ("avgpool_global", {}, {}, "Flatten"),
+    ("resize", {"ah": (22, 11), "aw": (15, 10)}, {}, "MatMul"),  # up
+    ("resize", {"ah": (5, 11), "aw": (4, 10)}, {}, "MatMul"),  # down
+    ("resize", {"ah": (1, 11), "aw": (30, 10)}, {}, "MatMul"),
+]
+
+
+def spatial_graph(fn: str, weights: dict[str, tuple[int, ...]], attrs: dict[str, Any]) -> Graph:
+    """One ``fn`` operator on an :data:`SX` input (its output's shape from the IR's own rule)."""
+    shapes = [SX, *weights.values()]
+    out = _infer(fn, attrs, shapes)
+    return Graph.from_dict({
+        "name": fn, "batch": SX[0], "input_shape": list(SX[1:]), "input": "x", "output": "y",
+        "tensors": [
+            {"name": "x", "shape": list(SX), "role": "input"},
+            *[{"name": n, "shape": list(s), "role": "weight"} for n, s in weights.items()],
+            {"name": "y", "shape": list(out), "role": "activation"},
+        ],
+        "ops": [{"name": fn, "kind": FNS[fn], "fn": fn, "inputs": ["x", *weights],
+                 "output": "y", "attrs": attrs}],
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize(("i", "case"), list(enumerate(SPATIAL_OPS)),
+                         ids=[f"{i}-{c[0]}-{c[2]}" for i, c in enumerate(SPATIAL_OPS)])  # fmt: skip
+def test_each_spatial_geometry_exported_gives_the_reference_output(
+    i: int, case: tuple[str, dict[str, tuple[int, ...]], dict[str, Any], str]
+) -> None:
+    fn, weights, attrs, op_type = case
+    graph = spatial_graph(fn, weights, attrs)
+    want = check(graph, seed=i)
+    assert np.abs(want).max() > 1e-2
+    assert output_node(graph, op_type) is not None
+
+
+def test_the_geometry_is_written_as_onnx_lists_pads_top_left_bottom_right() -> None:
+    attrs = {"stride": [1, 2], "pad": [0, 1, 2, 3], "dilation": [2, 1], "groups": 2}
+    node = output_node(spatial_graph("conv2d", {"w": (6, 2, 3, 2), "b": (6,)}, attrs), "Conv")
+    got = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    assert got == {"kernel_shape": [3, 2], "strides": [1, 2], "pads": [0, 1, 2, 3],
+                   "dilations": [2, 1], "group": 2}  # fmt: skip
+    attrs = {"k": 3, "stride": 2, "pad": 1, "output_padding": [1, 0]}
+    graph = spatial_graph("conv_transpose2d", {"w": (4, 3, 3, 3), "b": (3,)}, attrs)
+    node = output_node(graph, "ConvTranspose")
+    got = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    assert got["output_padding"] == [1, 0] and got["pads"] == [1, 1, 1, 1]
+    graph = spatial_graph("avgpool", {}, {"k": [2, 3], "ceil_mode": 1, "count_include_pad": 1})
+    node = output_node(graph, "AveragePool")
+    got = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    assert got["kernel_shape"] == [2, 3] and got["ceil_mode"] == 1
+    assert got["count_include_pad"] == 1 and got["strides"] == [1, 1]
+
+
+def test_a_ceil_mode_window_starting_in_the_padding_is_dropped_as_the_ir_drops_it() -> None:
+    """On the 10 columns a 6th ceil-mode window would start in the right pad: the IR drops
+    it (the 11 rows keep their 6th); onnxruntime gives the IR's shape and values."""
+    for fn in ("maxpool", "avgpool"):
+        graph = spatial_graph(fn, {}, {"k": 2, "stride": 2, "pad": [0, 0, 1, 1], "ceil_mode": 1})
+        assert graph.tensors["y"].shape == (2, 4, 6, 5)  # H 11: the 6th starts inside
+        check(graph)
+
+
+@pytest.mark.parametrize("scales", [(2.0, 2.0), (0.5, 0.6), (1.5, 3.0)], ids=str)
+@pytest.mark.parametrize(("mode", "nearest"), [MODES[0], MODES[4]], ids=str)
+def test_resize_models_imported_from_onnx_exported_give_onnxruntimes_output(
+    tmp_path: Path, mode: str, nearest: str | None, scales: tuple[float, float]
+) -> None:
+    from onnx import numpy_helper
+
+    s = numpy_helper.from_array(np.array([1.0, 1.0, *scales], np.float32), "s")
+    for coord in COORDS[:3]:
+        node = _resize_node(mode, nearest, coord, ["", "s"])
+        imported = import_onnx(save(tmp_path, [node], [s], [2, 3, 5, 6], opset=13), batch=2)
+        assert [op.fn for op in imported.graph.ops] == ["resize"]
+        check(imported.graph, params=dict(imported.params))
+
+
+def test_the_spatial_network_imported_then_exported_gives_the_original_models_output(
+    tmp_path: Path,
+) -> None:
+    path = _network(tmp_path)
+    imported = import_onnx(path, batch=2)
+    graph = imported.graph
+    assert {op.fn for op in graph.ops} >= {"conv2d", "conv_transpose2d", "maxpool", "avgpool",
+                                           "resize", "maxpool_global"}  # fmt: skip
+    params = dict(imported.params)
+    want = check(graph, params=params)
+    x = init_params(graph)[1]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (original,) = session.run(None, {imported.onnx_input: x})
+    exported = run_ort(to_onnx(graph, params), graph, x)
+    np.testing.assert_allclose(exported.reshape(original.shape), original, rtol=RTOL, atol=ATOL)
+    assert np.abs(want).max() > 1e-2
+
+
+def test_reduce_mean_writes_its_axes_as_an_input_from_opset_18() -> None:
+    import onnx
+
+    assert onnx_export.OPSET >= 19  # AveragePool's dilations
+    graph = elem_graph([("exp", ["x"], {}), *MORE_OPS], 10)
+    node = output_node(graph, "ReduceMean")
+    assert initializers(graph)[node.input[1]].tolist() == [0]
+    model = onnx.load_from_string(to_onnx(graph, init_params(graph)[0]))
+    onnx.checker.check_model(model, full_check=True)

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from aegis_core.graph.ir import Graph, Op
+from aegis_core.graph.ir import Graph, Op, Window, window
 from aegis_core.model.errors import InputError, quote
 
 __all__ = ["EXPORTERS", "OPSET", "to_onnx", "unexportable"]
 
-OPSET = 17
-"""The ONNX opset written (17: LayerNormalization is an operator of its own)."""
+OPSET = 19
+"""The ONNX opset written (17: LayerNormalization is an operator of its own; 19: AveragePool
+takes dilations; since 18 ReduceMean's axes are an input)."""
 
 IR_VERSION = 8
 """The ONNX IR version written (every onnxruntime since 1.10 reads it)."""
@@ -79,22 +80,19 @@ class _Emit:
         return self.node("Reshape", [x, self.const(list(shape), np.int64)], out)
 
 
-def _pair(v: Any) -> list[int]:
-    """An ``int`` or ``[h, w]`` attribute as ``[h, w]``."""
-    return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
-
-
-def _pads(v: Any) -> list[int]:
-    """An ``int`` or ``[top, left, bottom, right]`` padding as ONNX ``pads`` (which list
-    the begins of H and W, then their ends: the same order)."""
-    return [int(v)] * 4 if isinstance(v, int) else [int(a) for a in v]
+def _geometry(e: _Emit, op: Op) -> tuple[Window, dict[str, list[int]]]:
+    """The op's :func:`aegis_core.graph.ir.window` (a convolution's taps from its weight) and
+    its ONNX attributes. The IR's ``pad`` ``[top, left, bottom, right]`` is ONNX's ``pads``
+    order as it is (the begins of H and W, then their ends)."""
+    taps = e.shape(op.inputs[1])[2:] if op.kind == "conv2d" else None
+    win = window(dict(op.attrs), None if taps is None else (taps[0], taps[1]))
+    attrs = {"kernel_shape": list(win.k), "strides": list(win.stride), "pads": list(win.pad),
+             "dilations": list(win.dilation)}  # fmt: skip
+    return win, attrs
 
 
 def _conv2d(e: _Emit, op: Op) -> None:
-    w = e.shape(op.inputs[1])
-    e.node("Conv", op.inputs, op.output, kernel_shape=list(w[2:]),
-           strides=_pair(op.attr("stride", 1)), pads=_pads(op.attr("pad", 0)),
-           dilations=_pair(op.attr("dilation", 1)), group=int(op.attr("groups", 1)))  # fmt: skip
+    e.node("Conv", op.inputs, op.output, group=int(op.attr("groups", 1)), **_geometry(e, op)[1])
 
 
 def _linear(e: _Emit, op: Op) -> None:
@@ -146,9 +144,8 @@ def _layernorm(e: _Emit, op: Op) -> None:
 
 
 def _maxpool(e: _Emit, op: Op) -> None:
-    e.node("MaxPool", op.inputs, op.output, kernel_shape=_pair(op.attr("k")),
-           strides=_pair(op.attr("stride", 1)), pads=_pads(op.attr("pad", 0)),
-           dilations=_pair(op.attr("dilation", 1)))  # fmt: skip
+    e.node("MaxPool", op.inputs, op.output, ceil_mode=int(op.attr("ceil_mode", 0)),
+           **_geometry(e, op)[1])  # fmt: skip
 
 
 def _avgpool_global(e: _Emit, op: Op) -> None:
@@ -180,8 +177,9 @@ def _clip(e: _Emit, op: Op) -> None:
 
 
 def _reduce_mean(e: _Emit, op: Op) -> None:
-    e.node("ReduceMean", op.inputs, op.output, axes=[int(a) for a in op.attr("axes")],
-           keepdims=int(op.attr("keepdims", 1)))  # fmt: skip
+    """Opset 18 on: the axes are an input."""
+    axes = e.const([int(a) for a in op.attr("axes")], np.int64)
+    e.node("ReduceMean", [op.inputs[0], axes], op.output, keepdims=int(op.attr("keepdims", 1)))
 
 
 def _concat(e: _Emit, op: Op) -> None:
@@ -213,6 +211,38 @@ def _expand(e: _Emit, op: Op) -> None:
 
 
 # --- end elem ops ---
+
+# --- spatial ops ---
+
+
+def _conv_transpose2d(e: _Emit, op: Op) -> None:
+    """ConvTranspose: the IR's weight ``[C, K//groups, R, S]`` is ONNX's layout as it is."""
+    win, attrs = _geometry(e, op)
+    e.node("ConvTranspose", op.inputs, op.output, group=int(op.attr("groups", 1)),
+           output_padding=list(win.output_padding), **attrs)  # fmt: skip
+
+
+def _avgpool(e: _Emit, op: Op) -> None:
+    """AveragePool (dilations: opset 19); ``count_include_pad`` 1 counts the declared pads,
+    never ceil mode's extra rows, as the IR does."""
+    e.node("AveragePool", op.inputs, op.output, ceil_mode=int(op.attr("ceil_mode", 0)),
+           count_include_pad=int(op.attr("count_include_pad", 0)),
+           **_geometry(e, op)[1])  # fmt: skip
+
+
+def _maxpool_global(e: _Emit, op: Op) -> None:
+    e.node("Flatten", [e.node("GlobalMaxPool", op.inputs)], op.output, axis=1)
+
+
+def _resize(e: _Emit, op: Op) -> None:
+    """``ah @ x @ aw^T`` as two MatMuls: ``x[N,C,H,W] @ aw^T[W,Wo]``, then ``ah[Ho,H]`` (2-D,
+    broadcast over N and C) ``@`` that ``[N,C,H,Wo]``."""
+    x, ah, aw = op.inputs
+    rows = e.node("MatMul", [x, e.node("Transpose", [aw], perm=[1, 0])])
+    e.node("MatMul", [ah, rows], op.output)
+
+
+# --- end spatial ops ---
 
 
 EXPORTERS: dict[str, Callable[[_Emit, Op], None]] = {
@@ -247,6 +277,12 @@ EXPORTERS: dict[str, Callable[[_Emit, Op], None]] = {
     "gather": _gather,
     "expand": _expand,
     # --- end elem ops ---
+    # --- spatial ops ---
+    "conv_transpose2d": _conv_transpose2d,
+    "avgpool": _avgpool,
+    "maxpool_global": _maxpool_global,
+    "resize": _resize,
+    # --- end spatial ops ---
 }
 """IR ``fn`` -> the function that appends its ONNX nodes (writing the op's output tensor under
 its IR name and shape). ``_direct(op_type)`` serves every fn that is one ONNX node with the
