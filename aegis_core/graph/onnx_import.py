@@ -4,10 +4,13 @@
 never needs it otherwise), fixes every dynamic input dimension from ``batch`` and
 ``input_shape``, runs ONNX shape inference, and walks the nodes in their (topological) order:
 
-* a node whose inputs are all constants (initializers, ``Constant`` nodes, or already folded),
-  and ``Shape`` / ``Size`` of an activation (its shape is fixed), is evaluated now with
-  ``onnx.reference`` and becomes a constant: the shape sub-graphs exporters write
-  (``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``) fold away;
+* a node of the shape / constant-arithmetic operators (:data:`_FOLDABLE`) whose inputs are
+  all constants (initializers, ``Constant`` nodes, or already folded), and ``Shape`` /
+  ``Size`` of an activation (its shape is fixed), is evaluated now with ``onnx.reference``
+  and becomes a constant: the shape sub-graphs exporters write (``Shape -> Gather ->
+  Unsqueeze -> Concat -> Reshape``) fold away. Any other operator on constants goes to its
+  mapper or is refused; control flow (``Loop`` / ``Scan`` / ``If``), sequences and random
+  operators are always refused;
 * ``BatchNormalization`` right after a ``Conv`` whose output nothing else reads is folded into
   the convolution's weight and bias; any other is a depthwise 1x1 conv (a ``[N, C]`` or
   ``[N, C, L]`` input seen as ``[N, C, 1, 1]`` / ``[N, C, L, 1]``);
@@ -26,7 +29,9 @@ never needs it otherwise), fixes every dynamic input dimension from ``batch`` an
   ``AveragePool`` with per-axis strides, asymmetric pads, dilations, ``auto_pad`` (made
   explicit pads here), ``ceil_mode``, ``output_padding`` / ``output_shape``; ``Resize`` /
   ``Upsample`` (nearest, linear; from constant scales or sizes) become a ``resize`` whose
-  interpolation matrices are weights built here (:func:`_interpolation`).
+  interpolation matrices are weights built here (:func:`_interpolation`). Where onnxruntime
+  and the ONNX spec disagree the node is refused: SAME pads with dilations, a scale whose
+  float32 output size differs from the exact one, ``ceil_mode`` windows starting in the pad.
 
 The weights are returned beside the graph (:class:`ImportedModel.params`, float32 NumPy arrays
 keyed by weight tensor name): the IR stays weights-free, as for builtins, whose weights
@@ -40,9 +45,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -72,6 +79,34 @@ inference before it is computed, where inference knows the size)."""
 
 _GROWING = frozenset({"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Pad", "Upsample"})
 """Ops whose output can be much larger than their inputs: folded only when its size is known."""
+
+_BROADCASTING = frozenset(
+    {"Add", "And", "Div", "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Max",
+     "Min", "Mod", "Mul", "Or", "Pow", "Sub", "Sum", "Where", "Xor"}
+)  # fmt: skip
+"""Ops whose output is the NumPy broadcast of their inputs (checked before folding)."""
+
+_FOLDABLE = _BROADCASTING | frozenset(
+    {"Abs", "Cast", "CastLike", "Ceil", "Clip", "Concat", "Constant", "ConstantOfShape",
+     "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "Identity", "Log",
+     "Neg", "Not", "Pad", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin",
+     "ReduceProd", "ReduceSum", "Relu", "Reshape", "Round", "Shape", "Sigmoid", "Sign",
+     "Size", "Slice", "Split", "Sqrt", "Squeeze", "Tanh", "Tile", "Transpose", "Unsqueeze"}
+)  # fmt: skip
+"""The deterministic operators evaluated at import time when all their inputs are constants:
+those of shape sub-graphs and of constant arithmetic as exporters write them, each in time
+and memory bounded by its inputs and output (checked against :data:`FOLD_LIMIT`). Any other
+operator on constants is refused: control flow could run unbounded, a random operator would
+freeze one sample, a contraction (MatMul, Conv) costs more than its output."""
+
+_CONTROL_FLOW = frozenset(
+    {"ConcatFromSequence", "If", "Loop", "Optional", "OptionalGetElement",
+     "OptionalHasElement", "Scan", "SplitToSequence"}
+)  # fmt: skip
+_RANDOM = frozenset(
+    {"Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform",
+     "RandomUniformLike"}
+)  # fmt: skip
 
 _PIP_HINT = "pip install 'aegisrt[onnx]'"
 _FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -129,7 +164,9 @@ def import_onnx(
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors
-        raise InputError(f"{show_path(path)}: ONNX shape inference failed: {exc}") from None
+        node, text = _onnx_message(model, exc)
+        at = f"{node}: " if node else ""
+        raise InputError(f"{show_path(path)}: ONNX shape inference failed: {at}{text}") from None
     builder = _Builder(path, model, fixed)
     for index, node in enumerate(model.graph.node):
         builder.node(index, node)
@@ -140,11 +177,14 @@ def import_onnx(
 
 def _load(onnx: Any, path: str | Path, data: bytes) -> Any:
     where = show_path(path)
+    model = None
     try:
         model = onnx.load_model_from_string(data)
         onnx.checker.check_model(model)
     except Exception as exc:  # DecodeError, ValidationError: the file is not a valid model
-        raise InputError(f"{where}: not a valid ONNX model: {exc}") from None
+        node, text = _onnx_message(model, exc)
+        at = f"; at {node}" if node else ""
+        raise InputError(f"{where}: not a valid ONNX model: {text}{at}") from None
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise InputError(
@@ -152,6 +192,34 @@ def _load(onnx: Any, path: str | Path, data: bytes) -> Any:
                 "file, which is not supported yet"
             )
     return model
+
+
+_INFERENCE_NODE = re.compile(r"\(op_type:(\w+)(?:, node name: (.*?))?\): ")
+_CHECKER_NODE = re.compile(r"Name: (.*?) ?OpType: (\w+)", re.IGNORECASE)
+_TAGS = re.compile(r"\[\w+Error\] ")
+
+
+def _onnx_message(model: Any, exc: Exception) -> tuple[str, str]:
+    """onnx's error message on one line: whitespace runs (its newlines) as one space, the
+    ``==> Context:`` tail in parentheses, ``[...Error]`` tags dropped; and the node it names
+    (``"node '<name or #index>' (<op>)"``; empty when it names none). Shape inference says
+    ``(op_type:X, node name: Y): ``, the checker ``Name: Y OpType: X``."""
+    text = " ".join(str(exc).split())
+    main, _, context = (p.strip() for p in text.partition("==> Context:"))
+    found = _INFERENCE_NODE.search(main)
+    if found is not None:
+        op, name = found.group(1), found.group(2) or ""
+        main = main[found.end() :]
+    else:
+        checker = _CHECKER_NODE.search(text)
+        op, name = (checker.group(2), checker.group(1)) if checker else ("", "")
+    main = _TAGS.sub("", main).removeprefix("Inference error(s): ").strip()
+    text = f"{main} ({context})" if context else main
+    if not op or name:
+        return (f"node {quote(name)} ({op})" if op else ""), text
+    nodes = list(model.graph.node) if model is not None else []
+    hits = [i for i, n in enumerate(nodes) if n.op_type == op and not n.name]
+    return (f"node '#{hits[0]}' ({op})" if len(hits) == 1 else f"an unnamed {op} node"), text
 
 
 def _fix_input(
@@ -271,20 +339,29 @@ class _Builder:
     def _node(self, node: Any) -> None:
         if node.domain not in ("", "ai.onnx"):
             raise _NodeError(f"unsupported operator domain {quote(node.domain)}")
+        _refuse_never_folded(node)
         ins = [i for i in node.input if i]
+        mapper = _MAPPERS.get(node.op_type)
         if node.op_type in ("Shape", "Size") and ins and ins[0] in self.vals:
             self.consts[node.output[0]] = _shape_of(node, self.vals[ins[0]].shape)
-        elif all(i in self.consts for i in ins):
+        elif node.op_type in _FOLDABLE and all(i in self.consts for i in ins):
             self._fold(node, {i: self.consts[i] for i in ins})
+        elif mapper is not None:
+            mapper(self, node)  # on constants: the mapper's own refusal ("an activation")
+        elif all(i in self.consts for i in ins):
+            raise _NodeError(
+                "unsupported operator (on constants only shape and constant arithmetic "
+                "operators are evaluated at import time)"
+            )
         else:
-            mapper = _MAPPERS.get(node.op_type)
-            if mapper is None:
-                raise _NodeError("unsupported operator")
-            mapper(self, node)
+            raise _NodeError("unsupported operator")
 
     def _fold(self, node: Any, feeds: dict[str, np.ndarray]) -> None:
         from onnx.reference import ReferenceEvaluator
 
+        size = _fold_size(node, [self.consts[i] for i in node.input if i])
+        if size is not None and 8 * size > FOLD_LIMIT:
+            raise _NodeError(f"folding {quote(node.output[0])} exceeds {FOLD_LIMIT} bytes")
         for oname in node.output:
             shape = self.inferred.get(oname)
             if shape is None or None in shape:
@@ -420,6 +497,40 @@ class _Builder:
                     f"{show_path(self.path)}: tensor {quote(name)}: imported with shape "
                     f"{list(val.shape)}, ONNX infers {list(inferred)}"
                 )
+
+
+def _refuse_never_folded(node: Any) -> None:
+    """Control flow (``If`` / ``Loop`` / ``Scan``, any graph attribute), sequences and random
+    operators are refused whatever their inputs: never evaluated at import time."""
+    from onnx import AttributeProto
+
+    graphs = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+    op = node.op_type
+    if (
+        op in _CONTROL_FLOW
+        or op.startswith("Sequence")
+        or any(a.type in graphs for a in node.attribute)
+    ):
+        raise _NodeError(
+            "unsupported operator: control flow, sequences and optionals are not supported"
+        )
+    if op in _RANDOM:
+        raise _NodeError(
+            "unsupported operator: a random operator is not supported (importing it would "
+            "freeze one sample into a constant)"
+        )
+
+
+def _fold_size(node: Any, feeds: list[np.ndarray]) -> int | None:
+    """The element count of a foldable node's output where its (constant, present) inputs
+    alone fix it and it can exceed theirs (a broadcast, a Gather); None otherwise."""
+    if node.op_type in _BROADCASTING:
+        return math.prod(np.broadcast_shapes(*(v.shape for v in feeds)))
+    if node.op_type == "Gather" and len(feeds) == 2 and feeds[0].ndim:
+        data, idx = feeds
+        dim = data.shape[int(_attrs(node).get("axis", 0)) % data.ndim]
+        return data.size // dim * idx.size if dim else 0
+    return None
 
 
 def _shape_of(node: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -1040,6 +1151,11 @@ def _geometry(attrs: Mapping[str, Any], k: Sequence[int], size: Sequence[int]) -
     mode = _show(attrs.get("auto_pad", "NOTSET"))
     if mode != "NOTSET" and any(pads):
         raise _NodeError(f"auto_pad {mode} with explicit pads {pads}")
+    if mode.startswith("SAME") and max(dilations) > 1:
+        raise _NodeError(
+            f"auto_pad {mode} with dilations {dilations}: onnxruntime pads a pool as if "
+            "undilated (the ONNX spec: dilated) and refuses a Conv; give explicit pads"
+        )
     if mode.startswith("SAME"):
         for i in range(2):
             ext = dilations[i] * (k[i] - 1) + 1
@@ -1264,6 +1380,8 @@ def _upsample(b: _Builder, node: Any) -> None:
     x = b.act(node.input[0])
     given = attrs.get("scales")
     scales = np.asarray(given, np.float32) if given is not None else b.const(node, 1, "scales")
+    if scales is not None and scales.size and float(scales.min()) < 1:
+        raise _NodeError(f"scales {scales.tolist()} below 1 (the ONNX spec and onnxruntime: >= 1)")
     mode = _show(attrs.get("mode", "nearest"))
     _resize_emit(b, node, x, mode, "asymmetric", "simple", _per_axis(x, scales, None, None))
 
@@ -1290,15 +1408,32 @@ def _per_axis(
             out, scale = size, 1.0
         elif scales is not None:
             scale = float(np.float32(value))
-            out = math.floor(size * scale)
+            out = _scaled_size(axis, size, scale)
         else:
             out, scale = int(value), float(np.float32(value) / np.float32(size))
         if out < 1 or scale <= 0:
             raise _NodeError(f"resizing axis {axis} of size {size} to {out}")
         full.append((out, scale))
-    if full[0][0] != x.shape[0] or full[1][0] != x.shape[1]:
-        raise _NodeError("only the spatial axes H and W may be resized (N and C keep their size)")
+    if any(full[a] != (x.shape[a], 1.0) for a in (0, 1)):  # onnxruntime resamples N, C too
+        raise _NodeError(
+            "only the spatial axes H and W may be resized (N and C keep their size, "
+            f"scale 1), got sizes {[o for o, _ in full]} by scales "
+            f"[{', '.join(f'{s:.9g}' for _, s in full)}]"
+        )
     return full[2:]
+
+
+def _scaled_size(axis: int, size: int, scale: float) -> int:
+    """``floor(size * scale)`` (the ONNX spec, exact) where onnxruntime, which multiplies in
+    float32, gives the same; where they disagree (e.g. 10 * 0.7), refused."""
+    exact = math.floor(size * Fraction(scale))
+    f32 = int(np.floor(np.float32(size) * np.float32(scale)))
+    if f32 != exact:
+        raise _NodeError(
+            f"scale {scale:.9g} on axis {axis} of size {size}: onnxruntime gives {f32} and the "
+            f"ONNX spec {exact} elements; give sizes instead of scales"
+        )
+    return exact
 
 
 def _resize_emit(
