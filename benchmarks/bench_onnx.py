@@ -140,7 +140,7 @@ def _numpy_row(name: str, path: Path, shape: tuple[int, ...], args: argparse.Nam
 
 
 NUMPY_HEAD = (
-    "| model | input | IR ops | parameters | MFLOPs | import ms | AegisRT numpy ms | "
+    "| model | input | IR ops | weights as run | MFLOPs | import ms | AegisRT numpy ms | "
     "onnxruntime CPU ms | ratio | max abs err vs ORT | activations planned / naive KiB | "
     "executor arena KiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
