@@ -46,6 +46,7 @@ import dataclasses
 import hashlib
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,10 +89,11 @@ _BROADCASTING = frozenset(
 
 _FOLDABLE = _BROADCASTING | frozenset(
     {"Abs", "Cast", "CastLike", "Ceil", "Clip", "Concat", "Constant", "ConstantOfShape",
-     "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "Identity", "Log",
-     "Neg", "Not", "Pad", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin",
-     "ReduceProd", "ReduceSum", "Relu", "Reshape", "Round", "Shape", "Sigmoid", "Sign",
-     "Size", "Slice", "Split", "Sqrt", "Squeeze", "Tanh", "Tile", "Transpose", "Unsqueeze"}
+     "Cos", "CumSum", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements",
+     "Identity", "Log", "Neg", "Not", "Pad", "Range", "Reciprocal", "ReduceMax", "ReduceMean",
+     "ReduceMin", "ReduceProd", "ReduceSum", "Relu", "Reshape", "Round", "Shape", "Sigmoid",
+     "Sign", "Sin", "Size", "Slice", "Split", "Sqrt", "Squeeze", "Tanh", "Tile", "Transpose",
+     "Trilu", "Unsqueeze"}
 )  # fmt: skip
 """The deterministic operators evaluated at import time when all their inputs are constants:
 those of shape sub-graphs and of constant arithmetic as exporters write them, each in time
@@ -157,10 +159,7 @@ def import_onnx(
     onnx = _onnx()
     data = read_user_bytes(path, "ONNX model", ONNX_FILE_LIMIT)
     model = _load(onnx, path, data)
-    try:
-        fixed = _fix_input(model, path, input_shape, batch)
-    except InputError as exc:
-        raise InputShapeError(str(exc)) from None
+    fixed = _fix_input(model, path, input_shape, batch)
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as exc:  # onnx raises InferenceError and plain RuntimeErrors
@@ -180,18 +179,25 @@ def _load(onnx: Any, path: str | Path, data: bytes) -> Any:
     model = None
     try:
         model = onnx.load_model_from_string(data)
+        _refuse_external(onnx, where, model)  # before the checker, which looks for the file
         onnx.checker.check_model(model)
+    except InputError:
+        raise
     except Exception as exc:  # DecodeError, ValidationError: the file is not a valid model
         node, text = _onnx_message(model, exc)
         at = f"; at {node}" if node else ""
         raise InputError(f"{where}: not a valid ONNX model: {text}{at}") from None
+    return model
+
+
+def _refuse_external(onnx: Any, where: str, model: Any) -> None:
+    """External data (``data_location: EXTERNAL``) is not read: refused, naming the tensor."""
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise InputError(
                 f"{where}: initializer {quote(init.name)} keeps its data in an external "
-                "file, which is not supported yet"
+                "file, which is not supported yet (save the model with its weights inside)"
             )
-    return model
 
 
 _INFERENCE_NODE = re.compile(r"\(op_type:(\w+)(?:, node name: (.*?))?\): ")
@@ -225,7 +231,9 @@ def _onnx_message(model: Any, exc: Exception) -> tuple[str, str]:
 def _fix_input(
     model: Any, path: str | Path, input_shape: Sequence[int] | None, batch: int
 ) -> tuple[int, ...]:
-    """Set the one graph input's dimensions to ``(batch, *input_shape)``; return them."""
+    """Set the one graph input's dimensions to ``(batch, *input_shape)``; return them.
+    Only a missing or mismatched dimension is an :class:`InputShapeError` (the
+    ``input_shape`` field's fault); a model with the wrong inputs is a plain InputError."""
     where = show_path(path)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
@@ -239,6 +247,12 @@ def _fix_input(
     if ttype.elem_type != _FLOAT:
         raise InputError(f"{where}: input {quote(vi.name)} must be float32")
     dims = ttype.shape.dim
+    if not ttype.HasField("shape") or len(dims) == 0:
+        kind = "a scalar (rank 0)" if ttype.HasField("shape") else "no shape"
+        raise InputError(
+            f"{where}: input {quote(vi.name)} has {kind}: only inputs with a batch dimension "
+            "(rank >= 1) are supported"
+        )
     static = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     given = [batch, *input_shape] if input_shape is not None else [batch, *static[1:]]
     want = [
@@ -247,14 +261,14 @@ def _fix_input(
         if isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_GRAPH_BYTES
     ]
     if len(want) != len(given) or len(want) != len(static):
-        raise InputError(
+        raise InputShapeError(
             f"{where}: input {quote(vi.name)} has shape {_dims(dims)}: give input_shape with "
             f"{len(static) - 1} sizes fixing every dimension after the batch"
         )
     for i, (have, w) in enumerate(zip(static, want, strict=True)):
         if have is not None and have != w:
             what = "batch" if i == 0 else f"input_shape[{i - 1}]"
-            raise InputError(
+            raise InputShapeError(
                 f"{where}: input {quote(vi.name)} has static dimension {i} = {have}, "
                 f"but {what} is {w}"
             )
@@ -369,10 +383,15 @@ class _Builder:
                     raise _NodeError(f"cannot bound the size of {quote(oname)} before folding")
             elif 8 * math.prod(int(d or 0) for d in shape) > FOLD_LIMIT:
                 raise _NodeError(f"folding {quote(oname)} {list(shape)} exceeds {FOLD_LIMIT} bytes")
-        try:
-            outs = ReferenceEvaluator(node).run(None, feeds)
+        _refuse_integer_division_by_zero(node, feeds)
+        try:  # quietly: NumPy's RuntimeWarnings (overflow in a Cast, ...) are not printed
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outs = ReferenceEvaluator(node).run(None, feeds)
         except Exception as exc:  # the reference's own error for a bad constant node
-            raise _NodeError(f"cannot evaluate on constants: {exc}") from None
+            raise _NodeError(
+                f"cannot evaluate on constants: {' '.join(str(exc).split())}"
+            ) from None
         for oname, value in zip(node.output, outs, strict=False):
             if oname:
                 self.consts[oname] = np.asarray(value)
@@ -519,6 +538,16 @@ def _refuse_never_folded(node: Any) -> None:
             "unsupported operator: a random operator is not supported (importing it would "
             "freeze one sample into a constant)"
         )
+
+
+def _refuse_integer_division_by_zero(node: Any, feeds: dict[str, np.ndarray]) -> None:
+    """Integer ``Div`` / ``Mod`` by a zero constant: onnxruntime refuses the model, NumPy
+    would give 0; refused here too."""
+    if node.op_type not in ("Div", "Mod") or len(node.input) < 2 or node.input[1] not in feeds:
+        return
+    divisor = feeds[node.input[1]]
+    if divisor.dtype.kind in "iub" and divisor.size and not np.all(divisor):
+        raise _NodeError(f"integer division by zero (divisor {quote(node.input[1])})")
 
 
 def _fold_size(node: Any, feeds: list[np.ndarray]) -> int | None:
@@ -1462,7 +1491,7 @@ def _interpolation(
     nearest_mode; ``simple``, Resize-10 / Upsample: floor, ceil when downsampling); linear
     splits between the two neighbours of the coordinate clamped to ``[0, size - 1]``. The
     coordinates are computed in float32, in onnxruntime's order of operations, so that ties
-    (an exact .5, an exact integer) fall the same way."""
+    (an exact integer; for the round modes a .5 within :data:`_TIE`) fall the same way."""
     if out * size > FOLD_LIMIT // 4:
         raise _NodeError(f"an interpolation matrix of {out}x{size} exceeds {FOLD_LIMIT} bytes")
     f32, i = np.float32, np.arange(out, dtype=np.float32)
@@ -1489,17 +1518,36 @@ def _interpolation(
     return mat
 
 
+_TIE = 1e-6
+"""onnxruntime (1.32, CPU) takes a float32 coordinate within this of a .5 as a tie, which
+round_prefer_floor / round_prefer_ceil then break their way."""
+_TIE_UNSURE = 1.9e-6
+"""Beyond :data:`_TIE` and below this (the next float32 step where the sweep against
+onnxruntime shows no tie) the tolerance is not pinned down: a coordinate there whose
+rounding the tie would change is refused."""
+
+
 def _round(src: np.ndarray, nearest: str) -> np.ndarray:
-    """Input coordinates to indices by ONNX's nearest_mode."""
+    """Input coordinates (float32) to indices by ONNX's nearest_mode, as onnxruntime does."""
     if nearest == "ceil":
         rounded = np.ceil(src)
     elif nearest in ("floor", "simple"):
         rounded = np.floor(src)
     else:
-        tie = src - np.floor(src) == 0.5
-        rounded = np.floor(src + np.float32(0.5))
-        if nearest == "round_prefer_floor":
-            rounded = np.where(tie, np.floor(src), rounded)
+        low = np.floor(src)
+        frac = src - low
+        off = np.abs(frac - np.float32(0.5))
+        up = frac > np.float32(0.5)
+        prefer = nearest == "round_prefer_ceil"
+        unsure = (off > np.float32(_TIE)) & (off < np.float32(_TIE_UNSURE)) & (up != prefer)
+        if unsure.any():
+            j = int(np.flatnonzero(unsure)[0])
+            raise _NodeError(
+                f"nearest_mode {nearest}: output element {j} maps to input coordinate "
+                f"{float(src[j]):.9g}, too close to a tie to round as onnxruntime does; give "
+                "another output size or nearest_mode floor / ceil instead"
+            )
+        rounded = low + np.where(off <= np.float32(_TIE), prefer, up)
     return np.asarray(rounded, dtype=np.int64)
 
 
