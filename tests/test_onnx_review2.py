@@ -23,6 +23,8 @@ from onnx_util import against_ort, ints, save  # noqa: E402
 from aegis_core.graph.onnx_import import (  # noqa: E402
     InputShapeError,
     _interpolation,
+    _NodeError,
+    _round,
     import_onnx,
 )
 from aegis_core.model.errors import InputError  # noqa: E402
@@ -103,6 +105,23 @@ def test_resize_near_ties_end_to_end(
              coordinate_transformation_mode=coord, nearest_mode=nearest)  # fmt: skip
     path = save(tmp_path, [node], [ints("sz", [1, 2, 3, wo])], [1, 2, 3, width], opset=19)
     against_ort(path, import_onnx(path))
+
+
+def test_a_coordinate_in_the_unpinned_tie_band_is_refused() -> None:
+    """Within 1e-6 of a .5 is a tie (onnxruntime); from there to 1.9e-6 the tolerance is not
+    pinned down, so a coordinate whose rounding the tie would change is refused."""
+    f32 = np.float32
+    assert _round(np.array([3.5 - 5e-7, 3.5 + 5e-7], f32), "round_prefer_ceil").tolist() == [4, 4]
+    assert _round(np.array([3.5 - 5e-7, 3.5 + 5e-7], f32), "round_prefer_floor").tolist() == [3, 3]
+    for value, nearest in [
+        (3.5 - 1.5e-6, "round_prefer_ceil"),
+        (3.5 + 1.5e-6, "round_prefer_floor"),
+    ]:
+        with pytest.raises(_NodeError, match=r"too close to a tie .* give another output size"):
+            _round(np.array([0.0, value], f32), nearest)
+    # the same coordinates round one way whichever the tolerance: kept
+    assert _round(np.array([3.5 + 1.5e-6], f32), "round_prefer_ceil").tolist() == [4]
+    assert _round(np.array([3.5 - 1.5e-6], f32), "round_prefer_floor").tolist() == [3]
 
 
 # --- external data, input errors ---------------------------------------------------------
