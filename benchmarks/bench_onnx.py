@@ -7,8 +7,9 @@ Per model, at the per-sample input shape the tests use (batch ``--batch``):
   provider (one intra-op and one inter-op thread, its default graph optimisations), each job
   timed with ``perf_counter`` and the two interleaved (one AegisRT job, one onnxruntime job,
   ``--reps`` times, after 5 warm-ups each), medians and their ratio; the median of 5
-  ``import_onnx`` calls; the activations planned (``aegis memory``'s plan) vs naive (each
-  tensor its own buffer), and the executor's arena (with the kernels' scratch buffers); the
+  ``import_onnx`` calls; the tensors (input and activations) planned vs naive (each tensor
+  its own buffer), and the arena with the kernels' scratch buffers (what ``aegis memory``
+  plans and the executor allocates); the
   largest absolute error against onnxruntime and whether every output element is within
   rtol 1e-3, atol 1e-4.
 * ``--backend cupy``: the same models on the GPU, eager (CuPy, kernel by kernel) against one
@@ -114,9 +115,7 @@ def _numpy_row(name: str, path: Path, shape: tuple[int, ...], args: argparse.Nam
 
     imported, import_ms = _import(path, shape, args.batch, args.import_reps)
     g = imported.graph
-    compiled = CompiledGraph(g, np)
-    for key, value in imported.params.items():
-        compiled.tensors[key][...] = value
+    compiled = CompiledGraph(g, np)  # the model's own weights (graph.weights)
     x = np.random.default_rng(0).standard_normal(g.tensors[g.input].shape).astype(np.float32)
     session = _ort_session(path)
     feed = {imported.onnx_input: x}
@@ -141,8 +140,8 @@ def _numpy_row(name: str, path: Path, shape: tuple[int, ...], args: argparse.Nam
 
 NUMPY_HEAD = (
     "| model | input | IR ops | weights as run | MFLOPs | import ms | AegisRT numpy ms | "
-    "onnxruntime CPU ms | ratio | max abs err vs ORT | activations planned / naive KiB | "
-    "executor arena KiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "onnxruntime CPU ms | ratio | max abs err vs ORT | tensors planned / naive KiB | "
+    "arena with scratch KiB (`aegis memory`) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
