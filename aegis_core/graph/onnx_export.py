@@ -183,7 +183,7 @@ def _reduce_mean(e: _Emit, op: Op) -> None:
 
 
 def _concat(e: _Emit, op: Op) -> None:
-    e.node("Concat", op.inputs, op.output, axis=int(op.attr("axis", len(e.shape(op.output)) - 1)))
+    e.node("Concat", op.inputs, op.output, axis=int(op.attr("axis")))
 
 
 def _slice(e: _Emit, op: Op) -> None:
@@ -201,9 +201,8 @@ def _gather(e: _Emit, op: Op) -> None:
     """Constant indices: a 0-d index (``scalar`` 1) drops the axis, a 1-d list keeps it."""
     indices = list(op.attr("indices"))
     value = indices[0] if op.attr("scalar", 0) else indices
-    rank = len(e.shape(op.inputs[0]))
     e.node("Gather", [op.inputs[0], e.const(value, np.int64)], op.output,
-           axis=int(op.attr("axis", rank - 1)))  # fmt: skip
+           axis=int(op.attr("axis")))  # fmt: skip
 
 
 def _expand(e: _Emit, op: Op) -> None:
