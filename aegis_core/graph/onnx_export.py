@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from aegis_core.graph.ir import Graph, Op, Window, window
-from aegis_core.model.errors import InputError, quote
+from aegis_core.model.errors import ONNX_PIP_HINT, InputError, quote
 
 __all__ = ["EXPORTERS", "OPSET", "to_onnx", "unexportable"]
 
@@ -37,7 +37,6 @@ EXPORT_LIMIT = (2 << 30) - (1 << 24)
 """The most weight bytes a model exported in one piece may hold (protobuf's 2 GiB, less a
 margin for the graph itself)."""
 
-_PIP_HINT = "pip install 'aegisrt[onnx]'"
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
@@ -313,7 +312,9 @@ def to_onnx(graph: Graph, params: Mapping[str, np.ndarray]) -> bytes:
     try:
         import onnx
     except ImportError:
-        raise InputError(f"exporting a model to ONNX needs the onnx package: {_PIP_HINT}") from None
+        raise InputError(
+            f"exporting a model to ONNX needs the onnx package: {ONNX_PIP_HINT}"
+        ) from None
     e = _Emit(onnx, graph)
     for name, t in graph.tensors.items():
         if t.role != "weight":
