@@ -9,7 +9,9 @@ ones, :func:`aegis_core.graph.weights.load_weights`, else the seeded random ones
 
 The mapping is the table :data:`EXPORTERS` (IR ``fn`` -> a function emitting its nodes); an
 IR operator without an entry is refused, before anything is built, by :func:`unexportable`
-(one line naming the model, the operator and its fn). The ``onnx`` package is imported
+(one line naming the model, the operator and its fn), as is a geometry onnxruntime refuses
+though the IR accepts it (a pool pad not below its kernel, a ConvTranspose output_padding not
+below its stride). The ``onnx`` package is imported
 lazily, by :func:`to_onnx` only: the core never needs it otherwise.
 """
 
@@ -83,11 +85,33 @@ def _geometry(e: _Emit, op: Op) -> tuple[Window, dict[str, list[int]]]:
     """The op's :func:`aegis_core.graph.ir.window` (a convolution's taps from its weight) and
     its ONNX attributes. The IR's ``pad`` ``[top, left, bottom, right]`` is ONNX's ``pads``
     order as it is (the begins of H and W, then their ends)."""
-    taps = e.shape(op.inputs[1])[2:] if op.kind == "conv2d" else None
-    win = window(dict(op.attrs), None if taps is None else (taps[0], taps[1]))
+    win = _window(e.graph, op)
     attrs = {"kernel_shape": list(win.k), "strides": list(win.stride), "pads": list(win.pad),
              "dilations": list(win.dilation)}  # fmt: skip
     return win, attrs
+
+
+def _window(graph: Graph, op: Op) -> Window:
+    """The op's :func:`aegis_core.graph.ir.window` (a convolution's taps from its weight)."""
+    taps = graph.tensors[op.inputs[1]].shape[2:] if op.kind == "conv2d" else None
+    return window(dict(op.attrs), None if taps is None else (taps[0], taps[1]))
+
+
+def _ort_refuses(graph: Graph, op: Op) -> str | None:
+    """A geometry the IR (and ONNX) accept that onnxruntime refuses to load or run: a pool's
+    pad at or past its kernel size ("Pad should be smaller than kernel"), a ConvTranspose's
+    output_padding at or past its stride (ORT's output-size check), on either axis."""
+    if op.fn in ("maxpool", "avgpool"):
+        win = _window(graph, op)
+        if any(p >= win.k[i % 2] for i, p in enumerate(win.pad)):
+            return (f"pad {list(win.pad)} is not below its kernel {list(win.k)}, which "
+                    "onnxruntime refuses")  # fmt: skip
+    if op.fn == "conv_transpose2d":
+        win = _window(graph, op)
+        if any(o >= s for o, s in zip(win.output_padding, win.stride, strict=True)):
+            return (f"output_padding {list(win.output_padding)} is not below its stride "
+                    f"{list(win.stride)}, which onnxruntime refuses")  # fmt: skip
+    return None
 
 
 def _conv2d(e: _Emit, op: Op) -> None:
@@ -295,6 +319,9 @@ def unexportable(graph: Graph) -> str | None:
         if op.fn not in EXPORTERS:
             return (f"model {quote(graph.name)}: operator {quote(op.name)} ({op.fn}) has no "
                     "ONNX export yet")  # fmt: skip
+        refused = _ort_refuses(graph, op)
+        if refused is not None:
+            return f"model {quote(graph.name)}: operator {quote(op.name)} ({op.fn}): {refused}"
     if graph.weights_bytes > EXPORT_LIMIT:
         return (f"model {quote(graph.name)}: {graph.weights_bytes} bytes of weights, more "
                 f"than one ONNX model holds ({EXPORT_LIMIT})")  # fmt: skip
