@@ -637,6 +637,9 @@ _KERNELS: dict[str, Callable[..., None]] = {
     "resize": resize,
     # --- end spatial ops ---
 }
+_REQUIRED: Any = object()
+"""An :data:`_ATTRS` default for an attribute the IR requires (Graph validation refuses an op
+without it: there is no default to decide here)."""
 _ATTRS: dict[str, dict[str, Any]] = {
     "conv2d": {"stride": 1, "pad": 0, "groups": 1, "dilation": 1},
     "matmul": {"scale": None},
@@ -648,11 +651,11 @@ _ATTRS: dict[str, dict[str, Any]] = {
     "softmax": {"axis": None},
     "hardsigmoid": {"alpha": 0.2, "beta": 0.5},
     "clip": {"min": None, "max": None},
-    "reduce_mean": {"axes": (), "keepdims": 1},
-    "concat": {"axis": 0},
-    "slice": {"begin": (), "step": (), "size": ()},
-    "gather": {"axis": 0, "indices": (), "scalar": 0},
-    "expand": {"shape": ()},
+    "reduce_mean": {"axes": _REQUIRED, "keepdims": 1},
+    "concat": {"axis": _REQUIRED},
+    "slice": {"begin": _REQUIRED, "step": _REQUIRED, "size": _REQUIRED},
+    "gather": {"axis": _REQUIRED, "indices": _REQUIRED, "scalar": 0},
+    "expand": {"shape": _REQUIRED},
     # --- end elem ops ---
     # --- spatial ops ---
     "conv_transpose2d": {
@@ -732,6 +735,9 @@ def _bind(
     xp: ModuleType, op: Op, tensors: Mapping[str, Array], ws: Mapping[str, Array]
 ) -> Callable[[], None]:
     kwargs = {k: op.attr(k, d) for k, d in _ATTRS.get(op.fn, {}).items()}
+    missing = [k for k, v in kwargs.items() if v is _REQUIRED]
+    if missing:  # a Graph never has this: validation requires the attributes
+        raise ValueError(f"op {op.name!r} ({op.fn}): missing attributes {missing}")
     args = [tensors[i] for i in op.inputs]
     return functools.partial(_KERNELS[op.fn], xp, *args, tensors[op.output], **kwargs, **ws)
 

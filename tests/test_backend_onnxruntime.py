@@ -148,8 +148,29 @@ def test_a_model_ort_cannot_load_is_one_line_naming_the_task(
             backend.close()
         message = str(err.value)
         assert "\n" not in message and "for task 't0'" in message
-        assert "onnxruntime failed" in message and "INVALID_GRAPH" in message
+        assert "onnxruntime failed" in message and "INVALID_GRAPH node 3: bad" in message
         assert WorkerStream.live == 0
+
+
+def test_a_model_ort_refuses_at_load_is_one_line_and_ort_logs_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An imported MaxPool whose pads reach its kernel size: AegisRT runs it, ORT refuses it
+    while loading (its own log would print that on stderr in colour, over two lines)."""
+    node = helper.make_node(
+        "MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], pads=[2, 2, 2, 2]
+    )
+    graph = import_onnx(save(tmp_path, [node], [], [1, 2, 6, 6], [1, 2, 8, 8])).graph
+    backend = OnnxRuntimeBackend(clock=VirtualClock())
+    try:
+        with pytest.raises(BackendError) as err:
+            backend.prepare(works(graph))
+    finally:
+        backend.close()
+    message = str(err.value)
+    assert "Pad should be smaller than kernel." in message and "for task 't0'" in message
+    assert "\n" not in message and "\\n" not in message
+    assert capfd.readouterr().err == ""
 
 
 def test_an_onnx_file_changed_since_its_import_is_refused_not_loaded(tmp_path: Path) -> None:

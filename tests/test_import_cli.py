@@ -199,12 +199,22 @@ def test_import_o_never_overwrites_a_users_file(
     assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
+_WANTS = (
+    "input 'x' has shape [?, 3, ?, ?]: --input-shape is the whole input shape, the batch first: "
+    "give 4 sizes"
+)
+"""The CLI's wording of a shape that does not fit (a scenario's is the importer's)."""
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "input 'x' has shape [?, 3, ?, ?]: give input_shape with 3 sizes"),
-        (["--input-shape", "1x3x8"], "give input_shape with 3 sizes"),
-        (["--input-shape", "1x4x8x8"], "static dimension 1 = 3, but input_shape[0] is 4"),
+        ([], f"{_WANTS} joined by x\n"),
+        (["--input-shape", "1x3x8"], f"{_WANTS} joined by x (got '1x3x8')"),
+        (["--input-shape", "1x4x8x8"], f"{_WANTS} joined by x, e.g. 1x3x8x8 (got '1x4x8x8')"),
+        (["--input-shape", "3x32x32"], f"{_WANTS} joined by x, e.g. 1x3x32x32 (got '3x32x32')"),
+        (["--input-shape", "3x8x8", "--batch", "2"], ", e.g. 2x3x8x8 (got '3x8x8')"),
+        (["--input-shape", "1x3x8x8x1"], f"{_WANTS} joined by x (got '1x3x8x8x1')"),
         (["--input-shape", "1x3xax8"], "--input-shape must be sizes joined by x"),
         (["--input-shape", "0x3x8x8"], "--input-shape must be sizes joined by x"),
         (["--input-shape", "1x3x8x8", "--batch", "0"], "--batch must be >= 1, got 0"),
@@ -216,6 +226,76 @@ def test_bad_import_options_are_one_line(
 ) -> None:
     err = _refused(capsys, ["import", str(_cnn(tmp_path)), *args])
     assert message in err, err
+
+
+def test_a_shape_that_does_not_fit_keeps_the_importers_wording_for_a_scenario(
+    tmp_path: Path,
+) -> None:
+    path = _cnn(tmp_path)
+    with pytest.raises(aegis.InputError, match=r"give input_shape with 3 sizes fixing every"):
+        aegis.import_model(path, input_shape=(3, 8))
+
+
+@pytest.mark.parametrize("verify", [[], ["--verify"]], ids=["plain", "verify"])
+def test_a_refused_o_is_refused_before_the_import_prints_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verify: list[str]
+) -> None:
+    path = _mlp(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    stray = tmp_path / "g.weights.npz"
+    stray.write_bytes(b"my data")
+    (tmp_path / "dir.json").mkdir()
+    cases = [
+        (notes, "notes.txt: exists and is not a graph file"),
+        (tmp_path / "g.json", "g.weights.npz: exists and no graph file names it"),
+        (tmp_path / "x.onnx", "-o names a graph file"),
+        (path, "-o names a graph file"),
+        (tmp_path / "dir.json", "dir.json: exists and is not a graph file"),
+    ]
+    for out_file, message in cases:
+        assert main(["import", str(path), *verify, "-o", str(out_file)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "", out_file
+        assert captured.err.count("\n") == 1 and message in captured.err, captured.err
+    assert notes.read_text() == "mine\n" and stray.read_bytes() == b"my data"
+    assert not (tmp_path / "g.json").exists() and not (tmp_path / "x.onnx").exists()
+    assert not (tmp_path / "notes.weights.npz").exists()
+
+
+def _pool_ort_refuses(folder: Path) -> Path:
+    """MaxPool with pads >= its kernel (inside the dilated window): AegisRT imports it,
+    onnxruntime refuses it at load ("Pad should be smaller than kernel")."""
+    node = helper.make_node(
+        "MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], pads=[2, 2, 2, 2]
+    )
+    return save(folder, [node], [], [1, 2, 6, 6], [1, 2, 8, 8])
+
+
+def test_verify_when_onnxruntime_refuses_the_model_is_one_stderr_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["import", str(_pool_ort_refuses(tmp_path)), "--verify"]) == 2
+    captured = capfd.readouterr()  # the file descriptors: ORT's own log included
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("aegis: error: ")
+    assert "onnxruntime cannot run it: " in captured.err
+    assert "Pad should be smaller than kernel." in captured.err and "\\n" not in captured.err
+
+
+def test_verify_flattens_onnxruntimes_multi_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("first line\n  second line\r\n\tthird\n")
+
+    monkeypatch.setattr(ort.InferenceSession, "run", broken)
+    err = _refused(capsys, ["import", str(_mlp(tmp_path)), "--input-shape", "2x16", "--verify"])
+    assert err.endswith(
+        "onnxruntime cannot run it: RuntimeError: first line second line third\n"
+    ), err
+    assert capsys.readouterr().out == ""
 
 
 def test_batch_overrides_the_shapes_first_size(

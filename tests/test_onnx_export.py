@@ -10,6 +10,7 @@ weight or a missing onnx package is one line."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,56 @@ def test_an_operator_without_export_is_one_line_naming_model_op_and_fn(
     match = r"model 'tiny_cnn': operator 'avgpool' \(avgpool_global\)"
     with pytest.raises(InputError, match=match):
         to_onnx(graph, init_params(graph)[0])
+
+
+ORT_REFUSES = [  # the IR accepts each (pad inside the dilated window, op below dilation)
+    ("maxpool", {}, {"k": 2, "dilation": 2, "pad": [2, 0, 0, 0]}, "pad [2, 0, 0, 0] is not below"),
+    ("maxpool", {}, {"k": [3, 2], "dilation": 2, "pad": [0, 0, 0, 2]}, "its kernel [3, 2]"),
+    ("avgpool", {}, {"k": 2, "dilation": 3, "pad": [0, 2, 0, 0], "count_include_pad": 1},
+     "pad [0, 2, 0, 0] is not below its kernel [2, 2]"),
+    ("avgpool", {}, {"k": [2, 3], "dilation": 2, "pad": [0, 0, 2, 0]}, "not below its kernel"),
+    ("conv_transpose2d", {"w": (4, 3, 2, 2), "b": (3,)},
+     {"dilation": 2, "output_padding": [1, 0]}, "output_padding [1, 0] is not below its stride"),
+    ("conv_transpose2d", {"w": (4, 3, 2, 2), "b": (3,)},
+     {"stride": [3, 2], "dilation": 3, "output_padding": [0, 2]}, "its stride [3, 2]"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fn", "weights", "attrs", "why"), ORT_REFUSES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(ORT_REFUSES)])  # fmt: skip
+def test_a_geometry_onnxruntime_refuses_is_refused_before_the_run_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, fn: str, weights: dict[str, Any], attrs: dict[str, Any],
+    why: str,
+) -> None:  # fmt: skip
+    graph = spatial_graph(fn, weights, attrs)
+    params, x = init_params(graph)
+    reference(graph, params, x)  # AegisRT computes it
+    problem = unexportable(graph)
+    assert problem is not None and "\n" not in problem, problem
+    assert problem.startswith(f"model '{fn}': operator '{fn}' ({fn}): ") and why in problem
+    assert problem.endswith(", which onnxruntime refuses")
+    with pytest.raises(InputError, match=re.escape(why)):
+        to_onnx(graph, params)
+    monkeypatch.setattr(onnx_export, "_ort_refuses", lambda graph, op: None)
+    with pytest.raises(Exception, match=r"Pad should be smaller than kernel|output_padding"):
+        run_ort(to_onnx(graph, params), graph, x)  # and onnxruntime does refuse it
+
+
+@pytest.mark.parametrize(
+    ("fn", "weights", "attrs"),
+    [
+        ("maxpool", {}, {"k": 2, "dilation": 2, "pad": [1, 1, 1, 1]}),
+        ("avgpool", {}, {"k": [3, 2], "pad": [2, 1, 2, 1], "count_include_pad": 1}),
+        ("conv_transpose2d", {"w": (4, 3, 2, 2), "b": (3,)},
+         {"stride": [2, 3], "dilation": 3, "output_padding": [1, 2]}),
+    ],
+)  # fmt: skip
+def test_the_largest_pad_and_output_padding_onnxruntime_takes_still_export(
+    fn: str, weights: dict[str, Any], attrs: dict[str, Any]
+) -> None:
+    graph = spatial_graph(fn, weights, attrs)
+    assert unexportable(graph) is None
+    check(graph)
 
 
 def test_a_missing_weight_is_refused() -> None:

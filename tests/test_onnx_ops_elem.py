@@ -576,6 +576,16 @@ def test_gather_with_constant_indices(tmp_path: Path, axis: int, indices: Any, o
     assert all(i >= 0 for i in op.attr("indices"))
 
 
+def test_the_importer_writes_the_axis_the_ir_requires(tmp_path: Path) -> None:
+    """ONNX Gather without ``axis`` means axis 0: the graph says so (the IR has no default)."""
+    nodes = [node("Exp", ["x"], ["p"]), node("Gather", ["p", "i"], ["y"])]
+    idx = _const("i", np.asarray([1, 0], dtype=np.int64), np.int64)
+    imported = _check(tmp_path, nodes, [idx], [2, 5, 4], 3)
+    (op,) = [op for op in imported.graph.ops if op.fn == "gather"]
+    assert dict(op.attrs)["axis"] == 0
+    assert imported.graph.tensors[op.output].shape == (2, 5, 4)
+
+
 def test_cast_to_float_is_free_and_expand_broadcasts(tmp_path: Path) -> None:
     nodes = [node("Cast", ["x"], ["c"], to=TensorProto.FLOAT), node("Relu", ["c"], ["y"])]
     _check(tmp_path, nodes, [], [2, 3], fns=["relu"])

@@ -174,6 +174,7 @@ BAD = [
     ("reduce_mean", ["x"], {"axes": [1], "keepdims": 2}, None, "attribute keepdims"),
     ("concat", ["x", "w"], {"axis": 1}, (2, 3, 4, 4), "concat of"),
     ("concat", ["x"], {"axis": 1}, None, "concat takes 2 to 64 inputs, got 1"),
+    ("concat", ["x", "x"], {}, None, "op 'op0': concat needs the attribute axis"),
     (
         "slice",
         ["x"],
@@ -192,6 +193,7 @@ BAD = [
     ("gather", ["x"], {"axis": 1, "indices": [3], "scalar": 0}, None, "indices must be in"),
     ("gather", ["x"], {"axis": 1, "indices": [0, 1], "scalar": 1}, None, "scalar=1 needs"),
     ("gather", ["x"], {"axis": 1, "indices": [-1]}, None, "attribute indices"),
+    ("gather", ["x"], {"indices": [1, 0]}, None, "op 'op0': gather needs the attribute axis"),
     ("clip", ["x"], {"min": "a"}, None, "attribute min"),
     ("hardsigmoid", ["x"], {"alpha": True}, None, "attribute alpha"),
     ("gelu", ["x"], {"approximate": "erf"}, None, "attribute approximate"),

@@ -29,7 +29,8 @@ Operator kinds and functions (the exact semantics live in :mod:`aegis_exec.kerne
   - ``softmax`` over attr ``axis`` (non-negative; default the last axis).
   - ``reduce_mean``: attrs ``axes`` (sorted, distinct, non-negative) and ``keepdims`` 0|1
     (default 1; a mean down to a scalar is not a tensor the IR has).
-  - ``concat``: 2 to :data:`MAX_CONCAT` inputs (weights or activations) along attr ``axis``.
+  - ``concat``: 2 to :data:`MAX_CONCAT` inputs (weights or activations) along attr ``axis``
+    (required, as for ``gather``: a graph file without it is refused).
   - ``slice``: attrs ``begin``, ``step`` (non-zero, may be negative), ``size``, one entry per
     axis: the output holds ``x[begin + step*i]`` for ``i < size`` on each axis, every index
     inside the axis (ONNX's negative and clamped bounds are normalised by the importer).
@@ -679,8 +680,11 @@ def _count(fn: str, ins: Sequence[tuple[int, ...]], low: int, high: int) -> None
         raise _ShapeError(f"{fn} takes {want} inputs, got {len(ins)}")
 
 
-def _axis(attrs: Mapping[str, Any], rank: int, what: str) -> int:
-    axis = attrs.get("axis", rank - 1)
+def _axis(attrs: Mapping[str, Any], rank: int, what: str, default: int | None = None) -> int:
+    """``attrs``' axis, in range; without one ``default`` (None: the op requires it)."""
+    if "axis" not in attrs and default is None:
+        raise _ShapeError(f"{what} needs the attribute axis")
+    axis = attrs.get("axis", default)
     if not 0 <= axis < rank:
         raise _ShapeError(f"{what} axis {axis} out of range for rank {rank}")
     return int(axis)
@@ -713,7 +717,7 @@ def _shape_matmul(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> t
 
 def _shape_softmax(attrs: Mapping[str, Any], ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     _count("softmax", ins, 1, 1)
-    _axis(attrs, len(ins[0]), "softmax")
+    _axis(attrs, len(ins[0]), "softmax", len(ins[0]) - 1)
     return ins[0]
 
 

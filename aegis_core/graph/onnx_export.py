@@ -9,7 +9,9 @@ ones, :func:`aegis_core.graph.weights.load_weights`, else the seeded random ones
 
 The mapping is the table :data:`EXPORTERS` (IR ``fn`` -> a function emitting its nodes); an
 IR operator without an entry is refused, before anything is built, by :func:`unexportable`
-(one line naming the model, the operator and its fn). The ``onnx`` package is imported
+(one line naming the model, the operator and its fn), as is a geometry onnxruntime refuses
+though the IR accepts it (a pool pad not below its kernel, a ConvTranspose output_padding not
+below its stride). The ``onnx`` package is imported
 lazily, by :func:`to_onnx` only: the core never needs it otherwise.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from aegis_core.graph.ir import Graph, Op, Window, window
-from aegis_core.model.errors import InputError, quote
+from aegis_core.model.errors import ONNX_PIP_HINT, InputError, quote
 
 __all__ = ["EXPORTERS", "OPSET", "to_onnx", "unexportable"]
 
@@ -37,7 +39,6 @@ EXPORT_LIMIT = (2 << 30) - (1 << 24)
 """The most weight bytes a model exported in one piece may hold (protobuf's 2 GiB, less a
 margin for the graph itself)."""
 
-_PIP_HINT = "pip install 'aegisrt[onnx]'"
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
@@ -84,11 +85,33 @@ def _geometry(e: _Emit, op: Op) -> tuple[Window, dict[str, list[int]]]:
     """The op's :func:`aegis_core.graph.ir.window` (a convolution's taps from its weight) and
     its ONNX attributes. The IR's ``pad`` ``[top, left, bottom, right]`` is ONNX's ``pads``
     order as it is (the begins of H and W, then their ends)."""
-    taps = e.shape(op.inputs[1])[2:] if op.kind == "conv2d" else None
-    win = window(dict(op.attrs), None if taps is None else (taps[0], taps[1]))
+    win = _window(e.graph, op)
     attrs = {"kernel_shape": list(win.k), "strides": list(win.stride), "pads": list(win.pad),
              "dilations": list(win.dilation)}  # fmt: skip
     return win, attrs
+
+
+def _window(graph: Graph, op: Op) -> Window:
+    """The op's :func:`aegis_core.graph.ir.window` (a convolution's taps from its weight)."""
+    taps = graph.tensors[op.inputs[1]].shape[2:] if op.kind == "conv2d" else None
+    return window(dict(op.attrs), None if taps is None else (taps[0], taps[1]))
+
+
+def _ort_refuses(graph: Graph, op: Op) -> str | None:
+    """A geometry the IR (and ONNX) accept that onnxruntime refuses to load or run: a pool's
+    pad at or past its kernel size ("Pad should be smaller than kernel"), a ConvTranspose's
+    output_padding at or past its stride (ORT's output-size check), on either axis."""
+    if op.fn in ("maxpool", "avgpool"):
+        win = _window(graph, op)
+        if any(p >= win.k[i % 2] for i, p in enumerate(win.pad)):
+            return (f"pad {list(win.pad)} is not below its kernel {list(win.k)}, which "
+                    "onnxruntime refuses")  # fmt: skip
+    if op.fn == "conv_transpose2d":
+        win = _window(graph, op)
+        if any(o >= s for o, s in zip(win.output_padding, win.stride, strict=True)):
+            return (f"output_padding {list(win.output_padding)} is not below its stride "
+                    f"{list(win.stride)}, which onnxruntime refuses")  # fmt: skip
+    return None
 
 
 def _conv2d(e: _Emit, op: Op) -> None:
@@ -183,7 +206,7 @@ def _reduce_mean(e: _Emit, op: Op) -> None:
 
 
 def _concat(e: _Emit, op: Op) -> None:
-    e.node("Concat", op.inputs, op.output, axis=int(op.attr("axis", len(e.shape(op.output)) - 1)))
+    e.node("Concat", op.inputs, op.output, axis=int(op.attr("axis")))
 
 
 def _slice(e: _Emit, op: Op) -> None:
@@ -201,9 +224,8 @@ def _gather(e: _Emit, op: Op) -> None:
     """Constant indices: a 0-d index (``scalar`` 1) drops the axis, a 1-d list keeps it."""
     indices = list(op.attr("indices"))
     value = indices[0] if op.attr("scalar", 0) else indices
-    rank = len(e.shape(op.inputs[0]))
     e.node("Gather", [op.inputs[0], e.const(value, np.int64)], op.output,
-           axis=int(op.attr("axis", rank - 1)))  # fmt: skip
+           axis=int(op.attr("axis")))  # fmt: skip
 
 
 def _expand(e: _Emit, op: Op) -> None:
@@ -297,6 +319,9 @@ def unexportable(graph: Graph) -> str | None:
         if op.fn not in EXPORTERS:
             return (f"model {quote(graph.name)}: operator {quote(op.name)} ({op.fn}) has no "
                     "ONNX export yet")  # fmt: skip
+        refused = _ort_refuses(graph, op)
+        if refused is not None:
+            return f"model {quote(graph.name)}: operator {quote(op.name)} ({op.fn}): {refused}"
     if graph.weights_bytes > EXPORT_LIMIT:
         return (f"model {quote(graph.name)}: {graph.weights_bytes} bytes of weights, more "
                 f"than one ONNX model holds ({EXPORT_LIMIT})")  # fmt: skip
@@ -314,7 +339,9 @@ def to_onnx(graph: Graph, params: Mapping[str, np.ndarray]) -> bytes:
     try:
         import onnx
     except ImportError:
-        raise InputError(f"exporting a model to ONNX needs the onnx package: {_PIP_HINT}") from None
+        raise InputError(
+            f"exporting a model to ONNX needs the onnx package: {ONNX_PIP_HINT}"
+        ) from None
     e = _Emit(onnx, graph)
     for name, t in graph.tensors.items():
         if t.role != "weight":

@@ -37,6 +37,15 @@ QUOTE_LIMIT = 60
 PATH_LIMIT = 160
 """A path in a message shows at most this many characters (its head and tail)."""
 
+ONNX_PIP_HINT = "pip install 'aegisrt[onnx]'"
+"""How to install the optional ``onnx`` extra (``onnx``, ``onnxruntime``): the hint of every
+error that needs one of them."""
+
+ORT_LOG_SEVERITY = 4
+"""The ``log_severity_level`` of every onnxruntime session AegisRT opens: fatal only. ORT logs
+an error it is about to raise (a model it refuses) as coloured lines on stderr, even at 3;
+AegisRT reports the exception itself, on one line."""
+
 _CONTROL = re.compile(
     "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
@@ -54,6 +63,12 @@ def one_line(message: str, limit: int = MAX_MESSAGE) -> str:
     ``limit`` characters. Idempotent: a safe message is returned as it is."""
     text = _CONTROL.sub(_escape, message)
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def flatten(message: str, limit: int = MAX_MESSAGE) -> str:
+    """A library's multi-line message on one line: whitespace runs (its newlines) as one
+    space, then :func:`one_line`."""
+    return one_line(" ".join(message.split()), limit)
 
 
 def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:

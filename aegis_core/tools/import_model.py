@@ -26,7 +26,15 @@ import numpy as np
 
 from aegis_core.graph.ir import GRAPH_FILE_LIMIT, Graph, WeightsRef, parse_json, read_bounded
 from aegis_core.graph.weights import imported, weights_entry
-from aegis_core.model.errors import EngineNotFound, InputError, quote, show_path
+from aegis_core.model.errors import (
+    ONNX_PIP_HINT,
+    ORT_LOG_SEVERITY,
+    EngineNotFound,
+    InputError,
+    flatten,
+    quote,
+    show_path,
+)
 from aegis_core.model.files import read_user_bytes, write_atomic, write_json_atomic
 
 if TYPE_CHECKING:
@@ -38,7 +46,6 @@ VERIFY_SEED = 0
 """The seed of ``--verify``'s random input (standard normal)."""
 KERNELS_GROUP = "aegis.kernels"
 """The entry-point group of the executor's one-pass runner (``numpy``)."""
-_PIP_HINT = "pip install 'aegisrt[onnx]'"
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,7 @@ def _onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise InputError(f"--verify needs the onnxruntime package: {_PIP_HINT}") from None
+        raise InputError(f"--verify needs the onnxruntime package: {ONNX_PIP_HINT}") from None
     return onnxruntime
 
 
@@ -224,13 +231,17 @@ def verify(path: str | Path, model: ImportedModel, seed: int = VERIFY_SEED) -> l
     ours = run(g, x)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.log_severity_level = ORT_LOG_SEVERITY
     try:
         session = ort.InferenceSession(
             read_user_bytes(path, "ONNX model", None), options, providers=["CPUExecutionProvider"]
         )
         (theirs,) = session.run([model.onnx_output], {model.onnx_input: x})
     except Exception as exc:  # onnxruntime's own errors (it refuses the model)
-        raise InputError(f"{show_path(path)}: onnxruntime cannot run it: {exc}") from None
+        raise InputError(
+            f"{show_path(path)}: onnxruntime cannot run it: {type(exc).__name__}: "
+            f"{flatten(str(exc))}"
+        ) from None
     theirs = np.asarray(theirs)
     if theirs.size != ours.size:
         raise InputError(
@@ -296,6 +307,62 @@ def parse_shape(text: str) -> tuple[int, tuple[int, ...]]:
     return sizes[0], sizes[1:]
 
 
+def _imported(opts: Options, batch: int, shape: tuple[int, ...] | None) -> ImportedModel:
+    """The model imported; a shape that does not fit its input restated for the flags
+    (the importer words it for a scenario's ``input_shape``, which has no batch)."""
+    from aegis_core.graph.onnx_import import InputShapeError
+
+    try:
+        return imported(opts.model, batch, shape)
+    except InputShapeError as exc:
+        restated = _restate_shape(opts)
+        if restated is None:
+            raise
+        raise restated from exc
+
+
+def _model_input(path: str | Path) -> tuple[str, Any] | None:
+    """The ONNX model's one float32 input (its name and dimensions), if it has exactly one."""
+    from aegis_core.graph.onnx_import import ONNX_FILE_LIMIT, _onnx
+
+    proto = _onnx().load_model_from_string(read_user_bytes(path, "ONNX model", ONNX_FILE_LIMIT))
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type != 1:  # FLOAT
+        return None
+    return inputs[0].name, inputs[0].type.tensor_type.shape.dim
+
+
+def _restate_shape(opts: Options) -> InputError | None:
+    """``--input-shape`` does not fit the model's input: say what the flag wants (the whole
+    shape, the batch first), with an example when the sizes given make one (they may have
+    left the batch out)."""
+    from aegis_core.graph.onnx_import import _dims
+
+    found = _model_input(opts.model)
+    if found is None:
+        return None
+    name, dims = found
+    static = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    first, rest = parse_shape(opts.input_shape) if opts.input_shape else (1, None)
+    sizes = None if rest is None else [opts.batch or first, *rest]
+    per_sample = () if rest is None else (first, *rest)
+    if len(per_sample) == len(static) - 1 and all(
+        h in (None, w) for h, w in zip(static[1:], per_sample, strict=True)
+    ):
+        sizes = [opts.batch or 1, *per_sample]  # the batch left out
+    example = ""
+    if sizes is not None and len(sizes) == len(static):
+        fit = [w if h is None else h for h, w in zip(static, sizes, strict=True)]
+        example = f", e.g. {'x'.join(map(str, fit))}"
+    got = f" (got {quote(opts.input_shape)})" if opts.input_shape else ""
+    return InputError(
+        f"{show_path(opts.model)}: input {quote(name)} has shape {_dims(dims)}: --input-shape "
+        f"is the whole input shape, the batch first: give {len(static)} sizes joined by x"
+        f"{example}{got}"
+    )
+
+
 def run(opts: Options, out: Callable[[str], None] = print) -> int:
     """``aegis import``: 0 done (and verified); 1 an output above the tolerance."""
     batch, shape = parse_shape(opts.input_shape) if opts.input_shape else (1, None)
@@ -305,7 +372,9 @@ def run(opts: Options, out: Callable[[str], None] = print) -> int:
         batch = opts.batch
     if opts.name is not None and not opts.name.strip():
         raise InputError("--name must not be empty")
-    model = imported(opts.model, batch, shape)
+    if opts.out is not None:  # refused before the import: nothing printed, then refused
+        _may_replace(Path(opts.out), weights_path(opts.out))
+    model = _imported(opts, batch, shape)
     if opts.name is not None:
         model = dataclasses.replace(model, graph=dataclasses.replace(model.graph, name=opts.name))
     checks = verify(opts.model, model) if opts.verify else []

@@ -30,7 +30,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.model.errors import AegisError, BackendError, JobFault, one_line
+from aegis_core.model.errors import (
+    ONNX_PIP_HINT,
+    ORT_LOG_SEVERITY,
+    AegisError,
+    BackendError,
+    JobFault,
+    flatten,
+)
 
 from ..clock import WALL, Clock
 from .base import TaskWork
@@ -41,7 +48,6 @@ if TYPE_CHECKING:
 
     from ..arena import Layout
 
-PIP_HINT = "pip install 'aegisrt[onnx]'"
 PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 """Execution providers in order of preference: the first one the installed onnxruntime has."""
 THREADS = 1
@@ -71,7 +77,7 @@ def refuses(graph: Graph) -> str | None:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        return f"exporting it to ONNX needs the onnx package: {PIP_HINT}"
+        return f"exporting it to ONNX needs the onnx package: {ONNX_PIP_HINT}"
     return None
 
 
@@ -84,10 +90,10 @@ def ort_errors(where: str) -> Iterator[None]:
     except AegisError:
         raise
     except MemoryError as exc:
-        raise BackendError(f"not enough memory while {where}: {one_line(str(exc))}") from exc
+        raise BackendError(f"not enough memory while {where}: {flatten(str(exc))}") from exc
     except Exception as exc:
         raise BackendError(
-            f"onnxruntime failed while {where}: {type(exc).__name__}: {one_line(str(exc))}"
+            f"onnxruntime failed while {where}: {type(exc).__name__}: {flatten(str(exc))}"
         ) from exc
 
 
@@ -121,7 +127,7 @@ class _Session:
         opts.intra_op_num_threads = THREADS
         opts.inter_op_num_threads = THREADS
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3  # errors only: ORT's warnings are not AegisRT's output
+        opts.log_severity_level = ORT_LOG_SEVERITY  # ORT's log is not AegisRT's output
         self.session = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
         self.provider: str = self.session.get_providers()[0]
         inputs = self.session.get_inputs()
@@ -143,7 +149,7 @@ class _Session:
         try:
             self.session.run_with_iobinding(self.binding)
         except Exception as exc:
-            raise JobFault(f"onnxruntime: {type(exc).__name__}: {one_line(str(exc))}") from None
+            raise JobFault(f"onnxruntime: {type(exc).__name__}: {flatten(str(exc))}") from None
 
     def output(self) -> Any:
         """The first output, as a host NumPy array (a copy; checks)."""
@@ -160,7 +166,9 @@ class OnnxRuntimeBackend(ThreadedBackend):
         try:
             import onnxruntime as ort  # the one place onnxruntime is imported
         except ImportError:
-            raise BackendError(f"the onnxruntime backend needs onnxruntime: {PIP_HINT}") from None
+            raise BackendError(
+                f"the onnxruntime backend needs onnxruntime: {ONNX_PIP_HINT}"
+            ) from None
         self.ort = ort
         available = set(ort.get_available_providers())
         self.providers = tuple(p for p in PROVIDERS if p in available)
