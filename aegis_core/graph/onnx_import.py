@@ -66,7 +66,7 @@ from aegis_core.graph.ir import (
     _infer,
     _ShapeError,
 )
-from aegis_core.model.errors import InputError, quote, show_path
+from aegis_core.model.errors import ONNX_PIP_HINT, InputError, quote, show_path
 from aegis_core.model.files import read_user_bytes
 
 __all__ = ["ONNX_FILE_LIMIT", "ImportedModel", "InputShapeError", "import_onnx"]
@@ -110,7 +110,6 @@ _RANDOM = frozenset(
      "RandomUniformLike"}
 )  # fmt: skip
 
-_PIP_HINT = "pip install 'aegisrt[onnx]'"
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
@@ -137,7 +136,7 @@ def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise InputError(f"reading ONNX models needs the onnx package: {_PIP_HINT}") from None
+        raise InputError(f"reading ONNX models needs the onnx package: {ONNX_PIP_HINT}") from None
     return onnx
 
 

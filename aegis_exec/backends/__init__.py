@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
-from aegis_core.model.errors import InputError
+from aegis_core.model.errors import ONNX_PIP_HINT, InputError
 
 from ..clock import WALL, Clock
 from .base import Backend, Finished, TaskWork
@@ -102,7 +102,7 @@ REGISTRY: dict[str, BackendSpec] = {
             Capabilities(executes_models=True, cuda_graphs=False, memory_plan=False,
                          replays_exec_time=False, op_chunks=False),
             "the onnxruntime backend needs the onnxruntime package, and it is not installed "
-            "(install the extra: pip install 'aegisrt[onnx]'; or use --backend numpy)",
+            f"(install the extra: {ONNX_PIP_HINT}; or use --backend numpy)",
         ),
         BackendSpec(
             "mock", "mock", "MockBackend",
