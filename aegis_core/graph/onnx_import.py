@@ -1212,67 +1212,53 @@ def _compact(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return short
 
 
-def _conv(b: _Builder, node: Any) -> None:
-    attrs = _only(
-        node,
-        {
-            "auto_pad": _auto_pad,
-            "dilations": _any,
-            "group": _any,
-            "kernel_shape": _any,
-            "pads": _any,
-            "strides": _any,
-        },
-    )
+_CONV_ATTRS: dict[str, Callable[[Any], bool]] = {
+    "auto_pad": _auto_pad,
+    "dilations": _any,
+    "group": _any,
+    "kernel_shape": _any,
+    "pads": _any,
+    "strides": _any,
+}
+
+
+def _conv_inputs(
+    b: _Builder, node: Any, extra: Mapping[str, Callable[[Any], bool]], transposed: bool
+) -> tuple[dict[str, Any], _Val, np.ndarray, np.ndarray]:
+    """A Conv's or ConvTranspose's attributes, input, 4-D weight and bias (zeros when left
+    out, one per output channel: ``w[0]``, or ``w[1] * group`` when ``transposed``), checked
+    alike."""
+    attrs = _only(node, {**_CONV_ATTRS, **extra})
     x = b.act(node.input[0])
     w = b.const(node, 1, "the weight")
     assert w is not None  # the checker requires the input
     if w.ndim != 4 or len(x.shape) != 4:
         raise _NodeError(f"only 2-D convolutions are supported, weight shape {list(w.shape)}")
-    _kernel_matches(attrs, w)
-    bias = b.const(node, 2, "the bias")
-    bias = np.zeros(w.shape[0], np.float32) if bias is None else bias
-    conv = _geometry(attrs, w.shape[2:], x.shape[2:])
-    conv["groups"] = int(attrs.get("group", 1))
-    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
-    b.put(node.output[0], b.emit("conv2d", [b.ir(x), wn, bn], _compact(conv), node.output[0]))
-
-
-def _kernel_matches(attrs: Mapping[str, Any], w: np.ndarray) -> None:
     k = list(attrs.get("kernel_shape", w.shape[2:]))
     if k != list(w.shape[2:]):
         raise _NodeError(f"kernel_shape {k} does not match the weight {list(w.shape)}")
+    bias = b.const(node, 2, "the bias")
+    n = w.shape[1] * int(attrs.get("group", 1)) if transposed else w.shape[0]
+    return attrs, x, w, np.zeros(n, np.float32) if bias is None else bias
+
+
+def _emit_conv(b: _Builder, node: Any, fn: str, x: _Val, w: Any, bias: Any, conv: Any) -> None:
+    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
+    b.put(node.output[0], b.emit(fn, [b.ir(x), wn, bn], _compact(conv), node.output[0]))
+
+
+def _conv(b: _Builder, node: Any) -> None:
+    attrs, x, w, bias = _conv_inputs(b, node, {}, transposed=False)
+    conv = {**_geometry(attrs, w.shape[2:], x.shape[2:]), "groups": int(attrs.get("group", 1))}
+    _emit_conv(b, node, "conv2d", x, w, bias, conv)
 
 
 def _conv_transpose(b: _Builder, node: Any) -> None:
-    attrs = _only(
-        node,
-        {
-            "auto_pad": _auto_pad,
-            "dilations": _any,
-            "group": _any,
-            "kernel_shape": _any,
-            "output_padding": _any,
-            "output_shape": _any,
-            "pads": _any,
-            "strides": _any,
-        },
-    )
-    x = b.act(node.input[0])
-    w = b.const(node, 1, "the weight")
-    assert w is not None
-    if w.ndim != 4 or len(x.shape) != 4:
-        raise _NodeError(f"only 2-D convolutions are supported, weight shape {list(w.shape)}")
-    _kernel_matches(attrs, w)
+    extra = {"output_padding": _any, "output_shape": _any}
+    attrs, x, w, bias = _conv_inputs(b, node, extra, transposed=True)
     groups = int(attrs.get("group", 1))
-    bias = b.const(node, 2, "the bias")
-    bias = np.zeros(w.shape[1] * groups, np.float32) if bias is None else bias
     conv = {**_transposed_geometry(attrs, w.shape[2:], x.shape[2:]), "groups": groups}
-    wn, bn = b.weight(f"{node.output[0]}:w", w), b.weight(f"{node.output[0]}:b", bias)
-    b.put(
-        node.output[0],
-        b.emit("conv_transpose2d", [b.ir(x), wn, bn], _compact(conv), node.output[0]),
-    )
+    _emit_conv(b, node, "conv_transpose2d", x, w, bias, conv)
 
 
 def _transposed_geometry(
