@@ -229,6 +229,16 @@ def _im2col(xp: ModuleType, src: Array, cols: Array, win: Window, pq: tuple[int,
     xp.copyto(cols.reshape(n, groups, c, r, s, p, q), view)
 
 
+def _grouped_matmul(xp: ModuleType, wg: Array, cols: Array, out: Array) -> None:
+    """``out[i, g] = wg[g] @ cols[i, g]`` for every sample ``i`` and group ``g``: one GEMM per
+    sample (batched over the groups; a plain 2-D one for a single group)."""
+    for i in range(cols.shape[0]):
+        if wg.shape[0] == 1:
+            xp.matmul(wg[0], cols[i, 0], out=out[i, 0])
+        else:
+            xp.matmul(wg, cols[i], out=out[i])
+
+
 def conv2d(
     xp: ModuleType,
     x: Array,
@@ -255,13 +265,7 @@ def conv2d(
         cols = src.reshape(n, groups, c // groups, h * wd)
     else:
         _im2col(xp, src, cols, win, (out.shape[2], out.shape[3]))
-    wg = w.reshape(groups, kg, -1)
-    out4 = out.reshape(n, groups, kg, pq)
-    for i in range(n):
-        if groups == 1:
-            xp.matmul(wg[0], cols[i, 0], out=out4[i, 0])
-        else:
-            xp.matmul(wg, cols[i], out=out4[i])
+    _grouped_matmul(xp, w.reshape(groups, kg, -1), cols, out.reshape(n, groups, kg, pq))
     out3 = out.reshape(n, k, pq)
     xp.add(out3, b.reshape(k, 1), out=out3)
 
@@ -296,12 +300,7 @@ def conv_transpose2d(
         (r, s),
     )
     xp.copyto(wt, w.reshape(groups, cg, kg * r * s).transpose(0, 2, 1))
-    x3 = x.reshape(n, groups, cg, h * wd)
-    for i in range(n):
-        if groups == 1:
-            xp.matmul(wt[0], x3[i, 0], out=cols[i, 0])
-        else:
-            xp.matmul(wt, x3[i], out=cols[i])
+    _grouped_matmul(xp, wt, x.reshape(n, groups, cg, h * wd), cols)
     dst = out if full is None else full
     dst.fill(0.0)
     taps = cols.reshape(n, k, r, s, h, wd)
