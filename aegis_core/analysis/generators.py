@@ -70,6 +70,12 @@ def _check_sum(n: int, total: float, cap: float) -> None:
         )
 
 
+def decimal(v: float) -> Fraction:
+    """A parameter as the decimal it is written as (``0.7`` is 7/10, not the binary float
+    just below it), as :func:`~aegis_core.model.types.ms_to_ns` reads ms."""
+    return Fraction(repr(v)) if isinstance(v, float) else Fraction(v)
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -175,21 +181,23 @@ def deadline(kind: str, c: int, t: int, rng: random.Random, x: float) -> int:
     """A relative deadline ``>= c`` for WCET ``c`` and period ``t`` (``c <= t``), in ns.
 
     ``implicit``: ``D = T``; ``constrained`` (``0 <= x <= 1``): ``D`` uniform on the integers
-    of ``[C + x (T - C), T]``; ``arbitrary`` (``x >= 1``): uniform on ``[C, x T]``."""
+    of ``[C + x (T - C), T]``; ``arbitrary`` (``x >= 1``): uniform on ``[C, x T]`` (``x``
+    read as its decimal)."""
     if kind == "implicit":
         return t
     if kind == "constrained":
-        return rng.randint(c + math.ceil(Fraction(x) * (t - c)), t)
+        return rng.randint(c + math.ceil(decimal(x) * (t - c)), t)
     if kind == "arbitrary":
-        return rng.randint(c, max(c, math.floor(Fraction(x) * t)))
+        return rng.randint(c, max(c, math.floor(decimal(x) * t)))
     raise ParamsError(
         "deadline_kind", f"must be one of {', '.join(DEADLINE_KINDS)}, got {quote(kind)}"
     )
 
 
 def jitter(t: int, frac: float) -> int:
-    """The release jitter ``floor(frac * T)`` ns (``0 <= frac < 1``, so always below ``T``)."""
-    return math.floor(Fraction(frac) * t)
+    """The release jitter ``floor(frac * T)`` ns (``0 <= frac < 1``, so always below ``T``;
+    ``frac`` read as its decimal)."""
+    return math.floor(decimal(frac) * t)
 
 
 def wcet(u: float, t: int) -> int:
