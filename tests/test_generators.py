@@ -362,3 +362,59 @@ def test_uunifast_discard_too_close_to_the_cap_names_the_method() -> None:
     with pytest.raises(ParamsError, match=r"field 'utilization_method'.*randfixedsum"):
         make_set(p, 0)
     make_set(dataclasses.replace(p, utilization_method="randfixedsum"), 0)
+
+
+# -------------------------------------------------------------------------------- profiles
+
+SAMPLES = [2 * MS + 10_000 * i + (i * 7919) % 30_000 for i in range(40)]
+
+
+def _profiles(folder: Path, models: tuple[str, ...], scale: int = 1) -> str:
+    from aegis_core.run.testing import make_profile
+
+    for k, m in enumerate(models, start=1):
+        samples = [v * (k + scale - 1) for v in SAMPLES]
+        make_profile(samples, task=m, model=m).save(folder / f"{m}.json")
+    return str(folder)
+
+
+@pytest.mark.parametrize("policy", ["np-edf", "lp-edf", "np-fp"])
+def test_profiled_sets_take_the_profile_wcet_and_derive_the_period(
+    policy: str, tmp_path: Path
+) -> None:
+    from aegis_core.budget import WcetFrom
+
+    models = ("mlp", "tiny_cnn")
+    p = SetParams(n=6, utilization=0.6, models=models, profiles=_profiles(tmp_path, models),
+                  policy=policy, grain_ns=1_000, deadline_kind="constrained")  # fmt: skip
+    s = make_set(p, 3)  # draws both models
+    check_models(s)
+    actual = 0.0
+    for t, b in zip(s.tasks, budgets(s), strict=True):
+        assert t.measured is not None and t.profile == str(tmp_path / f"{t.model}.json")
+        assert b.wcet_from is WcetFrom.PROFILE and b.wcet_ns == t.measured.wcet_ns
+        assert b.samples_ns == t.measured.samples_ns and b.wcet_ns <= t.deadline_ns
+        assert t.period_ns % 1_000 == 0 and sum(b.kernels_ns) == b.wcet_ns
+        assert (len(b.kernels_ns) > 1) == s.policy.chunked
+        actual += b.wcet_ns / t.period_ns
+    assert 0.6 * 0.9 < actual <= 0.6  # T = ceil(C / u) on the grain: u rounded down a little
+    assert len({t.measured.wcet_ns for t in s.tasks if t.measured}) == 2
+    path = tmp_path / "set.yaml"
+    path.write_text(scenario_yaml(s), encoding="utf-8")
+    assert dataclasses.replace(load_scenario(path), path=s.path, source_sha256="") == s
+    assert make_set(p, 3) == s
+    admit(s)
+
+
+def test_bad_profiles_name_the_field(tmp_path: Path) -> None:
+    folder = _profiles(tmp_path, ("mlp",))
+    with pytest.raises(ParamsError, match=r"field 'profiles': needs models"):
+        SetParams(profiles=folder)
+    with pytest.raises(ParamsError, match=r"field 'profiles': .*tiny_cnn\.json.*no such"):
+        SetParams(models=("mlp", "tiny_cnn"), profiles=folder)
+    (tmp_path / "tiny_cnn.json").write_bytes((tmp_path / "mlp.json").read_bytes())
+    with pytest.raises(ParamsError, match=r"field 'profiles': .*measured model 'mlp'"):
+        SetParams(models=("tiny_cnn",), profiles=folder)
+    (tmp_path / "resnet18.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"field 'profiles': .*resnet18\.json"):
+        SetParams(models=("resnet18",), profiles=folder)

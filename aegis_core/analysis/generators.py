@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from aegis_core.analysis.bounds import ATask
 from aegis_core.analysis.taskgen import scenario_of, split_evenly_random, uunifast
 from aegis_core.budget import split_in_proportion
-from aegis_core.model.errors import InputError, quote
+from aegis_core.model.errors import InputError, quote, show_path
+from aegis_core.model.files import user_file
 from aegis_core.model.policy import get_policy
+from aegis_core.model.profile import Profile, load_profile
 from aegis_core.model.scenario import Arrival, Scenario, Task, check_times
 from aegis_core.model.types import NS_PER_MS, TimeNs, ms_to_ns
 
@@ -233,6 +236,11 @@ class SetParams:
     models: tuple[str, ...] | None = None
     """DNN-shaped: each task runs a model drawn from these builtin zoo models, its kernel
     chain the model's operators' FLOPs scaled to its WCET."""
+    profiles: str | None = None
+    """DNN-shaped with measured WCETs: a folder of ``<model>.json`` profiles (``aegis
+    profile``, batch 1) of every model. Each task's WCET is then its model's profile WCET
+    (the simulator replays its samples) and its period ``T = ceil(C / u)`` on the grain
+    (``period_kind`` and ``period_ns`` are not used)."""
     policy: str = "np-edf"
 
     def __post_init__(self) -> None:
@@ -251,6 +259,7 @@ class SetParams:
         if self.kernels is not None:
             _int_range("kernels", self.kernels, 1, MAX_KERNELS)
         self._check_models()
+        self._check_profiles()
         try:
             get_policy(self.policy)
         except InputError as exc:
@@ -282,6 +291,53 @@ class SetParams:
             if m not in MODELS:
                 raise ParamsError("models", f"unknown model {quote(m)}; builtin models: "
                                   f"{', '.join(sorted(MODELS))}")  # fmt: skip
+
+    def _check_profiles(self) -> None:
+        if self.profiles is None:
+            return
+        if not isinstance(self.profiles, str) or not self.profiles:
+            raise ParamsError("profiles", f"must name a folder, got {quote(self.profiles)}")
+        if self.models is None:
+            raise ParamsError("profiles", "needs models (the profiles of which models?)")
+        for m in self.models:
+            model_profile(self.profiles, m)
+
+
+def profile_path(folder: str, model: str) -> str:
+    """Where the profile of ``model`` lies in ``folder``: ``<folder>/<model>.json``, absolute."""
+    return str(Path(folder).absolute() / f"{model}.json")
+
+
+@cache
+def model_profile(folder: str, model: str) -> Profile:
+    """The batch-1 profile of builtin ``model`` in ``folder`` (read once a process); a
+    ParamsError for ``profiles`` names the file and what is wrong with it."""
+    from aegis_core.graph.zoo import MODELS
+
+    path = profile_path(folder, model)
+    try:
+        prof = load_profile(user_file(path, "profile file"))
+    except InputError as exc:
+        raise ParamsError("profiles", str(exc)) from None
+    if prof.model is not None and Path(prof.model).name != model:
+        raise ParamsError("profiles", f"{show_path(path)} measured model {quote(prof.model)}, "
+                          f"not {quote(model)}")  # fmt: skip
+    shape = tuple(prof.input_shape) if prof.input_shape else MODELS[model]
+    if prof.batch != 1 or shape != MODELS[model]:
+        raise ParamsError("profiles", f"{show_path(path)} measured batch {prof.batch}, input "
+                          f"shape {list(shape)}: a set runs batch 1 at the model's default "
+                          f"{list(MODELS[model])}")  # fmt: skip
+    if prof.wcet_ns > MAX_PERIOD_NS:
+        raise ParamsError("profiles", f"{show_path(path)}: WCET {prof.wcet_ns} ns is above the "
+                          f"longest period, {MAX_PERIOD_NS} ns")  # fmt: skip
+    return prof
+
+
+def profiled_period(c: int, u: float, grain_ns: int) -> int:
+    """The period that gives WCET ``c`` the utilisation ``u``: ``ceil(c / u)`` rounded up to
+    the grain (so ``c / T <= u``), at most :data:`MAX_PERIOD_NS` (on the grain)."""
+    m = math.ceil(Fraction(c) / Fraction(u) / grain_ns) if u > 0 else MAX_PERIOD_NS
+    return min(m, MAX_PERIOD_NS // grain_ns) * grain_ns
 
 
 def _int(v: Any) -> bool:
@@ -336,27 +392,40 @@ def _chain(params: SetParams, c: int, model: str | None, rng: random.Random) -> 
 def make_set(params: SetParams, seed: int) -> Scenario:
     """One random set as a runnable scenario named ``set-<seed>`` (its ``seed`` the set's).
 
-    Draws, in this order from ``random.Random(seed)``: the utilisations, the periods, then
-    per task its deadline, model (DNN-shaped sets) and kernel chain. ``C = max(1, ceil(u T))``;
-    the policy's scenario (:func:`~aegis_core.analysis.taskgen.scenario_of`): a chunked policy
+    Draws, in this order from ``random.Random(seed)``: the utilisations, the models
+    (DNN-shaped sets), the periods (none with profiles: derived), then per task its deadline
+    and kernel chain. ``C = max(1, ceil(u T))`` (with profiles: the profile's WCET); the
+    policy's scenario (:func:`~aegis_core.analysis.taskgen.scenario_of`): a chunked policy
     runs the kernel chain, np-fp priorities are deadline-monotonic."""
     if not _int(seed) or not 0 <= seed < 1 << 63:
         raise ParamsError("seed", f"must be an integer in [0, 2**63), got {quote(seed)}")
     rng = random.Random(seed)
-    us = UTILIZATIONS[params.utilization_method](params.n, params.utilization, rng, params.cap)
-    ts = periods(params.period_kind, params.n, rng, *params.period_ns, params.grain_ns)
-    tasks, models = [], []
-    for i, (u, t) in enumerate(zip(us, ts, strict=True)):
-        c = wcet(u, t)
+    n = params.n
+    us = UTILIZATIONS[params.utilization_method](n, params.utilization, rng, params.cap)
+    models = [rng.choice(params.models) for _ in us] if params.models else [None] * n
+    if params.profiles is not None:
+        profs = [model_profile(params.profiles, str(m)) for m in models]
+        cs = [p.wcet_ns for p in profs]
+        ts = [profiled_period(c, u, params.grain_ns) for c, u in zip(cs, us, strict=True)]
+    else:
+        ts = periods(params.period_kind, n, rng, *params.period_ns, params.grain_ns)
+        cs = [wcet(u, t) for u, t in zip(us, ts, strict=True)]
+    tasks = []
+    for i, (c, t, model) in enumerate(zip(cs, ts, models, strict=True)):
         d = deadline(params.deadline_kind, c, t, rng, params.x)
-        model = rng.choice(params.models) if params.models else None
         chunks = _chain(params, c, model, rng)
         tasks.append(ATask(f"t{i}", c, t, d, chunks, burst=jitter(t, params.jitter_frac)))
-        models.append(model)
     scenario = scenario_of(tasks, params.policy, name=f"set-{seed}")
-    pairs = zip(scenario.tasks, models, strict=True)
-    shaped = tuple(dataclasses.replace(t, model=m) for t, m in pairs)
+    shaped = tuple(_shaped(params, t, m) for t, m in zip(scenario.tasks, models, strict=True))
     return check_times(dataclasses.replace(scenario, tasks=shaped, seed=seed))
+
+
+def _shaped(params: SetParams, task: Task, model: str | None) -> Task:
+    """``task`` running ``model``; with profiles, its WCET is the profile's (no ``wcet_ms``)."""
+    if model is None or params.profiles is None:
+        return dataclasses.replace(task, model=model)
+    prof = model_profile(params.profiles, model)
+    return dataclasses.replace(task, model=model, wcet_ns=None, profile=prof.path, measured=prof)
 
 
 # ------------------------------------------------------------------------------------ YAML
