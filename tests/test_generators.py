@@ -327,7 +327,8 @@ def test_make_set_gives_valid_scenarios_that_round_trip(params: SetParams, seed:
         ({"period_ns": (100 * MS, 10 * MS)}, "period_ns"),
         ({"period_ns": (0, 10 * MS)}, "period_ns"),
         ({"period_ns": (1, 10**13)}, "period_ns"),
-        ({"period_ns": [1, 10]}, "period_ns"),
+        ({"period_ns": [1, 10, 100]}, "period_ns"),
+        ({"period_ns": (1.0, 10)}, "period_ns"),
         ({"grain_ns": 0}, "grain_ns"),
         ({"period_ns": (1_001, 1_999), "grain_ns": 1_000}, "grain_ns"),
         ({"deadline_kind": "implicitly"}, "deadline_kind"),
@@ -349,6 +350,12 @@ def test_bad_params_name_the_field(changes: dict[str, Any], field: str) -> None:
     assert err.value.field == field
     assert str(err.value).startswith(f"field '{field}': ")
     assert isinstance(err.value, InputError) and "\n" not in str(err.value)
+
+
+def test_lists_stand_for_tuples() -> None:
+    p = SetParams(period_ns=[MS, 2 * MS], kernels=[2, 3], models=["mlp"])  # type: ignore[arg-type]
+    assert p == SetParams(period_ns=(MS, 2 * MS), kernels=(2, 3), models=("mlp",))
+    assert hash(p) == hash(SetParams(period_ns=(MS, 2 * MS), kernels=(2, 3), models=("mlp",)))
 
 
 @pytest.mark.parametrize("seed", [-1, 1 << 63, 1.0, True])

@@ -103,7 +103,8 @@ def randfixedsum(n: int, total: float, rng: random.Random, cap: float = 1.0) -> 
     RandFixedSum (as Emberson, Stafford and Davis use it for task sets) on the unit cube with
     sum ``total / cap``, scaled by ``cap``."""
     _check_sum(n, total, cap)
-    return [min(cap, max(0.0, v * cap)) for v in _stafford(n, total / cap, rng)]
+    s = min(float(n), total / cap)  # total <= n * cap, but the quotient may round above n
+    return [min(cap, max(0.0, v * cap)) for v in _stafford(n, s, rng)]
 
 
 def _stafford(n: int, s: float, rng: random.Random) -> list[float]:
@@ -244,6 +245,10 @@ class SetParams:
     policy: str = "np-edf"
 
     def __post_init__(self) -> None:
+        for key in ("period_ns", "kernels", "models"):  # a list (as YAML gives) as a tuple
+            value = getattr(self, key)
+            if isinstance(value, list):
+                object.__setattr__(self, key, tuple(value))
         _check_sum(self.n, self.utilization, self.cap)
         _member("utilization_method", self.utilization_method, UTILIZATION_METHODS)
         _member("period_kind", self.period_kind, PERIOD_KINDS)
