@@ -89,8 +89,9 @@ ADMISSION, CHECK, SIM = "admission", "check", "sim"
 STAGES = (ADMISSION, CHECK, SIM)
 """What ``run:`` may ask for, per set; admission always runs."""
 
-DEFAULT_BATCH = {ADMISSION: 50, SIM: 10, CHECK: 2}
-"""Sets per Dask task by the costliest stage run (each task some 0.2-1 s of work)."""
+DEFAULT_BATCH = {ADMISSION: 50, SIM: 4, CHECK: 2}
+"""Sets per Dask task by the costliest stage run, measured (n = 5-10, U = 0.5-0.9: some 10 ms
+a set for admission, 0.2 s with a sim, 0.4 s with check): each task some 0.2-1 s of work."""
 
 # ------------------------------------------------------------------------------ the axes
 
@@ -294,12 +295,16 @@ def parse_spec(data: Any, path: str = "<memory>") -> Spec:
         tests=_tests(c, data.get("tests", list(TESTS))),
         run=run,
         check_runs=c.integer(data.get("check_runs", 5), "check_runs", 0, MAX_CHECK_RUNS),
-        batch=c.integer(data.get("batch", DEFAULT_BATCH[run[-1]]), "batch", 1, MAX_BATCH),
+        batch=c.integer(data.get("batch", _default_batch(run)), "batch", 1, MAX_BATCH),
         analysis_points=_optional_points(c, data.get("analysis_points")),
         path=path,
     )
     _check_points(c, spec, axes, fixed)
     return spec
+
+
+def _default_batch(run: Sequence[str]) -> int:
+    return min(DEFAULT_BATCH[s] for s in run)
 
 
 def _axes(c: _Ctx, raw: Any) -> dict[str, tuple[Any, ...]]:
