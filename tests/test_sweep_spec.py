@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import pickle
 import random
+import types
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ from aegis_core.analysis.bounds import ATask, utilisation
 from aegis_core.analysis.taskgen import random_taskset, scenario_of
 from aegis_core.model.errors import InputError
 from aegis_core.model.policy import get_policy
-from aegis_core.model.scenario import Scenario
+from aegis_core.model.scenario import BUILTIN_MODELS, Scenario
 from aegis_core.sweep import spec as sweep
 from aegis_core.sweep.spec import (
     SpecError,
@@ -37,21 +41,83 @@ from aegis_core.sweep.spec import (
 )
 
 
-def stand_in(params: Any, policy: str, seed: int) -> Scenario:
-    """A minimal make_set (the generators module is another helper's): taskgen's sets."""
+class FakeParamsError(InputError):
+    def __init__(self, field: str, reason: str) -> None:
+        self.field, self.reason = field, reason
+        super().__init__(f"field '{field}': {reason}")
+
+
+_X = {"implicit": 0.0, "constrained": 0.0, "arbitrary": 2.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeSetParams:
+    """A minimal stand-in for generators.SetParams (the "gen" helper's module), used only
+    where that module is not there: its fields, defaults and the checks tested here."""
+
+    n: int = 5
+    utilization: float = 0.5
+    utilization_method: str = "uunifast-discard"
+    cap: float = 1.0
+    period_kind: str = "log-uniform"
+    period_ns: tuple[int, int] = (10_000_000, 100_000_000)
+    grain_ns: int = 100_000
+    deadline_kind: str = "implicit"
+    deadline_x: float | None = None
+    jitter_frac: float = 0.0
+    kernels: tuple[int, int] | None = None
+    models: tuple[str, ...] | None = None
+    policy: str = "np-edf"
+
+    def __post_init__(self) -> None:
+        if self.utilization > self.n * self.cap:
+            raise FakeParamsError("cap", f"{self.cap!r} is below utilization/n")
+        for field, allowed in (("period_kind", ("log-uniform", "uniform", "harmonic")),
+                               ("deadline_kind", tuple(_X))):  # fmt: skip
+            if getattr(self, field) not in allowed:
+                raise FakeParamsError(field, f"must be one of {', '.join(allowed)}")
+        lo, hi = (1.0, 100.0) if self.deadline_kind == "arbitrary" else (0.0, 1.0)
+        if self.deadline_x is not None and not lo <= self.deadline_x <= hi:
+            raise FakeParamsError("deadline_x", f"must lie in [{lo:g}, {hi:g}] for "
+                                  f"{self.deadline_kind} deadlines")  # fmt: skip
+        if -(-self.period_ns[0] // self.grain_ns) > self.period_ns[1] // self.grain_ns:
+            raise FakeParamsError("grain_ns", f"no multiple of {self.grain_ns} ns lies in the "
+                                  "period range")  # fmt: skip
+        if self.models and not set(self.models) <= set(BUILTIN_MODELS):
+            raise FakeParamsError("models", "unknown model")
+
+    @property
+    def x(self) -> float:
+        return _X[self.deadline_kind] if self.deadline_x is None else self.deadline_x
+
+
+def fake_make_set(params: FakeSetParams, seed: int) -> Scenario:
+    """taskgen's sets (UUniFast, log-uniform periods) in place of generators.make_set."""
     rng = random.Random(seed)
-    x = params["deadline_x"]
+    x = params.x
     kinds = {"implicit": (1.0, 1.0), "constrained": (x, 1.0), "arbitrary": (1.0, x)}
-    factor = kinds[params["deadline_kind"]]
-    ts = random_taskset(rng, params["n"], params["utilization"], period_ns=params["period_ns"],
-                        grain_ns=params["grain_ns"], deadline_factor=factor,
-                        kernels=params["kernels"])  # fmt: skip
-    return scenario_of(ts, policy)
+    ts = random_taskset(rng, params.n, params.utilization, period_ns=params.period_ns,
+                        grain_ns=params.grain_ns, deadline_factor=kinds[params.deadline_kind],
+                        kernels=params.kernels)  # fmt: skip
+    return dataclasses.replace(scenario_of(ts, params.policy, name=f"set-{seed}"), seed=seed)
 
 
-@pytest.fixture
-def fake_gen(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep, "_make_set", stand_in)
+FAKE = types.SimpleNamespace(
+    SetParams=FakeSetParams, ParamsError=FakeParamsError, make_set=fake_make_set
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def generators() -> Iterator[None]:
+    """The real generators where they are merged, else the stand-in."""
+    try:
+        importlib.import_module("aegis_core.analysis.generators")
+    except ImportError:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sweep, "_generators", lambda: FAKE)
+            yield
+        return
+    yield
 
 
 def spec_of(**over: Any) -> sweep.Spec:
@@ -79,9 +145,12 @@ def test_points_are_the_product_of_the_axes_in_a_fixed_order() -> None:
     again = spec_of(axes={"n": [2, 3, 4], "utilization": [0.3, 0.6]})
     assert points(again) == pts
     assert pts[0].params["period_ns"] == (1_000_000, 20_000_000)
-    assert pts[0].params["deadline_kind"] == "implicit"  # a default
-    assert list(pts[0].params) == list(sweep.PARAMS)
-    assert hash(pts[0]) == hash(points(spec_of())[0])  # frozen, hashable (and picklable)
+    assert "deadline_kind" not in pts[0].params  # SetParams's default
+    assert list(pts[0].params) == ["n", "utilization", "period_ns"]
+    assert hash(pts[0]) == hash(points(spec_of())[0])  # frozen, hashable
+    assert pickle.loads(pickle.dumps(pts[0])) == pts[0]  # sent to Dask workers
+    assert pickle.loads(pickle.dumps(spec_of())) == spec_of()
+    assert dict(pts[0].params)["n"] == 2 and "nope" not in pts[0].params
 
 
 def test_set_seed_is_stable_and_distinct() -> None:
@@ -98,7 +167,7 @@ def test_set_seed_is_stable_and_distinct() -> None:
 # ------------------------------------------------------------------------------ evaluation
 
 
-def test_evaluate_is_deterministic_except_analysis_ns(fake_gen: None) -> None:
+def test_evaluate_is_deterministic_except_analysis_ns() -> None:
     spec = spec_of()
     pt = points(spec)[3]
     a = [r.as_dict() for r in evaluate(spec, pt, 2)]
@@ -118,7 +187,7 @@ def test_evaluate_is_deterministic_except_analysis_ns(fake_gen: None) -> None:
         (2, "np-edf"), (2, "np-fp"), (2, "lp-edf"), (2, "p-edf"), (3, "np-edf")]  # fmt: skip
 
 
-def test_schedulable_agrees_with_admit(fake_gen: None) -> None:
+def test_schedulable_agrees_with_admit() -> None:
     spec = spec_of(axes={"utilization": [0.5, 0.8, 0.95], "n": [3]},
                    fixed={"period_ms": [1, 50], "chunking": [2, 6]})  # fmt: skip
     seen = set()
@@ -168,7 +237,7 @@ def test_p_edf_constrained_deadlines_by_hand() -> None:
     assert not admit(scenario_of(ts, "np-edf")).schedulable
 
 
-def test_np_edf_schedulable_implies_p_edf_schedulable(fake_gen: None) -> None:
+def test_np_edf_schedulable_implies_p_edf_schedulable() -> None:
     spec = spec_of(axes={"utilization": [0.4, 0.7, 0.9, 1.0], "n": [2, 4, 6]},
                    fixed={"period_ms": [1, 100], "deadline_kind": "constrained",
                           "deadline_x": 0.3},
@@ -182,7 +251,7 @@ def test_np_edf_schedulable_implies_p_edf_schedulable(fake_gen: None) -> None:
     assert all(counts.values()), counts  # each allowed combination met
 
 
-def test_check_and_sim_columns_only_when_run(fake_gen: None) -> None:
+def test_check_and_sim_columns_only_when_run() -> None:
     small = {"axes": {"utilization": [0.4, 1.6], "n": [2]}, "fixed": {"period_ms": [1, 4]}}
     plain = evaluate(spec_of(**small), points(spec_of(**small))[0], 0)
     assert not {"max_bound_over_sim", "check_ok", "misses"} & set(plain[0].as_dict())
@@ -204,7 +273,7 @@ def test_check_and_sim_columns_only_when_run(fake_gen: None) -> None:
     assert columns(only_sim)[-1] == "misses" and "check_ok" not in columns(only_sim)
 
 
-def test_dump_is_the_evaluated_set(fake_gen: None) -> None:
+def test_dump_is_the_evaluated_set() -> None:
     spec = spec_of()
     scenario = dump(spec, 4, 1)
     assert scenario == generate(spec, points(spec)[4], 1)
@@ -253,7 +322,9 @@ def base(**over: Any) -> dict[str, Any]:
         (base(axes={"utilization": [0.5, 0.0], "n": [2]}), "axes.utilization[1]", "> 0"),
         (base(axes={"utilization": [0.5, float("nan")], "n": [2]}), "axes.utilization[1]", ""),
         (base(axes={"utilization": [0.5, 2.5], "n": [2]}), "axes.utilization[1]",
-         "2.5 exceeds n = 2"),
+         "below utilization/n"),
+        (base(axes={"utilization": [0.5, 1.5], "n": [2]}, fixed={"cap": 0.5}), "fixed.cap",
+         "below utilization/n"),
         (base(axes={"utilization": [0.5, 0.6, 0.5], "n": [2]}), "axes.utilization[2]",
          "duplicate of axes.utilization[0]"),
         (base(axes={"utilization": [0.5], "n": [2, 3, 2]}), "axes.n[2]", "duplicate of axes.n[0]"),
@@ -273,17 +344,22 @@ def base(**over: Any) -> dict[str, Any]:
          "axes.period_kind[1]", "must be one of log-uniform, uniform, harmonic"),
         (base(axes={"utilization": [0.5], "n": [2], "chunking": [None, [0, 3]]}),
          "axes.chunking[1][0]", "integer >= 1"),
-        (base(axes={"utilization": [0.5], "n": [2], "models": [["resnet18", "gpt9"]]}),
-         "axes.models[0][1]", "must be one of"),
+        (base(axes={"utilization": [0.5], "n": [2], "models": [["resnet18"], ["gpt9"]]}),
+         "axes.models[1]", "unknown model"),
+        (base(axes={"utilization": [0.5], "n": [2], "models": [["resnet18", 3]]}),
+         "axes.models[0][1]", "must be a name"),
+        (base(fixed={"deadline_kind": "soon"}), "fixed.deadline_kind",
+         "must be one of implicit, constrained, arbitrary"),
         (base(axes={"utilization": [0.5], "n": [2], "jitter": [1.0]}), "axes.jitter[0]", "< 1"),
         (base(fixed={"period_ms": [1, 10], "period_ns": [1, 10]}), "fixed.period_ns",
          "fixed.period_ms sets it already"),
         (base(fixed={"n": 3}), "fixed.n", "axes.n sets it already"),
         (base(fixed={"deadline_kind": "constrained", "deadline_x": 1.5}), "fixed.deadline_x",
-         "must be <= 1 for constrained"),
-        (base(fixed={"deadline_kind": "arbitrary"}), "fixed.deadline_x",
-         "must be >= 1 for arbitrary"),
-        (base(fixed={"grain_ns": 10**9}), "fixed.grain_ns", "<= the shortest period"),
+         "must lie in [0, 1] for constrained deadlines"),
+        (base(fixed={"deadline_kind": "arbitrary", "deadline_x": 0.5}), "fixed.deadline_x",
+         "must lie in [1, 100] for arbitrary deadlines"),
+        (base(fixed={"grain_ns": 10**9}), "fixed.grain_ns", "no multiple of"),
+        (base(fixed={"period_ms": [0.01, 0.02]}), "fixed.period_ms", "no multiple of"),
         (base(fixed=[1]), "fixed", "must be a mapping"),
         (base(sets_per_point=0), "sets_per_point", "must be an integer >= 1 and <= 1000000"),
         (base(sets_per_point=10**6 + 1), "sets_per_point", "<= 1000000"),

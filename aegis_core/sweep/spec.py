@@ -31,7 +31,6 @@ from aegis_core.model.files import is_int
 from aegis_core.model.policy import Policy, get_policy
 from aegis_core.model.scenario import (
     _NAME_RE,
-    BUILTIN_MODELS,
     MAX_INT64,
     MAX_NAME,
     Scenario,
@@ -95,26 +94,22 @@ a set for admission, 0.2 s with a sim, 0.4 s with check): each task some 0.2-1 s
 
 # ------------------------------------------------------------------------------ the axes
 
-UTILIZATION_METHODS = ("uunifast-discard", "randfixedsum")
-PERIOD_KINDS = ("log-uniform", "uniform", "harmonic")
-DEADLINE_KINDS = ("implicit", "constrained", "arbitrary")
+PARAMS = ("n", "utilization", "utilization_method", "cap", "period_kind", "period_ns",
+          "grain_ns", "deadline_kind", "deadline_x", "jitter_frac", "kernels",
+          "models")  # fmt: skip
+"""The generator parameters (``SetParams`` fields) a spec may set, in the order of the points'
+product (the first varies slowest). What a spec leaves out takes ``SetParams``'s default;
+``SetParams`` decides which values are valid (its kinds, ranges and limits)."""
 
-DEFAULTS: dict[str, Any] = {
-    "utilization_method": "uunifast-discard",
-    "period_kind": "log-uniform",
-    "period_ns": (1_000_000, 100_000_000),
-    "grain_ns": 1_000,
-    "deadline_kind": "implicit",
-    "deadline_x": 0.0,
-    "jitter_frac": 0.0,
-    "kernels": None,
-    "models": None,
-}
-"""The generator parameters (``SetParams`` fields, less ``policy``) a spec leaves out;
-``n`` and ``utilization`` have none."""
+BLAME = {"cap": "utilization", "grain_ns": "period_ns"}
+"""The parameter a spec's error names when ``SetParams`` refuses one the spec did not set
+(``cap``'s default: the utilisation is above ``n``)."""
 
-PARAMS = ("n", "utilization", *DEFAULTS)
-"""Every generator parameter, in the order of the points' product (the first varies slowest)."""
+
+def _generators() -> Any:
+    """:mod:`aegis_core.analysis.generators` (``SetParams``, ``ParamsError``, ``make_set``),
+    looked up when first needed."""
+    return importlib.import_module("aegis_core.analysis.generators")
 
 
 class _Ctx:
@@ -139,6 +134,12 @@ class _Ctx:
         if is_int(v) and lo <= v <= hi:
             return int(v)
         raise self.fail(where, f"must be an integer >= {lo} and <= {hi}, got {quote(v)}")
+
+    def text(self, v: Any, where: str) -> str:
+        """A name, checked against its vocabulary by ``SetParams``."""
+        if isinstance(v, str) and 0 < len(v) <= 60:
+            return v
+        raise self.fail(where, f"must be a name, got {quote(v)}")
 
     def choice(self, v: Any, where: str, allowed: Sequence[str]) -> str:
         if isinstance(v, str) and v in allowed:
@@ -182,11 +183,9 @@ def _kernels(c: _Ctx, v: Any, where: str) -> tuple[int, int] | None:
 def _models(c: _Ctx, v: Any, where: str) -> tuple[str, ...] | None:
     if v is None or v == "none":
         return None
-    names = sorted(BUILTIN_MODELS)
     if not isinstance(v, list) or not v or len(v) > MAX_N:
-        raise c.fail(where, f"must be a non-empty list of models ({', '.join(names)}) or none, "
-                     f"got {quote(v)}")  # fmt: skip
-    return tuple(c.choice(m, f"{where}[{i}]", names) for i, m in enumerate(v))
+        raise c.fail(where, f"must be a non-empty list of model names or none, got {quote(v)}")
+    return tuple(c.text(m, f"{where}[{i}]") for i, m in enumerate(v))
 
 
 _Read = Callable[[_Ctx, Any, str], Any]
@@ -195,12 +194,13 @@ KEYS: dict[str, tuple[str, _Read]] = {
     "utilization": ("utilization", lambda c, v, w: c.number(v, w, 0, MAX_N, open_lo=True)),
     "n": ("n", lambda c, v, w: c.integer(v, w, 1, MAX_N)),
     "utilization_method": (
-        "utilization_method", lambda c, v, w: c.choice(v, w, UTILIZATION_METHODS)),
-    "period_kind": ("period_kind", lambda c, v, w: c.choice(v, w, PERIOD_KINDS)),
+        "utilization_method", lambda c, v, w: c.text(v, w)),
+    "cap": ("cap", lambda c, v, w: c.number(v, w, 0, 1, open_lo=True)),
+    "period_kind": ("period_kind", lambda c, v, w: c.text(v, w)),
     "period_ns": ("period_ns", lambda c, v, w: c.pair(v, w, lambda x, y: _ns(c, x, y))),
     "period_ms": ("period_ns", lambda c, v, w: c.pair(v, w, lambda x, y: _ms(c, x, y))),
     "grain_ns": ("grain_ns", lambda c, v, w: c.integer(v, w, 1, MAX_TIME_NS)),
-    "deadline_kind": ("deadline_kind", lambda c, v, w: c.choice(v, w, DEADLINE_KINDS)),
+    "deadline_kind": ("deadline_kind", lambda c, v, w: c.text(v, w)),
     "deadline_x": ("deadline_x", lambda c, v, w: c.number(v, w, 0, 1_000)),
     "jitter": ("jitter_frac", lambda c, v, w: c.number(v, w, 0, 1, open_hi=True)),
     "chunking": ("kernels", _kernels),
@@ -245,7 +245,7 @@ class Spec:
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
     """Generator parameter -> its values, in :data:`PARAMS` order."""
     fixed: Params
-    """Every other generator parameter (given under ``fixed:``, else its default)."""
+    """The generator parameters given under ``fixed:`` (the others: ``SetParams``'s default)."""
     tests: tuple[str, ...]
     run: tuple[str, ...]
     """The stages run per set, in :data:`STAGES` order (``admission`` always first)."""
@@ -350,18 +350,14 @@ def _no_overlap(c: _Ctx, axes: Mapping[str, Any], fixed: Mapping[str, Any]) -> N
 def _fixed_params(
     c: _Ctx, axes: Mapping[str, Any], fixed: Mapping[str, Any]
 ) -> Iterator[tuple[str, Any]]:
-    """The parameters no axis varies: ``fixed:``, else the default (``n``, ``utilization``
-    have none)."""
-    varied = {KEYS[k][0] for k in axes}
+    """The parameters ``fixed:`` gives, in :data:`PARAMS` order (``n`` and ``utilization``
+    are required, as an axis or fixed)."""
     given = {KEYS[k][0]: v for k, v in fixed.items()}
+    varied = {KEYS[k][0] for k in axes}
     for param in PARAMS:
-        if param in varied:
-            continue
         if param in given:
             yield param, given[param]
-        elif param in DEFAULTS:
-            yield param, DEFAULTS[param]
-        else:
+        elif param in ("n", "utilization") and param not in varied:
             raise c.fail(f"axes.{param}", "is required (as an axis or under fixed)")
 
 
@@ -390,31 +386,24 @@ def _optional_points(c: _Ctx, raw: Any) -> int | None:
 
 
 def _check_points(c: _Ctx, spec: Spec, axes: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:
-    """Each point's parameters fit together; an error names where the value came from."""
+    """Each point's parameters are valid ``SetParams``; else the error names where the spec
+    gave the value ``SetParams`` refused (or, one it did not set, :data:`BLAME`'s)."""
 
-    def where(param: str, value: Any) -> str:
+    def where(param: str, p: Params) -> str:
+        if param not in p and param in BLAME:
+            param = BLAME[param]
         key = next((k for k in axes if KEYS[k][0] == param), None)
         if key is not None:
-            return f"axes.{key}[{axes[key].index(value)}]"
-        key = next((k for k in fixed if KEYS[k][0] == param), param)
-        return f"fixed.{key}"
+            return f"axes.{key}[{axes[key].index(p[param])}]"
+        key = next((k for k in fixed if KEYS[k][0] == param), None)
+        return f"fixed.{key}" if key is not None else param
 
+    gen = _generators()
     for point in points(spec):
-        p = point.params
-        if p["utilization"] > p["n"]:
-            raise c.fail(where("utilization", p["utilization"]),
-                         f"{p['utilization']:g} exceeds n = {p['n']} (each task's utilisation "
-                         f"is at most 1)")  # fmt: skip
-        x, kind = p["deadline_x"], p["deadline_kind"]
-        if kind == "constrained" and x > 1:
-            raise c.fail(where("deadline_x", x), f"must be <= 1 for constrained deadlines "
-                         f"(D ~ U[C + x(T - C), T]), got {x:g}")  # fmt: skip
-        if kind == "arbitrary" and x < 1:
-            raise c.fail(where("deadline_x", x), f"must be >= 1 for arbitrary deadlines "
-                         f"(D ~ U[C, x T]), got {x:g}")  # fmt: skip
-        if p["grain_ns"] > p["period_ns"][0]:
-            raise c.fail(where("grain_ns", p["grain_ns"]), f"must be <= the shortest period "
-                         f"({p['period_ns'][0]} ns), got {p['grain_ns']}")  # fmt: skip
+        try:
+            set_params(spec, point)
+        except gen.ParamsError as exc:
+            raise c.fail(where(exc.field, point.params), exc.reason) from None
 
 
 def with_sets_per_point(spec: Spec, count: int) -> Spec:
@@ -435,7 +424,7 @@ def points(spec: Spec) -> list[Point]:
     out = []
     for i, combo in enumerate(itertools.product(*(v for _, v in spec.axes))):
         given = dict(zip(names, combo, strict=True)) | dict(spec.fixed)
-        out.append(Point(i, Params(tuple((k, given[k]) for k in PARAMS))))
+        out.append(Point(i, Params(tuple((k, given[k]) for k in PARAMS if k in given))))
     return out
 
 
@@ -454,18 +443,16 @@ def generation_policy(spec: Spec) -> Policy:
     return next((p for p in chosen if p.chunked), chosen[0] if chosen else get_policy("np-edf"))
 
 
-def _make_set(params: Params, policy: str, seed: int) -> Scenario:
-    """``generators.make_set(SetParams(**params, policy=policy), seed)`` (the module is
-    looked up when first needed)."""
-    gen = importlib.import_module("aegis_core.analysis.generators")
-    scenario: Scenario = gen.make_set(gen.SetParams(**params, policy=policy), seed)
-    return scenario
+def set_params(spec: Spec, point: Point) -> Any:
+    """The point's ``SetParams`` under :func:`generation_policy` (a ``ParamsError`` names
+    the ``SetParams`` field it refuses)."""
+    return _generators().SetParams(**point.params, policy=generation_policy(spec).name)
 
 
 def generate(spec: Spec, point: Point, set_index: int) -> Scenario:
     """Set ``set_index`` of ``point``: a runnable scenario, the same for the same arguments."""
     seed = set_seed(spec.seed, point.index, set_index)
-    made = _make_set(point.params, generation_policy(spec).name, seed)
+    made: Scenario = _generators().make_set(set_params(spec, point), seed)
     points_ = spec.analysis_points if spec.analysis_points is not None else made.analysis_points
     return dataclasses.replace(made, name=f"{spec.name}-p{point.index}-s{set_index}", seed=seed,
                                analysis_points=points_)  # fmt: skip
@@ -512,7 +499,7 @@ class Row:
 
 BASE_COLUMNS = ("point", "set", "seed", "n", "utilization", "utilization_actual", "policy",
                 "schedulable", "analysis_points", "analysis_ns")  # fmt: skip
-PARAM_COLUMNS = ("utilization_method", "period_kind", "period_lo_ns", "period_hi_ns",
+PARAM_COLUMNS = ("utilization_method", "cap", "period_kind", "period_lo_ns", "period_hi_ns",
                  "grain_ns", "deadline_kind", "deadline_x", "jitter_frac", "kernels_lo",
                  "kernels_hi", "models")  # fmt: skip
 STAGE_COLUMNS = {CHECK: ("max_bound_over_sim", "check_ok"), SIM: ("misses",)}
@@ -524,12 +511,13 @@ def columns(spec: Spec) -> tuple[str, ...]:
     return (*BASE_COLUMNS, *PARAM_COLUMNS, *extra)
 
 
-def param_columns(p: Params) -> tuple[tuple[str, Any], ...]:
-    """A point's parameters as columns (ranges as lo/hi, models joined by commas)."""
-    k, m = p["kernels"], p["models"]
+def param_columns(params: Any) -> tuple[tuple[str, Any], ...]:
+    """A set's ``SetParams`` as columns, the values in force (the deadline parameter ``x``;
+    ranges as lo/hi, null without chunking; models joined by commas, null: none)."""
+    k, m = params.kernels, params.models
     kernels = k if k is not None else (None, None)
-    values = (p["utilization_method"], p["period_kind"], *p["period_ns"], p["grain_ns"],
-              p["deadline_kind"], p["deadline_x"], p["jitter_frac"], *kernels,
+    values = (params.utilization_method, params.cap, params.period_kind, *params.period_ns,
+              params.grain_ns, params.deadline_kind, params.x, params.jitter_frac, *kernels,
               None if m is None else ",".join(m))  # fmt: skip
     return tuple(zip(PARAM_COLUMNS, values, strict=True))
 
@@ -605,7 +593,7 @@ def evaluate(spec: Spec, point: Point, set_index: int) -> list[Row]:
     """Generate set ``set_index`` of ``point`` once, then one row per test of the spec."""
     scenario = generate(spec, point, set_index)
     u = sum((Fraction(x.c, x.t) for x in _view(scenario)), Fraction(0))
-    params = param_columns(point.params)
+    params = param_columns(set_params(spec, point))
     stage = [c for s in spec.run for c in STAGE_COLUMNS.get(s, ())]
     rows = []
     for name in spec.tests:
