@@ -666,8 +666,17 @@ def _reader_error_line(source: bytes, exc: yaml.reader.ReaderError) -> int:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     p = str(path)
+    data, source = read_yaml(p, "scenario file")
+    return parse_scenario(data, p, source=source)
+
+
+def read_yaml(path: str, what: str) -> tuple[Any, bytes]:
+    """The YAML document of the user's file ``path`` and its bytes, read as every YAML input
+    is (at most :data:`MAX_YAML_BYTES`, the bounded strict loader); a ScenarioError naming the
+    file (its ``reason`` the problem alone, for a caller that wraps it)."""
+    p = path
     try:
-        source = read_user_bytes(p, "scenario file", MAX_YAML_BYTES)
+        source = read_user_bytes(p, what, MAX_YAML_BYTES)
     except FileError as exc:
         raise ScenarioError(p, exc.reason) from None
     try:
@@ -684,7 +693,7 @@ def load_scenario(path: str | Path) -> Scenario:
             if context and problem.startswith("but "):  # "expected ..., but found ..."
                 problem = f"{context}, {problem}"
         raise ScenarioError(p, f"invalid YAML{where}: {shorten(problem, 200)}") from None
-    return parse_scenario(data, p, source=source)
+    return data, source
 
 
 def replace_scenario(scenario: Scenario, **changes: Any) -> Scenario:
