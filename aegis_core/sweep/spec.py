@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import itertools
 import math
 import time
@@ -22,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from aegis_core.analysis import generators
 from aegis_core.analysis.admission import Admission, admit, analysis_budget, analysis_task
 from aegis_core.analysis.bounds import ATask, Effort, Exhausted, preemptive_edf_ok
 from aegis_core.analysis.charging import charge
@@ -104,12 +104,6 @@ product (the first varies slowest). What a spec leaves out takes ``SetParams``'s
 BLAME = {"cap": "utilization", "grain_ns": "period_ns"}
 """The parameter a spec's error names when ``SetParams`` refuses one the spec did not set
 (``cap``'s default: the utilisation is above ``n``)."""
-
-
-def _generators() -> Any:
-    """:mod:`aegis_core.analysis.generators` (``SetParams``, ``ParamsError``, ``make_set``),
-    looked up when first needed."""
-    return importlib.import_module("aegis_core.analysis.generators")
 
 
 class _Ctx:
@@ -398,11 +392,10 @@ def _check_points(c: _Ctx, spec: Spec, axes: Mapping[str, Any], fixed: Mapping[s
         key = next((k for k in fixed if KEYS[k][0] == param), None)
         return f"fixed.{key}" if key is not None else param
 
-    gen = _generators()
     for point in points(spec):
         try:
             set_params(spec, point)
-        except gen.ParamsError as exc:
+        except generators.ParamsError as exc:
             raise c.fail(where(exc.field, point.params), exc.reason) from None
 
 
@@ -446,13 +439,13 @@ def generation_policy(spec: Spec) -> Policy:
 def set_params(spec: Spec, point: Point) -> Any:
     """The point's ``SetParams`` under :func:`generation_policy` (a ``ParamsError`` names
     the ``SetParams`` field it refuses)."""
-    return _generators().SetParams(**point.params, policy=generation_policy(spec).name)
+    return generators.SetParams(**point.params, policy=generation_policy(spec).name)
 
 
 def generate(spec: Spec, point: Point, set_index: int) -> Scenario:
     """Set ``set_index`` of ``point``: a runnable scenario, the same for the same arguments."""
     seed = set_seed(spec.seed, point.index, set_index)
-    made: Scenario = _generators().make_set(set_params(spec, point), seed)
+    made: Scenario = generators.make_set(set_params(spec, point), seed)
     points_ = spec.analysis_points if spec.analysis_points is not None else made.analysis_points
     return dataclasses.replace(made, name=f"{spec.name}-p{point.index}-s{set_index}", seed=seed,
                                analysis_points=points_)  # fmt: skip
