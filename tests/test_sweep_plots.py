@@ -3,9 +3,11 @@ schedulability, and the refusals of what is not a sweep dataset."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from aegis_core.model.errors import InputError
@@ -17,8 +19,8 @@ from aegis_core.sweep.plots import (
     weighted,
     wilson,
 )
+from aegis_core.tools.outdir import mark
 
-pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 pytest.importorskip("matplotlib")
 
@@ -91,9 +93,12 @@ def dataset(tmp_path: Path, check: bool = True, parts: int = 2) -> Path:
     d.mkdir()
     df = pd.DataFrame(rows(check))
     for i in range(parts):  # partitions as the runner writes them
-        df.iloc[i::parts].to_parquet(d / f"part-point={i}-batch=0.parquet", index=False)
-    (d / "spec.yaml").write_text("name: synthetic\n")
-    (d / ".aegis-sweep").write_text("aegis-sweep/1\n")
+        df.iloc[i::parts].to_parquet(d / f"part-p{i}-b0.parquet", index=False)
+    (d / "spec.yaml").write_text("name: synthetic\n")  # and the sweep folder's own files
+    meta = {"schema": "aegis-sweep/1", "spec_sha256": "0" * 64, "sets_per_point": SETS,
+            "batch": SETS}  # fmt: skip
+    (d / "sweep.json").write_text(json.dumps(meta))
+    mark(d, [], "aegis sweep")  # the results marker
     return d
 
 
@@ -187,17 +192,17 @@ def test_an_empty_or_foreign_folder_is_refused_and_left_alone(tmp_path: Path) ->
 def test_a_partition_without_the_columns_or_rows_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "other"
     d.mkdir()
-    pd.DataFrame({"a": [1, 2]}).to_parquet(d / "part-point=0-batch=0.parquet")
+    pd.DataFrame({"a": [1, 2]}).to_parquet(d / "part-p0-b0.parquet")
     _one_line_error(d, "no column 'n', 'utilization', 'policy', 'schedulable'")
     empty = pd.DataFrame(rows(False)).iloc[:0]
-    empty.to_parquet(d / "part-point=0-batch=0.parquet")
+    empty.to_parquet(d / "part-p0-b0.parquet")
     _one_line_error(d, "has no rows")
 
 
 def test_a_corrupt_partition_is_refused_naming_it(tmp_path: Path) -> None:
     d = dataset(tmp_path)
-    bad = d / "part-point=9-batch=0.parquet"
+    bad = d / "part-p9-b0.parquet"
     bad.write_bytes(b"PAR1 not really parquet PAR1")
     with pytest.raises(InputError, match="not a readable Parquet partition") as info:
         plot_sweep(d)
-    assert "\n" not in str(info.value) and "part-point=9-batch=0.parquet" in str(info.value)
+    assert "\n" not in str(info.value) and "part-p9-b0.parquet" in str(info.value)
