@@ -188,23 +188,32 @@ def _grid(count: int, width: float = 4.6, height: float = 3.6) -> tuple[Figure, 
     return fig, flat[:count]
 
 
+MARKERS = "osD^vPX*"
+
+
 def _colours(df: pd.DataFrame) -> dict[str, str]:
     """One colour per policy, the same in every figure."""
     return {p: f"C{i % 10}" for i, p in enumerate(sorted(df["policy"].unique()))}
+
+
+def _markers(df: pd.DataFrame) -> dict[str, str]:
+    """One marker per policy (curves that coincide stay visible)."""
+    return {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(sorted(df["policy"].unique()))}
 
 
 def acceptance_figure(df: pd.DataFrame, keys: Sequence[str] = ("n",)) -> Figure:
     """Acceptance ratio vs nominal utilisation, a line per policy with its 95 % Wilson band,
     one panel per value of ``keys``."""
     acc = acceptance(df, keys)
-    colour = _colours(df)
+    colour, marker = _colours(df), _markers(df)
     panels = _panels(acc, keys)
     fig, axes = _grid(len(panels))
     for ax, (label, rows) in zip(axes, panels, strict=True):
         for policy, r in rows.groupby("policy", sort=True):
             c = colour[str(policy)]
             ax.fill_between(r["utilization"], r["lo"], r["hi"], color=c, alpha=0.2, lw=0)
-            ax.plot(r["utilization"], r["ratio"], marker="o", ms=3, color=c, label=str(policy))
+            ax.plot(r["utilization"], r["ratio"], marker=marker[str(policy)], ms=4, mfc="none",
+                    color=c, label=str(policy))  # fmt: skip
         sets = int(rows["sets"].min())
         ax.set_title(f"{label} (≥ {sets} sets a point)", fontsize=9)
         ax.set_xlabel("nominal utilisation U")
