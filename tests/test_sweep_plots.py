@@ -13,6 +13,7 @@ import pytest
 from aegis_core.model.errors import InputError
 from aegis_core.sweep.plots import (
     acceptance,
+    panel_axes,
     plot_command,
     plot_sweep,
     read_sweep,
@@ -206,3 +207,15 @@ def test_a_corrupt_partition_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a readable Parquet partition") as info:
         plot_sweep(d)
     assert "\n" not in str(info.value) and "part-p9-b0.parquet" in str(info.value)
+
+
+def test_a_few_valued_axis_splits_the_panels_and_a_many_valued_one_is_pooled() -> None:
+    df = pd.DataFrame(rows(False))
+    df["deadline_kind"] = df["set"].map(lambda s: "implicit" if s % 2 else "constrained")
+    notes: list[str] = []
+    assert panel_axes(df, notes.append) == ["n", "deadline_kind"] and notes == []
+    df["deadline_x"] = [i % 7 / 10 for i in range(len(df))]  # 2 x 2 x 7 = 28 panels: too many
+    assert panel_axes(df, notes.append) == ["n", "deadline_kind"]
+    assert notes == ["pooled over the varied axes deadline_x (more than 12 panels)"]
+    acc = acceptance(df, ["n", "deadline_kind"])
+    assert len(acc) == 2 * 2 * 2 * 2 and acc["sets"].sum() == len(df)  # n, kind, policy, U
