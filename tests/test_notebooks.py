@@ -20,7 +20,7 @@ MS = 1_000_000
 
 
 def test_notebooks_are_committed_without_outputs() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["admission.ipynb", "compare.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["admission.ipynb", "compare.ipynb", "sweep.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
@@ -71,3 +71,16 @@ def test_admission_notebook_runs(monkeypatch: pytest.MonkeyPatch) -> None:
                   {"AEGIS_SCENARIO": str(ROOT / "scenarios" / "admission.yaml")})  # fmt: skip
     text = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "dbf(t) + B(t)" in text and "image/png" in text  # C's rejection reason, the plot
+
+
+def test_sweep_notebook_runs_on_a_synthetic_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pyarrow")
+    from test_sweep_plots import dataset  # a tiny Parquet dataset, no runner needed
+
+    nb = _execute(ROOT / "notebooks" / "sweep.ipynb", monkeypatch,
+                  {"AEGIS_SWEEP": str(dataset(tmp_path))})  # fmt: skip
+    text = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "np-edf" in text and "p-edf" in text and "0.833" in text  # the tables, W
+    assert text.count("image/png") == 3  # acceptance, tightness, analysis time
