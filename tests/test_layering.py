@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FORBIDDEN = ("simpy", "cupy", "aegis_sim", "aegis_exec", "onnx", "onnxruntime")
+FORBIDDEN = ("simpy", "cupy", "aegis_sim", "aegis_exec", "onnx", "onnxruntime", "dask",
+             "distributed", "pyarrow")
 
 
 def loaded_after(code: str) -> set[str]:

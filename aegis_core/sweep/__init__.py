@@ -1,0 +1,1 @@
+"""Sweeps (``aegis sweep``): many generated task sets tested per point of a spec's axes."""
