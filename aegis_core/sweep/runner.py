@@ -119,25 +119,30 @@ def run_sweep(
     points_of = points or _spec_module().points
     meta = store.Meta(store.sha256(source), spec.sets_per_point, batch_of(spec))
     out = Path(out_dir)
-    st = store.Store.open(out, source, meta, resume=resume, command="aegis sweep")
-    try:
-        every = tasks(spec, points_of)
-        done = st.done() if resume else set()
-        todo = [t for t in every if (t.point, t.batch) not in done]
-        bar = steps(progress, len(every), "partitions", "sweep")
-        counter = _Counter(bar, len(every) - len(todo))
-        with stop_on_signals():
-            if workers == 1 and scheduler is None:
-                where = "1 process"
-                _in_process(spec, todo, evaluate, points_of, st, counter)
-            else:
-                where = _distributed(spec, todo, evaluate, points_of, st, counter,
-                                     scheduler, workers, log or sys.stderr)  # fmt: skip
-            reason = stop.requested()
-        if bar is not None:
-            bar.close()
-    finally:
-        st.close()
+    store.check_folder(out, meta, resume)  # refused before a cluster starts
+    every = tasks(spec, points_of)
+    job = _Job(spec, evaluate, points_of)
+    in_process = workers == 1 and scheduler is None
+    with stop_on_signals(), _client(None if in_process else _distributed(), scheduler,
+                                    workers) as (client, where):  # fmt: skip
+        if client is not None:
+            print(f"aegis: sweep on {where}; dashboard: {_dashboard(client)}",
+                  file=log or sys.stderr, flush=True)  # fmt: skip
+        st = store.Store.open(out, source, meta, resume=resume, command="aegis sweep")
+        try:
+            done = st.done() if resume else set()
+            todo = [t for t in every if (t.point, t.batch) not in done]
+            counter = _Counter(steps(progress, len(every), "partitions", "sweep"), len(done))
+            try:
+                if client is None:
+                    job.in_process(todo, st, counter)
+                else:
+                    job.on_cluster(client, todo, st, counter)
+            finally:
+                counter.close()
+        finally:
+            st.close()
+        reason = stop.requested()
     return SweepResult(out, len(every), counter.written, len(every) - len(todo), reason, where)
 
 
@@ -150,61 +155,61 @@ class _Counter:
         if self.bar is not None:
             self.bar.show(self.before + self.written)
 
-
-def _in_process(
-    spec: Any, todo: list[Task], evaluate: Evaluate, points_of: Points, st: store.Store,
-    counter: _Counter,
-) -> None:  # fmt: skip
-    for t in todo:
-        if stop.requested() is not None:
-            return
-        st.write(t.point, t.batch, run_partition(spec, t, evaluate, points_of))
-        counter.tick()
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _distributed(
-    spec: Any, todo: list[Task], evaluate: Evaluate, points_of: Points, st: store.Store,
-    counter: _Counter, scheduler: str | None, workers: int | None, log: IO[str],
-) -> str:  # fmt: skip
-    try:
-        import distributed
-    except ImportError:
-        raise InputError(f"aegis sweep needs dask.distributed for more than one worker "
-                         f"({store.PIP_HINT}), or --workers 1") from None  # fmt: skip
-    dist: Any = distributed
-    with _client(dist, scheduler, workers) as (client, where):
-        print(f"aegis: sweep on {where}; dashboard: {_dashboard(client)}", file=log, flush=True)
+@dataclass(frozen=True)
+class _Job:
+    spec: Any
+    evaluate: Evaluate
+    points_of: Points
+
+    def in_process(self, todo: list[Task], st: store.Store, counter: _Counter) -> None:
+        for t in todo:
+            if stop.requested() is not None:
+                return
+            st.write(t.point, t.batch, run_partition(self.spec, t, self.evaluate, self.points_of))
+            counter.tick()
+
+    def on_cluster(self, client: Any, todo: list[Task], st: store.Store, counter: _Counter) -> None:
         width = IN_FLIGHT * max(1, len(client.scheduler_info().get("workers", {})))
         queue = iter(todo)
-        ac = dist.as_completed()
+        ac = _distributed().as_completed()
         owner: dict[Any, Task] = {}
-        _submit_ahead(client, ac, queue, width, spec, evaluate, points_of, owner)
+        self._submit(client, ac, queue, width, owner)
         try:
             for fut in _completed(ac):
                 t = owner.pop(fut)
                 st.write(t.point, t.batch, fut.result())
                 counter.tick()
                 if stop.requested() is None:
-                    _submit_ahead(client, ac, queue, 1, spec, evaluate, points_of, owner)
+                    self._submit(client, ac, queue, 1, owner)
         finally:
-            pending = list(owner)
-            if pending:
-                client.cancel(pending)
-    return where
+            if owner:
+                client.cancel(list(owner))
+
+    def _submit(
+        self, client: Any, ac: Any, queue: Iterator[Task], n: int, owner: dict[Any, Task]
+    ) -> None:
+        for _ in range(n):
+            t = next(queue, None)
+            if t is None:
+                return
+            fut = client.submit(run_partition, self.spec, t, self.evaluate, self.points_of,
+                                pure=False)  # fmt: skip
+            owner[fut] = t
+            ac.add(fut)
 
 
-def _submit_ahead(
-    client: Any, ac: Any, queue: Iterator[Task], n: int, spec: Any, evaluate: Evaluate,
-    points_of: Points, owner: dict[Any, Task],
-) -> None:  # fmt: skip
-    for _ in range(n):
-        t = next(queue, None)
-        if t is None:
-            return
-        fut = client.submit(run_partition, spec, t, evaluate, points_of, pure=False,
-                            key=f"sweep-p{t.point}-b{t.batch}-{os.getpid()}")  # fmt: skip
-        owner[fut] = t
-        ac.add(fut)
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise InputError(f"aegis sweep needs dask.distributed for more than one worker "
+                         f"({store.PIP_HINT}), or --workers 1") from None  # fmt: skip
+    return distributed
 
 
 def _completed(ac: Any) -> Iterator[Any]:
@@ -223,8 +228,9 @@ def _completed(ac: Any) -> Iterator[Any]:
 
 
 class _client:
-    """``with _client(distributed, address, workers) as (client, where)``: a client of the cluster
-    at ``address``, or of a new LocalCluster; both closed on the way out."""
+    """``with _client(distributed, address, workers) as (client, where)``: a client of the
+    cluster at ``address``, or of a new LocalCluster; both closed on the way out. No
+    ``distributed``: no client (the 1-process mode)."""
 
     def __init__(self, dist: Any, address: str | None, workers: int | None) -> None:
         self._dist, self._address, self._workers = dist, address, workers
@@ -232,6 +238,8 @@ class _client:
         self._client: Any = None
 
     def __enter__(self) -> tuple[Any, str]:
+        if self._dist is None:
+            return None, "1 process"
         if self._address is not None:
             try:
                 self._client = self._dist.Client(self._address, timeout=CONNECT_TIMEOUT_S)
