@@ -105,10 +105,12 @@ def run_sweep(
     evaluate_batch: Evaluate | None = None,
     points: Points | None = None,
     log: IO[str] | None = None,
+    client: Any = None,
 ) -> SweepResult:
     """Run ``spec`` (its file's bytes: ``source``) into the sweep folder ``out_dir`` (see the
     module docstring); ``progress``: where to draw the bar; ``log``: where the dashboard link
-    goes (default stderr). ``evaluate_batch`` and ``points`` default to the spec module's."""
+    goes (default stderr). ``evaluate_batch`` and ``points`` default to the spec module's.
+    ``client``: a ``distributed.Client`` of the caller's to run on (left open)."""
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     if sets_per_point is not None:
@@ -122,9 +124,9 @@ def run_sweep(
     store.check_folder(out, meta, resume)  # refused before a cluster starts
     every = tasks(spec, points_of)
     job = _Job(spec, evaluate, points_of)
-    in_process = workers == 1 and scheduler is None
-    with stop_on_signals(), _client(None if in_process else _distributed(), scheduler,
-                                    workers) as (client, where):  # fmt: skip
+    in_process = workers == 1 and scheduler is None and client is None
+    dist = None if in_process else _distributed()
+    with stop_on_signals(), _client(dist, scheduler, workers, client) as (client, where):
         if client is not None:
             print(f"aegis: sweep on {where}; dashboard: {_dashboard(client)}",
                   file=log or sys.stderr, flush=True)  # fmt: skip
@@ -230,16 +232,21 @@ def _completed(ac: Any) -> Iterator[Any]:
 class _client:
     """``with _client(distributed, address, workers) as (client, where)``: a client of the
     cluster at ``address``, or of a new LocalCluster; both closed on the way out. No
-    ``distributed``: no client (the 1-process mode)."""
+    ``distributed``: no client (the 1-process mode); a ``given`` client: that one, kept open."""
 
-    def __init__(self, dist: Any, address: str | None, workers: int | None) -> None:
-        self._dist, self._address, self._workers = dist, address, workers
+    def __init__(
+        self, dist: Any, address: str | None, workers: int | None, given: Any = None
+    ) -> None:
+        self._dist, self._address, self._workers, self._given = dist, address, workers, given
         self._cluster: Any = None
         self._client: Any = None
 
     def __enter__(self) -> tuple[Any, str]:
         if self._dist is None:
             return None, "1 process"
+        if self._given is not None:
+            n = len(self._given.scheduler_info().get("workers", {}))
+            return self._given, f"the caller's cluster of {n} worker{'s' * (n != 1)}"
         if self._address is not None:
             try:
                 self._client = self._dist.Client(self._address, timeout=CONNECT_TIMEOUT_S)
