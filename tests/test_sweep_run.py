@@ -202,14 +202,24 @@ def _parts(out: Path) -> list[str]:
     return sorted(n for n in os.listdir(out) if n.startswith("part-") and n.endswith(".parquet"))
 
 
-def test_resume_on_a_local_cluster_skips_the_finished_partitions(
+def test_resume_on_the_callers_cluster_skips_the_finished_partitions(
     tmp_path: Path, reference: Any
 ) -> None:
     out = tmp_path / "s"
     sweep(out, workers=1, evaluate_batch=_stopping_at(2, "stop"))
     before = {n: (out / n).stat().st_mtime_ns for n in _parts(out)}
-    r = bounded(lambda: sweep(out, workers=2, resume=True, log=io.StringIO()))
-    assert (r.skipped, r.written) == (2, 7)
+    import distributed
+
+    cluster = bounded(lambda: distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ))  # fmt: skip
+    try:
+        with distributed.Client(cluster) as client:
+            r = bounded(lambda: sweep(out, resume=True, client=client, log=io.StringIO()))
+            assert client.status == "running"  # the caller's client: left open
+    finally:
+        cluster.close()
+    assert (r.skipped, r.written, r.where) == (2, 7, "the caller's cluster of 1 worker")
     assert {n: (out / n).stat().st_mtime_ns for n in before} == before  # not rewritten
     assert rows(out).equals(reference)
 

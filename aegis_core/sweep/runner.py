@@ -184,7 +184,13 @@ class _Job:
         try:
             for fut in _completed(ac):
                 t = owner.pop(fut)
-                st.write(t.point, t.batch, fut.result())
+                try:
+                    table = fut.result()
+                except BaseException:
+                    if stop.requested() is not None:  # Ctrl-C reached the workers too
+                        break
+                    raise
+                st.write(t.point, t.batch, table)
                 counter.tick()
                 if stop.requested() is None:
                     self._submit(client, ac, queue, 1, owner)
