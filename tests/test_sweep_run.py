@@ -357,8 +357,11 @@ def fake_specs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     module.load_spec = lambda path: SPEC  # type: ignore[attr-defined]
     module.points = testing.points  # type: ignore[attr-defined]
     module.evaluate_batch = testing.evaluate_batch  # type: ignore[attr-defined]
-    module.dump = lambda spec, n: dumped.append(n) or f"name: set{n}\n"  # type: ignore[attr-defined]
+    module.dump = lambda spec, p, s: dumped.append((p, s)) or (p, s)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aegis_core.sweep.spec", module)
+    gen = types.ModuleType("aegis_core.analysis.generators")
+    gen.scenario_yaml = lambda made: f"name: p{made[0]}-s{made[1]}\n"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "aegis_core.analysis.generators", gen)
     yield dumped
 
 
@@ -387,7 +390,9 @@ def test_the_cli_dumps_a_set_without_running(
     tmp_path: Path, spec_file: Path, fake_specs: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["sweep", str(spec_file), "--dump", "7", "--out", str(tmp_path / "s")]) == 0
-    assert capsys.readouterr().out == "name: set7\n" and fake_specs == [7]
+    assert cli.main(["sweep", str(spec_file), "--dump", "20"]) == 0
+    assert capsys.readouterr().out == "name: p0-s7\nname: p2-s2\n"  # 9 sets a point
+    assert fake_specs == [(0, 7), (2, 2)]
     assert not (tmp_path / "s").exists()
 
 

@@ -504,12 +504,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(args: argparse.Namespace, specs: Any) -> int:
+    import importlib
+
     from aegis_core.model.files import MAX_YAML_BYTES, read_user_bytes
     from aegis_core.sweep.runner import run_sweep
 
     spec = specs.load_spec(args.spec)
-    if args.dump is not None:
-        print(specs.dump(spec, args.dump), end="")
+    if args.dump is not None:  # set N counts point by point: point N // sets, set N % sets
+        made = specs.dump(spec, *divmod(args.dump, spec.sets_per_point))
+        print(importlib.import_module("aegis_core.analysis.generators").scenario_yaml(made),
+              end="")  # fmt: skip
         return 0
     source = read_user_bytes(args.spec, "sweep spec", MAX_YAML_BYTES)
     out = Path(args.out) if args.out else Path("results") / spec.name / "sweep"
