@@ -341,6 +341,17 @@ def test_rows_must_be_dataclasses_or_mappings() -> None:
 
     t = store.table_of([Row(0, 1, "b"), Row(0, 1, "a"), Row(0, 0, "z")])
     assert t.to_pydict() == {"point": [0, 0, 0], "set": [0, 1, 1], "policy": ["z", "a", "b"]}
+
+    @dataclasses.dataclass(frozen=True)
+    class Nested:
+        point: int
+        params: tuple[tuple[str, Any], ...]
+
+        def as_dict(self) -> dict[str, Any]:
+            return {"point": self.point, **dict(self.params)}
+
+    flat = store.table_of([Nested(1, (("a", 2),)), Nested(0, (("a", None),))])
+    assert flat.to_pydict() == {"point": [0, 1], "a": [None, 2]}
     with pytest.raises(TypeError, match="a dataclass or a mapping, got int"):
         store.table_of([1])
 

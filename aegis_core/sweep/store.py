@@ -150,6 +150,11 @@ def _new(path: Path) -> Any:
 
 
 def _plain(row: Any) -> dict[str, Any]:
+    """A row as its columns: its ``as_dict()`` (the spec's rows flatten their parameters so),
+    else a dataclass's fields or a mapping's items."""
+    as_dict = getattr(row, "as_dict", None)
+    if callable(as_dict):
+        return dict(as_dict())
     if dataclasses.is_dataclass(row) and not isinstance(row, type):
         return dataclasses.asdict(row)
     if isinstance(row, Mapping):
@@ -158,7 +163,7 @@ def _plain(row: Any) -> dict[str, Any]:
 
 
 def table_of(rows: Iterable[Any]) -> pyarrow.Table:
-    """The rows (dataclasses or mappings, one set and test each) as a table in
+    """The rows (see :func:`_plain`; one set and test each) as a table in
     :data:`SORT_KEYS` order (the keys a row has)."""
     import pyarrow as pa
 
