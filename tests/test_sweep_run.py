@@ -492,3 +492,12 @@ def test_sigint_keeps_the_finished_partitions_and_resume_completes(
     assert reason == "SIGINT" and 1 <= int(written) < 9 and len(_parts(out)) == int(written)
     again = sweep(out, workers=1, resume=True)
     assert again.skipped == int(written) and rows(out).equals(reference)
+
+
+def test_progress_counts_partitions_and_starts_from_those_found(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    sweep(out, workers=1, evaluate_batch=_stopping_at(3, "stop"))
+    shown = io.StringIO()
+    sweep(out, workers=1, resume=True, progress=shown)
+    text = shown.getvalue()
+    assert "sweep" in text and "3/9 partitions" in text  # drawn first with the 3 found

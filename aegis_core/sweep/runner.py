@@ -151,6 +151,8 @@ def run_sweep(
 class _Counter:
     def __init__(self, bar: Any, before: int) -> None:
         self.bar, self.before, self.written = bar, before, 0
+        if bar is not None:
+            bar.show(before)  # a resumed sweep starts from what it found
 
     def tick(self) -> None:
         self.written += 1
