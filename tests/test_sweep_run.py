@@ -501,3 +501,76 @@ def test_progress_counts_partitions_and_starts_from_those_found(tmp_path: Path) 
     sweep(out, workers=1, resume=True, progress=shown)
     text = shown.getvalue()
     assert "sweep" in text and "3/9 partitions" in text  # drawn first with the 3 found
+
+
+# ------------------------------------------------------- the real spec (once it is merged)
+
+REAL_SPEC = """\
+name: small
+seed: 3
+sets_per_point: {sets}
+batch: {batch}
+axes:
+  utilization: [0.3, 0.7]
+  n: [3, 5]
+fixed:
+  period_ms: [10, 100]
+tests: [np-edf, np-fp, p-edf]
+run: admission
+"""
+
+
+def _real_spec(tmp_path: Path, sets: int, batch: int) -> Path:
+    pytest.importorskip("aegis_core.sweep.spec")
+    pytest.importorskip("aegis_core.analysis.generators")
+    p = tmp_path / "small.yaml"
+    p.write_text(REAL_SPEC.format(sets=sets, batch=batch))
+    return p
+
+
+def _cli(*argv: str, timeout: float = BOUND_S) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "aegis_core.tools.cli", *argv], env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_the_real_spec_gives_the_same_dataset_in_1_process_and_on_2_workers(
+    tmp_path: Path,
+) -> None:
+    spec = _real_spec(tmp_path, 12, 5)
+    for workers in ("1", "2"):
+        r = _cli("sweep", str(spec), "--workers", workers, "--out", str(tmp_path / workers))
+        assert r.returncode == 0, r.stderr
+        assert "12 of 12 partitions" in r.stdout
+    one, two = rows(tmp_path / "1"), rows(tmp_path / "2")
+    assert len(one) == 4 * 12 * 3 and one.equals(two)
+    assert {"point", "set", "seed", "n", "utilization", "policy", "schedulable"} <= set(one)
+
+
+def test_the_real_spec_interrupted_by_sigint_and_resumed_equals_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    spec = _real_spec(tmp_path, 400, 10)
+    out = tmp_path / "cut"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "aegis_core.tools.cli", "sweep", str(spec),
+                          "--workers", "1", "--out", str(out)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + BOUND_S
+        while not (out.exists() and _parts(out)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=BOUND_S)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    assert err.startswith("aegis: interrupted (SIGINT): ") and err.endswith("--resume\n")
+    assert 1 <= len(_parts(out)) < 160
+    r = _cli("sweep", str(spec), "--workers", "1", "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    whole = _cli("sweep", str(spec), "--workers", "1", "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    assert rows(out).equals(rows(tmp_path / "whole"))
