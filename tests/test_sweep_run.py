@@ -534,7 +534,7 @@ def _cli(*argv: str, timeout: float = BOUND_S) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
-def test_the_real_spec_gives_the_same_dataset_in_1_process_and_on_2_workers(
+def test_the_real_spec_gives_the_same_dataset_in_1_process_a_local_cluster_and_a_scheduler(
     tmp_path: Path,
 ) -> None:
     spec = _real_spec(tmp_path, 12, 5)
@@ -542,8 +542,18 @@ def test_the_real_spec_gives_the_same_dataset_in_1_process_and_on_2_workers(
         r = _cli("sweep", str(spec), "--workers", workers, "--out", str(tmp_path / workers))
         assert r.returncode == 0, r.stderr
         assert "12 of 12 partitions" in r.stdout
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"])]
+    try:
+        procs += [_start(["worker", address, "--nthreads", "1", "--no-dashboard", "--host",
+                          "127.0.0.1"]) for _ in range(2)]  # fmt: skip
+        r = _cli("sweep", str(spec), "--scheduler", address, "--out", str(tmp_path / "c"))
+        assert r.returncode == 0, r.stderr
+    finally:
+        _stop(procs)
     one, two = rows(tmp_path / "1"), rows(tmp_path / "2")
-    assert len(one) == 4 * 12 * 3 and one.equals(two)
+    assert len(one) == 4 * 12 * 3 and one.equals(two) and one.equals(rows(tmp_path / "c"))
     assert {"point", "set", "seed", "n", "utilization", "policy", "schedulable"} <= set(one)
 
 
