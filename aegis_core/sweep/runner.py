@@ -16,9 +16,12 @@ imported only here, and only when a cluster is used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,10 +270,11 @@ class _client:
         import logging
 
         n = self._workers or os.cpu_count() or 1
-        self._cluster = self._dist.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )  # fmt: skip
+        with _workers_ignore_sigint():
+            self._cluster = self._dist.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )  # fmt: skip
         try:
             self._client = self._dist.Client(self._cluster)
         except BaseException:
@@ -285,6 +289,22 @@ class _client:
         finally:
             if self._cluster is not None:
                 self._cluster.close()
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """While the LocalCluster starts its worker processes: SIGINT ignored, which they inherit
+    (an ignored signal stays ignored across exec), so that Ctrl-C, sent to the whole process
+    group, reaches only this process: it stops the sweep and closes the cluster, without a
+    traceback from each worker. Only the main thread can do this (elsewhere: nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _dashboard(client: Any) -> str:
