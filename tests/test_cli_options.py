@@ -28,7 +28,7 @@ FIFO = ROOT / "scenarios" / "fifo.yaml"
 MS = 1_000_000
 
 METAVARS = {"SCENARIO", "FILE", "DIR", "TRACE", "MS", "N", "P", "POLICY", "NAME", "MODE", "JOB",
-            "P1,P2,...", "SHAPE"}  # fmt: skip
+            "P1,P2,...", "SHAPE", "SPEC", "ADDRESS"}  # fmt: skip
 
 
 def commands() -> Iterator[tuple[str, argparse.ArgumentParser]]:
@@ -40,7 +40,7 @@ def commands() -> Iterator[tuple[str, argparse.ArgumentParser]]:
 def test_every_command_is_walked() -> None:
     assert {name for name, _ in commands()} == {
         "sim", "exec", "admit", "check", "compare", "profile", "calibrate", "wcet", "memory",
-        "explain", "import",
+        "explain", "import", "sweep",
     }  # fmt: skip
 
 

@@ -489,6 +489,50 @@ def cmd_import(args: argparse.Namespace) -> int:
     return run(Options(args.model, args.input_shape, args.batch, args.out, args.verify, args.name))
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import importlib
+
+    if args.spec == "plot":  # aegis sweep plot DIR
+        if args.dir is None:
+            raise InputError("aegis sweep plot needs the sweep folder: aegis sweep plot DIR")
+        code: int = importlib.import_module("aegis_core.sweep.plots").plot_command(args.dir)
+        return code
+    if args.dir is not None:
+        raise InputError(f"aegis sweep takes one spec file, got also {args.dir!r} (the plots: "
+                         "aegis sweep plot DIR)")  # fmt: skip
+    return _run_sweep(args, importlib.import_module("aegis_core.sweep.spec"))
+
+
+def _run_sweep(args: argparse.Namespace, specs: Any) -> int:
+    import importlib
+
+    from aegis_core.model.files import MAX_YAML_BYTES, read_user_bytes
+    from aegis_core.sweep.runner import run_sweep
+
+    spec = specs.load_spec(args.spec)
+    if args.dump is not None:  # set N counts point by point: point N // sets, set N % sets
+        made = specs.dump(spec, *divmod(args.dump, spec.sets_per_point))
+        print(importlib.import_module("aegis_core.analysis.generators").scenario_yaml(made),
+              end="")  # fmt: skip
+        return 0
+    source = read_user_bytes(args.spec, "sweep spec", MAX_YAML_BYTES)
+    out = Path(args.out) if args.out else Path("results") / spec.name / "sweep"
+    r = run_sweep(spec, out, source=source, scheduler=args.scheduler, workers=args.workers,
+                  resume=args.resume, sets_per_point=args.sets_per_point,
+                  progress=_progress(args))  # fmt: skip
+    finished = f"{r.written + r.skipped} of {count(r.total, 'partition')}"
+    if r.interrupted is not None:
+        from aegis_core.tools.signals import exit_code
+
+        print(f"aegis: interrupted ({r.interrupted}): {finished} finished in "
+              f"{show_path(r.out_dir)}/; go on with --resume", file=sys.stderr)  # fmt: skip
+        return exit_code(r.interrupted)
+    kept = f" ({r.skipped} already there)" if r.skipped else ""
+    print(f"sweep {spec.name} · {r.where} · {finished}{kept}")
+    print(f"dataset: {show_path(r.out_dir)}/ (plots: aegis sweep plot {show_path(r.out_dir)})")
+    return 0
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and epilogs as written (wrapped by hand); each option's default appended
     to its help, ``(default: …)``, unless the help says it already or there is none."""
@@ -944,6 +988,46 @@ def _add_reading_commands(sub: Any) -> None:
     exp.set_defaults(func=cmd_explain)
 
 
+def _add_sweep_command(sub: Any) -> None:
+    sw = _command(
+        sub, "sweep", "run a sweep spec's task sets on Dask into a Parquet dataset",
+        "Generates sets_per_point task sets at every point of the spec's axes, tests each "
+        "under the spec's tests (and check or sim when the spec says so), and writes one row "
+        "per set and test to DIR/part-p<point>-b<batch>.parquet as each batch finishes "
+        "(spec.yaml and sweep.json beside them). It runs on a LocalCluster (one process per "
+        "worker), on the cluster at --scheduler, or in this process (--workers 1); every "
+        "set's seed derives from the spec's seed, the point and the set, so the dataset is "
+        "the same whichever way it runs. Needs the sweep extra (pip install "
+        "'aegisrt[sweep]'). `aegis sweep plot DIR` draws a dataset's plots into DIR/plots/.",
+        "0 done (or the set dumped, the plots drawn); 2 bad input (the spec, an unreachable "
+        "--scheduler, an --out that is not a sweep folder); 130 / 143 stopped by SIGINT / "
+        "SIGTERM (the finished partitions kept: rerun with --resume)",
+        "aegis sweep benchmarks/sweep_reference.yaml --sets-per-point 50 --out /tmp/sw",
+    )  # fmt: skip
+    sw.add_argument("spec", metavar="SPEC", help="sweep spec YAML file (or: plot)")
+    sw.add_argument("dir", nargs="?", metavar="DIR", help=argparse.SUPPRESS)
+    sw.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run on the Dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786, from "
+                    "`dask scheduler`; its workers need AegisRT installed)")  # fmt: skip
+    sw.add_argument("--workers", type=int, metavar="N",
+                    help="LocalCluster workers (default: the CPU count); 1: in this process, "
+                    "without Dask")  # fmt: skip
+    sw.add_argument("--out", metavar="DIR", help="sweep folder (default: results/<name>/sweep/)")
+    sw.add_argument("--resume", action="store_true",
+                    help="keep the partitions already in --out and run only the others (the "
+                    "same spec file and --sets-per-point only)")  # fmt: skip
+    sw.add_argument("--sets-per-point", type=int, metavar="N",
+                    help="override the spec's sets_per_point (a quick look)")  # fmt: skip
+    sw.add_argument(
+        "--dump",
+        type=int,
+        metavar="N",
+        help="print task set N as a scenario YAML file and exit (nothing runs)",
+    )
+    _quiet_option(sw)
+    sw.set_defaults(func=cmd_sweep)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a command-line error as one line (``aegis admit: error: argument
     --max-points: invalid int value: 'abc' (see aegis admit --help)``, exit 2), control
@@ -968,6 +1052,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analysis_commands(sub)
     _add_measuring_commands(sub)
     _add_reading_commands(sub)
+    _add_sweep_command(sub)
     return p
 
 
