@@ -184,15 +184,14 @@ def test_a_file_is_not_a_dataset(tmp_path: Path) -> None:
 def test_an_empty_or_foreign_folder_is_refused_and_left_alone(tmp_path: Path) -> None:
     d = tmp_path / "empty"
     d.mkdir()
-    _one_line_error(d, "not a sweep dataset: no part-")
+    _one_line_error(d, "is not a sweep folder")
     (d / "notes.txt").write_text("mine\n")
-    _one_line_error(d, "not a sweep dataset: no part-")
+    _one_line_error(d, "is not a sweep folder")
     assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]  # no plots/ made
 
 
 def test_a_partition_without_the_columns_or_rows_is_refused(tmp_path: Path) -> None:
-    d = tmp_path / "other"
-    d.mkdir()
+    d = dataset(tmp_path, parts=1)  # a sweep folder whose one partition is someone else's
     pd.DataFrame({"a": [1, 2]}).to_parquet(d / "part-p0-b0.parquet")
     _one_line_error(d, "no column 'n', 'utilization', 'policy', 'schedulable'")
     empty = pd.DataFrame(rows(False)).iloc[:0]

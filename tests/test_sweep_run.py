@@ -296,7 +296,7 @@ def test_a_sweep_folder_without_partitions_reads_as_an_input_error(tmp_path: Pat
 @pytest.mark.parametrize(
     ("kw", "message"),
     [({"workers": 0}, "--workers must be >= 1, got 0"),
-     ({"sets_per_point": 0}, "--sets-per-point must be >= 1, got 0")],
+     ({"sets_per_point": 0}, "--sets-per-point: must be an integer >= 1")],
 )  # fmt: skip
 def test_bad_counts_are_refused_before_anything_is_written(
     tmp_path: Path, kw: dict[str, Any], message: str

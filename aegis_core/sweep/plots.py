@@ -147,20 +147,12 @@ def _hashable(v: Any) -> Any:
 
 
 def _read_partitions(d: Path) -> pd.DataFrame:
-    """The dataset's partitions ``part-*.parquet`` read with pandas (pyarrow). The one
-    reader here until the store's ``read_dataset`` (aegis_core/sweep/store.py) replaces it."""
-    parts = sorted(d.glob("part-*.parquet"))
-    if not parts:
-        raise FileError(d, "not a sweep dataset: no part-*.parquet partition in it")
+    """The dataset's partitions, read by the store (the one reader of a sweep folder)."""
     if importlib.util.find_spec("pyarrow") is None:
         raise InputError(f"reading a sweep dataset needs pyarrow: {SWEEP_PIP_HINT}")
-    frames = []
-    for p in parts:
-        try:
-            frames.append(pd.read_parquet(p))
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise FileError(p, f"not a readable Parquet partition: {exc}") from None
-    return pd.concat(frames, ignore_index=True)
+    from aegis_core.sweep.store import read_dataset
+
+    return read_dataset(d)
 
 
 # ----------------------------------------------------------------------------- figures

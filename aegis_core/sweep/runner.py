@@ -17,7 +17,6 @@ imported only here, and only when a cluster is used.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import sys
@@ -116,10 +115,8 @@ def run_sweep(
     ``client``: a ``distributed.Client`` of the caller's to run on (left open)."""
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    if sets_per_point is not None:
-        if sets_per_point < 1:
-            raise InputError(f"--sets-per-point must be >= 1, got {sets_per_point}")
-        spec = dataclasses.replace(spec, sets_per_point=sets_per_point)
+    if sets_per_point is not None:  # the spec module decides the limits
+        spec = _spec_module().with_sets_per_point(spec, sets_per_point)
     evaluate = evaluate_batch or _spec_module().evaluate_batch
     points_of = points or _spec_module().points
     meta = store.Meta(store.sha256(source), spec.sets_per_point, batch_of(spec))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aegis_core.model.errors import InputError, show_path
+from aegis_core.model.errors import InputError, one_line, show_path
 from aegis_core.tools import outdir
 
 if TYPE_CHECKING:
@@ -173,6 +173,16 @@ def table_of(rows: Iterable[Any]) -> pyarrow.Table:
     return pa.Table.from_pylist(plain)
 
 
+def _table(pq: Any, part: Path) -> Any:
+    """One partition; an unreadable one is an InputError naming it (pyarrow's ArrowInvalid
+    is a ValueError)."""
+    try:
+        return pq.read_table(part)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{show_path(part)}: not a readable Parquet partition: "
+                         f"{one_line(str(exc))}") from None  # fmt: skip
+
+
 def read_dataset(path: str | Path) -> pandas.DataFrame:
     """Every partition of the sweep folder ``path`` as one DataFrame sorted by (point, set,
     policy); InputError when it is not a sweep folder."""
@@ -183,7 +193,7 @@ def read_dataset(path: str | Path) -> pandas.DataFrame:
     if not os.path.isdir(path) or not _ours(path):
         raise InputError(f"{show_path(path)} is not a sweep folder (see `aegis sweep --help`)")
     names = sorted(n for n in os.listdir(path) if _PART.fullmatch(n))
-    tables: Sequence[pa.Table] = [pq.read_table(path / n) for n in names]
+    tables: Sequence[pa.Table] = [_table(pq, path / n) for n in names]
     if not tables:
         raise InputError(f"{show_path(path)}: no finished partition yet")
     df: pandas.DataFrame = pa.concat_tables(tables, promote_options="default").to_pandas()
