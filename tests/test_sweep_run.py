@@ -318,10 +318,49 @@ def test_an_unreachable_scheduler_is_refused_naming_it(
     monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 2)
     address = f"tcp://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
-    with pytest.raises(InputError, match=rf"--scheduler {address}: cannot reach it within 2 s"):
+    with pytest.raises(InputError, match=rf"--scheduler {address}: cannot reach a Dask sch"):
         bounded(lambda: sweep(tmp_path / "s", scheduler=address))
     assert time.monotonic() - t0 < BOUND_S
     assert not (tmp_path / "s").exists()  # refused before the folder is made
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.0 200 OK\r\n\r\n" + b"\xff" * 64])
+def test_a_listener_that_is_not_a_dask_scheduler_is_refused_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reply: bytes
+) -> None:
+    """A port that accepts and then stays silent (or answers something else, e.g. a web
+    server): one line, exit 2, within the connect timeout — never a hang or a traceback."""
+    import socket
+    import threading
+
+    monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(InputError, match=rf"--scheduler {address}: cannot reach a Dask"):
+            bounded(lambda: sweep(tmp_path / "s", scheduler=address))
+        assert time.monotonic() - t0 < BOUND_S
+        assert not (tmp_path / "s").exists()
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
 
 
 def test_the_tasks_cover_every_set_once_in_batches() -> None:

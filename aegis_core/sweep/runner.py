@@ -237,6 +237,31 @@ def _completed(ac: Any) -> Iterator[Any]:
             yield fut
 
 
+def _connect(dist: Any, address: str) -> Any:
+    """``Client(address)`` within :data:`CONNECT_TIMEOUT_S` of wall time, whatever answers
+    there: the handshake runs on a daemon thread, so a peer that accepts the connection but
+    never speaks Dask (a web server, the dashboard port) cannot hang the command, and any
+    failure (a reply read as a huge message, an unknown protocol) is one line, exit 2."""
+    done: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            done.append(dist.Client(address, timeout=CONNECT_TIMEOUT_S))
+        except BaseException as exc:  # reported below, on the caller's thread
+            done.append(exc)
+
+    thread = threading.Thread(target=attempt, name="aegis-sweep-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 5)
+    result = done[0] if done else TimeoutError("no Dask handshake")
+    if isinstance(result, BaseException):
+        raise InputError(f"--scheduler {one_line(address)}: cannot reach a Dask scheduler "
+                         f"there within {CONNECT_TIMEOUT_S} s ({type(result).__name__}); "
+                         "start `dask scheduler` there, or leave --scheduler out for a local "
+                         "cluster") from None  # fmt: skip
+    return result
+
+
 class _client:
     """``with _client(distributed, address, workers) as (client, where)``: a client of the
     cluster at ``address``, or of a new LocalCluster; both closed on the way out. No
@@ -256,13 +281,7 @@ class _client:
             n = len(self._given.scheduler_info().get("workers", {}))
             return self._given, f"the caller's cluster of {n} worker{'s' * (n != 1)}"
         if self._address is not None:
-            try:
-                self._client = self._dist.Client(self._address, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise InputError(f"--scheduler {one_line(self._address)}: cannot reach it "
-                                 f"within {CONNECT_TIMEOUT_S} s ({type(exc).__name__}); start "
-                                 "`dask scheduler` there, or leave --scheduler out for a "
-                                 "local cluster") from None  # fmt: skip
+            self._client = _connect(self._dist, self._address)
             return self._client, f"the cluster at {self._address}"
         import logging
 
