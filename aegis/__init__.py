@@ -149,20 +149,21 @@ def _run(scenario: ScenarioLike, engine: Any, out: str | Path | None, **options:
 def simulate(
     scenario: ScenarioLike, out: str | Path | None = None, *, seed: int | None = None,
     admission: bool = True, exec_time: str = "sample", trace: bool = True,
+    dispatch_ahead: bool = True,
 ) -> Run:  # fmt: skip
     """``aegis sim``: the simulator's run, kept in memory (``out=None``) or written to the
     results directory ``out`` and read back (with its trace, :func:`plot_gantt` draws each
     dispatch: an lp-edf job's chunks apart). ``admission=False`` runs rejected tasks too;
     ``exec_time``: ``sample`` (profiles' samples) or ``wcet``; ``trace``: write
-    ``trace.jsonl``."""
+    ``trace.jsonl``; ``dispatch_ahead=False``: ``--no-dispatch-ahead``."""
     return _run(scenario, "sim", out, seed=seed, admission=admission, exec_time=exec_time,
-                trace=trace)  # fmt: skip
+                trace=trace, dispatch_ahead=dispatch_ahead)  # fmt: skip
 
 
 def execute(
     scenario: ScenarioLike, backend: str = "auto", out: str | Path | None = None, *,
     seed: int | None = None, admission: bool = True, exec_time: str = "sample",
-    trace: bool = True, host: str = "off",
+    trace: bool = True, host: str = "off", dispatch_ahead: bool = True,
 ) -> Run:  # fmt: skip
     """``aegis exec``: the executor's run on ``backend`` (``auto``, ``cupy``, ``numpy``,
     ``mock``), as :func:`simulate`; ``host``: the loop thread's host settings (``off``, the
@@ -171,7 +172,7 @@ def execute(
 
     engine = load_engine("exec", backend=backend, host=host)
     return _run(scenario, engine, out, seed=seed, admission=admission, exec_time=exec_time,
-                trace=trace)  # fmt: skip
+                trace=trace, dispatch_ahead=dispatch_ahead)  # fmt: skip
 
 
 def compare(

@@ -44,12 +44,14 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class _Launch:
+    seq: int  # the job's
     task: int
     chunk: int
     host_ns: TimeNs  # engine time of the dispatch
     waited: bool  # the job was ready when the device went idle: its start measures a gap
     idle: bool  # its stream had nothing queued: its start measures the launch latency
     decision_ns: TimeNs  # the instant's events gathered -> this dispatch call
+    chained: bool = False  # decided ahead: queued behind the launch before it
 
 
 class OverheadMonitor:
@@ -187,13 +189,19 @@ class ExecEngine:
     def _reset(self) -> None:
         self._releases = ReleaseCursor()
         self._slots = Slots(1)
-        self._launched: dict[int, _Launch] = {}
+        self._launched: dict[int, _Launch] = {}  # by launch token (one per launch)
+        self._token = 0
+        self._current = -1  # the token of the launch holding the one slot (-1: none)
+        self._behind: dict[int, int] = {}  # launch token -> the token chained behind it
+        self._chain_faults: dict[int, Fault] = {}  # launch token -> its chained job's fault
+        self._orphans: set[int] = set()  # chained next chunks of a job that faulted
         self._queued: dict[int, int] = {}  # launches in flight per task (its stream's queue)
         self._instant: TimeNs = 0
         self._pending: list[Fault] = []
         self._faulted: dict[int, str] = {}
         self._last_end: TimeNs | None = None
         self.gaps_ns: array[int] = array("q")
+        self.chained_gaps_ns: array[int] = array("q")  # of the launches decided ahead
         self._chunk_overruns: dict[str, int] = {}  # chunks past their own chunk WCET
         self._setup_s = 0.0
         self.monitor = OverheadMonitor(self._plan.overheads if self._plan else None)
@@ -254,32 +262,50 @@ class ExecEngine:
     def free_slots(self) -> int:
         return self._slots.free()
 
+    def next_release_ns(self) -> TimeNs | None:
+        return self._releases.next_ns()
+
     def dispatch(self, d: Dispatch) -> None:
         impl, plan = self._impl, self._plan
         assert impl is not None and plan is not None
-        self._slots.take(d.job)
+        after = -1
+        if d.after >= 0:  # decided ahead: queued on the device behind the running launch
+            self._slots.chain(d.job)
+            after = self._current
+        else:
+            self._slots.take(d.job)
         now = self._live()
         task = d.task_index
-        waited = (
+        waited = after >= 0 or (
             self._slots.slots == 1
             and self._slots.running == 1
             and self._last_end is not None
             and d.rationale.winner.release_ns <= self._last_end
         )
         queued = self._queued.get(task, 0)
-        self._launched[d.seq] = _Launch(task, d.chunk, now, waited, queued == 0,
-                                        now - self._instant)  # fmt: skip
+        token = self._token = self._token + 1
+        self._launched[token] = _Launch(d.seq, task, d.chunk, now, waited,
+                                        queued == 0 and after < 0, now - self._instant,
+                                        after >= 0)  # fmt: skip
         try:
             planned = plan.exec_time(d) if self._caps.replays_exec_time else None
-            impl.launch(task, d.chunk, d.seq, d.k, planned)
+            impl.launch(task, d.chunk, token, d.k, planned, None if after < 0 else after)
         except JobFault as exc:  # the job's own kernels failed at launch: its fault only
-            del self._launched[d.seq]
+            del self._launched[token]
+            self._faulted.setdefault(task, str(exc))  # the first fault of the task, reported
+            if after >= 0:  # it fails where it would have started: at the end before it
+                self._slots.chained = 0
+                self._chain_faults[after] = Fault(0, d.seq, str(exc))
+                return
             end = self._live()
             if self._slots.slots == 1:
                 self._last_end = end  # the device is idle again from here
-            self._faulted.setdefault(task, str(exc))  # the first fault of the task, reported
             self._pending.append(Fault(end, d.seq, str(exc)))
             return
+        if after >= 0:
+            self._behind[after] = token
+        elif self._slots.slots == 1:
+            self._current = token
         self._queued[task] = queued + 1
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
@@ -289,12 +315,13 @@ class ExecEngine:
         while True:
             host, finished = impl.snapshot()  # the clock first, then all that ended by then
             now = self._instant = max(self._instant, host - self._t0)
+            freed = self._slots.running
             ends = self._take(finished, now)
             due = releases.take(now)
             lags = self.monitor.samples[Overhead.RELEASE_LAG]
             for r in due:
                 lags.append(now - r.t_ns)
-            if ends or due:
+            if ends or due or self._slots.running < freed:  # (a slot an orphan freed)
                 return instant(ends, due)
             if until is not None and until <= now:
                 return []
@@ -321,27 +348,52 @@ class ExecEngine:
         assert work is not None and plan is not None
         for f in sorted(finished, key=lambda f: (f.end_ns, f.token)):
             info = self._launched.pop(f.token)
-            self._slots.give()
             self._queued[info.task] -= 1
             end = max(min(f.end_ns - t0, now), info.host_ns)
             start = min(max(end - (f.end_ns - f.start_ns), info.host_ns), end)
+            nxt = self._behind.get(f.token)
+            self._hand_on(f.token)
             if info.waited and self._last_end is not None:
                 self.gaps_ns.append(start - self._last_end)
+                if info.chained:
+                    self.chained_gaps_ns.append(start - self._last_end)
             if self._slots.slots == 1:
                 self._last_end = end
+            if f.token in self._orphans:  # ran behind its own job's fault: nothing to say
+                self._orphans.discard(f.token)
+                continue
+            seq = info.seq
             if f.error is not None:
                 self._faulted.setdefault(info.task, f.error)
-                out.append(Fault(end, f.token, f.error))
-                continue
-            observe(Overhead.DECISION, f.token, info.decision_ns, now, out)
-            if info.idle:
-                observe(Overhead.LAUNCH, f.token, start - info.host_ns, now, out)
-            observe(Overhead.COMPLETION, f.token, max(0, now - (f.end_ns - t0)), now, out)
-            if end - start > work[info.task].durations_ns[info.chunk]:  # a chunk overrun (a
-                name = plan.scenario.tasks[info.task].name  # job's overrun is the scheduler's)
-                self._chunk_overruns[name] = self._chunk_overruns.get(name, 0) + 1
-            out.append(Completion(end, f.token, start))
+                out.append(Fault(end, seq, f.error))
+                if nxt is not None and self._launched[nxt].seq == seq:
+                    self._orphans.add(nxt)  # its own next chunk, chained: the job is over
+            else:
+                if not info.chained:  # a chained decision is off the device's critical path
+                    observe(Overhead.DECISION, seq, info.decision_ns, now, out)
+                if info.idle:
+                    observe(Overhead.LAUNCH, seq, start - info.host_ns, now, out)
+                observe(Overhead.COMPLETION, seq, max(0, now - (f.end_ns - t0)), now, out)
+                if end - start > work[info.task].durations_ns[info.chunk]:  # a chunk overrun
+                    name = plan.scenario.tasks[info.task].name  # (a job's: the scheduler's)
+                    self._chunk_overruns[name] = self._chunk_overruns.get(name, 0) + 1
+                out.append(Completion(end, seq, start))
+            fault = self._chain_faults.pop(f.token, None)
+            if fault is not None:  # the chained job's launch had failed: it fails here
+                out.append(Fault(end, fault.seq, fault.error))
         return out
+
+    def _hand_on(self, token: int) -> None:
+        """Launch ``token`` ended: its slot is free, or passes to the launch
+        chained behind it."""
+        nxt = self._behind.pop(token, None)
+        if nxt is None:
+            self._slots.give()
+            if token == self._current:
+                self._current = -1
+            return
+        self._slots.handover()
+        self._current = nxt
 
     @property
     def launch_ns(self) -> array[int]:
@@ -363,6 +415,7 @@ class ExecEngine:
             **impl,
             "setup_s": round(self._setup_s, 3),
             "dispatch_gap_ns": overhead_stats(self.gaps_ns),
+            "dispatch_gap_chained_ns": overhead_stats(self.chained_gaps_ns),
             "launch_latency_ns": overhead_stats(self.launch_ns),
             "chunk_overruns": {n: self._chunk_overruns.get(n, 0) for n in names},
             "memory_plan": self._layout.report() if self._layout is not None else None,

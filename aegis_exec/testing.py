@@ -80,9 +80,10 @@ class BackendWrapper:
         return self.inner.graphs()
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
-        self.inner.launch(task, chunk, token, k, duration_ns)
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
+        self.inner.launch(task, chunk, token, k, duration_ns, after)
 
     def snapshot(self) -> tuple[int, list[Finished]]:
         return self.inner.snapshot()
@@ -109,10 +110,11 @@ class SlowLaunch(BackendWrapper):
         self.clock, self.delays = clock, dict(delays)
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         self.clock.advance(self.delays.get(self.job(task, k), 0))
-        self.inner.launch(task, chunk, token, k, duration_ns)
+        self.inner.launch(task, chunk, token, k, duration_ns, after)
 
 
 class FaultyBackend(BackendWrapper):
@@ -127,12 +129,13 @@ class FaultyBackend(BackendWrapper):
         self._failing: dict[int, str] = {}  # token -> message (at="end")
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         message = self.faults.get(self.job(task, k))
         if message is not None and self.at == "launch":
             raise JobFault(message)
-        self.inner.launch(task, chunk, token, k, duration_ns)
+        self.inner.launch(task, chunk, token, k, duration_ns, after)
         if message is not None:
             self._failing[token] = message
 

@@ -144,6 +144,8 @@ class SimPyEngine:
         self._unseen: dict[int, Completion] = {}  # ended on the device, not yet seen
         self._late: dict[tuple[int, int], Release] = {}  # due, not yet handed over
         self._t: TimeNs = 0  # the instant being stepped through (SimPy's clock)
+        self._chained: dict[int, Dispatch] = {}  # decided ahead, by the seq it waits for
+        self._handover: set[int] = set()  # ended jobs whose slot passes to a chained one
 
     def validate(self, plan: RunPlan) -> None:
         """Every plan runs here: the execution-time model gives each job's duration."""
@@ -164,6 +166,7 @@ class SimPyEngine:
         if plan.overheads is not None and not plan.policy.concurrent:
             self._host = HostModel(plan.overheads, plan.seed, plan.host_mode)
         self._unseen, self._late = {}, {}
+        self._chained, self._handover = {}, set()
         self._t = 0
         self._arm_release()
 
@@ -190,22 +193,39 @@ class SimPyEngine:
             self._released.append(r)
 
     def _on_complete(self, ev: simpy.Event) -> None:
-        self._slots.running -= 1  # Slots.give, without a call on the hot path
-        self._done.append(_new(Completion, (self._t, ev.value, None)))
+        seq = ev.value
+        if self._chained and seq in self._chained:  # the chained job starts as this one ends
+            self._slots.handover()
+            self._start(self._chained.pop(seq))
+        else:
+            self._slots.running -= 1  # Slots.give, without a call on the hot path
+        self._done.append(_new(Completion, (self._t, seq, None)))
 
     def _on_end(self, ev: simpy.Event) -> None:
         """A job ended on the device: the host sees it after its completion detection (or
         at an earlier instant, as an executor's loop sees every end before its instant)."""
         c = cast(Completion, ev.value)
         self._unseen[c.seq] = c
+        chained = self._chained.pop(c.seq, None)
+        if chained is not None:  # on the device right behind it: no host step in between
+            self._handover.add(c.seq)
+            self._launch(chained, c.t_ns)
         seen = cast(HostModel, self._host).draw(Overhead.COMPLETION)
         self.env.timeout(seen, value=c.seq).callbacks.append(self._on_seen)
 
     def _on_seen(self, ev: simpy.Event) -> None:
         c = self._unseen.pop(cast(int, ev.value), None)
         if c is not None:
+            self._seen(c)
+
+    def _seen(self, c: Completion) -> None:
+        """The host sees ``c``: its slot is free, or passes to the job chained behind it."""
+        if c.seq in self._handover:
+            self._handover.discard(c.seq)
+            self._slots.handover()
+        else:
             self._slots.give()
-            self._done.append(c)
+        self._done.append(c)
 
     def _catch_up(self) -> None:
         """At an instant, the host sees everything that came due before it (ends and late
@@ -213,8 +233,7 @@ class SimPyEngine:
         instant may be that very end or release)."""
         now = self.env.now
         for seq in [s for s, c in self._unseen.items() if c.t_ns < now]:
-            self._slots.give()
-            self._done.append(self._unseen.pop(seq))
+            self._seen(self._unseen.pop(seq))
         for key in [k for k, r in self._late.items() if r.t_ns < now]:
             self._released.append(self._late.pop(key))
         if len(self._released) > 1:
@@ -226,19 +245,37 @@ class SimPyEngine:
     def free_slots(self) -> int:
         return self._slots.free()
 
+    def next_release_ns(self) -> TimeNs | None:
+        nxt = self._releases.next_ns()
+        if self._late:  # due, handed over after their lag
+            late = min(r.t_ns for r in self._late.values())
+            return late if nxt is None else min(nxt, late)
+        return nxt
+
     def dispatch(self, d: Dispatch) -> None:
-        work = self._exec_time(d)
+        if d.after >= 0:  # decided ahead: starts when job d.after ends
+            self._slots.chain(d.job)
+            self._chained[d.after] = d
+            return
         if self._shared is not None:
-            self._shared.add(d, work)
+            self._shared.add(d, self._exec_time(d))
             return
         self._slots.take(d.job)
         host = self._host
         if host is None:
-            self.env.timeout(work, value=d.seq).callbacks.append(self._on_complete)
+            self._start(d)
             return
         now = cast(TimeNs, self.env.now)
-        start = now + host.draw(Overhead.DECISION) + host.draw(Overhead.LAUNCH)
-        end = Completion(start + work, d.seq, start)
+        self._launch(d, now + host.draw(Overhead.DECISION) + host.draw(Overhead.LAUNCH))
+
+    def _start(self, d: Dispatch) -> None:
+        """``d`` runs from now (no host overheads)."""
+        self.env.timeout(self._exec_time(d), value=d.seq).callbacks.append(self._on_complete)
+
+    def _launch(self, d: Dispatch, start: TimeNs) -> None:
+        """``d`` runs on the device from ``start`` (host overheads replayed)."""
+        end = Completion(start + self._exec_time(d), d.seq, start)
+        now = cast(TimeNs, self.env.now)
         self.env.timeout(end.t_ns - now, value=end).callbacks.append(self._on_end)
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:

@@ -140,6 +140,10 @@ def make(clock: VirtualClock) -> tuple[types.ModuleType, State]:
         def synchronize(self) -> None:
             st.hit("stream_synchronize")
 
+        def wait_event(self, event: Any) -> None:
+            st.hit("stream_wait_event")
+            assert event.t is not None, "waits on an event never recorded"
+
         def begin_capture(self) -> None:
             if st.capture_error is not None:
                 raise st.capture_error

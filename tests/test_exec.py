@@ -641,8 +641,9 @@ class _Skewed:
         return {}
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         from aegis_exec.backends import Finished
 
         t = self.clock.now_ns() + self.skew

@@ -78,6 +78,11 @@ class Policy:
     The device, not AegisRT, then orders the jobs in flight: a backend must support stream
     priorities (its ``stream_priorities`` capability) or the executor refuses the policy; the
     simulator models it as strict priority sharing (:mod:`aegis_sim.engine`)."""
+    decides_ahead: bool = False
+    """True: while a job runs, the next decision may be taken ahead and chained behind it
+    when no release can come before that job's latest end (docs/THEORY.md §ahead): the
+    one-slot policies whose pick depends only on the ready set (np-edf, np-fp, lp-edf).
+    ``fifo`` is the baseline left as it is; a concurrent policy has no next decision."""
 
     def __str__(self) -> str:
         return self.name
@@ -90,6 +95,8 @@ class Policy:
             raise ValueError(f"unknown key fields: {sorted(unknown)}")
         if self.stream_priorities and not self.concurrent:
             raise ValueError("stream priorities order jobs in flight: a concurrent policy only")
+        if self.decides_ahead and self.concurrent:
+            raise ValueError("a concurrent policy dispatches at release: nothing to decide ahead")
 
     def key(self, deadline_ns: TimeNs, release_ns: TimeNs, seq: int, priority: int | None) -> Key:
         """The key of one ready job (``priority`` counts as 0 when absent)."""
@@ -113,6 +120,7 @@ NP_EDF = Policy(
     ("deadline_ns", "release_ns", "seq"),
     analysis=Analysis.NP_EDF,
     patterns=Patterns.EDF,
+    decides_ahead=True,
 )
 LP_EDF = Policy(
     "lp-edf",
@@ -122,6 +130,7 @@ LP_EDF = Policy(
     patterns=Patterns.EDF,
     sharing=Sharing.NESTED,
     chunked=True,
+    decides_ahead=True,
 )
 FIFO = Policy("fifo", "fifo: earliest release, then seq", ("release_ns", "seq"))
 NP_FP = Policy(
@@ -130,6 +139,7 @@ NP_FP = Policy(
     ("priority", "release_ns", "seq"),
     analysis=Analysis.NP_FP,
     patterns=Patterns.FP,
+    decides_ahead=True,
 )
 UNSCHEDULED = Policy(
     "unscheduled",

@@ -13,8 +13,10 @@ A record about a job goes on with ``seq`` (the job's release sequence number: it
 
 =========  ================================================================================
 release    ``deadline_ns``, ``release_ns``, ``priority`` (np-fp only)
-dispatch   ``chunk`` (lp-edf, only when not 0), ``rationale``: ``rule``, ``key`` (the entry
-           fields compared, in order) and ``ready`` (every ready job, the winner first, each
+dispatch   ``chunk`` (lp-edf, only when not 0), ``decided_ahead_ns`` (only when not 0: the
+           decision was taken that long before, while the previous job ran, and takes effect
+           at its end), ``rationale``: ``rule``, ``key`` (the entry fields compared, in
+           order) and ``ready`` (every ready job at this instant, the winner first, each
            ``{job, task, deadline_ns, release_ns, seq[, priority]}``)
 chunk      ``next`` (the chunk to run next), ``of`` (chunks of the job), ``run_ns`` (so far)
 complete   ``start_ns``, ``end_ns``, ``response_ns``, ``deadline_ns``, ``missed``
@@ -162,6 +164,9 @@ class DispatchRecord(NamedTuple):
     key: tuple[str, ...]
     ready: tuple[ReadyLike, ...]  # every ready job at decision time, the winner first
     rec: int = -1
+    decided_ahead_ns: TimeNs = 0
+    """How long before this instant the decision was taken (dispatch-ahead: the job was
+    chained behind the one that ended here, docs/THEORY.md §ahead); 0: taken here."""
 
     @property
     def kind(self) -> Kind:
@@ -467,7 +472,7 @@ class Encoder:
                 f'"release_ns":{release}{p}}}\n')  # fmt: skip
 
     def _dispatch(self, r: DispatchRecord, n: int) -> str:
-        t, seq, job, task, chunk, rule, key, ready, _ = r
+        t, seq, job, task, chunk, rule, key, ready, _, ahead = r
         last = self._rule
         if rule is not last[0] or key is not last[1]:
             last = self._rule = (rule, key, f'"rule":{_q(rule)},"key":{_list(key)}')
@@ -478,6 +483,8 @@ class Encoder:
             parts.append(hit[1] if hit is not None and hit[0] is e else self._entry(e))
         who = self._who.get(seq) or self._job(seq, job, task)
         ch = f',"chunk":{chunk}' if chunk else ""
+        if ahead:
+            ch += f',"decided_ahead_ns":{ahead}'
         return (f'{{"rec":{n},"t_ns":{t},"kind":"dispatch",{who}{ch},"rationale":{{{last[2]},'
                 f'"ready":[{",".join(parts)}]}}}}\n')  # fmt: skip
 
@@ -671,11 +678,12 @@ def _fast(d: dict[str, Any]) -> TraceRecord | None:
 
 def _fast_dispatch(d: dict[str, Any]) -> DispatchRecord | None:
     head = _DISPATCH_HEAD(d)
-    chunk = d.get("chunk", 0)
-    if tuple(map(type, head)) != _DISPATCH_TYPES or type(chunk) is not int:
+    chunk, ahead = d.get("chunk", 0), d.get("decided_ahead_ns", 0)
+    if tuple(map(type, head)) != _DISPATCH_TYPES or type(chunk) is not int \
+            or type(ahead) is not int:  # fmt: skip
         return None
     t, seq, job, task, rec, rat = head
-    if not _in_range((t, seq, rec, chunk)):
+    if not _in_range((t, seq, rec, chunk, ahead)):
         return None
     rule, key, listed = rat["rule"], rat["key"], rat["ready"]
     if type(rule) is not str or type(key) is not list or type(listed) is not list:
@@ -691,7 +699,8 @@ def _fast_dispatch(d: dict[str, Any]) -> DispatchRecord | None:
         if not _in_range(vals[2:]):
             return None
         ready.append(_new(Entry, (*vals, prio)))
-    return _new(DispatchRecord, (t, seq, job, task, chunk, rule, tuple(key), tuple(ready), rec))
+    return _new(DispatchRecord,
+                (t, seq, job, task, chunk, rule, tuple(key), tuple(ready), rec, ahead))  # fmt: skip
 
 
 def _upgrade(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -828,7 +837,9 @@ def _dispatch(f: _Fields) -> DispatchRecord:
             )
         )
     chunk = f.opt("chunk") or 0
-    return DispatchRecord(t, seq, job, task, chunk, f.txt("rule", rat), key, tuple(ready), rec)
+    ahead = f.opt("decided_ahead_ns") or 0
+    return DispatchRecord(t, seq, job, task, chunk, f.txt("rule", rat), key, tuple(ready), rec,
+                          ahead)  # fmt: skip
 
 
 def _chunk(f: _Fields) -> ChunkRecord:

@@ -4,7 +4,8 @@ the order of one instant's events.
 * :class:`ReleaseCursor` hands a plan's releases back once, in plan order (time order,
   simultaneous releases in plan order), never before their planned time.
 * :class:`Slots` counts jobs in flight against the plan's ``slots`` (None: unlimited) and
-  refuses a dispatch with no free slot.
+  refuses a dispatch with no free slot; a dispatch decided ahead is chained behind the job
+  that holds the slot and takes it over when that job ends.
 * :func:`instant` puts one instant's events in the order the scheduler expects: every end
   (completion or fault) first, then the releases, so a job released when the device frees
   up competes for it.
@@ -49,13 +50,27 @@ class ReleaseCursor:
 
 
 class Slots:
-    """Jobs in flight against ``slots`` (None: unlimited, :meth:`free` is ``sys.maxsize``)."""
+    """Jobs in flight against ``slots`` (None: unlimited, :meth:`free` is ``sys.maxsize``),
+    and the one job chained behind them (decided ahead: it holds no slot until
+    :meth:`handover`)."""
 
-    __slots__ = ("running", "slots")
+    __slots__ = ("chained", "running", "slots")
 
     def __init__(self, slots: int | None = 1) -> None:
         self.slots = slots
         self.running = 0
+        self.chained = 0
+
+    def chain(self, job: str) -> None:
+        """``job`` waits behind the running job; InternalError unless one slot is held by
+        exactly that one job and nothing is chained yet."""
+        if self.slots != 1 or self.running != 1 or self.chained:
+            raise InternalError(f"chained dispatch of {job} with no single job running")
+        self.chained = 1
+
+    def handover(self) -> None:
+        """The running job ended and the chained one took its slot."""
+        self.chained -= 1
 
     def free(self) -> int:
         return sys.maxsize if self.slots is None else self.slots - self.running

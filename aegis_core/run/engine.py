@@ -46,7 +46,16 @@ class Engine(Protocol):
 
     def free_slots(self) -> int: ...
 
-    def dispatch(self, d: Dispatch) -> None: ...
+    def dispatch(self, d: Dispatch) -> None:
+        """Start ``d`` now, or, decided ahead (``d.after >= 0``), when the running job
+        ``d.after`` ends: chained behind it on the device, with no host step in between
+        (the slot passes to it then; :class:`~aegis_core.run.cursor.Slots`)."""
+        ...
+
+    def next_release_ns(self) -> TimeNs | None:
+        """The planned time of the earliest release not yet handed over (None: none left):
+        what a decision taken ahead may rely on."""
+        ...
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
         """Move to the next instant with events, or to ``until`` if that comes first.

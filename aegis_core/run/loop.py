@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aegis_core.model.types import TimeNs
 from aegis_core.record.sinks import NullTrace, TraceSink
 from aegis_core.run import stop as _stop
+from aegis_core.run.ahead import AheadMode
 from aegis_core.run.engine import Engine
 from aegis_core.run.plan import RunPlan
 from aegis_core.run.samples import CostSamples
@@ -26,6 +27,9 @@ class LoopStats:
     decisions_ns: CostSamples = field(default_factory=CostSamples)
     """Wall-clock cost of each scheduling decision (pick + its record), in ns (bounded
     memory: folded into a histogram past :data:`~aegis_core.run.samples.CostSamples.RAW`)."""
+    ahead_ns: CostSamples = field(default_factory=CostSamples)
+    """Wall-clock cost of each decision taken ahead (off the device's critical path: the
+    job it follows is still running), in ns."""
     instants: int = 0
     last_ns: TimeNs = 0
     """The run's last instant (0: none ran)."""
@@ -49,6 +53,9 @@ def run(
 
     At each instant: hand every engine event to the scheduler (completions, then releases),
     flag deadline misses, then dispatch while the engine has a free slot and a job is ready;
+    then, when the one slot is held and the scheduler decides ahead, take the next decision
+    now if it is already fixed and chain it behind the running job
+    (:meth:`~aegis_core.run.scheduler.Scheduler.schedule_ahead`; docs/THEORY.md §ahead);
     then hand the instant's records to ``sink`` (none: they are dropped) and flush it before
     time moves on, and the jobs that settled in it to ``jobs`` (they leave the scheduler).
     The clock only measures decision overhead; decisions never read it.
@@ -72,6 +79,8 @@ def run(
         engine.free_slots,
     )
     dispatch, decided = engine.dispatch, overheads.raw.append
+    ahead = scheduler.schedule_ahead if scheduler.ahead is not AheadMode.OFF else None
+    next_release, ahead_cost = engine.next_release_ns, stats.ahead_ns.raw.append
     costs_full = overheads.full
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
@@ -95,6 +104,12 @@ def run(
                     decided(t1 - t0)
                     dispatch(d)
                     free -= 1
+                if ahead is not None and free == 0:
+                    t0 = clock()
+                    d = ahead(now, next_release())
+                    if d is not None:
+                        ahead_cost(clock() - t0)
+                        dispatch(d)
                 if keep:
                     write(pending)
                     flush()
@@ -107,6 +122,8 @@ def run(
                     pace_gc()
                 if costs_full():  # decision costs: memory bounded, whatever
                     overheads.fold()  # the engine allocates
+                if stats.ahead_ns.full():
+                    stats.ahead_ns.fold()
                 if n == due:
                     due += POLL
                     if progress is not None:

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from aegis_core.budget import TaskBudget, any_samples, budgets, split_in_proportion
 from aegis_core.model.errors import InputError
-from aegis_core.model.overheads import Overheads
+from aegis_core.model.overheads import Overhead, Overheads
 from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario, check_times
 from aegis_core.model.types import TimeNs
+from aegis_core.run.ahead import AheadMode, chain_allowance
 from aegis_core.run.arrivals import BLOCK, PlannedReleases, ReleasePlan
 
 if TYPE_CHECKING:
@@ -145,6 +146,18 @@ class RunPlan:
     """The run's seed (the simulator's overhead draws)."""
     host_mode: str = "sample"
     """How a simulated engine replays the overheads (:data:`~aegis_core.run.host.HOST_MODES`)."""
+    dispatch_ahead: AheadMode = AheadMode.OFF
+    """Whether the scheduler decides ahead (:mod:`aegis_core.run.ahead`): OFF unless the
+    policy ``decides_ahead`` and the run asked for it (:meth:`build`'s default does)."""
+
+    @property
+    def start_allowance_ns(self) -> TimeNs:
+        """How late after its decision instant a job dispatched at once may start: the
+        charged decision and launch bounds (0 when the analysis charged none)."""
+        o = self.overheads
+        if o is None:
+            return 0
+        return chain_allowance(o.bound(Overhead.DECISION), o.bound(Overhead.LAUNCH))
 
     @property
     def chunks(self) -> tuple[tuple[TimeNs, ...], ...]:
@@ -162,13 +175,16 @@ class RunPlan:
         seed: int | None = None,
         exec_time_mode: str = "sample",
         host_mode: str = "sample",
+        dispatch_ahead: AheadMode | bool = AheadMode.PLANNED,
     ) -> RunPlan:
         """The plan for ``scenario``; with an ``admission`` whose rejections are enforced
         (``enforce``), rejected tasks do not run; a chunked policy's jobs run in the chunks
         admission merged (else the task's kernel chain). ``exec_time_mode``
         (:data:`EXEC_TIME_MODES`) picks the execution-time model unless ``exec_time`` gives
         one; ``host_mode`` how a simulated engine replays the host overheads
-        (:data:`~aegis_core.run.host.HOST_MODES`)."""
+        (:data:`~aegis_core.run.host.HOST_MODES`); ``dispatch_ahead`` whether (True: from the
+        planned releases; False: never) and how decisions may be taken ahead, under a policy
+        that ``decides_ahead``."""
         if exec_time_mode not in EXEC_TIME_MODES:
             raise InputError(
                 f"unknown execution-time mode {exec_time_mode!r}; choose one of: "
@@ -195,4 +211,11 @@ class RunPlan:
             overheads=admission.overheads if admission is not None else scenario.overheads,
             seed=seed,
             host_mode=host_mode,
+            dispatch_ahead=_ahead(dispatch_ahead) if policy.decides_ahead else AheadMode.OFF,
         )
+
+
+def _ahead(mode: AheadMode | bool) -> AheadMode:
+    if mode is True:
+        return AheadMode.PLANNED
+    return AheadMode.OFF if mode is False else AheadMode(mode)

@@ -33,6 +33,7 @@ from aegis_core.record.schema import (
     ReleaseRecord,
     SkipRecord,
 )
+from aegis_core.run.ahead import AHEAD_BROKEN, NEVER, AheadMode, Chained, Horizon
 from aegis_core.run.contexts import ExecutionContext
 from aegis_core.run.events import Assumption, Completion, EngineEvent, Fault, Release
 
@@ -133,6 +134,9 @@ class Dispatch(NamedTuple):
     """Which non-preemptive chunk of the job starts (lp-edf); 0 for a whole job."""
     k: int = 0
     """The job's index within its task (job ``<task>#<k>``)."""
+    after: int = -1
+    """Decided ahead: the seq of the running job this one is chained behind (it starts when
+    that job ends, docs/THEORY.md §ahead); -1: it starts now."""
 
 
 class Scheduler:
@@ -147,13 +151,19 @@ class Scheduler:
         budgets: Sequence[TaskBudget] = (),
         lag_bound_ns: TimeNs | None = None,
         retain: bool = True,
+        ahead: AheadMode = AheadMode.OFF,
+        start_allowance_ns: TimeNs = 0,
     ) -> None:
         """``rejected``: task indices whose jobs are recorded as REJECTED and never run;
         ``budgets``: per task, its time budget and chunk chain (default: decided from the
         tasks under ``policy``); ``lag_bound_ns``: the release lag the analysis charged (a
         release handed over later writes an ``assumption`` record; None: not checked);
         ``retain``: keep every job in :attr:`jobs` (False: a job leaves the scheduler once
-        :meth:`settled` handed it over, so a run's memory does not grow with its length)."""
+        :meth:`settled` handed it over, so a run's memory does not grow with its length);
+        ``ahead``: whether the next decision may be taken while a job runs
+        (:meth:`schedule_ahead`; only under a policy that ``decides_ahead``), and
+        ``start_allowance_ns`` how late after its decision instant a job dispatched at once
+        may start (:func:`~aegis_core.run.ahead.chain_allowance`)."""
         self.tasks = tuple(tasks)
         self.policy = policy
         self.records: list[Record] = []
@@ -186,6 +196,25 @@ class Scheduler:
         self._overran = [c.budget.overran for c in self.contexts]  # what over_budget asks
         self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
         self.lag_bound_ns = lag_bound_ns
+        self.ahead = ahead if policy.decides_ahead else AheadMode.OFF
+        """How this run decides ahead (OFF: never; the loop asks :meth:`schedule_ahead`
+        only otherwise)."""
+        self._on = self.ahead is not AheadMode.OFF
+        self._allowance = start_allowance_ns
+        self._chunk_wcet = [b.chunks_ns for b in budgets]
+        self._skips = [b.on_overrun == "skip-next" for b in budgets]
+        self._horizon = Horizon(self.tasks, self.rejected)
+        self._running: Job | None = None  # the job holding the slot (ahead mode)
+        self._latest_end: TimeNs = 0  # its running chunk's latest end, within its budget
+        self._chained: Chained | None = None  # decided ahead, not in effect yet
+        self._effected: Chained | None = None  # took effect in this step, record to make
+        self._edits = 0  # ready-set removals other than picks (a chained snapshot is stale)
+        self._watched: list[Chained] = []  # in effect: releases still checked against
+        self._watch_ns = lag_bound_ns or 0  # how long after its effect a window is watched
+        self.decided_ahead = 0
+        """Decisions taken ahead (in effect) so far."""
+        self.dispatched = 0
+        """Dispatch decisions in effect so far (at once or ahead)."""
 
     # -- events in -------------------------------------------------------------------------
 
@@ -205,6 +234,10 @@ class Scheduler:
         dl = self._deadlines
         if dl and dl[0][0] <= now:
             self.on_time(now)
+        if self._effected is not None:
+            self._flush_effect()
+        if self._watched:
+            self._unwatch(now)
 
     def handle(self, ev: EngineEvent, now: TimeNs) -> None:
         """Take one engine event at time ``now``."""
@@ -240,6 +273,8 @@ class Scheduler:
         prio = self._priorities[task_index]
         job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
         self._live[seq] = job
+        if self._on:
+            self._horizon.released(task_index, now)
         if self._retain:
             self.jobs.append(job)
         if task_index in self.rejected:
@@ -266,11 +301,15 @@ class Scheduler:
             job.entry = entry
         heappush(self._ready, entry)
         heappush(self._deadlines, (job.deadline_ns, seq))
+        if self._chained is not None or self._effected is not None or self._watched:
+            self._interloper(now)
         return job
 
     def _complete(self, ev: Completion) -> None:
         """A job or chunk ended at ``ev.t_ns`` (the engine's best knowledge of the instant)."""
         now, job = ev.t_ns, self._live[ev.seq]
+        if self._effected is not None and self._effected.job is job:
+            self._effected.ran = True  # it ran and ended within the step it started in
         began = ev.started_ns
         if began is not None:
             if job.chunk == 0:
@@ -284,10 +323,13 @@ class Scheduler:
             job.chunk += 1
             job.status = JobStatus.READY
             assert job.entry is not None
-            heappush(self._ready, job.entry)
+            chained = self._chained
+            if chained is None or chained.after != job.seq:  # (else: in the set since then)
+                heappush(self._ready, job.entry)
             self.records.append(
                 ChunkRecord(now, job.seq, job.id, job.task, job.chunk, job.n_chunks, job.run_ns)
             )
+            self._ended(job.seq, now)
             return
         if now > job.deadline_ns and not job.missed:  # ended past a deadline no timer saw
             self._miss(job, "running")  # pass (a wall-clock engine handed both over at once)
@@ -301,6 +343,7 @@ class Scheduler:
         )))  # fmt: skip
         if self._overran[job.task_index](job.run_ns):  # its context's budget rule
             self._overrun(job, now)
+        self._ended(job.seq, now)
 
     def _chunk_overrun(self, job: Job, ran: TimeNs, now: TimeNs) -> None:
         """An lp-edf chunk that ran past its own chunk WCET breaks the blocking the analysis
@@ -334,6 +377,7 @@ class Scheduler:
         entry = min(waiting)
         self._ready.remove(entry)
         heapify(self._ready)
+        self._edits += 1
         skipped = live[entry.seq]
         skipped.status = JobStatus.SKIPPED
         self.ended.append(skipped)
@@ -344,12 +388,15 @@ class Scheduler:
 
     def _fail(self, seq: int, error: str, now: TimeNs) -> None:
         job = self._live[seq]
+        if self._effected is not None and self._effected.job is job:
+            self._effected.ran = True
         self.contexts[job.task_index].faults += 1
         job.status = JobStatus.FAILED
         self.ended.append(job)
         job.end_ns = now
         job.error = error
         self.records.append(FaultRecord(now, seq, job.id, job.task, error))
+        self._ended(seq, now, failed=True)
 
     # -- time ------------------------------------------------------------------------------
 
@@ -398,12 +445,159 @@ class Scheduler:
         policy = self.policy
         rule, key_fields = policy.rule, policy.key_fields
         self.records.append(_new(DispatchRecord, (
-            now, entry.seq, entry.job, entry.task, job.chunk, rule, key_fields, snapshot, -1
+            now, entry.seq, entry.job, entry.task, job.chunk, rule, key_fields, snapshot, -1, 0
         )))  # fmt: skip
+        self.dispatched += 1
+        if self._on:
+            self._running = job
+            self._latest_end = now + self._allowance + self._chunk_wcet[job.task_index][job.chunk]
         return _new(Dispatch, (
             now, entry.seq, entry.job, job.task_index,
-            _new(Rationale, (rule, key_fields, snapshot)), job.chunk, job.k,
+            _new(Rationale, (rule, key_fields, snapshot)), job.chunk, job.k, -1,
         ))  # fmt: skip
+
+    def schedule_ahead(self, now: TimeNs, next_release_ns: TimeNs | None = None) -> Dispatch | None:
+        """The decision the policy will take when the running job's chunk ends, taken now,
+        or None when it cannot be known yet (docs/THEORY.md §ahead): nothing runs, a
+        decision is already chained, nothing will be ready, or a job may be released
+        before the running chunk's latest end. ``next_release_ns``: the engine's next
+        planned release (None: none left), used under :attr:`AheadMode.PLANNED`.
+
+        The pick is the one :meth:`schedule` would make at that end (the running job's next
+        chunk, lp-edf, competing as it would then); its dispatch record is made when it takes
+        effect, with the ready set of that instant (:meth:`_effect`). A job of the running
+        job's own task is not chained under ``skip-next``: an overrun would drop it."""
+        run = self._running
+        if run is None or self._chained is not None:
+            return None
+        end = self._latest_end
+        horizon = self._horizon.bound()
+        if self.ahead is AheadMode.PLANNED:
+            horizon = max(horizon, NEVER if next_release_ns is None else next_release_ns)
+        if horizon <= end:
+            return None
+        ready = self._ready
+        cont = run.entry if run.chunk + 1 < run.n_chunks else None  # its next chunk
+        if cont is None and not ready:
+            return None
+        best = ready[0] if ready and (cont is None or ready[0] < cont) else cont
+        assert best is not None
+        if best is not cont and self._skips[run.task_index] \
+                and self._live[best.seq].task_index == run.task_index:  # fmt: skip
+            return None  # should the running job overrun, skip-next drops this very one
+        if cont is not None:  # it competes as it would at its boundary
+            heappush(ready, cont)
+        snapshot = tuple(ready)
+        entry = heappop(ready)
+        job = self._live[entry.seq]
+        chunk = run.chunk + 1 if job is run else job.chunk
+        self._chained = Chained(entry, job, run.seq, now, end, snapshot, chunk, self._edits)
+        policy = self.policy
+        return Dispatch(
+            now, entry.seq, entry.job, job.task_index,
+            Rationale(policy.rule, policy.key_fields, snapshot), chunk, job.k, run.seq,
+        )  # fmt: skip
+
+    def _ended(self, seq: int, now: TimeNs, failed: bool = False) -> None:
+        """Job ``seq``'s chunk ended at ``now`` (``failed``: the job faulted): the decision
+        chained behind it takes effect, or the slot is free."""
+        if not self._on:
+            return
+        c = self._chained
+        if c is None or c.after != seq:
+            if self._running is not None and self._running.seq == seq:
+                self._running = None
+            return
+        if failed:
+            if c.job.seq == seq:  # its own next chunk was chained: it never runs
+                self._chained = self._running = None
+                return
+            self._drop_entry(seq)  # its next chunk, back in the ready set ahead of time
+        self._effect(c, now)
+
+    def _drop_entry(self, seq: int) -> None:
+        entry = self._live[seq].entry
+        if entry is not None and entry in self._ready:
+            self._ready.remove(entry)
+            heapify(self._ready)
+            self._edits += 1
+
+    def _effect(self, c: Chained, now: TimeNs) -> None:
+        """A decision taken ahead takes effect at ``now``, the end of the chunk it was
+        chained behind: the job starts here. Its dispatch record is made at the end of the
+        step (:meth:`_flush_effect`), where the policy's own decision would have been."""
+        job = c.job
+        c.effect_ns = now
+        c.mark = len(self.records)
+        self._chained, self._effected = None, c
+        job.chunk_start_ns = now
+        if job.start_ns is None:
+            job.start_ns = now
+        self.decided_ahead += 1
+        self.dispatched += 1
+        self._running = job
+        self._latest_end = now + self._chunk_wcet[job.task_index][job.chunk]  # starts here
+
+    def _flush_effect(self) -> None:
+        """The dispatch record of the decision that took effect in this step, after every
+        record stamped at or before its instant (misses at it, releases that fell before
+        it) and before any later one or the job's own end; the ready set is that
+        instant's."""
+        c, self._effected = self._effected, None
+        assert c is not None and c.effect_ns is not None
+        t, entry, job = c.effect_ns, c.entry, c.job
+        interloped = c.first_release_ns <= t
+        ready = c.snapshot if not interloped and c.edits == self._edits else (
+            entry, *(e for e in self._ready if e.release_ns <= t))  # fmt: skip
+        policy = self.policy
+        rec = _new(DispatchRecord, (
+            t, entry.seq, entry.job, entry.task, c.chunk, policy.rule, policy.key_fields, ready,
+            -1, t - c.decided_ns,
+        ))  # fmt: skip
+        records, at, seq = self.records, c.mark, entry.seq
+        while at < len(records) and records[at].t_ns <= t and (
+                getattr(records[at], "seq", -1) != seq
+                or type(records[at]) is MissRecord):  # fmt: skip
+            at += 1  # (before the job's own end, should it have ended in this step too)
+        records.insert(at, rec)
+        if job.status is JobStatus.READY and not c.ran:
+            job.status = JobStatus.RUNNING
+        if interloped:
+            self._break(c)
+        else:
+            self._watched.append(c)
+
+    def _interloper(self, release_ns: TimeNs) -> None:
+        """A job released at ``release_ns`` entered the ready set: does it fall between an
+        ahead decision and its effect?"""
+        if self._chained is not None:
+            self._chained.interloper(release_ns)
+        if self._effected is not None:
+            self._effected.interloper(release_ns)
+        for w in self._watched:
+            if not w.broken and w.interloper(release_ns):
+                self._break(w)
+
+    def _break(self, c: Chained) -> None:
+        """A release fell between decision ``c`` and its effect (the job it was chained
+        behind ended past the bound assumed): an ``assumption`` record for the chained job."""
+        c.broken = True
+        assert c.effect_ns is not None
+        job = c.job
+        if job.seq in self._live:
+            job.broken = (*job.broken, AHEAD_BROKEN)
+        self.records.append(AssumptionRecord(
+            c.effect_ns, job.seq, job.id, job.task, AHEAD_BROKEN, c.effect_ns - c.decided_ns,
+            c.bound_ns - c.decided_ns,
+        ))  # fmt: skip
+
+    def _unwatch(self, now: TimeNs) -> None:
+        """Stop checking releases against windows no late release can fall in any more (a
+        release is handed over at most the charged release lag late)."""
+        keep = self._watch_ns
+        self._watched = [w for w in self._watched
+                         if not w.broken and w.effect_ns is not None
+                         and w.effect_ns + keep >= now]  # fmt: skip
 
     def settled(self) -> list[Job]:
         """The jobs that reached a terminal status (completed, failed, skipped, rejected)
@@ -435,6 +629,8 @@ class Scheduler:
             budgets=plan.budgets,
             lag_bound_ns=plan.overheads.release_lag_ns if plan.overheads is not None else None,
             retain=retain,
+            ahead=plan.dispatch_ahead,
+            start_allowance_ns=plan.start_allowance_ns,
         )
 
     @property

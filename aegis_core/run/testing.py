@@ -45,7 +45,8 @@ class FakeEngine:
     ``faults`` maps job ids to an error text: such a job ends with a :class:`Fault` instead of a
     :class:`Completion`. ``lag`` maps ``(task index, k)`` to how late that release is handed
     over (a host waking late: the job keeps its planned release and deadline). ``dispatches``
-    records ``(t_ns, job, end_ns)`` for every dispatch.
+    records ``(t_ns, job, end_ns)`` for every dispatch, at the instant the job starts (a
+    dispatch decided ahead starts when the job it is chained behind ends).
     """
 
     name = "fake"
@@ -64,6 +65,7 @@ class FakeEngine:
         self._ends: list[tuple[TimeNs, int, Completion | Fault]] = []
         self._now: TimeNs = 0
         self._slots = Slots(1)
+        self._chained: dict[int, Dispatch] = {}  # by the seq of the job it waits for
 
     def validate(self, plan: RunPlan) -> None:
         """Every plan runs here."""
@@ -77,6 +79,7 @@ class FakeEngine:
         self._due = sorted((r.t_ns + get((r.task_index, r.k), 0), n, r)
                            for n, r in enumerate(plan.releases))  # fmt: skip
         self._next = 0
+        self._chained = {}
 
     def now(self) -> TimeNs:
         return self._now
@@ -84,13 +87,26 @@ class FakeEngine:
     def free_slots(self) -> int:
         return self._slots.free()
 
+    def next_release_ns(self) -> TimeNs | None:
+        rest = self._due[self._next :]
+        if not rest:
+            return None
+        return min(r.t_ns for _, _, r in rest) if self.lag else rest[0][2].t_ns
+
     def dispatch(self, d: Dispatch) -> None:
+        if d.after >= 0:
+            self._slots.chain(d.job)
+            self._chained[d.after] = d
+            return
         self._slots.take(d.job)
-        end = self._now + self._plan.exec_time(d)
+        self._start(d, self._now)
+
+    def _start(self, d: Dispatch, at: TimeNs) -> None:
+        end = at + self._plan.exec_time(d)
         error = self.faults.get(d.job)
         ev = Fault(end, d.seq, error) if error else Completion(end, d.seq)
         heappush(self._ends, (end, d.seq, ev))
-        self.dispatches.append((self._now, d.job, end))
+        self.dispatches.append((at, d.job, end))
 
     def advance(self, until: TimeNs | None) -> list[EngineEvent] | None:
         ends, due = self._ends, self._due
@@ -103,10 +119,19 @@ class FakeEngine:
             self._now = until
             return []
         t = self._now = min(times)
-        done = []
+        done: list[Completion | Fault] = []
         while ends and ends[0][0] == t:
-            done.append(heappop(ends)[2])
-        self._slots.give(len(done))
+            ev = heappop(ends)[2]
+            done.append(ev)
+            chained = self._chained.pop(ev.seq, None)
+            if chained is None:
+                self._slots.give()
+            elif type(ev) is Fault and chained.seq == ev.seq:  # its own next chunk: never runs
+                self._slots.chained = 0
+                self._slots.give()
+            else:  # it starts as this one ends
+                self._slots.handover()
+                self._start(chained, t)
         first = self._next
         while self._next < len(due) and due[self._next][0] == t:
             self._next += 1

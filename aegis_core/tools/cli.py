@@ -168,6 +168,7 @@ def _run(
         progress=_progress(args),
         own_policy=getattr(args, "own_policy", None),
         before_run=before_run,
+        dispatch_ahead=not args.no_dispatch_ahead,
     )
     stopped = result.summary.get("interrupted")
     if stopped is not None:
@@ -648,6 +649,13 @@ def _run_options(sub: argparse.ArgumentParser, default_out: str) -> None:
     _admission_option(sub)
     _profiles_option(sub)
     _exec_time_option(sub)
+    sub.add_argument(
+        "--no-dispatch-ahead",
+        action="store_true",
+        help="take every decision when the device frees up (default: np-edf, np-fp and "
+        "lp-edf decide the next job while one runs, when no release can come before it "
+        "ends, and chain it on the device; the same decisions, no gap between jobs)",
+    )
 
 
 def _backend_option(sub: argparse.ArgumentParser, help: str) -> None:

@@ -313,7 +313,8 @@ class PerfettoTrace:
 
     def _dispatch(self, r: DispatchRecord) -> None:
         self._apply(r)
-        t, _, job, task, _, rule, key, ready, _ = r
+        t, _, job, task, _, rule, key, ready, _, ahead = r
+        early = f'"decided_ahead_ns":{ahead},' if ahead else ""
         last = self._rule
         if rule != last[0] or key != last[1]:
             keys = ",".join(map(_q, key))
@@ -327,7 +328,7 @@ class PerfettoTrace:
         out = self._out
         out.append(
             f',{{"ph":"i","s":"t","pid":3,"tid":1,"ts":{ts},"name":"dispatch {_q(job)[1:]},'
-            f'"cat":"decision","args":{{{last[2]},"ready":[{parts}]}}}}'
+            f'"cat":"decision","args":{{{last[2]},{early}"ready":[{parts}]}}}}'
             f',{{"ph":"C","pid":3,"tid":1,"ts":{ts},"name":"ready","args":'
             f'{{"jobs":{len(self._queue)}}}}}'
         )  # fmt: skip

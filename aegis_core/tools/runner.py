@@ -16,6 +16,7 @@ from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario, Task
 from aegis_core.record.schema import EndRecord, Interruption, admission_records
 from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink, close_text
+from aegis_core.run.ahead import AheadMode
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
@@ -38,12 +39,13 @@ class RunResult:
 
 
 def run_fingerprint(
-    scenario: Scenario, seed: int, admission: bool, exec_time: str, host_mode: str = "sample"
-) -> str:
+    scenario: Scenario, seed: int, admission: bool, exec_time: str, host_mode: str = "sample",
+    dispatch_ahead: bool = True,
+) -> str:  # fmt: skip
     """What makes two runs the same run: the effective scenario (every task field, profile
     samples included; not file paths), each model file's content (:func:`_model_digest`),
-    seed, admission setting, execution-time mode and AegisRT's version. ``aegis compare``
-    reuses results only when this matches."""
+    seed, admission setting, execution-time mode, dispatch-ahead and AegisRT's version.
+    ``aegis compare`` reuses results only when this matches."""
     import dataclasses
     import hashlib
     import json
@@ -66,6 +68,7 @@ def run_fingerprint(
         "tasks": tasks, "admission": admission, "exec_time": exec_time,
         "overheads": _overheads_digest(scenario, host_mode),
         "analysis_points": analysis_budget(scenario),
+        "dispatch_ahead": dispatch_ahead and scenario.policy.decides_ahead,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -162,6 +165,7 @@ def run_scenario(
     progress: TextIO | None = None,
     own_policy: Policy | None = None,
     before_run: Callable[[], None] | None = None,
+    dispatch_ahead: bool = True,
 ) -> RunResult:
     """Simulate or execute ``scenario`` and (by default) write its results directory.
 
@@ -183,6 +187,9 @@ def run_scenario(
     ``before_run``: called once the engine has accepted the plan (``Engine.validate``: the
     one place that decides what it can run), before anything is written (``aegis exec``'s
     probe: a run the engine refuses is never probed).
+    ``dispatch_ahead=False``: every decision at the instant the device frees up (else a
+    policy that ``decides_ahead`` takes the next one while a job runs when it is already
+    fixed, and the engine chains it: docs/THEORY.md §ahead).
     The results directory is held and written as docs/CONTRACTS.md §results says
     (:class:`~aegis_core.tools.outdir.ResultsDir`: marker, lock, temporary files renamed).
 
@@ -199,6 +206,7 @@ def run_scenario(
         seed=seed,
         exec_time_mode=exec_time,
         host_mode=host_mode,
+        dispatch_ahead=dispatch_ahead,
     )
     eng.validate(plan)  # e.g. the executor's models: fail before anything is written
     if before_run is not None:
@@ -294,7 +302,14 @@ def _summary(
         "duration_ns": scenario.duration_ns,
         "exec_time": exec_time if any_samples(plan.budgets) else "wcet",
         "scenario_sha256": scenario.source_sha256,
-        "fingerprint": run_fingerprint(scenario, run_seed, admission, exec_time, host_mode),
+        "fingerprint": run_fingerprint(
+            scenario,
+            run_seed,
+            admission,
+            exec_time,
+            host_mode,
+            plan.dispatch_ahead is not AheadMode.OFF,
+        ),
         "scenario_path": scenario.path,
         "device": eng.device,
         "jobs": tally.jobs,
@@ -308,6 +323,15 @@ def _summary(
         "tasks": tasks,
         "contexts": [c.as_dict() for c in scheduler.contexts],
         "decision_overhead_ns": stats.decisions_ns.stats(),
+        "dispatch_ahead": {
+            "mode": str(plan.dispatch_ahead),
+            "dispatches": scheduler.dispatched,
+            "decided_ahead": scheduler.decided_ahead,
+            "share": round(scheduler.decided_ahead / scheduler.dispatched, 4)
+            if scheduler.dispatched
+            else None,
+            "decision_ns": stats.ahead_ns.stats(),
+        },
         "run": {
             "wall_s": round(wall, 6),
             "jobs_per_s": round(tally.jobs / wall, 1) if wall > 0 else None,

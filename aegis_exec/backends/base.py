@@ -65,12 +65,16 @@ class Backend(Protocol):
         ...
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         """Start chunk ``chunk`` of job ``k`` of ``task`` on the task's stream; non-blocking.
-        ``duration_ns``: the plan's execution time for it (given to backends that replay
-        it, see the ``replays_exec_time`` capability; others run the kernels). Raises
-        JobFault when this job's kernels fail to launch."""
+        ``token`` names this launch (unique in a run). ``duration_ns``: the plan's
+        execution time for it (given to backends that replay it, see the
+        ``replays_exec_time`` capability; others run the kernels). ``after``: the token of
+        a launch still in flight that this one is chained behind (decided ahead): it starts
+        on the device when that one ends, with no host step in between (and at once if that
+        one has ended already). Raises JobFault when this job's kernels fail to launch."""
         ...
 
     def snapshot(self) -> tuple[int, list[Finished]]:

@@ -119,6 +119,7 @@ class CupyBackend:
         self._ref_host = 0
         self._ref_window = 0
         self._held: list[Finished] = []
+        self._ends: dict[int, CudaEvent] = {}  # launch token -> its end event, in flight
         self._report: dict[str, Any] = {}
         self._priority_range: tuple[int, int] | None = None
 
@@ -241,15 +242,19 @@ class CupyBackend:
     # -- launching and polling ------------------------------------------------------------
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         t = self._tasks[task]
         if t is None:
             raise BackendError(f"task #{task} has no model: the cupy backend needs one")
         start = self._free_events.pop() if self._free_events else CudaEvent(self.cp)
         end = self._free_events.pop() if self._free_events else CudaEvent(self.cp)
         host = self._clock.now_ns()
+        before = self._ends.get(after) if after is not None else None
         try:
+            if before is not None:  # chained: the device starts it as that launch ends
+                t.stream.raw.wait_event(before.raw)
             start.record(t.stream)
             if t.graphs:
                 t.graphs[chunk].launch(t.stream.raw)
@@ -265,6 +270,7 @@ class CupyBackend:
             self._free_events += [start, end]
             raise JobFault(f"{type(exc).__name__}: {exc}") from exc
         t.in_flight.append((token, start, end, host))
+        self._ends[token] = end
 
     def _ns(self, event: CudaEvent) -> int:
         assert self._ref is not None
@@ -276,6 +282,7 @@ class CupyBackend:
         event; the duration comes from the launch's own two events (a float of ms measured
         from a reference minutes old loses µs). Every REANCHOR_NS the end event becomes the
         new reference, so the float never spans long."""
+        self._ends.pop(token, None)
         end_ns = self._ns(end)
         dur_ms: float = self.cp.cuda.get_elapsed_time(start.raw, end.raw)
         start_ns = max(end_ns - round(dur_ms * 1e6), host)
@@ -380,6 +387,7 @@ class CupyBackend:
                 errors.append(exc)
 
         tasks, self._tasks = self._tasks, []
+        self._ends.clear()
         for t in tasks:
             if t is not None:
                 attempt(t.stream.synchronize)

@@ -27,6 +27,7 @@ class MockBackend:
         self._work: list[TaskWork] = []
         self._free_at: list[int] = []  # per task stream: when its last launch ends
         self._heap: list[tuple[int, int, Finished]] = []
+        self._ends: dict[int, int] = {}  # launch token -> its end, while in flight
         self._n = 0
 
     def prepare(self, work: Sequence[TaskWork], layout: Any = None) -> None:
@@ -37,19 +38,25 @@ class MockBackend:
         return {}
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         w = self._work[task]
         start = max(self._clock.now_ns(), self._free_at[task])
+        if after is not None:  # chained: starts as that launch ends
+            start = max(start, self._ends.get(after, start))
         end = start + (w.durations_ns[chunk] if duration_ns is None else duration_ns)
         self._free_at[task] = end
         self._n += 1
+        self._ends[token] = end
         heappush(self._heap, (end, self._n, Finished(token, start, end)))
 
     def snapshot(self) -> tuple[int, list[Finished]]:
         now, heap, out = self._clock.now_ns(), self._heap, []
         while heap and heap[0][0] <= now:
-            out.append(heappop(heap)[2])
+            f = heappop(heap)[2]
+            self._ends.pop(f.token, None)
+            out.append(f)
         return now, out
 
     def wait(self, until_ns: int) -> None:
@@ -66,3 +73,4 @@ class MockBackend:
 
     def close(self) -> None:
         self._heap.clear()
+        self._ends.clear()

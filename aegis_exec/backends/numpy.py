@@ -87,13 +87,14 @@ class NumpyBackend(ThreadedBackend):
             self._streams.append(stream)
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         w, stream, compiled = self._work[task], self._streams[task], self._graphs[task]
         if stream is None or compiled is None:
             raise BackendError(f"task '{w.name}' has no model: the numpy backend needs one")
         ops = w.ranges[chunk]
-        self._submit(stream, token, lambda: compiled.run(ops))
+        self._submit(stream, token, lambda: compiled.run(ops), after)
 
     def graphs(self) -> dict[int, Any]:
         return {i: g for i, g in enumerate(self._graphs) if g is not None}

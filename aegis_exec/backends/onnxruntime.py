@@ -202,12 +202,13 @@ class OnnxRuntimeBackend(ThreadedBackend):
             self._streams.append(self._open(w.name, session.run))
 
     def launch(
-        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None
-    ) -> None:
+        self, task: int, chunk: int, token: int, k: int, duration_ns: int | None = None,
+        after: int | None = None,
+    ) -> None:  # fmt: skip
         w, stream, session = self._work[task], self._streams[task], self._sessions[task]
         if stream is None or session is None:
             raise BackendError(f"task '{w.name}' has no model: the onnxruntime backend needs one")
-        self._submit(stream, token, session.run)
+        self._submit(stream, token, session.run, after)
 
     def graphs(self) -> dict[int, Any]:
         """No CompiledGraph: ORT owns the model's buffers."""

@@ -11,6 +11,13 @@ need a clock whose time passes on its own (the wall clock, the default).
 work is: opening and warming up streams, the non-blocking :meth:`~ThreadedBackend.snapshot`,
 :meth:`~ThreadedBackend.wait`, :meth:`~ThreadedBackend.synchronize`, and closing. An exception
 inside a job, on its stream's thread, is that job's fault (``Finished.error``).
+
+A launch chained behind another (decided ahead) is queued on the stream that runs that
+other one, so the same thread starts it the moment the first ends, as a device runs the next
+kernel of a stream: no thread wake-up in between. (A worker waiting on the other's end event
+instead wakes ~25 µs later at the median and ~55 µs at p99 on a 2-vCPU host: a stream wait
+whose cost is the gap the chaining removes.) The chained job runs on its own buffers, so which
+thread runs it changes nothing but when it starts.
 """
 
 from __future__ import annotations
@@ -127,6 +134,7 @@ class ThreadedBackend:
         self._done: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._streams: list[WorkerStream | None] = []
         self._in_flight = 0  # launched, not yet returned by snapshot
+        self._where: dict[int, WorkerStream] = {}  # launch token -> the stream running it
         self._held: list[Finished] = []  # taken from the queue, not yet returned
         self._lock = threading.Lock()
         self._switch: float | None = None
@@ -153,8 +161,14 @@ class ThreadedBackend:
                 raise BackendError(f"task '{name}': warm-up run failed: {warm.error}")
         return stream
 
-    def _submit(self, stream: WorkerStream, token: int, fn: Callable[[], None]) -> None:
+    def _submit(self, stream: WorkerStream, token: int, fn: Callable[[], None],
+                after: int | None = None) -> None:  # fmt: skip
+        """Queue ``fn`` on ``stream`` (chained ``after`` a launch in flight: on the stream
+        that runs that one, right behind it)."""
+        if after is not None:
+            stream = self._where.get(after, stream)
         self._in_flight += 1
+        self._where[token] = stream
         stream.submit(token, fn)
 
     def snapshot(self) -> tuple[int, list[Finished]]:
@@ -167,6 +181,9 @@ class ThreadedBackend:
             except queue.Empty:
                 pass
         self._in_flight -= len(out)
+        where = self._where
+        for f in out:
+            where.pop(f.token, None)
         return now, out
 
     def wait(self, until_ns: int) -> None:
@@ -200,6 +217,7 @@ class ThreadedBackend:
             self._restore()
         finally:
             streams, self._streams = self._streams, []
+            self._where.clear()
             self._forget()
             for st in streams:
                 if st is not None:

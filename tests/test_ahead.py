@@ -1,0 +1,285 @@
+"""Dispatch-ahead (docs/THEORY.md §ahead): the next decision taken while a job runs, chained
+behind it, and every decision the one the policy takes without it."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from conftest import make_scenario
+from test_random import random_tasks
+
+from aegis_core.model.errors import InternalError
+from aegis_core.model.policy import POLICIES
+from aegis_core.model.status import JobStatus
+from aegis_core.record.schema import AssumptionRecord, DispatchRecord
+from aegis_core.record.sinks import MemoryTrace
+from aegis_core.run.ahead import AHEAD_BROKEN, NEVER, AheadMode, Horizon
+from aegis_core.run.cursor import Slots
+from aegis_core.run.loop import run
+from aegis_core.run.plan import RunPlan
+from aegis_core.run.scheduler import Dispatch, Scheduler
+from aegis_core.run.testing import FakeEngine, check_run
+from aegis_exec.engine import ExecEngine
+from aegis_exec.testing import SlowLaunch, VirtualClock
+from aegis_sim import SimPyEngine
+
+MS = 1_000_000
+MODES = (AheadMode.OFF, AheadMode.SPORADIC, AheadMode.PLANNED)
+
+
+def run_mode(scenario: Any, engine: Any, mode: AheadMode, **build: Any) -> tuple[Any, ...]:
+    """A run under ``mode``: its records (as dicts), jobs, scheduler and loop stats."""
+    plan = RunPlan.build(scenario, dispatch_ahead=mode, **build)
+    trace = MemoryTrace()
+    scheduler = Scheduler.for_plan(plan)
+    stats = run(plan, scheduler, engine, sink=trace)
+    return trace.records(), scheduler.jobs, scheduler, stats
+
+
+def without_ahead(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "decided_ahead_ns"} for r in records]
+
+
+def chunked(tasks: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """lp-edf: each task's WCET as 1-4 kernels (the chunk chain admission would merge)."""
+    for t in tasks:
+        w = t["wcet_ms"]
+        n = max(1, min(rng.randint(1, 4), int(w / 0.002)))
+        parts = [round(w / n, 3)] * (n - 1)
+        t["kernels_ms"] = [*parts, round(w - sum(parts), 3)]
+        t["wcet_ms"] = round(sum(t["kernels_ms"]), 3)
+    return tasks
+
+
+def random_scenario(seed: int, policy: str) -> Any:
+    rng = random.Random(seed)
+    tasks = random_tasks(rng)
+    if policy == "lp-edf":
+        tasks = chunked(tasks, rng)
+    return make_scenario(tasks, policy=policy, duration_ms=200, seed=seed)
+
+
+@pytest.mark.parametrize("engine", [FakeEngine, SimPyEngine], ids=["fake", "sim"])
+@pytest.mark.parametrize("policy", ["np-edf", "np-fp", "lp-edf"])
+def test_every_decision_is_the_one_taken_without_ahead(engine: Any, policy: str) -> None:
+    """Random task sets and seeds: with dispatch-ahead (either horizon) the trace is the
+    trace without it, record for record, but for ``decided_ahead_ns``; the same jobs start
+    at the same instants; and many decisions were taken ahead."""
+    ahead = total = 0
+    for seed in range(12):
+        scenario = random_scenario(seed * 7 + len(policy), policy)
+        base, base_jobs, base_sched, _ = run_mode(scenario, engine(), AheadMode.OFF)
+        assert base_sched.decided_ahead == 0
+        assert all("decided_ahead_ns" not in r for r in base)
+        for mode in (AheadMode.SPORADIC, AheadMode.PLANNED):
+            eng = engine()
+            records, jobs, sched, stats = run_mode(scenario, eng, mode)
+            assert without_ahead(records) == base, (seed, mode)
+            assert [(j.id, j.start_ns, j.end_ns) for j in jobs] == [
+                (j.id, j.start_ns, j.end_ns) for j in base_jobs
+            ]
+            check_run(records, jobs, slots=1)
+            flagged = [r for r in records if r.get("decided_ahead_ns")]
+            assert len(flagged) == sched.decided_ahead == len(stats.ahead_ns)
+            assert all(0 < r["decided_ahead_ns"] <= r["t_ns"] for r in flagged)
+            assert not [r for r in records if r["kind"] == "assumption"]  # none broke
+            ahead += sched.decided_ahead
+            total += sched.dispatched
+    assert total > 500 and ahead > 0.2 * total  # the rule does apply, often
+
+
+def test_the_planned_horizon_decides_ahead_at_least_as_often_as_the_sporadic_one() -> None:
+    counts = {}
+    for mode in (AheadMode.SPORADIC, AheadMode.PLANNED):
+        n = 0
+        for seed in range(10):
+            n += run_mode(random_scenario(seed, "np-edf"), FakeEngine(), mode)[2].decided_ahead
+        counts[mode] = n
+    assert counts[AheadMode.PLANNED] >= counts[AheadMode.SPORADIC] > 0
+
+
+def test_policies_that_do_not_decide_ahead_never_do() -> None:
+    assert {p.name for p in POLICIES.values() if p.decides_ahead} == {"np-edf", "np-fp", "lp-edf"}
+    for policy in ("fifo", "unscheduled", "stream-priority"):
+        scenario = random_scenario(3, policy)
+        plan = RunPlan.build(scenario)
+        assert plan.dispatch_ahead is AheadMode.OFF
+        records, _, sched, stats = run_mode(scenario, SimPyEngine(), AheadMode.PLANNED)
+        assert sched.decided_ahead == 0 and len(stats.ahead_ns) == 0
+        assert all("decided_ahead_ns" not in r for r in records)
+
+
+BACKLOG = [  # every job released at 0: each end is followed by a waiting job
+    {"name": "a", "period_ms": 100, "deadline_ms": 90, "wcet_ms": 2},
+    {"name": "b", "period_ms": 100, "deadline_ms": 80, "wcet_ms": 3},
+    {"name": "c", "period_ms": 100, "deadline_ms": 70, "wcet_ms": 1},
+    {"name": "d", "period_ms": 100, "deadline_ms": 60, "wcet_ms": 4},
+]
+
+
+def test_a_backlog_starts_each_job_at_the_previous_end_a_worked_example() -> None:
+    """One job per task at 0, EDF order d, c, b, a. Decided at once, each launch after the
+    first pays the host's 50 µs launch path (SlowLaunch on a virtual clock); chained, a job
+    starts at the previous job's end: every start moves earlier by the gaps removed."""
+    scenario = make_scenario(BACKLOG, duration_ms=50)
+    delay = 50_000
+    starts = {}
+    for mode in (AheadMode.OFF, AheadMode.PLANNED):
+        clock = VirtualClock()
+        delays = {f"{t['name']}#0": delay for t in BACKLOG}
+        eng = ExecEngine("mock", clock=clock,
+                         wrap=lambda b, c=clock, d=delays: SlowLaunch(b, c, d))  # fmt: skip
+        records, jobs, sched, _ = run_mode(scenario, eng, mode)
+        check_run(records, jobs, slots=1)
+        starts[mode] = [(j.id, j.start_ns) for j in sorted(jobs, key=lambda j: j.start_ns)]
+        assert [d["job"] for d in records if d["kind"] == "dispatch"] == [
+            "d#0", "c#0", "b#0", "a#0"]  # fmt: skip
+        assert sched.decided_ahead == (3 if mode is AheadMode.PLANNED else 0)
+        gaps = eng.report()["dispatch_gap_ns"]
+        assert gaps["n"] == 3
+        assert gaps["max"] == (delay if mode is AheadMode.OFF else 0)
+    off, on = starts[AheadMode.OFF], starts[AheadMode.PLANNED]
+    assert [j for j, _ in off] == [j for j, _ in on]  # the same decisions, in the same order
+    assert [s for _, s in on] == [delay, delay + 4 * MS, delay + 5 * MS, delay + 8 * MS]
+    assert [a - b for (_, a), (_, b) in zip(off, on, strict=True)] == [0, delay, 2 * delay,
+                                                                       3 * delay]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", ["np-edf", "lp-edf"])
+def test_the_mock_executor_on_a_virtual_clock_takes_the_same_decisions(policy: str) -> None:
+    for seed in range(4):
+        scenario = random_scenario(seed + 40, policy)
+        out = {}
+        for mode in (AheadMode.OFF, AheadMode.PLANNED):
+            records, jobs, sched, _ = run_mode(scenario, ExecEngine("mock", clock=VirtualClock()),
+                                               mode)  # fmt: skip
+            check_run(records, jobs, slots=1)
+            out[mode] = ([(j.id, j.start_ns, j.status) for j in jobs], sched.decided_ahead)
+        assert out[AheadMode.OFF][0] == out[AheadMode.PLANNED][0]
+        assert out[AheadMode.OFF][1] == 0 < out[AheadMode.PLANNED][1]
+
+
+class _Overrun:
+    """Execution times: every job its WCET but ``job``, which runs ``ns``."""
+
+    def __init__(self, plan: RunPlan, job: str, ns: int) -> None:
+        self.plan, self.job, self.ns = plan, job, ns
+
+    def __call__(self, d: Dispatch) -> int:
+        if d.job == self.job:
+            return self.ns
+        return self.plan.budgets[d.task_index].chunks_ns[d.chunk]
+
+
+def test_an_overrun_past_a_release_breaks_the_ahead_decision_and_says_so() -> None:
+    """a#0 (WCET 4 ms) runs at 0 and b#0 is chained behind it: c's first release, at 5 ms,
+    lies after a's latest end. a#0 overruns to 6 ms: c#0 (earlier deadline) came in between,
+    yet b#0 was already on the device. The trace says so: an ``assumption`` record
+    (``dispatch-ahead``) for b#0, observed 6 ms against the 4 ms assumed."""
+    scenario = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "wcet_ms": 4},
+        {"name": "b", "period_ms": 100, "deadline_ms": 60, "wcet_ms": 1},
+        {"name": "c", "period_ms": 100, "deadline_ms": 10, "wcet_ms": 1, "offset_ms": 5},
+    ], duration_ms=20)  # fmt: skip
+    plan = RunPlan.build(scenario)
+    plan = RunPlan(**{**plan.__dict__, "exec_time": _Overrun(plan, "a#0", 6 * MS)})
+    trace = MemoryTrace()
+    sched = Scheduler.for_plan(plan)
+    eng = FakeEngine()
+    run(plan, sched, eng, sink=trace)
+    assert [(t, j) for t, j, _ in eng.dispatches] == [(0, "a#0"), (6 * MS, "b#0"), (7 * MS, "c#0")]
+    records = trace.records()
+    broken = [r for r in records if r["kind"] == "assumption"]
+    assert len(broken) == 1
+    b = broken[0]
+    assert (b["job"], b["what"], b["observed_ns"], b["bound_ns"]) == (
+        "b#0", AHEAD_BROKEN, 6 * MS, 4 * MS)  # fmt: skip
+    dispatch_b = next(r for r in records if r["kind"] == "dispatch" and r["job"] == "b#0")
+    assert dispatch_b["decided_ahead_ns"] == 6 * MS
+    assert {e["job"] for e in dispatch_b["rationale"]["ready"]} == {"b#0", "c#0"}  # that instant's
+    assert AHEAD_BROKEN in next(j for j in sched.jobs if j.id == "b#0").broken
+
+
+def test_a_fault_ends_the_job_and_its_chained_next_chunk_never_runs() -> None:
+    scenario = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "kernels_ms": [1, 1, 1]},
+    ], policy="lp-edf", duration_ms=20)  # fmt: skip
+    records, jobs, sched, _ = run_mode(scenario, FakeEngine(faults={"a#0": "boom"}),
+                                       AheadMode.PLANNED)  # fmt: skip
+    assert [j.status for j in jobs] == [JobStatus.FAILED]
+    assert [r["kind"] for r in records if r.get("job") == "a#0"] == [
+        "release", "dispatch", "fault"]  # fmt: skip
+    assert sched.decided_ahead == 0
+    check_run(records, jobs, slots=1)
+
+
+def test_a_job_s_own_next_chunk_is_chained_behind_it() -> None:
+    scenario = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "kernels_ms": [1, 2, 3]},
+    ], policy="lp-edf", duration_ms=20)  # fmt: skip
+    eng = FakeEngine()
+    records, jobs, sched, _ = run_mode(scenario, eng, AheadMode.PLANNED)
+    assert [(t, j) for t, j, _ in eng.dispatches] == [(0, "a#0"), (MS, "a#0"), (3 * MS, "a#0")]
+    ahead = [(r["t_ns"], r.get("chunk", 0), r.get("decided_ahead_ns")) for r in records
+             if r["kind"] == "dispatch"]  # fmt: skip
+    assert ahead == [(0, 0, None), (MS, 1, MS), (3 * MS, 2, 2 * MS)]
+    assert jobs[0].end_ns == 6 * MS and sched.decided_ahead == 2
+
+
+def test_the_sporadic_horizon() -> None:
+    tasks = make_scenario([
+        {"name": "a", "period_ms": 10, "wcet_ms": 1, "offset_ms": 3},
+        {"name": "b", "period_ms": 20, "wcet_ms": 1, "jitter_ms": 5},
+        {"name": "r", "period_ms": 5, "wcet_ms": 1},
+    ]).tasks  # fmt: skip
+    h = Horizon(tasks, rejected={2})
+    assert h.bound() == 0  # b may release at 0
+    h.released(1, 2 * MS)  # b's first, 2 ms late: its next no earlier than 2 + 20 - 5
+    assert h.bound() == 3 * MS  # a's offset
+    h.released(0, 3 * MS)
+    assert h.bound() == 13 * MS
+    h.released(1, 17 * MS)
+    assert h.bound() == 13 * MS
+    assert h.earliest[2] == NEVER  # rejected: never a ready job
+    h.released(2, 0)
+    assert h.earliest[2] == NEVER
+
+
+def test_slots_chain_one_job_behind_the_one_running() -> None:
+    s = Slots(1)
+    with pytest.raises(InternalError):
+        s.chain("x")  # nothing runs
+    s.take("a")
+    s.chain("b")
+    with pytest.raises(InternalError):
+        s.chain("c")  # one chained at most
+    assert s.free() == 0
+    s.handover()
+    assert (s.running, s.chained, s.free()) == (1, 0, 0)
+    with pytest.raises(InternalError):
+        Slots(None).chain("x")
+
+
+def test_a_stop_between_decision_and_effect_leaves_the_job_ready() -> None:
+    scenario = make_scenario(BACKLOG, duration_ms=50)
+    plan = RunPlan.build(scenario)
+    sched = Scheduler.for_plan(plan)
+    calls = iter(range(100))
+    stats = run(plan, sched, FakeEngine(), stop=lambda: "SIGINT" if next(calls) >= 0 else None)
+    assert stats.stopped == "SIGINT"
+    pending = {j.id: j.status for j in sched.pending()}
+    assert pending == {"d#0": JobStatus.RUNNING, "c#0": JobStatus.READY, "b#0": JobStatus.READY,
+                       "a#0": JobStatus.READY}  # fmt: skip
+    assert sched.decided_ahead == 0 and sched.dispatched == 1
+
+
+def test_dispatch_records_carry_decided_ahead_ns_only_when_taken_ahead() -> None:
+    records, _, _, _ = run_mode(make_scenario(BACKLOG, duration_ms=50), FakeEngine(),
+                                AheadMode.PLANNED)  # fmt: skip
+    from aegis_core.record.schema import decode_all
+
+    typed = [r for r in decode_all(records) if isinstance(r, DispatchRecord)]
+    assert [r.decided_ahead_ns for r in typed] == [0, 4 * MS, MS, 3 * MS]
+    assert not any(isinstance(r, AssumptionRecord) for r in decode_all(records))
