@@ -353,10 +353,11 @@ class ExecEngine:
             start = min(max(end - (f.end_ns - f.start_ns), info.host_ns), end)
             nxt = self._behind.get(f.token)
             self._hand_on(f.token)
-            if info.waited and self._last_end is not None:
-                self.gaps_ns.append(start - self._last_end)
+            gap = None if self._last_end is None else start - self._last_end
+            if info.waited and gap is not None:
+                self.gaps_ns.append(gap)
                 if info.chained:
-                    self.chained_gaps_ns.append(start - self._last_end)
+                    self.chained_gaps_ns.append(gap)
             if self._slots.slots == 1:
                 self._last_end = end
             if f.token in self._orphans:  # ran behind its own job's fault: nothing to say
@@ -373,6 +374,8 @@ class ExecEngine:
                     observe(Overhead.DECISION, seq, info.decision_ns, now, out)
                 if info.idle:
                     observe(Overhead.LAUNCH, seq, start - info.host_ns, now, out)
+                elif info.chained and gap is not None:  # its launch: how late after the end
+                    observe(Overhead.LAUNCH, seq, max(0, gap), now, out)  # it followed
                 observe(Overhead.COMPLETION, seq, max(0, now - (f.end_ns - t0)), now, out)
                 if end - start > work[info.task].durations_ns[info.chunk]:  # a chunk overrun
                     name = plan.scenario.tasks[info.task].name  # (a job's: the scheduler's)

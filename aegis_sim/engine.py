@@ -255,7 +255,11 @@ class SimPyEngine:
     def dispatch(self, d: Dispatch) -> None:
         if d.after >= 0:  # decided ahead: starts when job d.after ends
             self._slots.chain(d.job)
-            self._chained[d.after] = d
+            if d.after in self._unseen:  # it has ended, the host has not seen it yet
+                self._handover.add(d.after)
+                self._launch(d, cast(TimeNs, self.env.now))
+            else:
+                self._chained[d.after] = d
             return
         if self._shared is not None:
             self._shared.add(d, self._exec_time(d))

@@ -283,3 +283,29 @@ def test_dispatch_records_carry_decided_ahead_ns_only_when_taken_ahead() -> None
     typed = [r for r in decode_all(records) if isinstance(r, DispatchRecord)]
     assert [r.decided_ahead_ns for r in typed] == [0, 4 * MS, MS, 3 * MS]
     assert not any(isinstance(r, AssumptionRecord) for r in decode_all(records))
+
+
+def test_a_chained_job_that_starts_late_breaks_the_launch_bound() -> None:
+    """b#0 is chained behind a#0 at 0, but its launch takes the host 3 ms (a runs 2 ms): the
+    device idles 1 ms after a's end. A chained job's launch figure is that gap; above the
+    charged 50 µs it is an ``assumption`` record, as a slow launch of any job."""
+    import dataclasses
+
+    from aegis_core.analysis.admission import admit
+    from aegis_core.model.overheads import Overhead, Overheads
+
+    US = 1000
+    sc = dataclasses.replace(make_scenario([
+        {"name": "a", "period_ms": 10, "deadline_ms": 10, "wcet_ms": 2},
+        {"name": "b", "period_ms": 20, "deadline_ms": 20, "wcet_ms": 1},
+    ], duration_ms=5), overheads=Overheads.of_bounds(dict.fromkeys(Overhead, 50 * US)))  # fmt: skip
+    clock = VirtualClock()
+    eng = ExecEngine("mock", clock=clock, wrap=lambda b: SlowLaunch(b, clock, {"b#0": 3 * MS}))
+    records, jobs, sched, _ = run_mode(sc, eng, AheadMode.PLANNED, admission=admit(sc))
+    assert sched.decided_ahead == 1
+    by_id = {j.id: j for j in jobs}
+    assert (by_id["a#0"].end_ns, by_id["b#0"].start_ns) == (2 * MS + 0, 3 * MS)
+    broken = [(r["job"], r["what"], r["observed_ns"]) for r in records if r["kind"] == "assumption"]
+    # (the host, busy launching, also saw a's end 1 ms late: its completion figure)
+    assert broken == [("a#0", "completion", 1 * MS), ("b#0", "launch", 1 * MS)]
+    assert eng.report()["dispatch_gap_chained_ns"]["max"] == 1 * MS

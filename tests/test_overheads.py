@@ -257,7 +257,8 @@ MONITORED = [
 def monitored_run(clock: VirtualClock, delays: dict[str, int] | None = None) -> Scheduler:
     sc = dataclasses.replace(make_scenario(MONITORED, duration_ms=60),
                              overheads=oh(100 * US, 50 * US, 50 * US, 100 * US))  # fmt: skip
-    plan = RunPlan.build(sc, admission=admit(sc), exec_time_mode="wcet")
+    plan = RunPlan.build(sc, admission=admit(sc), exec_time_mode="wcet",
+                         dispatch_ahead=False)  # every launch on the critical path  # fmt: skip
     eng = ExecEngine("mock", clock=clock,
                      wrap=(lambda inner: SlowLaunch(inner, clock, delays or {})))  # fmt: skip
     sched = Scheduler.for_plan(plan)
@@ -307,10 +308,15 @@ def test_exec_report_keeps_every_sample() -> None:
     sc = dataclasses.replace(make_scenario(MONITORED, duration_ms=60), overheads=oh(1, 1, 1, 1))
     plan = RunPlan.build(sc, admission=admit(sc), exec_time_mode="wcet")
     eng = ExecEngine("mock", clock=clock)
-    run(plan, Scheduler.for_plan(plan), eng)
+    sched = Scheduler.for_plan(plan)
+    run(plan, sched, eng)
     samples = eng.overhead_samples()
     assert len(samples[Overhead.RELEASE_LAG]) == len(plan.releases)
-    assert len(samples[Overhead.DECISION]) == len(samples[Overhead.COMPLETION]) == 9
+    assert len(samples[Overhead.COMPLETION]) == 9
+    # a job decided ahead has no decision sample (off the critical path); its launch figure
+    # is its start after the job it followed ended
+    assert sched.decided_ahead == 3
+    assert len(samples[Overhead.DECISION]) == 9 - sched.decided_ahead
     assert eng.report()["overheads_checked"] is True
 
 

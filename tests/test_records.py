@@ -73,6 +73,7 @@ RECORDS: st.SearchStrategy[TraceRecord] = st.one_of(
         texts,
         st.lists(st.sampled_from(Entry._fields)).map(tuple),
         st.lists(entries).map(tuple),
+        decided_ahead_ns=ints,
     ),
     st.builds(ChunkRecord, *job, ints, ints, ints),
     st.builds(CompleteRecord, *job, ints, ints, ints, ints, st.booleans()),
@@ -367,12 +368,15 @@ def test_an_engine_error_leaves_the_records_so_far_in_the_trace(flush: str) -> N
         [{"name": "a", "period_ms": 10, "wcet_ms": 2},
          {"name": "b", "period_ms": 10, "wcet_ms": 2, "offset_ms": 1}], duration_ms=20,
     )  # fmt: skip
-    plan = RunPlan.build(s)
-    stream = io.StringIO()
-    sink = JsonlTrace(stream, flush=flush)
-    with pytest.raises(RuntimeError, match="device lost"):
-        run(plan, Scheduler.for_plan(plan), Breaks(), sink=sink)
-    sink.close()
-    got = [(r.kind, getattr(r, "job", None)) for r in map(decode, stream.getvalue().splitlines())]
-    assert got == [("release", "a#0"), ("dispatch", "a#0"), ("release", "b#0"),
-                   ("complete", "a#0"), ("dispatch", "b#0")]  # fmt: skip
+    for ahead, last in ((False, [("complete", "a#0"), ("dispatch", "b#0")]), (True, [])):
+        # (decided ahead, b#0 fails at its launch at 1 ms, while a#0 runs: its dispatch
+        # record would have come at a's end)
+        plan = RunPlan.build(s, dispatch_ahead=ahead)
+        stream = io.StringIO()
+        sink = JsonlTrace(stream, flush=flush)
+        with pytest.raises(RuntimeError, match="device lost"):
+            run(plan, Scheduler.for_plan(plan), Breaks(), sink=sink)
+        sink.close()
+        lines = stream.getvalue().splitlines()
+        got = [(r.kind, getattr(r, "job", None)) for r in map(decode, lines)]
+        assert got == [("release", "a#0"), ("dispatch", "a#0"), ("release", "b#0"), *last]

@@ -47,7 +47,12 @@ def test_sim_writes_the_results_layout(tmp_path: Path, capsys: pytest.CaptureFix
     assert detector["exec_ns"]["cv"] == 0.0
     r = detector["response_ns"]
     assert r["min"] <= r["p50"] <= r["p99"] <= r["max"]
-    assert summary["decision_overhead_ns"]["n"] == summary["jobs"]
+    ahead = summary["dispatch_ahead"]
+    assert ahead["mode"] == "planned" and ahead["dispatches"] == summary["jobs"]
+    assert 0 < ahead["decided_ahead"] == ahead["decision_ns"]["n"] < summary["jobs"]
+    assert ahead["share"] == round(ahead["decided_ahead"] / summary["jobs"], 4)
+    # every dispatch decided once: at the instant the device freed up, or ahead
+    assert summary["decision_overhead_ns"]["n"] + ahead["decided_ahead"] == summary["jobs"]
     assert summary["engine"] == "sim" and summary["backend"] is None
     assert len(summary["scenario_sha256"]) == 64
     records = read_trace(tmp_path / "trace.jsonl")

@@ -81,9 +81,12 @@ def measure(
             progress(f"calibrate: phase {n}/{len(PHASES)} ({label}, U = {u:g}), "
                      f"{duration_ns / 1e9:g} s on {engine.backend} ...")  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="aegis-calibrate-") as tmp:
-            # as a real run: the trace written after every instant (its cost is the host's)
+            # as a real run: the trace written after every instant (its cost is the host's);
+            # every decision at the device's idle instant, as the analysis charges each one
+            # (a job decided ahead is not on the critical path: no sample of its own)
             r = run_scenario(at_load(scenario, u, duration_ns), engine, out_dir=Path(tmp),
-                             admission=False, exec_time="wcet", perfetto=False)  # fmt: skip
+                             admission=False, exec_time="wcet", perfetto=False,
+                             dispatch_ahead=False)  # fmt: skip
         if r.summary.get("interrupted"):  # a signal stopped the phase: no partial figures
             raise Interrupted(r.summary["interrupted"]["signal"])
         for w, samples in engine.overhead_samples().items():

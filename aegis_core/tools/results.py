@@ -262,6 +262,14 @@ def write_summary(out: ResultsDir, summary: Mapping[str, Any]) -> None:
     out.commit(json.dumps(summary, indent=2) + "\n")
 
 
+VOLATILE_NESTED = {"dispatch_ahead": "decision_ns"}
+"""Keys inside a summary section that differ between identical runs (timings)."""
+
+
 def deterministic(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The summary without the keys that change between identical runs."""
-    return {k: v for k, v in summary.items() if k not in VOLATILE_KEYS}
+    out = {k: v for k, v in summary.items() if k not in VOLATILE_KEYS}
+    for section, key in VOLATILE_NESTED.items():
+        if isinstance(out.get(section), Mapping):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
