@@ -309,3 +309,28 @@ def test_a_chained_job_that_starts_late_breaks_the_launch_bound() -> None:
     # (the host, busy launching, also saw a's end 1 ms late: its completion figure)
     assert broken == [("a#0", "completion", 1 * MS), ("b#0", "launch", 1 * MS)]
     assert eng.report()["dispatch_gap_chained_ns"]["max"] == 1 * MS
+
+
+def test_a_release_handed_over_late_into_a_window_breaks_it() -> None:
+    """With a release lag charged, a release planned inside a window may be handed over after
+    the window took effect: the scheduler keeps checking for the lag bound, then stops."""
+    from aegis_core.run.events import Completion, Release
+
+    tasks = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "wcet_ms": 4},
+        {"name": "b", "period_ms": 100, "deadline_ms": 60, "wcet_ms": 1},
+        {"name": "c", "period_ms": 100, "deadline_ms": 10, "wcet_ms": 1, "offset_ms": 5},
+    ]).tasks  # fmt: skip
+    for late, broken in ((1 * MS, True), (3 * MS, False)):
+        s = Scheduler(tasks, POLICIES["np-edf"], ahead=AheadMode.PLANNED, lag_bound_ns=2 * MS)
+        s.step([Release(0, 0, 0), Release(0, 1, 0)], 0)
+        assert s.schedule(0) is not None
+        d = s.schedule_ahead(0, 7 * MS)  # (a planned release at 7 ms: after a's latest end)
+        assert d is not None and d.job == "b#0" and d.after == 0
+        s.step([Completion(6 * MS, 0)], 6 * MS)  # a overran to 6 ms; nothing seen yet
+        assert not [r for r in s.drain() if isinstance(r, AssumptionRecord)]
+        # c#0, planned at 5 ms (inside the window 0-6 ms), handed over `late` after 6 ms
+        s.step([Release(5 * MS, 2, 0)], 6 * MS + late)
+        got = [(r.job, r.what) for r in s.drain() if isinstance(r, AssumptionRecord)]
+        assert [g for g in got if g[1] == AHEAD_BROKEN] == ([("b#0", AHEAD_BROKEN)] * broken)
+        assert (("c#0", "release-lag") in got) == (not broken)  # beyond the bound: its own

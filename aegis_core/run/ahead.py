@@ -46,8 +46,8 @@ class AheadMode(StrEnum):
     SPORADIC = "sporadic"
     """The next release bounded by the sporadic rule alone (the releases seen so far)."""
     PLANNED = "planned"
-    """The sporadic rule and the engine's next planned release, whichever is later (the
-    default: every engine knows its plan)."""
+    """The engine's next planned release (the default: every engine knows its plan; it is
+    never before the sporadic rule's bound, so that bound need not be kept)."""
 
 
 class _Timed(Protocol):

@@ -110,6 +110,8 @@ def run(
                     if d is not None:
                         ahead_cost(clock() - t0)
                         dispatch(d)
+                        if stats.ahead_ns.full():
+                            stats.ahead_ns.fold()
                 if keep:
                     write(pending)
                     flush()
@@ -122,8 +124,6 @@ def run(
                     pace_gc()
                 if costs_full():  # decision costs: memory bounded, whatever
                     overheads.fold()  # the engine allocates
-                if stats.ahead_ns.full():
-                    stats.ahead_ns.fold()
                 if n == due:
                     due += POLL
                     if progress is not None:

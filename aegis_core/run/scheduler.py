@@ -200,6 +200,7 @@ class Scheduler:
         """How this run decides ahead (OFF: never; the loop asks :meth:`schedule_ahead`
         only otherwise)."""
         self._on = self.ahead is not AheadMode.OFF
+        self._sporadic = self.ahead is AheadMode.SPORADIC  # (planned: the engine's next)
         self._allowance = start_allowance_ns
         self._chunk_wcet = [b.chunks_ns for b in budgets]
         self._skips = [b.on_overrun == "skip-next" for b in budgets]
@@ -220,6 +221,8 @@ class Scheduler:
 
     def step(self, events: Iterable[EngineEvent], now: TimeNs) -> None:
         """Take every event of the instant ``now`` (in order), then flag the deadline misses."""
+        if self._watched:
+            self._unwatch(now)
         for ev in events:
             kind = type(ev)
             if kind is Completion:
@@ -236,8 +239,6 @@ class Scheduler:
             self.on_time(now)
         if self._effected is not None:
             self._flush_effect()
-        if self._watched:
-            self._unwatch(now)
 
     def handle(self, ev: EngineEvent, now: TimeNs) -> None:
         """Take one engine event at time ``now``."""
@@ -273,7 +274,7 @@ class Scheduler:
         prio = self._priorities[task_index]
         job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
         self._live[seq] = job
-        if self._on:
+        if self._sporadic:
             self._horizon.released(task_index, now)
         if self._retain:
             self.jobs.append(job)
@@ -471,9 +472,10 @@ class Scheduler:
         if run is None or self._chained is not None:
             return None
         end = self._latest_end
-        horizon = self._horizon.bound()
-        if self.ahead is AheadMode.PLANNED:
-            horizon = max(horizon, NEVER if next_release_ns is None else next_release_ns)
+        if self._sporadic:
+            horizon = self._horizon.bound()
+        else:  # the planned next release: never before the sporadic rule's bound
+            horizon = NEVER if next_release_ns is None else next_release_ns
         if horizon <= end:
             return None
         ready = self._ready
@@ -493,10 +495,10 @@ class Scheduler:
         chunk = run.chunk + 1 if job is run else job.chunk
         self._chained = Chained(entry, job, run.seq, now, end, snapshot, chunk, self._edits)
         policy = self.policy
-        return Dispatch(
+        return _new(Dispatch, (
             now, entry.seq, entry.job, job.task_index,
-            Rationale(policy.rule, policy.key_fields, snapshot), chunk, job.k, run.seq,
-        )  # fmt: skip
+            _new(Rationale, (policy.rule, policy.key_fields, snapshot)), chunk, job.k, run.seq,
+        ))  # fmt: skip
 
     def _ended(self, seq: int, now: TimeNs, failed: bool = False) -> None:
         """Job ``seq``'s chunk ended at ``now`` (``failed``: the job faulted): the decision
@@ -564,7 +566,7 @@ class Scheduler:
             job.status = JobStatus.RUNNING
         if interloped:
             self._break(c)
-        else:
+        elif self._watch_ns:  # a release may still be handed over late into its window
             self._watched.append(c)
 
     def _interloper(self, release_ns: TimeNs) -> None:
@@ -593,7 +595,8 @@ class Scheduler:
 
     def _unwatch(self, now: TimeNs) -> None:
         """Stop checking releases against windows no late release can fall in any more (a
-        release is handed over at most the charged release lag late)."""
+        release is handed over at most the charged release lag late: one later than that has
+        its own ``release-lag`` assumption record)."""
         keep = self._watch_ns
         self._watched = [w for w in self._watched
                          if not w.broken and w.effect_ns is not None
