@@ -53,10 +53,13 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{t['name']} {t['exceeded']} ({t['unattributed']} unattributed)" for t in over
         ) + (bug if summary.get("unattributed") else ""))  # fmt: skip
     d = summary["decision_overhead_ns"]
+    ahead = (summary.get("dispatch_ahead") or {}).get("decided_ahead")
     if d.get("n"):
         lines.append(
-            f"decisions: {d['n']}, overhead p50 {d['p50'] / 1e3:.1f} µs, "
-            f"p99 {d['p99'] / 1e3:.1f} µs, max {d['max'] / 1e3:.1f} µs"
+            f"decisions: {d['n']}{' at once' if ahead else ''}, overhead p50 "
+            f"{d['p50'] / 1e3:.1f} µs, p99 {d['p99'] / 1e3:.1f} µs, max {d['max'] / 1e3:.1f} µs"
+            + (f"; {ahead} ahead, chained behind the job before "
+               f"({summary['dispatch_ahead']['share']:.0%})" if ahead else "")  # fmt: skip
         )
     return "\n".join(lines)
 
