@@ -334,3 +334,26 @@ def test_a_release_handed_over_late_into_a_window_breaks_it() -> None:
         got = [(r.job, r.what) for r in s.drain() if isinstance(r, AssumptionRecord)]
         assert [g for g in got if g[1] == AHEAD_BROKEN] == ([("b#0", AHEAD_BROKEN)] * broken)
         assert (("c#0", "release-lag") in got) == (not broken)  # beyond the bound: its own
+
+
+@pytest.mark.parametrize("backend", ["numpy", "onnxruntime"])
+def test_a_backlog_on_worker_threads_chains_every_job_behind_the_one_before(backend: str) -> None:
+    """Real kernels on worker threads (wall clock): every job after the first of a backlog is
+    decided ahead and queued on the worker running the job before it; the run keeps every
+    invariant, whatever the host's timing (nothing here is timed)."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    tasks = [{"name": f"m{i}", "model": "mlp", "input_shape": [64], "period_ms": 200,
+              "deadline_ms": 190, "wcet_ms": 5} for i in range(4)]  # fmt: skip
+    scenario = make_scenario(tasks, duration_ms=150)
+    eng = ExecEngine(backend)
+    records, jobs, sched, _ = run_mode(scenario, eng, AheadMode.PLANNED)
+    check_run(records, jobs, slots=1)
+    assert [j.status for j in jobs] == [JobStatus.COMPLETED] * 4
+    starts = sorted(jobs, key=lambda j: j.start_ns)
+    assert all(a.end_ns <= b.start_ns for a, b in zip(starts, starts[1:], strict=False))
+    # m1 is always chained (decided right after m0's launch, no host step between); later
+    # ones are, unless the job before had ended too by the time the host saw an end
+    assert 1 <= sched.decided_ahead <= 3 and sched.dispatched == 4
+    report = eng.report()
+    assert report["dispatch_gap_chained_ns"]["n"] == sched.decided_ahead
