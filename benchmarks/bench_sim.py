@@ -5,7 +5,8 @@ NP-EDF, U = 0.8, 100 s simulated = 22 000 jobs.
 
 Rows:
 * ``aegis run``: in-process ``run_scenario`` end to end (scenario load, arrivals, shared loop on
-  the SimPy engine, trace, ``jobs.csv`` + ``summary.json``), for each trace setting;
+  the SimPy engine, trace, ``jobs.csv`` + ``summary.json``), for each trace setting, and
+  with ``--no-dispatch-ahead`` (what deciding ahead costs the simulator);
   compared with SimSo's in-process figure (Configuration + Model + ``run_model()``).
 * ``whole process``: ``aegis sim`` (default options: ``trace.jsonl`` and ``trace.json`` on;
   and ``--no-perfetto``) / SimSo as a fresh interpreter, start-up and imports in, at the 100 s
@@ -34,7 +35,9 @@ SCENARIO = ROOT / "benchmarks" / "u08_five_tasks.yaml"
 SIMSO_PY = ROOT / ".venv-simso" / "bin" / "python"
 
 
-def aegis_in_process(repeat: int, trace: str, perfetto: bool = False) -> tuple[int, list[float]]:
+def aegis_in_process(
+    repeat: int, trace: str, perfetto: bool = False, ahead: bool = True
+) -> tuple[int, list[float]]:
     from aegis_core.model.scenario import load_scenario
     from aegis_core.tools.runner import run_scenario
 
@@ -50,6 +53,7 @@ def aegis_in_process(repeat: int, trace: str, perfetto: bool = False) -> tuple[i
                 trace=trace != "off",
                 trace_flush=trace if trace != "off" else "batch",
                 perfetto=perfetto,
+                dispatch_ahead=ahead,
             )
             runs.append(time.perf_counter() - t0)
             jobs = result.summary["jobs"]
@@ -164,6 +168,11 @@ def main() -> int:
         med = statistics.median(runs)
         figures[f"aegis_trace_{trace}"] = {"jobs": jobs, "runs_s": runs, "median_s": med}
         rows.append((f"aegis run, trace {trace}", jobs, med, ref_rate))
+    jobs, runs = aegis_in_process(args.repeat, "batch", ahead=False)
+    figures["aegis_trace_batch_no_ahead"] = {"jobs": jobs, "runs_s": runs,
+                                             "median_s": statistics.median(runs)}  # fmt: skip
+    rows.append(("aegis run, trace batch, --no-dispatch-ahead", jobs, statistics.median(runs),
+                 ref_rate))  # fmt: skip
     jobs, runs = aegis_in_process(args.repeat, "batch", perfetto=True)
     figures["aegis_trace_batch_perfetto"] = {"jobs": jobs, "runs_s": runs,
                                              "median_s": statistics.median(runs)}  # fmt: skip

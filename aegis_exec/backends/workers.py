@@ -73,16 +73,26 @@ class WorkerStream:
         self._queue.put((token, fn))
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
+        item = self._queue.get()
+        start = self._now()  # the stream's events: host timestamps
+        while item is not None:
             token, fn = item
             error = None
-            start = self._now()  # the stream's events: host timestamps
             try:
                 fn()
             except Exception as exc:  # a job's kernels failed: a fault of that job only
                 error = f"{type(exc).__name__}: {exc}"
             with self._lock:
-                self._done.put(Finished(token, start, self._now(), error))
+                end = self._now()
+                try:  # work queued behind this job starts now, before the end is handed over
+                    item, nxt = self._queue.get_nowait(), self._now()  # (handing it over may
+                except queue.Empty:  # give the GIL to the engine's thread for a while)
+                    item, nxt = None, -1
+                self._done.put(Finished(token, start, end, error))
+            if nxt < 0:
+                item = self._queue.get()
+                nxt = self._now()
+            start = nxt
 
     def cancel(self) -> int:
         """Drop the work queued and not started yet; returns how many items."""
