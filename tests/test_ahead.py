@@ -357,3 +357,22 @@ def test_a_backlog_on_worker_threads_chains_every_job_behind_the_one_before(back
     assert 1 <= sched.decided_ahead <= 3 and sched.dispatched == 4
     report = eng.report()
     assert report["dispatch_gap_chained_ns"]["n"] == sched.decided_ahead
+
+
+def test_no_decision_ahead_once_the_running_chunk_is_past_its_latest_end() -> None:
+    """a#0 (WCET 4 ms) still runs at 6 ms: it overran, its end is unknown, so nothing can be
+    decided ahead of it (a window assumed to end at 4 ms would have a negative bound)."""
+    tasks = make_scenario([
+        {"name": "a", "period_ms": 100, "wcet_ms": 4},
+        {"name": "b", "period_ms": 100, "wcet_ms": 1},
+        {"name": "c", "period_ms": 100, "wcet_ms": 1, "offset_ms": 8},
+    ]).tasks  # fmt: skip
+    for mode in (AheadMode.SPORADIC, AheadMode.PLANNED):
+        s = Scheduler(tasks, POLICIES["np-edf"], ahead=mode)
+        s.release(0, 0, 0)
+        s.release(1, 0, 0)
+        assert s.schedule(0) is not None
+        assert s.schedule_ahead(6 * MS, 8 * MS) is None
+        assert s.schedule_ahead(4 * MS, 8 * MS) is None  # at the latest end itself, too
+        d = s.schedule_ahead(3 * MS, 8 * MS)
+        assert d is not None and d.job == "b#0"

@@ -472,6 +472,8 @@ class Scheduler:
         if run is None or self._chained is not None:
             return None
         end = self._latest_end
+        if now >= end:  # the running chunk is past its latest end: it may end at any time
+            return None
         if self._sporadic:
             horizon = self._horizon.bound()
         else:  # the planned next release: never before the sporadic rule's bound
