@@ -73,6 +73,7 @@ RECORDS: st.SearchStrategy[TraceRecord] = st.one_of(
         texts,
         st.lists(st.sampled_from(Entry._fields)).map(tuple),
         st.lists(entries).map(tuple),
+        decided_ahead_ns=ints,
     ),
     st.builds(ChunkRecord, *job, ints, ints, ints),
     st.builds(CompleteRecord, *job, ints, ints, ints, ints, st.booleans()),
