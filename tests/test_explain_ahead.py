@@ -101,6 +101,19 @@ def test_a_story_says_how_long_ahead_and_behind_which_job() -> None:
             ) in explain_job(records, "c#0").splitlines()  # fmt: skip
 
 
+def test_an_lp_edf_job_s_next_chunk_chained_behind_its_own() -> None:
+    scenario = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "kernels_ms": [1, 1, 1]},
+        {"name": "b", "period_ms": 100, "deadline_ms": 2.5, "wcet_ms": 1, "offset_ms": 10},
+    ], policy="lp-edf", duration_ms=20)  # fmt: skip
+    records = traced(scenario, FakeEngine())
+    assert verify(records).ahead == 2
+    told = [line.split("; ", 1)[1] for line in explain_job(records, "a#0").splitlines()
+            if line.startswith("dispatched (chunk")]  # fmt: skip
+    assert told == ["decided 1.000 ms ahead, while its chunk 0 ran; chained behind it",
+                    "decided 1.000 ms ahead, while its chunk 1 ran; chained behind it"]  # fmt: skip
+
+
 # --------------------------------------------------------------- a broken ahead decision
 
 

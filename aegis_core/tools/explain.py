@@ -405,30 +405,31 @@ class _Ahead:
         while that job ran, and with no job released between the decision and its effect
         unless a ``dispatch-ahead`` assumption record says so."""
         a, t = r.decided_ahead_ns, r.t_ns
-        held = _chained_behind(rp, t)
-        hit = self.released_in(t, a) if a > 0 else None
-        if pol.decides_ahead and 0 < a <= t and held is not None \
-                and held.dispatched_ns <= t - a and (hit is None or self.excused(r)):  # fmt: skip
-            return None  # (the message below only for the rare bad one)
-        said = f"decided {exact_ms(a)} ahead"
+
+        def said() -> str:  # (built only for a bad one: most are fine)
+            return f"decided {exact_ms(a)} ahead"
+
         if not pol.decides_ahead:
-            return f"{said}, but {pol.name} never decides ahead"
+            return f"{said()}, but {pol.name} never decides ahead"
         if a < 0:
             return f"decided_ahead_ns {a} is negative"
         if a > t:
-            return f"{said} of its effect at {exact_ms(t)}: before the run began"
+            return f"{said()} of its effect at {exact_ms(t)}: before the run began"
+        held = _chained_behind(rp, t)
         if held is None:
             return (
-                f"{said}, but no job ended at {exact_ms(t)} just before it: a decision "
+                f"{said()}, but no job ended at {exact_ms(t)} just before it: a decision "
                 "taken ahead takes effect at the end of the job it was chained behind"
             )
         if t - a < held.dispatched_ns:
-            return (f"{said}, at {exact_ms(t - a)}, before {held.job} (which it was chained "
+            return (f"{said()}, at {exact_ms(t - a)}, before {held.job} (which it was chained "
                     f"behind) was dispatched at {exact_ms(held.dispatched_ns)}")  # fmt: skip
-        assert hit is not None
-        return (f"{said}, but {hit[1]} was released at {exact_ms(hit[0])}, between the "
-                f"decision at {exact_ms(t - a)} and its effect at {exact_ms(t)}, and no "
-                f"{AHEAD_BROKEN!r} assumption record says so")  # fmt: skip
+        hit = self.released_in(t, a)
+        if hit is not None and not self.excused(r):
+            return (f"{said()}, but {hit[1]} was released at {exact_ms(hit[0])}, between the "
+                    f"decision at {exact_ms(t - a)} and its effect at {exact_ms(t)}, and no "
+                    f"{AHEAD_BROKEN!r} assumption record says so")  # fmt: skip
+        return None
 
     def broken_problem(self, r: AssumptionRecord) -> str | None:
         """A ``dispatch-ahead`` assumption record: it names a dispatch of its job decided
@@ -762,7 +763,8 @@ def _ahead_story(r: DispatchRecord, held: str | None, late: Sequence[str]) -> st
         return ""
     out = f"; decided {_ms(r.decided_ahead_ns)} ahead"
     if held is not None:
-        out += f", while {held} ran; chained behind it"
+        who = f"its chunk {r.chunk - 1}" if held == r.job else held  # (lp-edf: its own)
+        out += f", while {who} ran; chained behind it"
     if late:
         out += (f"; {', '.join(late)} released after the decision, before its effect (a "
                 f"{AHEAD_BROKEN} assumption)")  # fmt: skip
