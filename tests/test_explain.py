@@ -129,7 +129,8 @@ def test_a_tampered_admission_is_caught(tmp_path: Path) -> None:
 
 def test_a_job_story_names_its_blocking_and_competitors(tmp_path: Path) -> None:
     """b#0 is released at 1 ms while a#0 (4 ms, non-preemptive) runs; c#0, released at 2 ms
-    with a later deadline, waits behind b#0."""
+    with a later deadline, waits behind b#0, and is decided while b#0 runs (no release can
+    come before b#0's end: dispatch-ahead)."""
     a = {"name": "a", "period_ms": 20, "wcet_ms": 4}
     b = {"name": "b", "period_ms": 20, "wcet_ms": 2, "deadline_ms": 8, "offset_ms": 1}
     c = {"name": "c", "period_ms": 20, "wcet_ms": 1, "deadline_ms": 15, "offset_ms": 2}
@@ -143,7 +144,8 @@ def test_a_job_story_names_its_blocking_and_competitors(tmp_path: Path) -> None:
         "waited at 4.000 ms: b#0 went first with key [9000000, 1000000, 1] < [17000000, "
         "2000000, 2] (deadline_ns, release_ns, seq)",
         "dispatched at 6.000 ms by np-edf: earliest absolute deadline, then release, then seq: "
-        "key [17000000, 2000000, 2], alone in the ready set",
+        "key [17000000, 2000000, 2], alone in the ready set; decided 2.000 ms ahead, while b#0 "
+        "ran; chained behind it",
         "completed at 7.000 ms (started 6.000 ms): response 5.000 ms, met its deadline",
     ]
 

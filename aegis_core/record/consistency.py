@@ -113,6 +113,10 @@ def _ms(ns: int) -> str:
     return f"{'-' if ns < 0 else ''}{whole}.{digits[:3] if digits.endswith('000') else digits} ms"
 
 
+exact_ms = _ms
+"""A time in a verify message, exact to the ns (``aegis explain --verify``'s too)."""
+
+
 class Consistency:
     """The checks of the module docstring, record by record (see :meth:`problem`)."""
 

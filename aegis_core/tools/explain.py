@@ -2,15 +2,19 @@
 
 :func:`verify` re-derives every decision from what its record carries: each dispatch from its
 recorded ready set under the recorded policy's rule (the winner must be the entry with the
-smallest key, listed first, released and unfinished at that instant), each admission verdict
-by re-running the admission analysis on the task parameters the ``admit`` / ``reject`` records
+smallest key, listed first, released and unfinished at that instant; one decided ahead,
+``decided_ahead_ns`` before it, also under a policy that decides ahead, at the end of the job
+it was chained behind, taken while that job ran, with no job released in between unless a
+``dispatch-ahead`` assumption record says so: :class:`_Ahead`), each admission verdict by
+re-running the admission analysis on the task parameters the ``admit`` / ``reject`` records
 carry (an ``assumption`` record is no decision: it must name a released job and a broken
-overhead bound); every other record is checked against the ones before it and the recorded
-task parameters (:mod:`~aegis_core.record.consistency`: times, deadlines, releases, chunks,
-completions and their flags). A malformed record (:func:`records_of`) is an InputError naming
-the file, line, record and field. :func:`explain_job` tells one job's story in plain
-language, ending, for a job above its bound, with the overruns and broken assumptions in its
-busy window
+overhead bound, a ``dispatch-ahead`` one a broken ahead decision); every other record is
+checked against the ones before it and the recorded task parameters
+(:mod:`~aegis_core.record.consistency`: times, deadlines, releases, chunks, completions and
+their flags). A malformed record (:func:`records_of`) is an InputError naming the file, line,
+record and field. :func:`explain_job` tells one job's story in plain language (a dispatch
+decided ahead: how long before, behind which job), ending, for a job above its bound, with
+the overruns and broken assumptions in its busy window
 (:mod:`~aegis_core.record.attribution`) or, with none, the analysis bug it is. Both read the
 run through one :class:`~aegis_core.record.replay.Replay`; records are dicts as parsed
 (:func:`load`) or typed (:mod:`~aegis_core.record.schema`).
@@ -25,16 +29,18 @@ anywhere else is an input error.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from aegis_core.model.errors import InputError, one_line
-from aegis_core.model.types import fmt_ms
+from aegis_core.model.types import TimeNs, fmt_ms
 from aegis_core.record.attribution import Attribution, attribute_trace
-from aegis_core.record.consistency import Consistency, unfinished
-from aegis_core.record.replay import JobState, Replay
+from aegis_core.record.consistency import Consistency, exact_ms, unfinished
+from aegis_core.record.replay import JobState, Replay, Run
 from aegis_core.record.schema import (
     CHUNK_OVERRUN,
     AdmissionRecord,
@@ -47,12 +53,14 @@ from aegis_core.record.schema import (
     MissRecord,
     OverrunRecord,
     Record,
+    ReleaseRecord,
     SkipRecord,
     TraceRecord,
     from_dict,
     key_of,
     scenario_from_records,
 )
+from aegis_core.run.ahead import AHEAD_BROKEN
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,11 @@ class Mismatch:
 @dataclass
 class Verification:
     dispatches: int = 0
+    ahead: int = 0
+    """The dispatches decided ahead (``decided_ahead_ns``), each checked safe (:class:`_Ahead`)."""
+    ahead_broken: int = 0
+    """Of those, the ones a release fell before, as their ``dispatch-ahead`` assumption
+    record says."""
     admissions: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     end: EndRecord | None = None
@@ -224,7 +237,7 @@ def verify(records: Sequence[Mapping[str, Any] | TraceRecord]) -> Verification:
     policy = _policy_of(typed, f"{path}: " if path else "")
     lines = getattr(records, "lines", ())
     found = _Found(out, lines)
-    rp, check = _verify_run(typed, policy, found)
+    rp, check = _verify_run(typed, policy, found, _Ahead(typed))
     _verify_admissions(rp.admissions, found, [i for i, r in enumerate(typed)
                                               if type(r) is AdmissionRecord])  # fmt: skip
     _verify_end(typed, rp, check, found)
@@ -290,26 +303,30 @@ def _verify_end(typed: Sequence[TraceRecord], rp: Replay, check: Consistency,
 
 
 def _verify_run(
-    typed: Sequence[TraceRecord], policy: str, found: _Found
+    typed: Sequence[TraceRecord], policy: str, found: _Found, ahead: _Ahead
 ) -> tuple[Replay, Consistency]:
     """Replay the run and check each record against the state just before it: each dispatch
     against the ready set its releases and chunk boundaries make and the running set (not
-    only against what it recorded), every record against the others
+    only against what it recorded), one decided ahead also against the releases of the
+    whole trace (:class:`_Ahead`), every record against the others
     (:class:`~aegis_core.record.consistency.Consistency`); one mismatch a record at most."""
     from aegis_core.model.policy import get_policy
 
     pol = get_policy(policy)
-    rp, check = Replay(), Consistency()
+    rp, check, out = Replay(), Consistency(), found.out
     for pos, r in enumerate(typed):
         if type(r) is EndRecord:
             continue
         assert not isinstance(r, EndRecord)
         why = check.problem(r, rp, typed[pos + 1] if pos + 1 < len(typed) else None)
         if isinstance(r, DispatchRecord):  # the decision's own check says it best
-            found.out.dispatches += 1
-            why = _dispatch_problem(r, pol, rp) or why
+            out.dispatches += 1
+            if r.decided_ahead_ns:
+                out.ahead += 1
+                out.ahead_broken += ahead.excused(r)
+            why = _dispatch_problem(r, pol, rp, ahead, why is None) or why
         elif isinstance(r, AssumptionRecord):
-            why = _assumption_problem(r, rp) or why
+            why = _assumption_problem(r, rp, ahead) or why
         if why:
             what = f"admission of {r.task}" if isinstance(r, AdmissionRecord) else \
                 f"{r.kind} of {r.job}"  # fmt: skip
@@ -318,9 +335,10 @@ def _verify_run(
     return rp, check
 
 
-def _assumption_problem(r: AssumptionRecord, rp: Replay) -> str | None:
+def _assumption_problem(r: AssumptionRecord, rp: Replay, ahead: _Ahead) -> str | None:
     """An ``assumption`` record is no decision: it must name a released job, a known
-    overhead figure and an observed value above the bound."""
+    overhead figure (or a broken ahead decision: :meth:`_Ahead.broken_problem`) and an
+    observed value above the bound."""
     from aegis_core.model.overheads import Overhead
 
     js = rp.jobs.get(r.job)
@@ -328,14 +346,128 @@ def _assumption_problem(r: AssumptionRecord, rp: Replay) -> str | None:
         return "names a job that was not released"
     if r.task != js.task:
         return f"names task {r.task!r}, the job's release says {js.task!r}"
-    if r.what not in {w.value for w in Overhead}:
+    if r.what == AHEAD_BROKEN:
+        why = ahead.broken_problem(r)
+        if why is not None:
+            return why
+    elif r.what not in {w.value for w in Overhead}:
         return f"unknown overhead {r.what!r}"
     if r.observed_ns <= r.bound_ns:
         return f"observed {_ms(r.observed_ns)} is within the bound {_ms(r.bound_ns)}"
     return None
 
 
-def _dispatch_problem(r: DispatchRecord, pol: Any, rp: Replay) -> str | None:
+class _Ahead:
+    """What checking the decisions taken ahead needs from the whole trace (docs/THEORY.md
+    §ahead): every job's release instant, sorted (a wall-clock engine may hand a release over
+    after the dispatch it fell before), each dispatch decided ahead, and each
+    ``dispatch-ahead`` assumption record (it comes after its dispatch), by job and instant."""
+
+    def __init__(self, typed: Sequence[TraceRecord]) -> None:
+        released: list[ReleaseRecord] = []
+        self.dispatches: dict[tuple[str, TimeNs], DispatchRecord] = {}
+        self.broken: set[tuple[int, str, TimeNs, TimeNs]] = set()
+        for r in typed:
+            if isinstance(r, ReleaseRecord):
+                released.append(r)
+            elif isinstance(r, DispatchRecord):
+                if r.decided_ahead_ns:
+                    self.dispatches[r.job, r.t_ns] = r
+            elif isinstance(r, AssumptionRecord) and r.what == AHEAD_BROKEN:
+                self.broken.add((r.seq, r.job, r.t_ns, r.observed_ns))
+        released.sort(key=_release_ns)  # in trace order but the late ones: nearly sorted
+        self.at = [r.release_ns for r in released]
+        self.released = released
+
+    def released_in(self, t_ns: TimeNs, ahead_ns: TimeNs) -> tuple[TimeNs, str] | None:
+        """The first job released in ``(t_ns - ahead_ns, t_ns]`` (its instant and id):
+        between a decision taken ``ahead_ns`` before ``t_ns`` and its effect; None: none."""
+        i = bisect_right(self.at, t_ns - ahead_ns)
+        return (self.at[i], self.released[i].job) if i < len(self.at) and self.at[i] <= t_ns \
+            else None  # fmt: skip
+
+    def excused(self, r: DispatchRecord) -> bool:
+        """A ``dispatch-ahead`` assumption record names the dispatch ``r`` (its job and
+        instant) and how long before it it was decided: a release fell in between."""
+        return (r.seq, r.job, r.t_ns, r.decided_ahead_ns) in self.broken
+
+    def interlopers(self, r: DispatchRecord, better: Sequence[Entry]) -> bool:
+        """The jobs ``better`` (ranked before the job ``r`` dispatched) were all released
+        between its decision, taken ahead, and its effect, as a ``dispatch-ahead``
+        assumption record says: they came too late for a decision already on the device."""
+        at = r.t_ns - r.decided_ahead_ns
+        return bool(r.decided_ahead_ns) and all(e.release_ns > at for e in better) \
+            and self.excused(r)  # fmt: skip
+
+    def problem(self, r: DispatchRecord, pol: Any, rp: Replay) -> str | None:
+        """A dispatch decided ahead: under a policy that decides ahead, at the end of the
+        job it was chained behind (the run that ended just before, at its instant), taken
+        while that job ran, and with no job released between the decision and its effect
+        unless a ``dispatch-ahead`` assumption record says so."""
+        a, t = r.decided_ahead_ns, r.t_ns
+
+        def said() -> str:  # (built only for a bad one: most are fine)
+            return f"decided {exact_ms(a)} ahead"
+
+        if not pol.decides_ahead:
+            return f"{said()}, but {pol.name} never decides ahead"
+        if a < 0:
+            return f"decided_ahead_ns {a} is negative"
+        if a > t:
+            return f"{said()} of its effect at {exact_ms(t)}: before the run began"
+        held = _chained_behind(rp, t)
+        if held is None:
+            return (
+                f"{said()}, but no job ended at {exact_ms(t)} just before it: a decision "
+                "taken ahead takes effect at the end of the job it was chained behind"
+            )
+        if t - a < held.dispatched_ns:
+            return (f"{said()}, at {exact_ms(t - a)}, before {held.job} (which it was chained "
+                    f"behind) was dispatched at {exact_ms(held.dispatched_ns)}")  # fmt: skip
+        hit = self.released_in(t, a)
+        if hit is not None and not self.excused(r):
+            return (f"{said()}, but {hit[1]} was released at {exact_ms(hit[0])}, between the "
+                    f"decision at {exact_ms(t - a)} and its effect at {exact_ms(t)}, and no "
+                    f"{AHEAD_BROKEN!r} assumption record says so")  # fmt: skip
+        return None
+
+    def broken_problem(self, r: AssumptionRecord) -> str | None:
+        """A ``dispatch-ahead`` assumption record: it names a dispatch of its job decided
+        ahead, at that dispatch's instant, ``observed_ns`` its ``decided_ahead_ns``, and a
+        job really was released in between."""
+        d = self.dispatches.get((r.job, r.t_ns))
+        if d is None:
+            return f"no dispatch of {r.job} decided ahead took effect at {exact_ms(r.t_ns)}"
+        if d.seq != r.seq:
+            return f"seq {r.seq}, its dispatch says {d.seq}"
+        if r.observed_ns != d.decided_ahead_ns:
+            return (
+                f"observed {exact_ms(r.observed_ns)}, but its dispatch at "
+                f"{exact_ms(d.t_ns)} was decided {exact_ms(d.decided_ahead_ns)} ahead"
+            )
+        if self.released_in(d.t_ns, d.decided_ahead_ns) is None:
+            return (f"no job was released between the decision at "
+                    f"{exact_ms(d.t_ns - d.decided_ahead_ns)} and its effect at "
+                    f"{exact_ms(d.t_ns)}: nothing broke it")  # fmt: skip
+        return None
+
+
+_release_ns = attrgetter("release_ns")
+
+
+def _chained_behind(rp: Replay, t_ns: TimeNs) -> Run | None:
+    """The run that ended at ``t_ns``, the last to end in ``rp`` (the job a decision taken
+    ahead and in effect at ``t_ns`` was chained behind); None: none ended at ``t_ns``."""
+    run = rp.runs[-1] if rp.runs else None
+    return run if run is not None and run.end_ns == t_ns else None
+
+
+def _dispatch_problem(
+    r: DispatchRecord, pol: Any, rp: Replay, ahead: _Ahead, timely: bool = True
+) -> str | None:
+    """What is wrong with the decision ``r`` (its ready set, its winner, the slot it took;
+    one decided ahead: :meth:`_Ahead.problem`, when its times are consistent, ``timely``,
+    else those say it better)."""
     listed = [Entry.of(e) for e in r.ready]
     key = pol.key_fields
     if r.rule != pol.rule:
@@ -356,16 +488,29 @@ def _dispatch_problem(r: DispatchRecord, pol: Any, rp: Replay) -> str | None:
         if e != released:
             bad = [f for f, a, b in zip(Entry._fields, e, released or (), strict=False) if a != b]
             return f"ready entry {e.job} differs from its release record in {', '.join(bad)}"
+    if (
+        r.decided_ahead_ns
+        and timely
+        and (why := _slot_problem(pol, rp) or ahead.problem(r, pol, rp))
+    ):
+        return why
     keys = [key_of(e, key) for e in listed]
     try:
         best = min(range(len(listed)), key=keys.__getitem__)
     except TypeError:  # a priority missing (the release's check says so): ranked last
         best = min(range(len(listed)), key=lambda i: _rank(listed[i], key))
-    if best != 0:
+    if best != 0 and not ahead.interlopers(
+        r, [e for e in listed if _rank(e, key) < _rank(listed[0], key)]
+    ):
         return (
             f"by {', '.join(key)} the winner is {listed[best].job} {list(keys[best])}, "
             f"not {listed[0].job} {list(keys[0])}"
         )
+    return _slot_problem(pol, rp)
+
+
+def _slot_problem(pol: Any, rp: Replay) -> str | None:
+    """A dispatch while a job holds the only slot (of a policy that runs one job at a time)."""
     if not pol.concurrent and rp.running:
         return f"dispatched while {sorted(rp.running)[0]} still held the only slot"
     return None
@@ -417,7 +562,7 @@ def report(records: Sequence[Mapping[str, Any] | TraceRecord]) -> tuple[int, str
     wrong record, or ``incomplete trace: …``. A malformed record raises InputError (2)."""
     v = verify(records)
     held = (f"all {v.dispatches} dispatches and {v.admissions} admission verdicts re-derive "
-            "from the trace")  # fmt: skip
+            f"from the trace{_ahead_count(v)}")  # fmt: skip
     wrong = ""
     if v.mismatches:
         path = getattr(records, "path", None)
@@ -438,6 +583,16 @@ def report(records: Sequence[Mapping[str, Any] | TraceRecord]) -> tuple[int, str
                "the trace holds the run up to then")  # fmt: skip
 
 
+def _ahead_count(v: Verification) -> str:
+    """``, 812 decided ahead`` (and how many of them a release broke), or nothing."""
+    if not v.ahead:
+        return ""
+    n = v.ahead_broken
+    late = (f" ({n} of them broken by a release before the effect, each with its "
+            f"{AHEAD_BROKEN!r} assumption record)" if n else "")  # fmt: skip
+    return f", {v.ahead} decided ahead{late}"
+
+
 # ----------------------------------------------------------------------------- the story
 
 
@@ -451,7 +606,7 @@ def explain_job(records: Sequence[Mapping[str, Any] | TraceRecord], job: str) ->
     rejected (and so never released), the rejection."""
     typed = records_of(records)
     run: list[Record] = [r for r in typed if not isinstance(r, EndRecord)]
-    rp = Replay.of(run)
+    rp, behind = _replay(run)
     js = rp.jobs.get(job)
     rel = js.release if js is not None else None
     if js is None or rel is None:
@@ -461,10 +616,23 @@ def explain_job(records: Sequence[Mapping[str, Any] | TraceRecord], job: str) ->
              f"{_ms(rel.deadline_ns)} (relative {_ms(rel_dl)})"]  # fmt: skip
     lines += _admission_story(rp.admission(js.task))
     lines += _blocking_story(js, _concurrent(rp.policy))
-    lines += _competition_story(js)
+    lines += _competition_story(js, behind)
     lines += _end_story(js)
     lines += _attribution_story(next((a for a in attribute_trace(run) if a.job == job), None))
     return "\n".join(one_line(line) for line in lines)
+
+
+def _replay(run: Sequence[Record]) -> tuple[Replay, dict[tuple[str, int], str]]:
+    """The run replayed, and for each dispatch decided ahead (by job and chunk) the job it
+    was chained behind (:func:`_chained_behind`)."""
+    rp, behind = Replay(), {}
+    for r in run:
+        if type(r) is DispatchRecord and r.decided_ahead_ns:
+            held = _chained_behind(rp, r.t_ns)
+            if held is not None:
+                behind[r.job, r.chunk] = held.job
+        rp.apply(r)
+    return rp, behind
 
 
 def _not_released(rp: Replay, job: str) -> str:
@@ -557,8 +725,9 @@ def _rank(e: Entry | Any, key: Sequence[str]) -> tuple[tuple[bool, Any], ...]:
     return tuple((v is None, 0 if v is None else v) for v in key_of(e, key))
 
 
-def _competition_story(js: JobState) -> list[str]:
-    """Every decision while it was ready, from its release to its end (all its chunks)."""
+def _competition_story(js: JobState, behind: Mapping[tuple[str, int], str]) -> list[str]:
+    """Every decision while it was ready, from its release to its end (all its chunks); for
+    one decided ahead, how long before and behind which job (``behind``: :func:`_replay`)."""
     out = []
     job = js.job
     for r in js.contests:
@@ -566,17 +735,39 @@ def _competition_story(js: JobState) -> list[str]:
         ready = r.ready
         names = [e.job for e in ready]
         me = ready[names.index(job)]
-        mine = list(key_of(me, key))
+        mine, rank = list(key_of(me, key)), _rank(me, key)
         chunk = f" (chunk {r.chunk})" if r.chunk else ""
         if r.job == job:  # the rest of the ready set in key order (as the policy ranks it)
             rest_set = sorted(ready[1:], key=lambda e: _rank(e, key))
-            beat = [f"{e.job} {list(key_of(e, key))}" for e in rest_set]
-            rest = f", ahead of {', '.join(beat)}" if beat else ", alone in the ready set"
-            out.append(f"dispatched{chunk} at {_ms(r.t_ns)} by {r.rule}: key {mine}{rest}")
+            beat = [f"{e.job} {list(key_of(e, key))}" for e in rest_set if _rank(e, key) > rank]
+            late = [f"{e.job} {list(key_of(e, key))}" for e in rest_set if _rank(e, key) < rank]
+            rest = f", ahead of {', '.join(beat)}" if beat else \
+                "" if late else ", alone in the ready set"  # fmt: skip
+            out.append(f"dispatched{chunk} at {_ms(r.t_ns)} by {r.rule}: key {mine}{rest}"
+                       f"{_ahead_story(r, behind.get((job, r.chunk)), late)}")  # fmt: skip
+        elif r.decided_ahead_ns and _rank(ready[0], key) > rank:  # a broken ahead decision
+            out.append(f"waited at {_ms(r.t_ns)}: {ready[0].job} went first, decided "
+                       f"{_ms(r.decided_ahead_ns)} ahead, before this job's release (the job "
+                       "it was chained behind ended late)")  # fmt: skip
         else:
             w = ready[0]
             out.append(f"waited at {_ms(r.t_ns)}: {w.job} went first with key "
                        f"{list(key_of(w, key))} < {mine} ({', '.join(key)})")  # fmt: skip
+    return out
+
+
+def _ahead_story(r: DispatchRecord, held: str | None, late: Sequence[str]) -> str:
+    """A dispatch decided ahead: how long before, while which job ran (chained behind it),
+    and the jobs with a smaller key released after the decision (a broken one)."""
+    if not r.decided_ahead_ns:
+        return ""
+    out = f"; decided {_ms(r.decided_ahead_ns)} ahead"
+    if held is not None:
+        who = f"its chunk {r.chunk - 1}" if held == r.job else held  # (lp-edf: its own)
+        out += f", while {who} ran; chained behind it"
+    if late:
+        out += (f"; {', '.join(late)} released after the decision, before its effect (a "
+                f"{AHEAD_BROKEN} assumption)")  # fmt: skip
     return out
 
 
