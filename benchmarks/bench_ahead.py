@@ -179,8 +179,9 @@ def targets(case: Case, on: dict[str, Any], off: dict[str, Any]) -> list[str]:
     """The ratio line and the PASS / MISS lines of one case."""
     gap, base = on["gap_p99"], off["gap_p99"]
     ratio = f"{gap / base:.3f}" if gap is not None and base else "-"
-    out = [f"{case.name} · {case.backend}: gap p99 on / off = {us(gap)} / {us(base)} µs "
-           f"= {ratio}"]  # fmt: skip
+    device = case.runs[True][0].get("device") if case.runs[True] else None
+    out = [f"{case.name} · {case.backend} ({device}): gap p99 on / off = {us(gap)} / "
+           f"{us(base)} µs = {ratio}"]  # fmt: skip
     limit = GAP_TARGET_NS.get(case.backend)
     if limit is not None:
         ok = gap is not None and gap <= limit
