@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reps < 1:
         ap.error("--reps must be at least 1")
     cases: list[Case] = args.case or [parse_case(c) for c in CASES]
-    print(machine())
+    host = machine()
+    print(host)
     t0 = time.perf_counter()
     for rep in range(args.reps):
         for case in cases:
@@ -239,8 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += [row(case, True, on), row(case, False, off)]
         verdicts += targets(case, on, off)
         medians[f"{case.backend}:{case.name}"] = {"on": on, "off": off}
-    text = "\n".join([machine(), f"medians over {args.reps} repetition(s)", "", *lines, "",
-                      *verdicts])  # fmt: skip
+    end_load = machine().rsplit(", load ", 1)[-1]
+    head = [f"{host} (at the end: {end_load})", f"medians over {args.reps} repetition(s)", ""]
+    text = "\n".join([*head, *lines, "", *verdicts])
     print("\n".join([*lines, "", *verdicts]))
     print(f"({time.perf_counter() - t0:.0f} s; runs in {args.out})")
     args.out.mkdir(parents=True, exist_ok=True)
