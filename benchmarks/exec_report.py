@@ -4,7 +4,8 @@
 
 Prints a markdown table per task: execution-time CV, misses, p99 and max response against
 the analytical bound, the ``unscheduled`` baseline's p99 / max / misses, and the simulator's
-p99; then the dispatch gap, launch latency and release lag of the scheduled run.
+p99; then the dispatch gap, launch latency and release lag of the scheduled run, and its
+dispatch-ahead figures (share of dispatches decided ahead, their gap and cost).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def table(run: dict[str, Any], base: dict[str, Any] | None, sim: dict[str, Any] 
         f"dispatch gap µs: p50 {us(gap, 'p50')}, p99 {us(gap, 'p99')}, max {us(gap, 'max')} "
         f"(n = {gap.get('n', 0)}); launch latency µs: p50 {us(lat, 'p50')}, "
         f"p99 {us(lat, 'p99')}; release lag µs: p50 {us(lag, 'p50')}, p99 {us(lag, 'p99')}",
+        ahead_line(run),
         f"CUDA graphs: {ex.get('cuda_graphs')} {ex.get('graph_fallbacks') or ''}; "
         f"overruns (jobs past their WCET): "
         f"{ {t['name']: t['overruns'] for t in run.get('tasks', [])} }; chunk overruns: "
@@ -71,6 +73,18 @@ def table(run: dict[str, Any], base: dict[str, Any] | None, sim: dict[str, Any] 
         f"versions: {run.get('versions')}",
     ]
     return "\n".join(out)
+
+
+def ahead_line(run: dict[str, Any]) -> str:
+    """Dispatch-ahead: its mode, the share of dispatches decided ahead, their gap and cost."""
+    a = run.get("dispatch_ahead") or {}
+    chained, cost = run.get("exec", {}).get("dispatch_gap_chained_ns", {}), a.get("decision_ns", {})
+    return (
+        f"dispatch-ahead: {a.get('mode', '-')}, {a.get('decided_ahead', 0)} of "
+        f"{a.get('dispatches', 0)} dispatches decided ahead; chained gap µs: p50 "
+        f"{us(chained, 'p50')}, p99 {us(chained, 'p99')}; ahead decision µs: p50 "
+        f"{us(cost, 'p50')}, p99 {us(cost, 'p99')}"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -15,6 +15,8 @@
 # the GPU profiles and the overheads charged (bound / observed, unattributed exceedances).
 # 12. ONNX models: cupy eager vs CUDA graph, outputs vs onnxruntime CPU, numpy vs onnxruntime
 # CPU on this host (benchmarks/bench_onnx.py), scenarios/onnx_demo.yaml executed on cupy.
+# 13. dispatch-ahead: benchmarks/gpu_backlog.yaml on cupy with and without it, interleaved
+# (benchmarks/bench_ahead.py: OUTDIR/ahead.md, the runs under OUTDIR/ahead/).
 # Every step runs even if an earlier one failed; each step's status is in OUTDIR/steps.txt.
 # Offline machine: install with `pip install --no-build-isolation --no-deps -e .`; simpy may
 # come as a wheel in .whl/ (PYTHONPATH /tmp/site): benchmarks/device_wheels.sh fetches simpy, onnx
@@ -70,6 +72,14 @@ cp "$OUT/report.log" "$OUT/report.md" 2>/dev/null
 step report_eager 30 $PY benchmarks/exec_report.py "$OUT/exec-cupy-eager"
 step report_backlog 30 $PY benchmarks/exec_report.py "$OUT/exec-backlog" \
   "$OUT/exec-backlog-unscheduled"
+# --- issue 18: dispatch-ahead on the backlog scenario, cupy, with and without it, interleaved
+# (3 repetitions of 1 s each way; target: dispatch gap p99 <= 10 us with it, 0 misses): the
+# table in OUTDIR/ahead.md (also OUTDIR/ahead/ahead.md, medians in OUTDIR/ahead/ahead.json),
+# each run's summary.json, jobs.csv and trace.jsonl in
+# OUTDIR/ahead/gpu_backlog/exec-cupy[-no-ahead]/r<i>/.
+step ahead 120 $PY benchmarks/bench_ahead.py --case cupy:benchmarks/gpu_backlog.yaml --reps 3 \
+  --out "$OUT/ahead"
+cp "$OUT/ahead.log" "$OUT/ahead.md" 2>/dev/null
 if command -v compute-sanitizer >/dev/null; then
   step sanitizer 120 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 \
     "${AEGIS[@]}" exec scenarios/tiny_gpu.yaml --backend cupy --no-trace --out "$OUT/exec-sanitizer"
