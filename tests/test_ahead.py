@@ -3,6 +3,7 @@ behind it, and every decision the one the policy takes without it."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -351,7 +352,7 @@ def test_a_backlog_on_worker_threads_chains_every_job_behind_the_one_before(back
     check_run(records, jobs, slots=1)
     assert [j.status for j in jobs] == [JobStatus.COMPLETED] * 4
     starts = sorted(jobs, key=lambda j: j.start_ns)
-    assert all(a.end_ns <= b.start_ns for a, b in zip(starts, starts[1:], strict=False))
+    assert all(a.end_ns <= b.start_ns for a, b in itertools.pairwise(starts))
     # m1 is always chained (decided right after m0's launch, no host step between); later
     # ones are, unless the job before had ended too by the time the host saw an end
     assert 1 <= sched.decided_ahead <= 3 and sched.dispatched == 4

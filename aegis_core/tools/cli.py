@@ -55,11 +55,14 @@ def format_table(summary: dict[str, Any]) -> str:
     d = summary["decision_overhead_ns"]
     ahead = (summary.get("dispatch_ahead") or {}).get("decided_ahead")
     if d.get("n"):
+        chained = ""
+        if ahead:
+            share = summary["dispatch_ahead"]["share"]
+            chained = f"; {ahead} ahead, chained behind the job before ({share:.0%})"
         lines.append(
             f"decisions: {d['n']}{' at once' if ahead else ''}, overhead p50 "
             f"{d['p50'] / 1e3:.1f} µs, p99 {d['p99'] / 1e3:.1f} µs, max {d['max'] / 1e3:.1f} µs"
-            + (f"; {ahead} ahead, chained behind the job before "
-               f"({summary['dispatch_ahead']['share']:.0%})" if ahead else "")  # fmt: skip
+            + chained
         )
     return "\n".join(lines)
 
