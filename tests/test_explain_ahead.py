@@ -166,9 +166,9 @@ def test_a_broken_ahead_decision_verifies_with_its_assumption_record_and_fails_w
     i = first(rs, "assumption", "b#0")
     m = the_mismatch(rs[:i] + rs[i + 1 :])
     assert m.what == "dispatch of b#0"
-    assert m.message == ("decided 6.000 ms ahead, but c#0 was released at 5.000 ms, between the "
-                         "decision at 0.000 ms and its effect at 6.000 ms, and no "
-                         f"{AHEAD_BROKEN!r} assumption record says so")  # fmt: skip
+    assert m.message == ("decided 6.000 ms ahead, but c#0, ranked before it, was released at "
+                         "5.000 ms, between the decision at 0.000 ms and its effect at 6.000 ms, "
+                         f"and no {AHEAD_BROKEN!r} assumption record says so")  # fmt: skip
 
 
 def test_the_assumption_record_must_state_the_decision_it_broke() -> None:
@@ -178,7 +178,7 @@ def test_the_assumption_record_must_state_the_decision_it_broke() -> None:
     told[i]["observed_ns"] = 5 * MS
     ms = verify(told).mismatches
     assert [m.what for m in ms] == ["dispatch of b#0", "assumption of b#0"]
-    assert "but c#0 was released at 5.000 ms" in ms[0].message
+    assert "but c#0, ranked before it, was released at 5.000 ms" in ms[0].message
     assert ms[1].message == "observed 5.000 ms, but its dispatch at 6.000 ms was decided " \
         "6.000 ms ahead"  # fmt: skip
     moved = copy.deepcopy(rs)
@@ -207,7 +207,7 @@ def test_an_excused_decision_lets_only_the_interlopers_beat_it() -> None:
 # --------------------------------------------------------------------------- forged
 
 
-STORY = [  # a#0 runs 0-4; b#0 (released at 1) is decided at 2, after c#0's release (at 2)
+STORY = [  # a#0 runs 0-4; b#0 (released at 1) is decided at 1: c#0 (at 2) ranks after it
     {"name": "a", "period_ms": 20, "wcet_ms": 4},
     {"name": "b", "period_ms": 20, "wcet_ms": 2, "deadline_ms": 8, "offset_ms": 1},
     {"name": "c", "period_ms": 20, "wcet_ms": 1, "deadline_ms": 15, "offset_ms": 2},
@@ -215,8 +215,9 @@ STORY = [  # a#0 runs 0-4; b#0 (released at 1) is decided at 2, after c#0's rele
 
 
 def story(policy: str = "np-edf") -> Records:
-    """a#0 0-4 ms, b#0 4-6 ms (decided at 2 ms, once c#0 is in: no release before 20 ms),
-    c#0 6-7 ms (decided at 4 ms, while b#0 runs); a#1 at 20 ms, into an idle device."""
+    """a#0 0-4 ms, b#0 4-6 ms (decided at its release, 1 ms: c#0, due at 2 ms, before a#0
+    can end, has a later deadline, so it cannot be picked before b#0), c#0 6-7 ms (decided
+    at 4 ms, while b#0 runs); a#1 at 20 ms, into an idle device."""
     records = traced(make_scenario(STORY, duration_ms=30, policy=policy), FakeEngine())
     return unnumbered(records)
 
@@ -226,8 +227,10 @@ def test_the_story_run_decides_ahead_where_the_forgeries_below_assume() -> None:
     assert verify(rs).ok
     got = [(r["job"], r["t_ns"], r.get("decided_ahead_ns", 0)) for r in rs
            if r["kind"] == "dispatch"][:4]  # fmt: skip
-    assert got == [("a#0", 0, 0), ("b#0", 4 * MS, 2 * MS), ("c#0", 6 * MS, 2 * MS),
+    assert got == [("a#0", 0, 0), ("b#0", 4 * MS, 3 * MS), ("c#0", 6 * MS, 2 * MS),
                    ("a#1", 20 * MS, 0)]  # fmt: skip
+    b = next(r for r in rs if r["kind"] == "dispatch" and r["job"] == "b#0")
+    assert [e["job"] for e in b["rationale"]["ready"]] == ["b#0", "c#0"]  # released between
 
 
 def forged(rs: Records, job: str, ahead_ns: int) -> Mismatch:
@@ -239,14 +242,12 @@ def forged(rs: Records, job: str, ahead_ns: int) -> Mismatch:
 
 
 @pytest.mark.parametrize(("ahead", "why"), [
-    (2 * MS + 1, "decided 2.000001 ms ahead, but c#0 was released at 2.000 ms, between the "
-                 "decision at 1.999999 ms and its effect at 4.000 ms"),
-    (3 * MS, "decided 3.000 ms ahead, but c#0 was released at 2.000 ms, between the decision "
-             "at 1.000 ms and its effect at 4.000 ms"),
+    (3 * MS + 1, "decided 3.000001 ms ahead, at 0.999999 ms"),
+    (3 * MS + MS // 2, "decided 3.500 ms ahead, at 0.500 ms"),
 ])  # fmt: skip
-def test_a_decision_moved_earlier_past_a_release_is_caught(ahead: int, why: str) -> None:
+def test_a_decision_moved_before_its_own_release_is_caught(ahead: int, why: str) -> None:
     m = forged(story(), "b#0", ahead)
-    assert m.message == f"{why}, and no {AHEAD_BROKEN!r} assumption record says so"
+    assert m.message == f"{why}, before its own release at 1.000 ms"
 
 
 def test_a_decision_ahead_under_a_policy_that_never_decides_ahead() -> None:
@@ -277,12 +278,12 @@ def test_a_forged_dispatch_ahead_assumption_with_no_release_in_its_window() -> N
     i = first(rs, "dispatch", "b#0")
     d = rs[i]
     rs.insert(i + 1, {"rec": -1, "t_ns": d["t_ns"], "kind": "assumption", "seq": d["seq"],
-                      "job": "b#0", "task": "b", "what": AHEAD_BROKEN, "observed_ns": 2 * MS,
+                      "job": "b#0", "task": "b", "what": AHEAD_BROKEN, "observed_ns": 3 * MS,
                       "bound_ns": MS})  # fmt: skip
-    m = the_mismatch(rs)
+    m = the_mismatch(rs)  # (c#0 was released in between, but it ranks after b#0)
     assert m.what == "assumption of b#0"
-    assert m.message == ("no job was released between the decision at 2.000 ms and its effect "
-                         "at 4.000 ms: nothing broke it")  # fmt: skip
+    assert m.message == ("no job ranked before b#0 was released between the decision at 1.000 "
+                         "ms and its effect at 4.000 ms: nothing broke it")  # fmt: skip
     rs[i + 1]["observed_ns"] = MS  # and within its bound
-    assert "observed 1.000 ms, but its dispatch at 4.000 ms was decided 2.000 ms ahead" in \
+    assert "observed 1.000 ms, but its dispatch at 4.000 ms was decided 3.000 ms ahead" in \
         the_mismatch(rs).message  # fmt: skip

@@ -8,12 +8,15 @@ budget (the WCET the analysis used); every task's next release is no earlier tha
 before its first, its offset), or, where the engine knows its planned releases, the next of
 them. If that instant lies after J's latest end, the decision the policy would take at J's
 end can be taken now, and the job chained behind J on the device: it starts when J ends,
-with no host step in between.
+with no host step in between. It can be taken too when every job that may be released
+before J's latest end would rank after the pick (its key at the earliest, since the keys of
+these policies never fall with a later release).
 
 A decision taken ahead is recorded when it takes effect (at J's end), with the ready set of
 that instant and how long before it was taken (``decided_ahead_ns``). Should J end later
 than assumed (an overrun, or a late start) and a release fall between the decision and its
-effect, the decision may not be the one the policy would have taken: the scheduler records
+effect ranked before the job decided, the decision is not the one the policy would have
+taken: the scheduler records
 an ``assumption`` record (:data:`AHEAD_BROKEN`) for the chained job, so the job that waited
 is attributed, and ``aegis explain --verify`` checks every ahead decision against it.
 """
@@ -88,10 +91,26 @@ class Chained:
     ends by ``bound_ns``. ``effect_ns``: when it took effect (None: not yet), ``mark`` the
     scheduler's record count then; ``ran``: the job also ended something in that step;
     ``first_release_ns``: the earliest release that entered the ready set after the
-    decision and before the effect (an interloper when at or before the effect)."""
+    decision and before the effect (in the ready set at the effect when at or before it),
+    ``beaten_ns`` the earliest of those ranked before the chained job (a broken decision when
+    at or before the effect)."""
 
-    __slots__ = ("after", "bound_ns", "broken", "chunk", "decided_ns", "edits", "effect_ns",
-                 "entry", "first_release_ns", "job", "mark", "ran", "snapshot")  # fmt: skip
+    __slots__ = (
+        "after",
+        "beaten_ns",
+        "bound_ns",
+        "broken",
+        "chunk",
+        "decided_ns",
+        "edits",
+        "effect_ns",
+        "entry",
+        "first_release_ns",
+        "job",
+        "mark",
+        "ran",
+        "snapshot",
+    )  # fmt: skip
 
     def __init__(
         self, entry: ReadyEntry, job: Job, after: int, decided_ns: TimeNs, bound_ns: TimeNs,
@@ -104,17 +123,23 @@ class Chained:
         self.mark = 0
         self.ran = False
         self.first_release_ns: TimeNs = NEVER
+        self.beaten_ns: TimeNs = NEVER
         self.broken = False
 
-    def interloper(self, release_ns: TimeNs) -> bool:
-        """A job released at ``release_ns``, handed over now: does it fall between the
-        decision and its effect? (Before the effect is known, it is kept for then.)"""
-        if release_ns <= self.decided_ns:
+    def interloper(self, entry: ReadyEntry) -> bool:
+        """A job that entered the ready set now (its ready ``entry``): is it released between
+        the decision and its effect (any time after the decision, before the effect is
+        known), and ranked before the chained job, so that the policy would have picked it
+        instead? Kept for the effect either way."""
+        release_ns = entry.release_ns
+        if release_ns <= self.decided_ns or (
+                self.effect_ns is not None and release_ns > self.effect_ns):  # fmt: skip
             return False
-        if self.effect_ns is None:
-            self.first_release_ns = min(self.first_release_ns, release_ns)
-            return False
-        return release_ns <= self.effect_ns
+        self.first_release_ns = min(self.first_release_ns, release_ns)
+        if entry < self.entry:
+            self.beaten_ns = min(self.beaten_ns, release_ns)
+            return True
+        return False
 
 
 def chain_allowance(decision_ns: TimeNs | None, launch_ns: TimeNs | None) -> TimeNs:

@@ -200,7 +200,7 @@ class Scheduler:
         """How this run decides ahead (OFF: never; the loop asks :meth:`schedule_ahead`
         only otherwise)."""
         self._on = self.ahead is not AheadMode.OFF
-        self._sporadic = self.ahead is AheadMode.SPORADIC  # (planned: the engine's next)
+        self._sporadic = self.ahead is AheadMode.SPORADIC  # (else the engine's next too)
         self._allowance = start_allowance_ns
         self._chunk_wcet = [b.chunks_ns for b in budgets]
         self._skips = [b.on_overrun == "skip-next" for b in budgets]
@@ -274,7 +274,7 @@ class Scheduler:
         prio = self._priorities[task_index]
         job = Job(seq, task.name, task_index, k, now, now + task.deadline_ns, prio)
         self._live[seq] = job
-        if self._sporadic:
+        if self._on:
             self._horizon.released(task_index, now)
         if self._retain:
             self.jobs.append(job)
@@ -303,7 +303,7 @@ class Scheduler:
         heappush(self._ready, entry)
         heappush(self._deadlines, (job.deadline_ns, seq))
         if self._chained is not None or self._effected is not None or self._watched:
-            self._interloper(now)
+            self._interloper(entry)
         return job
 
     def _complete(self, ev: Completion) -> None:
@@ -474,18 +474,18 @@ class Scheduler:
         end = self._latest_end
         if now >= end:  # the running chunk is past its latest end: it may end at any time
             return None
-        if self._sporadic:
-            horizon = self._horizon.bound()
-        else:  # the planned next release: never before the sporadic rule's bound
-            horizon = NEVER if next_release_ns is None else next_release_ns
-        if horizon <= end:
-            return None
+        floor = 0  # no release before: the planned next one (PLANNED), else the rule alone
+        if not self._sporadic:
+            floor = NEVER if next_release_ns is None else next_release_ns
+        clear = max(floor, self._horizon.bound()) > end  # no release at all before its end
         ready = self._ready
         cont = run.entry if run.chunk + 1 < run.n_chunks else None  # its next chunk
         if cont is None and not ready:
             return None
         best = ready[0] if ready and (cont is None or ready[0] < cont) else cont
         assert best is not None
+        if not clear and not self._unbeatable(best, end, floor):
+            return None
         if best is not cont and self._skips[run.task_index] \
                 and self._live[best.seq].task_index == run.task_index:  # fmt: skip
             return None  # should the running job overrun, skip-next drops this very one
@@ -501,6 +501,20 @@ class Scheduler:
             now, entry.seq, entry.job, job.task_index,
             _new(Rationale, (policy.rule, policy.key_fields, snapshot)), chunk, job.k, run.seq,
         ))  # fmt: skip
+
+    def _unbeatable(self, best: ReadyEntry, end: TimeNs, floor: TimeNs) -> bool:
+        """No job released before ``end`` can rank before ``best``: a task whose next release
+        may come by then (no earlier than its sporadic bound and ``floor``) has, at its
+        earliest, a key above ``best``'s (the keys of a policy that decides ahead never fall
+        with a later release: its deadline, release and seq only grow)."""
+        key, tasks, prio, seq = self._key, self.tasks, self._priorities, self.released
+        for i, earliest in enumerate(self._horizon.earliest):
+            e = max(earliest, floor)
+            if e <= end:
+                p = prio[i]
+                if key((e + tasks[i].deadline_ns, e, seq, 0 if p is None else p)) < best.key:
+                    return False
+        return True
 
     def _ended(self, seq: int, now: TimeNs, failed: bool = False) -> None:
         """Job ``seq``'s chunk ended at ``now`` (``failed``: the job faulted): the decision
@@ -550,7 +564,7 @@ class Scheduler:
         c, self._effected = self._effected, None
         assert c is not None and c.effect_ns is not None
         t, entry, job = c.effect_ns, c.entry, c.job
-        interloped = c.first_release_ns <= t
+        interloped = c.first_release_ns <= t  # jobs released in between: in the ready set
         ready = c.snapshot if not interloped and c.edits == self._edits else (
             entry, *(e for e in self._ready if e.release_ns <= t))  # fmt: skip
         policy = self.policy
@@ -566,20 +580,20 @@ class Scheduler:
         records.insert(at, rec)
         if job.status is JobStatus.READY and not c.ran:
             job.status = JobStatus.RUNNING
-        if interloped:
+        if c.beaten_ns <= t:  # one of them ranks before the job decided: not the policy's
             self._break(c)
         elif self._watch_ns:  # a release may still be handed over late into its window
             self._watched.append(c)
 
-    def _interloper(self, release_ns: TimeNs) -> None:
-        """A job released at ``release_ns`` entered the ready set: does it fall between an
-        ahead decision and its effect?"""
+    def _interloper(self, entry: ReadyEntry) -> None:
+        """A job entered the ready set (its ``entry``): does it fall between an ahead
+        decision and its effect, ranked before the job decided?"""
         if self._chained is not None:
-            self._chained.interloper(release_ns)
+            self._chained.interloper(entry)
         if self._effected is not None:
-            self._effected.interloper(release_ns)
+            self._effected.interloper(entry)
         for w in self._watched:
-            if not w.broken and w.interloper(release_ns):
+            if not w.broken and w.interloper(entry):
                 self._break(w)
 
     def _break(self, c: Chained) -> None:

@@ -379,12 +379,22 @@ class _Ahead:
         self.at = [r.release_ns for r in released]
         self.released = released
 
-    def released_in(self, t_ns: TimeNs, ahead_ns: TimeNs) -> tuple[TimeNs, str] | None:
-        """The first job released in ``(t_ns - ahead_ns, t_ns]`` (its instant and id):
-        between a decision taken ``ahead_ns`` before ``t_ns`` and its effect; None: none."""
-        i = bisect_right(self.at, t_ns - ahead_ns)
-        return (self.at[i], self.released[i].job) if i < len(self.at) and self.at[i] <= t_ns \
-            else None  # fmt: skip
+    def released_in(self, r: DispatchRecord) -> tuple[TimeNs, str] | None:
+        """The first job released in ``(t - decided_ahead_ns, t]``, between the decision
+        ``r`` took ahead and its effect at ``t``, that ranks before the job it dispatched
+        under its recorded key (its instant and id): the one job the policy would have
+        picked instead. A job released in between but ranked after it changes nothing (the
+        rule of docs/THEORY.md §ahead allows it). None: none."""
+        t, key = r.t_ns, r.key
+        best = key_of(r.ready[0], key) if r.ready else None
+        i = bisect_right(self.at, t - r.decided_ahead_ns)
+        at, released = self.at, self.released
+        while i < len(at) and at[i] <= t:
+            e = released[i].entry
+            if best is None or _ranks_before(key_of(e, key), best):
+                return at[i], released[i].job
+            i += 1
+        return None
 
     def excused(self, r: DispatchRecord) -> bool:
         """A ``dispatch-ahead`` assumption record names the dispatch ``r`` (its job and
@@ -424,9 +434,13 @@ class _Ahead:
         if t - a < held.dispatched_ns:
             return (f"{said()}, at {exact_ms(t - a)}, before {held.job} (which it was chained "
                     f"behind) was dispatched at {exact_ms(held.dispatched_ns)}")  # fmt: skip
-        hit = self.released_in(t, a)
+        if r.ready and t - a < r.ready[0].release_ns:
+            return (f"{said()}, at {exact_ms(t - a)}, before its own release at "
+                    f"{exact_ms(r.ready[0].release_ns)}")  # fmt: skip
+        hit = self.released_in(r)
         if hit is not None and not self.excused(r):
-            return (f"{said()}, but {hit[1]} was released at {exact_ms(hit[0])}, between the "
+            return (f"{said()}, but {hit[1]}, ranked before it, was released at "
+                    f"{exact_ms(hit[0])}, between the "
                     f"decision at {exact_ms(t - a)} and its effect at {exact_ms(t)}, and no "
                     f"{AHEAD_BROKEN!r} assumption record says so")  # fmt: skip
         return None
@@ -445,14 +459,23 @@ class _Ahead:
                 f"observed {exact_ms(r.observed_ns)}, but its dispatch at "
                 f"{exact_ms(d.t_ns)} was decided {exact_ms(d.decided_ahead_ns)} ahead"
             )
-        if self.released_in(d.t_ns, d.decided_ahead_ns) is None:
-            return (f"no job was released between the decision at "
+        if self.released_in(d) is None:
+            return (f"no job ranked before {d.job} was released between the decision at "
                     f"{exact_ms(d.t_ns - d.decided_ahead_ns)} and its effect at "
                     f"{exact_ms(d.t_ns)}: nothing broke it")  # fmt: skip
         return None
 
 
 _release_ns = attrgetter("release_ns")
+
+
+def _ranks_before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Key ``a`` is smaller than ``b`` (a key with a field missing, e.g. no priority, ranks
+    before: the safe side for a check)."""
+    try:
+        return bool(a < b)
+    except TypeError:
+        return True
 
 
 def _chained_behind(rp: Replay, t_ns: TimeNs) -> Run | None:
