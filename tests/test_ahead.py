@@ -371,23 +371,28 @@ def test_a_backlog_on_worker_threads_chains_every_job_behind_the_one_before(back
     assert report["dispatch_gap_chained_ns"]["n"] == sched.decided_ahead
 
 
-def test_no_decision_ahead_once_the_running_chunk_is_past_its_latest_end() -> None:
-    """a#0 (WCET 4 ms) still runs at 6 ms: it overran, its end is unknown, so nothing can be
-    decided ahead of it (a window assumed to end at 4 ms would have a negative bound)."""
-    tasks = make_scenario([
-        {"name": "a", "period_ms": 100, "wcet_ms": 4},
-        {"name": "b", "period_ms": 100, "wcet_ms": 1},
-        {"name": "c", "period_ms": 100, "wcet_ms": 1, "offset_ms": 8},
-    ]).tasks  # fmt: skip
-    for mode in (AheadMode.SPORADIC, AheadMode.PLANNED):
-        s = Scheduler(tasks, POLICIES["np-edf"], ahead=mode)
-        s.release(0, 0, 0)
-        s.release(1, 0, 0)
-        assert s.schedule(0) is not None
-        assert s.schedule_ahead(6 * MS, 8 * MS) is None
-        assert s.schedule_ahead(4 * MS, 8 * MS) is None  # at the latest end itself, too
-        d = s.schedule_ahead(3 * MS, 8 * MS)
-        assert d is not None and d.job == "b#0"
+def test_past_its_latest_end_only_a_pick_no_later_job_can_beat_is_decided_ahead() -> None:
+    """a#0 (WCET 4 ms) still runs at 6 ms: it overran (or started late), its end is unknown.
+    b#0 (absolute deadline 100 ms) is decided ahead only if no job to come can rank before
+    it: c#0, due at 8 ms, has deadline 8 + 100 ms (it cannot) or 8 + 50 ms (it can). Before
+    a's latest end (3 ms), c's release lies after it: decided either way. No window is
+    negative: the broken record's bound is never past its effect."""
+    for c_deadline, past in ((100, True), (50, False)):
+        tasks = make_scenario([
+            {"name": "a", "period_ms": 200, "deadline_ms": 100, "wcet_ms": 4},
+            {"name": "b", "period_ms": 200, "deadline_ms": 100, "wcet_ms": 1},
+            {"name": "c", "period_ms": 200, "deadline_ms": c_deadline, "wcet_ms": 1,
+             "offset_ms": 8},
+        ]).tasks  # fmt: skip
+        for mode in (AheadMode.SPORADIC, AheadMode.PLANNED):
+            for now, decided in ((6 * MS, past), (4 * MS, past), (3 * MS, True)):
+                s = Scheduler(tasks, POLICIES["np-edf"], ahead=mode)
+                s.release(0, 0, 0)
+                s.release(1, 0, 0)
+                assert s.schedule(0) is not None
+                d = s.schedule_ahead(now, 8 * MS)
+                assert (d is not None) == decided, (c_deadline, mode, now)
+                assert d is None or d.job == "b#0"
 
 
 @pytest.mark.parametrize("policy", ["np-edf", "np-fp"])

@@ -472,8 +472,8 @@ class Scheduler:
         if run is None or self._chained is not None:
             return None
         end = self._latest_end
-        if now >= end:  # the running chunk is past its latest end: it may end at any time
-            return None
+        if now >= end:  # past its latest end (it overran, or started late): it may end at any
+            end = NEVER  # time, so only a pick no job to come can rank before will do
         floor = 0  # no release before: the planned next one (PLANNED), else the rule alone
         if not self._sporadic:
             floor = NEVER if next_release_ns is None else next_release_ns
@@ -606,7 +606,7 @@ class Scheduler:
             job.broken = (*job.broken, AHEAD_BROKEN)
         self.records.append(AssumptionRecord(
             c.effect_ns, job.seq, job.id, job.task, AHEAD_BROKEN, c.effect_ns - c.decided_ns,
-            c.bound_ns - c.decided_ns,
+            min(c.bound_ns, c.effect_ns) - c.decided_ns,  # (NEVER: no end was assumed)
         ))  # fmt: skip
 
     def _unwatch(self, now: TimeNs) -> None:
