@@ -127,14 +127,14 @@ class Chained:
         self.broken = False
 
     def interloper(self, entry: ReadyEntry) -> bool:
-        """A job that entered the ready set now (its ready ``entry``): is it released between
-        the decision and its effect (any time after the decision, before the effect is
-        known), and ranked before the chained job, so that the policy would have picked it
-        instead? Kept for the effect either way."""
+        """A job that entered the ready set now (its ready ``entry``): is it in the ready set
+        at the effect (handed over before it; after it, released in between), and ranked
+        before the chained job, so that the policy would have picked it instead? Kept for the
+        effect either way."""
         release_ns = entry.release_ns
-        if release_ns <= self.decided_ns or (
-                self.effect_ns is not None and release_ns > self.effect_ns):  # fmt: skip
-            return False
+        if self.effect_ns is not None and not self.decided_ns < release_ns <= self.effect_ns:
+            return False  # (before the effect, any job handed over is in its ready set: one
+            # planned before the decision may be handed over late, after a release lag)
         self.first_release_ns = min(self.first_release_ns, release_ns)
         if entry < self.entry:
             self.beaten_ns = min(self.beaten_ns, release_ns)
