@@ -306,8 +306,9 @@ def test_runs_replaying_host_overheads_verify(mode: str) -> None:
     ahead = 0
     for n in range(30):
         policy = rng.choice(["np-edf", "np-fp", "lp-edf"])
+        bounds = (300 * US, 120 * US, 60 * US, 80 * US)
         figs = {w: Figure(w, b, 40, samples_ns=tuple(rng.randint(0, b) for _ in range(40)))
-                for w, b in zip(Overhead, (300 * US, 120 * US, 60 * US, 80 * US), strict=True)}  # fmt: skip
+                for w, b in zip(Overhead, bounds, strict=True)}  # fmt: skip
         sc = dataclasses.replace(
             make_scenario(random_set(rng, policy == "lp-edf"), duration_ms=300, seed=n,
                           policy=policy), overheads=Overheads(figs))  # fmt: skip
