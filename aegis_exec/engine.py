@@ -42,6 +42,11 @@ if TYPE_CHECKING:
     from .arena import Layout
 
 
+FAILED = 0
+"""The token of a one-slot launch that failed at launch (launch tokens start at 1): a launch
+chained behind it starts at once."""
+
+
 @dataclass(slots=True)
 class _Launch:
     seq: int  # the job's
@@ -300,6 +305,7 @@ class ExecEngine:
             end = self._live()
             if self._slots.slots == 1:
                 self._last_end = end  # the device is idle again from here
+                self._current = FAILED  # (a decision taken ahead behind it starts at once)
             self._pending.append(Fault(end, d.seq, str(exc)))
             return
         if after >= 0:
@@ -341,7 +347,11 @@ class ExecEngine:
         [dispatch, now], keeping the measured duration."""
         out: list[EngineEvent] = [*self._pending]
         self._pending.clear()
-        self._slots.give(len(out))
+        if out and self._current == FAILED:  # one slot: the launch that failed holds it
+            self._slots.give(len(out) - 1)
+            self._after_failed(out)
+        else:
+            self._slots.give(len(out))
         if not finished:
             return out
         t0, work, plan, observe = self._t0, self._work, self._plan, self.monitor.observe
@@ -382,9 +392,24 @@ class ExecEngine:
                     self._chunk_overruns[name] = self._chunk_overruns.get(name, 0) + 1
                 out.append(Completion(end, seq, start))
             fault = self._chain_faults.pop(f.token, None)
-            if fault is not None:  # the chained job's launch had failed: it fails here
-                out.append(Fault(end, fault.seq, fault.error))
+            if fault is not None and not (f.error is not None and fault.seq == seq):
+                out.append(Fault(end, fault.seq, fault.error))  # its launch had failed
         return out
+
+    def _after_failed(self, out: list[EngineEvent]) -> None:
+        """The one-slot launch that failed at launch ends now (its fault, the last of
+        ``out``): its slot is free, or passes to what was chained behind it (launched at
+        once), which fails here too if its own launch did; a job's own next chunk chained
+        behind its failed one never counts."""
+        failed = out[-1]
+        assert isinstance(failed, Fault)
+        nxt = self._behind.get(FAILED)
+        self._hand_on(FAILED)
+        if nxt is not None and self._launched[nxt].seq == failed.seq:
+            self._orphans.add(nxt)
+        fault = self._chain_faults.pop(FAILED, None)
+        if fault is not None and fault.seq != failed.seq:  # (its own next chunk: over)
+            out.append(Fault(failed.t_ns, fault.seq, fault.error))
 
     def _hand_on(self, token: int) -> None:
         """Launch ``token`` ended: its slot is free, or passes to the launch

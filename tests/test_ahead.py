@@ -185,18 +185,24 @@ class _Overrun:
         return self.plan.budgets[d.task_index].chunks_ns[d.chunk]
 
 
-def test_an_overrun_past_a_release_breaks_the_ahead_decision_and_says_so() -> None:
-    """a#0 (WCET 4 ms) runs at 0 and b#0 is chained behind it: c's first release, at 5 ms,
-    lies after a's latest end. a#0 overruns to 6 ms: c#0 (earlier deadline) came in between,
-    yet b#0 was already on the device. The trace says so: an ``assumption`` record
-    (``dispatch-ahead``) for b#0, observed 6 ms against the 4 ms assumed."""
+def overrun_plan() -> tuple[Any, RunPlan]:
+    """a (WCET 4 ms) at 0, b waiting behind it, c (deadline 10 ms) released at 5 ms; a#0
+    runs 6 ms. The scenario and its plan."""
     scenario = make_scenario([
         {"name": "a", "period_ms": 100, "deadline_ms": 50, "wcet_ms": 4},
         {"name": "b", "period_ms": 100, "deadline_ms": 60, "wcet_ms": 1},
         {"name": "c", "period_ms": 100, "deadline_ms": 10, "wcet_ms": 1, "offset_ms": 5},
     ], duration_ms=20)  # fmt: skip
     plan = RunPlan.build(scenario)
-    plan = RunPlan(**{**plan.__dict__, "exec_time": _Overrun(plan, "a#0", 6 * MS)})
+    return scenario, RunPlan(**{**plan.__dict__, "exec_time": _Overrun(plan, "a#0", 6 * MS)})
+
+
+def test_an_overrun_past_a_release_breaks_the_ahead_decision_and_says_so() -> None:
+    """a#0 (WCET 4 ms) runs at 0 and b#0 is chained behind it: c's first release, at 5 ms,
+    lies after a's latest end. a#0 overruns to 6 ms: c#0 (earlier deadline) came in between,
+    yet b#0 was already on the device. The trace says so: an ``assumption`` record
+    (``dispatch-ahead``) for b#0, observed 6 ms against the 4 ms assumed."""
+    _, plan = overrun_plan()
     trace = MemoryTrace()
     sched = Scheduler.for_plan(plan)
     eng = FakeEngine()
@@ -418,3 +424,79 @@ def test_a_release_that_cannot_be_picked_does_not_hold_the_decision_back(policy:
             assert d[1]["t_ns"] - d[1]["decided_ahead_ns"] == chained_at
             assert {e["job"] for e in d[1]["rationale"]["ready"]} == {"b#0", "c#0"}
             assert not [r for r in records if r["kind"] == "assumption"]
+
+
+@pytest.mark.parametrize("policy", ["np-edf", "lp-edf"])
+def test_a_job_failing_at_launch_passes_its_slot_to_the_one_chained_behind_it(
+    policy: str,
+) -> None:
+    """d#0's launch fails at once; c#0, decided ahead behind it in that same instant, starts
+    at once: the slot passes to it, and every later decision is taken ahead as usual."""
+    from aegis_exec.testing import faults
+
+    tasks = [dict(t) for t in BACKLOG]
+    if policy == "lp-edf":
+        for t in tasks:
+            w = t.pop("wcet_ms")
+            t["kernels_ms"] = [w / 2, w / 2]
+    scenario = make_scenario(tasks, policy=policy, duration_ms=50)
+    for at in ("launch", "end"):
+        eng = ExecEngine("mock", clock=VirtualClock(), wrap=faults({"d#0": "boom"}, at))
+        records, jobs, sched, _ = run_mode(scenario, eng, AheadMode.PLANNED)
+        check_run(records, jobs, slots=1)
+        by_id = {j.id: j.status for j in jobs}
+        assert by_id.pop("d#0") is JobStatus.FAILED
+        assert set(by_id.values()) == {JobStatus.COMPLETED}
+        assert sched.decided_ahead >= 2
+        assert [r["job"] for r in records if r["kind"] == "fault"] == ["d#0"]
+
+
+def test_a_chained_lp_edf_job_that_reaches_a_boundary_in_its_effect_step_is_listed_once() -> None:
+    """A host that sees a#0's end and b#0's first chunk's end in one instant (b chained behind
+    a): b's dispatch record lists it once, with c#0 released in between behind it."""
+    from aegis_core.run.events import Completion, Release
+
+    tasks = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "wcet_ms": 4},
+        {"name": "b", "period_ms": 100, "deadline_ms": 60, "kernels_ms": [1, 1]},
+        {"name": "c", "period_ms": 100, "deadline_ms": 90, "wcet_ms": 1, "offset_ms": 2},
+    ], policy="lp-edf").tasks  # fmt: skip
+    s = Scheduler(tasks, POLICIES["lp-edf"], ahead=AheadMode.PLANNED)
+    s.step([Release(0, 0, 0), Release(0, 1, 0)], 0)
+    assert s.schedule(0) is not None
+    d = s.schedule_ahead(0, 2 * MS)
+    assert d is not None and (d.job, d.chunk, d.after) == ("b#0", 0, 0)
+    s.drain()
+    s.step([Release(2 * MS, 2, 0)], 2 * MS)
+    s.step([Completion(4 * MS, 0), Completion(5 * MS, 1, 4 * MS)], 5 * MS)
+    got = [(r.t_ns, r.job, [e.job for e in r.ready]) for r in s.drain()
+           if isinstance(r, DispatchRecord)]  # fmt: skip
+    assert got == [(4 * MS, "b#0", ["b#0", "c#0"])]
+
+
+def test_a_deadline_passed_unseen_before_the_effect_is_missed_waiting_before_it() -> None:
+    """A late host sees a#0's end (4 ms) only at 4.6 ms, with c#0's release (4.5 ms); b#0's
+    deadline (3.5 ms) passed while it waited: its miss (state ready) comes before its
+    dispatch at 4 ms, and c#0's release after it; so too when b#0 also ended by then."""
+    from aegis_core.record.schema import MissRecord, ReleaseRecord
+    from aegis_core.run.events import Completion, Release
+
+    tasks = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "wcet_ms": 4},
+        {"name": "b", "period_ms": 100, "deadline_ms": 3, "wcet_ms": 1, "offset_ms": 0.5},
+        {"name": "c", "period_ms": 100, "deadline_ms": 90, "wcet_ms": 1, "offset_ms": 4.5},
+    ]).tasks  # fmt: skip
+    for b_ended in (False, True):
+        s = Scheduler(tasks, POLICIES["np-edf"], ahead=AheadMode.PLANNED)
+        s.step([Release(0, 0, 0)], 0)
+        assert s.schedule(0) is not None
+        s.step([Release(MS // 2, 1, 0)], MS // 2)
+        assert s.schedule_ahead(MS // 2, 4_500_000) is not None
+        s.drain()
+        ends = [Completion(4 * MS, 0)] + ([Completion(4_400_000, 1, 4 * MS)] if b_ended else [])
+        s.step([*ends, Release(4_500_000, 2, 0)], 4_600_000)
+        got = [(type(r).__name__, r.job, getattr(r, "state", "")) for r in s.drain()
+               if isinstance(r, MissRecord | DispatchRecord | ReleaseRecord)]  # fmt: skip
+        want = [("MissRecord", "b#0", "ready"), ("DispatchRecord", "b#0", ""),
+                ("ReleaseRecord", "c#0", "")]  # fmt: skip
+        assert got == want, b_ended

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import make_scenario
-from test_ahead import BACKLOG, _Overrun, random_scenario
+from test_ahead import BACKLOG, overrun_plan, random_scenario
 
 from aegis_core.analysis.admission import admit
 from aegis_core.record.schema import admission_records
@@ -121,13 +121,7 @@ def overrun_run() -> Records:
     """tests/test_ahead.py's case: b#0 is chained behind a#0 (4 ms), decided at 0; a#0
     overruns to 6 ms and c#0 (an earlier deadline) is released at 5 ms, in between: an
     ``assumption`` record (``dispatch-ahead``) for b#0, observed 6 ms."""
-    scenario = make_scenario([
-        {"name": "a", "period_ms": 100, "deadline_ms": 50, "wcet_ms": 4},
-        {"name": "b", "period_ms": 100, "deadline_ms": 60, "wcet_ms": 1},
-        {"name": "c", "period_ms": 100, "deadline_ms": 10, "wcet_ms": 1, "offset_ms": 5},
-    ], duration_ms=20)  # fmt: skip
-    plan = RunPlan.build(scenario)
-    plan = RunPlan(**{**plan.__dict__, "exec_time": _Overrun(plan, "a#0", 6 * MS)})
+    scenario, plan = overrun_plan()
     return unnumbered(traced(scenario, FakeEngine(), plan=plan))
 
 

@@ -126,17 +126,18 @@ class Chained:
         self.beaten_ns: TimeNs = NEVER
         self.broken = False
 
-    def interloper(self, entry: ReadyEntry) -> bool:
+    def interloper(self, entry: ReadyEntry, pending: bool = False) -> bool:
         """A job that entered the ready set now (its ready ``entry``): is it in the ready set
-        at the effect (handed over before it; after it, released in between), and ranked
-        before the chained job, so that the policy would have picked it instead? Kept for the
-        effect either way."""
-        release_ns = entry.release_ns
-        if self.effect_ns is not None and not self.decided_ns < release_ns <= self.effect_ns:
-            return False  # (before the effect, any job handed over is in its ready set: one
-            # planned before the decision may be handed over late, after a release lag)
+        at the effect, and ranked before the chained job, so that the policy would have
+        picked it instead? Before the effect's record is made (``pending``, or no effect
+        yet) any job handed over is (one planned before the decision may be handed over
+        late, after a release lag); after, one released between the decision and the
+        effect. Kept for the effect either way."""
+        release_ns, effect = entry.release_ns, self.effect_ns
+        if not pending and effect is not None and not self.decided_ns < release_ns <= effect:
+            return False
         self.first_release_ns = min(self.first_release_ns, release_ns)
-        if entry < self.entry:
+        if entry < self.entry and (effect is None or release_ns <= effect):
             self.beaten_ns = min(self.beaten_ns, release_ns)
             return True
         return False

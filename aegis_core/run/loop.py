@@ -80,7 +80,8 @@ def run(
     )
     dispatch, decided = engine.dispatch, overheads.raw.append
     ahead = scheduler.schedule_ahead if scheduler.ahead is not AheadMode.OFF else None
-    next_release, ahead_cost = engine.next_release_ns, stats.ahead_ns.raw.append
+    next_release = engine.next_release_ns if ahead is not None else None
+    ahead_cost = stats.ahead_ns.raw.append
     costs_full = overheads.full
     pace_gc = GcPacer()
     gc_count, gc_due = gc.get_count, pace_gc.threshold0
@@ -105,6 +106,7 @@ def run(
                     dispatch(d)
                     free -= 1
                 if ahead is not None and free == 0:
+                    assert next_release is not None
                     t0 = clock()
                     d = ahead(now, next_release())
                     if d is not None:

@@ -333,7 +333,10 @@ class Scheduler:
             self._ended(job.seq, now)
             return
         if now > job.deadline_ns and not job.missed:  # ended past a deadline no timer saw
-            self._miss(job, "running")  # pass (a wall-clock engine handed both over at once)
+            c = self._effected  # pass (a wall-clock engine handed both over at once)
+            waited = c is not None and c.job is job and c.effect_ns is not None \
+                and job.deadline_ns <= c.effect_ns  # (missed before its effect)  # fmt: skip
+            self._miss(job, "ready" if waited else "running")
         job.status = JobStatus.COMPLETED
         job.end_ns = now
         self.ended.append(job)
@@ -545,13 +548,14 @@ class Scheduler:
         chained behind: the job starts here. Its dispatch record is made at the end of the
         step (:meth:`_flush_effect`), where the policy's own decision would have been."""
         job = c.job
+        now = max(now, c.decided_ns)  # (ended by the decision, unseen: it starts at it)
         c.effect_ns = now
         c.mark = len(self.records)
         self._chained, self._effected = None, c
         job.chunk_start_ns = now
         if job.start_ns is None:
             job.start_ns = now
-        self.decided_ahead += 1
+        self.decided_ahead += now > c.decided_ns  # (else a decision at the free slot's instant)
         self.dispatched += 1
         self._running = job
         self._latest_end = now + self._chunk_wcet[job.task_index][job.chunk]  # starts here
@@ -566,7 +570,8 @@ class Scheduler:
         t, entry, job = c.effect_ns, c.entry, c.job
         interloped = c.first_release_ns <= t  # jobs released in between: in the ready set
         ready = c.snapshot if not interloped and c.edits == self._edits else (
-            entry, *(e for e in self._ready if e.release_ns <= t))  # fmt: skip
+            entry, *(e for e in self._ready
+                     if e.release_ns <= t and e.seq != entry.seq))  # fmt: skip
         policy = self.policy
         rec = _new(DispatchRecord, (
             t, entry.seq, entry.job, entry.task, c.chunk, policy.rule, policy.key_fields, ready,
@@ -577,6 +582,12 @@ class Scheduler:
                 getattr(records[at], "seq", -1) != seq
                 or type(records[at]) is MissRecord):  # fmt: skip
             at += 1  # (before the job's own end, should it have ended in this step too)
+        # the step's misses flagged at its end, stamped at or before the effect, before it
+        late = [r for r in records[at:] if type(r) is MissRecord and r.t_ns <= t]
+        if late:
+            records[at:] = [r for r in records[at:] if not (type(r) is MissRecord and r.t_ns <= t)]
+            records[at:at] = late
+            at += len(late)
         records.insert(at, rec)
         if job.status is JobStatus.READY and not c.ran:
             job.status = JobStatus.RUNNING
@@ -590,8 +601,8 @@ class Scheduler:
         decision and its effect, ranked before the job decided?"""
         if self._chained is not None:
             self._chained.interloper(entry)
-        if self._effected is not None:
-            self._effected.interloper(entry)
+        if self._effected is not None:  # (its record not made yet: any job handed over)
+            self._effected.interloper(entry, pending=True)
         for w in self._watched:
             if not w.broken and w.interloper(entry):
                 self._break(w)
