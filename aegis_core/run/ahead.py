@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from aegis_core.model.types import TimeNs
 
 if TYPE_CHECKING:
+    from aegis_core.model.policy import Policy
     from aegis_core.run.scheduler import Job, ReadyEntry
 
 AHEAD_BROKEN = "dispatch-ahead"
@@ -51,6 +52,15 @@ class AheadMode(StrEnum):
     PLANNED = "planned"
     """The engine's next planned release (the default: every engine knows its plan; it is
     never before the sporadic rule's bound, so that bound need not be kept)."""
+
+
+def resolve(mode: AheadMode | bool, policy: Policy) -> AheadMode:
+    """How a run under ``policy`` decides ahead when asked for ``mode`` (True: planned,
+    False: off): never under a policy that does not ``decides_ahead``. The one place this
+    is decided (the run plan, the scheduler and the run's fingerprint ask it)."""
+    if not policy.decides_ahead or mode is False:
+        return AheadMode.OFF
+    return AheadMode.PLANNED if mode is True else AheadMode(mode)
 
 
 class _Timed(Protocol):

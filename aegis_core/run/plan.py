@@ -13,7 +13,7 @@ from aegis_core.model.overheads import Overhead, Overheads
 from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario, check_times
 from aegis_core.model.types import TimeNs
-from aegis_core.run.ahead import AheadMode, chain_allowance
+from aegis_core.run.ahead import AheadMode, chain_allowance, resolve
 from aegis_core.run.arrivals import BLOCK, PlannedReleases, ReleasePlan
 
 if TYPE_CHECKING:
@@ -211,11 +211,5 @@ class RunPlan:
             overheads=admission.overheads if admission is not None else scenario.overheads,
             seed=seed,
             host_mode=host_mode,
-            dispatch_ahead=_ahead(dispatch_ahead) if policy.decides_ahead else AheadMode.OFF,
+            dispatch_ahead=resolve(dispatch_ahead, policy),
         )
-
-
-def _ahead(mode: AheadMode | bool) -> AheadMode:
-    if mode is True:
-        return AheadMode.PLANNED
-    return AheadMode.OFF if mode is False else AheadMode(mode)

@@ -16,7 +16,7 @@ from aegis_core.model.policy import Policy
 from aegis_core.model.scenario import Scenario, Task
 from aegis_core.record.schema import EndRecord, Interruption, admission_records
 from aegis_core.record.sinks import JsonlTrace, NullTrace, TeeTrace, TraceSink, close_text
-from aegis_core.run.ahead import AheadMode
+from aegis_core.run.ahead import AheadMode, resolve
 from aegis_core.run.engine import Engine, load_engine
 from aegis_core.run.loop import LoopStats, run
 from aegis_core.run.plan import RunPlan
@@ -68,7 +68,7 @@ def run_fingerprint(
         "tasks": tasks, "admission": admission, "exec_time": exec_time,
         "overheads": _overheads_digest(scenario, host_mode),
         "analysis_points": analysis_budget(scenario),
-        "dispatch_ahead": dispatch_ahead and scenario.policy.decides_ahead,
+        "dispatch_ahead": resolve(dispatch_ahead, scenario.policy) is not AheadMode.OFF,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
