@@ -33,7 +33,7 @@ from aegis_core.record.schema import (
     ReleaseRecord,
     SkipRecord,
 )
-from aegis_core.run.ahead import AHEAD_BROKEN, NEVER, AheadMode, Chained, Horizon
+from aegis_core.run.ahead import AHEAD_BROKEN, NEVER, AheadMode, Chained, Horizon, resolve
 from aegis_core.run.contexts import ExecutionContext
 from aegis_core.run.events import Assumption, Completion, EngineEvent, Fault, Release
 
@@ -196,7 +196,7 @@ class Scheduler:
         self._overran = [c.budget.overran for c in self.contexts]  # what over_budget asks
         self._skip_next: dict[int, int] = {}  # per task: how many next releases to drop
         self.lag_bound_ns = lag_bound_ns
-        self.ahead = ahead if policy.decides_ahead else AheadMode.OFF
+        self.ahead = resolve(ahead, policy)
         """How this run decides ahead (OFF: never; the loop asks :meth:`schedule_ahead`
         only otherwise)."""
         self._on = self.ahead is not AheadMode.OFF
@@ -583,12 +583,13 @@ class Scheduler:
                 or type(records[at]) is MissRecord):  # fmt: skip
             at += 1  # (before the job's own end, should it have ended in this step too)
         # the step's misses flagged at its end, stamped at or before the effect, before it
-        late = [r for r in records[at:] if type(r) is MissRecord and r.t_ns <= t]
+        tail = records[at:]
+        late = [r for r in tail if type(r) is MissRecord and r.t_ns <= t]
         if late:
-            records[at:] = [r for r in records[at:] if not (type(r) is MissRecord and r.t_ns <= t)]
-            records[at:at] = late
-            at += len(late)
-        records.insert(at, rec)
+            moved = {id(r) for r in late}
+            records[at:] = [*late, rec, *(r for r in tail if id(r) not in moved)]
+        else:
+            records.insert(at, rec)
         if job.status is JobStatus.READY and not c.ran:
             job.status = JobStatus.RUNNING
         if c.beaten_ns <= t:  # one of them ranks before the job decided: not the policy's
