@@ -386,12 +386,11 @@ class _Ahead:
         picked instead. A job released in between but ranked after it changes nothing (the
         rule of docs/THEORY.md §ahead allows it). None: none."""
         t, key = r.t_ns, r.key
-        best = key_of(r.ready[0], key) if r.ready else None
+        best = _rank(r.ready[0], key) if r.ready else None
         i = bisect_right(self.at, t - r.decided_ahead_ns)
         at, released = self.at, self.released
         while i < len(at) and at[i] <= t:
-            e = released[i].entry
-            if best is None or _ranks_before(key_of(e, key), best):
+            if best is None or _rank(released[i].entry, key) < best:
                 return at[i], released[i].job
             i += 1
         return None
@@ -467,15 +466,6 @@ class _Ahead:
 
 
 _release_ns = attrgetter("release_ns")
-
-
-def _ranks_before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    """Key ``a`` is smaller than ``b`` (a key with a field missing, e.g. no priority, ranks
-    before: the safe side for a check)."""
-    try:
-        return bool(a < b)
-    except TypeError:
-        return True
 
 
 def _chained_behind(rp: Replay, t_ns: TimeNs) -> Run | None:
