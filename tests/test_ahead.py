@@ -500,3 +500,35 @@ def test_a_deadline_passed_unseen_before_the_effect_is_missed_waiting_before_it(
         want = [("MissRecord", "b#0", "ready"), ("DispatchRecord", "b#0", ""),
                 ("ReleaseRecord", "c#0", "")]  # fmt: skip
         assert got == want, b_ended
+
+
+def test_a_release_before_the_effect_handed_over_after_the_chained_job_s_end_comes_first() -> None:
+    """A late host sees, at 5.1 ms, a#0's end (4 ms), b#0's end (5 ms; chained behind a) and
+    c#0's release (3.9 ms; it ranks after b#0), ends first: c's release record comes before
+    b's dispatch, which lists it, and b's end after both (explain --verify replays this)."""
+    from aegis_core.record.replay import Replay
+    from aegis_core.record.schema import CompleteRecord, ReleaseRecord
+    from aegis_core.run.events import Completion, Release
+
+    tasks = make_scenario([
+        {"name": "a", "period_ms": 100, "deadline_ms": 50, "wcet_ms": 4},
+        {"name": "b", "period_ms": 100, "deadline_ms": 60, "wcet_ms": 1},
+        {"name": "c", "period_ms": 100, "deadline_ms": 90, "wcet_ms": 1, "offset_ms": 3.9},
+    ]).tasks  # fmt: skip
+    s = Scheduler(tasks, POLICIES["np-edf"], ahead=AheadMode.PLANNED)
+    s.step([Release(0, 0, 0), Release(0, 1, 0)], 0)
+    assert s.schedule(0) is not None
+    assert s.schedule_ahead(0, 3_900_000) is not None  # c cannot rank before b
+    head = s.drain()
+    s.step([Completion(4 * MS, 0), Completion(5 * MS, 1, 4 * MS), Release(3_900_000, 2, 0)],
+           5_100_000)  # fmt: skip
+    step = s.drain()
+    got = [(type(r).__name__, r.job) for r in step
+           if isinstance(r, CompleteRecord | ReleaseRecord | DispatchRecord)]  # fmt: skip
+    assert got == [("CompleteRecord", "a#0"), ("ReleaseRecord", "c#0"), ("DispatchRecord", "b#0"),
+                   ("CompleteRecord", "b#0")]  # fmt: skip
+    rp = Replay()
+    for r in [*head, *step]:
+        if isinstance(r, DispatchRecord):
+            assert {e.job for e in r.ready} == set(rp.ready), r.job
+        rp.apply(r)

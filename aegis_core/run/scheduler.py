@@ -577,19 +577,15 @@ class Scheduler:
             t, entry.seq, entry.job, entry.task, c.chunk, policy.rule, policy.key_fields, ready,
             -1, t - c.decided_ns,
         ))  # fmt: skip
-        records, at, seq = self.records, c.mark, entry.seq
-        while at < len(records) and records[at].t_ns <= t and (
-                getattr(records[at], "seq", -1) != seq
-                or type(records[at]) is MissRecord):  # fmt: skip
-            at += 1  # (before the job's own end, should it have ended in this step too)
-        # the step's misses flagged at its end, stamped at or before the effect, before it
-        tail = records[at:]
-        late = [r for r in tail if type(r) is MissRecord and r.t_ns <= t]
-        if late:
-            moved = {id(r) for r in late}
-            records[at:] = [*late, rec, *(r for r in tail if id(r) not in moved)]
-        else:
-            records.insert(at, rec)
+        # every record of the step stamped at or before the effect (misses, releases that
+        # fell before it: a wall-clock host hands ends over first, then releases) comes
+        # before it, but the job's own (its end, should it have ended in this step too)
+        records, mark, seq = self.records, c.mark, entry.seq
+        before, after = [], []
+        for r in records[mark:]:
+            own = getattr(r, "seq", -1) == seq and type(r) is not MissRecord
+            (before if r.t_ns <= t and not own else after).append(r)
+        records[mark:] = [*before, rec, *after]
         if job.status is JobStatus.READY and not c.ran:
             job.status = JobStatus.RUNNING
         if c.beaten_ns <= t:  # one of them ranks before the job decided: not the policy's
