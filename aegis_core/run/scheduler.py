@@ -581,7 +581,8 @@ class Scheduler:
         # fell before it: a wall-clock host hands ends over first, then releases) comes
         # before it, but the job's own (its end, should it have ended in this step too)
         records, mark, seq = self.records, c.mark, entry.seq
-        before, after = [], []
+        before: list[Record] = []
+        after: list[Record] = []
         for r in records[mark:]:
             own = getattr(r, "seq", -1) == seq and type(r) is not MissRecord
             (before if r.t_ns <= t and not own else after).append(r)
